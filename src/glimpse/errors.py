@@ -1,0 +1,87 @@
+"""The server's one exception tree.
+
+Every error the domain, the services, the stores or the database layer can raise on purpose is a
+:class:`GlimpseError`. The HTTP layer maps each class to a status code in one table
+(``glimpse.api.errors``); nothing below the HTTP layer knows about status codes.
+
+::
+
+    GlimpseError
+    ├── InvalidInput            bad request data (400)
+    │   └── UnsupportedMediaType  (415)
+    ├── NotFound                missing or invisible resource (404)
+    ├── Forbidden               policy says no (403)
+    │   └── ReservedAttribute     os_glance_* and read-only attributes (403)
+    ├── Conflict                the resource is not in a state that allows this (409)
+    │   ├── InvalidTransition     a status machine refused a transition
+    │   └── Duplicate             an id / member / tag already exists
+    ├── TooLarge                size cap or storage quota exceeded (413)
+    ├── MethodNotAllowed        (405)
+    └── StorageError            a store failed (503 unless a child says otherwise)
+        ├── StoreNotFound         no object at that location
+        └── StoreFull             no space left (413)
+"""
+
+from __future__ import annotations
+
+
+class GlimpseError(Exception):
+    """Base of every error Glimpse raises on purpose; ``message`` is shown to the user."""
+
+    default_message = "An unexpected error occurred."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class InvalidInput(GlimpseError):
+    default_message = "The request is not valid."
+
+
+class UnsupportedMediaType(InvalidInput):
+    default_message = "The media type of the request body is not supported."
+
+
+class NotFound(GlimpseError):
+    default_message = "The resource could not be found."
+
+
+class Forbidden(GlimpseError):
+    default_message = "You are not authorized to complete this action."
+
+
+class ReservedAttribute(Forbidden):
+    pass
+
+
+class Conflict(GlimpseError):
+    default_message = "The request conflicts with the current state of the resource."
+
+
+class InvalidTransition(Conflict):
+    pass
+
+
+class Duplicate(Conflict):
+    pass
+
+
+class TooLarge(GlimpseError):
+    default_message = "The request is larger than this service accepts."
+
+
+class MethodNotAllowed(GlimpseError):
+    default_message = "The method is not allowed for this resource."
+
+
+class StorageError(GlimpseError):
+    default_message = "The image store failed; try again later."
+
+
+class StoreNotFound(StorageError):
+    default_message = "The image data could not be found in its store."
+
+
+class StoreFull(StorageError):
+    default_message = "The image store has no space left for this image."

@@ -1,0 +1,1 @@
+"""Image stores: one small interface (``base.ImageStore``) and its drivers."""

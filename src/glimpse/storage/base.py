@@ -1,0 +1,84 @@
+"""The one interface every image store driver implements, and its result and error types.
+
+A driver moves bytes and nothing else: it knows no images, statuses or hashes. Callers hand it an
+async iterator of chunks and get back a :class:`StoredObject`; reading returns an async iterator of
+chunks, optionally for a byte range. Every driver translates its own backend's errors into the
+``StorageError`` tree of :mod:`glimpse.errors` in one place, so no caller imports a backend SDK.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from glimpse.errors import StorageError, StoreFull, StoreNotFound
+
+__all__ = [
+    "Capabilities",
+    "ImageStore",
+    "StorageError",
+    "StoreFull",
+    "StoreNotFound",
+    "StoredObject",
+]
+
+
+class Capabilities(enum.Flag):
+    """Optional abilities of a store, checked by callers instead of the store's type."""
+
+    NONE = 0
+    WRITE = enum.auto()
+    RANGE_READ = enum.auto()
+    SERVER_SIDE_COPY = enum.auto()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """What a successful write produced: where the bytes are and how many there are."""
+
+    location: str
+    size: int
+
+
+@runtime_checkable
+class ImageStore(Protocol):
+    """A place image bytes live in.
+
+    Contract (checked for every driver by ``tests/integration/test_store_contract.py``):
+
+    * ``write(key, chunks)`` consumes the whole iterator and returns the object's location and size.
+      The object becomes visible under its location only once the write has succeeded; if the
+      iterator raises, the task is cancelled or the backend fails, no partial object is left
+      behind and the error propagates (backend failures as ``StorageError``). ``max_size`` makes the
+      write fail with ``glimpse.errors.TooLarge`` as soon as more than that many bytes arrive.
+      Writing the same key again replaces the object atomically.
+    * ``await open(location, offset, length)`` returns an async iterator of the bytes from ``offset``
+      (``length`` bytes, or to the end when ``None``). A missing object raises ``StoreNotFound`` from
+      the ``await``, before any chunk is produced, so an HTTP handler can still answer 404.
+    * ``delete(location)`` removes the object; a missing object raises ``StoreNotFound``.
+    * ``size(location)`` returns the stored size; missing → ``StoreNotFound``.
+    * ``describe()`` returns the type-specific ``properties`` of ``GET /v2/info/stores/detail``.
+    """
+
+    id: str
+    type: str
+    description: str
+    weight: int
+    capabilities: Capabilities
+
+    async def write(self, key: str, chunks: AsyncIterator[bytes], max_size: int | None = None) -> StoredObject:
+        ...
+
+    async def open(self, location: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        ...
+
+    async def delete(self, location: str) -> None:
+        ...
+
+    async def size(self, location: str) -> int:
+        ...
+
+    def describe(self) -> Mapping[str, object]:
+        ...
