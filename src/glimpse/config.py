@@ -149,12 +149,13 @@ class _Source:
     def section(self, section: str) -> dict[str, str]:
         values: dict[str, str] = {}
         if self._parser.has_section(section):
-            values.update({k: v for k, v in self._parser.items(section, raw=True)
-                           if k not in self._parser.defaults()})
+            values.update(
+                {k: v for k, v in self._parser.items(section, raw=True) if k not in self._parser.defaults()}
+            )
         prefix = f"{ENV_PREFIX}{section}__".upper()
         for name, value in self._environ.items():
             if name.upper().startswith(prefix):
-                values[name[len(prefix):].lower()] = value
+                values[name[len(prefix) :].lower()] = value
         return values
 
 
@@ -166,11 +167,15 @@ def _parse_backends(raw: str) -> list[tuple[str, str]]:
         if not sep or not store_id or not store_type:
             raise ConfigError(f"enabled_backends item {item!r} must look like 'id:type', e.g. 'fast:file'.")
         if store_type not in STORE_TYPES:
-            raise ConfigError(f"enabled_backends: store {store_id!r} has unknown type {store_type!r}; "
-                              f"known types are {', '.join(STORE_TYPES)}.")
+            raise ConfigError(
+                f"enabled_backends: store {store_id!r} has unknown type {store_type!r}; "
+                f"known types are {', '.join(STORE_TYPES)}."
+            )
         if store_id.startswith(RESERVED_STORE_PREFIX):
-            raise ConfigError(f"enabled_backends: store id {store_id!r} uses the reserved prefix "
-                              f"{RESERVED_STORE_PREFIX!r}; pick another name.")
+            raise ConfigError(
+                f"enabled_backends: store id {store_id!r} uses the reserved prefix "
+                f"{RESERVED_STORE_PREFIX!r}; pick another name."
+            )
         if any(store_id == known for known, _ in backends):
             raise ConfigError(f"enabled_backends lists store {store_id!r} twice.")
         backends.append((store_id, store_type))
@@ -211,27 +216,34 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         options = src.section(store_id)
         if store_type == "file":
             options.setdefault("filesystem_store_datadir", str(data_dir / "stores" / store_id))
-        stores.append(StoreSettings(
-            id=store_id,
-            type=store_type,
-            description=options.pop("store_description", "") or "",
-            weight=_parse_int(options.pop("weight", "0"), f"[{store_id}] weight"),
-            options=options,
-        ))
+        stores.append(
+            StoreSettings(
+                id=store_id,
+                type=store_type,
+                description=options.pop("store_description", "") or "",
+                weight=_parse_int(options.pop("weight", "0"), f"[{store_id}] weight"),
+                options=options,
+            )
+        )
     default_backend = opt("default_backend", "glance_store") or backends[0][0]
     if default_backend not in {s.id for s in stores}:
-        raise ConfigError(f"[glance_store] default_backend = {default_backend!r} is not one of "
-                          f"enabled_backends ({', '.join(s.id for s in stores)}).")
+        raise ConfigError(
+            f"[glance_store] default_backend = {default_backend!r} is not one of "
+            f"enabled_backends ({', '.join(s.id for s in stores)})."
+        )
 
     methods = _parse_list(opt("enabled_import_methods") or ",".join(ALL_IMPORT_METHODS))
     for method in methods:
         if method not in ALL_IMPORT_METHODS:
-            raise ConfigError(f"enabled_import_methods: unknown method {method!r}; "
-                              f"known: {', '.join(ALL_IMPORT_METHODS)}.")
+            raise ConfigError(
+                f"enabled_import_methods: unknown method {method!r}; known: {', '.join(ALL_IMPORT_METHODS)}."
+            )
     hashing = opt("hashing_algorithm") or "sha512"
     if hashing not in SUPPORTED_HASH_ALGORITHMS:
-        raise ConfigError(f"hashing_algorithm = {hashing!r} is not supported; "
-                          f"choose one of {', '.join(SUPPORTED_HASH_ALGORITHMS)}.")
+        raise ConfigError(
+            f"hashing_algorithm = {hashing!r} is not supported; "
+            f"choose one of {', '.join(SUPPORTED_HASH_ALGORITHMS)}."
+        )
     auth = opt("auth_strategy") or "noauth"
     if auth != "noauth":
         raise ConfigError(f"auth_strategy = {auth!r} is not available yet; only 'noauth' is.")
@@ -268,7 +280,8 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         image_tag_quota=int_opt("image_tag_quota", 128),
         disk_formats=_parse_list(opt("disk_formats", "image_format") or ",".join(DEFAULT_DISK_FORMATS)),
         container_formats=_parse_list(
-            opt("container_formats", "image_format") or ",".join(DEFAULT_CONTAINER_FORMATS)),
+            opt("container_formats", "image_format") or ",".join(DEFAULT_CONTAINER_FORMATS)
+        ),
         show_image_direct_url=_parse_bool(opt("show_image_direct_url") or "false", "show_image_direct_url"),
         auth_strategy=auth,
         noauth_default_user=opt("noauth_default_user", "auth") or "glimpse-user",

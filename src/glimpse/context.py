@@ -47,5 +47,10 @@ class RequestContext:
     @classmethod
     def admin(cls, request_id: str | None = None) -> RequestContext:
         """A context for the service's own housekeeping work."""
-        return cls(user_id=None, project_id=None, roles=("admin",), is_admin=True,
-                   request_id=request_id or new_request_id())
+        return cls(
+            user_id=None,
+            project_id=None,
+            roles=("admin",),
+            is_admin=True,
+            request_id=request_id or new_request_id(),
+        )

@@ -1,0 +1,1 @@
+"""The HTTP face of the service: the OpenStack Image API v2."""

@@ -1,0 +1,95 @@
+"""The single table from exception class to HTTP status, and the Glance-shaped error body.
+
+Every handler just raises; this module is the only place that decides status codes. Unknown
+exceptions become a 500 whose body carries the request id so an operator can find the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from glimpse import errors
+from glimpse.api.responses import JSONResponse
+from glimpse.services.image_data import ImageGone, RangeNotSatisfiable
+
+log = logging.getLogger(__name__)
+
+#: Most specific class first; the first ``isinstance`` match wins.
+STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
+    (RangeNotSatisfiable, 416),
+    (ImageGone, 410),
+    (errors.UnsupportedMediaType, 415),
+    (errors.InvalidInput, 400),
+    (errors.NotFound, 404),
+    (errors.Forbidden, 403),
+    (errors.Conflict, 409),
+    (errors.TooLarge, 413),
+    (errors.MethodNotAllowed, 405),
+    (errors.StoreFull, 413),
+    (errors.StoreNotFound, 404),
+    (errors.StorageError, 503),
+    (errors.GlimpseError, 500),
+)
+
+
+def status_for(exc: BaseException) -> int:
+    for cls, status in STATUS_TABLE:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    phrase = HTTPStatus(status).phrase
+    return JSONResponse(
+        {"message": message, "code": f"{status} {phrase}", "title": phrase},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    return "Invalid request: " + "; ".join(parts)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.GlimpseError)
+    async def _glimpse_error(request: Request, exc: errors.GlimpseError) -> Response:
+        status = status_for(exc)
+        headers = None
+        if isinstance(exc, RangeNotSatisfiable):
+            headers = {"Content-Range": f"bytes */{exc.size}"}
+        if status >= 500:
+            log.error("request failed: %s", exc.message)
+        return error_response(status, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(400, _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"The resource could not be found: no route for {request.url.path}."
+        elif exc.status_code == 405 and message == "Method Not Allowed":
+            message = f"Method {request.method} is not allowed for {request.url.path}."
+        return error_response(exc.status_code, message, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        request_id = request.scope.get("state", {}).get("request_id", "unknown")
+        log.exception("unexpected error in request %s", request_id)
+        return error_response(
+            500, f"An unexpected error occurred; quote request id {request_id} to the operator."
+        )

@@ -1,0 +1,95 @@
+"""ASGI middleware: request ids, version-prefixed URLs, and one access-log line per request."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from glimpse.context import new_request_id
+
+access_log = logging.getLogger("glimpse.access")
+
+REQUEST_ID_HEADER = b"x-openstack-request-id"
+#: ``/v2.N/...`` is served as ``/v2/...`` for every minor version this service lists.
+_VERSIONED_PATH = re.compile(r"^/v2\.(\d{1,2})(/.*)?$")
+MAX_MINOR_VERSION = 12
+_PRINTABLE = re.compile(r"^[\x21-\x7e]+$")
+
+
+def _error(status: int, phrase: str, message: str, request_id: str) -> tuple[Message, Message]:
+    body = orjson.dumps({"message": message, "code": f"{status} {phrase}", "title": phrase})
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (REQUEST_ID_HEADER, request_id.encode()),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class RequestContextMiddleware:
+    """Assigns the request id (the client's, when valid) and logs the request when it ends."""
+
+    def __init__(self, app: ASGIApp, max_request_id_length: int = 64) -> None:
+        self.app = app
+        self.max_request_id_length = max_request_id_length
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == REQUEST_ID_HEADER), None)
+        request_id = new_request_id()
+        status_holder = {"status": 500}
+        path = scope["path"]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
+                headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            if given is not None:
+                problem = self._check_given(given)
+                if problem:
+                    start, body = _error(400, "Bad Request", problem, request_id)
+                    status_holder["status"] = 400
+                    await send(start)
+                    await send(body)
+                    return
+                request_id = given if given.startswith("req-") else f"req-{given}"
+            state: dict[str, Any] = scope.setdefault("state", {})
+            state["request_id"] = request_id
+            match = _VERSIONED_PATH.match(path)
+            if match and int(match.group(1)) <= MAX_MINOR_VERSION:
+                new_path = "/v2" + (match.group(2) or "/")
+                scope = {**scope, "path": new_path, "raw_path": new_path.encode()}
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            access_log.info(
+                "%s %s %s %s %.1fms", request_id, scope["method"], path, status_holder["status"], elapsed_ms
+            )
+
+    def _check_given(self, given: str) -> str | None:
+        limit = self.max_request_id_length
+        if limit and len(given) > limit:
+            return (
+                f"x-openstack-request-id is too long ({len(given)} characters); the maximum is {limit}. "
+                "Send a shorter id or none, and one will be generated."
+            )
+        if not _PRINTABLE.match(given):
+            return "x-openstack-request-id must be printable ASCII without spaces."
+        return None

@@ -1,0 +1,1 @@
+"""Image API v2 routers: thin handlers that translate HTTP to service calls."""

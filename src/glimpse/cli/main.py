@@ -1,0 +1,130 @@
+"""``glimpse``: run the API service and manage its database."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from glimpse.config import ConfigError, Settings, load_settings
+from glimpse.db import migrate
+from glimpse.db.session import make_engine
+
+log = logging.getLogger("glimpse")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+
+def prepare(settings: Settings) -> None:
+    """Create the data folders and bring the database schema to head (idempotent)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.staging_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_connection)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    environ = dict(os.environ)
+    if args.config:
+        environ["GLIMPSE_CONFIG_FILE"] = str(Path(args.config).resolve())
+    for option in ("host", "port", "workers"):
+        value = getattr(args, option, None)
+        if value is not None:
+            environ[
+                {"host": "GLIMPSE_BIND_HOST", "port": "GLIMPSE_BIND_PORT", "workers": "GLIMPSE_WORKERS"}[
+                    option
+                ]
+            ] = str(value)
+    # Worker processes started by uvicorn rebuild the settings from this environment.
+    os.environ.update(environ)
+    return load_settings(environ=environ)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    prepare(settings)
+    log.info(
+        "serving on http://%s:%d with %d worker(s), database %s",
+        settings.bind_host,
+        settings.bind_port,
+        settings.workers,
+        settings.database_connection.split("@")[-1],
+    )
+    uvicorn.run(
+        "glimpse.api.asgi:app",
+        factory=True,
+        host=settings.bind_host,
+        port=settings.bind_port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    if args.db_command == "upgrade":
+        prepare(settings)
+        print(f"database is at revision {migrate.head_revision()}")
+        return 0
+    engine = make_engine(settings.database_connection)
+    try:
+        problems = migrate.check(engine)
+    finally:
+        engine.dispose()
+    for problem in problems:
+        print(f"db check: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"database is at revision {migrate.head_revision()} and matches the models")
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glimpse", description="Glimpse image service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the Image API v2 service")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 9292)")
+    serve.add_argument("--workers", type=int, help="number of API processes sharing the database")
+    serve.add_argument("--config", help="INI configuration file (Glance layout)")
+    serve.set_defaults(func=cmd_serve)
+    db = sub.add_parser("db", help="database schema management")
+    db.add_argument(
+        "db_command",
+        choices=["upgrade", "check"],
+        help="upgrade: migrate to the latest schema; check: verify schema is current",
+    )
+    db.add_argument("--config", help="INI configuration file (Glance layout)")
+    db.set_defaults(func=cmd_db)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except ConfigError as exc:
+        print(f"glimpse: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""SQL for image listings: visibility rules, filters, sorting and keyset (marker) paging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
+from sqlalchemy.orm import Session
+
+from glimpse.db.models import ImageMemberRow, ImagePropertyRow, ImageRow, ImageTagRow
+from glimpse.domain.images import MemberStatus, Visibility
+from glimpse.domain.members import Viewer
+from glimpse.domain.queries import Filter, ImageListQuery, Op
+
+
+def _column(name: str) -> Any:
+    return getattr(ImageRow, name)
+
+
+def _membership(viewer: Viewer, status: MemberStatus | None) -> ColumnElement[bool]:
+    if viewer.project_id is None:
+        return false()
+    cond = and_(ImageMemberRow.image_id == ImageRow.id, ImageMemberRow.member == viewer.project_id)
+    if status is not None:
+        cond = and_(cond, ImageMemberRow.status == str(status))
+    return exists().where(cond)
+
+
+def _visibility_clause(query: ImageListQuery, viewer: Viewer) -> ColumnElement[bool]:
+    owned = ImageRow.owner == viewer.project_id if viewer.project_id is not None else false()
+    shared_with_me = and_(ImageRow.visibility == "shared", _membership(viewer, query.member_status))
+    if query.visibility is not None:
+        by_value = ImageRow.visibility == str(query.visibility)
+        if viewer.is_admin or query.visibility in (Visibility.PUBLIC, Visibility.COMMUNITY):
+            return by_value
+        if query.visibility == Visibility.PRIVATE:
+            return and_(by_value, owned)
+        return and_(by_value, or_(owned, _membership(viewer, query.member_status)))
+    if viewer.is_admin:
+        return true()
+    visible = [ImageRow.visibility == "public", owned, shared_with_me]
+    if query.include_all_visibilities:
+        visible.append(ImageRow.visibility == "community")
+    return or_(*visible)
+
+
+def _filter_clause(flt: Filter) -> ColumnElement[bool]:
+    column = _column(flt.field)
+    values = [str(v) if hasattr(v, "value") else v for v in flt.values]
+    match flt.op:
+        case Op.IN:
+            return column.in_(values)  # type: ignore[no-any-return]
+        case Op.EQ:
+            return column == values[0]  # type: ignore[no-any-return]
+        case Op.NEQ:
+            return column != values[0]  # type: ignore[no-any-return]
+        case Op.GT:
+            return column > values[0]  # type: ignore[no-any-return]
+        case Op.GTE:
+            return column >= values[0]  # type: ignore[no-any-return]
+        case Op.LT:
+            return column < values[0]  # type: ignore[no-any-return]
+        case Op.LTE:
+            return column <= values[0]  # type: ignore[no-any-return]
+
+
+def _sort_keys(query: ImageListQuery) -> list[tuple[str, str]]:
+    keys = [(key, direction) for key, direction in query.sort]
+    if not any(key == "id" for key, _ in keys):
+        keys.append(("id", keys[-1][1] if keys else "desc"))
+    return keys
+
+
+def _after(column: Any, direction: str, value: Any) -> ColumnElement[bool]:
+    """Rows strictly after ``value`` in this key's order (NULLs first ascending, last descending)."""
+    if direction == "asc":
+        return column.isnot(None) if value is None else column > value  # type: ignore[no-any-return]
+    return false() if value is None else or_(column < value, column.is_(None))
+
+
+def _equal(column: Any, value: Any) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]
+
+
+def _keyset_clause(keys: list[tuple[str, str]], marker: dict[str, Any]) -> ColumnElement[bool]:
+    branches = []
+    for i, (key, direction) in enumerate(keys):
+        prefix = [_equal(_column(k), marker[k]) for k, _ in keys[:i]]
+        branches.append(and_(*prefix, _after(_column(key), direction, marker[key])))
+    return or_(*branches)
+
+
+def base_statement(query: ImageListQuery, viewer: Viewer) -> Select[ImageRow]:
+    stmt = select(ImageRow).where(ImageRow.deleted.is_(False), _visibility_clause(query, viewer))
+    if query.os_hidden is not None:
+        stmt = stmt.where(ImageRow.os_hidden.is_(query.os_hidden))
+    for flt in query.filters:
+        stmt = stmt.where(_filter_clause(flt))
+    for name, value in query.properties.items():
+        stmt = stmt.where(
+            exists().where(
+                ImagePropertyRow.image_id == ImageRow.id,
+                ImagePropertyRow.name == name,
+                ImagePropertyRow.value == value,
+            )
+        )
+    for tag in query.tags:
+        stmt = stmt.where(exists().where(ImageTagRow.image_id == ImageRow.id, ImageTagRow.value == tag))
+    return stmt
+
+
+def marker_values(session: Session, query: ImageListQuery, viewer: Viewer) -> dict[str, Any] | None:
+    """The sort-key values of the marker image, or None when the caller cannot see such an image."""
+    if viewer.is_admin:
+        visible: ColumnElement[bool] = true()
+    else:
+        owned = ImageRow.owner == viewer.project_id if viewer.project_id is not None else false()
+        visible = or_(
+            ImageRow.visibility.in_(["public", "community"]),
+            owned,
+            and_(ImageRow.visibility == "shared", _membership(viewer, None)),
+        )
+    row = session.scalars(
+        select(ImageRow).where(ImageRow.id == query.marker, ImageRow.deleted.is_(False), visible)
+    ).one_or_none()
+    if row is None:
+        return None
+    return {key: getattr(row, key) for key, _ in _sort_keys(query)}
+
+
+def build_list_statement(
+    query: ImageListQuery, viewer: Viewer, marker: dict[str, Any] | None
+) -> Select[ImageRow]:
+    keys = _sort_keys(query)
+    stmt = base_statement(query, viewer)
+    if marker is not None:
+        stmt = stmt.where(_keyset_clause(keys, marker))
+    order = []
+    for key, direction in keys:
+        column = _column(key)
+        order.append(column.asc().nulls_first() if direction == "asc" else column.desc().nulls_last())
+    return stmt.order_by(*order).limit(query.limit)

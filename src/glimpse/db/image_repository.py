@@ -1,0 +1,248 @@
+"""SqlImageRepository: images, their properties, tags and locations, with compare-and-swap status updates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql.base import ExecutableOption
+
+from glimpse.db.base import utcnow
+from glimpse.db.image_query import build_list_statement, marker_values
+from glimpse.db.models import ImageLocationRow, ImagePropertyRow, ImageRow, ImageTagRow
+from glimpse.domain.images import Image, ImageStatus, Location, Visibility
+from glimpse.domain.members import Viewer
+from glimpse.domain.queries import ImageListQuery
+from glimpse.errors import Conflict, Duplicate, InvalidInput, NotFound
+
+_COLUMNS = (
+    "name",
+    "status",
+    "visibility",
+    "protected",
+    "os_hidden",
+    "checksum",
+    "os_hash_algo",
+    "os_hash_value",
+    "owner",
+    "size",
+    "virtual_size",
+    "container_format",
+    "disk_format",
+    "min_ram",
+    "min_disk",
+)
+#: Properties that only dedicated atomic operations may write (the import lock).
+ATOMIC_PROPERTIES = frozenset({"os_glance_import_task"})
+
+
+def _to_domain(row: ImageRow) -> Image:
+    return Image(
+        id=row.id,
+        name=row.name,
+        status=ImageStatus(row.status),
+        visibility=Visibility(row.visibility),
+        protected=row.protected,
+        os_hidden=row.os_hidden,
+        checksum=row.checksum,
+        os_hash_algo=row.os_hash_algo,
+        os_hash_value=row.os_hash_value,
+        owner=row.owner,
+        size=row.size,
+        virtual_size=row.virtual_size,
+        container_format=row.container_format,
+        disk_format=row.disk_format,
+        min_ram=row.min_ram,
+        min_disk=row.min_disk,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        tags=[tag.value for tag in row.tags],
+        properties={prop.name: prop.value for prop in row.properties},
+        locations=[
+            Location(
+                store_id=loc.store_id, url=loc.url, metadata=json.loads(loc.meta_data), status=loc.status
+            )
+            for loc in row.locations
+        ],
+    )
+
+
+def _loaded() -> tuple[ExecutableOption, ...]:
+    return (selectinload(ImageRow.properties), selectinload(ImageRow.tags), selectinload(ImageRow.locations))
+
+
+class SqlImageRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    # -- reads -------------------------------------------------------------------------------------
+    def get(self, image_id: str) -> Image:
+        row = self._session.scalars(
+            select(ImageRow).where(ImageRow.id == image_id, ImageRow.deleted.is_(False)).options(*_loaded())
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"No image found with ID {image_id}")
+        return _to_domain(row)
+
+    def exists_ever(self, image_id: str) -> bool:
+        """Whether the id was ever used, deleted images included (ids are never reused)."""
+        return self._session.get(ImageRow, image_id) is not None
+
+    def list(self, query: ImageListQuery, viewer: Viewer) -> list[Image]:
+        marker = None
+        if query.marker is not None:
+            marker = marker_values(self._session, query, viewer)
+            if marker is None:
+                raise InvalidInput(f"Invalid marker: image {query.marker} could not be found.")
+        stmt = build_list_statement(query, viewer, marker).options(*_loaded())
+        return [_to_domain(row) for row in self._session.scalars(stmt)]
+
+    def storage_used(self, owner: str) -> int:
+        """Bytes held in stores by the owner's images (each location counts: a copy costs space)."""
+        stmt = (
+            select(func.coalesce(func.sum(ImageRow.size), 0))
+            .select_from(ImageLocationRow)
+            .join(ImageRow, ImageRow.id == ImageLocationRow.image_id)
+            .where(ImageRow.owner == owner, ImageRow.deleted.is_(False))
+        )
+        return int(self._session.scalar(stmt) or 0)
+
+    # -- writes ------------------------------------------------------------------------------------
+    def add(self, image: Image) -> None:
+        row = ImageRow(
+            id=image.id,
+            created_at=image.created_at,
+            updated_at=image.updated_at,
+            deleted=False,
+            **{name: getattr(image, name) for name in _COLUMNS},
+        )
+        row.properties = [ImagePropertyRow(name=k, value=v) for k, v in image.properties.items()]
+        row.tags = [ImageTagRow(value=t) for t in image.tags]
+        row.locations = []
+        self._session.add(row)
+        try:
+            self._session.flush()
+        except IntegrityError:
+            raise Duplicate(f"An image with identifier {image.id} already exists.") from None
+
+    def save(
+        self, image: Image, *, expected_status: ImageStatus | Sequence[ImageStatus] | None = None
+    ) -> None:
+        """Write base attributes, properties and tags; only if the image is still in ``expected_status``.
+
+        Raises Conflict when the image changed status (or was deleted) under us: the compare-and-swap
+        is the only concurrency control a status change needs.
+        """
+        image.updated_at = utcnow()
+        stmt = update(ImageRow).where(ImageRow.id == image.id, ImageRow.deleted.is_(False))
+        if expected_status is not None:
+            statuses = (
+                [expected_status] if isinstance(expected_status, ImageStatus) else list(expected_status)
+            )
+            stmt = stmt.where(ImageRow.status.in_([str(s) for s in statuses]))
+        values = {name: getattr(image, name) for name in _COLUMNS}
+        values["status"] = str(image.status)
+        values["visibility"] = str(image.visibility)
+        result = self._session.execute(
+            stmt.values(updated_at=image.updated_at, **values),
+            execution_options={"synchronize_session": False},
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            self._raise_changed(image.id)
+        self._sync_properties(image)
+        self._sync_tags(image)
+
+    def _raise_changed(self, image_id: str) -> None:
+        current = self._session.scalar(
+            select(ImageRow.status).where(ImageRow.id == image_id, ImageRow.deleted.is_(False))
+        )
+        if current is None:
+            raise NotFound(f"No image found with ID {image_id}")
+        raise Conflict(
+            f"Image {image_id} changed status to '{current}' while this request ran; reload it and try again."
+        )
+
+    def _sync_properties(self, image: Image) -> None:
+        rows = {
+            row.name: row
+            for row in self._session.scalars(
+                select(ImagePropertyRow).where(ImagePropertyRow.image_id == image.id)
+            )
+        }
+        for name, row in rows.items():
+            if name in ATOMIC_PROPERTIES:
+                continue
+            if name not in image.properties:
+                self._session.delete(row)
+            elif row.value != image.properties[name]:
+                row.value = image.properties[name]
+        for name, value in image.properties.items():
+            if name not in rows and name not in ATOMIC_PROPERTIES:
+                self._session.add(ImagePropertyRow(image_id=image.id, name=name, value=value))
+
+    def _sync_tags(self, image: Image) -> None:
+        rows = {
+            row.value: row
+            for row in self._session.scalars(select(ImageTagRow).where(ImageTagRow.image_id == image.id))
+        }
+        for value, row in rows.items():
+            if value not in image.tags:
+                self._session.delete(row)
+        for value in image.tags:
+            if value not in rows:
+                self._session.add(ImageTagRow(image_id=image.id, value=value))
+
+    def set_status(
+        self, image_id: str, expected: Iterable[ImageStatus], target: ImageStatus, **fields: object
+    ) -> None:
+        """Compare-and-swap the status (plus any base columns in ``fields``); Conflict if it moved."""
+        now = utcnow()
+        result = self._session.execute(
+            update(ImageRow)
+            .where(
+                ImageRow.id == image_id,
+                ImageRow.deleted.is_(False),
+                ImageRow.status.in_([str(s) for s in expected]),
+            )
+            .values(status=str(target), updated_at=now, **fields),
+            execution_options={"synchronize_session": False},
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            self._raise_changed(image_id)
+
+    def add_location(self, image_id: str, location: Location) -> None:
+        self._session.add(
+            ImageLocationRow(
+                image_id=image_id,
+                store_id=location.store_id,
+                url=location.url,
+                meta_data=json.dumps(location.metadata),
+                status=location.status,
+                created_at=utcnow(),
+            )
+        )
+        self._session.flush()
+
+    def remove_location(self, image_id: str, store_id: str) -> None:
+        result = self._session.execute(
+            delete(ImageLocationRow).where(
+                ImageLocationRow.image_id == image_id, ImageLocationRow.store_id == store_id
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise NotFound(f"Image {image_id} has no data in store '{store_id}'.")
+
+    def mark_deleted(self, image_id: str, expected: Iterable[ImageStatus]) -> None:
+        """Soft-delete the image row (ids are never reused) and drop everything hanging off it."""
+        self.set_status(image_id, expected, ImageStatus.DELETED, deleted=True, deleted_at=utcnow())
+        for table in (ImagePropertyRow, ImageTagRow, ImageLocationRow):
+            self._session.execute(delete(table).where(table.image_id == image_id))
+
+    def touch(self, image_id: str) -> datetime:
+        now = utcnow()
+        self._session.execute(update(ImageRow).where(ImageRow.id == image_id).values(updated_at=now))
+        return now

@@ -1,0 +1,1 @@
+"""Alembic migrations; see docs/dev/migrations.md for the expand/contract rules."""

@@ -1,0 +1,121 @@
+"""ORM tables. Column names follow Glance's where Glance has the same concept."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from glimpse.db.base import Base, UTCDateTime
+
+__all__ = ["Base", "ImageLocationRow", "ImageMemberRow", "ImagePropertyRow", "ImageRow", "ImageTagRow"]
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(30))
+    visibility: Mapped[str] = mapped_column(String(20))
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    os_hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    checksum: Mapped[str | None] = mapped_column(String(32))
+    os_hash_algo: Mapped[str | None] = mapped_column(String(64))
+    os_hash_value: Mapped[str | None] = mapped_column(String(128))
+    owner: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    virtual_size: Mapped[int | None] = mapped_column(BigInteger)
+    container_format: Mapped[str | None] = mapped_column(String(32))
+    disk_format: Mapped[str | None] = mapped_column(String(32))
+    min_ram: Mapped[int] = mapped_column(Integer, default=0)
+    min_disk: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    properties: Mapped[list[ImagePropertyRow]] = relationship(
+        back_populates="image", cascade="all, delete-orphan", lazy="raise", order_by="ImagePropertyRow.id"
+    )
+    tags: Mapped[list[ImageTagRow]] = relationship(
+        back_populates="image", cascade="all, delete-orphan", lazy="raise", order_by="ImageTagRow.id"
+    )
+    locations: Mapped[list[ImageLocationRow]] = relationship(
+        back_populates="image", cascade="all, delete-orphan", lazy="raise", order_by="ImageLocationRow.id"
+    )
+
+    __table_args__ = (
+        Index("ix_images_listing", "deleted", "created_at", "id"),
+        Index("ix_images_owner", "owner"),
+        Index("ix_images_visibility", "visibility"),
+        Index("ix_images_status", "status"),
+        Index("ix_images_name", "name"),
+    )
+
+
+class ImagePropertyRow(Base):
+    __tablename__ = "image_properties"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[str] = mapped_column(String(36), ForeignKey("images.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text)
+
+    image: Mapped[ImageRow] = relationship(back_populates="properties", lazy="raise")
+
+    __table_args__ = (
+        UniqueConstraint("image_id", "name"),
+        Index("ix_image_properties_name", "name"),
+    )
+
+
+class ImageTagRow(Base):
+    __tablename__ = "image_tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[str] = mapped_column(String(36), ForeignKey("images.id", ondelete="CASCADE"))
+    value: Mapped[str] = mapped_column(String(255))
+
+    image: Mapped[ImageRow] = relationship(back_populates="tags", lazy="raise")
+
+    __table_args__ = (
+        UniqueConstraint("image_id", "value"),
+        Index("ix_image_tags_value", "value"),
+    )
+
+
+class ImageLocationRow(Base):
+    __tablename__ = "image_locations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[str] = mapped_column(String(36), ForeignKey("images.id", ondelete="CASCADE"))
+    store_id: Mapped[str] = mapped_column(String(255))
+    url: Mapped[str] = mapped_column(Text)
+    meta_data: Mapped[str] = mapped_column(Text, default="{}")
+    status: Mapped[str] = mapped_column(String(30), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    image: Mapped[ImageRow] = relationship(back_populates="locations", lazy="raise")
+
+    __table_args__ = (
+        UniqueConstraint("image_id", "store_id"),
+        Index("ix_image_locations_image_id", "image_id"),
+    )
+
+
+class ImageMemberRow(Base):
+    __tablename__ = "image_members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[str] = mapped_column(String(36), ForeignKey("images.id", ondelete="CASCADE"))
+    member: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("image_id", "member"),
+        Index("ix_image_members_member", "member"),
+    )

@@ -1,0 +1,1 @@
+"""Plain-Python domain: entities, state machines and rules; no HTTP, no SQL."""

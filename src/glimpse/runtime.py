@@ -1,0 +1,57 @@
+"""Runtime: the long-lived objects a process builds once from Settings and hands to every request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio.to_thread
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from glimpse.config import Settings
+from glimpse.db.session import make_engine, make_sessionmaker, unit_of_work
+from glimpse.domain.policy import Policy
+from glimpse.storage.registry import StoreRegistry, build_stores
+
+T = TypeVar("T")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    stores: StoreRegistry
+    policy: Policy
+
+    @classmethod
+    def build(cls, settings: Settings, *, stores: StoreRegistry | None = None) -> Runtime:
+        engine = make_engine(settings.database_connection)
+        policy = Policy.from_file(settings.policy_file) if settings.policy_file else Policy()
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            stores=stores or build_stores(settings),
+            policy=policy,
+        )
+
+    @contextmanager
+    def uow(self, *, readonly: bool = False) -> Iterator[Session]:
+        with unit_of_work(self.sessions, readonly=readonly) as session:
+            yield session
+
+    async def run(self, fn: Callable[[Session], T], *, readonly: bool = False) -> T:
+        """Run ``fn`` in one transaction on a worker thread, off the event loop."""
+
+        def _call() -> T:
+            with self.uow(readonly=readonly) as session:
+                return fn(session)
+
+        return await anyio.to_thread.run_sync(_call)
+
+    def close(self) -> None:
+        self.engine.dispose()

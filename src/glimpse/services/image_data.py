@@ -1,0 +1,268 @@
+"""Image data use cases: upload, download (ranged), and removing data from stores.
+
+Database work runs in short transactions on worker threads; bytes stream between the HTTP body and
+the store without ever being held whole in memory. Status changes are compare-and-swap, so a
+concurrent delete or second upload is detected instead of overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from glimpse.context import RequestContext
+from glimpse.domain.images import Image, ImageStatus, Location
+from glimpse.errors import (
+    Conflict,
+    Forbidden,
+    GlimpseError,
+    InvalidInput,
+    NotFound,
+    StorageError,
+    StoreNotFound,
+    TooLarge,
+)
+from glimpse.runtime import Runtime
+from glimpse.services.hashing import StreamHasher
+from glimpse.services.images import ImageService
+from glimpse.storage.base import ImageStore
+
+log = logging.getLogger(__name__)
+
+
+class RangeNotSatisfiable(GlimpseError):
+    default_message = "Requested range not satisfiable."
+
+    def __init__(self, size: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+class ImageGone(GlimpseError):
+    default_message = "The image was deleted while its data was being uploaded."
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """A single HTTP byte range: ``start``/``end`` inclusive; ``suffix`` for ``bytes=-N``."""
+
+    start: int | None
+    end: int | None
+
+    def resolve(self, size: int) -> tuple[int, int]:
+        """The inclusive (first, last) byte offsets within an object of ``size`` bytes."""
+        if self.start is None:
+            length = self.end or 0
+            if length == 0 or size == 0:
+                raise RangeNotSatisfiable(size)
+            return max(0, size - length), size - 1
+        if self.start >= size:
+            raise RangeNotSatisfiable(size)
+        last = size - 1 if self.end is None else min(self.end, size - 1)
+        return self.start, last
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    image: Image
+    stream: AsyncIterator[bytes]
+    length: int
+    total: int
+    first: int | None = None
+    last: int | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.first is not None
+
+
+class ImageDataService:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+
+    def _images(self, session: Session) -> ImageService:
+        return ImageService(session, self.settings, self.runtime.policy)
+
+    def store_for(self, store_id: str | None) -> ImageStore:
+        if store_id is None:
+            return self.runtime.stores.default
+        if store_id not in self.runtime.stores.ids():
+            raise InvalidInput(
+                f"Store '{store_id}' is not enabled at this site; enabled stores are: "
+                f"{', '.join(self.runtime.stores.ids())}."
+            )
+        return self.runtime.stores.get(store_id)
+
+    # -- upload ------------------------------------------------------------------------------------
+    async def upload(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        body: AsyncIterator[bytes],
+        *,
+        content_length: int | None,
+        store_id: str | None,
+    ) -> None:
+        store = self.store_for(store_id)
+
+        def begin(session: Session) -> int:
+            images = self._images(session)
+            image, _ = images.load(ctx, image_id, "upload_image")
+            if image.owner != ctx.project_id and not ctx.is_admin:
+                raise Forbidden("Only the image owner can upload its data.")
+            if image.status != ImageStatus.QUEUED:
+                raise Conflict(
+                    f"Image {image_id} is '{image.status}'; data can only be uploaded to a queued image."
+                )
+            if image.disk_format is None or image.container_format is None:
+                raise InvalidInput(
+                    "Properties disk_format and container_format must be set before "
+                    "uploading data; PATCH the image first."
+                )
+            limit = self._size_limit(images, image)
+            if content_length is not None and content_length > limit:
+                raise self._too_large(limit)
+            images.images.set_status(image.id, [ImageStatus.QUEUED], ImageStatus.SAVING)
+            return limit
+
+        limit = await self.runtime.run(begin)
+        hasher = StreamHasher(self.settings.hashing_algorithm)
+        try:
+            stored = await store.write(image_id, hasher.wrap(body), max_size=limit)
+        except BaseException as exc:
+            await self._revert_to_queued(image_id)
+            if isinstance(exc, TooLarge):
+                raise self._too_large(limit) from None
+            raise
+        if content_length is not None and stored.size != content_length:
+            await self._discard(store, stored.location)
+            await self._revert_to_queued(image_id)
+            raise InvalidInput(
+                f"The request body had {stored.size} bytes but Content-Length said "
+                f"{content_length}; nothing was stored."
+            )
+
+        def finish(session: Session) -> None:
+            repo = self._images(session).images
+            repo.set_status(
+                image_id,
+                [ImageStatus.SAVING],
+                ImageStatus.ACTIVE,
+                size=stored.size,
+                virtual_size=stored.size,
+                checksum=hasher.checksum,
+                os_hash_algo=hasher.algorithm,
+                os_hash_value=hasher.multihash,
+            )
+            repo.add_location(
+                image_id, Location(store_id=store.id, url=stored.location, metadata={"store": store.id})
+            )
+
+        try:
+            await self.runtime.run(finish)
+        except (NotFound, Conflict):
+            await self._discard(store, stored.location)
+            raise ImageGone(
+                f"Image {image_id} was deleted while its data was being uploaded; the data was discarded."
+            ) from None
+
+    def _size_limit(self, images: ImageService, image: Image) -> int:
+        limit = self.settings.image_size_cap
+        quota = self.settings.user_storage_quota
+        if quota and image.owner is not None:
+            limit = min(limit, max(0, quota - images.images.storage_used(image.owner)))
+        return limit
+
+    def _too_large(self, limit: int) -> TooLarge:
+        return TooLarge(
+            f"Image data is larger than the {limit} bytes this image may still hold (the "
+            "smaller of image_size_cap and the project's remaining storage quota); nothing "
+            "was stored and the image is still queued."
+        )
+
+    async def _revert_to_queued(self, image_id: str) -> None:
+        def revert(session: Session) -> None:
+            repo = self._images(session).images
+            repo.set_status(image_id, [ImageStatus.SAVING], ImageStatus.QUEUED, size=None, virtual_size=None)
+
+        try:
+            await self.runtime.run(revert)
+        except (NotFound, Conflict):
+            log.info("image %s left 'saving' before the failed upload could revert it", image_id)
+
+    async def _discard(self, store: ImageStore, location: str) -> None:
+        try:
+            await store.delete(location)
+        except StorageError:
+            log.warning("could not remove %s from store %s; it is an orphan now", location, store.id)
+
+    # -- download ----------------------------------------------------------------------------------
+    async def download(
+        self, ctx: RequestContext, image_id: str, byte_range: ByteRange | None
+    ) -> Download | None:
+        """The image's bytes (or a range of them); None when the image has no data yet."""
+
+        def load(session: Session) -> Image:
+            image, _ = self._images(session).load(ctx, image_id, "download_image")
+            return image
+
+        image = await self.runtime.run(load, readonly=True)
+        if image.status == ImageStatus.DEACTIVATED and not ctx.is_admin:
+            raise Forbidden("The requested image has been deactivated. Image data download is prohibited.")
+        if not image.locations or image.size is None:
+            return None
+        size = image.size
+        first, last = byte_range.resolve(size) if byte_range else (0, size - 1)
+        length = last - first + 1 if size else 0
+        for location in image.locations:
+            if location.store_id not in self.runtime.stores.ids():
+                continue
+            store = self.runtime.stores.get(location.store_id)
+            try:
+                stream = await store.open(location.url, first, length)
+            except StoreNotFound:
+                log.warning(
+                    "image %s: data missing from store %s; trying the next location",
+                    image_id,
+                    location.store_id,
+                )
+                continue
+            if byte_range is None:
+                return Download(image=image, stream=stream, length=length, total=size)
+            return Download(image=image, stream=stream, length=length, total=size, first=first, last=last)
+        raise NotFound(f"The data of image {image_id} could not be found in any of its stores.")
+
+    # -- delete ------------------------------------------------------------------------------------
+    async def delete_image(self, ctx: RequestContext, image_id: str) -> None:
+        image = await self.runtime.run(lambda session: self._images(session).delete(ctx, image_id))
+        for location in image.locations:
+            await self._remove_location_data(image_id, location)
+        staging = self.runtime.stores.staging
+        with contextlib.suppress(StorageError):
+            await staging.delete(f"file://{self.settings.staging_dir / image_id}")
+
+    async def delete_from_store(self, ctx: RequestContext, image_id: str, store_id: str) -> None:
+        if store_id not in self.runtime.stores.ids():
+            raise NotFound(f"Store '{store_id}' is not enabled at this site.")
+        location = await self.runtime.run(
+            lambda session: self._images(session).remove_store(ctx, image_id, store_id)
+        )
+        await self._remove_location_data(image_id, location)
+
+    async def _remove_location_data(self, image_id: str, location: Location) -> None:
+        if location.store_id not in self.runtime.stores.ids():
+            log.warning(
+                "image %s: store %s is no longer configured; its data stays", image_id, location.store_id
+            )
+            return
+        try:
+            await self.runtime.stores.get(location.store_id).delete(location.url)
+        except StoreNotFound:
+            log.info("image %s: data already gone from store %s", image_id, location.store_id)
+        except StorageError as exc:
+            log.warning("image %s: could not delete data from store %s: %s", image_id, location.store_id, exc)

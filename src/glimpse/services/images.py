@@ -1,0 +1,285 @@
+"""Image metadata use cases: create, show, list, JSON-patch update, delete, deactivate, tags."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from glimpse.config import Settings
+from glimpse.context import RequestContext
+from glimpse.db.base import utcnow
+from glimpse.db.image_repository import SqlImageRepository
+from glimpse.db.member_repository import SqlMemberRepository
+from glimpse.domain import images as rules
+from glimpse.domain.images import Image, ImageStatus, Location, Visibility
+from glimpse.domain.members import ImageMember, Viewer, is_visible
+from glimpse.domain.policy import Policy, image_target
+from glimpse.domain.queries import ImageListQuery
+from glimpse.errors import Conflict, Duplicate, Forbidden, InvalidInput, NotFound, TooLarge
+
+#: Base attributes a user may write (create and update), besides tags and custom properties.
+_WRITABLE = frozenset(rules.MUTABLE_BASE_TYPES)
+
+
+@dataclass(frozen=True, slots=True)
+class PatchOp:
+    """One JSON-patch operation, normalised from either Glance patch media type."""
+
+    op: str
+    path: str
+    value: Any = None
+    has_value: bool = False
+
+
+def viewer_of(ctx: RequestContext) -> Viewer:
+    return Viewer(project_id=ctx.project_id, is_admin=ctx.is_admin)
+
+
+class ImageService:
+    def __init__(self, session: Session, settings: Settings, policy: Policy) -> None:
+        self.images = SqlImageRepository(session)
+        self.members = SqlMemberRepository(session)
+        self.settings = settings
+        self.policy = policy
+
+    # -- lookups -----------------------------------------------------------------------------------
+    def target(
+        self, ctx: RequestContext, image: Image, membership: ImageMember | None = None
+    ) -> dict[str, object]:
+        return image_target(
+            owner=image.owner,
+            visibility=str(image.visibility),
+            member_id=membership.member_id if membership else None,
+            member_status=str(membership.status) if membership else None,
+            protected=image.protected,
+        )
+
+    def load(
+        self, ctx: RequestContext, image_id: str, rule: str = "get_image"
+    ) -> tuple[Image, dict[str, object]]:
+        """The image if the caller may see it and ``get_image`` allows it; NotFound otherwise."""
+        if not rules.is_uuid(image_id):
+            raise NotFound(f"No image found with ID {image_id}")
+        image = self.images.get(image_id)
+        membership = self.members.find(image.id, ctx.project_id)
+        target = self.target(ctx, image, membership)
+        if not is_visible(image, viewer_of(ctx), membership) or not self.policy.check(
+            "get_image", ctx, target
+        ):
+            raise NotFound(f"No image found with ID {image_id}")
+        if rule != "get_image":
+            self.policy.enforce(rule, ctx, target)
+        return image, target
+
+    def get(self, ctx: RequestContext, image_id: str) -> Image:
+        return self.load(ctx, image_id)[0]
+
+    def list_images(self, ctx: RequestContext, query: ImageListQuery) -> list[Image]:
+        self.policy.enforce("get_images", ctx, {"project_id": ctx.project_id})
+        return self.images.list(query, viewer_of(ctx))
+
+    # -- create ------------------------------------------------------------------------------------
+    def create(self, ctx: RequestContext, body: Mapping[str, Any]) -> Image:
+        now = utcnow()
+        image = Image(id=str(uuid.uuid4()), owner=ctx.project_id, created_at=now, updated_at=now)
+        for name, value in body.items():
+            if name == "id":
+                if not isinstance(value, str):
+                    raise InvalidInput("Attribute 'id' must be a UUID string.")
+                image.id = rules.normalize_uuid(value)
+            elif name == "tags":
+                image.tags = self._validated_tags(value)
+            elif name == "locations":
+                raise Forbidden(
+                    "Attribute 'locations' cannot be set: image locations are managed by the "
+                    "service; upload data or use the import API instead."
+                )
+            elif (
+                name in rules.BASE_ATTRIBUTES
+                or name in rules.RESERVED_ATTRIBUTES
+                or name.startswith(rules.RESERVED_PREFIX)
+            ):
+                rules.check_property_name(name, creating=True)
+                setattr(image, name, self._validated_base(name, value))
+            else:
+                rules.check_property_name(name, creating=True)
+                image.properties[name] = rules.validate_property_value(name, value)
+        if image.owner != ctx.project_id and not ctx.is_admin:
+            raise Forbidden(f"You are not permitted to create images owned by '{image.owner}'.")
+        self._check_property_quota(image)
+        target = self.target(ctx, image)
+        self.policy.enforce("add_image", ctx, target)
+        self._check_visibility_policy(ctx, image.visibility, target)
+        if self.images.exists_ever(image.id):
+            raise Duplicate(f"An image with identifier {image.id} already exists.")
+        self.images.add(image)
+        return image
+
+    def _validated_base(self, name: str, value: object) -> Any:
+        return rules.validate_base_value(
+            name,
+            value,
+            disk_formats=self.settings.disk_formats,
+            container_formats=self.settings.container_formats,
+        )
+
+    def _validated_tags(self, value: object) -> list[str]:
+        if not isinstance(value, list):
+            raise InvalidInput("Attribute 'tags' must be a list of strings.")
+        tags: list[str] = []
+        for tag in value:
+            checked = rules.validate_tag(tag)
+            if checked not in tags:
+                tags.append(checked)
+        if len(tags) > self.settings.image_tag_quota:
+            raise TooLarge(f"An image can have at most {self.settings.image_tag_quota} tags.")
+        return tags
+
+    def _check_property_quota(self, image: Image) -> None:
+        user_props = [k for k in image.properties if not k.startswith(rules.RESERVED_PREFIX)]
+        if len(user_props) > self.settings.image_property_quota:
+            raise TooLarge(
+                f"An image can have at most {self.settings.image_property_quota} extra "
+                "properties; remove some before adding more."
+            )
+
+    def _check_visibility_policy(
+        self, ctx: RequestContext, visibility: Visibility, target: dict[str, object]
+    ) -> None:
+        if visibility == Visibility.PUBLIC:
+            self.policy.enforce("publicize_image", ctx, target)
+        elif visibility == Visibility.COMMUNITY:
+            self.policy.enforce("communitize_image", ctx, target)
+
+    # -- update ------------------------------------------------------------------------------------
+    def update(self, ctx: RequestContext, image_id: str, ops: Sequence[PatchOp]) -> Image:
+        image, target = self.load(ctx, image_id, "modify_image")
+        if image.owner != ctx.project_id and not ctx.is_admin:
+            raise Forbidden("Only the image owner can change it.")
+        expected = image.status
+        old_visibility = image.visibility
+        for op in ops:
+            self._apply(image, op)
+        if image.visibility != old_visibility:
+            self._check_visibility_policy(ctx, image.visibility, target)
+        if image.owner != target["project_id"] and not ctx.is_admin:
+            raise Forbidden("Only an administrator can give an image to another project.")
+        self._check_property_quota(image)
+        self.images.save(image, expected_status=expected)
+        return image
+
+    def _apply(self, image: Image, op: PatchOp) -> None:
+        name = _attribute_of(op.path)
+        if op.op not in ("add", "replace", "remove"):
+            raise InvalidInput(f"Unsupported JSON-patch operation '{op.op}'; use add, replace or remove.")
+        if op.op != "remove" and not op.has_value:
+            raise InvalidInput(f"Operation '{op.op}' on '{op.path}' needs a 'value'.")
+        if name == "tags":
+            if op.op == "remove":
+                raise Forbidden("Attribute 'tags' cannot be removed; replace it with an empty list.")
+            image.tags = self._validated_tags(op.value)
+            return
+        if name == "locations":
+            raise Forbidden(
+                "Image locations are not shown at this site and cannot be changed through "
+                "PATCH; upload data or use the import API."
+            )
+        rules.check_property_name(name, creating=False)
+        if name in rules.BASE_ATTRIBUTES:
+            if op.op == "remove":
+                raise Forbidden(f"Attribute '{name}' is a base attribute and cannot be removed.")
+            setattr(image, name, self._validated_base(name, op.value))
+            return
+        if op.op == "remove":
+            if name not in image.properties:
+                raise Conflict(f"Property {name} does not exist.")
+            del image.properties[name]
+        elif op.op == "replace" and name not in image.properties:
+            raise Conflict(f"Property {name} does not exist.")
+        else:
+            image.properties[name] = rules.validate_property_value(name, op.value)
+
+    # -- delete / deactivate -----------------------------------------------------------------------
+    def delete(self, ctx: RequestContext, image_id: str) -> Image:
+        """Soft-delete the image; returns it as it was, so the caller can remove its data afterwards."""
+        image, _ = self.load(ctx, image_id, "delete_image")
+        if image.protected:
+            raise Forbidden(
+                f"Image {image_id} is protected and cannot be deleted; set 'protected' to false first."
+            )
+        self.images.mark_deleted(image.id, [image.status])
+        self.members.remove_all(image.id)
+        return image
+
+    def deactivate(self, ctx: RequestContext, image_id: str) -> None:
+        image, _ = self.load(ctx, image_id, "deactivate")
+        if image.status == ImageStatus.DEACTIVATED:
+            return
+        if image.status != ImageStatus.ACTIVE:
+            raise InvalidInput(
+                f"Not allowed to deactivate image in status '{image.status}'; only active "
+                "images can be deactivated."
+            )
+        self.images.set_status(image.id, [ImageStatus.ACTIVE], ImageStatus.DEACTIVATED)
+
+    def reactivate(self, ctx: RequestContext, image_id: str) -> None:
+        image, _ = self.load(ctx, image_id, "reactivate")
+        if image.status == ImageStatus.ACTIVE:
+            return
+        if image.status != ImageStatus.DEACTIVATED:
+            raise InvalidInput(
+                f"Not allowed to reactivate image in status '{image.status}'; only "
+                "deactivated images can be reactivated."
+            )
+        self.images.set_status(image.id, [ImageStatus.DEACTIVATED], ImageStatus.ACTIVE)
+
+    # -- tags --------------------------------------------------------------------------------------
+    def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
+        image, _ = self.load(ctx, image_id, "modify_image")
+        self._require_owner(ctx, image)
+        if tag not in image.tags:
+            image.tags = self._validated_tags([*image.tags, tag])
+            self.images.save(image, expected_status=image.status)
+
+    def remove_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
+        image, _ = self.load(ctx, image_id, "modify_image")
+        self._require_owner(ctx, image)
+        if tag not in image.tags:
+            raise NotFound(f"Tag {tag} not found on image {image_id}.")
+        image.tags.remove(tag)
+        self.images.save(image, expected_status=image.status)
+
+    @staticmethod
+    def _require_owner(ctx: RequestContext, image: Image) -> None:
+        if image.owner != ctx.project_id and not ctx.is_admin:
+            raise Forbidden("Only the image owner can change it.")
+
+    # -- locations (used by the data and store services) -------------------------------------------
+    def remove_store(self, ctx: RequestContext, image_id: str, store_id: str) -> Location:
+        image, _ = self.load(ctx, image_id, "delete_image_location")
+        self._require_owner(ctx, image)
+        if image.status != ImageStatus.ACTIVE:
+            raise Conflict(
+                f"Image {image_id} is '{image.status}'; data can only be removed from a "
+                "store of an active image."
+            )
+        location = next((loc for loc in image.locations if loc.store_id == store_id), None)
+        if location is None:
+            raise NotFound(f"Image {image_id} has no data in store '{store_id}'.")
+        if len(image.locations) == 1:
+            raise Conflict(
+                f"Store '{store_id}' holds the last copy of image {image_id}; delete the image instead."
+            )
+        self.images.remove_location(image.id, store_id)
+        self.images.touch(image.id)
+        return location
+
+
+def _attribute_of(path: object) -> str:
+    if not isinstance(path, str) or not path.startswith("/") or path.count("/") != 1 or path == "/":
+        raise InvalidInput(f"Invalid JSON pointer {path!r}: use '/<attribute>', e.g. '/name'.")
+    return path[1:].replace("~1", "/").replace("~0", "~")
