@@ -9,9 +9,10 @@ chunks, optionally for a byte range. Every driver translates its own backend's e
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound
 
@@ -22,7 +23,25 @@ __all__ = [
     "StoreFull",
     "StoreNotFound",
     "StoredObject",
+    "validate_key",
 ]
+
+MAX_KEY_LENGTH: Final = 200
+KEY_PATTERN: Final = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_KEY_LENGTH - 1}}}")
+
+
+def validate_key(key: str) -> None:
+    """Raise ``ValueError`` unless ``key`` is usable as an object name in every store.
+
+    A key is one path segment of 1 to 200 letters, digits, ``.``, ``_`` or ``-`` that starts with a
+    letter or digit: it cannot escape a directory, cannot collide with a hidden temporary file and
+    needs no quoting inside a location.
+    """
+    if not isinstance(key, str) or KEY_PATTERN.fullmatch(key) is None:
+        raise ValueError(
+            f"Store key {key!r} is not valid: use 1-{MAX_KEY_LENGTH} letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
 
 
 class Capabilities(enum.Flag):
@@ -59,6 +78,7 @@ class ImageStore(Protocol):
       the ``await``, before any chunk is produced, so an HTTP handler can still answer 404.
     * ``delete(location)`` removes the object; a missing object raises ``StoreNotFound``.
     * ``size(location)`` returns the stored size; missing → ``StoreNotFound``.
+    * ``owns(location)`` tells whether a location belongs to this store.
     * ``describe()`` returns the type-specific ``properties`` of ``GET /v2/info/stores/detail``.
     """
 
@@ -68,17 +88,18 @@ class ImageStore(Protocol):
     weight: int
     capabilities: Capabilities
 
-    async def write(self, key: str, chunks: AsyncIterator[bytes], max_size: int | None = None) -> StoredObject:
-        ...
+    async def write(
+        self, key: str, chunks: AsyncIterator[bytes], max_size: int | None = None
+    ) -> StoredObject: ...
 
-    async def open(self, location: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        ...
+    async def open(
+        self, location: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]: ...
 
-    async def delete(self, location: str) -> None:
-        ...
+    async def delete(self, location: str) -> None: ...
 
-    async def size(self, location: str) -> int:
-        ...
+    async def size(self, location: str) -> int: ...
 
-    def describe(self) -> Mapping[str, object]:
-        ...
+    def describe(self) -> Mapping[str, object]: ...
+
+    def owns(self, location: str) -> bool: ...

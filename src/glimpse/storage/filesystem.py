@@ -1,0 +1,375 @@
+"""``FilesystemStore``: image bytes as plain files in one directory.
+
+Each object is the file ``<datadir>/<key>`` and its location is ``file://<datadir>/<key>``. A write
+goes to a hidden temporary file in the same directory (``.<key>.<random>.partial``) and is renamed
+over the final name only once every byte has arrived, so readers never see a partial object and a
+rewrite of the same key replaces it atomically. All blocking calls run in worker threads, in blocks
+of ``chunk_size`` bytes, and every ``OSError`` is translated into the ``StorageError`` tree by
+:meth:`FilesystemStore._translate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import BinaryIO, Final, TypeVar
+
+from glimpse.config import ConfigError, StoreSettings, parse_size
+from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
+from glimpse.storage.base import KEY_PATTERN, Capabilities, StoredObject, validate_key
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "FilesystemStore"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_CHUNK_SIZE: Final = 1024 * 1024
+LOCATION_SCHEME: Final = "file://"
+_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+_OPTIONS: Final = ("filesystem_store_chunk_size", "filesystem_store_datadir", "filesystem_store_fsync")
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def _check_range(offset: int, length: int | None) -> None:
+    if offset < 0:
+        raise ValueError(f"offset must be 0 or more, got {offset}.")
+    if length is not None and length < 0:
+        raise ValueError(f"length must be 0 or more, got {length}.")
+
+
+async def _run_in_thread(func: Callable[[], T], on_abandon: Callable[[T], None] | None = None) -> T:
+    """Run ``func`` in a worker thread and return its result.
+
+    A thread cannot be interrupted, so when the awaiting task is cancelled this waits for ``func``
+    to finish before re-raising the cancellation: clean-up that follows never races a write still in
+    flight. If ``func`` succeeded but its result is no longer wanted, ``on_abandon`` releases it.
+    """
+    future = asyncio.ensure_future(asyncio.to_thread(func))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait((future,))
+        if not future.cancelled() and future.exception() is None and on_abandon is not None:
+            on_abandon(future.result())
+        raise
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _PartialFile:
+    """The temporary file a write fills; every method blocks and runs in a worker thread."""
+
+    def __init__(self, path: Path, fsync: bool) -> None:
+        self.path = path
+        self.committed = False
+        self._fsync = fsync
+        self._handle: BinaryIO | None = None
+
+    def create(self) -> None:
+        try:
+            self._handle = open(self.path, "xb")  # noqa: SIM115 - closed by commit() or discard()
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "xb")  # noqa: SIM115 - closed by commit() or discard()
+
+    def write(self, data: bytes | bytearray) -> None:
+        if self._handle is None:
+            raise RuntimeError("write() before create()")
+        self._handle.write(data)
+
+    def commit(self, target: Path) -> None:
+        if self._handle is None:
+            raise RuntimeError("commit() before create()")
+        self._handle.flush()
+        if self._fsync:
+            os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self.path, target)
+        self.committed = True
+        if self._fsync:
+            _fsync_directory(target.parent)
+
+    def discard(self) -> None:
+        """Close and remove the temporary file; never raises, since it runs while another error is
+        already on its way to the caller."""
+        try:
+            if self._handle is not None:
+                self._handle.close()
+        except OSError as exc:
+            logger.warning("could not close temporary file %s: %s", self.path, exc)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            logger.error("could not remove temporary file %s: %s", self.path, exc)
+
+
+class _FileReader:
+    """Async iterator over ``remaining`` bytes of an open file, read in ``chunk_size`` blocks.
+
+    The file is closed when the bytes run out, on a read error, on :meth:`aclose` and, at the latest,
+    when the iterator is garbage-collected, so an abandoned download never leaks a descriptor.
+    """
+
+    def __init__(self, store: FilesystemStore, path: Path, handle: BinaryIO | None, remaining: int) -> None:
+        self._store = store
+        self._path = path
+        self._handle: BinaryIO | None = handle
+        self._remaining = remaining
+
+    def __aiter__(self) -> _FileReader:
+        return self
+
+    async def __anext__(self) -> bytes:
+        handle = self._handle
+        if handle is None or self._remaining <= 0:
+            self._close()
+            raise StopAsyncIteration
+        wanted = min(self._store.chunk_size, self._remaining)
+        try:
+            with self._store._translate("read the image data", self._path):
+                data = await asyncio.to_thread(handle.read, wanted)
+        except BaseException:
+            self._close()
+            raise
+        if not data:
+            self._close()
+            raise StorageError(f"store '{self._store.id}' could not read the image data: it ended early.")
+        self._remaining -= len(data)
+        return data
+
+    async def aclose(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.close()
+
+    def __del__(self) -> None:
+        self._close()
+
+
+def _open_at(path: Path, offset: int) -> tuple[BinaryIO, int]:
+    handle = open(path, "rb")  # noqa: SIM115 - handed to _FileReader, which closes it
+    try:
+        size = os.fstat(handle.fileno()).st_size
+        if 0 < offset < size:
+            handle.seek(offset)
+    except BaseException:
+        handle.close()
+        raise
+    return handle, size
+
+
+def _close_opened(result: tuple[BinaryIO, int]) -> None:
+    result[0].close()
+
+
+def _reason(exc: OSError) -> str:
+    """The operating system's words for ``exc``, without the path it may carry."""
+    return exc.strerror or type(exc).__name__
+
+
+def _parse_bool(value: str, option: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{option} = {value!r} is not a boolean; write true or false.")
+
+
+class FilesystemStore:
+    """An :class:`~glimpse.storage.base.ImageStore` keeping each object as a file in ``datadir``."""
+
+    def __init__(
+        self,
+        id: str,
+        datadir: str | os.PathLike[str],
+        description: str = "",
+        weight: int = 0,
+        fsync: bool = True,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1 byte, got {chunk_size}.")
+        self.id = id
+        self.type = "file"
+        self.description = description
+        self.weight = weight
+        self.capabilities = Capabilities.WRITE | Capabilities.RANGE_READ
+        self.datadir = Path(os.path.abspath(datadir))
+        self.fsync = fsync
+        self.chunk_size = chunk_size
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings) -> FilesystemStore:
+        """Build a store from its ``enabled_backends`` entry and ``[<id>]`` section."""
+        if settings.type != "file":
+            raise ValueError(f"store {settings.id!r} has type {settings.type!r}, not 'file'.")
+        unknown = sorted(set(settings.options) - set(_OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"[{settings.id}] has unknown option(s) {', '.join(unknown)} for a file store; "
+                f"known options are {', '.join(_OPTIONS)}."
+            )
+        raw_datadir = settings.options.get("filesystem_store_datadir", "").strip()
+        if not raw_datadir:
+            raise ConfigError(f"[{settings.id}] filesystem_store_datadir is empty; give a directory path.")
+        option = f"[{settings.id}] filesystem_store_chunk_size"
+        raw_chunk_size = settings.options.get("filesystem_store_chunk_size", "").strip()
+        chunk_size = parse_size(raw_chunk_size, option) if raw_chunk_size else DEFAULT_CHUNK_SIZE
+        if chunk_size < 1:
+            raise ConfigError(f"{option} = {raw_chunk_size!r} must be at least 1 byte.")
+        raw_fsync = settings.options.get("filesystem_store_fsync", "").strip()
+        fsync = _parse_bool(raw_fsync, f"[{settings.id}] filesystem_store_fsync") if raw_fsync else True
+        return cls(
+            settings.id,
+            raw_datadir,
+            description=settings.description,
+            weight=settings.weight,
+            fsync=fsync,
+            chunk_size=chunk_size,
+        )
+
+    def __repr__(self) -> str:
+        return f"FilesystemStore(id={self.id!r}, datadir={str(self.datadir)!r})"
+
+    def location_for(self, key: str) -> str:
+        """The location an object written under ``key`` has."""
+        validate_key(key)
+        return f"{LOCATION_SCHEME}{self.datadir / key}"
+
+    def owns(self, location: str) -> bool:
+        """Whether ``location`` names an object of this store (whether or not it exists)."""
+        return self._path_of(location) is not None
+
+    async def write(
+        self, key: str, chunks: AsyncIterator[bytes], max_size: int | None = None
+    ) -> StoredObject:
+        validate_key(key)
+        if max_size is not None and max_size < 0:
+            raise ValueError(f"max_size must be 0 or more, got {max_size}.")
+        target = self.datadir / key
+        temp = _PartialFile(self.datadir / f".{key}.{uuid.uuid4().hex}.partial", self.fsync)
+        size = 0
+        try:
+            await self._io("write the image data", temp.path, temp.create)
+            buffer = bytearray()
+            async for chunk in chunks:
+                size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise TooLarge(f"The image data is larger than the limit of {max_size} bytes.")
+                if not buffer and len(chunk) >= self.chunk_size:
+                    await self._io("write the image data", temp.path, functools.partial(temp.write, chunk))
+                    continue
+                buffer += chunk
+                if len(buffer) >= self.chunk_size:
+                    full, buffer = buffer, bytearray()
+                    await self._io("write the image data", temp.path, functools.partial(temp.write, full))
+            if buffer:
+                await self._io("write the image data", temp.path, functools.partial(temp.write, buffer))
+            await self._io("save the image data", target, functools.partial(temp.commit, target))
+        except BaseException:
+            if not temp.committed:
+                await _run_in_thread(temp.discard)
+            raise
+        return StoredObject(location=f"{LOCATION_SCHEME}{target}", size=size)
+
+    async def open(self, location: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        _check_range(offset, length)
+        path = self._require_path(location)
+        handle, size = await self._io(
+            "open the image data",
+            path,
+            functools.partial(_open_at, path, offset),
+            missing_is_not_found=True,
+            on_abandon=_close_opened,
+        )
+        available = max(0, size - offset)
+        remaining = available if length is None else min(length, available)
+        if remaining == 0:
+            handle.close()
+            return _FileReader(self, path, None, 0)
+        return _FileReader(self, path, handle, remaining)
+
+    async def delete(self, location: str) -> None:
+        path = self._require_path(location)
+        await self._io(
+            "delete the image data", path, functools.partial(self._remove, path), missing_is_not_found=True
+        )
+
+    async def size(self, location: str) -> int:
+        path = self._require_path(location)
+        return await self._io(
+            "read the image size", path, lambda: path.stat().st_size, missing_is_not_found=True
+        )
+
+    def describe(self) -> Mapping[str, object]:
+        return {"data_dir": str(self.datadir), "chunk_size": self.chunk_size, "thin_provisioning": False}
+
+    def _path_of(self, location: str) -> Path | None:
+        if not location.startswith(LOCATION_SCHEME):
+            return None
+        raw = location[len(LOCATION_SCHEME) :]
+        directory, _, name = raw.rpartition("/")
+        if directory != str(self.datadir) or KEY_PATTERN.fullmatch(name) is None:
+            return None
+        return self.datadir / name
+
+    def _require_path(self, location: str) -> Path:
+        path = self._path_of(location)
+        if path is None:
+            logger.info("store %s does not hold location %r", self.id, location)
+            raise StoreNotFound(f"The image data could not be found in store '{self.id}'.")
+        return path
+
+    def _remove(self, path: Path) -> None:
+        path.unlink()
+        if self.fsync:
+            _fsync_directory(path.parent)
+
+    async def _io(
+        self,
+        action: str,
+        path: Path,
+        func: Callable[[], T],
+        *,
+        missing_is_not_found: bool = False,
+        on_abandon: Callable[[T], None] | None = None,
+    ) -> T:
+        with self._translate(action, path, missing_is_not_found=missing_is_not_found):
+            return await _run_in_thread(func, on_abandon)
+
+    @contextlib.contextmanager
+    def _translate(self, action: str, path: Path, missing_is_not_found: bool = False) -> Iterator[None]:
+        """The one place ``OSError`` becomes ``StorageError``: paths go to the log, not the message."""
+        try:
+            yield
+        except FileNotFoundError as exc:
+            if missing_is_not_found:
+                raise StoreNotFound(f"The image data could not be found in store '{self.id}'.") from exc
+            logger.warning("store %s could not %s (%s): %s", self.id, action, path, exc)
+            raise StorageError(f"store '{self.id}' could not {action}: {_reason(exc)}") from exc
+        except OSError as exc:
+            logger.warning("store %s could not %s (%s): %s", self.id, action, path, exc)
+            if exc.errno in _FULL_ERRNOS:
+                raise StoreFull(f"store '{self.id}' has no space left for the image data.") from exc
+            raise StorageError(f"store '{self.id}' could not {action}: {_reason(exc)}") from exc

@@ -1,0 +1,119 @@
+"""The named image stores of one deployment, built once from :class:`~glimpse.config.Settings`.
+
+:func:`build_stores` turns each ``enabled_backends`` entry into a driver through ``_FACTORIES``, the
+one table that maps a store type to the code that builds it. The staging area used by interoperable
+import (``os_glance_staging_store``) is a store too, reachable as :attr:`StoreRegistry.staging`,
+but it is never listed among the configured stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
+
+from glimpse.config import ConfigError, Settings, StoreSettings
+from glimpse.errors import Conflict, StoreNotFound
+from glimpse.storage.base import ImageStore
+from glimpse.storage.filesystem import FilesystemStore
+
+__all__ = ["STAGING_STORE_ID", "StoreRegistry", "UnknownStore", "build_stores"]
+
+STAGING_STORE_ID: Final = "os_glance_staging_store"
+
+
+class UnknownStore(Conflict):
+    """A store id that is not one of the configured stores."""
+
+    def __init__(self, store_id: str, known: Iterable[str]) -> None:
+        self.store_id = store_id
+        super().__init__(f"Unknown store '{store_id}'; known stores are: {', '.join(known)}")
+
+
+class StoreRegistry:
+    """The configured stores in their configured order, the default one and the staging store."""
+
+    def __init__(self, stores: Iterable[ImageStore], default_id: str, staging: ImageStore) -> None:
+        by_id: dict[str, ImageStore] = {}
+        for store in stores:
+            if store.id in by_id:
+                raise ValueError(f"store id {store.id!r} is used twice.")
+            by_id[store.id] = store
+        if default_id not in by_id:
+            raise ValueError(f"default store {default_id!r} is not one of the stores ({', '.join(by_id)}).")
+        if staging.id in by_id:
+            raise ValueError(f"the staging store id {staging.id!r} is also a configured store id.")
+        self._stores = by_id
+        self._default = by_id[default_id]
+        self._staging = staging
+
+    def __repr__(self) -> str:
+        return f"StoreRegistry(ids={list(self._stores)!r}, default={self._default.id!r})"
+
+    def __contains__(self, store_id: object) -> bool:
+        return store_id in self._stores
+
+    def get(self, store_id: str) -> ImageStore:
+        """The configured store called ``store_id``; raises :class:`UnknownStore` otherwise."""
+        try:
+            return self._stores[store_id]
+        except KeyError:
+            raise UnknownStore(store_id, self._stores) from None
+
+    @property
+    def default(self) -> ImageStore:
+        return self._default
+
+    @property
+    def staging(self) -> ImageStore:
+        return self._staging
+
+    def all(self) -> tuple[ImageStore, ...]:
+        """Every configured store in configured order; the staging store is not among them."""
+        return tuple(self._stores.values())
+
+    def ids(self) -> tuple[str, ...]:
+        return tuple(self._stores)
+
+    def for_location(self, location: str) -> ImageStore:
+        """The store (configured or staging) that holds ``location``; :class:`StoreNotFound` if none does."""
+        for store in (*self._stores.values(), self._staging):
+            if store.owns(location):
+                return store
+        raise StoreNotFound("The image data is at a location that no configured store holds.")
+
+
+def _unavailable_s3(settings: StoreSettings) -> ImageStore:
+    raise ConfigError(f"store {settings.id!r}: S3 stores are not available yet")
+
+
+# Store type -> factory. A new driver is enabled by adding its type here (and to config.STORE_TYPES).
+_FACTORIES: Final[Mapping[str, Callable[[StoreSettings], ImageStore]]] = {
+    "file": FilesystemStore.from_settings,
+    "s3": _unavailable_s3,
+}
+
+
+def build_store(settings: StoreSettings) -> ImageStore:
+    """Build the driver for one ``enabled_backends`` entry."""
+    try:
+        factory = _FACTORIES[settings.type]
+    except KeyError:
+        raise ConfigError(
+            f"store {settings.id!r} has unknown type {settings.type!r}; "
+            f"known types are {', '.join(_FACTORIES)}."
+        ) from None
+    return factory(settings)
+
+
+def build_stores(settings: Settings) -> StoreRegistry:
+    """Build every configured store, the default one and the staging store from ``settings``."""
+    staging = FilesystemStore(
+        STAGING_STORE_ID,
+        settings.staging_dir,
+        description="Staging area for interoperable image import",
+    )
+    return StoreRegistry(
+        [build_store(store) for store in settings.stores],
+        settings.default_backend,
+        staging,
+    )

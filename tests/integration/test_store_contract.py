@@ -1,0 +1,519 @@
+"""The contract every image store driver must keep (see ``glimpse.storage.base.ImageStore``).
+
+``TestStoreContract`` runs once per entry of ``DRIVERS``. Each entry builds a fresh, empty store and
+says how to list everything the backend holds, temporary or partial data included, so a test can
+prove that a failed write left nothing behind. To put a new driver under the contract, add one entry
+(its factory may pull in fixtures such as a server on loopback through ``request.getfixturevalue``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import gc
+import json
+import os
+import random
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
+from glimpse.storage.base import Capabilities, ImageStore, StoredObject
+from glimpse.storage.filesystem import FilesystemStore
+from glimpse.storage.memory import InMemoryStore
+
+T = TypeVar("T")
+MiB = 1024 * 1024
+ODD_CHUNK_SIZES = (1, 7919, 65537, 3, 1_000_003, 4093, 262_147)
+
+
+@dataclass(frozen=True)
+class Driver:
+    """A store under test plus a way to look behind its back."""
+
+    store: ImageStore
+    contents: Callable[[], set[str]]  # every name the backend holds, temporary files included
+    location_for: Callable[[str], str]  # where an object written under a key would be
+    capabilities: Capabilities
+    description_keys: frozenset[str]
+
+
+def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
+    store = InMemoryStore("memory", chunk_size=64 * 1024)
+    return Driver(
+        store=store,
+        contents=lambda: set(store.keys()),
+        location_for=store.location_for,
+        capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
+        description_keys=frozenset({"chunk_size"}),
+    )
+
+
+def _filesystem(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
+    datadir = tmp_path / "store" / "fast"  # missing on purpose: the store creates it on first write
+    store = FilesystemStore("fast", datadir, description="Fast disks", chunk_size=256 * 1024)
+    return Driver(
+        store=store,
+        contents=lambda: set(os.listdir(datadir)) if datadir.exists() else set(),
+        location_for=store.location_for,
+        capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
+        description_keys=frozenset({"data_dir", "chunk_size", "thin_provisioning"}),
+    )
+
+
+DRIVERS: Mapping[str, Callable[[pytest.FixtureRequest, Path], Driver]] = {
+    "memory": _memory,
+    "filesystem": _filesystem,
+}
+
+
+@pytest.fixture(params=list(DRIVERS))
+def store_driver(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
+    return DRIVERS[request.param](request, tmp_path)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+async def chunked(
+    data: bytes, sizes: Iterable[int] = ODD_CHUNK_SIZES, pause: bool = False
+) -> AsyncIterator[bytes]:
+    """Yield ``data`` in pieces whose sizes cycle through ``sizes``."""
+    cycle = list(sizes)
+    position, turn = 0, 0
+    while position < len(data):
+        size = cycle[turn % len(cycle)]
+        yield data[position : position + size]
+        position += size
+        turn += 1
+        if pause:
+            await asyncio.sleep(0)
+
+
+async def read_all(store: ImageStore, location: str, offset: int = 0, length: int | None = None) -> bytes:
+    parts = [chunk async for chunk in await store.open(location, offset, length)]
+    assert all(isinstance(part, bytes) for part in parts)
+    return b"".join(parts)
+
+
+async def failing_source(data: bytes, error: BaseException) -> AsyncIterator[bytes]:
+    async for chunk in chunked(data):
+        yield chunk
+    raise error
+
+
+class TestStoreContract:
+    def test_it_is_an_image_store(self, store_driver: Driver) -> None:
+        store = store_driver.store
+        assert isinstance(store, ImageStore)
+        assert isinstance(store.id, str)
+        assert store.id
+        assert isinstance(store.type, str)
+        assert isinstance(store.description, str)
+        assert isinstance(store.weight, int)
+
+    def test_capabilities(self, store_driver: Driver) -> None:
+        assert isinstance(store_driver.store.capabilities, Capabilities)
+        assert store_driver.store.capabilities == store_driver.capabilities
+        assert Capabilities.WRITE in store_driver.store.capabilities
+
+    def test_describe_shape(self, store_driver: Driver) -> None:
+        description = store_driver.store.describe()
+        assert isinstance(description, Mapping)
+        assert set(description) == store_driver.description_keys
+        assert all(isinstance(key, str) for key in description)
+        json.dumps(dict(description))  # the /v2/info/stores/detail handler serialises it as is
+
+    def test_round_trip_in_odd_chunks(self, store_driver: Driver) -> None:
+        data = payload(5 * MiB + 12345)
+
+        async def scenario() -> None:
+            stored = await store_driver.store.write("image-1", chunked(data))
+            assert isinstance(stored, StoredObject)
+            assert isinstance(stored.location, str)
+            assert stored.size == len(data)
+            assert await store_driver.store.size(stored.location) == len(data)
+            assert await read_all(store_driver.store, stored.location) == data
+
+        run(scenario())
+        assert store_driver.contents() == {"image-1"}
+
+    def test_empty_object_and_empty_chunks(self, store_driver: Driver) -> None:
+        async def nothing() -> AsyncIterator[bytes]:
+            yield b""
+            yield b""
+
+        async def scenario() -> None:
+            stored = await store_driver.store.write("empty", nothing())
+            assert stored.size == 0
+            assert await store_driver.store.size(stored.location) == 0
+            assert await read_all(store_driver.store, stored.location) == b""
+
+        run(scenario())
+
+    @pytest.mark.parametrize(
+        ("offset", "length", "expected"),
+        [
+            pytest.param(0, 1000, slice(0, 1000), id="start"),
+            pytest.param(0, None, slice(0, None), id="everything"),
+            pytest.param(1_234_567, 700_001, slice(1_234_567, 1_934_568), id="middle"),
+            pytest.param(1_500_000, None, slice(1_500_000, None), id="offset-to-end"),
+            pytest.param(3 * MiB - 10, 10, slice(3 * MiB - 10, None), id="end"),
+            pytest.param(3 * MiB - 10, 5000, slice(3 * MiB - 10, None), id="length-past-end"),
+            pytest.param(3 * MiB, None, slice(0, 0), id="offset-at-size"),
+            pytest.param(3 * MiB, 10, slice(0, 0), id="offset-at-size-with-length"),
+            pytest.param(3 * MiB + 99, None, slice(0, 0), id="offset-past-size"),
+            pytest.param(100, 0, slice(0, 0), id="zero-length"),
+        ],
+    )
+    def test_ranged_reads(
+        self, store_driver: Driver, offset: int, length: int | None, expected: slice
+    ) -> None:
+        if Capabilities.RANGE_READ not in store_driver.store.capabilities:
+            pytest.skip("this store cannot read byte ranges")
+        data = payload(3 * MiB, seed=1)
+
+        async def scenario() -> bytes:
+            stored = await store_driver.store.write("ranged", chunked(data))
+            return await read_all(store_driver.store, stored.location, offset, length)
+
+        assert run(scenario()) == data[expected]
+
+    def test_negative_range_is_refused(self, store_driver: Driver) -> None:
+        async def scenario() -> None:
+            stored = await store_driver.store.write("ranged", chunked(b"abc"))
+            with pytest.raises(ValueError, match="offset"):
+                await store_driver.store.open(stored.location, -1)
+            with pytest.raises(ValueError, match="length"):
+                await store_driver.store.open(stored.location, 0, -1)
+
+        run(scenario())
+
+    def test_missing_object_is_store_not_found(self, store_driver: Driver) -> None:
+        async def scenario() -> None:
+            stored = await store_driver.store.write("gone", chunked(b"short-lived"))
+            await store_driver.store.delete(stored.location)
+            assert store_driver.contents() == set()
+            with pytest.raises(StoreNotFound):
+                await store_driver.store.open(stored.location)
+            with pytest.raises(StoreNotFound):
+                await store_driver.store.open(stored.location, 3, 2)
+            with pytest.raises(StoreNotFound):
+                await store_driver.store.size(stored.location)
+            with pytest.raises(StoreNotFound):
+                await store_driver.store.delete(stored.location)
+
+        run(scenario())
+
+    def test_foreign_location_is_store_not_found(self, store_driver: Driver) -> None:
+        async def scenario() -> None:
+            for location in ("file:///etc/passwd", "memory://elsewhere/key", "s3://bucket/key", "nonsense"):
+                with pytest.raises(StoreNotFound):
+                    await store_driver.store.size(location)
+                with pytest.raises(StoreNotFound):
+                    await store_driver.store.open(location)
+                with pytest.raises(StoreNotFound):
+                    await store_driver.store.delete(location)
+
+        run(scenario())
+
+    def test_store_not_found_is_a_storage_error(self) -> None:
+        assert issubclass(StoreNotFound, StorageError)
+        assert issubclass(StoreFull, StorageError)
+
+    def test_overwrite_replaces_the_object(self, store_driver: Driver) -> None:
+        first, second = payload(MiB + 1, seed=2), payload(300_000, seed=3)
+
+        async def scenario() -> None:
+            one = await store_driver.store.write("same", chunked(first))
+            two = await store_driver.store.write("same", chunked(second))
+            assert one.location == two.location
+            assert two.size == len(second)
+            assert await store_driver.store.size(two.location) == len(second)
+            assert await read_all(store_driver.store, two.location) == second
+
+        run(scenario())
+        assert store_driver.contents() == {"same"}
+
+    def test_failing_source_leaves_nothing(self, store_driver: Driver) -> None:
+        async def scenario() -> None:
+            with pytest.raises(RuntimeError, match="client went away"):
+                await store_driver.store.write(
+                    "broken", failing_source(payload(2 * MiB), RuntimeError("client went away"))
+                )
+
+        run(scenario())
+        assert store_driver.contents() == set()
+
+    def test_source_os_error_is_not_mistaken_for_a_store_error(self, store_driver: Driver) -> None:
+        async def scenario() -> None:
+            with pytest.raises(ConnectionResetError):
+                await store_driver.store.write("broken", failing_source(payload(MiB), ConnectionResetError()))
+
+        run(scenario())
+        assert store_driver.contents() == set()
+
+    def test_failed_overwrite_keeps_the_previous_object(self, store_driver: Driver) -> None:
+        original = payload(MiB, seed=4)
+
+        async def scenario() -> None:
+            stored = await store_driver.store.write("keep", chunked(original))
+            with pytest.raises(RuntimeError):
+                await store_driver.store.write("keep", failing_source(payload(2 * MiB), RuntimeError("boom")))
+            assert await read_all(store_driver.store, stored.location) == original
+
+        run(scenario())
+        assert store_driver.contents() == {"keep"}
+
+    def test_max_size_exceeded_is_too_large_and_leaves_nothing(self, store_driver: Driver) -> None:
+        async def scenario() -> None:
+            with pytest.raises(TooLarge, match="1048576 bytes"):
+                await store_driver.store.write("big", chunked(payload(MiB + 1)), max_size=MiB)
+
+        run(scenario())
+        assert store_driver.contents() == set()
+
+    def test_max_size_stops_an_endless_source(self, store_driver: Driver) -> None:
+        async def endless() -> AsyncIterator[bytes]:
+            block = b"x" * 65536
+            while True:
+                yield block
+
+        async def scenario() -> None:
+            with pytest.raises(TooLarge):
+                await store_driver.store.write("endless", endless(), max_size=2 * MiB)
+
+        run(scenario())
+        assert store_driver.contents() == set()
+
+    def test_max_size_reached_exactly_is_fine(self, store_driver: Driver) -> None:
+        data = payload(MiB, seed=5)
+
+        async def scenario() -> StoredObject:
+            return await store_driver.store.write("exact", chunked(data), max_size=len(data))
+
+        assert run(scenario()).size == len(data)
+        assert store_driver.contents() == {"exact"}
+
+    def test_cancelled_write_leaves_nothing(self, store_driver: Driver) -> None:
+        async def scenario() -> None:
+            stalled = asyncio.Event()
+
+            async def stalling_source() -> AsyncIterator[bytes]:
+                async for chunk in chunked(payload(3 * MiB)):
+                    yield chunk
+                stalled.set()
+                await asyncio.Event().wait()  # a client that stops sending
+                yield b"never"
+
+            task = asyncio.create_task(store_driver.store.write("cancelled", stalling_source()))
+            await stalled.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        run(scenario())
+        assert store_driver.contents() == set()
+
+    @pytest.mark.parametrize("ticks", [0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610])
+    def test_cancellation_at_any_moment_leaves_no_partial_object(
+        self, store_driver: Driver, ticks: int
+    ) -> None:
+        data = payload(2 * MiB + 17, seed=6)
+
+        async def scenario() -> None:
+            task = asyncio.create_task(store_driver.store.write("racy", chunked(data, pause=True)))
+            for _ in range(ticks):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                contents = store_driver.contents()
+                # The write was either abandoned or had already committed the complete object.
+                assert contents <= {"racy"}
+                if contents:
+                    assert await read_all(store_driver.store, store_driver.location_for("racy")) == data
+            else:
+                assert store_driver.contents() == {"racy"}
+
+        run(scenario())
+
+    def test_concurrent_writes_of_different_keys(self, store_driver: Driver) -> None:
+        blobs = {f"image-{n}": payload(300_000 + n * 7919, seed=n) for n in range(8)}
+
+        async def scenario() -> None:
+            results = await asyncio.gather(
+                *(store_driver.store.write(key, chunked(data, pause=True)) for key, data in blobs.items())
+            )
+            assert len({result.location for result in results}) == len(blobs)
+            for (_key, data), stored in zip(blobs.items(), results, strict=True):
+                assert stored.size == len(data)
+                assert await read_all(store_driver.store, stored.location) == data
+
+        run(scenario())
+        assert store_driver.contents() == set(blobs)
+
+    def test_concurrent_reads_of_one_object(self, store_driver: Driver) -> None:
+        data = payload(2 * MiB, seed=7)
+
+        async def scenario() -> None:
+            stored = await store_driver.store.write("shared", chunked(data))
+            reads = await asyncio.gather(
+                *(read_all(store_driver.store, stored.location, n * 1000) for n in range(6))
+            )
+            assert reads == [data[n * 1000 :] for n in range(6)]
+
+        run(scenario())
+
+    def test_delete_then_write_again(self, store_driver: Driver) -> None:
+        async def scenario() -> None:
+            stored = await store_driver.store.write("again", chunked(b"first"))
+            await store_driver.store.delete(stored.location)
+            stored = await store_driver.store.write("again", chunked(b"second"))
+            assert await read_all(store_driver.store, stored.location) == b"second"
+
+        run(scenario())
+        assert store_driver.contents() == {"again"}
+
+    def test_abandoned_read_can_be_closed(self, store_driver: Driver) -> None:
+        async def scenario() -> None:
+            stored = await store_driver.store.write("partial-read", chunked(payload(2 * MiB)))
+            reader = await store_driver.store.open(stored.location)
+            first = await anext(reader)
+            assert first
+            close = getattr(reader, "aclose", None)
+            if close is not None:
+                await close()
+            await store_driver.store.delete(stored.location)
+
+        run(scenario())
+        assert store_driver.contents() == set()
+
+    @pytest.mark.parametrize(
+        "key", ["", "a/b", "..", ".", ".hidden", "../escape", "x" * 201, "sp ace", "nul\x00"]
+    )
+    def test_unsafe_keys_are_refused(self, store_driver: Driver, key: str) -> None:
+        async def scenario() -> None:
+            with pytest.raises(ValueError, match="not valid"):
+                await store_driver.store.write(key, chunked(b"data"))
+
+        run(scenario())
+        assert store_driver.contents() == set()
+
+
+class TestFilesystemStoreSpecifics:
+    """What only the filesystem driver promises: its layout and how OS errors are translated."""
+
+    def test_location_is_a_file_uri_inside_the_datadir(self, tmp_path: Path) -> None:
+        store = FilesystemStore("fast", tmp_path / "d", fsync=False)
+
+        async def scenario() -> StoredObject:
+            return await store.write("abc", chunked(b"hello"))
+
+        stored = run(scenario())
+        assert stored.location == f"file://{tmp_path / 'd' / 'abc'}"
+        assert (tmp_path / "d" / "abc").read_bytes() == b"hello"
+        assert store.owns(stored.location)
+        assert not store.owns(f"file://{tmp_path / 'd' / 'sub' / 'abc'}")
+        assert not store.owns(f"file://{tmp_path / 'd' / '..' / 'abc'}")
+        assert not store.owns(f"file://{tmp_path / 'd' / '.abc.partial'}")
+
+    def test_relative_datadir_is_made_absolute(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.chdir(tmp_path)
+        store = FilesystemStore("fast", "rel")
+        assert store.describe() == {
+            "data_dir": str(tmp_path / "rel"),
+            "chunk_size": 1048576,
+            "thin_provisioning": False,
+        }
+
+    def test_out_of_space_is_store_full_and_cleans_up(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = FilesystemStore("fast", tmp_path, chunk_size=65536)
+
+        def no_space(fd: int) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr("glimpse.storage.filesystem.os.fsync", no_space)
+
+        async def scenario() -> None:
+            with pytest.raises(StoreFull, match="'fast' has no space left"):
+                await store.write("full", chunked(payload(MiB)))
+
+        run(scenario())
+        assert os.listdir(tmp_path) == []
+
+    def test_other_os_errors_are_storage_errors_naming_what_failed(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = FilesystemStore("fast", tmp_path, fsync=False)
+
+        def broken_replace(src: object, dst: object) -> None:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(dst))
+
+        monkeypatch.setattr("glimpse.storage.filesystem.os.replace", broken_replace)
+
+        async def scenario() -> None:
+            with pytest.raises(StorageError) as caught:
+                await store.write("bad", chunked(payload(MiB)))
+            assert type(caught.value) is StorageError
+            assert caught.value.message == (
+                f"store 'fast' could not save the image data: {os.strerror(errno.EIO)}"
+            )
+            assert str(tmp_path) not in caught.value.message
+            assert isinstance(caught.value.__cause__, OSError)
+
+        run(scenario())
+        assert os.listdir(tmp_path) == []
+
+    @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+    def test_abandoned_readers_release_their_file(self, tmp_path: Path) -> None:
+        store = FilesystemStore("fast", tmp_path, chunk_size=1024)
+
+        def open_files() -> int:
+            return len(os.listdir("/proc/self/fd"))
+
+        async def scenario() -> None:
+            stored = await store.write("k", chunked(payload(10_000)))
+            before = open_files()
+            unread = await store.open(stored.location)
+            started = await store.open(stored.location, 10)
+            assert len(await anext(started)) == 1024
+            assert open_files() == before + 2
+            del unread, started
+            gc.collect()
+            assert open_files() == before
+            empty = await store.open(stored.location, 10_000)
+            assert open_files() == before
+            assert [chunk async for chunk in empty] == []
+
+        run(scenario())
+
+    def test_temporary_file_is_hidden_and_unique(self, tmp_path: Path) -> None:
+        store = FilesystemStore("fast", tmp_path, chunk_size=1024)
+        seen: list[list[str]] = []
+
+        async def scenario() -> None:
+            async def source() -> AsyncIterator[bytes]:
+                yield b"a" * 4096
+                seen.append(await asyncio.to_thread(os.listdir, tmp_path))
+                yield b"b" * 4096
+
+            await asyncio.gather(store.write("k", source()), store.write("k", source()))
+
+        run(scenario())
+        for listing in seen:
+            assert all(name.startswith(".k.") and name.endswith(".partial") for name in listing)
+        assert len({name for listing in seen for name in listing}) >= 2
+        assert os.listdir(tmp_path) == ["k"]

@@ -1,0 +1,223 @@
+"""``StoreRegistry``: built from settings, or directly from in-memory stores."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from glimpse.config import ConfigError, Settings, StoreSettings, load_settings
+from glimpse.errors import Conflict, StoreNotFound
+from glimpse.storage.base import ImageStore
+from glimpse.storage.filesystem import FilesystemStore
+from glimpse.storage.memory import InMemoryStore
+from glimpse.storage.registry import STAGING_STORE_ID, StoreRegistry, UnknownStore, build_store, build_stores
+
+
+def settings_for(tmp_path: Path, **env: str) -> Settings:
+    return load_settings(environ={"GLIMPSE_DATA_DIR": str(tmp_path), **env})
+
+
+async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def write(store: ImageStore, key: str, data: bytes = b"data") -> str:
+    return asyncio.run(store.write(key, one_chunk(data))).location
+
+
+def memory_registry() -> StoreRegistry:
+    return StoreRegistry(
+        [InMemoryStore("a"), InMemoryStore("ab"), InMemoryStore("c")],
+        "c",
+        InMemoryStore(STAGING_STORE_ID),
+    )
+
+
+class TestBuildFromSettings:
+    def test_default_configuration(self, tmp_path: Path) -> None:
+        registry = build_stores(settings_for(tmp_path))
+
+        assert registry.ids() == ("fast", "cheap", "reliable")
+        assert [store.id for store in registry.all()] == ["fast", "cheap", "reliable"]
+        assert registry.default is registry.get("fast")
+        for store in registry.all():
+            assert isinstance(store, FilesystemStore)
+            assert store.type == "file"
+            assert store.datadir == tmp_path / "stores" / store.id
+            assert store.describe() == {
+                "data_dir": str(tmp_path / "stores" / store.id),
+                "chunk_size": 1048576,
+                "thin_provisioning": False,
+            }
+            assert store.fsync is True
+
+    def test_order_and_default_follow_the_configuration(self, tmp_path: Path) -> None:
+        registry = build_stores(
+            settings_for(
+                tmp_path,
+                GLIMPSE_ENABLED_BACKENDS="zeta:file, alpha:file, mid:file",
+                GLIMPSE_GLANCE_STORE__DEFAULT_BACKEND="mid",
+            )
+        )
+
+        assert registry.ids() == ("zeta", "alpha", "mid")
+        assert registry.default.id == "mid"
+        assert "alpha" in registry
+        assert "nope" not in registry
+
+    def test_description_weight_and_options_reach_the_store(self, tmp_path: Path) -> None:
+        registry = build_stores(
+            settings_for(
+                tmp_path,
+                GLIMPSE_ENABLED_BACKENDS="fast:file",
+                GLIMPSE_FAST__STORE_DESCRIPTION="Fast SSDs",
+                GLIMPSE_FAST__WEIGHT="7",
+                GLIMPSE_FAST__FILESYSTEM_STORE_DATADIR=str(tmp_path / "elsewhere"),
+                GLIMPSE_FAST__FILESYSTEM_STORE_CHUNK_SIZE="64KB",
+                GLIMPSE_FAST__FILESYSTEM_STORE_FSYNC="false",
+            )
+        )
+
+        store = registry.get("fast")
+        assert isinstance(store, FilesystemStore)
+        assert store.description == "Fast SSDs"
+        assert store.weight == 7
+        assert store.fsync is False
+        assert store.describe() == {
+            "data_dir": str(tmp_path / "elsewhere"),
+            "chunk_size": 65536,
+            "thin_provisioning": False,
+        }
+
+    def test_staging_store(self, tmp_path: Path) -> None:
+        registry = build_stores(settings_for(tmp_path))
+
+        staging = registry.staging
+        assert isinstance(staging, FilesystemStore)
+        assert staging.id == STAGING_STORE_ID == "os_glance_staging_store"
+        assert staging.datadir == tmp_path / "staging"
+        assert STAGING_STORE_ID not in registry.ids()
+        assert staging not in registry.all()
+        with pytest.raises(UnknownStore):
+            registry.get(STAGING_STORE_ID)
+
+    def test_staging_follows_node_staging_uri(self, tmp_path: Path) -> None:
+        registry = build_stores(settings_for(tmp_path, GLIMPSE_NODE_STAGING_URI=f"file://{tmp_path}/stage"))
+
+        assert registry.staging.describe()["data_dir"] == str(tmp_path / "stage")
+
+    def test_stores_create_their_directory_on_first_write(self, tmp_path: Path) -> None:
+        registry = build_stores(settings_for(tmp_path))
+        assert not (tmp_path / "stores").exists()
+
+        write(registry.get("cheap"), "first")
+
+        assert (tmp_path / "stores" / "cheap" / "first").read_bytes() == b"data"
+        assert not (tmp_path / "stores" / "fast").exists()
+
+    def test_s3_is_not_available_yet(self, tmp_path: Path) -> None:
+        settings = settings_for(tmp_path, GLIMPSE_ENABLED_BACKENDS="fast:file,bucket:s3")
+
+        with pytest.raises(ConfigError, match="S3 stores are not available yet"):
+            build_stores(settings)
+
+    @pytest.mark.parametrize(
+        ("env", "message"),
+        [
+            ({"GLIMPSE_FAST__FILESYSTEM_STORE_CHUNK_SIZE": "lots"}, "filesystem_store_chunk_size"),
+            ({"GLIMPSE_FAST__FILESYSTEM_STORE_CHUNK_SIZE": "0"}, "at least 1 byte"),
+            ({"GLIMPSE_FAST__FILESYSTEM_STORE_FSYNC": "maybe"}, "filesystem_store_fsync"),
+            ({"GLIMPSE_FAST__FILESYSTEM_STORE_DATADIRS": "/a,/b"}, "unknown option"),
+        ],
+    )
+    def test_bad_file_store_options(self, tmp_path: Path, env: Mapping[str, str], message: str) -> None:
+        with pytest.raises(ConfigError, match=message) as caught:
+            build_stores(settings_for(tmp_path, GLIMPSE_ENABLED_BACKENDS="fast:file", **env))
+        assert "[fast]" in caught.value.message
+
+    def test_unknown_type_is_a_config_error(self) -> None:
+        with pytest.raises(ConfigError, match="unknown type 'tape'"):
+            build_store(StoreSettings(id="old", type="tape"))
+
+
+class TestLookup:
+    def test_unknown_store_names_the_known_ones(self) -> None:
+        registry = memory_registry()
+
+        with pytest.raises(UnknownStore) as caught:
+            registry.get("zzz")
+
+        assert isinstance(caught.value, Conflict)
+        assert caught.value.store_id == "zzz"
+        assert caught.value.message == "Unknown store 'zzz'; known stores are: a, ab, c"
+
+    def test_direct_construction(self) -> None:
+        registry = memory_registry()
+
+        assert registry.ids() == ("a", "ab", "c")
+        assert registry.default.id == "c"
+        assert registry.staging.id == STAGING_STORE_ID
+        assert registry.get("ab").id == "ab"
+
+    @pytest.mark.parametrize(
+        ("stores", "default_id", "message"),
+        [
+            (["a", "a"], "a", "used twice"),
+            (["a", "b"], "c", "default store 'c'"),
+            (["a", STAGING_STORE_ID], "a", "staging store id"),
+        ],
+    )
+    def test_inconsistent_construction_is_refused(
+        self, stores: list[str], default_id: str, message: str
+    ) -> None:
+        with pytest.raises(ValueError, match=message):
+            StoreRegistry([InMemoryStore(i) for i in stores], default_id, InMemoryStore(STAGING_STORE_ID))
+
+
+class TestForLocation:
+    def test_memory_locations_route_by_store_id(self) -> None:
+        registry = memory_registry()
+        in_a = write(registry.get("a"), "k")
+        in_ab = write(registry.get("ab"), "k")
+        staged = write(registry.staging, "k")
+
+        assert registry.for_location(in_a) is registry.get("a")
+        assert registry.for_location(in_ab) is registry.get("ab")
+        assert registry.for_location(staged) is registry.staging
+
+    def test_file_locations_route_by_directory(self, tmp_path: Path) -> None:
+        registry = build_stores(settings_for(tmp_path))
+        locations = {store.id: write(store, "same-key") for store in registry.all()}
+        staged = write(registry.staging, "same-key")
+
+        for store_id, location in locations.items():
+            assert registry.for_location(location) is registry.get(store_id)
+        assert registry.for_location(staged) is registry.staging
+
+    def test_location_of_a_missing_object_still_routes(self, tmp_path: Path) -> None:
+        registry = build_stores(settings_for(tmp_path))
+
+        location = f"file://{tmp_path / 'stores' / 'reliable' / 'not-written-yet'}"
+
+        assert registry.for_location(location) is registry.get("reliable")
+
+    @pytest.mark.parametrize(
+        "location",
+        [
+            "file:///etc/passwd",
+            "file://{tmp}/stores/fast/../cheap/x",
+            "file://{tmp}/stores/fast/nested/x",
+            "file://{tmp}/stores/fast/",
+            "memory://fast/x",
+            "s3://bucket/x",
+            "",
+        ],
+    )
+    def test_foreign_locations(self, tmp_path: Path, location: str) -> None:
+        registry = build_stores(settings_for(tmp_path))
+
+        with pytest.raises(StoreNotFound):
+            registry.for_location(location.format(tmp=tmp_path))
