@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -39,7 +40,7 @@ def make_client(tmp_path: Path, sqlite_url: str) -> Iterator[Callable[..., TestC
         runtime = Runtime.build(settings)
         migrate.upgrade(runtime.engine)
         runtimes.append(runtime)
-        client = TestClient(create_app(runtime), headers=OWNER)
+        client = TestClient(create_app(runtime), headers={**OWNER, "Accept": "application/json"})
         clients.append(client)
         return client
 
@@ -51,5 +52,25 @@ def make_client(tmp_path: Path, sqlite_url: str) -> Iterator[Callable[..., TestC
 
 
 @pytest.fixture
-def client(make_client: Callable[..., TestClient]) -> TestClient:
-    return make_client()
+def client(make_client: Callable[..., TestClient], database_url: str) -> TestClient:
+    """A client on a fresh app, once on SQLite and once on PostgreSQL."""
+    return make_client(database_url)
+
+
+PATCH = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
+OCTET = {"Content-Type": "application/octet-stream"}
+
+
+def new_image(client: TestClient, headers: dict[str, str] | None = None, **attrs: object) -> dict[str, Any]:
+    body = {"name": "img", "disk_format": "raw", "container_format": "bare", **attrs}
+    response = client.post("/v2/images", json=body, headers=headers or OWNER)
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def upload(client: TestClient, image_id: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+    response = client.put(
+        f"/v2/images/{image_id}/file", content=data, headers={**(headers or OWNER), **OCTET}
+    )
+    assert response.status_code == 204, response.text

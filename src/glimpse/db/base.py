@@ -41,4 +41,5 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, in whole seconds: image and member timestamps are shown (and filtered) at that precision."""
+    return datetime.now(UTC).replace(microsecond=0)
