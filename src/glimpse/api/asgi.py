@@ -5,10 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from glimpse.api.app import create_app
+from glimpse.cli.logs import configure_logging
 from glimpse.config import load_settings
 from glimpse.runtime import Runtime
 
 
 def app() -> FastAPI:
     """Build the app from the environment (``GLIMPSE_CONFIG_FILE`` and ``GLIMPSE_*`` variables)."""
-    return create_app(Runtime.build(load_settings()))
+    settings = load_settings()
+    # Worker processes are fresh interpreters: each sets up its own logging.
+    configure_logging(settings.log_level)
+    return create_app(Runtime.build(settings))

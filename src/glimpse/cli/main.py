@@ -8,17 +8,12 @@ import os
 import sys
 from pathlib import Path
 
+from glimpse.cli.logs import configure_logging
 from glimpse.config import ConfigError, Settings, load_settings
 from glimpse.db import migrate
 from glimpse.db.session import make_engine
 
 log = logging.getLogger("glimpse")
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
 
 
 def prepare(settings: Settings) -> None:
