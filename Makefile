@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 
 SERVE_ARGS := --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG)) $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help install fmt lint typecheck test test-fast run worker bench db-upgrade db-check \
+.PHONY: help install fmt lint typecheck test test-fast run bench db-upgrade db-check \
 	services-stop clean distclean
 
 help: ## Show this help
@@ -63,9 +63,6 @@ test-fast: install ## Unit tests only, no services (tests/unit, skipping anythin
 
 run: install ## Serve the API on HOST:PORT (127.0.0.1:9292) with embedded defaults (migrates the SQLite DB on start)
 	$(GLIMPSE) serve $(SERVE_ARGS)
-
-worker: install ## Run the background job worker
-	$(GLIMPSE) worker
 
 bench: install ## Run the benchmarks (bench/bench.py)
 	$(BIN)/python bench/bench.py
