@@ -69,6 +69,7 @@ class Settings:
     max_request_id_length: int = 64
     limit_param_default: int = 25
     api_limit_max: int = 1000
+    #: Count quotas: -1 means unlimited (as in Glance).
     image_member_quota: int = 128
     image_property_quota: int = 128
     image_tag_quota: int = 128
@@ -121,6 +122,15 @@ def _parse_int(value: str, option: str, minimum: int = 0) -> int:
     if number < minimum:
         raise ConfigError(f"{option} = {number} is below its minimum {minimum}.")
     return number
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(
+            f"log_level = {value!r} is not a level; use DEBUG, INFO, WARNING, ERROR or CRITICAL."
+        )
+    return level
 
 
 def _parse_list(value: str) -> tuple[str, ...]:
@@ -275,9 +285,9 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         max_request_id_length=int_opt("max_request_id_length", 64),
         limit_param_default=int_opt("limit_param_default", 25, minimum=1),
         api_limit_max=int_opt("api_limit_max", 1000, minimum=1),
-        image_member_quota=int_opt("image_member_quota", 128),
-        image_property_quota=int_opt("image_property_quota", 128),
-        image_tag_quota=int_opt("image_tag_quota", 128),
+        image_member_quota=int_opt("image_member_quota", 128, minimum=-1),
+        image_property_quota=int_opt("image_property_quota", 128, minimum=-1),
+        image_tag_quota=int_opt("image_tag_quota", 128, minimum=-1),
         disk_formats=_parse_list(opt("disk_formats", "image_format") or ",".join(DEFAULT_DISK_FORMATS)),
         container_formats=_parse_list(
             opt("container_formats", "image_format") or ",".join(DEFAULT_CONTAINER_FORMATS)
@@ -288,5 +298,5 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         noauth_default_project=opt("noauth_default_project", "auth") or "glimpse-project",
         noauth_default_roles=_parse_list(opt("noauth_default_roles", "auth") or "member,reader"),
         policy_file=Path(policy_file) if policy_file else None,
-        log_level=(opt("log_level") or "INFO").upper(),
+        log_level=_log_level(opt("log_level") or "INFO"),
     )

@@ -36,7 +36,8 @@ def image(**kwargs: object) -> Image:
     return Image(**defaults)  # type: ignore[arg-type]
 
 
-ALLOWED = [(src, dst) for src, targets in TRANSITIONS.items() for dst in targets]
+# Sorted: frozenset order varies between processes, and xdist workers must collect the same tests.
+ALLOWED = [(src, dst) for src, targets in TRANSITIONS.items() for dst in sorted(targets)]
 FORBIDDEN = [
     (src, dst) for src in ImageStatus for dst in ImageStatus if dst != src and dst not in TRANSITIONS[src]
 ]

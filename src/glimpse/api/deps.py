@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
 from fastapi import Request
 
 from glimpse.context import RequestContext
+from glimpse.domain.images import MAX_STRING, check_text
 from glimpse.errors import InvalidInput, TooLarge, UnsupportedMediaType
 from glimpse.runtime import Runtime
 
@@ -27,24 +29,34 @@ def _header(request: Request, *names: str) -> str | None:
     return None
 
 
+def _id_header(request: Request, *names: str) -> str | None:
+    """A project or user id from the first of ``names`` sent; ids are kept in 255-character columns."""
+    for name in names:
+        value = (request.headers.get(name) or "").strip()
+        if value:
+            if len(value) > MAX_STRING:
+                raise InvalidInput(f"Header {name} is longer than {MAX_STRING} characters.")
+            return check_text(f"Header {name}", value)
+    return None
+
+
 def context(request: Request) -> RequestContext:
     """The caller's identity in no-auth mode: the headers keystonemiddleware would set, or the defaults."""
-    settings = runtime(request).settings
-    project = _header(request, "x-project-id", "x-tenant-id")
-    user = _header(request, "x-user-id")
+    rt = runtime(request)
+    settings = rt.settings
+    project = _id_header(request, "x-project-id", "x-tenant-id")
+    user = _id_header(request, "x-user-id")
     roles_header = _header(request, "x-roles")
     if project is None and user is None and roles_header is None:
         project, user = settings.noauth_default_project, settings.noauth_default_user
         roles: tuple[str, ...] = settings.noauth_default_roles
     else:
         roles = tuple(r.strip().lower() for r in (roles_header or "").split(",") if r.strip())
-    return RequestContext(
-        user_id=user,
-        project_id=project,
-        roles=roles,
-        is_admin="admin" in roles,
-        request_id=request.scope["state"]["request_id"],
+    ctx = RequestContext(
+        user_id=user, project_id=project, roles=roles, request_id=request.scope["state"]["request_id"]
     )
+    # Who is an administrator is the policy's ``context_is_admin`` rule, so operators can redefine it.
+    return replace(ctx, is_admin=rt.policy.is_admin(ctx))
 
 
 async def json_body(

@@ -6,6 +6,7 @@ exceptions become a 500 whose body carries the request id so an operator can fin
 
 from __future__ import annotations
 
+import html
 import logging
 from http import HTTPStatus
 
@@ -45,13 +46,64 @@ def status_for(exc: BaseException) -> int:
     return 500
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+#: The body types Glance's error responses (webob's) offer, in webob's order of preference.
+_ERROR_OFFERS = ("text/html", "application/json")
+
+
+def negotiate_error_type(accept: str | None) -> str:
+    """The error body type Glance (webob) picks for an ``Accept`` header.
+
+    JSON only when the client prefers it (openstacksdk sends ``application/json``); HTML when it
+    accepts anything (``*/*``, as python-glanceclient and curl send), which glanceclient parses into
+    its message; plain text when neither is acceptable or no ``Accept`` header was sent.
+    """
+    ranges: list[tuple[str, float]] = []
+    for part in (accept or "").split(","):
+        media, *params = (item.strip() for item in part.split(";"))
+        if not media:
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        ranges.append((media.lower(), quality))
+    best: tuple[float, int] | None = None
+    chosen = "text/plain"
+    for index, offer in enumerate(_ERROR_OFFERS):
+        major = offer.split("/")[0]
+        specificity, quality = -1, 0.0
+        for media, q in ranges:
+            rank = 2 if media == offer else 1 if media == f"{major}/*" else 0 if media == "*/*" else -1
+            if rank > specificity:
+                specificity, quality = rank, q
+        if specificity >= 0 and quality > 0 and (best is None or (-quality, index) < best):
+            best, chosen = (-quality, index), offer
+    return chosen
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, accept: str | None = "application/json"
+) -> Response:
     phrase = HTTPStatus(status).phrase
-    return JSONResponse(
-        {"message": message, "code": f"{status} {phrase}", "title": phrase},
-        status_code=status,
-        headers=headers,
-    )
+    body_type = negotiate_error_type(accept)
+    if body_type == "application/json":
+        return JSONResponse(
+            {"message": message, "code": f"{status} {phrase}", "title": phrase},
+            status_code=status,
+            headers=headers,
+        )
+    if body_type == "text/html":
+        text = (
+            f"<html>\n <head>\n  <title>{status} {phrase}</title>\n </head>\n <body>\n"
+            f"  <h1>{status} {phrase}</h1>\n  {html.escape(message)}<br /><br />\n\n\n\n </body>\n</html>"
+        )
+    else:
+        text = f"{status} {phrase}\n\n{message}\n\n   "
+    return Response(text, status_code=status, headers=headers, media_type=f"{body_type}; charset=UTF-8")
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -71,11 +123,11 @@ def install(app: FastAPI) -> None:
             headers = {"Content-Range": f"bytes */{exc.size}"}
         if status >= 500:
             log.error("request failed: %s", exc.message)
-        return error_response(status, exc.message, headers)
+        return error_response(status, exc.message, headers, request.headers.get("accept"))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(400, _describe_validation(exc))
+        return error_response(400, _describe_validation(exc), accept=request.headers.get("accept"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -84,12 +136,16 @@ def install(app: FastAPI) -> None:
             message = f"The resource could not be found: no route for {request.url.path}."
         elif exc.status_code == 405 and message == "Method Not Allowed":
             message = f"Method {request.method} is not allowed for {request.url.path}."
-        return error_response(exc.status_code, message, dict(exc.headers or {}))
+        return error_response(
+            exc.status_code, message, dict(exc.headers or {}), request.headers.get("accept")
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         request_id = request.scope.get("state", {}).get("request_id", "unknown")
         log.exception("unexpected error in request %s", request_id)
         return error_response(
-            500, f"An unexpected error occurred; quote request id {request_id} to the operator."
+            500,
+            f"An unexpected error occurred; quote request id {request_id} to the operator.",
+            accept=request.headers.get("accept"),
         )

@@ -19,6 +19,10 @@ REQUEST_ID_HEADER = b"x-openstack-request-id"
 _VERSIONED_PATH = re.compile(r"^/v2\.(\d{1,2})(/.*)?$")
 MAX_MINOR_VERSION = 12
 _PRINTABLE = re.compile(r"^[\x21-\x7e]+$")
+_NUL_IN_URL = (
+    "The request URL contains a NUL character (%00); no image id, member, tag, store or filter value "
+    "can hold one."
+)
 
 
 def _error(status: int, phrase: str, message: str, request_id: str) -> tuple[Message, Message]:
@@ -60,16 +64,23 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        async def reject(problem: str) -> None:
+            start, body = _error(400, "Bad Request", problem, request_id)
+            status_holder["status"] = 400
+            await send(start)
+            await send(body)
+
         try:
             if given is not None:
                 problem = self._check_given(given)
                 if problem:
-                    start, body = _error(400, "Bad Request", problem, request_id)
-                    status_holder["status"] = 400
-                    await send(start)
-                    await send(body)
+                    await reject(problem)
                     return
                 request_id = given if given.startswith("req-") else f"req-{given}"
+            query = scope.get("query_string", b"")
+            if "\x00" in path or b"%00" in query or b"\x00" in query:
+                await reject(_NUL_IN_URL)
+                return
             state: dict[str, Any] = scope.setdefault("state", {})
             state["request_id"] = request_id
             match = _VERSIONED_PATH.match(path)

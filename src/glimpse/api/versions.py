@@ -30,6 +30,6 @@ async def list_versions(request: Request) -> Response:
     return JSONResponse(versions_document(_base(request)))
 
 
-@router.get("/")
+@router.get("/", status_code=300)
 async def root(request: Request) -> Response:
     return JSONResponse(versions_document(_base(request)), status_code=300)

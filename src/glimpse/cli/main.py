@@ -12,6 +12,8 @@ from glimpse.cli.logs import configure_logging
 from glimpse.config import ConfigError, Settings, load_settings
 from glimpse.db import migrate
 from glimpse.db.session import make_engine
+from glimpse.domain.policy import PolicyError
+from glimpse.runtime import Runtime
 
 log = logging.getLogger("glimpse")
 
@@ -50,6 +52,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level)
     prepare(settings)
+    # Build everything a worker process builds, once, so a bad store or policy file stops us here
+    # with a clear message instead of crash-looping the worker processes.
+    Runtime.build(settings).close()
     log.info(
         "serving on http://%s:%d with %d worker(s), database %s",
         settings.bind_host,
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, PolicyError) as exc:
         print(f"glimpse: configuration error: {exc.message}", file=sys.stderr)
         return 2
     return result

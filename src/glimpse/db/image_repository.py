@@ -14,7 +14,7 @@ from sqlalchemy.sql.base import ExecutableOption
 from glimpse.db.base import utcnow
 from glimpse.db.image_query import build_list_statement, marker_values
 from glimpse.db.models import ImageLocationRow, ImagePropertyRow, ImageRow, ImageTagRow
-from glimpse.domain.images import Image, ImageStatus, Location, Visibility
+from glimpse.domain.images import Image, ImageStatus, Location, Visibility, require_transition
 from glimpse.domain.members import Viewer
 from glimpse.domain.queries import ImageListQuery
 from glimpse.errors import Conflict, Duplicate, InvalidInput, NotFound
@@ -199,7 +199,14 @@ class SqlImageRepository:
     def set_status(
         self, image_id: str, expected: Iterable[ImageStatus], target: ImageStatus, **fields: object
     ) -> None:
-        """Compare-and-swap the status (plus any base columns in ``fields``); Conflict if it moved."""
+        """Compare-and-swap the status (plus any base columns in ``fields``); Conflict if it moved.
+
+        Every status change goes through here, so every one is checked against the domain's status
+        machine first: an edge the machine does not have raises InvalidTransition.
+        """
+        expected = list(expected)
+        for current in expected:
+            require_transition(current, target)
         now = utcnow()
         result = self._session.execute(
             update(ImageRow)

@@ -26,12 +26,27 @@ def alembic_config(url: str) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database to ``revision``; safe to run concurrently from several processes at start-up."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            # Serialise concurrent upgrades (several API processes starting at once).
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(73657)")
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds tables (copy, drop, rename); with foreign keys enforced, dropping the
+            # old table would cascade-delete every child row. The pragma only takes effect outside a
+            # transaction, so it goes straight to the driver connection before SQLAlchemy begins one.
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    # Serialise concurrent upgrades (several API processes starting at once).
+                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(73657)")
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left rows that violate foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
 
 
 def head_revision() -> str:
@@ -44,6 +59,8 @@ def head_revision() -> str:
 def check(engine: Engine) -> list[str]:
     """Problems that stop this code from running on the database: not at head, or models drifted."""
     problems: list[str] = []
+    if engine.dialect.name == "sqlite" and engine.url.database and not Path(engine.url.database).exists():
+        return [f"database file {engine.url.database} does not exist: run `glimpse db upgrade`"]
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
         head = head_revision()

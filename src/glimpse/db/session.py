@@ -19,8 +19,17 @@ class DatabaseUnavailable(StorageError):
     default_message = "The database is unavailable; try again later."
 
 
+def normalize_url(url: str) -> str:
+    """Pick the driver we ship for URLs that name none (``postgresql://`` → psycopg 3)."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url[len(bare) :]
+    return url
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine configured for Glimpse: WAL and foreign keys on SQLite, pre-ping and a pool elsewhere."""
+    url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 

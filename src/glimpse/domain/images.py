@@ -123,11 +123,20 @@ MUTABLE_BASE_TYPES: Mapping[str, tuple[type, ...]] = {
     "min_disk": (int,),
 }
 MAX_STRING = 255
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+#: min_ram and min_disk are INTEGER columns: 32 bits on PostgreSQL.
+MAX_INT32 = 2**31 - 1
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 
 
 def is_uuid(value: str) -> bool:
-    return bool(_UUID_RE.match(value))
+    return _UUID_RE.fullmatch(value) is not None
+
+
+def check_text(what: str, value: str) -> str:
+    """Refuse text no database can store: PostgreSQL rejects the NUL character in every text column."""
+    if "\x00" in value:
+        raise InvalidInput(f"{what} must not contain the NUL character (U+0000).")
+    return value
 
 
 def normalize_uuid(value: str) -> str:
@@ -148,6 +157,7 @@ def check_property_name(name: str, *, creating: bool) -> None:
         raise ReservedAttribute("Attribute 'id' is read-only.")
     if not name or len(name) > MAX_STRING:
         raise InvalidInput(f"Property names must be 1 to {MAX_STRING} characters long.")
+    check_text(f"Property name {name!r}", name)
 
 
 @dataclass(slots=True)
@@ -195,11 +205,17 @@ class Image:
         return seen
 
 
+def require_transition(current: ImageStatus, target: ImageStatus) -> None:
+    """Raise InvalidTransition unless the status machine has the edge ``current`` → ``target``."""
+    if target != current and target not in TRANSITIONS[current]:
+        raise InvalidTransition(f"Image status transition from '{current}' to '{target}' is not allowed.")
+
+
 def check_transition(image: Image, current: ImageStatus, target: ImageStatus) -> None:
+    """``require_transition`` plus the rule that leaving queued/uploading needs both formats set."""
     if target == current:
         return
-    if target not in TRANSITIONS[current]:
-        raise InvalidTransition(f"Image status transition from '{current}' to '{target}' is not allowed.")
+    require_transition(current, target)
     if current in _NEEDS_FORMATS_FROM and target in _NEEDS_FORMATS_TO:
         for attr in ("container_format", "disk_format"):
             if getattr(image, attr) is None:
@@ -219,8 +235,10 @@ def validate_base_value(
             "null" if t is type(None) else {bool: "boolean", int: "integer", str: "string"}[t] for t in types
         )
         raise InvalidInput(f"Invalid value {value!r} for attribute '{name}': expected {wanted}.")
-    if isinstance(value, str) and len(value) > MAX_STRING:
-        raise InvalidInput(f"Attribute '{name}' is longer than {MAX_STRING} characters.")
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            raise InvalidInput(f"Attribute '{name}' is longer than {MAX_STRING} characters.")
+        check_text(f"Attribute '{name}'", value)
     if name == "visibility":
         try:
             return Visibility(str(value))
@@ -228,8 +246,8 @@ def validate_base_value(
             raise InvalidInput(
                 f"Invalid visibility {value!r}; choose one of {', '.join(v.value for v in Visibility)}."
             ) from None
-    if name in ("min_ram", "min_disk") and isinstance(value, int) and value < 0:
-        raise InvalidInput(f"Attribute '{name}' must be a non-negative integer.")
+    if name in ("min_ram", "min_disk") and isinstance(value, int) and not 0 <= value <= MAX_INT32:
+        raise InvalidInput(f"Attribute '{name}' must be an integer from 0 to {MAX_INT32}, got {value}.")
     if name == "disk_format" and value is not None and value not in set(disk_formats):
         raise InvalidInput(f"Invalid disk_format {value!r}; this site accepts: {', '.join(disk_formats)}.")
     if name == "container_format" and value is not None and value not in set(container_formats):
@@ -247,7 +265,7 @@ def validate_property_value(name: str, value: object) -> str:
         )
     if len(value) > 65535:
         raise InvalidInput(f"Property '{name}' is longer than 65535 characters.")
-    return value
+    return check_text(f"Property '{name}'", value)
 
 
 def validate_tag(tag: object) -> str:
@@ -255,4 +273,4 @@ def validate_tag(tag: object) -> str:
         raise InvalidInput(
             f"Invalid tag {tag!r}: tags are non-empty strings of at most {MAX_STRING} characters."
         )
-    return tag
+    return check_text(f"Tag {tag!r}", tag)

@@ -33,6 +33,9 @@ from glimpse.storage.base import ImageStore
 
 log = logging.getLogger(__name__)
 
+#: Formats whose virtual size is their byte size; other formats would need their headers inspected.
+PLAIN_DISK_FORMATS = frozenset({"raw", "iso"})
+
 
 class RangeNotSatisfiable(GlimpseError):
     default_message = "Requested range not satisfiable."
@@ -110,7 +113,7 @@ class ImageDataService:
     ) -> None:
         store = self.store_for(store_id)
 
-        def begin(session: Session) -> int:
+        def begin(session: Session) -> tuple[int, str | None]:
             images = self._images(session)
             image, _ = images.load(ctx, image_id, "upload_image")
             if image.owner != ctx.project_id and not ctx.is_admin:
@@ -128,9 +131,9 @@ class ImageDataService:
             if content_length is not None and content_length > limit:
                 raise self._too_large(limit)
             images.images.set_status(image.id, [ImageStatus.QUEUED], ImageStatus.SAVING)
-            return limit
+            return limit, image.disk_format
 
-        limit = await self.runtime.run(begin)
+        limit, disk_format = await self.runtime.run(begin)
         hasher = StreamHasher(self.settings.hashing_algorithm)
         try:
             stored = await store.write(image_id, hasher.wrap(body), max_size=limit)
@@ -154,7 +157,7 @@ class ImageDataService:
                 [ImageStatus.SAVING],
                 ImageStatus.ACTIVE,
                 size=stored.size,
-                virtual_size=stored.size,
+                virtual_size=stored.size if disk_format in PLAIN_DISK_FORMATS else None,
                 checksum=hasher.checksum,
                 os_hash_algo=hasher.algorithm,
                 os_hash_value=hasher.multihash,

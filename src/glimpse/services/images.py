@@ -135,13 +135,13 @@ class ImageService:
             checked = rules.validate_tag(tag)
             if checked not in tags:
                 tags.append(checked)
-        if len(tags) > self.settings.image_tag_quota:
+        if 0 <= self.settings.image_tag_quota < len(tags):
             raise TooLarge(f"An image can have at most {self.settings.image_tag_quota} tags.")
         return tags
 
     def _check_property_quota(self, image: Image) -> None:
         user_props = [k for k in image.properties if not k.startswith(rules.RESERVED_PREFIX)]
-        if len(user_props) > self.settings.image_property_quota:
+        if 0 <= self.settings.image_property_quota < len(user_props):
             raise TooLarge(
                 f"An image can have at most {self.settings.image_property_quota} extra "
                 "properties; remove some before adding more."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from glimpse.context import RequestContext
-from glimpse.domain.images import Image, MemberStatus, Visibility
+from glimpse.domain.images import Image, MemberStatus, Visibility, check_text
 from glimpse.domain.members import ImageMember
 from glimpse.errors import Forbidden, InvalidInput, NotFound, TooLarge
 from glimpse.services.images import ImageService
@@ -31,10 +31,12 @@ class MemberService:
     def add(self, ctx: RequestContext, image_id: str, member_id: object) -> ImageMember:
         if not isinstance(member_id, str) or not member_id or len(member_id) > 255:
             raise InvalidInput("'member' must be a project id: a non-empty string of at most 255 characters.")
+        check_text("'member'", member_id)
         image, _ = self.images.load(ctx, image_id, "add_member")
         self._require_owner(ctx, image)
         self._require_shared(image)
-        if self.members.count(image.id) >= self.settings.image_member_quota:
+        quota = self.settings.image_member_quota
+        if 0 <= quota <= self.members.count(image.id):
             raise TooLarge(
                 f"Image {image_id} already has the maximum of {self.settings.image_member_quota} members."
             )

@@ -9,7 +9,7 @@ from starlette.responses import Response, StreamingResponse
 
 from glimpse.api import deps
 from glimpse.api.responses import empty
-from glimpse.api.v2.openapi import OCTET_STREAM_BODY
+from glimpse.api.v2.openapi import DOWNLOAD, OCTET_STREAM_BODY
 from glimpse.errors import InvalidInput, UnsupportedMediaType
 from glimpse.services.image_data import ByteRange, ImageDataService
 
@@ -61,7 +61,7 @@ async def upload_image_data(request: Request, image_id: str) -> Response:
     return empty()
 
 
-@router.get("/{image_id}/file")
+@router.get("/{image_id}/file", response_class=Response, openapi_extra=DOWNLOAD)
 async def download_image_data(request: Request, image_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
     download = await ImageDataService(rt).download(ctx, image_id, parse_range(request.headers.get("range")))

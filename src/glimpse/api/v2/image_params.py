@@ -29,6 +29,8 @@ _CONTROL = frozenset(
 )
 _INT_FIELDS = frozenset({"size", "virtual_size", "min_ram", "min_disk"})
 _DATE_FIELDS = frozenset({"created_at", "updated_at"})
+#: The largest value a database integer column (and so a filter on one) can hold.
+MAX_INT64 = 2**63 - 1
 
 
 def _parse_int(name: str, raw: str, minimum: int = 0) -> int:
@@ -38,6 +40,8 @@ def _parse_int(name: str, raw: str, minimum: int = 0) -> int:
         raise InvalidInput(f"{name} must be an integer, got {raw!r}.") from None
     if value < minimum:
         raise InvalidInput(f"{name} must be at least {minimum}, got {value}.")
+    if value > MAX_INT64:
+        raise InvalidInput(f"{name} must be at most {MAX_INT64}.")
     return value
 
 
@@ -60,7 +64,10 @@ def _parse_datetime(name: str, raw: str) -> datetime:
         raise InvalidInput(
             f"{name} needs an ISO 8601 timestamp such as 2026-01-31T12:00:00Z, got {raw!r}."
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{name} {raw!r} is outside the years 1 to 9999 once converted to UTC.") from None
 
 
 def _split_in(raw: str) -> list[str]:

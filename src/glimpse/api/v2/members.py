@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from glimpse.api import deps
 from glimpse.api.responses import JSONResponse, empty
-from glimpse.api.v2.openapi import JSON_OBJECT_BODY
+from glimpse.api.v2.openapi import MEMBER_BODY, MEMBER_STATUS_BODY
 from glimpse.api.v2.views import member_view
 from glimpse.errors import InvalidInput
 from glimpse.runtime import Runtime
@@ -28,7 +28,7 @@ async def _field(request: Request, name: str) -> object:
     return body[name]
 
 
-@router.post("", openapi_extra=JSON_OBJECT_BODY)
+@router.post("", openapi_extra=MEMBER_BODY)
 async def add_member(request: Request, image_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
     member_id = await _field(request, "member")
@@ -50,7 +50,7 @@ async def show_member(request: Request, image_id: str, member_id: str) -> Respon
     return JSONResponse(member_view(member))
 
 
-@router.put("/{member_id}", openapi_extra=JSON_OBJECT_BODY)
+@router.put("/{member_id}", openapi_extra=MEMBER_STATUS_BODY)
 async def update_member(request: Request, image_id: str, member_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
     status = await _field(request, "status")

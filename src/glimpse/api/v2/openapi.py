@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from glimpse.api.v2.image_params import MAX_INT64
+from glimpse.domain.images import MAX_INT32, MAX_STRING
+
 _STRING = {"type": "string"}
+
+
+def _header(
+    description: str, schema: dict[str, Any] | None = None, *, required: bool = True
+) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": schema or _STRING}
+
 
 IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
@@ -24,15 +34,36 @@ IMAGE_BODY: dict[str, Any] = {
                         "os_hidden": {"type": "boolean"},
                         "container_format": {"type": ["string", "null"]},
                         "disk_format": {"type": ["string", "null"]},
-                        "min_ram": {"type": "integer", "minimum": 0},
-                        "min_disk": {"type": "integer", "minimum": 0},
-                        "tags": {"type": "array", "items": {"type": "string", "maxLength": 255}},
+                        "min_ram": {"type": "integer", "minimum": 0, "maximum": MAX_INT32},
+                        "min_disk": {"type": "integer", "minimum": 0, "maximum": MAX_INT32},
+                        "tags": {
+                            "type": "array",
+                            "items": {"type": "string", "minLength": 1, "maxLength": MAX_STRING},
+                        },
                     },
                     "additionalProperties": _STRING,
                 }
             }
         },
-    }
+    },
+    "responses": {
+        "201": {
+            "headers": {
+                "Location": _header("Absolute URL of the new image."),
+                "OpenStack-image-store-ids": _header("Comma list of the enabled stores."),
+                "OpenStack-image-import-methods": _header(
+                    "Comma list of the enabled import methods.", required=False
+                ),
+            }
+        }
+    },
+}
+
+_V20_OPERATION = {
+    "type": "object",
+    "minProperties": 1,
+    "maxProperties": 2,
+    "properties": {"add": _STRING, "replace": _STRING, "remove": _STRING, "value": {}},
 }
 
 PATCH_BODY: dict[str, Any] = {
@@ -52,20 +83,83 @@ PATCH_BODY: dict[str, Any] = {
                         },
                     },
                 }
-            }
+            },
+            # The older form: add, replace or remove names the path: {"replace": "/name", "value": "x"}.
+            "application/openstack-images-v2.0-json-patch": {
+                "schema": {"type": "array", "items": _V20_OPERATION}
+            },
         },
     }
 }
 
-JSON_OBJECT_BODY: dict[str, Any] = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
-}
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+MEMBER_BODY = _json_body(
+    {
+        "type": "object",
+        "required": ["member"],
+        "properties": {"member": {"type": "string", "minLength": 1, "maxLength": MAX_STRING}},
+    }
+)
+MEMBER_STATUS_BODY = _json_body(
+    {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": ["pending", "accepted", "rejected"]}},
+    }
+)
 
 OCTET_STREAM_BODY: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "x-image-meta-store",
+            "in": "header",
+            "required": False,
+            "schema": _STRING,
+            "description": "Store to upload to (one of GET /v2/info/stores); the default store otherwise.",
+        }
+    ],
     "requestBody": {
         "required": True,
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
+    },
+}
+
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+
+#: GET /v2/images/{id}/file: the bytes, a single range of them, or nothing when there is no data yet.
+DOWNLOAD: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "range",
+            "in": "header",
+            "required": False,
+            "schema": _STRING,
+            "description": "A single byte range: bytes=0-1023, bytes=1024- or bytes=-512.",
+        }
+    ],
+    "responses": {
+        "200": {
+            "description": "The image data.",
+            "content": _BINARY,
+            "headers": {"Content-Length": _header("Size of the data.", {"type": "integer"})},
+        },
+        "204": {"description": "The image has no data yet."},
+        "206": {
+            "description": "The requested range of the image data.",
+            "content": _BINARY,
+            "headers": {
+                "Content-Length": _header("Size of the range.", {"type": "integer"}),
+                "Content-Range": _header(
+                    "The range sent and the size of the data.",
+                    {"type": "string", "pattern": "^bytes [0-9]+-[0-9]+/[0-9]+$"},
+                ),
+            },
+        },
+    },
 }
 
 
@@ -75,7 +169,11 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 LIST_PARAMETERS: dict[str, Any] = {
     "parameters": [
-        _query("limit", {"type": "integer", "minimum": 0}, "Page size (capped at api_limit_max)."),
+        _query(
+            "limit",
+            {"type": "integer", "minimum": 0, "maximum": MAX_INT64},
+            "Page size (capped at api_limit_max).",
+        ),
         _query("marker", {"type": "string", "format": "uuid"}, "Id of the last image of the previous page."),
         _query("sort_key", _STRING, "Sort key (repeatable)."),
         _query("sort_dir", {"type": "string", "enum": ["asc", "desc"]}, "Sort direction."),
@@ -94,8 +192,8 @@ LIST_PARAMETERS: dict[str, Any] = {
         ),
         _query("owner", _STRING, "Owner project."),
         _query("tag", _STRING, "Tag the image must carry (repeatable)."),
-        _query("size_min", {"type": "integer", "minimum": 0}, "Minimum size in bytes."),
-        _query("size_max", {"type": "integer", "minimum": 0}, "Maximum size in bytes."),
+        _query("size_min", {"type": "integer", "minimum": 0, "maximum": MAX_INT64}, "Minimum size in bytes."),
+        _query("size_max", {"type": "integer", "minimum": 0, "maximum": MAX_INT64}, "Maximum size in bytes."),
         _query("created_at", _STRING, "Operator and timestamp, e.g. gt:2026-01-01T00:00:00Z."),
         _query("updated_at", _STRING, "Operator and timestamp."),
         _query("os_hidden", {"type": "boolean"}, "List hidden images instead of visible ones."),
