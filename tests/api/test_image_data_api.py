@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apitools import ADMIN, OCTET, OTHER, new_image, upload
 from starlette.testclient import TestClient
-
-from conftest import ADMIN, OCTET, OTHER, new_image, upload
 
 
 def store_files(client: TestClient) -> list[Path]:

@@ -6,9 +6,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from apitools import ADMIN, OTHER, OWNER, THIRD, new_image, upload
 from starlette.testclient import TestClient
-
-from conftest import ADMIN, OTHER, OWNER, THIRD, new_image, upload
 
 
 def ids(response: Any) -> list[str]:

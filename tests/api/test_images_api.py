@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from apitools import ADMIN, OTHER, PATCH, new_image, upload
 from starlette.testclient import TestClient
-
-from conftest import ADMIN, OTHER, PATCH, new_image, upload
 
 
 def test_create_returns_glance_shape_and_headers(client: TestClient) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from apitools import ADMIN, OTHER, OWNER, THIRD, new_image
 from starlette.testclient import TestClient
-
-from conftest import ADMIN, OTHER, OWNER, THIRD, new_image
 
 
 def test_member_lifecycle(client: TestClient) -> None:

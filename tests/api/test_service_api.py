@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from apitools import ADMIN, new_image
 from starlette.testclient import TestClient
-
-from conftest import ADMIN, new_image
 
 
 def test_versions(client: TestClient) -> None:

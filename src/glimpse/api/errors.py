@@ -13,6 +13,7 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from glimpse import errors
@@ -139,6 +140,12 @@ def install(app: FastAPI) -> None:
         return error_response(
             exc.status_code, message, dict(exc.headers or {}), request.headers.get("accept")
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # Nobody is left to read this answer; the upload has already been rolled back.
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return error_response(400, "The client disconnected before the request body was complete.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -1,0 +1,111 @@
+"""A live ``glimpse serve`` process on loopback, for tests that need a real server and socket."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def venv_script(name: str) -> Path:
+    """A console script of the environment running the tests (the project's ``.venv`` normally)."""
+    beside = Path(sys.executable).with_name(name)
+    return beside if beside.exists() else REPO_ROOT / ".venv" / "bin" / name
+
+
+GLIMPSE_BIN = venv_script("glimpse")
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PortTaken(Exception):
+    """Another process bound the port between :func:`free_port` and the server's start."""
+
+
+@dataclass
+class Server:
+    """One ``glimpse serve`` process and where to reach it."""
+
+    name: str
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def start(self, environ: Mapping[str, str]) -> None:
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(GLIMPSE_BIN), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=REPO_ROOT,
+                env=dict(environ),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        last_error = "no attempt made"
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                if "address already in use" in self.log().lower():
+                    raise PortTaken(self.port)
+                pytest.fail(
+                    f"glimpse serve ({self.name}) exited with code {code} before answering.\n"
+                    f"--- server output ---\n{self.log()}",
+                    pytrace=False,
+                )
+            try:
+                response = httpx.get(f"{self.url}/versions", timeout=2.0)
+                if response.status_code == 200:
+                    return
+                last_error = f"GET /versions answered {response.status_code}"
+            except httpx.TransportError as exc:
+                last_error = repr(exc)
+            time.sleep(0.05)
+        self.stop()
+        pytest.fail(
+            f"glimpse serve ({self.name}) did not answer GET /versions within {timeout:.0f}s "
+            f"({last_error}).\n--- server output ---\n{self.log()}",
+            pytrace=False,
+        )
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
