@@ -59,11 +59,13 @@ IMAGE_BODY: dict[str, Any] = {
     },
 }
 
+#: A JSON pointer to one attribute of the image, e.g. /name or /os_distro (~1 stands for a slash).
+_POINTER = {"type": "string", "pattern": "^/[^/]+$"}
+#: add and replace carry a value, remove does not need one.
 _V20_OPERATION = {
     "type": "object",
-    "minProperties": 1,
-    "maxProperties": 2,
-    "properties": {"add": _STRING, "replace": _STRING, "remove": _STRING, "value": {}},
+    "properties": {"add": _POINTER, "replace": _POINTER, "remove": _POINTER, "value": {}},
+    "oneOf": [{"required": ["add", "value"]}, {"required": ["replace", "value"]}, {"required": ["remove"]}],
 }
 
 PATCH_BODY: dict[str, Any] = {
@@ -78,9 +80,10 @@ PATCH_BODY: dict[str, Any] = {
                         "required": ["op", "path"],
                         "properties": {
                             "op": {"type": "string", "enum": ["add", "replace", "remove"]},
-                            "path": {"type": "string"},
+                            "path": _POINTER,
                             "value": {},
                         },
+                        "anyOf": [{"properties": {"op": {"const": "remove"}}}, {"required": ["value"]}],
                     },
                 }
             },
