@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from apitools import ADMIN, new_image
 from starlette.testclient import TestClient
@@ -125,3 +128,16 @@ def test_error_body_follows_accept(client: TestClient) -> None:
     as_html = client.get(url, headers={"Accept": "*/*"})
     assert as_html.headers["content-type"].startswith("text/html")
     assert "No image found" in as_html.text
+
+
+def test_policy_file_overrides_defaults(make_client: Any, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('get_image: "!"\nadd_image: "role:creator"\n')
+    client = make_client(GLIMPSE_OSLO_POLICY__POLICY_FILE=str(policy))
+    refused = client.post("/v2/images", json={"name": "x"})
+    assert refused.status_code == 403
+    assert "add_image" in refused.json()["message"]
+    creator = {"X-Project-Id": "project-a", "X-User-Id": "u", "X-Roles": "creator"}
+    image = client.post("/v2/images", json={"name": "x"}, headers=creator).json()
+    # get_image "!" hides every image, even from its owner: invisible means 404, never 403.
+    assert client.get(f"/v2/images/{image['id']}", headers=creator).status_code == 404

@@ -1,0 +1,46 @@
+"""The ``glimpse`` operator commands, run in process against a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from glimpse.cli.main import main
+
+
+@pytest.fixture
+def environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in [n for n in os.environ if n.startswith("GLIMPSE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("GLIMPSE_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_db_check_then_upgrade(environ: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "check"]) == 1
+    assert "glimpse db upgrade" in capsys.readouterr().err
+    assert main(["db", "upgrade"]) == 0
+    assert (environ / "glimpse.sqlite").exists()
+    assert main(["db", "check"]) == 0
+    assert "matches the models" in capsys.readouterr().out
+
+
+def test_config_file_and_errors(environ: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "glimpse.conf"
+    config.write_text("[DEFAULT]\nenabled_backends = fast:file, fast:file\n")
+    assert main(["db", "upgrade", "--config", str(config)]) == 2
+    assert "twice" in capsys.readouterr().err
+    assert main(["db", "upgrade", "--config", str(tmp_path / "missing.conf")]) == 2
+
+
+def test_serve_refuses_bad_policy_file(
+    environ: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('get_image: "role:admin and ("\n')
+    monkeypatch.setenv("GLIMPSE_OSLO_POLICY__POLICY_FILE", str(policy))
+    monkeypatch.setenv("GLIMPSE_BIND_PORT", "1")  # never reached: the policy is checked first
+    assert main(["serve"]) == 2
+    assert "get_image" in capsys.readouterr().err
