@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, inspect, select
@@ -76,5 +78,63 @@ def test_sqlite_foreign_keys_are_on_after_upgrade(tmp_path: object, sqlite_url: 
         with eng.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        eng.dispose()
+
+
+REBUILDING_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "29990101_01_expand"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # An expression default makes SQLite's batch mode rebuild the whole images table.
+    with op.batch_alter_table("images") as batch_op:
+        batch_op.add_column(sa.Column("scratch", sa.Boolean(), nullable=False, server_default=sa.false()))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("images") as batch_op:
+        batch_op.drop_column("scratch")
+"""
+
+
+def test_sqlite_table_rebuild_keeps_child_rows(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "29990101_01_expand_rebuild.py").write_text(
+        REBUILDING_REVISION.replace("{head}", migrate.head_revision())
+    )
+    eng = make_engine(sqlite_url)
+    try:
+        migrate.upgrade(eng)
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        with unit_of_work(make_sessionmaker(eng)) as session:
+            image = ImageRow(
+                id="00000000-0000-0000-0000-000000000002",
+                status="queued",
+                visibility="shared",
+                protected=False,
+                os_hidden=False,
+                min_ram=0,
+                min_disk=0,
+                created_at=now,
+                updated_at=now,
+                deleted=False,
+            )
+            image.tags = [ImageTagRow(value="survives")]
+            session.add(image)
+        monkeypatch.setattr(migrate, "MIGRATIONS_DIR", scripts)
+        migrate.upgrade(eng)
+        with eng.connect() as conn:
+            assert conn.exec_driver_sql("SELECT value FROM image_tags").scalars().all() == ["survives"]
+            assert conn.exec_driver_sql("SELECT scratch FROM images").scalar() == 0
     finally:
         eng.dispose()
