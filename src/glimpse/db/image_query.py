@@ -90,8 +90,8 @@ def _keyset_clause(keys: list[tuple[str, str]], marker: dict[str, Any]) -> Colum
     return or_(*branches)
 
 
-def base_statement(query: ImageListQuery, viewer: Viewer) -> Select[ImageRow]:
-    stmt = select(ImageRow).where(ImageRow.deleted.is_(False), _visibility_clause(query, viewer))
+def base_statement(query: ImageListQuery, viewer: Viewer) -> Select[Any]:
+    stmt = select(ImageRow.__table__).where(ImageRow.deleted.is_(False), _visibility_clause(query, viewer))
     if query.os_hidden is not None:
         stmt = stmt.where(ImageRow.os_hidden.is_(query.os_hidden))
     for flt in query.filters:
@@ -128,9 +128,7 @@ def marker_values(session: Session, query: ImageListQuery, viewer: Viewer) -> di
     return {key: getattr(row, key) for key, _ in _sort_keys(query)}
 
 
-def build_list_statement(
-    query: ImageListQuery, viewer: Viewer, marker: dict[str, Any] | None
-) -> Select[ImageRow]:
+def build_list_statement(query: ImageListQuery, viewer: Viewer, marker: dict[str, Any] | None) -> Select[Any]:
     keys = _sort_keys(query)
     stmt = base_statement(query, viewer)
     if marker is not None:
@@ -138,5 +136,10 @@ def build_list_statement(
     order = []
     for key, direction in keys:
         column = _column(key)
-        order.append(column.asc().nulls_first() if direction == "asc" else column.desc().nulls_last())
+        if column.nullable:
+            order.append(column.asc().nulls_first() if direction == "asc" else column.desc().nulls_last())
+        else:
+            # No NULLS clause on NOT NULL columns: it would stop PostgreSQL from scanning an index
+            # backwards (DESC NULLS LAST is not the reverse of an ascending index's order).
+            order.append(column.asc() if direction == "asc" else column.desc())
     return stmt.order_by(*order).limit(query.limit)

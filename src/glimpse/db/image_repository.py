@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import RowMapping, Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.sql.base import ExecutableOption
+from sqlalchemy.orm import Session
 
 from glimpse.db.base import utcnow
 from glimpse.db.image_query import build_list_statement, marker_values
@@ -40,39 +40,33 @@ _COLUMNS = (
 ATOMIC_PROPERTIES = frozenset({"os_glance_import_task"})
 
 
-def _to_domain(row: ImageRow) -> Image:
+_IMAGES = ImageRow.__table__
+_PROPERTIES = ImagePropertyRow.__table__
+_TAGS = ImageTagRow.__table__
+_LOCATIONS = ImageLocationRow.__table__
+
+
+def _image_from(row: RowMapping) -> Image:
     return Image(
-        id=row.id,
-        name=row.name,
-        status=ImageStatus(row.status),
-        visibility=Visibility(row.visibility),
-        protected=row.protected,
-        os_hidden=row.os_hidden,
-        checksum=row.checksum,
-        os_hash_algo=row.os_hash_algo,
-        os_hash_value=row.os_hash_value,
-        owner=row.owner,
-        size=row.size,
-        virtual_size=row.virtual_size,
-        container_format=row.container_format,
-        disk_format=row.disk_format,
-        min_ram=row.min_ram,
-        min_disk=row.min_disk,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        tags=[tag.value for tag in row.tags],
-        properties={prop.name: prop.value for prop in row.properties},
-        locations=[
-            Location(
-                store_id=loc.store_id, url=loc.url, metadata=json.loads(loc.meta_data), status=loc.status
-            )
-            for loc in row.locations
-        ],
+        id=row["id"],
+        name=row["name"],
+        status=ImageStatus(row["status"]),
+        visibility=Visibility(row["visibility"]),
+        protected=row["protected"],
+        os_hidden=row["os_hidden"],
+        checksum=row["checksum"],
+        os_hash_algo=row["os_hash_algo"],
+        os_hash_value=row["os_hash_value"],
+        owner=row["owner"],
+        size=row["size"],
+        virtual_size=row["virtual_size"],
+        container_format=row["container_format"],
+        disk_format=row["disk_format"],
+        min_ram=row["min_ram"],
+        min_disk=row["min_disk"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
-
-
-def _loaded() -> tuple[ExecutableOption, ...]:
-    return (selectinload(ImageRow.properties), selectinload(ImageRow.tags), selectinload(ImageRow.locations))
 
 
 class SqlImageRepository:
@@ -81,12 +75,47 @@ class SqlImageRepository:
 
     # -- reads -------------------------------------------------------------------------------------
     def get(self, image_id: str) -> Image:
-        row = self._session.scalars(
-            select(ImageRow).where(ImageRow.id == image_id, ImageRow.deleted.is_(False)).options(*_loaded())
-        ).one_or_none()
-        if row is None:
+        images = self._load(select(_IMAGES).where(_IMAGES.c.id == image_id, _IMAGES.c.deleted.is_(False)))
+        if not images:
             raise NotFound(f"No image found with ID {image_id}")
-        return _to_domain(row)
+        return images[0]
+
+    def _load(self, stmt: Select[Any]) -> list[Image]:
+        """Images selected by ``stmt`` (a select of the images table) with their properties, tags and
+        locations: four Core queries whatever the page size, no ORM identity map to fill."""
+        conn = self._session.connection()
+        images = [_image_from(row) for row in conn.execute(stmt).mappings()]
+        if not images:
+            return images
+        by_id = {image.id: image for image in images}
+        ids = list(by_id)
+        for prop in conn.execute(
+            select(_PROPERTIES.c.image_id, _PROPERTIES.c.name, _PROPERTIES.c.value)
+            .where(_PROPERTIES.c.image_id.in_(ids))
+            .order_by(_PROPERTIES.c.id)
+        ):
+            by_id[prop.image_id].properties[prop.name] = prop.value
+        for tag in conn.execute(
+            select(_TAGS.c.image_id, _TAGS.c.value).where(_TAGS.c.image_id.in_(ids)).order_by(_TAGS.c.id)
+        ):
+            by_id[tag.image_id].tags.append(tag.value)
+        for loc in conn.execute(
+            select(
+                _LOCATIONS.c.image_id,
+                _LOCATIONS.c.store_id,
+                _LOCATIONS.c.url,
+                _LOCATIONS.c.meta_data,
+                _LOCATIONS.c.status,
+            )
+            .where(_LOCATIONS.c.image_id.in_(ids))
+            .order_by(_LOCATIONS.c.id)
+        ):
+            by_id[loc.image_id].locations.append(
+                Location(
+                    store_id=loc.store_id, url=loc.url, metadata=json.loads(loc.meta_data), status=loc.status
+                )
+            )
+        return images
 
     def exists_ever(self, image_id: str) -> bool:
         """Whether the id was ever used, deleted images included (ids are never reused)."""
@@ -98,8 +127,7 @@ class SqlImageRepository:
             marker = marker_values(self._session, query, viewer)
             if marker is None:
                 raise InvalidInput(f"Invalid marker: image {query.marker} could not be found.")
-        stmt = build_list_statement(query, viewer, marker).options(*_loaded())
-        return [_to_domain(row) for row in self._session.scalars(stmt)]
+        return self._load(build_list_statement(query, viewer, marker))
 
     def storage_used(self, owner: str) -> int:
         """Bytes held in stores by the owner's images (each location counts: a copy costs space)."""

@@ -32,6 +32,42 @@ async def rebuffer(chunks: AsyncIterator[bytes], block_size: int = BLOCK_SIZE) -
         yield b"".join(parts)
 
 
+class _End:
+    """Marks the end of a prefetched stream."""
+
+
+async def prefetch(source: AsyncIterator[bytes], depth: int = 2) -> AsyncIterator[bytes]:
+    """Read ``source`` ahead in its own task, up to ``depth`` blocks, so that receiving the next
+    block overlaps whatever the consumer does with this one (a store write in a worker thread).
+
+    An error of the source is raised to the consumer at the point where the data ran out; when the
+    consumer stops early (an error of its own, cancellation), the reading task is cancelled.
+    """
+    queue: asyncio.Queue[bytes | _End | Exception] = asyncio.Queue(maxsize=depth)
+
+    async def produce() -> None:
+        try:
+            async for item in source:
+                await queue.put(item)
+        except Exception as exc:  # handed over to the consumer, which re-raises it
+            await queue.put(exc)
+            return
+        await queue.put(_End())
+
+    reader = asyncio.create_task(produce())
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, _End):
+                break
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
 class StreamHasher:
     """MD5 (Glance's ``checksum``) and the configured multihash, fed block by block.
 

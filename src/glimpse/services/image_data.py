@@ -27,7 +27,7 @@ from glimpse.errors import (
     TooLarge,
 )
 from glimpse.runtime import Runtime
-from glimpse.services.hashing import StreamHasher
+from glimpse.services.hashing import StreamHasher, prefetch
 from glimpse.services.images import ImageService
 from glimpse.storage.base import ImageStore
 
@@ -136,7 +136,7 @@ class ImageDataService:
         limit, disk_format = await self.runtime.run(begin)
         hasher = StreamHasher(self.settings.hashing_algorithm)
         try:
-            stored = await store.write(image_id, hasher.wrap(body), max_size=limit)
+            stored = await store.write(image_id, prefetch(hasher.wrap(body)), max_size=limit)
         except BaseException as exc:
             await self._revert_to_queued(image_id)
             if isinstance(exc, TooLarge):
