@@ -82,6 +82,14 @@ class Settings:
     noauth_default_roles: tuple[str, ...] = ("member", "reader")
     policy_file: Path | None = None
     log_level: str = "INFO"
+    #: Units of work one process runs at once (0: 1 on SQLite, 4 on a database server).
+    database_threads: int = 0
+
+    @property
+    def effective_database_threads(self) -> int:
+        if self.database_threads:
+            return self.database_threads
+        return 1 if self.database_connection.startswith("sqlite") else 4
 
     def store(self, store_id: str) -> StoreSettings:
         for store in self.stores:
@@ -299,4 +307,5 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         noauth_default_roles=_parse_list(opt("noauth_default_roles", "auth") or "member,reader"),
         policy_file=Path(policy_file) if policy_file else None,
         log_level=_log_level(opt("log_level") or "INFO"),
+        database_threads=int_opt("threads", 0, "database"),
     )

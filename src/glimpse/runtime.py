@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio.to_thread
@@ -26,6 +26,12 @@ class Runtime:
     sessions: sessionmaker[Session]
     stores: StoreRegistry
     policy: Policy
+    limiter: anyio.CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Few threads beat many: database work is mostly Python (SQLAlchemy) holding the GIL, and
+        # every extra thread adds GIL hand-offs that the event loop pays for (measured in bench/).
+        self.limiter = anyio.CapacityLimiter(self.settings.effective_database_threads)
 
     @classmethod
     def build(cls, settings: Settings, *, stores: StoreRegistry | None = None) -> Runtime:
@@ -51,7 +57,7 @@ class Runtime:
             with self.uow(readonly=readonly) as session:
                 return fn(session)
 
-        return await anyio.to_thread.run_sync(_call)
+        return await anyio.to_thread.run_sync(_call, limiter=self.limiter)
 
     def close(self) -> None:
         self.engine.dispose()
