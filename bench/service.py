@@ -1,0 +1,125 @@
+"""Start and stop one ``glimpse serve`` on loopback, in a data directory of its own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import rawhttp
+
+HOST = "127.0.0.1"
+
+
+class ServerFailed(Exception):
+    """The service did not start, died, or answered in a way that makes the run meaningless."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def glimpse_command() -> list[str]:
+    """The ``glimpse`` console script next to this interpreter, else the module."""
+    script = shutil.which("glimpse", path=str(Path(sys.executable).parent))
+    if script:
+        return [script]
+    return [sys.executable, "-m", "glimpse.cli.main"]
+
+
+class Server:
+    def __init__(self, data_dir: Path, workers: int | None, log_level: str | None) -> None:
+        self.data_dir = data_dir
+        self.workers = workers
+        self.log_level = log_level
+        self.port = free_port()
+        self.log_path = data_dir / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise ServerFailed("the server is not running")
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        env = dict(os.environ)
+        env["GLIMPSE_DATA_DIR"] = str(self.data_dir)
+        if self.log_level:
+            env["GLIMPSE_LOG_LEVEL"] = self.log_level
+        command = [*glimpse_command(), "serve", "--host", HOST, "--port", str(self.port)]
+        if self.workers is not None:
+            command += ["--workers", str(self.workers)]
+        # The log goes to a file: a pipe nobody reads would block the server once it fills up.
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if rawhttp.request(HOST, self.port, "GET", "/versions", timeout=2).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise ServerFailed(
+            f"the server did not answer GET /versions within {timeout:.0f} s\n{self.log_tail()}"
+        )
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise ServerFailed(f"the server exited with status {self.process.returncode}\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no server log)"
+        return "--- server log (last lines) ---\n" + "\n".join(text[-lines:])
+
+    def count_log_lines(self, needle: str) -> int:
+        try:
+            with self.log_path.open(errors="replace") as log:
+                return sum(1 for line in log if needle in line)
+        except OSError:
+            return 0
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, then SIGKILL to the server's own process group; returns its exit status."""
+        process, self.process = self.process, None
+        status = None
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    # The group is the one start_new_session gave this server: only its processes.
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(10)
+            status = process.returncode
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return status
