@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import RowMapping, Select, delete, func, select, update
+from sqlalchemy import RowMapping, Select, Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,10 +40,10 @@ _COLUMNS = (
 ATOMIC_PROPERTIES = frozenset({"os_glance_import_task"})
 
 
-_IMAGES = ImageRow.__table__
-_PROPERTIES = ImagePropertyRow.__table__
-_TAGS = ImageTagRow.__table__
-_LOCATIONS = ImageLocationRow.__table__
+_IMAGES = cast(Table, ImageRow.__table__)
+_PROPERTIES = cast(Table, ImagePropertyRow.__table__)
+_TAGS = cast(Table, ImageTagRow.__table__)
+_LOCATIONS = cast(Table, ImageLocationRow.__table__)
 
 
 def _image_from(row: RowMapping) -> Image:
@@ -66,6 +66,7 @@ def _image_from(row: RowMapping) -> Image:
         min_disk=row["min_disk"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        import_task_id=row["import_task_id"],
     )
 
 
@@ -276,6 +277,32 @@ class SqlImageRepository:
         self.set_status(image_id, expected, ImageStatus.DELETED, deleted=True, deleted_at=utcnow())
         for table in (ImagePropertyRow, ImageTagRow, ImageLocationRow):
             self._session.execute(delete(table).where(table.image_id == image_id))
+
+    # -- the import lock: compare-and-set on images.import_task_id ------------------------------------
+    def take_lock(self, image_id: str, task_id: str, *, replacing: str | None = None) -> bool:
+        """Set the lock to ``task_id`` if it is free (or still held by ``replacing``); True if we won.
+
+        One UPDATE guarded by the expected holder: of any number of concurrent callers, on any
+        database and from any process, exactly one sees a changed row.
+        """
+        holder = (
+            _IMAGES.c.import_task_id.is_(None) if replacing is None else _IMAGES.c.import_task_id == replacing
+        )
+        result = self._session.execute(
+            update(_IMAGES)
+            .where(_IMAGES.c.id == image_id, _IMAGES.c.deleted.is_(False), holder)
+            .values(import_task_id=task_id)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def release_lock(self, image_id: str, task_id: str) -> bool:
+        """Drop the lock only if ``task_id`` still holds it; True if it did."""
+        result = self._session.execute(
+            update(_IMAGES)
+            .where(_IMAGES.c.id == image_id, _IMAGES.c.import_task_id == task_id)
+            .values(import_task_id=None)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def touch(self, image_id: str) -> datetime:
         now = utcnow()

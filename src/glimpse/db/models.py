@@ -9,7 +9,15 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from glimpse.db.base import Base, UTCDateTime
 
-__all__ = ["Base", "ImageLocationRow", "ImageMemberRow", "ImagePropertyRow", "ImageRow", "ImageTagRow"]
+__all__ = [
+    "Base",
+    "ImageLocationRow",
+    "ImageMemberRow",
+    "ImagePropertyRow",
+    "ImageRow",
+    "ImageTagRow",
+    "TaskRow",
+]
 
 
 class ImageRow(Base):
@@ -35,6 +43,8 @@ class ImageRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The import lock: the id of the task that holds it (shown as ``os_glance_import_task``).
+    import_task_id: Mapped[str | None] = mapped_column(String(36))
 
     properties: Mapped[list[ImagePropertyRow]] = relationship(
         back_populates="image", cascade="all, delete-orphan", lazy="raise", order_by="ImagePropertyRow.id"
@@ -118,4 +128,38 @@ class ImageMemberRow(Base):
     __table_args__ = (
         UniqueConstraint("image_id", "member"),
         Index("ix_image_members_member", "member"),
+    )
+
+
+class TaskRow(Base):
+    """Glance's ``tasks`` and ``task_info`` in one table, plus what a durable runner needs."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(30))
+    owner: Mapped[str | None] = mapped_column(String(255))
+    image_id: Mapped[str | None] = mapped_column(String(36))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    input: Mapped[str] = mapped_column(Text, default="{}")
+    result: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text, default="")
+    progress: Mapped[str] = mapped_column(Text, default="{}")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index("ix_tasks_image_id", "image_id", "created_at"),
+        Index("ix_tasks_status", "status", "created_at"),
+        Index("ix_tasks_owner", "owner"),
+        Index("ix_tasks_expires_at", "expires_at"),
     )

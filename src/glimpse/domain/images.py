@@ -191,6 +191,8 @@ class Image:
     tags: list[str] = field(default_factory=list)
     properties: dict[str, str] = field(default_factory=dict)
     locations: list[Location] = field(default_factory=list)
+    #: The task holding the import lock (Glance's ``os_glance_import_task``), if any.
+    import_task_id: str | None = None
 
     def check_transition(self, target: ImageStatus) -> None:
         """Raise InvalidTransition unless the status machine allows ``self.status`` → ``target``."""

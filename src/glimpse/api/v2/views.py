@@ -17,6 +17,8 @@ def isotime(value: datetime | None) -> str | None:
 
 def image_view(image: Image, settings: Settings) -> dict[str, Any]:
     body: dict[str, Any] = {k: v for k, v in image.properties.items() if k not in HIDDEN_PROPERTIES}
+    if image.import_task_id is not None:
+        body["os_glance_import_task"] = image.import_task_id
     body.update(
         {
             "name": image.name,

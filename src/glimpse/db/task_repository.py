@@ -1,0 +1,289 @@
+"""SqlTaskRepository: task rows, claims with leases, heartbeats, and the expiry rules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, RowMapping, Table, and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from glimpse.db.models import TaskRow
+from glimpse.domain.tasks import (
+    ACTIVE,
+    Task,
+    TaskProgress,
+    TaskStatus,
+    TaskType,
+    require_task_transition,
+)
+from glimpse.errors import InvalidInput, NotFound
+
+_TASKS = cast(Table, TaskRow.__table__)
+TASK_SORT_KEYS = frozenset({"created_at", "updated_at", "id", "status", "type", "expires_at"})
+
+
+class TaskLost(Exception):
+    """The runner no longer owns this task (its lease was taken over, or it was failed or busted)."""
+
+
+def _task_from(row: RowMapping) -> Task:
+    return Task(
+        id=row["id"],
+        type=TaskType(row["type"]),
+        status=TaskStatus(row["status"]),
+        owner=row["owner"],
+        image_id=row["image_id"],
+        request_id=row["request_id"],
+        user_id=row["user_id"],
+        input=json.loads(row["input"] or "{}"),
+        result=None if row["result"] is None else json.loads(row["result"]),
+        message=row["message"] or "",
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        deleted=row["deleted"],
+        deleted_at=row["deleted_at"],
+        claimed_by=row["claimed_by"],
+        lease_expires_at=row["lease_expires_at"],
+        heartbeat_at=row["heartbeat_at"],
+        attempt=row["attempt"],
+        progress=TaskProgress.from_dict(json.loads(row["progress"] or "{}")),
+    )
+
+
+def _not_expired(now: datetime) -> ColumnElement[bool]:
+    return and_(_TASKS.c.deleted.is_(False), or_(_TASKS.c.expires_at.is_(None), _TASKS.c.expires_at > now))
+
+
+class SqlTaskRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def _select(self, *where: ColumnElement[bool]) -> list[Task]:
+        rows = self._session.connection().execute(select(_TASKS).where(*where)).mappings()
+        return [_task_from(row) for row in rows]
+
+    # -- reads -------------------------------------------------------------------------------------
+    def find(self, task_id: str) -> Task | None:
+        found = self._select(_TASKS.c.id == task_id)
+        return found[0] if found else None
+
+    def get(self, task_id: str, now: datetime) -> Task:
+        found = self._select(_TASKS.c.id == task_id, _not_expired(now))
+        if not found:
+            raise NotFound(f"Task with the given id {task_id} not found")
+        return found[0]
+
+    def for_image(self, image_id: str, now: datetime) -> list[Task]:
+        """Every task of the image that has not expired, oldest first (pending and processing too)."""
+        rows = (
+            self._session.connection()
+            .execute(
+                select(_TASKS)
+                .where(_TASKS.c.image_id == image_id, _not_expired(now))
+                .order_by(_TASKS.c.created_at, _TASKS.c.id)
+            )
+            .mappings()
+        )
+        return [_task_from(row) for row in rows]
+
+    def search(
+        self,
+        now: datetime,
+        *,
+        filters: dict[str, str],
+        sort_key: str,
+        sort_dir: str,
+        limit: int,
+        marker: str | None,
+    ) -> list[Task]:
+        if sort_key not in TASK_SORT_KEYS:
+            raise InvalidInput(
+                f"Unknown sort key {sort_key!r}; tasks sort by {', '.join(sorted(TASK_SORT_KEYS))}."
+            )
+        column = _TASKS.c[sort_key]
+        stmt = select(_TASKS).where(_not_expired(now))
+        for name, value in filters.items():
+            stmt = stmt.where(_TASKS.c[name] == value)
+        if marker is not None:
+            anchor = (
+                self._session.connection()
+                .execute(select(column, _TASKS.c.id).where(_TASKS.c.id == marker))
+                .first()
+            )
+            if anchor is None:
+                raise InvalidInput(f"Invalid marker: task {marker} could not be found.")
+            value, anchor_id = anchor
+            if sort_dir == "asc":
+                stmt = stmt.where(or_(column > value, and_(column == value, _TASKS.c.id > anchor_id)))
+            else:
+                stmt = stmt.where(or_(column < value, and_(column == value, _TASKS.c.id < anchor_id)))
+        order = (
+            (column.asc(), _TASKS.c.id.asc()) if sort_dir == "asc" else (column.desc(), _TASKS.c.id.desc())
+        )
+        rows = self._session.connection().execute(stmt.order_by(*order).limit(limit)).mappings()
+        return [_task_from(row) for row in rows]
+
+    # -- writes ------------------------------------------------------------------------------------
+    def add(self, task: Task) -> None:
+        self._session.connection().execute(
+            _TASKS.insert().values(
+                id=task.id,
+                type=str(task.type),
+                status=str(task.status),
+                owner=task.owner,
+                image_id=task.image_id,
+                request_id=task.request_id,
+                user_id=task.user_id,
+                input=json.dumps(task.input),
+                result=None if task.result is None else json.dumps(task.result),
+                message=task.message,
+                progress=json.dumps(task.progress.to_dict()),
+                expires_at=task.expires_at,
+                created_at=task.created_at,
+                updated_at=task.updated_at,
+                deleted=False,
+                attempt=task.attempt,
+            )
+        )
+
+    def _transition(
+        self,
+        task_id: str,
+        expected: Sequence[TaskStatus],
+        target: TaskStatus,
+        *extra_where: ColumnElement[bool],
+        **values: Any,
+    ) -> bool:
+        for current in expected:
+            require_task_transition(current, target)
+        result = self._session.connection().execute(
+            update(_TASKS)
+            .where(_TASKS.c.id == task_id, _TASKS.c.status.in_([str(s) for s in expected]), *extra_where)
+            .values(status=str(target), **values)
+        )
+        return bool(result.rowcount == 1)
+
+    def claim(self, task_id: str, worker: str, now: datetime, lease: timedelta) -> bool:
+        """pending → processing for ``worker``, with a lease; True if this caller won the claim."""
+        return self._transition(
+            task_id,
+            [TaskStatus.PENDING],
+            TaskStatus.PROCESSING,
+            claimed_by=worker,
+            lease_expires_at=now + lease,
+            heartbeat_at=now,
+            updated_at=now,
+            attempt=_TASKS.c.attempt + 1,
+        )
+
+    def pending_ids(self, limit: int) -> list[str]:
+        rows = self._session.connection().execute(
+            select(_TASKS.c.id)
+            .where(_TASKS.c.status == str(TaskStatus.PENDING), _TASKS.c.deleted.is_(False))
+            .order_by(_TASKS.c.created_at)
+            .limit(limit)
+        )
+        return [row.id for row in rows]
+
+    def heartbeat(
+        self, task_id: str, worker: str, now: datetime, lease: timedelta, progress: TaskProgress, message: str
+    ) -> None:
+        """Record progress and renew the lease; TaskLost if the task is no longer ours and running."""
+        result = self._session.connection().execute(
+            update(_TASKS)
+            .where(
+                _TASKS.c.id == task_id,
+                _TASKS.c.status == str(TaskStatus.PROCESSING),
+                _TASKS.c.claimed_by == worker,
+            )
+            .values(
+                progress=json.dumps(progress.to_dict()),
+                message=message,
+                heartbeat_at=now,
+                lease_expires_at=now + lease,
+                updated_at=now,
+            )
+        )
+        if result.rowcount != 1:
+            raise TaskLost(task_id)
+
+    def succeed(
+        self,
+        task_id: str,
+        worker: str,
+        now: datetime,
+        ttl: timedelta,
+        result: dict[str, Any],
+        progress: TaskProgress,
+        message: str,
+    ) -> bool:
+        return self._transition(
+            task_id,
+            [TaskStatus.PROCESSING],
+            TaskStatus.SUCCESS,
+            _TASKS.c.claimed_by == worker,
+            result=json.dumps(result),
+            progress=json.dumps(progress.to_dict()),
+            message=message,
+            expires_at=now + ttl,
+            updated_at=now,
+            heartbeat_at=now,
+            lease_expires_at=None,
+        )
+
+    def fail(
+        self,
+        task_id: str,
+        now: datetime,
+        ttl: timedelta,
+        message: str,
+        *,
+        worker: str | None = None,
+        progress: TaskProgress | None = None,
+    ) -> bool:
+        """Any active task → failure (only if still held by ``worker`` when one is given)."""
+        extra = [] if worker is None else [_TASKS.c.claimed_by == worker]
+        values: dict[str, Any] = {
+            "message": message,
+            "expires_at": now + ttl,
+            "updated_at": now,
+            "lease_expires_at": None,
+        }
+        if progress is not None:
+            values["progress"] = json.dumps(progress.to_dict())
+        return self._transition(task_id, sorted(ACTIVE), TaskStatus.FAILURE, *extra, **values)
+
+    def requeue(self, task_id: str, worker: str, now: datetime) -> bool:
+        """processing → pending (a lease that expired before any side effect): another runner retries."""
+        return self._transition(
+            task_id,
+            [TaskStatus.PROCESSING],
+            TaskStatus.PENDING,
+            _TASKS.c.claimed_by == worker,
+            claimed_by=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+
+    def expired_leases(self, now: datetime, limit: int = 50) -> list[Task]:
+        rows = (
+            self._session.connection()
+            .execute(
+                select(_TASKS)
+                .where(_TASKS.c.status == str(TaskStatus.PROCESSING), _TASKS.c.lease_expires_at < now)
+                .limit(limit)
+            )
+            .mappings()
+        )
+        return [_task_from(row) for row in rows]
+
+    def purge_expired(self, now: datetime, older_than: timedelta = timedelta(0)) -> int:
+        """Hard-delete tasks whose expiry passed (at least ``older_than`` ago); returns how many."""
+        result = self._session.connection().execute(
+            delete(_TASKS).where(_TASKS.c.expires_at.is_not(None), _TASKS.c.expires_at <= now - older_than)
+        )
+        return int(result.rowcount)

@@ -1,0 +1,208 @@
+"""Tasks: the durable record of one import or copy, its status machine, progress and the lock rules."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from glimpse.errors import InvalidTransition
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class TaskStatus(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+class TaskType(enum.StrEnum):
+    IMPORT = "import"
+    API_IMAGE_IMPORT = "api_image_import"
+
+
+T = TaskStatus
+#: The task status machine, as data; success and failure are terminal.
+TASK_TRANSITIONS: Mapping[TaskStatus, frozenset[TaskStatus]] = {
+    T.PENDING: frozenset({T.PROCESSING, T.FAILURE}),
+    T.PROCESSING: frozenset({T.SUCCESS, T.FAILURE, T.PENDING}),
+    T.SUCCESS: frozenset(),
+    T.FAILURE: frozenset(),
+}
+TERMINAL = frozenset({T.SUCCESS, T.FAILURE})
+ACTIVE = frozenset({T.PENDING, T.PROCESSING})
+
+
+def require_task_transition(current: TaskStatus, target: TaskStatus) -> None:
+    if target not in TASK_TRANSITIONS[current]:
+        raise InvalidTransition(f"Task status transition from '{current}' to '{target}' is not allowed.")
+
+
+class StoreState(enum.StrEnum):
+    """Where one target store of an import or copy stands."""
+
+    PENDING = "pending"
+    COPYING = "copying"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class StoreProgress:
+    state: StoreState = StoreState.PENDING
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def percent(self) -> float | None:
+        if not self.bytes_total:
+            return 100.0 if self.state == StoreState.DONE else None
+        return round(min(100.0, 100.0 * self.bytes_done / self.bytes_total), 1)
+
+
+@dataclass(slots=True)
+class TaskProgress:
+    """Structured progress: a phase (``staging`` or ``stores``), per-store state and the overall rate."""
+
+    phase: str = "pending"
+    staged_bytes: int = 0
+    stores: dict[str, StoreProgress] = field(default_factory=dict)
+    bytes_per_second: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "staged_bytes": self.staged_bytes,
+            "bytes_per_second": self.bytes_per_second,
+            "stores": {
+                store: {
+                    "state": str(p.state),
+                    "bytes_done": p.bytes_done,
+                    "bytes_total": p.bytes_total,
+                    "percent": p.percent,
+                    "started_at": _iso(p.started_at),
+                    "updated_at": _iso(p.updated_at),
+                    "error": p.error,
+                }
+                for store, p in self.stores.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> TaskProgress:
+        if not data:
+            return cls()
+        stores = {
+            name: StoreProgress(
+                state=StoreState(raw.get("state", "pending")),
+                bytes_done=int(raw.get("bytes_done") or 0),
+                bytes_total=raw.get("bytes_total"),
+                started_at=_parse(raw.get("started_at")),
+                updated_at=_parse(raw.get("updated_at")),
+                error=raw.get("error"),
+            )
+            for name, raw in (data.get("stores") or {}).items()
+        }
+        return cls(
+            phase=str(data.get("phase") or "pending"),
+            staged_bytes=int(data.get("staged_bytes") or 0),
+            stores=stores,
+            bytes_per_second=data.get("bytes_per_second"),
+        )
+
+    def bytes_moved(self) -> int:
+        return self.staged_bytes + sum(p.bytes_done for p in self.stores.values())
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def copied_message(progress: TaskProgress) -> str:
+    """Glance's heartbeat message: whole MiB moved so far."""
+    return f"Copied {progress.bytes_moved() // (1024 * 1024)} MiB"
+
+
+@dataclass(slots=True)
+class Task:
+    id: str
+    type: TaskType
+    status: TaskStatus
+    owner: str | None
+    image_id: str | None
+    request_id: str | None
+    user_id: str | None
+    input: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    result: dict[str, Any] | None = None
+    message: str = ""
+    expires_at: datetime | None = None
+    deleted: bool = False
+    deleted_at: datetime | None = None
+    claimed_by: str | None = None
+    lease_expires_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    attempt: int = 0
+    progress: TaskProgress = field(default_factory=TaskProgress)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def stores(self) -> list[str]:
+        """The target stores named in the task input (Glance's ``backend`` list)."""
+        return [s for s in self.input.get("backend") or [] if isinstance(s, str)]
+
+    @property
+    def method(self) -> str | None:
+        method = (self.input.get("import_req") or {}).get("method") or {}
+        name = method.get("name") if isinstance(method, dict) else None
+        return name if isinstance(name, str) else None
+
+
+# -- the import lock -----------------------------------------------------------------------------
+
+#: A lock whose holder has not heart-beaten for this long may be broken (Glance: 60 minutes) ...
+DEFAULT_LOCK_STALE_AFTER = timedelta(minutes=60)
+
+
+def lock_stale_after(task: Task | None, stale_after: timedelta) -> timedelta:
+    """... and twice as long while the holder is still pending (Glance's rule)."""
+    if task is not None and task.status == TaskStatus.PENDING:
+        return stale_after * 2
+    return stale_after
+
+
+def lock_breakable_at(task: Task | None, stale_after: timedelta) -> datetime | None:
+    """When the lock held by ``task`` may be broken; None when it may be broken now (no such task)."""
+    if task is None:
+        return None
+    last_sign_of_life = task.heartbeat_at or task.updated_at
+    return last_sign_of_life + lock_stale_after(task, stale_after)
+
+
+def lock_is_stale(task: Task | None, now: datetime, stale_after: timedelta) -> bool:
+    breakable = lock_breakable_at(task, stale_after)
+    return breakable is None or now >= breakable
+
+
+EXPIRED_LOCK_MESSAGE = "Expired lock preempted"
