@@ -65,6 +65,21 @@ class Settings:
     user_storage_quota: int = 0
     enabled_import_methods: tuple[str, ...] = ALL_IMPORT_METHODS
     task_time_to_live: int = 48
+    #: Minutes without a heartbeat after which an import lock may be broken (doubled while pending).
+    import_lock_stale_after: int = 60
+    #: Seconds between two progress writes (heartbeats) of a running task.
+    task_progress_interval: float = 2.0
+    #: Seconds a runner owns a claimed task without heart-beating; then the reaper takes it back.
+    task_lease_time: float = 30.0
+    #: Seconds between two looks for pending tasks or expired leases (a wake-up also comes at once
+    #: from an import accepted by the same process).
+    runner_poll_interval: float = 1.0
+    #: Whether ``glimpse serve`` runs task runners inside each API process.
+    embedded_runner: bool = True
+    #: Tasks one runner process executes at once.
+    max_concurrent_tasks: int = 2
+    #: The ``[import_filtering_opts]`` section, as given (parsed by the web-download source).
+    import_filtering_opts: Mapping[str, str] = field(default_factory=dict)
     hashing_algorithm: str = "sha512"
     max_request_id_length: int = 64
     limit_param_default: int = 25
@@ -270,6 +285,18 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         value = opt(option, section)
         return default if value is None else _parse_int(value, option, minimum)
 
+    def float_opt(option: str, default: float, section: str) -> float:
+        value = opt(option, section)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"[{section}] {option} = {value!r} is not a number.") from None
+        if number <= 0:
+            raise ConfigError(f"[{section}] {option} must be greater than 0.")
+        return number
+
     def size_opt(option: str, default: int) -> int:
         value = opt(option)
         return default if value is None else parse_size(value, option)
@@ -289,6 +316,13 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         user_storage_quota=size_opt("user_storage_quota", 0),
         enabled_import_methods=methods,
         task_time_to_live=int_opt("task_time_to_live", 48, "task"),
+        import_lock_stale_after=int_opt("import_lock_stale_after", 60, minimum=1),
+        task_progress_interval=float_opt("task_progress_interval", 2.0, "task"),
+        task_lease_time=float_opt("task_lease_time", 30.0, "task"),
+        runner_poll_interval=float_opt("runner_poll_interval", 1.0, "task"),
+        embedded_runner=_parse_bool(opt("embedded_runner", "task") or "true", "[task] embedded_runner"),
+        max_concurrent_tasks=int_opt("max_concurrent_tasks", 2, "task", minimum=1),
+        import_filtering_opts=src.section("import_filtering_opts"),
         hashing_algorithm=hashing,
         max_request_id_length=int_opt("max_request_id_length", 64),
         limit_param_default=int_opt("limit_param_default", 25, minimum=1),

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from glimpse.config import Settings
 from glimpse.db.session import make_engine, make_sessionmaker, unit_of_work
 from glimpse.domain.policy import Policy
+from glimpse.domain.tasks import Clock, system_clock
 from glimpse.storage.registry import StoreRegistry, build_stores
 
 T = TypeVar("T")
@@ -26,6 +27,11 @@ class Runtime:
     sessions: sessionmaker[Session]
     stores: StoreRegistry
     policy: Policy
+    #: Where "now" comes from: tests inject a frozen or advanced clock (never sleep for an hour).
+    clock: Clock = system_clock
+    #: Called after a unit of work that created a pending task committed; the embedded runner
+    #: replaces it to wake up at once (other processes find the task by polling).
+    wake_runner: Callable[[], None] = field(default=lambda: None)
     limiter: anyio.CapacityLimiter = field(init=False)
 
     def __post_init__(self) -> None:
