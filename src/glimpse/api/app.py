@@ -11,7 +11,7 @@ from glimpse import __version__
 from glimpse.api import errors, versions
 from glimpse.api.middleware import RequestContextMiddleware
 from glimpse.api.responses import JSONResponse
-from glimpse.api.v2 import discovery, image_data, images, members, schemas
+from glimpse.api.v2 import discovery, image_data, images, members, schemas, tasks
 from glimpse.runtime import Runtime
 
 
@@ -40,6 +40,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         members.router,
         discovery.router,
         schemas.router,
+        tasks.router,
     ):
         app.include_router(router)
     errors.install(app)

@@ -8,6 +8,7 @@ from typing import Any
 from glimpse.config import Settings
 from glimpse.domain.images import HIDDEN_PROPERTIES, Image
 from glimpse.domain.members import ImageMember
+from glimpse.domain.tasks import Task
 
 
 def isotime(value: datetime | None) -> str | None:
@@ -60,4 +61,76 @@ def member_view(member: ImageMember) -> dict[str, Any]:
         "schema": "/v2/schemas/member",
         "status": str(member.status),
         "updated_at": isotime(member.updated_at),
+    }
+
+
+def _task_time(value: datetime | None) -> str | None:
+    """The image-tasks format Glance emits: microseconds, no zone suffix."""
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def image_task_view(task: Task) -> dict[str, Any]:
+    """One element of ``GET /v2/images/{id}/tasks``: Glance's 15 keys, then Glimpse's additions."""
+    return {
+        "id": task.id,
+        "type": str(task.type),
+        "status": str(task.status),
+        "owner": task.owner,
+        "expires_at": _task_time(task.expires_at),
+        "created_at": _task_time(task.created_at),
+        "updated_at": _task_time(task.updated_at),
+        "deleted_at": _task_time(task.deleted_at),
+        "deleted": task.deleted,
+        "image_id": task.image_id,
+        "request_id": task.request_id,
+        "user_id": task.user_id,
+        "input": task.input,
+        "result": task.result,
+        "message": task.message,
+        "progress": task.progress.to_dict(),
+    }
+
+
+def _task_links(task: Task) -> dict[str, Any]:
+    return {"self": f"/v2/tasks/{task.id}", "schema": "/v2/schemas/task"}
+
+
+def _optional(task: Task, *names: str) -> dict[str, Any]:
+    values = {
+        "image_id": task.image_id,
+        "request_id": task.request_id,
+        "user_id": task.user_id,
+        "expires_at": isotime(task.expires_at),
+    }
+    return {name: values[name] for name in names if values[name] is not None}
+
+
+def task_view(task: Task) -> dict[str, Any]:
+    """``GET /v2/tasks/{id}`` (admin): Glance's keys and its seconds-precision ``Z`` timestamps."""
+    return {
+        "id": task.id,
+        "input": task.input,
+        "type": str(task.type),
+        "status": str(task.status),
+        "owner": task.owner,
+        "message": task.message,
+        "result": task.result,
+        "created_at": isotime(task.created_at),
+        "updated_at": isotime(task.updated_at),
+        **_task_links(task),
+        **_optional(task, "image_id", "request_id", "user_id", "expires_at"),
+    }
+
+
+def task_summary_view(task: Task) -> dict[str, Any]:
+    """An element of ``GET /v2/tasks``: no input, result or message, as in Glance."""
+    return {
+        "id": task.id,
+        "type": str(task.type),
+        "status": str(task.status),
+        "owner": task.owner,
+        "created_at": isotime(task.created_at),
+        "updated_at": isotime(task.updated_at),
+        **_task_links(task),
+        **_optional(task, "expires_at"),
     }

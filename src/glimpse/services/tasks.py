@@ -1,0 +1,81 @@
+"""Reading tasks: an image's tasks for anyone who can see the image, and the admin-only task API."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy.orm import Session
+
+from glimpse.context import RequestContext
+from glimpse.db.task_repository import SqlTaskRepository
+from glimpse.domain.images import Image, is_uuid
+from glimpse.domain.policy import PolicyRule
+from glimpse.domain.tasks import Clock, Task
+from glimpse.errors import InvalidInput, NotFound
+from glimpse.services.images import ImageService
+
+TASK_FILTERS = ("type", "status")
+
+
+def visible_task(ctx: RequestContext, image: Image, task: Task) -> Task | None:
+    """The task as this caller may see it, or None.
+
+    Glance shows a task only to its own project (and admins). Glimpse also shows the image owner the
+    tasks other projects run on their image (an operator's copy, say), with that project's user and
+    request ids removed: the owner learns why the image is busy without learning who asked.
+    """
+    if ctx.is_admin or task.owner is None or task.owner == ctx.project_id:
+        return task
+    if image.owner is not None and image.owner == ctx.project_id:
+        return replace(task, user_id=None, request_id=None)
+    return None
+
+
+class TaskService:
+    def __init__(self, session: Session, images: ImageService, clock: Clock) -> None:
+        self.images = images
+        self.tasks = SqlTaskRepository(session)
+        self.clock = clock
+
+    def image_tasks(self, ctx: RequestContext, image_id: str) -> list[Task]:
+        """Every non-expired task of an image the caller can see, oldest first."""
+        image = self.images.get(ctx, image_id)
+        found = (visible_task(ctx, image, task) for task in self.tasks.for_image(image.id, self.clock()))
+        return [task for task in found if task is not None]
+
+    def image_task(self, ctx: RequestContext, image_id: str, task_id: str) -> Task:
+        image = self.images.get(ctx, image_id)
+        task = self.tasks.find(task_id) if is_uuid(task_id) else None
+        if task is not None and task.image_id == image.id:
+            task = visible_task(ctx, image, self.tasks.get(task.id, self.clock()))
+            if task is not None:
+                return task
+        raise NotFound(f"Image {image_id} has no task {task_id} that you can see.")
+
+    # -- /v2/tasks (admin) -------------------------------------------------------------------------
+    def list_tasks(
+        self,
+        ctx: RequestContext,
+        *,
+        filters: dict[str, str],
+        sort_key: str,
+        sort_dir: str,
+        limit: int,
+        marker: str | None,
+    ) -> list[Task]:
+        self.images.policy.enforce(PolicyRule.TASKS_API_ACCESS, ctx, {})
+        self.images.policy.enforce(PolicyRule.GET_TASKS, ctx, {})
+        if sort_dir not in ("asc", "desc"):
+            raise InvalidInput(f"Invalid sort direction {sort_dir!r}; use asc or desc.")
+        if marker is not None and not is_uuid(marker):
+            raise InvalidInput(f"Invalid marker {marker!r}: markers are task ids.")
+        return self.tasks.search(
+            self.clock(), filters=filters, sort_key=sort_key, sort_dir=sort_dir, limit=limit, marker=marker
+        )
+
+    def get_task(self, ctx: RequestContext, task_id: str) -> Task:
+        self.images.policy.enforce(PolicyRule.TASKS_API_ACCESS, ctx, {})
+        self.images.policy.enforce(PolicyRule.GET_TASK, ctx, {})
+        if not is_uuid(task_id):
+            raise NotFound(f"Task with the given id {task_id} not found")
+        return self.tasks.get(task_id, self.clock())
