@@ -1,0 +1,1 @@
+"""Background work: the task runner and import flows."""
