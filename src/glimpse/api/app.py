@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,8 @@ from glimpse import __version__
 from glimpse.api import errors, versions
 from glimpse.api.middleware import RequestContextMiddleware
 from glimpse.api.responses import JSONResponse
-from glimpse.api.v2 import discovery, image_data, images, members, schemas, tasks
+from glimpse.api.v2 import discovery, image_data, images, imports, members, schemas, tasks
+from glimpse.jobs.runner import TaskRunner
 from glimpse.runtime import Runtime
 
 
@@ -20,8 +22,20 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        runtime.close()
+        runner: TaskRunner | None = None
+        runner_job: asyncio.Task[None] | None = None
+        if runtime.settings.embedded_runner:
+            # Each API process runs a task runner too; an import accepted here wakes it at once.
+            runner = TaskRunner(runtime)
+            runtime.wake_runner = runner.wake
+            runner_job = asyncio.create_task(runner.run(), name="glimpse-task-runner")
+        try:
+            yield
+        finally:
+            if runner is not None and runner_job is not None:
+                runner.request_stop()
+                await asyncio.gather(runner_job, return_exceptions=True)
+            runtime.close()
 
     app = FastAPI(
         title="Glimpse Image API",
@@ -37,6 +51,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         versions.router,
         images.router,
         image_data.router,
+        imports.router,
         members.router,
         discovery.router,
         schemas.router,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Protocol, runtime_checkable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +23,16 @@ from glimpse.api.responses import JSONResponse
 from glimpse.services.image_data import ImageGone, RangeNotSatisfiable
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class CarriesFields(Protocol):
+    """An error with more to say than its message: ``extra_fields`` are added to JSON error bodies
+    (never replacing ``message``, ``code`` or ``title``)."""
+
+    @property
+    def extra_fields(self) -> Mapping[str, object]: ...
+
 
 #: Most specific class first; the first ``isinstance`` match wins.
 STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
@@ -87,16 +99,18 @@ def negotiate_error_type(accept: str | None) -> str:
 
 
 def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None, accept: str | None = "application/json"
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    accept: str | None = "application/json",
+    extra: Mapping[str, object] | None = None,
 ) -> Response:
     phrase = HTTPStatus(status).phrase
     body_type = negotiate_error_type(accept)
     if body_type == "application/json":
-        return JSONResponse(
-            {"message": message, "code": f"{status} {phrase}", "title": phrase},
-            status_code=status,
-            headers=headers,
-        )
+        body: dict[str, object] = {"message": message, "code": f"{status} {phrase}", "title": phrase}
+        body.update((key, value) for key, value in (extra or {}).items() if key not in body)
+        return JSONResponse(body, status_code=status, headers=headers)
     if body_type == "text/html":
         text = (
             f"<html>\n <head>\n  <title>{status} {phrase}</title>\n </head>\n <body>\n"
@@ -124,7 +138,8 @@ def install(app: FastAPI) -> None:
             headers = {"Content-Range": f"bytes */{exc.size}"}
         if status >= 500:
             log.error("request failed: %s", exc.message)
-        return error_response(status, exc.message, headers, request.headers.get("accept"))
+        extra = exc.extra_fields if isinstance(exc, CarriesFields) else None
+        return error_response(status, exc.message, headers, request.headers.get("accept"), extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

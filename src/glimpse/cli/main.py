@@ -77,9 +77,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from glimpse.jobs.runner import run_worker
+
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    prepare(settings)
+    runtime = Runtime.build(settings)
+    try:
+        asyncio.run(run_worker(runtime))
+    finally:
+        runtime.close()
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level)
+    if args.db_command == "purge":
+        return _purge(settings, args.age_in_days)
     if args.db_command == "upgrade":
         prepare(settings)
         print(f"database is at revision {migrate.head_revision()}")
@@ -96,6 +114,23 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _purge(settings: Settings, age_in_days: int) -> int:
+    import asyncio
+
+    from glimpse.jobs.housekeeping import purge_tasks
+
+    if age_in_days < 0:
+        print("glimpse db purge: --age-in-days must be 0 or more", file=sys.stderr)
+        return 2
+    runtime = Runtime.build(settings)
+    try:
+        purged = asyncio.run(purge_tasks(runtime, age_in_days))
+    finally:
+        runtime.close()
+    print(f"purged {purged} task(s) that expired more than {age_in_days} day(s) ago")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glimpse", description="Glimpse image service.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,11 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="number of API processes sharing the database")
     serve.add_argument("--config", help="INI configuration file (Glance layout)")
     serve.set_defaults(func=cmd_serve)
+    worker = sub.add_parser("worker", help="run task runners (imports and copies) without the API")
+    worker.add_argument("--config", help="INI configuration file (Glance layout)")
+    worker.set_defaults(func=cmd_worker)
     db = sub.add_parser("db", help="database schema management")
     db.add_argument(
         "db_command",
-        choices=["upgrade", "check"],
-        help="upgrade: migrate to the latest schema; check: verify schema is current",
+        choices=["upgrade", "check", "purge"],
+        help="upgrade: migrate to the latest schema; check: verify schema is current; "
+        "purge: delete tasks that expired more than --age-in-days days ago",
+    )
+    db.add_argument(
+        "--age-in-days",
+        type=int,
+        default=0,
+        help="purge: only tasks that expired more than this many days ago (default 0: every expired task)",
     )
     db.add_argument("--config", help="INI configuration file (Glance layout)")
     db.set_defaults(func=cmd_db)

@@ -1,0 +1,43 @@
+"""Why a running task stops early, and the failures a flow reports to the user.
+
+::
+
+    TaskStopped                 the runner must stop this task now; only its own partial work is undone
+    ├── LockLost                the image's import lock is no longer held by this task
+    ├── ImageGone               the image was deleted (or never existed)
+    └── Interrupted             the runner is shutting down; the task is put back in the queue
+    FlowFailed (GlimpseError)   the flow failed; ``message`` says what failed and what to do next
+
+``glimpse.db.task_repository.TaskLost`` (the task row is no longer this runner's: failed by a lock
+bust or by the reaper, or claimed again after a lease expired) is the fourth reason to stop.
+"""
+
+from __future__ import annotations
+
+from glimpse.errors import GlimpseError
+
+
+class TaskStopped(Exception):
+    """The task must stop at once; what to undo depends on the subclass."""
+
+
+class LockLost(TaskStopped):
+    def __init__(self, image_id: str, holder: str | None) -> None:
+        self.image_id = image_id
+        self.holder = holder
+        who = f"task {holder}" if holder else "nobody"
+        super().__init__(f"the import lock of image {image_id} is now held by {who}")
+
+
+class ImageGone(TaskStopped):
+    def __init__(self, image_id: str) -> None:
+        self.image_id = image_id
+        super().__init__(f"image {image_id} was deleted")
+
+
+class Interrupted(TaskStopped):
+    """The runner is stopping: undo this run's work and hand the task back as pending."""
+
+
+class FlowFailed(GlimpseError):
+    default_message = "The import failed; its partial data was removed. Start the import again."

@@ -1,0 +1,270 @@
+"""Housekeeping: the reaper of tasks whose runner died, the staging sweep, and the task purge.
+
+**Reaper.** A running task renews its lease with every heartbeat. A lease that has expired means its
+runner stopped (SIGKILL, a lost node, a hung process). The reaper, which every runner runs on every
+pass, takes such a task back:
+
+* when the task had not moved a byte yet (its progress is still in the ``pending`` phase), it is put
+  back in the queue, at most :data:`MAX_ATTEMPTS` times in all;
+* otherwise it fails, and the image is reverted as a failure of that method would revert it (see
+  ``docs/tasks.md``), all in one unit of work that first checks the task's lease is still expired
+  and, for the image, that the task still holds the lock. Objects named for the image in the target
+  stores that no location row refers to are removed afterwards, and so is the staged data of an
+  image that went back to ``queued`` (or was deleted).
+
+**Staging sweep.** Staged objects of images that are deleted or missing, or that have left the
+import path (active and the rest, with no lock held), are removed. Glance does the first part when
+the API starts; Glimpse's runners do both at start-up and then every hour.
+
+**Purge.** ``glimpse db purge`` hard-deletes tasks that expired more than N days ago.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, cast
+
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
+
+from glimpse.db.image_repository import SqlImageRepository
+from glimpse.db.models import ImageRow, TaskRow
+from glimpse.db.task_repository import SqlTaskRepository
+from glimpse.domain.images import ImageStatus, is_uuid
+from glimpse.domain.tasks import StoreState, Task, TaskProgress, TaskStatus
+from glimpse.errors import NotFound
+from glimpse.jobs.errors import ImageGone
+from glimpse.jobs.flows import COPY_IMAGE, IMPORT_METHODS, PHASE_FAILED, PHASE_PENDING
+from glimpse.jobs.image_state import lock_holder, update_store_lists
+from glimpse.jobs.objects import delete_object, location_of, remove_unreferenced
+from glimpse.runtime import Runtime
+from glimpse.storage.base import KEY_PATTERN, ImageStore
+
+log = logging.getLogger(__name__)
+
+#: Claims a task may have before a lost runner makes it fail instead of going back to the queue.
+MAX_ATTEMPTS: Final = 3
+#: Statuses in which an image may legitimately have staged data.
+_STAGING_STATUSES: Final = frozenset(
+    {ImageStatus.QUEUED, ImageStatus.SAVING, ImageStatus.UPLOADING, ImageStatus.IMPORTING}
+)
+
+_TASKS = cast(Table, TaskRow.__table__)
+_IMAGES = cast(Table, ImageRow.__table__)
+
+
+def lease_expired_message(task: Task) -> str:
+    expired = task.lease_expires_at or task.heartbeat_at or task.updated_at
+    when = expired.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"The worker running this task stopped (lease expired at {when}); its partial data was "
+        "removed; start the import again."
+    )
+
+
+@dataclass
+class _Cleanup:
+    """What to remove from the stores once the reaper's unit of work has committed."""
+
+    image_gone: bool = False
+    staging: bool = False
+
+
+def _untouched(task: Task) -> bool:
+    """Whether the task is known to have had no side effect yet (no byte moved, nothing recorded)."""
+    return task.progress.phase == PHASE_PENDING and all(
+        p.state == StoreState.PENDING and p.bytes_done == 0 for p in task.progress.stores.values()
+    )
+
+
+def _still_expired(session: Session, task: Task, now: datetime) -> bool:
+    """Re-read the task under a row lock: still processing for the same runner, lease still expired."""
+    row = session.execute(
+        select(_TASKS.c.status, _TASKS.c.claimed_by, _TASKS.c.lease_expires_at)
+        .where(_TASKS.c.id == task.id)
+        .with_for_update()
+    ).first()
+    if row is None or row.status != TaskStatus.PROCESSING or row.claimed_by != task.claimed_by:
+        return False
+    lease: datetime | None = row.lease_expires_at
+    if lease is not None and lease.tzinfo is None:
+        lease = lease.replace(tzinfo=UTC)
+    return lease is not None and lease < now
+
+
+def _failed_progress(task: Task) -> TaskProgress:
+    progress = TaskProgress.from_dict(task.progress.to_dict())
+    progress.phase = PHASE_FAILED
+    for store in progress.stores.values():
+        if store.state != StoreState.DONE:
+            store.state = StoreState.FAILED
+            store.error = store.error or "the worker running the task stopped"
+    return progress
+
+
+def _revert_image(session: Session, task: Task, cleanup: _Cleanup) -> None:
+    """Undo the task's image changes as a failure of its method would (the lock must be its own)."""
+    image_id = task.image_id
+    if image_id is None:
+        return
+    try:
+        holder = lock_holder(session, image_id)
+    except ImageGone:
+        cleanup.image_gone = True
+        return
+    if holder != task.id:
+        return  # someone else holds it now: its metadata is theirs
+    images = SqlImageRepository(session)
+    image = images.get(image_id)
+    targets = task.stores
+    request = task.input.get("import_req")
+    must_succeed = not (isinstance(request, dict) and request.get("all_stores_must_succeed") is False)
+    keep_copies = task.method == COPY_IMAGE and not must_succeed
+    if not keep_copies:
+        for store_id in targets:
+            with contextlib.suppress(NotFound):
+                images.remove_location(image_id, store_id)
+        failed = targets
+    else:
+        # A copy that may partly succeed keeps the stores it finished (each one is complete: a
+        # location row is only added once its object is).
+        failed = [s for s in targets if s not in image.stores]
+    if task.method in IMPORT_METHODS and image.status == ImageStatus.IMPORTING:
+        images.set_status(image_id, [ImageStatus.IMPORTING], ImageStatus.QUEUED, size=None, virtual_size=None)
+        cleanup.staging = True
+    update_store_lists(session, image_id, finished=targets, failed=failed)
+    images.release_lock(image_id, task.id)
+
+
+async def reap_task(runtime: Runtime, task: Task) -> str:
+    """Take back one task whose lease expired: ``requeued``, ``failed`` or ``skipped`` (it moved on)."""
+    now = runtime.clock()
+    if _untouched(task) and task.attempt < MAX_ATTEMPTS:
+
+        def requeue(session: Session) -> bool:
+            return _still_expired(session, task, now) and SqlTaskRepository(session).requeue(
+                task.id, task.claimed_by or "", now
+            )
+
+        if await runtime.run(requeue):
+            log.warning(
+                "task %s: runner %s stopped before starting it; queued again", task.id, task.claimed_by
+            )
+            return "requeued"
+        return "skipped"
+
+    message = lease_expired_message(task)
+    ttl = timedelta(hours=runtime.settings.task_time_to_live)
+    progress = _failed_progress(task)
+
+    def fail(session: Session) -> _Cleanup | None:
+        if not _still_expired(session, task, now):
+            return None
+        tasks = SqlTaskRepository(session)
+        if not tasks.fail(task.id, now, ttl, message, worker=task.claimed_by, progress=progress):
+            return None
+        cleanup = _Cleanup()
+        _revert_image(session, task, cleanup)
+        return cleanup
+
+    cleanup = await runtime.run(fail)
+    if cleanup is None:
+        return "skipped"
+    log.warning(
+        "task %s: runner %s stopped (lease expired); task failed and reverted", task.id, task.claimed_by
+    )
+    if task.image_id is not None:
+        await _remove_debris(runtime, task, task.image_id, cleanup)
+    return "failed"
+
+
+async def _remove_debris(runtime: Runtime, task: Task, image_id: str, cleanup: _Cleanup) -> None:
+    objects: dict[str, str] = {}
+    for store_id in task.stores:
+        if store_id in runtime.stores:
+            store = runtime.stores.get(store_id)
+            try:
+                objects[store_id] = location_of(store, image_id)
+            except TypeError:
+                log.warning("image %s: store %s cannot be cleaned by name", image_id, store_id)
+    await remove_unreferenced(runtime, image_id, objects, task_id=task.id)
+    if cleanup.staging or cleanup.image_gone:
+        staging = runtime.stores.staging
+        await delete_object(staging, location_of(staging, image_id))
+
+
+async def reap_expired(runtime: Runtime, *, limit: int = 20) -> list[tuple[str, str]]:
+    """Reap every task whose lease expired; returns (task id, what happened) pairs."""
+    now = runtime.clock()
+    expired = await runtime.run(lambda s: SqlTaskRepository(s).expired_leases(now, limit), readonly=True)
+    done: list[tuple[str, str]] = []
+    for task in expired:
+        try:
+            done.append((task.id, await reap_task(runtime, task)))
+        except Exception:
+            log.exception("task %s: reaping failed; the next pass tries again", task.id)
+    return done
+
+
+# -- staging sweep -----------------------------------------------------------------------------------
+
+
+def staged_keys(store: ImageStore) -> list[str]:
+    """The object keys in the staging store (hidden temporary files are the store's own business)."""
+    datadir = getattr(store, "datadir", None)
+    if datadir is not None:
+        try:
+            names = os.listdir(datadir)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            n for n in names if KEY_PATTERN.fullmatch(n) and os.path.isfile(os.path.join(datadir, n))
+        )
+    keys = getattr(store, "keys", None)
+    return sorted(keys()) if callable(keys) else []
+
+
+def _stale_staged(session: Session, keys: Sequence[str]) -> list[str]:
+    ids = [key for key in keys if is_uuid(key)]
+    rows = {
+        row.id: row
+        for row in session.execute(
+            select(_IMAGES.c.id, _IMAGES.c.status, _IMAGES.c.deleted, _IMAGES.c.import_task_id).where(
+                _IMAGES.c.id.in_(ids)
+            )
+        )
+    }
+    stale: list[str] = []
+    for key in ids:
+        row = rows.get(key)
+        if row is None or row.deleted or (row.status not in _STAGING_STATUSES and row.import_task_id is None):
+            stale.append(key)
+    return stale
+
+
+async def sweep_staging(runtime: Runtime) -> list[str]:
+    """Remove staged data that no image can use any more; returns the keys removed."""
+    staging = runtime.stores.staging
+    keys = staged_keys(staging)
+    if not keys:
+        return []
+    stale = await runtime.run(lambda s: _stale_staged(s, keys), readonly=True)
+    removed = [key for key in stale if await delete_object(staging, location_of(staging, key))]
+    if removed:
+        log.info("staging sweep removed the data of %d image(s): %s", len(removed), ", ".join(removed))
+    return removed
+
+
+# -- purge -------------------------------------------------------------------------------------------
+
+
+async def purge_tasks(runtime: Runtime, age_in_days: int = 0) -> int:
+    """Hard-delete tasks that expired more than ``age_in_days`` days ago; returns how many."""
+    now = runtime.clock()
+    older_than = timedelta(days=age_in_days)
+    return await runtime.run(lambda s: SqlTaskRepository(s).purge_expired(now, older_than))

@@ -1,0 +1,268 @@
+"""TaskRunner: claims pending tasks and runs their flows, a few at a time, in one event loop.
+
+Every pass (each ``runner_poll_interval`` seconds, or at once when woken) the runner
+
+1. reaps tasks whose lease expired (:mod:`glimpse.jobs.housekeeping`), and sweeps the staging
+   area at start-up and then hourly;
+2. claims pending tasks, oldest first, up to ``max_concurrent_tasks`` running at once: a claim is
+   a compare-and-set ``pending → processing`` with this runner's id and a lease of
+   ``task_lease_time`` seconds, so of several runners (in any number of processes) one wins;
+3. runs each claimed task's flow as an asyncio task with its own :class:`Heartbeat`.
+
+Stopping (:meth:`TaskRunner.request_stop`, SIGTERM in ``glimpse worker``, the API's shutdown) stops
+claiming at once and asks every running task to stop at its next heartbeat: each undoes its work and
+goes back to ``pending`` for another runner. A task that does not stop within ``stop_timeout``
+seconds is cancelled; its lease then lapses and a reaper takes it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+from sqlalchemy.orm import Session
+
+from glimpse.db.task_repository import SqlTaskRepository
+from glimpse.domain.tasks import Task, TaskProgress
+from glimpse.jobs.flows import execute_task, heartbeat_writer
+from glimpse.jobs.housekeeping import reap_expired, sweep_staging
+from glimpse.jobs.progress import Heartbeat
+from glimpse.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two staging sweeps of one runner.
+SWEEP_INTERVAL: Final = 3600.0
+#: Outcomes of finished tasks a runner remembers (for logs and tests), newest last.
+FINISHED_KEPT: Final = 1000
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``: unique per runner, and telling an operator where the task runs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class _Running:
+    task: Task
+    heartbeat: Heartbeat
+    job: asyncio.Task[str]
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        runtime: Runtime,
+        worker_id: str | None = None,
+        *,
+        stop_timeout: float | None = None,
+        sweep_interval: float = SWEEP_INTERVAL,
+    ) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
+        self.worker_id = worker_id or default_worker_id()
+        self.capacity = settings.max_concurrent_tasks
+        self.poll_interval = settings.runner_poll_interval
+        self.lease = timedelta(seconds=settings.task_lease_time)
+        self.stop_timeout = settings.task_lease_time if stop_timeout is None else stop_timeout
+        self.sweep_interval = sweep_interval
+        self._running: dict[str, _Running] = {}
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._last_sweep: float | None = None
+        #: Outcome of the tasks this runner ran, by task id: success, failure, requeued, lost, error
+        #: or cancelled (the last FINISHED_KEPT of them).
+        self.finished: dict[str, str] = {}
+
+    # -- control -----------------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Look for work now (safe to call from any thread; does nothing before :meth:`run`)."""
+        loop, event = self._loop, self._wake
+        if loop is None or event is None or loop.is_closed():
+            return
+        try:
+            if asyncio.get_running_loop() is loop:
+                event.set()
+                return
+        except RuntimeError:
+            pass
+        loop.call_soon_threadsafe(event.set)
+
+    def request_stop(self) -> None:
+        """Stop claiming and ask the running tasks to hand themselves back; :meth:`run` then returns."""
+        self._stopping = True
+        for running in self._running.values():
+            running.heartbeat.interrupt()
+        self.wake()
+
+    @property
+    def running(self) -> list[str]:
+        return list(self._running)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Work until :meth:`request_stop`; then wait for the running tasks to stop."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        log.info(
+            "task runner %s started (up to %d task(s) at once, lease %.1fs)",
+            self.worker_id,
+            self.capacity,
+            self.lease.total_seconds(),
+        )
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    await self.run_once()
+                except Exception:
+                    log.exception("task runner %s: pass failed; trying again", self.worker_id)
+                if self._stopping:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+        finally:
+            await self._drain()
+            log.info("task runner %s stopped", self.worker_id)
+
+    async def run_once(self) -> int:
+        """One pass: reap, sweep when due, claim and start tasks; returns how many were started."""
+        await reap_expired(self.runtime)
+        await self._sweep_when_due()
+        started = 0
+        free = self.capacity - len(self._running)
+        if free <= 0 or self._stopping:
+            return 0
+        candidates = await self.runtime.run(
+            lambda s: SqlTaskRepository(s).pending_ids(free * 2), readonly=True
+        )
+        for task_id in candidates:
+            if started >= free or self._stopping:
+                break
+            task = await self._claim(task_id)
+            if task is not None:
+                self._start(task)
+                started += 1
+        return started
+
+    async def wait_idle(self) -> None:
+        """Wait until no task is running (tests)."""
+        while self._running:
+            await asyncio.gather(*(r.job for r in list(self._running.values())), return_exceptions=True)
+
+    # -- internals ---------------------------------------------------------------------------------
+    async def _sweep_when_due(self) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        if self._last_sweep is not None and loop_time - self._last_sweep < self.sweep_interval:
+            return
+        self._last_sweep = loop_time
+        try:
+            await sweep_staging(self.runtime)
+        except Exception:
+            log.exception("staging sweep failed; the next one tries again")
+
+    async def _claim(self, task_id: str) -> Task | None:
+        now = self.runtime.clock()
+
+        def claim(session: Session) -> Task | None:
+            tasks = SqlTaskRepository(session)
+            if not tasks.claim(task_id, self.worker_id, now, self.lease):
+                return None
+            return tasks.find(task_id)
+
+        return await self.runtime.run(claim)
+
+    def _start(self, task: Task) -> None:
+        heartbeat = Heartbeat(
+            TaskProgress(),
+            heartbeat_writer(self.runtime, task, self.worker_id),
+            clock=self.runtime.clock,
+            # At least three beats per lease, whatever the configuration says.
+            interval=min(self.runtime.settings.task_progress_interval, self.lease.total_seconds() / 3),
+        )
+        job = asyncio.create_task(self._execute(task, heartbeat), name=f"task-{task.id}")
+        self._running[task.id] = _Running(task, heartbeat, job)
+        if self._stopping:
+            heartbeat.interrupt()
+
+    async def _execute(self, task: Task, heartbeat: Heartbeat) -> str:
+        outcome = "error"
+        try:
+            outcome = await execute_task(self.runtime, task, self.worker_id, heartbeat)
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception:
+            log.exception(
+                "task %s: the runner could not finish it; its lease will lapse and a reaper takes it back",
+                task.id,
+            )
+        finally:
+            self.finished[task.id] = outcome
+            while len(self.finished) > FINISHED_KEPT:
+                del self.finished[next(iter(self.finished))]
+            self._running.pop(task.id, None)
+            self.wake()  # a slot is free
+        return outcome
+
+    async def _drain(self) -> None:
+        """Stop: interrupt every running task, wait for them, cancel the ones that overstay."""
+        self._stopping = True
+        jobs = []
+        for running in self._running.values():
+            running.heartbeat.interrupt()
+            jobs.append(running.job)
+        if not jobs:
+            return
+        _, late = await asyncio.wait(jobs, timeout=self.stop_timeout)
+        for job in late:
+            job.cancel()
+        if late:
+            log.warning(
+                "task runner %s: %d task(s) did not stop in time; their leases will lapse",
+                self.worker_id,
+                len(late),
+            )
+            await asyncio.gather(*late, return_exceptions=True)
+
+
+async def run_worker(runtime: Runtime, worker_id: str | None = None) -> None:
+    """``glimpse worker``: one runner until SIGTERM or SIGINT.
+
+    The first signal stops claiming and hands the running tasks back to the queue (each undoes its
+    work first); a second one exits at once, leaving the leases to lapse.
+    """
+    runner = TaskRunner(runtime, worker_id)
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    received = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal received
+        received += 1
+        if received == 1:
+            log.info("signal %d: stopping; running tasks go back to the queue", signum)
+            runner.request_stop()
+        elif main is not None:
+            log.warning("signal %d again: exiting now; running tasks' leases will lapse", signum)
+            main.cancel()
+
+    handled = (signal.SIGTERM, signal.SIGINT)
+    for signum in handled:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await runner.run()
+    except asyncio.CancelledError:
+        log.warning("task runner %s cancelled", runner.worker_id)
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,85 @@
+"""Linear flows: a list of steps, each with ``execute`` and ``revert``.
+
+:func:`run_steps` executes the steps in order. When one raises, every step that started (the failing
+one included, since it may have left partial work) is reverted in reverse order, and the error is
+raised again. What a revert undoes depends on *why* the flow stopped (:class:`Why`): a failure of a
+task that still holds the lock undoes everything it did to the image; a task that lost its claim or
+its lock removes only the objects it wrote and touches no metadata; an interrupted task (the runner
+is stopping) puts the image back exactly as the import request left it, so it can run again.
+
+A hard cancellation (``asyncio.CancelledError``) reverts nothing: the task's lease lapses and the
+reaper undoes its work from the database's point of view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
+
+from glimpse.db.task_repository import TaskLost
+from glimpse.jobs.errors import Interrupted, TaskStopped
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", contravariant=True)
+
+
+class Why(enum.Enum):
+    """Why a flow is being reverted."""
+
+    #: The flow failed while this task still owns the task row and the image lock.
+    FAILED = "failed"
+    #: The task row or the image lock is no longer this run's (or the image is gone).
+    LOST = "lost"
+    #: The runner is stopping: restore the state the import request created, then re-queue.
+    INTERRUPTED = "interrupted"
+
+
+def why(error: BaseException) -> Why:
+    if isinstance(error, Interrupted):
+        return Why.INTERRUPTED
+    if isinstance(error, (TaskStopped, TaskLost)):
+        return Why.LOST
+    return Why.FAILED
+
+
+class Step(Protocol, Generic[R]):
+    name: str
+
+    async def execute(self, run: R) -> None: ...
+
+    async def revert(self, run: R, reason: Why) -> None: ...
+
+
+async def run_steps(steps: Sequence[Step[R]], run: R) -> None:
+    started: list[Step[R]] = []
+    try:
+        for step in steps:
+            started.append(step)
+            await step.execute(run)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        reason = why(exc)
+        log.debug("flow stopped in step %s (%s): reverting", started[-1].name, reason.value)
+        for step in reversed(started):
+            try:
+                await step.revert(run, reason)
+            except (TaskStopped, TaskLost) as lost:
+                # The lock or the claim went away while undoing: what is left is only our objects.
+                log.info("revert of step %s stopped: %s; undoing only this run's objects", step.name, lost)
+                reason = Why.LOST
+                await _revert_quietly(step, run, reason)
+            except Exception:
+                log.exception("revert of step %s failed; the reaper will finish the clean-up", step.name)
+        raise
+
+
+async def _revert_quietly(step: Step[R], run: R, reason: Why) -> None:
+    try:
+        await step.revert(run, reason)
+    except Exception:
+        log.exception("revert of step %s failed; the reaper will finish the clean-up", step.name)

@@ -1,0 +1,522 @@
+"""Interoperable import, the API half: staging data (glance-direct) and starting an import.
+
+Starting an import checks the request in Glance's order (body, image, status, policy, lock, stores,
+URL filtering), then creates the task row, takes the image's import lock, moves the image status and
+records the target stores, all in one unit of work. A task runner picks the pending task up after
+the commit. The lock is a compare-and-set on ``images.import_task_id``, so of any number of
+concurrent requests, in any number of processes, exactly one wins.
+
+Contract with the task runner (what a pending ``api_image_import`` task row holds):
+
+* ``input = {"image_id": <id>, "import_req": <request body as received>, "backend": [<store>, ...]}``
+  where ``backend`` lists the target stores in request order (configured order for ``all_stores``),
+  without duplicates and without stores a copy-image already has; ``import_req`` may lack
+  ``all_stores_must_succeed`` (meaning true).
+* The image holds the lock (``import_task_id`` = the task id); its status is ``importing`` for
+  glance-direct and web-download and unchanged (``active``) for copy-image.
+* ``os_glance_importing_to_stores`` = the sorted, comma-joined ``backend``;
+  ``os_glance_failed_import`` no longer names any of them (both exist, possibly ``""``).
+* glance-direct: the staged bytes are in ``runtime.stores.staging`` under the key ``<image id>``,
+  and the image's ``size`` says how many there are.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import anyio
+from sqlalchemy.orm import Session
+
+from glimpse.config import ConfigError
+from glimpse.context import RequestContext
+from glimpse.db.task_repository import SqlTaskRepository
+from glimpse.domain.images import Image, ImageStatus
+from glimpse.domain.policy import PolicyRule
+from glimpse.domain.tasks import (
+    EXPIRED_LOCK_MESSAGE,
+    Task,
+    TaskStatus,
+    TaskType,
+    lock_breakable_at,
+    lock_is_stale,
+)
+from glimpse.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    StorageError,
+    StoreNotFound,
+    TooLarge,
+    UnsupportedMediaType,
+)
+from glimpse.jobs.web_source import ImportFilter, check_url
+from glimpse.runtime import Runtime
+from glimpse.services.hashing import prefetch, rebuffer
+from glimpse.services.image_data import ImageGone
+from glimpse.services.images import ImageService
+
+log = logging.getLogger(__name__)
+
+GLANCE_DIRECT: Final = "glance-direct"
+WEB_DOWNLOAD: Final = "web-download"
+COPY_IMAGE: Final = "copy-image"
+IMPORTING_PROPERTY: Final = "os_glance_importing_to_stores"
+FAILED_PROPERTY: Final = "os_glance_failed_import"
+#: Task and user ids are kept in 64-character columns.
+MAX_ID_LENGTH: Final = 64
+
+
+class ImageLocked(Conflict):
+    """Another import holds the image's lock; ``lock`` says which task, whose, and until when.
+
+    The error body carries ``lock`` as an extra JSON field (see :attr:`extra_fields`).
+    """
+
+    def __init__(self, message: str, lock: dict[str, object]) -> None:
+        super().__init__(message)
+        self.lock = lock
+
+    @property
+    def extra_fields(self) -> Mapping[str, object]:
+        return {"lock": self.lock}
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRequest:
+    """A POST /v2/images/{id}/import body that passed Glance's body checks."""
+
+    method: str
+    body: dict[str, Any]
+    all_stores: bool
+    all_stores_must_succeed: bool
+
+    @property
+    def uri(self) -> object:
+        return self.body["method"].get("uri")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportStarted:
+    """What starting an import produced: the task, or None when a copy had nothing left to do."""
+
+    task_id: str | None
+    stores: tuple[str, ...] = ()
+
+
+def parse_import_body(body: object, enabled_methods: Sequence[str]) -> ImportRequest:
+    """Glance's checks of the body, in its order and with its messages (all 400)."""
+    if body is None:
+        raise InvalidInput("Body expected in request.")
+    if not isinstance(body, dict):
+        raise InvalidInput("The import request body must be a JSON object with a 'method' field.")
+    method = body.get("method")
+    if method is None:
+        raise InvalidInput("Import request requires a 'method' field.")
+    if not isinstance(method, dict) or "name" not in method:
+        raise InvalidInput("Import request requires a 'name' field.")
+    name = method["name"]
+    if not isinstance(name, str) or name not in enabled_methods:
+        raise InvalidInput(f"Unknown import method name '{name}'.")
+    all_stores_must_succeed = body.get("all_stores_must_succeed", True)
+    if not isinstance(all_stores_must_succeed, bool):
+        raise InvalidInput("'all_stores_must_succeed' must be boolean value only")
+    all_stores = body.get("all_stores", False)
+    if not isinstance(all_stores, bool):
+        raise InvalidInput("'all_stores' must be boolean value only")
+    return ImportRequest(
+        method=name, body=body, all_stores=all_stores, all_stores_must_succeed=all_stores_must_succeed
+    )
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _store_list(value: str | None) -> list[str]:
+    return [item for item in (value or "").split(",") if item]
+
+
+def _without(value: str | None, stores: Sequence[str]) -> str:
+    return ",".join(item for item in _store_list(value) if item not in stores)
+
+
+def describe_lock(
+    ctx: RequestContext,
+    image_id: str,
+    holder_id: str,
+    holder: Task | None,
+    now: datetime,
+    stale_after: timedelta,
+) -> tuple[str, dict[str, object]]:
+    """Who holds an image's lock, as one sentence pair for people and as fields for programs.
+
+    The user and request ids of a task another project started are left out (admins see them).
+    """
+    tasks_url = f"/v2/images/{image_id}/tasks"
+    if holder is None:
+        lock: dict[str, object] = {
+            "task_id": holder_id,
+            "status": None,
+            "user_id": None,
+            "request_id": None,
+            "seconds_since_heartbeat": None,
+            "breakable_at": None,
+            "tasks_url": tasks_url,
+        }
+        return f"task {holder_id} holds the import lock; watch it at {tasks_url}.", lock
+    redacted = not ctx.is_admin and holder.owner != ctx.project_id
+    last_sign_of_life = holder.heartbeat_at or holder.updated_at
+    seconds = max(0, int((now - last_sign_of_life).total_seconds()))
+    breakable = lock_breakable_at(holder, stale_after)
+    breakable_text = _iso(breakable) if breakable is not None else _iso(now)
+    if redacted:
+        who = "another project's request"
+    else:
+        who = f"user {holder.user_id or 'unknown'} in request {holder.request_id or 'unknown'}"
+    lock = {
+        "task_id": holder.id,
+        "status": str(holder.status),
+        "user_id": None if redacted else holder.user_id,
+        "request_id": None if redacted else holder.request_id,
+        "seconds_since_heartbeat": seconds,
+        "breakable_at": breakable_text,
+        "tasks_url": tasks_url,
+    }
+    if holder.status == TaskStatus.PENDING:
+        timing = (
+            f"It was queued {seconds} seconds ago and has not started; the lock can be broken from "
+            f"{breakable_text} if no runner picks it up before then."
+        )
+    else:
+        timing = (
+            f"Its last heartbeat was {seconds} seconds ago; the lock can be broken from "
+            f"{breakable_text} if the task stays silent until then."
+        )
+    text = (
+        f"task {holder.id} ({holder.status}), started by {who}, holds the import lock of image "
+        f"{image_id}. {timing} Watch it at {tasks_url}."
+    )
+    return text, lock
+
+
+@dataclass(frozen=True, slots=True)
+class _Bust:
+    """A stale lock the new import will take over: its holder's id and row (None when missing)."""
+
+    holder_id: str
+    holder: Task | None
+
+
+class ImportService:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+
+    @property
+    def stale_after(self) -> timedelta:
+        return timedelta(minutes=self.settings.import_lock_stale_after)
+
+    def _images(self, session: Session) -> ImageService:
+        return ImageService(session, self.settings, self.runtime.policy)
+
+    # -- PUT /v2/images/{id}/stage -----------------------------------------------------------------
+    def check_stage_request(self, media_type: str | None) -> None:
+        """Glance's first two checks of a stage request: the method is enabled (404), the body is
+        octet-stream (415)."""
+        if GLANCE_DIRECT not in self.settings.enabled_import_methods:
+            raise NotFound("'glance-direct' method is not available at this site.")
+        if media_type != "application/octet-stream":
+            raise UnsupportedMediaType(
+                f"Staged data must be sent as application/octet-stream, not '{media_type or 'nothing'}'."
+            )
+
+    async def stage(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        body: AsyncIterator[bytes],
+        *,
+        media_type: str | None,
+        content_length: int | None,
+        declared_size: int | None,
+    ) -> int:
+        """Stream the body into the staging store under the image id; returns the bytes staged.
+
+        The image moves ``queued → uploading`` first and back to ``queued`` (nothing staged) on any
+        failure: client gone, too large, a size that does not match, a store error, cancellation.
+        """
+        self.check_stage_request(media_type)
+        limit = self.settings.image_size_cap
+
+        def check(session: Session) -> None:
+            image, _ = self._images(session).load(ctx, image_id, PolicyRule.MODIFY_IMAGE)
+            if image.owner != ctx.project_id and not ctx.is_admin:
+                raise Forbidden("Only the image owner can stage its data.")
+            if image.status != ImageStatus.QUEUED:
+                raise Conflict(
+                    f"Image {image_id} is '{image.status}'; data can only be staged for a queued image."
+                )
+
+        await self.runtime.run(check, readonly=True)
+        for declared in (content_length, declared_size):
+            if declared is not None and declared > limit:
+                raise self._too_large(limit)
+        staging = self.runtime.stores.staging
+        if await self._staged_size(image_id) is not None:
+            raise Conflict(f"The image {image_id} has data on staging")
+
+        def begin(session: Session) -> None:
+            self._images(session).images.set_status(image_id, [ImageStatus.QUEUED], ImageStatus.UPLOADING)
+
+        await self.runtime.run(begin)
+        try:
+            stored = await staging.write(image_id, prefetch(rebuffer(body)), max_size=limit)
+        except BaseException as exc:
+            await self._unstage(image_id, None)
+            if isinstance(exc, TooLarge):
+                raise self._too_large(limit) from None
+            raise
+        for what, declared in (("Content-Length", content_length), ("x-openstack-image-size", declared_size)):
+            if declared is not None and declared != stored.size:
+                await self._unstage(image_id, stored.location)
+                raise InvalidInput(
+                    f"The request body had {stored.size} bytes but {what} said {declared}; "
+                    "nothing was staged and the image is still queued."
+                )
+
+        def finish(session: Session) -> None:
+            self._images(session).images.set_status(
+                image_id, [ImageStatus.UPLOADING], ImageStatus.UPLOADING, size=stored.size
+            )
+
+        try:
+            await self.runtime.run(finish)
+        except (NotFound, Conflict):
+            await self._discard_staged(stored.location)
+            raise ImageGone(
+                f"Image {image_id} was deleted while its data was being staged; the data was discarded."
+            ) from None
+        return stored.size
+
+    def _staging_location(self, image_id: str) -> str:
+        return f"file://{self.settings.staging_dir / image_id}"
+
+    async def _staged_size(self, image_id: str) -> int | None:
+        try:
+            return await self.runtime.stores.staging.size(self._staging_location(image_id))
+        except StoreNotFound:
+            return None
+
+    async def _discard_staged(self, location: str) -> None:
+        try:
+            await self.runtime.stores.staging.delete(location)
+        except StorageError:
+            log.warning("could not remove staged data %s; it is an orphan now", location)
+
+    async def _unstage(self, image_id: str, location: str | None) -> None:
+        """Remove what was staged (if anything) and put the image back to ``queued``, even when the
+        request is being cancelled."""
+
+        def revert(session: Session) -> None:
+            self._images(session).images.set_status(
+                image_id, [ImageStatus.UPLOADING], ImageStatus.QUEUED, size=None, virtual_size=None
+            )
+
+        with anyio.CancelScope(shield=True):
+            if location is not None:
+                await self._discard_staged(location)
+            try:
+                await self.runtime.run(revert)
+            except (NotFound, Conflict):
+                log.info("image %s left 'uploading' before the failed staging could revert it", image_id)
+
+    @staticmethod
+    def _too_large(limit: int) -> TooLarge:
+        return TooLarge(
+            f"Image data is larger than the {limit} bytes image_size_cap allows; nothing was staged "
+            "and the image is still queued."
+        )
+
+    # -- POST /v2/images/{id}/import ---------------------------------------------------------------
+    async def start_import(
+        self, ctx: RequestContext, image_id: str, body: object, *, store_header: str | None = None
+    ) -> ImportStarted:
+        """Validate the request, create the task and take the lock (one unit of work), then wake the
+        runner. ``task_id`` is None when a copy to all stores found every store already done."""
+        started = await self.runtime.run(
+            lambda session: self.begin_import(session, ctx, image_id, body, store_header)
+        )
+        if started.task_id is not None:
+            self.runtime.wake_runner()
+        return started
+
+    def begin_import(
+        self,
+        session: Session,
+        ctx: RequestContext,
+        image_id: str,
+        body: object,
+        store_header: str | None,
+    ) -> ImportStarted:
+        request = parse_import_body(body, self.settings.enabled_import_methods)
+        images = self._images(session)
+        image, target = images.load(ctx, image_id)
+        tasks = SqlTaskRepository(session)
+        now = self.runtime.clock()
+        try:
+            _check_status(image, request.method)
+        except Conflict as exc:
+            # Usually the status is what an earlier import made it: say which task holds the image.
+            if image.import_task_id is None:
+                raise
+            holder = tasks.find(image.import_task_id)
+            text, lock = describe_lock(ctx, image.id, image.import_task_id, holder, now, self.stale_after)
+            raise ImageLocked(f"{exc.message}; {text}", lock) from None
+        if request.method == COPY_IMAGE:
+            images.policy.enforce(PolicyRule.COPY_IMAGE, ctx, target)
+        else:
+            images.policy.enforce(PolicyRule.MODIFY_IMAGE, ctx, target)
+            if image.owner != ctx.project_id and not ctx.is_admin:
+                raise Forbidden("Only the image owner can import data into it.")
+        holder_id = image.import_task_id
+        bust = None if holder_id is None else self._check_lock(ctx, tasks, image.id, holder_id, now)
+        stores = self._target_stores(request, image, store_header)
+        if not stores:
+            return ImportStarted(task_id=None)
+        if request.method == WEB_DOWNLOAD:
+            self._check_uri(request.uri)
+        for what, value in (("X-User-Id", ctx.user_id), ("request id", ctx.request_id)):
+            if value is not None and len(value) > MAX_ID_LENGTH:
+                raise InvalidInput(f"An import needs a {what} of at most {MAX_ID_LENGTH} characters.")
+
+        task = Task(
+            id=str(uuid.uuid4()),
+            type=TaskType.API_IMAGE_IMPORT,
+            status=TaskStatus.PENDING,
+            owner=ctx.project_id,
+            image_id=image.id,
+            request_id=ctx.request_id,
+            user_id=ctx.user_id,
+            input={"image_id": image.id, "import_req": request.body, "backend": list(stores)},
+            created_at=now,
+            updated_at=now,
+        )
+        tasks.add(task)
+        if bust is not None and bust.holder is not None:
+            ttl = timedelta(hours=self.settings.task_time_to_live)
+            tasks.fail(bust.holder_id, now, ttl, EXPIRED_LOCK_MESSAGE)
+        replacing = None if bust is None else bust.holder_id
+        if not images.images.take_lock(image.id, task.id, replacing=replacing):
+            raise self._lost_race(ctx, session, image.id, now)
+        if bust is not None:
+            log.warning(
+                "image %s: task %s took over the import lock of stale task %s",
+                image.id,
+                task.id,
+                bust.holder_id,
+            )
+        status = image.status
+        if request.method == GLANCE_DIRECT:
+            images.images.set_status(image.id, [ImageStatus.UPLOADING], ImageStatus.IMPORTING)
+            status = ImageStatus.IMPORTING
+        elif request.method == WEB_DOWNLOAD:
+            images.images.set_status(image.id, [ImageStatus.QUEUED], ImageStatus.IMPORTING)
+            status = ImageStatus.IMPORTING
+        # Re-read under the lock just taken: a change committed since the first read is not undone.
+        image = images.images.get(image.id)
+        stale = bust.holder.stores if bust is not None and bust.holder is not None else []
+        properties = image.properties
+        properties[FAILED_PROPERTY] = _without(properties.get(FAILED_PROPERTY), [*stale, *stores])
+        properties[IMPORTING_PROPERTY] = ",".join(sorted(stores))
+        images.images.save(image, expected_status=status)
+        return ImportStarted(task_id=task.id, stores=stores)
+
+    def _check_lock(
+        self, ctx: RequestContext, tasks: SqlTaskRepository, image_id: str, holder_id: str, now: datetime
+    ) -> _Bust:
+        """409 while the holder is alive; otherwise the stale lock this import will take over."""
+        holder = tasks.find(holder_id)
+        if holder is not None and not lock_is_stale(holder, now, self.stale_after):
+            text, lock = describe_lock(ctx, image_id, holder_id, holder, now, self.stale_after)
+            raise ImageLocked(f"Image has active task: {text}", lock)
+        return _Bust(holder_id=holder_id, holder=holder)
+
+    def _lost_race(self, ctx: RequestContext, session: Session, image_id: str, now: datetime) -> Conflict:
+        """Another request took the lock between our check and our compare-and-set."""
+        prefix = (
+            f"New operation on image '{image_id}' is not permitted as prior operation is still in progress"
+        )
+        current = self._images(session).images.get(image_id)  # NotFound when it was deleted meanwhile
+        if current.import_task_id is None:
+            return Conflict(f"{prefix}; try again.")
+        holder = SqlTaskRepository(session).find(current.import_task_id)
+        text, lock = describe_lock(ctx, image_id, current.import_task_id, holder, now, self.stale_after)
+        return ImageLocked(f"{prefix}: {text}", lock)
+
+    def _target_stores(
+        self, request: ImportRequest, image: Image, store_header: str | None
+    ) -> tuple[str, ...]:
+        """The stores to import to, checked against the configured ones (Glance's rules and messages)."""
+        registry = self.runtime.stores
+        body = request.body
+        if request.all_stores:
+            if "stores" in body or store_header is not None:
+                raise InvalidInput(
+                    "All_stores parameter can't be used with x-image-meta-store header or stores parameter"
+                )
+            wanted: list[str] = list(registry.ids())
+        elif "stores" in body:
+            if store_header is not None:
+                raise InvalidInput("Stores parameter and x-image-meta-store header can't be both specified")
+            given = body["stores"]
+            if not isinstance(given, list) or not given or not all(isinstance(s, str) for s in given):
+                raise InvalidInput(
+                    '\'stores\' must be a non-empty list of store ids, e.g. ["fast", "cheap"]; '
+                    "GET /v2/info/stores lists them."
+                )
+            wanted = list(dict.fromkeys(given))
+        else:
+            wanted = [store_header if store_header is not None else registry.default.id]
+        for store_id in wanted:
+            registry.get(store_id)  # UnknownStore: 409, as in Glance
+        if request.method == COPY_IMAGE:
+            if request.all_stores:
+                wanted = [store_id for store_id in wanted if store_id not in image.stores]
+            else:
+                for location in image.locations:
+                    if location.store_id in wanted:
+                        raise InvalidInput(f"Image is already present at store '{location.store_id}'")
+        return tuple(wanted)
+
+    def _check_uri(self, uri: object) -> None:
+        try:
+            flt = ImportFilter.from_options(self.settings.import_filtering_opts)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if not isinstance(uri, str):
+            raise InvalidInput(
+                f"URI for web-download does not pass filtering: {uri} (the request needs the URL to "
+                "import from as a string in method.uri)."
+            )
+        check_url(uri, flt)
+
+
+def _check_status(image: Image, method: str) -> None:
+    """The image status (and formats) each method needs: 409 with Glance's messages."""
+    if image.status == ImageStatus.ACTIVE and method != COPY_IMAGE:
+        raise Conflict("Image with status active cannot be target for import")
+    if image.status != ImageStatus.ACTIVE and method == COPY_IMAGE:
+        raise Conflict("Only images with status active can be targeted for copying")
+    if image.status != ImageStatus.QUEUED and method == WEB_DOWNLOAD:
+        raise Conflict(f"Image needs to be in 'queued' state to use '{method}' method")
+    if image.status != ImageStatus.UPLOADING and method == GLANCE_DIRECT:
+        raise Conflict("Image needs to be staged before 'glance-direct' method can be used")
+    for attr in ("container_format", "disk_format"):
+        if not getattr(image, attr):
+            raise Conflict(f"'{attr}' needs to be set before import")
