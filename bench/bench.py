@@ -32,6 +32,7 @@ import limits
 import loadgen
 import procinfo
 import rawhttp
+import tasks_bench
 from service import HOST, Server, ServerFailed, glimpse_command
 
 MiB = 1024 * 1024
@@ -39,6 +40,8 @@ UPLOAD_TARGET_RATIO = 0.70
 UPLOAD_TARGET_MIB_S = 300.0
 LIST_TARGET_RPS = 600.0
 RSS_TARGET_MIB = 200.0
+TASKS_TARGET_RPS = 1000.0
+TASKS_TARGET_P99_MS = 10.0
 #: RSS is "flat" when the largest sample of the last quarter of the upload exceeds the largest of
 #: the first quarter by at most this much: holding the stream would grow it by a quarter of the size.
 RSS_FLAT_TOLERANCE_MIB = 16.0
@@ -480,6 +483,31 @@ def list_phase(args: argparse.Namespace, server: Server, report: Report) -> None
     report.results["versions_floor"] = {**_load_dict(floor), **floor_meter}
 
 
+def tasks_phase(
+    args: argparse.Namespace, server: Server, stream: rawhttp.PatternStream, report: Report
+) -> None:
+    """copy-image of one uploaded image into two more stores, then GET its tasks under load."""
+    image_id = create_image(server, "bench-copy")
+    upload_once(server, stream, image_id, args)
+    others = ["cheap", "reliable"]
+    busy = quiet(args)
+    with cpu_meter(server) as meter:
+        try:
+            copy = tasks_bench.copy_image(server, image_id, others, stream.size, log)
+        except tasks_bench.CopyFailed as exc:
+            raise BenchFailed(str(exc)) from exc
+    server.check_alive()
+    log(
+        f"copy: {args.size_mib} MiB into {len(others)} stores in {copy['seconds']:.2f} s "
+        f"({copy['written_mib_s']:.0f} MiB/s written, server {meter['server_cores']:.2f} cores)"
+    )
+    report.results["copy"] = {**copy, **meter, "busy_before": busy}
+    path = f"/v2/images/{image_id}/tasks"
+    result, load_meter = load_phase(args, server, path)
+    log(f"tasks: {result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms")
+    report.results["image_tasks"] = {**_load_dict(result), **load_meter}
+
+
 def _load_dict(result: loadgen.LoadResult) -> dict[str, object]:
     data = asdict(result)
     data.pop("raw")
@@ -577,6 +605,42 @@ def build_rows(args: argparse.Namespace, report: Report) -> None:
         )
         rows.append(Row("  p50 latency", lst["p50_ms"], "ms", "GET /versions p50", floor["p50_ms"]))
         rows.append(Row("  p99 latency", lst["p99_ms"], "ms", "GET /versions p99", floor["p99_ms"]))
+    if "copy" in res:
+        copy = res["copy"]
+        rows.append(
+            Row(
+                f"copy-image {args.size_mib} MiB into {len(copy['stores'])} stores, bytes written",
+                copy["written_mib_s"],
+                "MiB/s",
+                "disk write + fsync",
+                lim["disk_write_fsync"]["median_mib_s"],
+            )
+        )
+        rows.append(Row("  wall time, POST /import to task success", copy["seconds"], "s"))
+    if "image_tasks" in res:
+        tasks = res["image_tasks"]
+        rows.append(
+            Row(
+                f"GET /v2/images/{{id}}/tasks, c={args.connections}",
+                tasks["rps"],
+                "req/s",
+                "GET /versions, same server and load",
+                res["versions_floor"]["rps"],
+                f">= {TASKS_TARGET_RPS:.0f} req/s",
+                "ok" if tasks["rps"] >= TASKS_TARGET_RPS else "MISSED",
+            )
+        )
+        rows.append(
+            Row(
+                "  p99 latency",
+                tasks["p99_ms"],
+                "ms",
+                "",
+                None,
+                f"< {TASKS_TARGET_P99_MS:.0f} ms",
+                "ok" if tasks["p99_ms"] < TASKS_TARGET_P99_MS else "MISSED",
+            )
+        )
 
 
 def joined(runs: list[dict[str, float]], key: str, pattern: str) -> str:
@@ -725,6 +789,7 @@ def run(args: argparse.Namespace, workdir: Path, report: Report) -> int:
         if not args.skip_rss:
             rss_run(args, server, block, report)
         list_phase(args, server, report)
+        tasks_phase(args, server, stream, report)
         server.check_alive()
     finally:
         status = server.stop()

@@ -81,6 +81,12 @@ class Deployment:
                 "GLIMPSE_AUTH__NOAUTH_DEFAULT_PROJECT": headers["X-Project-Id"],
                 "GLIMPSE_AUTH__NOAUTH_DEFAULT_USER": headers["X-User-Id"],
                 "GLIMPSE_AUTH__NOAUTH_DEFAULT_ROLES": headers["X-Roles"],
+                # web-download tests fetch from an HTTP server the test runs on loopback, on a free
+                # port: allow private addresses and any port but 22 (the cloud metadata service
+                # stays refused whatever the options say).
+                "GLIMPSE_IMPORT_FILTERING_OPTS__ALLOW_PRIVATE_NETWORKS": "true",
+                "GLIMPSE_IMPORT_FILTERING_OPTS__ALLOWED_PORTS": "",
+                "GLIMPSE_IMPORT_FILTERING_OPTS__DISALLOWED_PORTS": "22",
             }
         )
         return env

@@ -1,0 +1,78 @@
+"""Task figures: copy-image of one image into the other stores, and GET /v2/images/{id}/tasks under load."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import rawhttp
+from service import HOST, Server
+
+MiB = 1024 * 1024
+ADMIN = {"X-Project-Id": "bench-admin", "X-User-Id": "bench-admin", "X-Roles": "admin,member,reader"}
+COPY_TIMEOUT = 900.0
+
+
+class CopyFailed(Exception):
+    """The copy-image task did not end in success."""
+
+
+def start_copy(server: Server, image_id: str, stores: list[str]) -> str:
+    """POST the copy-image import as an admin; returns the task id from the response header."""
+    response = rawhttp.request(
+        HOST,
+        server.port,
+        "POST",
+        f"/v2/images/{image_id}/import",
+        json_body={"method": {"name": "copy-image"}, "stores": stores},
+        headers=ADMIN,
+    )
+    if response.status != 202:
+        raise CopyFailed(f"POST /import answered {response.status}: {response.body[:300]!r}")
+    task_id = response.headers.get("openstack-image-import-task-id")
+    if not task_id:
+        raise CopyFailed("POST /import gave no OpenStack-image-import-task-id header")
+    return task_id
+
+
+def wait_for_task(server: Server, image_id: str, task_id: str, log: Callable[[str], None]) -> dict[str, Any]:
+    deadline = time.monotonic() + COPY_TIMEOUT
+    last_message = None
+    while time.monotonic() < deadline:
+        task = rawhttp.request(
+            HOST, server.port, "GET", f"/v2/images/{image_id}/tasks/{task_id}", headers=ADMIN
+        ).json()
+        if not isinstance(task, dict):
+            raise CopyFailed(f"GET task {task_id} is not an object")
+        if task.get("message") != last_message:
+            last_message = task.get("message")
+            log(f"copy: task {task['status']}, {last_message!r}")
+        if task.get("status") == "success":
+            return task
+        if task.get("status") == "failure":
+            raise CopyFailed(f"copy-image task failed: {task.get('message')}")
+        time.sleep(0.05)
+    raise CopyFailed(f"copy-image task {task_id} did not finish within {COPY_TIMEOUT:.0f} s")
+
+
+def copy_image(
+    server: Server, image_id: str, stores: list[str], size: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Copy an active image into ``stores``; wall time from the POST to the task's success."""
+    started = time.perf_counter()
+    task_id = start_copy(server, image_id, stores)
+    task = wait_for_task(server, image_id, task_id, log)
+    seconds = time.perf_counter() - started
+    image = rawhttp.request(HOST, server.port, "GET", f"/v2/images/{image_id}", headers=ADMIN).json()
+    held = set(str(image.get("stores", "")).split(","))
+    if not set(stores) <= held:
+        raise CopyFailed(f"after the copy the image is in {sorted(held)}, expected {stores} too")
+    return {
+        "stores": stores,
+        "seconds": seconds,
+        "written_mib_s": size * len(stores) / MiB / seconds,
+        "per_store_mib_s": size / MiB / seconds,
+        "message": task.get("message"),
+        "progress": task.get("progress"),
+    }
