@@ -75,8 +75,14 @@ class SqlImageRepository:
         self._session = session
 
     # -- reads -------------------------------------------------------------------------------------
-    def get(self, image_id: str) -> Image:
-        images = self._load(select(_IMAGES).where(_IMAGES.c.id == image_id, _IMAGES.c.deleted.is_(False)))
+    def get(self, image_id: str, *, details: bool = True) -> Image:
+        """The image; without ``details`` its properties, tags and locations are left empty (one query)."""
+        stmt = select(_IMAGES).where(_IMAGES.c.id == image_id, _IMAGES.c.deleted.is_(False))
+        images = (
+            self._load(stmt)
+            if details
+            else [_image_from(row) for row in self._session.connection().execute(stmt).mappings()]
+        )
         if not images:
             raise NotFound(f"No image found with ID {image_id}")
         return images[0]

@@ -59,13 +59,19 @@ class ImageService:
         )
 
     def load(
-        self, ctx: RequestContext, image_id: str, rule: str = "get_image"
+        self, ctx: RequestContext, image_id: str, rule: str = "get_image", *, details: bool = True
     ) -> tuple[Image, dict[str, object]]:
-        """The image if the caller may see it and ``get_image`` allows it; NotFound otherwise."""
+        """The image if the caller may see it and ``get_image`` allows it; NotFound otherwise.
+
+        ``details=False`` skips loading properties, tags and locations, for callers that only need
+        to know whether the image may be seen (its tasks, for instance).
+        """
         if not rules.is_uuid(image_id):
             raise NotFound(f"No image found with ID {image_id}")
-        image = self.images.get(image_id)
-        membership = self.members.find(image.id, ctx.project_id)
+        image = self.images.get(image_id, details=details)
+        # Only a shared image someone else owns can be seen through membership.
+        shared_with_caller = image.visibility == Visibility.SHARED and image.owner != ctx.project_id
+        membership = self.members.find(image.id, ctx.project_id) if shared_with_caller else None
         target = self.target(ctx, image, membership)
         if not is_visible(image, viewer_of(ctx), membership) or not self.policy.check(
             "get_image", ctx, target

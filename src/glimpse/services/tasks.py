@@ -39,12 +39,12 @@ class TaskService:
 
     def image_tasks(self, ctx: RequestContext, image_id: str) -> list[Task]:
         """Every non-expired task of an image the caller can see, oldest first."""
-        image = self.images.get(ctx, image_id)
+        image, _ = self.images.load(ctx, image_id, details=False)
         found = (visible_task(ctx, image, task) for task in self.tasks.for_image(image.id, self.clock()))
         return [task for task in found if task is not None]
 
     def image_task(self, ctx: RequestContext, image_id: str, task_id: str) -> Task:
-        image = self.images.get(ctx, image_id)
+        image, _ = self.images.load(ctx, image_id, details=False)
         task = self.tasks.find(task_id) if is_uuid(task_id) else None
         if task is not None and task.image_id == image.id:
             task = visible_task(ctx, image, self.tasks.get(task.id, self.clock()))
