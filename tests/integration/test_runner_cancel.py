@@ -149,6 +149,8 @@ def test_a_stopping_runner_hands_the_task_back_and_another_finishes_it(
     image_id, task_id = asyncio.run(scenario())
     task = task_of(runtime, task_id)
     assert task.status == TaskStatus.PENDING
+    assert task.progress.phase == "pending"
+    assert task.message == ""
     assert task.claimed_by is None
     image = image_of(runtime, image_id)
     assert image.status == ImageStatus.IMPORTING

@@ -184,11 +184,12 @@ def make_runtime(
         env[f"GLIMPSE_{store.upper()}__FILESYSTEM_STORE_FSYNC"] = "false"
     settings = load_settings(environ=env).with_overrides(**{**FAST_TASKS, **overrides})
     registry = build_stores(settings)
-    if wrap:
+    if wrap:  # keys are store ids, the staging store's (os_glance_staging_store) included
+        staging = registry.staging
         registry = StoreRegistry(
             [wrap[s.id](s) if s.id in wrap else s for s in registry.all()],
             settings.default_backend,
-            registry.staging,
+            wrap[staging.id](staging) if staging.id in wrap else staging,
         )
     runtime = Runtime.build(settings, stores=registry)
     if migrate_db:

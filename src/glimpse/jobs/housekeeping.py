@@ -39,8 +39,8 @@ from glimpse.domain.images import ImageStatus, is_uuid
 from glimpse.domain.tasks import StoreState, Task, TaskProgress, TaskStatus
 from glimpse.errors import NotFound
 from glimpse.jobs.errors import ImageGone
-from glimpse.jobs.flows import COPY_IMAGE, IMPORT_METHODS, PHASE_FAILED, PHASE_PENDING
 from glimpse.jobs.image_state import lock_holder, update_store_lists
+from glimpse.jobs.import_run import COPY_IMAGE, IMPORT_METHODS, PHASE_FAILED, PHASE_PENDING
 from glimpse.jobs.objects import delete_object, location_of, remove_unreferenced
 from glimpse.runtime import Runtime
 from glimpse.storage.base import KEY_PATTERN, ImageStore

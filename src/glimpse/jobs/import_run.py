@@ -1,0 +1,130 @@
+"""One execution of one import task: what its steps share (:class:`ImportRun`) and the names of
+the methods and progress phases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+from sqlalchemy.orm import Session
+
+from glimpse.context import RequestContext, new_request_id
+from glimpse.domain.images import Image
+from glimpse.domain.tasks import StoreState, Task, TaskProgress
+from glimpse.jobs.errors import ImageGone
+from glimpse.jobs.image_state import hold_lock, lock_holder
+from glimpse.jobs.progress import Heartbeat
+from glimpse.runtime import Runtime
+from glimpse.storage.base import ImageStore
+
+T = TypeVar("T")
+
+GLANCE_DIRECT: Final = "glance-direct"
+WEB_DOWNLOAD: Final = "web-download"
+COPY_IMAGE: Final = "copy-image"
+#: Methods that bring new data into a queued image (through the staging area) and activate it.
+IMPORT_METHODS: Final = frozenset({GLANCE_DIRECT, WEB_DOWNLOAD})
+METHODS: Final = (GLANCE_DIRECT, WEB_DOWNLOAD, COPY_IMAGE)
+
+#: Progress phases, in order.
+PHASE_PENDING: Final = "pending"
+PHASE_STAGING: Final = "staging"
+PHASE_STORES: Final = "stores"
+PHASE_DONE: Final = "done"
+PHASE_FAILED: Final = "failed"
+
+#: The per-store error of a store whose data was removed because the task as a whole failed.
+NOT_KEPT: Final = "not kept: the task failed (its message says why)"
+
+
+@dataclass
+class ImportRun:
+    """Everything one execution of one task knows; the steps share it."""
+
+    runtime: Runtime
+    task: Task
+    worker_id: str
+    heartbeat: Heartbeat
+    context: RequestContext
+    image_id: str
+    method: str | None
+    targets: list[str]
+    must_succeed: bool
+    image: Image | None = None
+    #: Bytes of the image data (staged, downloaded or read from the source location).
+    size: int | None = None
+    #: The staging location this run wrote (web-download).
+    staged: str | None = None
+    #: Objects this run committed to target stores: store id → location.
+    written: dict[str, str] = field(default_factory=dict)
+    #: Stores whose location row this run added.
+    recorded: list[str] = field(default_factory=list)
+    #: Stores that failed while the flow went on (all_stores_must_succeed = false): id → reason.
+    failed: dict[str, str] = field(default_factory=dict)
+    checksum: str | None = None
+    os_hash_algo: str | None = None
+    os_hash_value: str | None = None
+
+    @classmethod
+    def for_task(cls, runtime: Runtime, task: Task, worker_id: str, heartbeat: Heartbeat) -> ImportRun:
+        request = task.input.get("import_req")
+        request = request if isinstance(request, dict) else {}
+        method = task.method
+        return cls(
+            runtime=runtime,
+            task=task,
+            worker_id=worker_id,
+            heartbeat=heartbeat,
+            # The caller's identity travels with the task; copy-image changes image metadata with
+            # admin rights, as Glance does (an admin may copy any image it can see).
+            context=RequestContext(
+                user_id=task.user_id,
+                project_id=task.owner,
+                roles=("admin",) if method == COPY_IMAGE else (),
+                is_admin=method == COPY_IMAGE,
+                request_id=task.request_id or new_request_id(),
+            ),
+            image_id=task.image_id or str(task.input.get("image_id") or ""),
+            method=method,
+            targets=list(dict.fromkeys(task.stores)),
+            must_succeed=request.get("all_stores_must_succeed", True) is not False,
+        )
+
+    @property
+    def progress(self) -> TaskProgress:
+        return self.heartbeat.progress
+
+    @property
+    def staging(self) -> ImageStore:
+        return self.runtime.stores.staging
+
+    async def locked(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` in one unit of work that first re-asserts this task's hold on the lock."""
+
+        def unit(session: Session) -> T:
+            hold_lock(session, self.image_id, self.task.id)
+            return fn(session)
+
+        return await self.runtime.run(unit)
+
+    async def image_is_gone(self) -> bool:
+        def look(session: Session) -> bool:
+            try:
+                lock_holder(session, self.image_id)
+            except ImageGone:
+                return True
+            return False
+
+        return await self.runtime.run(look, readonly=True)
+
+    def mark_failed_stores(self, reason: str) -> None:
+        """After a revert: every target that does not hold the data shows as failed."""
+        for store_id in self.targets:
+            progress = self.heartbeat.store(store_id)
+            if store_id in self.recorded and store_id in self.written:
+                continue
+            if progress.state != StoreState.FAILED:
+                progress.state = StoreState.FAILED
+                progress.error = progress.error or reason
+                progress.updated_at = self.runtime.clock()

@@ -1,0 +1,459 @@
+"""The steps of the import flows: Begin, Download, CopyToStores and Complete.
+
+Each has ``execute`` and ``revert`` (see :mod:`glimpse.jobs.steps`); what a revert undoes for each
+reason is documented in ``docs/tasks.md`` ("Task runner").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from glimpse.db.image_repository import SqlImageRepository
+from glimpse.db.session import DatabaseUnavailable
+from glimpse.db.task_repository import SqlTaskRepository, TaskLost
+from glimpse.domain.images import Image, ImageStatus, Location
+from glimpse.domain.tasks import StoreState, TaskProgress, TaskType, copied_message
+from glimpse.errors import Conflict, InvalidInput, NotFound, StorageError, StoreNotFound, TooLarge
+from glimpse.jobs.errors import FlowFailed
+from glimpse.jobs.fanout import Outcome, StoreWriteFailed, Target, describe_error, fan_out
+from glimpse.jobs.image_state import check_holder, update_store_lists
+from glimpse.jobs.import_run import (
+    COPY_IMAGE,
+    IMPORT_METHODS,
+    METHODS,
+    PHASE_DONE,
+    PHASE_PENDING,
+    PHASE_STAGING,
+    PHASE_STORES,
+    ImportRun,
+)
+from glimpse.jobs.objects import delete_object, location_of, remove_unreferenced
+from glimpse.jobs.steps import Why
+from glimpse.jobs.web_source import DownloadFailed, ImportFilter, WebSource
+from glimpse.services.hashing import StreamHasher, prefetch
+from glimpse.services.image_data import PLAIN_DISK_FORMATS
+
+log = logging.getLogger(__name__)
+
+
+class Begin:
+    """Check the task and the image, set up the progress, and (on revert) restore the image."""
+
+    name = "begin"
+
+    async def execute(self, run: ImportRun) -> None:
+        task = run.task
+        if task.type != TaskType.API_IMAGE_IMPORT:
+            raise FlowFailed(f"Tasks of type '{task.type}' are not run by Glimpse; use api_image_import.")
+        if not run.image_id:
+            raise FlowFailed("The task input names no image_id, so there is nothing to import.")
+        if run.method not in METHODS:
+            raise FlowFailed(
+                f"The task input asks for import method {run.method!r}; the methods are {', '.join(METHODS)}."
+            )
+        if not run.targets:
+            raise FlowFailed("The task input names no target store (the 'backend' list is empty).")
+        unknown = [s for s in run.targets if s not in run.runtime.stores]
+        if unknown:
+            raise FlowFailed(
+                f"Store(s) {', '.join(unknown)} are not configured at this site any more; "
+                f"the stores are {', '.join(run.runtime.stores.ids())}."
+            )
+
+        def load(session: Session) -> Image:
+            check_holder(session, run.image_id, task.id)
+            return SqlImageRepository(session).get(run.image_id)
+
+        image = await run.runtime.run(load, readonly=True)
+        expected = ImageStatus.ACTIVE if run.method == COPY_IMAGE else ImageStatus.IMPORTING
+        if image.status != expected:
+            raise FlowFailed(
+                f"Image {image.id} is '{image.status}', but {run.method} runs on '{expected}' images."
+            )
+        run.image = image
+        run.size = image.size
+        for store_id in run.targets:
+            run.heartbeat.store(store_id).bytes_total = image.size
+        run.heartbeat.start_phase(PHASE_PENDING)
+        await run.heartbeat.beat(force=True)
+
+    async def revert(self, run: ImportRun, reason: Why) -> None:
+        if run.method not in METHODS or not run.targets or reason == Why.LOST:
+            return
+        importing = run.method in IMPORT_METHODS
+
+        def restore(session: Session) -> bool:
+            if reason == Why.INTERRUPTED:
+                # Exactly as the import request left it, so that the task can simply run again.
+                update_store_lists(session, run.image_id, importing=run.targets, not_failed=run.targets)
+                return False
+            update_store_lists(session, run.image_id, failed=run.targets)
+            images = SqlImageRepository(session)
+            if not importing or images.get(run.image_id).status != ImageStatus.IMPORTING:
+                return False
+            images.set_status(
+                run.image_id, [ImageStatus.IMPORTING], ImageStatus.QUEUED, size=None, virtual_size=None
+            )
+            return True
+
+        queued = await run.locked(restore)
+        if queued:
+            # Back in 'queued', the image has no data: the staged copy goes too (a new stage or
+            # web-download starts from a clean slate).
+            await delete_object(run.staging, location_of(run.staging, run.image_id))
+
+
+class Download:
+    """web-download: stream the URL into the staging area, heart-beating as bytes arrive."""
+
+    name = "download"
+
+    async def execute(self, run: ImportRun) -> None:
+        request = run.task.input.get("import_req") or {}
+        method = request.get("method") if isinstance(request, dict) else None
+        uri = method.get("uri") if isinstance(method, dict) else None
+        if not isinstance(uri, str) or not uri:
+            raise FlowFailed("The web-download request has no method.uri, so there is nothing to download.")
+        limit = await self._limit(run)
+        try:
+            source = WebSource(
+                ImportFilter.from_options(run.runtime.settings.import_filtering_opts), max_size=limit
+            )
+        except ValueError as exc:
+            raise FlowFailed(f"web-download is misconfigured at this site: {exc}") from None
+        hb = run.heartbeat
+        hb.start_phase(PHASE_STAGING)
+        await hb.beat(force=True)
+
+        async def counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                hb.progress.staged_bytes += len(chunk)
+                yield chunk
+                await hb.beat()
+            await hb.beat(force=True)  # the last check before the staged object is committed
+
+        async def fetch() -> int:
+            async with source.stream(uri) as download:
+                stored = await run.staging.write(run.image_id, counted(download.chunks), max_size=limit)
+                run.staged = stored.location
+                return stored.size
+
+        try:
+            run.size = await hb.guard(fetch())
+        except (InvalidInput, DownloadFailed, TooLarge) as exc:
+            raise FlowFailed(f"web-download of {uri} failed: {exc.message}") from None
+        except StorageError as exc:
+            if isinstance(exc, DatabaseUnavailable):
+                raise
+            raise FlowFailed(
+                f"Writing the downloaded data to the staging area failed: {exc.message}"
+            ) from None
+        for store_id in run.targets:
+            hb.store(store_id).bytes_total = run.size
+
+    @staticmethod
+    async def _limit(run: ImportRun) -> int:
+        settings = run.runtime.settings
+        image = run.image
+        if not settings.user_storage_quota or image is None or image.owner is None:
+            return settings.image_size_cap
+        owner = image.owner
+        used = await run.runtime.run(lambda s: SqlImageRepository(s).storage_used(owner), readonly=True)
+        return min(settings.image_size_cap, max(0, settings.user_storage_quota - used))
+
+    async def revert(self, run: ImportRun, reason: Why) -> None:
+        if run.staged is None:
+            return  # a write that did not complete leaves nothing: the store discards it
+        if reason == Why.LOST and not await run.image_is_gone():
+            return  # the task that failed us owns the clean-up of the image's staging data
+        await delete_object(run.staging, run.staged)
+        run.staged = None
+
+
+class CopyToStores:
+    """Read the data once and write it to every target store at the same time."""
+
+    name = "copy"
+
+    async def execute(self, run: ImportRun) -> None:
+        image = run.image
+        if image is None:  # pragma: no cover - Begin always sets it
+            raise FlowFailed("The image was not loaded.")
+        targets = await self._targets(run, image)
+        hasher = self._hasher(run, image)
+        stream, source = await self._open(run, image)
+        hb = run.heartbeat
+        hb.start_phase(PHASE_STORES)
+        await hb.beat(force=True)
+        expected = run.size
+
+        async def on_block(final: bool) -> None:
+            if not final:
+                await hb.beat()
+                return
+            if expected is not None and hasher.size != expected:
+                raise FlowFailed(
+                    f"The data read from {source} has {hasher.size} bytes, "
+                    f"but the image's size is {expected}."
+                )
+            if run.method == COPY_IMAGE:
+                self._verify(image, hasher, source)
+            await hb.beat(force=True)
+
+        outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        copy = asyncio.ensure_future(
+            hb.guard(
+                fan_out(
+                    prefetch(hasher.wrap(stream)),
+                    targets,
+                    clock=run.runtime.clock,
+                    on_block=on_block,
+                    outcomes=outcomes,
+                    stop_on_failure=run.must_succeed,
+                )
+            )
+        )
+        try:
+            await self._record_as_they_finish(run, copy, outcomes)
+            copy.result()
+        except StoreWriteFailed as exc:
+            raise FlowFailed(
+                f"The import to store '{exc.outcome.store_id}' failed ({describe_error(exc.outcome.error)}) "
+                "and all_stores_must_succeed is true, so no store kept the data (import with "
+                "all_stores_must_succeed=false to keep the stores that work)."
+            ) from None
+        except StorageError as exc:
+            if isinstance(exc, DatabaseUnavailable):
+                raise
+            raise FlowFailed(f"Reading the image data from {source} failed: {exc.message}") from None
+        finally:
+            await _close(stream)
+        if not run.recorded:
+            details = "; ".join(f"{s}: {why}" for s, why in sorted(run.failed.items()))
+            raise FlowFailed(f"No target store accepted the image data ({details}).")
+        run.size = hasher.size
+        run.checksum, run.os_hash_algo, run.os_hash_value = (
+            hasher.checksum,
+            hasher.algorithm,
+            hasher.multihash,
+        )
+
+    async def _targets(self, run: ImportRun, image: Image) -> list[Target]:
+        present = set(image.stores)
+        targets: list[Target] = []
+        for store_id in run.targets:
+            progress = run.heartbeat.store(store_id)
+            if store_id in present:
+                # Already holds the data (a copy-image asked for a store it is in): nothing to do.
+                progress.state = StoreState.DONE
+                progress.bytes_done = progress.bytes_total or 0
+                await run.locked(_finished_store(run.image_id, store_id))
+                continue
+            targets.append(
+                Target(
+                    store=run.runtime.stores.get(store_id),
+                    key=run.image_id,
+                    progress=progress,
+                    max_size=run.size,
+                )
+            )
+        if not targets:
+            raise FlowFailed(f"Image {run.image_id} is already in every target store.")
+        return targets
+
+    @staticmethod
+    def _hasher(run: ImportRun, image: Image) -> StreamHasher:
+        algorithm = run.runtime.settings.hashing_algorithm
+        if run.method == COPY_IMAGE and image.os_hash_algo in hashlib.algorithms_available:
+            algorithm = image.os_hash_algo or algorithm
+        return StreamHasher(algorithm)
+
+    @staticmethod
+    def _verify(image: Image, hasher: StreamHasher, source: str) -> None:
+        """A copy must carry exactly the image's bytes: compare what was read with the recorded hashes."""
+        mismatch = (image.checksum is not None and hasher.checksum != image.checksum) or (
+            image.os_hash_value is not None
+            and image.os_hash_algo == hasher.algorithm
+            and hasher.multihash != image.os_hash_value
+        )
+        if mismatch:
+            raise FlowFailed(
+                f"The data read from {source} does not match the image's checksum, so it was not "
+                "copied; that copy of the image may be damaged and an operator should check it."
+            )
+
+    @staticmethod
+    async def _open(run: ImportRun, image: Image) -> tuple[AsyncIterator[bytes], str]:
+        if run.method in IMPORT_METHODS:
+            staging = run.staging
+            staged = run.staged or location_of(staging, run.image_id)
+            try:
+                if run.size is None:
+                    run.size = await staging.size(staged)
+                stream = await staging.open(staged)
+            except StoreNotFound:
+                raise FlowFailed(
+                    f"The staging area holds no data for image {run.image_id}, so there is nothing to import."
+                ) from None
+            return stream, "the staging area"
+        default = run.runtime.stores.default.id
+        candidates = sorted(image.locations, key=lambda location: location.store_id != default)
+        for location in candidates:
+            if location.store_id not in run.runtime.stores:
+                continue
+            try:
+                stream = await run.runtime.stores.get(location.store_id).open(location.url)
+            except StorageError as exc:
+                log.warning(
+                    "image %s: cannot read from store %s (%s); trying the next",
+                    run.image_id,
+                    location.store_id,
+                    exc.message,
+                )
+                continue
+            return stream, f"store '{location.store_id}'"
+        raise FlowFailed(
+            f"None of the stores holding image {run.image_id} could be read, so it cannot be copied."
+        )
+
+    async def _record_as_they_finish(
+        self, run: ImportRun, copy: asyncio.Future[list[Outcome]], outcomes: asyncio.Queue[Outcome]
+    ) -> None:
+        """Record each store's outcome in the database as soon as it is known (in this task, where
+        no heartbeat cancellation can interrupt a commit half-way)."""
+        try:
+            while not (copy.done() and outcomes.empty()):
+                if outcomes.empty():
+                    getter = asyncio.ensure_future(outcomes.get())
+                    await asyncio.wait((copy, getter), return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():
+                        getter.cancel()
+                        await asyncio.gather(getter, return_exceptions=True)
+                        continue
+                    outcome = getter.result()
+                else:
+                    outcome = outcomes.get_nowait()
+                if copy.done() and (copy.cancelled() or copy.exception() is not None):
+                    # The copy as a whole failed: its objects are only tracked, to be reverted.
+                    if outcome.stored is not None:
+                        run.written[outcome.store_id] = outcome.stored.location
+                    continue
+                await self._record(run, outcome)
+        except BaseException:
+            if not copy.done():
+                copy.cancel()
+            await asyncio.gather(copy, return_exceptions=True)
+            while not outcomes.empty():
+                outcome = outcomes.get_nowait()
+                if outcome.stored is not None:
+                    run.written[outcome.store_id] = outcome.stored.location
+            raise
+
+    @staticmethod
+    async def _record(run: ImportRun, outcome: Outcome) -> None:
+        store_id = outcome.store_id
+        if outcome.stored is not None:
+            location = outcome.stored.location
+            run.written[store_id] = location
+
+            def done(session: Session) -> None:
+                SqlImageRepository(session).add_location(
+                    run.image_id, Location(store_id=store_id, url=location, metadata={"store": store_id})
+                )
+                update_store_lists(session, run.image_id, finished=[store_id])
+
+            await run.locked(done)
+            run.recorded.append(store_id)
+            log.info("task %s: image %s is now in store %s", run.task.id, run.image_id, store_id)
+            return
+        reason = describe_error(outcome.error)
+        run.failed[store_id] = reason
+        log.warning("task %s: store %s failed: %s", run.task.id, store_id, reason)
+        if run.must_succeed:
+            return  # the whole flow fails and is reverted; the revert records the failed stores
+        await run.locked(lambda s: update_store_lists(s, run.image_id, failed=[store_id]))
+
+    async def revert(self, run: ImportRun, reason: Why) -> None:
+        if reason == Why.LOST:
+            await remove_unreferenced(run.runtime, run.image_id, run.written, task_id=run.task.id)
+            return
+        recorded = list(run.recorded)
+
+        def unrecord(session: Session) -> None:
+            repo = SqlImageRepository(session)
+            for store_id in recorded:
+                with contextlib.suppress(NotFound):
+                    repo.remove_location(run.image_id, store_id)
+
+        await run.locked(unrecord)
+        run.recorded.clear()
+        for store_id, location in list(run.written.items()):
+            await delete_object(run.runtime.stores.get(store_id), location)
+            del run.written[store_id]
+
+
+class Complete:
+    """Activate the image (imports), mark the task successful and release the lock, atomically."""
+
+    name = "complete"
+
+    async def execute(self, run: ImportRun) -> None:
+        hb = run.heartbeat
+        hb.progress.phase = PHASE_DONE
+        progress = TaskProgress.from_dict(hb.progress.to_dict())
+        image = run.image
+        now = run.runtime.clock()
+        ttl = timedelta(hours=run.runtime.settings.task_time_to_live)
+
+        def complete(session: Session) -> None:
+            images = SqlImageRepository(session)
+            if run.method in IMPORT_METHODS and image is not None:
+                try:
+                    images.set_status(
+                        run.image_id,
+                        [ImageStatus.IMPORTING],
+                        ImageStatus.ACTIVE,
+                        size=run.size,
+                        virtual_size=run.size if image.disk_format in PLAIN_DISK_FORMATS else None,
+                        checksum=run.checksum,
+                        os_hash_algo=run.os_hash_algo,
+                        os_hash_value=run.os_hash_value,
+                    )
+                except Conflict as exc:
+                    raise FlowFailed(f"The image could not be activated: {exc.message}") from None
+            tasks = SqlTaskRepository(session)
+            result = {"image_id": run.image_id}
+            if not tasks.succeed(
+                run.task.id, run.worker_id, now, ttl, result, progress, copied_message(progress)
+            ):
+                raise TaskLost(run.task.id)
+            images.release_lock(run.image_id, run.task.id)
+
+        await run.locked(complete)
+        if run.method in IMPORT_METHODS:
+            await delete_object(run.staging, run.staged or location_of(run.staging, run.image_id))
+
+    async def revert(self, run: ImportRun, reason: Why) -> None:
+        return  # one transaction: it either happened entirely or not at all
+
+
+async def _close(stream: AsyncIterator[bytes]) -> None:
+    """Close a source stream now rather than whenever it is garbage-collected (it holds a file)."""
+    closer = getattr(stream, "aclose", None)
+    if closer is not None:
+        with contextlib.suppress(Exception):
+            await closer()
+
+
+def _finished_store(image_id: str, store_id: str) -> Callable[[Session], None]:
+    def finish(session: Session) -> None:
+        update_store_lists(session, image_id, finished=[store_id])
+
+    return finish
