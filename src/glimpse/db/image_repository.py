@@ -14,30 +14,19 @@ from sqlalchemy.orm import Session
 from glimpse.db.base import utcnow
 from glimpse.db.image_query import build_list_statement, marker_values
 from glimpse.db.models import ImageLocationRow, ImagePropertyRow, ImageRow, ImageTagRow
-from glimpse.domain.images import Image, ImageStatus, Location, Visibility, require_transition
+from glimpse.domain.images import (
+    STORED_ATTRIBUTES,
+    Image,
+    ImageStatus,
+    Location,
+    Visibility,
+    require_transition,
+)
 from glimpse.domain.members import Viewer
 from glimpse.domain.queries import ImageListQuery
 from glimpse.errors import Conflict, Duplicate, InvalidInput, NotFound
 
-_COLUMNS = (
-    "name",
-    "status",
-    "visibility",
-    "protected",
-    "os_hidden",
-    "checksum",
-    "os_hash_algo",
-    "os_hash_value",
-    "owner",
-    "size",
-    "virtual_size",
-    "container_format",
-    "disk_format",
-    "min_ram",
-    "min_disk",
-)
-#: Properties that only dedicated atomic operations may write (the import lock).
-ATOMIC_PROPERTIES = frozenset({"os_glance_import_task"})
+_COLUMNS = STORED_ATTRIBUTES
 
 
 _IMAGES = cast(Table, ImageRow.__table__)
@@ -209,14 +198,12 @@ class SqlImageRepository:
             )
         }
         for name, row in rows.items():
-            if name in ATOMIC_PROPERTIES:
-                continue
             if name not in image.properties:
                 self._session.delete(row)
             elif row.value != image.properties[name]:
                 row.value = image.properties[name]
         for name, value in image.properties.items():
-            if name not in rows and name not in ATOMIC_PROPERTIES:
+            if name not in rows:
                 self._session.add(ImagePropertyRow(image_id=image.id, name=name, value=value))
 
     def _sync_tags(self, image: Image) -> None:

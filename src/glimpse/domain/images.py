@@ -57,25 +57,29 @@ class MemberStatus(enum.StrEnum):
     REJECTED = "rejected"
 
 
+#: Image attributes stored in the image's own row (besides id and the timestamps), in column order.
+STORED_ATTRIBUTES: tuple[str, ...] = (
+    "name",
+    "status",
+    "visibility",
+    "protected",
+    "os_hidden",
+    "checksum",
+    "os_hash_algo",
+    "os_hash_value",
+    "owner",
+    "size",
+    "virtual_size",
+    "container_format",
+    "disk_format",
+    "min_ram",
+    "min_disk",
+)
 #: Attributes that are columns of the image, as opposed to free-form string properties.
 BASE_ATTRIBUTES = frozenset(
     {
+        *STORED_ATTRIBUTES,
         "id",
-        "name",
-        "status",
-        "visibility",
-        "protected",
-        "os_hidden",
-        "checksum",
-        "os_hash_algo",
-        "os_hash_value",
-        "owner",
-        "size",
-        "virtual_size",
-        "container_format",
-        "disk_format",
-        "min_ram",
-        "min_disk",
         "created_at",
         "updated_at",
         "tags",
