@@ -74,6 +74,8 @@ class Settings:
     #: Seconds between two looks for pending tasks or expired leases (a wake-up also comes at once
     #: from an import accepted by the same process).
     runner_poll_interval: float = 1.0
+    #: Seconds between two looks for task changes on behalf of the requests watching an image's tasks.
+    task_watch_interval: float = 0.5
     #: Whether ``glimpse serve`` runs task runners inside each API process.
     embedded_runner: bool = True
     #: Tasks one runner process executes at once.
@@ -320,6 +322,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         task_progress_interval=float_opt("task_progress_interval", 2.0, "task"),
         task_lease_time=float_opt("task_lease_time", 30.0, "task"),
         runner_poll_interval=float_opt("runner_poll_interval", 1.0, "task"),
+        task_watch_interval=float_opt("task_watch_interval", 0.5, "task"),
         embedded_runner=_parse_bool(opt("embedded_runner", "task") or "true", "[task] embedded_runner"),
         max_concurrent_tasks=int_opt("max_concurrent_tasks", 2, "task", minimum=1),
         import_filtering_opts=src.section("import_filtering_opts"),

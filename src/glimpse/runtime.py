@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
+from weakref import WeakKeyDictionary
 
 import anyio.to_thread
 from sqlalchemy import Engine
@@ -13,8 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from glimpse.config import Settings
 from glimpse.db.session import make_engine, make_sessionmaker, unit_of_work
+from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.policy import Policy
 from glimpse.domain.tasks import Clock, system_clock
+from glimpse.services.task_watch import TaskWatcher
 from glimpse.storage.registry import StoreRegistry, build_stores
 
 T = TypeVar("T")
@@ -33,6 +38,10 @@ class Runtime:
     #: replaces it to wake up at once (other processes find the task by polling).
     wake_runner: Callable[[], None] = field(default=lambda: None)
     limiter: anyio.CapacityLimiter = field(init=False)
+    #: One task-watch hub per event loop (a served process has one loop, hence one hub and one poller).
+    _watchers: WeakKeyDictionary[asyncio.AbstractEventLoop, TaskWatcher] = field(
+        init=False, default_factory=WeakKeyDictionary
+    )
 
     def __post_init__(self) -> None:
         # Few threads beat many: database work is mostly Python (SQLAlchemy) holding the GIL, and
@@ -64,6 +73,33 @@ class Runtime:
                 return fn(session)
 
         return await anyio.to_thread.run_sync(_call, limiter=self.limiter)
+
+    def task_watcher(self) -> TaskWatcher:
+        """The hub that wakes requests watching an image's tasks, for the running event loop."""
+        loop = asyncio.get_running_loop()
+        hub = self._watchers.get(loop)
+        if hub is None:
+            hub = TaskWatcher(self._latest_task_updates, interval=self.settings.task_watch_interval)
+            self._watchers[loop] = hub
+        return hub
+
+    def notify_task_change(self, image_id: str) -> None:
+        """This process changed a task of ``image_id``: let its watchers know without waiting for a poll."""
+        try:
+            hub = self._watchers.get(asyncio.get_running_loop())
+        except RuntimeError:
+            return
+        if hub is not None:
+            hub.notify(image_id)
+
+    async def close_task_watcher(self) -> None:
+        """Stop the running loop's hub (its waiting requests answer as if their wait ran out)."""
+        hub = self._watchers.pop(asyncio.get_running_loop(), None)
+        if hub is not None:
+            await hub.close()
+
+    async def _latest_task_updates(self, image_ids: frozenset[str]) -> dict[str, datetime]:
+        return await self.run(lambda s: SqlTaskRepository(s).latest_updates(image_ids), readonly=True)
 
     def close(self) -> None:
         self.engine.dispose()

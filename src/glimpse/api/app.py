@@ -32,6 +32,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         try:
             yield
         finally:
+            await runtime.close_task_watcher()
             if runner is not None and runner_job is not None:
                 runner.request_stop()
                 await asyncio.gather(runner_job, return_exceptions=True)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, RowMapping, Table, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, RowMapping, Table, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from glimpse.db.models import TaskRow
@@ -89,6 +89,17 @@ class SqlTaskRepository:
             .mappings()
         )
         return [_task_from(row) for row in rows]
+
+    def latest_updates(self, image_ids: Collection[str]) -> dict[str, datetime]:
+        """The latest ``updated_at`` of each given image that has task rows (one query for all)."""
+        if not image_ids:
+            return {}
+        rows = self._session.connection().execute(
+            select(_TASKS.c.image_id, func.max(_TASKS.c.updated_at))
+            .where(_TASKS.c.image_id.in_(sorted(image_ids)))
+            .group_by(_TASKS.c.image_id)
+        )
+        return {image_id: latest for image_id, latest in rows if latest is not None}
 
     def search(
         self,

@@ -354,6 +354,7 @@ class ImportService:
         )
         if started.task_id is not None:
             self.runtime.wake_runner()
+            self.runtime.notify_task_change(image_id)
         return started
 
     def begin_import(

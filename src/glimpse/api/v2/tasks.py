@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,6 +17,8 @@ from starlette.responses import Response
 from glimpse.api import deps
 from glimpse.api.responses import JSONResponse
 from glimpse.api.v2.views import image_task_view, task_summary_view, task_view
+from glimpse.context import RequestContext
+from glimpse.domain.tasks import Task
 from glimpse.errors import InvalidInput, MethodNotAllowed
 from glimpse.runtime import Runtime
 from glimpse.services.images import ImageService
@@ -19,17 +26,85 @@ from glimpse.services.tasks import TASK_FILTERS, TaskService
 
 router = APIRouter(prefix="/v2", tags=["tasks"])
 
+#: The longest a request may wait for an image's tasks to change (``wait``, seconds).
+MAX_WATCH_WAIT = 60.0
+CHANGED_HEADER = "Glimpse-Tasks-Changed"
+#: A ``+hh:mm`` zone offset whose ``+`` arrived unencoded in the query string (decoded as a space).
+_SPACED_OFFSET = re.compile(r"(T[0-9:.,]+) (\d\d(?::?\d\d)?)$")
+
 
 def _service(rt: Runtime, session: Session) -> TaskService:
     return TaskService(session, ImageService(session, rt.settings, rt.policy), rt.clock)
+
+
+def _watch_params(params: Mapping[str, str]) -> tuple[datetime, float] | None:
+    """``changes-since`` (aware UTC) and ``wait`` (seconds, 0 when absent), or None if not watching."""
+    raw_since, raw_wait = params.get("changes-since"), params.get("wait")
+    if raw_since is None:
+        if raw_wait is not None:
+            raise InvalidInput("wait needs changes-since: give the timestamp the tasks must change after.")
+        return None
+    try:
+        since = datetime.fromisoformat(_SPACED_OFFSET.sub(r"\1+\2", raw_since.strip()))
+    except ValueError:
+        raise InvalidInput(
+            f"changes-since must be an ISO 8601 timestamp such as 2026-11-25T14:12:35.983912 "
+            f"(UTC when no zone is given), got {raw_since!r}."
+        ) from None
+    since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+    if raw_wait is None:
+        return since, 0.0
+    try:
+        wait = float(raw_wait)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait) or not 0 < wait <= MAX_WATCH_WAIT:
+        raise InvalidInput(f"wait must be a number of seconds above 0 and at most 60, got {raw_wait!r}.")
+    return since, wait
+
+
+def _changed(tasks: list[Task], since: datetime) -> bool:
+    return any(task.updated_at > since for task in tasks)
+
+
+async def _watch(
+    rt: Runtime, ctx: RequestContext, image_id: str, since: datetime, wait: float
+) -> tuple[list[Task], bool]:
+    """The caller's tasks of the image once one of them changed after ``since``, or after ``wait``.
+
+    Every read checks visibility and filters tasks afresh. While waiting the request holds only a
+    registration with the process's TaskWatcher. A change to a task the caller cannot see wakes the
+    hub but not the answer: the request waits on, for changes after the one it was shown.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    threshold = since
+    while True:
+        tasks = await rt.run(lambda s: _service(rt, s).image_tasks(ctx, image_id), readonly=True)
+        changed = _changed(tasks, since)
+        remaining = deadline - loop.time()
+        if changed or remaining <= 0:
+            return tasks, changed
+        seen = await rt.task_watcher().wait(image_id, threshold, remaining)
+        if seen is None:
+            tasks = await rt.run(lambda s: _service(rt, s).image_tasks(ctx, image_id), readonly=True)
+            return tasks, _changed(tasks, since)
+        threshold = max(threshold, seen)
 
 
 @router.get("/images/{image_id}/tasks")
 async def image_tasks(request: Request, image_id: str) -> Response:
     await deps.reject_body(request)
     rt, ctx = deps.runtime(request), deps.context(request)
-    tasks = await rt.run(lambda s: _service(rt, s).image_tasks(ctx, image_id), readonly=True)
-    return JSONResponse({"tasks": [image_task_view(task) for task in tasks]})
+    watch = _watch_params(request.query_params)
+    if watch is None:
+        tasks = await rt.run(lambda s: _service(rt, s).image_tasks(ctx, image_id), readonly=True)
+        return JSONResponse({"tasks": [image_task_view(task) for task in tasks]})
+    tasks, changed = await _watch(rt, ctx, image_id, *watch)
+    return JSONResponse(
+        {"tasks": [image_task_view(task) for task in tasks]},
+        headers={CHANGED_HEADER: "true" if changed else "false"},
+    )
 
 
 @router.get("/images/{image_id}/tasks/{task_id}")

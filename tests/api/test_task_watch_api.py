@@ -1,0 +1,128 @@
+"""Watching an image's tasks: GET /v2/images/{id}/tasks?changes-since=...&wait=..."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx
+import pytest
+from apitools import OTHER, THIRD, new_image
+from sqlalchemy import update
+from starlette.testclient import TestClient
+from test_tasks_api import T0, add_task
+
+from glimpse.db.models import TaskRow
+
+SINCE = "2026-11-25T12:00:00.123456"  # T0, as the image-tasks view prints it
+
+
+@pytest.fixture
+def watched(make_client: Callable[..., TestClient], database_url: str) -> TestClient:
+    return make_client(database_url, GLIMPSE_TASK__TASK_WATCH_INTERVAL="0.05")
+
+
+def touch(client: TestClient, task_id: str, seconds: float) -> None:
+    """Move the task's ``updated_at`` to T0 plus ``seconds``, as a runner's heartbeat would."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.uow() as session:
+        session.execute(
+            update(TaskRow).where(TaskRow.id == task_id).values(updated_at=T0 + timedelta(seconds=seconds))
+        )
+
+
+def watch(
+    client: TestClient, image_id: str, headers: dict[str, str] | None = None, **params: str
+) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = client.get(f"/v2/images/{image_id}/tasks", params=params, headers=headers)
+    return response, time.monotonic() - started
+
+
+def test_a_change_already_made_answers_at_once(watched: TestClient) -> None:
+    image = new_image(watched)["id"]
+    task = add_task(watched, image)
+    response, took = watch(watched, image, **{"changes-since": "2026-11-25T11:59:59Z", "wait": "30"})
+    assert response.status_code == 200
+    assert response.headers["Glimpse-Tasks-Changed"] == "true"
+    assert [t["id"] for t in response.json()["tasks"]] == [task]
+    assert took < 5
+
+
+def test_a_change_during_the_wait_ends_it(watched: TestClient) -> None:
+    image = new_image(watched)["id"]
+    task = add_task(watched, image)
+    timer = threading.Timer(0.3, touch, args=(watched, task, 1.5))
+    timer.start()
+    try:
+        response, took = watch(watched, image, **{"changes-since": SINCE, "wait": "20"})
+    finally:
+        timer.join()
+    assert response.status_code == 200, response.text
+    assert response.headers["Glimpse-Tasks-Changed"] == "true"
+    assert response.json()["tasks"][0]["updated_at"] == "2026-11-25T12:00:01.623456"
+    assert 0.25 < took < 5
+
+
+def test_no_change_answers_the_current_tasks_after_wait(watched: TestClient) -> None:
+    image = new_image(watched)["id"]
+    task = add_task(watched, image)
+    response, took = watch(
+        watched, image, **{"changes-since": "2026-11-25T12:00:00.123456+00:00", "wait": "1"}
+    )
+    assert response.status_code == 200
+    assert response.headers["Glimpse-Tasks-Changed"] == "false"
+    assert [t["id"] for t in response.json()["tasks"]] == [task]
+    assert 0.9 < took < 5
+
+
+def test_changes_since_alone_does_not_wait(watched: TestClient) -> None:
+    image = new_image(watched)["id"]
+    add_task(watched, image)
+    response, took = watch(watched, image, **{"changes-since": SINCE})
+    assert response.headers["Glimpse-Tasks-Changed"] == "false"
+    assert took < 5
+    plain = watched.get(f"/v2/images/{image}/tasks")
+    assert "Glimpse-Tasks-Changed" not in plain.headers
+
+
+def test_a_change_to_a_task_the_caller_cannot_see_does_not_count(watched: TestClient) -> None:
+    image = new_image(watched, visibility="community")["id"]
+    add_task(watched, image, owner="project-b", created=T0 + timedelta(seconds=5))
+    response, _ = watch(watched, image, THIRD, **{"changes-since": SINCE, "wait": "0.5"})
+    assert response.status_code == 200
+    assert response.headers["Glimpse-Tasks-Changed"] == "false"
+    assert response.json() == {"tasks": []}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"wait": "5"}, "wait needs changes-since"),
+        ({"changes-since": "yesterday", "wait": "5"}, "changes-since must be an ISO 8601"),
+        ({"changes-since": SINCE, "wait": "0"}, "wait must be"),
+        ({"changes-since": SINCE, "wait": "61"}, "wait must be"),
+        ({"changes-since": SINCE, "wait": "soon"}, "wait must be"),
+        ({"changes-since": SINCE, "wait": "nan"}, "wait must be"),
+    ],
+)
+def test_bad_watch_parameters_are_400(watched: TestClient, params: dict[str, str], message: str) -> None:
+    image = new_image(watched)["id"]
+    response, _ = watch(watched, image, **params)
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+
+
+def test_invisible_image_is_404_before_waiting(watched: TestClient) -> None:
+    private = new_image(watched, visibility="private")["id"]
+    add_task(watched, private)
+    params = {"changes-since": SINCE, "wait": "30"}
+    response, took = watch(watched, private, OTHER, **params)
+    assert response.status_code == 404
+    response2, took2 = watch(watched, str(uuid.uuid4()), **params)
+    assert response2.status_code == 404
+    assert took < 5
+    assert took2 < 5

@@ -1,0 +1,124 @@
+"""TaskWatcher: one poll per interval for any number of waiters, the right ones woken, nothing left."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from glimpse.services.task_watch import TaskWatcher
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+class FakeTasks:
+    """The latest ``updated_at`` per image, and every poll that asked for it."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, datetime] = {}
+        self.polls: list[frozenset[str]] = []
+
+    async def poll(self, image_ids: frozenset[str]) -> dict[str, datetime]:
+        self.polls.append(image_ids)
+        return {i: self.latest[i] for i in image_ids if i in self.latest}
+
+
+def test_a_thousand_waiters_one_query_per_interval() -> None:
+    tasks = FakeTasks()
+    images = [f"image-{n}" for n in range(4)]
+    tasks.latest = dict.fromkeys(images, T0)
+    interval = 0.05
+
+    async def scenario() -> None:
+        hub = TaskWatcher(tasks.poll, interval=interval)
+        waits = [
+            asyncio.create_task(hub.wait(images[n % 4], T0, 0.6 if n % 4 >= 2 else 5.0)) for n in range(1000)
+        ]
+        await asyncio.sleep(0.2)
+        assert hub.watching == 1000
+        assert tasks.polls
+        assert all(p == frozenset(images) for p in tasks.polls)
+        started = time.monotonic()
+        tasks.latest[images[0]] = tasks.latest[images[1]] = T0 + timedelta(seconds=1)
+        results = await asyncio.gather(*waits)
+        elapsed = time.monotonic() - started + 0.2
+        for n, seen in enumerate(results):
+            assert seen == (T0 + timedelta(seconds=1) if n % 4 < 2 else None)
+        assert len(tasks.polls) <= elapsed / interval + 2
+        assert hub.watching == 0
+        await asyncio.sleep(interval * 3)
+        assert not hub.polling
+        polls = len(tasks.polls)
+        await asyncio.sleep(interval * 3)
+        assert len(tasks.polls) == polls  # nobody watches: no queries
+
+    asyncio.run(scenario())
+
+
+def test_only_changes_after_since_wake() -> None:
+    tasks = FakeTasks()
+    tasks.latest = {"a": T0}
+
+    async def scenario() -> None:
+        hub = TaskWatcher(tasks.poll, interval=0.02)
+        assert await hub.wait("a", T0 - timedelta(microseconds=1), 1.0) == T0
+        assert await hub.wait("a", T0, 0.1) is None
+        assert await hub.wait("missing", T0, 0.1) is None
+        assert hub.watching == 0
+
+    asyncio.run(scenario())
+
+
+def test_cancelled_waiter_leaves_no_registration() -> None:
+    tasks = FakeTasks()
+
+    async def scenario() -> None:
+        hub = TaskWatcher(tasks.poll, interval=0.02)
+        waiter = asyncio.create_task(hub.wait("a", T0, 30.0))
+        await asyncio.sleep(0.05)
+        assert hub.watching == 1
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        assert hub.watching == 0
+        await asyncio.sleep(0.1)
+        assert not hub.polling
+
+    asyncio.run(scenario())
+
+
+def test_notify_polls_at_once_and_close_ends_waits() -> None:
+    tasks = FakeTasks()
+
+    async def scenario() -> None:
+        hub = TaskWatcher(tasks.poll, interval=30.0)
+        waiter = asyncio.create_task(hub.wait("a", T0, 30.0))
+        await asyncio.sleep(0.01)
+        tasks.latest["a"] = T0 + timedelta(seconds=1)
+        hub.notify("a")
+        assert await asyncio.wait_for(waiter, 2.0) == T0 + timedelta(seconds=1)
+        assert len(tasks.polls) == 1
+        other = asyncio.create_task(hub.wait("b", T0, 30.0))
+        await asyncio.sleep(0.01)
+        await hub.close()
+        assert await asyncio.wait_for(other, 2.0) is None
+        assert hub.watching == 0
+
+    asyncio.run(scenario())
+
+
+def test_failed_poll_is_retried() -> None:
+    calls = 0
+
+    async def flaky(image_ids: frozenset[str]) -> dict[str, datetime]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("database away")
+        return dict.fromkeys(image_ids, T0 + timedelta(seconds=1))
+
+    async def scenario() -> None:
+        hub = TaskWatcher(flaky, interval=0.02)
+        assert await hub.wait("a", T0, 2.0) == T0 + timedelta(seconds=1)
+        assert calls == 2
+
+    asyncio.run(scenario())
