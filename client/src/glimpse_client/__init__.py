@@ -1,0 +1,42 @@
+"""glimpse_client: a typed client for the OpenStack Image API v2 and Glimpse's task extensions."""
+
+from ._client import AsyncClient, AsyncTaskHandle, Client, TaskHandle
+from ._config import ClientConfig
+from ._exceptions import (
+    APIError,
+    BadRequest,
+    ClientError,
+    Conflict,
+    Forbidden,
+    GlimpseClientError,
+    NotFound,
+    ServerError,
+    TaskFailed,
+    TaskTimeout,
+    TooLarge,
+    TransportError,
+)
+from ._models import Image, Member, Task
+
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "AsyncTaskHandle",
+    "BadRequest",
+    "Client",
+    "ClientConfig",
+    "ClientError",
+    "Conflict",
+    "Forbidden",
+    "GlimpseClientError",
+    "Image",
+    "Member",
+    "NotFound",
+    "ServerError",
+    "Task",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskTimeout",
+    "TooLarge",
+    "TransportError",
+]

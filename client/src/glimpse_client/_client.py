@@ -1,0 +1,631 @@
+"""``Client`` and ``AsyncClient``: thin I/O layers over one request-building base."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Self
+
+import httpx
+
+from ._config import ClientConfig
+from ._exceptions import BadRequest, TaskFailed, TaskTimeout, TransportError, error_from_response
+from ._models import Image, Member, Task
+
+PATCH_MEDIA_TYPE = "application/openstack-images-v2.1-json-patch"
+CHUNK_SIZE = 64 * 1024
+MAX_WAIT = 60
+ACTIVE_TASK_STATES = frozenset({"pending", "processing"})
+
+ProgressCallback = Callable[[int, int | None], None]
+TaskCallback = Callable[[Task], None]
+DataSource = str | os.PathLike[str] | bytes | Iterable[bytes]
+_CORE_FIELDS = frozenset(
+    {
+        "name",
+        "visibility",
+        "protected",
+        "os_hidden",
+        "min_ram",
+        "min_disk",
+        "container_format",
+        "disk_format",
+        "tags",
+    }
+)
+
+
+@dataclass
+class _Call:
+    """Everything needed to send one request, built without doing any I/O."""
+
+    method: str
+    path: str
+    params: dict[str, str] | None = None
+    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+
+
+def _patch_ops(current: Image, changes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    ops: list[dict[str, Any]] = []
+    for key, value in changes.items():
+        path = f"/{key}"
+        if value is None:
+            ops.append({"op": "remove", "path": path})
+        elif key in _CORE_FIELDS or key in current.properties:
+            ops.append({"op": "replace", "path": path, "value": value})
+        else:
+            ops.append({"op": "add", "path": path, "value": value})
+    return ops
+
+
+def _import_body(
+    method: str, uri: str | None, stores: list[str] | None, all_stores: bool, allow_failure: bool
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"method": {"name": method}}
+    if uri is not None:
+        body["method"]["uri"] = uri
+    if stores is not None:
+        body["stores"] = stores
+    if all_stores:
+        body["all_stores"] = True
+    body["all_stores_must_succeed"] = not allow_failure
+    return body
+
+
+def _latest(tasks: list[Task], since: str | None) -> str | None:
+    stamps = [t.updated_at for t in tasks if t.updated_at] + ([since] if since else [])
+    return max(stamps) if stamps else None
+
+
+def _pending(tasks: list[Task]) -> bool:
+    return any(t.status in ACTIVE_TASK_STATES for t in tasks)
+
+
+def _path_size(data: DataSource) -> int | None:
+    if isinstance(data, str | os.PathLike):
+        return Path(data).stat().st_size
+    if isinstance(data, bytes):
+        return len(data)
+    return None
+
+
+def _chunks(data: DataSource, on_progress: ProgressCallback | None, total: int | None) -> Iterator[bytes]:
+    done = 0
+    if isinstance(data, str | os.PathLike):
+        with Path(data).open("rb") as handle:
+            while chunk := handle.read(CHUNK_SIZE):
+                done += len(chunk)
+                yield chunk
+                if on_progress is not None:
+                    on_progress(done, total)
+        return
+    source: Iterable[bytes] = [data] if isinstance(data, bytes) else data
+    for chunk in source:
+        done += len(chunk)
+        yield chunk
+        if on_progress is not None:
+            on_progress(done, total)
+
+
+def _total_from(response: httpx.Response, offset: int) -> int | None:
+    length = response.headers.get("content-length")
+    return int(length) + offset if length is not None else None
+
+
+def _existing_size(target: Path) -> int:
+    return target.stat().st_size if target.exists() else 0
+
+
+def _open_target(target: Path, offset: int) -> BinaryIO:
+    return target.open("ab" if offset else "wb")
+
+
+class _BaseClient:
+    """Request building and response parsing shared by the sync and async clients."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+
+    def _client_args(self) -> dict[str, Any]:
+        return {
+            "base_url": self.config.endpoint.rstrip("/"),
+            "headers": self.config.headers(),
+            "timeout": self.config.timeout,
+        }
+
+    @staticmethod
+    def _check(response: httpx.Response) -> httpx.Response:
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        return response.json()
+
+    def _build(self, call: _Call, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        timeout = call.timeout if call.timeout is not None else self.config.timeout
+        return client.build_request(
+            call.method, call.path, params=call.params, json=call.json, headers=call.headers, timeout=timeout
+        )
+
+    @staticmethod
+    def _list_call(filters: Mapping[str, Any], page_size: int | None) -> _Call:
+        params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in filters.items()}
+        if page_size is not None:
+            params["limit"] = str(page_size)
+        return _Call("GET", "/v2/images", params=params)
+
+    def _watch_call(self, image_id: str, since: str | None, wait: float) -> _Call:
+        if since is None:
+            return _Call("GET", f"/v2/images/{image_id}/tasks")
+        seconds = max(1, min(MAX_WAIT, int(wait)))
+        return _Call(
+            "GET",
+            f"/v2/images/{image_id}/tasks",
+            params={"changes-since": since, "wait": str(seconds)},
+            timeout=self.config.timeout + seconds,
+        )
+
+    @staticmethod
+    def _tasks(response: httpx.Response) -> list[Task]:
+        return [Task.from_json(t) for t in response.json()["tasks"]]
+
+    @staticmethod
+    def _task_id(response: httpx.Response) -> str | None:
+        return response.headers.get("openstack-image-import-task-id") or None
+
+
+class TaskHandle:
+    """A task started by an import, from the ``OpenStack-image-import-task-id`` header."""
+
+    def __init__(self, client: Client, image_id: str, task_id: str, location: str | None) -> None:
+        self.client = client
+        self.image_id = image_id
+        self.task_id = task_id
+        self.location = location
+
+    def get(self) -> Task:
+        return self.client.get_task(self.image_id, self.task_id)
+
+    def wait(self, timeout: float = 300.0, on_progress: TaskCallback | None = None) -> Task:
+        """Follow the task until it ends. Only reads from the server, even on timeout."""
+        deadline = time.monotonic() + timeout
+        last: str | None = None
+        while True:
+            task = self.get()
+            if on_progress is not None and task.updated_at != last:
+                on_progress(task)
+            last = task.updated_at
+            if task.status == "success":
+                return task
+            if task.status == "failure":
+                raise TaskFailed(task)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TaskTimeout(f"task {self.task_id} still {task.status} after {timeout}s")
+            self.client._wait_for_change(self.image_id, task.updated_at, remaining)
+
+
+class AsyncTaskHandle:
+    """The async counterpart of :class:`TaskHandle`."""
+
+    def __init__(self, client: AsyncClient, image_id: str, task_id: str, location: str | None) -> None:
+        self.client = client
+        self.image_id = image_id
+        self.task_id = task_id
+        self.location = location
+
+    async def get(self) -> Task:
+        return await self.client.get_task(self.image_id, self.task_id)
+
+    # Same signature as the sync handle: the deadline spans many requests.
+    async def wait(self, timeout: float = 300.0, on_progress: TaskCallback | None = None) -> Task:  # noqa: ASYNC109
+        """Follow the task until it ends. Only reads from the server, even on timeout."""
+        deadline = time.monotonic() + timeout
+        last: str | None = None
+        while True:
+            task = await self.get()
+            if on_progress is not None and task.updated_at != last:
+                on_progress(task)
+            last = task.updated_at
+            if task.status == "success":
+                return task
+            if task.status == "failure":
+                raise TaskFailed(task)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TaskTimeout(f"task {self.task_id} still {task.status} after {timeout}s")
+            await self.client._wait_for_change(self.image_id, task.updated_at, remaining)
+
+
+class Client(_BaseClient):
+    """Synchronous client. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, config: ClientConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(config)
+        self._http = httpx.Client(transport=transport, **self._client_args())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, call: _Call) -> httpx.Response:
+        try:
+            response = self._http.send(self._build(call, self._http))
+        except httpx.TransportError as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from exc
+        return self._check(response)
+
+    # images
+    def create_image(self, **fields: Any) -> Image:
+        return Image.from_json(self._send(_Call("POST", "/v2/images", json=fields)).json())
+
+    def get_image(self, image_id: str) -> Image:
+        return Image.from_json(self._send(_Call("GET", f"/v2/images/{image_id}")).json())
+
+    def list_images(self, *, page_size: int | None = None, **filters: Any) -> Iterator[Image]:
+        """Every matching image, following ``next`` links page by page."""
+        call: _Call | None = self._list_call(filters, page_size)
+        while call is not None:
+            body = self._send(call).json()
+            for item in body["images"]:
+                yield Image.from_json(item)
+            nxt = body.get("next")
+            call = _Call("GET", nxt) if nxt else None
+
+    def update_image(self, image_id: str, changes: Mapping[str, Any]) -> Image:
+        """Apply ``changes`` as a JSON patch; a ``None`` value removes the property."""
+        ops = _patch_ops(self.get_image(image_id), changes)
+        call = _Call("PATCH", f"/v2/images/{image_id}", json=ops, headers={"Content-Type": PATCH_MEDIA_TYPE})
+        return Image.from_json(self._send(call).json())
+
+    def delete_image(self, image_id: str) -> None:
+        self._send(_Call("DELETE", f"/v2/images/{image_id}"))
+
+    def add_tag(self, image_id: str, tag: str) -> None:
+        self._send(_Call("PUT", f"/v2/images/{image_id}/tags/{tag}"))
+
+    def remove_tag(self, image_id: str, tag: str) -> None:
+        self._send(_Call("DELETE", f"/v2/images/{image_id}/tags/{tag}"))
+
+    def deactivate_image(self, image_id: str) -> None:
+        self._send(_Call("POST", f"/v2/images/{image_id}/actions/deactivate"))
+
+    def reactivate_image(self, image_id: str) -> None:
+        self._send(_Call("POST", f"/v2/images/{image_id}/actions/reactivate"))
+
+    # members
+    def add_member(self, image_id: str, member_id: str) -> Member:
+        call = _Call("POST", f"/v2/images/{image_id}/members", json={"member": member_id})
+        return Member.from_json(self._send(call).json())
+
+    def list_members(self, image_id: str) -> list[Member]:
+        body = self._send(_Call("GET", f"/v2/images/{image_id}/members")).json()
+        return [Member.from_json(m) for m in body["members"]]
+
+    def update_member(self, image_id: str, member_id: str, status: str) -> Member:
+        call = _Call("PUT", f"/v2/images/{image_id}/members/{member_id}", json={"status": status})
+        return Member.from_json(self._send(call).json())
+
+    def remove_member(self, image_id: str, member_id: str) -> None:
+        self._send(_Call("DELETE", f"/v2/images/{image_id}/members/{member_id}"))
+
+    # data
+    def _put_data(self, path: str, data: DataSource, on_progress: ProgressCallback | None) -> None:
+        total = _path_size(data)
+        headers = {"Content-Type": "application/octet-stream"}
+        if total is not None:
+            headers["Content-Length"] = str(total)
+        try:
+            response = self._http.put(path, content=_chunks(data, on_progress, total), headers=headers)
+        except httpx.TransportError as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from exc
+        self._check(response)
+
+    def upload(self, image_id: str, data: DataSource, on_progress: ProgressCallback | None = None) -> None:
+        """Upload image data from a file path, bytes or an iterable of byte chunks."""
+        self._put_data(f"/v2/images/{image_id}/file", data, on_progress)
+
+    def stage(self, image_id: str, data: DataSource, on_progress: ProgressCallback | None = None) -> None:
+        """Stage data for a ``glance-direct`` import."""
+        self._put_data(f"/v2/images/{image_id}/stage", data, on_progress)
+
+    def download(
+        self, image_id: str, path: str | os.PathLike[str], on_progress: ProgressCallback | None = None
+    ) -> int:
+        """Download into ``path``, resuming with ``Range`` when the file already holds a part."""
+        target = Path(path)
+        offset = _existing_size(target)
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            with self._http.stream("GET", f"/v2/images/{image_id}/file", headers=headers) as response:
+                if response.status_code == 416:
+                    return offset
+                if response.status_code >= 400:
+                    response.read()
+                    self._check(response)
+                if response.status_code != 206:
+                    offset = 0
+                total = _total_from(response, offset)
+                done = offset
+                with _open_target(target, offset) as handle:
+                    for chunk in response.iter_bytes(CHUNK_SIZE):
+                        handle.write(chunk)
+                        done += len(chunk)
+                        if on_progress is not None:
+                            on_progress(done, total)
+        except httpx.TransportError as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from exc
+        return done
+
+    # discovery
+    def stores(self) -> list[dict[str, Any]]:
+        stores: list[dict[str, Any]] = self._send(_Call("GET", "/v2/info/stores")).json()["stores"]
+        return stores
+
+    def import_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = self._send(_Call("GET", "/v2/info/import")).json()
+        return info
+
+    # imports and tasks
+    def import_image(
+        self,
+        image_id: str,
+        method: str,
+        uri: str | None = None,
+        stores: list[str] | None = None,
+        all_stores: bool = False,
+        allow_failure: bool = False,
+    ) -> TaskHandle | None:
+        """Start an import; the handle follows its task, ``None`` when the server created none."""
+        body = _import_body(method, uri, stores, all_stores, allow_failure)
+        response = self._send(_Call("POST", f"/v2/images/{image_id}/import", json=body))
+        task_id = self._task_id(response)
+        if task_id is None:
+            return None
+        return TaskHandle(self, image_id, task_id, response.headers.get("location"))
+
+    def copy_image(
+        self, image_id: str, stores: list[str] | None = None, all_stores: bool = False
+    ) -> TaskHandle | None:
+        return self.import_image(image_id, "copy-image", stores=stores, all_stores=all_stores)
+
+    def image_tasks(self, image_id: str) -> list[Task]:
+        return self._tasks(self._send(_Call("GET", f"/v2/images/{image_id}/tasks")))
+
+    def get_task(self, image_id: str, task_id: str) -> Task:
+        return Task.from_json(self._send(_Call("GET", f"/v2/images/{image_id}/tasks/{task_id}")).json())
+
+    def _wait_for_change(self, image_id: str, since: str | None, remaining: float) -> None:
+        if since is None:
+            time.sleep(min(0.5, remaining))
+            return
+        try:
+            self._send(self._watch_call(image_id, since, min(remaining, 30)))
+        except BadRequest:  # a server without the watch extension
+            time.sleep(min(1.0, remaining))
+
+    def watch_image_tasks(
+        self, image_id: str, since: str | None = None, wait: float = 30
+    ) -> Iterator[list[Task]]:
+        """Yield the image's tasks now and each time they change, until none is pending or processing."""
+        tasks = self._tasks(self._send(self._watch_call(image_id, since, wait)))
+        yield tasks
+        since = _latest(tasks, since)
+        while _pending(tasks):
+            response = self._send(self._watch_call(image_id, since, wait))
+            if response.headers.get("glimpse-tasks-changed") == "false":
+                continue
+            tasks = self._tasks(response)
+            since = _latest(tasks, since)
+            yield tasks
+
+
+class AsyncClient(_BaseClient):
+    """Asynchronous client. Use as an async context manager or await :meth:`aclose`."""
+
+    def __init__(self, config: ClientConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(config)
+        self._http = httpx.AsyncClient(transport=transport, **self._client_args())
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, call: _Call) -> httpx.Response:
+        try:
+            response = await self._http.send(self._build(call, self._http))
+        except httpx.TransportError as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from exc
+        return self._check(response)
+
+    # images
+    async def create_image(self, **fields: Any) -> Image:
+        return Image.from_json((await self._send(_Call("POST", "/v2/images", json=fields))).json())
+
+    async def get_image(self, image_id: str) -> Image:
+        return Image.from_json((await self._send(_Call("GET", f"/v2/images/{image_id}"))).json())
+
+    async def list_images(self, *, page_size: int | None = None, **filters: Any) -> AsyncIterator[Image]:
+        """Every matching image, following ``next`` links page by page."""
+        call: _Call | None = self._list_call(filters, page_size)
+        while call is not None:
+            body = (await self._send(call)).json()
+            for item in body["images"]:
+                yield Image.from_json(item)
+            nxt = body.get("next")
+            call = _Call("GET", nxt) if nxt else None
+
+    async def update_image(self, image_id: str, changes: Mapping[str, Any]) -> Image:
+        """Apply ``changes`` as a JSON patch; a ``None`` value removes the property."""
+        ops = _patch_ops(await self.get_image(image_id), changes)
+        call = _Call("PATCH", f"/v2/images/{image_id}", json=ops, headers={"Content-Type": PATCH_MEDIA_TYPE})
+        return Image.from_json((await self._send(call)).json())
+
+    async def delete_image(self, image_id: str) -> None:
+        await self._send(_Call("DELETE", f"/v2/images/{image_id}"))
+
+    async def add_tag(self, image_id: str, tag: str) -> None:
+        await self._send(_Call("PUT", f"/v2/images/{image_id}/tags/{tag}"))
+
+    async def remove_tag(self, image_id: str, tag: str) -> None:
+        await self._send(_Call("DELETE", f"/v2/images/{image_id}/tags/{tag}"))
+
+    async def deactivate_image(self, image_id: str) -> None:
+        await self._send(_Call("POST", f"/v2/images/{image_id}/actions/deactivate"))
+
+    async def reactivate_image(self, image_id: str) -> None:
+        await self._send(_Call("POST", f"/v2/images/{image_id}/actions/reactivate"))
+
+    # members
+    async def add_member(self, image_id: str, member_id: str) -> Member:
+        call = _Call("POST", f"/v2/images/{image_id}/members", json={"member": member_id})
+        return Member.from_json((await self._send(call)).json())
+
+    async def list_members(self, image_id: str) -> list[Member]:
+        body = (await self._send(_Call("GET", f"/v2/images/{image_id}/members"))).json()
+        return [Member.from_json(m) for m in body["members"]]
+
+    async def update_member(self, image_id: str, member_id: str, status: str) -> Member:
+        call = _Call("PUT", f"/v2/images/{image_id}/members/{member_id}", json={"status": status})
+        return Member.from_json((await self._send(call)).json())
+
+    async def remove_member(self, image_id: str, member_id: str) -> None:
+        await self._send(_Call("DELETE", f"/v2/images/{image_id}/members/{member_id}"))
+
+    # data
+    async def _put_data(self, path: str, data: DataSource, on_progress: ProgressCallback | None) -> None:
+        total = _path_size(data)
+        headers = {"Content-Type": "application/octet-stream"}
+        if total is not None:
+            headers["Content-Length"] = str(total)
+
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in _chunks(data, on_progress, total):
+                yield chunk
+
+        try:
+            response = await self._http.put(path, content=body(), headers=headers)
+        except httpx.TransportError as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from exc
+        self._check(response)
+
+    async def upload(
+        self, image_id: str, data: DataSource, on_progress: ProgressCallback | None = None
+    ) -> None:
+        """Upload image data from a file path, bytes or an iterable of byte chunks."""
+        await self._put_data(f"/v2/images/{image_id}/file", data, on_progress)
+
+    async def stage(
+        self, image_id: str, data: DataSource, on_progress: ProgressCallback | None = None
+    ) -> None:
+        """Stage data for a ``glance-direct`` import."""
+        await self._put_data(f"/v2/images/{image_id}/stage", data, on_progress)
+
+    async def download(
+        self, image_id: str, path: str | os.PathLike[str], on_progress: ProgressCallback | None = None
+    ) -> int:
+        """Download into ``path``, resuming with ``Range`` when the file already holds a part."""
+        target = Path(path)
+        offset = _existing_size(target)
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            async with self._http.stream("GET", f"/v2/images/{image_id}/file", headers=headers) as response:
+                if response.status_code == 416:
+                    return offset
+                if response.status_code >= 400:
+                    await response.aread()
+                    self._check(response)
+                if response.status_code != 206:
+                    offset = 0
+                total = _total_from(response, offset)
+                done = offset
+                with _open_target(target, offset) as handle:
+                    async for chunk in response.aiter_bytes(CHUNK_SIZE):
+                        handle.write(chunk)
+                        done += len(chunk)
+                        if on_progress is not None:
+                            on_progress(done, total)
+        except httpx.TransportError as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from exc
+        return done
+
+    # discovery
+    async def stores(self) -> list[dict[str, Any]]:
+        stores: list[dict[str, Any]] = (await self._send(_Call("GET", "/v2/info/stores"))).json()["stores"]
+        return stores
+
+    async def import_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = (await self._send(_Call("GET", "/v2/info/import"))).json()
+        return info
+
+    # imports and tasks
+    async def import_image(
+        self,
+        image_id: str,
+        method: str,
+        uri: str | None = None,
+        stores: list[str] | None = None,
+        all_stores: bool = False,
+        allow_failure: bool = False,
+    ) -> AsyncTaskHandle | None:
+        """Start an import; the handle follows its task, ``None`` when the server created none."""
+        body = _import_body(method, uri, stores, all_stores, allow_failure)
+        response = await self._send(_Call("POST", f"/v2/images/{image_id}/import", json=body))
+        task_id = self._task_id(response)
+        if task_id is None:
+            return None
+        return AsyncTaskHandle(self, image_id, task_id, response.headers.get("location"))
+
+    async def copy_image(
+        self, image_id: str, stores: list[str] | None = None, all_stores: bool = False
+    ) -> AsyncTaskHandle | None:
+        return await self.import_image(image_id, "copy-image", stores=stores, all_stores=all_stores)
+
+    async def image_tasks(self, image_id: str) -> list[Task]:
+        return self._tasks(await self._send(_Call("GET", f"/v2/images/{image_id}/tasks")))
+
+    async def get_task(self, image_id: str, task_id: str) -> Task:
+        response = await self._send(_Call("GET", f"/v2/images/{image_id}/tasks/{task_id}"))
+        return Task.from_json(response.json())
+
+    async def _wait_for_change(self, image_id: str, since: str | None, remaining: float) -> None:
+        if since is None:
+            await asyncio.sleep(min(0.5, remaining))
+            return
+        try:
+            await self._send(self._watch_call(image_id, since, min(remaining, 30)))
+        except BadRequest:  # a server without the watch extension
+            await asyncio.sleep(min(1.0, remaining))
+
+    async def watch_image_tasks(
+        self, image_id: str, since: str | None = None, wait: float = 30
+    ) -> AsyncIterator[list[Task]]:
+        """Yield the image's tasks now and each time they change, until none is pending or processing."""
+        tasks = self._tasks(await self._send(self._watch_call(image_id, since, wait)))
+        yield tasks
+        since = _latest(tasks, since)
+        while _pending(tasks):
+            response = await self._send(self._watch_call(image_id, since, wait))
+            if response.headers.get("glimpse-tasks-changed") == "false":
+                continue
+            tasks = self._tasks(response)
+            since = _latest(tasks, since)
+            yield tasks

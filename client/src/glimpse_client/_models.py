@@ -1,0 +1,100 @@
+"""Typed views of the server's JSON objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+_DONE = frozenset({"success", "failure"})
+
+
+@dataclass
+class Image:
+    """An image with Glance's fields; other keys are in ``properties``."""
+
+    id: str
+    name: str | None = None
+    status: str | None = None
+    visibility: str | None = None
+    protected: bool = False
+    os_hidden: bool = False
+    checksum: str | None = None
+    os_hash_algo: str | None = None
+    os_hash_value: str | None = None
+    owner: str | None = None
+    size: int | None = None
+    virtual_size: int | None = None
+    min_ram: int | None = None
+    min_disk: int | None = None
+    container_format: str | None = None
+    disk_format: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    tags: list[str] = field(default_factory=list)
+    direct_url: str | None = None
+    locations: list[dict[str, Any]] | None = None
+    self: str | None = None
+    file: str | None = None
+    schema: str | None = None
+    stores: list[str] = field(default_factory=list)
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Image:
+        known = {f.name for f in fields(cls)} - {"properties", "stores"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        stores = data.get("stores")
+        props = {k: v for k, v in data.items() if k not in known and k != "stores"}
+        return cls(
+            **kwargs,
+            stores=[s for s in stores.split(",") if s] if isinstance(stores, str) else [],
+            properties=props,
+        )
+
+
+@dataclass
+class Task:
+    """A task as listed under ``/v2/images/{id}/tasks``; ``progress`` is Glimpse's extension."""
+
+    id: str
+    type: str | None = None
+    status: str | None = None
+    owner: str | None = None
+    image_id: str | None = None
+    request_id: str | None = None
+    user_id: str | None = None
+    message: str | None = None
+    input: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    expires_at: str | None = None
+    deleted_at: str | None = None
+    deleted: bool = False
+    progress: dict[str, Any] | None = None
+
+    @property
+    def is_done(self) -> bool:
+        return self.status in _DONE
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Task:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Member:
+    """A project an image is shared with."""
+
+    member_id: str
+    image_id: str
+    status: str
+    created_at: str | None = None
+    updated_at: str | None = None
+    schema: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Member:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,199 @@
+"""The SDK against a live ``glimpse serve`` on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from glimpse_client import (
+    AsyncClient,
+    Client,
+    ClientConfig,
+    Conflict,
+    NotFound,
+    Task,
+    TaskHandle,
+    TaskTimeout,
+)
+from livesupport import Server, free_port
+
+pytestmark = pytest.mark.live
+
+PAYLOAD = os.urandom(300 * 1024)
+
+
+def start(root: Path, name: str, **extra: str) -> Server:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
+    env.update({"GLIMPSE_DATA_DIR": str(root / "data"), "GLIMPSE_LOG_LEVEL": "WARNING", **extra})
+    live = Server(name=name, port=free_port(), log_path=root / "server.log")
+    live.start(env)
+    live.wait_ready()
+    return live
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    live = start(tmp_path_factory.mktemp("sdk"), "sdk", GLIMPSE_TASK__TASK_PROGRESS_INTERVAL="0.1")
+    yield live
+    live.stop()
+
+
+def config(live: Server, *roles: str) -> ClientConfig:
+    return ClientConfig(live.url, project_id="p", user_id="u", roles=roles or ("member", "reader"))
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[Client]:
+    with Client(config(server)) as sdk:
+        yield sdk
+
+
+def new_image(client: Client, **fields: object) -> str:
+    return client.create_image(name="sdk", disk_format="raw", container_format="bare", **fields).id
+
+
+def test_image_calls(client: Client, tmp_path: Path) -> None:
+    image = client.create_image(name="basic", disk_format="raw", container_format="bare", flavour="x")
+    assert image.status == "queued"
+    assert image.properties["flavour"] == "x"
+    assert client.get_image(image.id).name == "basic"
+
+    updated = client.update_image(image.id, {"name": "renamed", "flavour": None, "colour": "blue"})
+    assert updated.name == "renamed"
+    assert "flavour" not in updated.properties
+    assert updated.properties["colour"] == "blue"
+
+    client.add_tag(image.id, "t1")
+    client.add_tag(image.id, "t2")
+    client.remove_tag(image.id, "t1")
+    assert client.get_image(image.id).tags == ["t2"]
+
+    member = client.add_member(image.id, "other")
+    assert member.status == "pending"
+    assert [m.member_id for m in client.list_members(image.id)] == ["other"]
+    client.remove_member(image.id, "other")
+    assert client.list_members(image.id) == []
+
+    uploaded: list[tuple[int, int | None]] = []
+    source = tmp_path / "source.raw"
+    source.write_bytes(PAYLOAD)
+    client.upload(image.id, source, on_progress=lambda done, total: uploaded.append((done, total)))
+    assert uploaded[-1] == (len(PAYLOAD), len(PAYLOAD))
+    active = client.get_image(image.id)
+    assert active.status == "active"
+    assert active.size == len(PAYLOAD)
+    assert active.stores
+
+    target = tmp_path / "out.raw"
+    seen: list[int] = []
+    client.download(image.id, target, on_progress=lambda done, total: seen.append(done))
+    assert target.read_bytes() == PAYLOAD
+    assert seen[-1] == len(PAYLOAD)
+
+    target.write_bytes(PAYLOAD[:1000])
+    resumed: list[int] = []
+    size = client.download(image.id, target, on_progress=lambda done, total: resumed.append(done))
+    assert size == len(PAYLOAD)
+    assert target.read_bytes() == PAYLOAD
+    assert resumed[0] > 1000
+
+    client.deactivate_image(image.id)
+    assert client.get_image(image.id).status == "deactivated"
+    client.reactivate_image(image.id)
+
+    client.delete_image(image.id)
+    with pytest.raises(NotFound) as caught:
+        client.get_image(image.id)
+    assert caught.value.status == 404
+    assert caught.value.request_id
+
+
+def test_list_pages_through_next_links(client: Client) -> None:
+    ids = {new_image(client, tags=["paged"]) for _ in range(5)}
+    listed = [image.id for image in client.list_images(page_size=2, tag="paged")]
+    assert sorted(listed) == sorted(ids)
+
+
+def test_discovery(client: Client) -> None:
+    assert {s["id"] for s in client.stores()} >= {"fast", "cheap", "reliable"}
+    assert "glance-direct" in client.import_info()["import-methods"]["value"]
+
+
+def test_glance_direct_import_then_admin_copy(client: Client, server: Server) -> None:
+    image_id = new_image(client)
+    client.stage(image_id, iter([PAYLOAD[:1000], PAYLOAD[1000:]]))
+    handle = client.import_image(image_id, "glance-direct", stores=["fast"])
+    assert isinstance(handle, TaskHandle)
+    assert handle.location == f"/v2/images/{image_id}/tasks/{handle.task_id}"
+    updates: list[Task] = []
+    task = handle.wait(timeout=20, on_progress=updates.append)
+    assert task.status == "success"
+    assert task.request_id
+    assert task.user_id == "u"
+    assert updates
+    assert updates[-1].status == "success"
+    assert updates[-1].progress is not None
+    assert client.get_image(image_id).stores == ["fast"]
+
+    with Client(config(server, "admin")) as admin:
+        copy = admin.copy_image(image_id, stores=["cheap"])
+        assert copy is not None
+        assert copy.wait(timeout=20).status == "success"
+        assert sorted(admin.get_image(image_id).stores) == ["cheap", "fast"]
+        assert admin.copy_image(image_id, all_stores=True) is not None
+        tasks = client.image_tasks(image_id)
+    assert [t.status for t in tasks][:2] == ["success", "success"]
+    assert client.get_task(image_id, task.id).id == task.id
+
+
+def test_watch_yields_until_the_tasks_are_done(client: Client) -> None:
+    image_id = new_image(client)
+    client.stage(image_id, PAYLOAD)
+    handle = client.import_image(image_id, "glance-direct")
+    assert handle is not None
+    seen = list(client.watch_image_tasks(image_id, wait=10))
+    assert seen[-1][0].id == handle.task_id
+    assert seen[-1][0].status == "success"
+    assert all(len(tasks) == 1 for tasks in seen)
+
+
+def test_async_client_import_flow(server: Server) -> None:
+    async def flow() -> tuple[Task, list[list[Task]], str | None]:
+        async with AsyncClient(config(server)) as sdk:
+            image = await sdk.create_image(name="async", disk_format="raw", container_format="bare")
+            await sdk.stage(image.id, PAYLOAD)
+            handle = await sdk.import_image(image.id, "glance-direct")
+            assert handle is not None
+            watched = [tasks async for tasks in sdk.watch_image_tasks(image.id, wait=10)]
+            task = await handle.wait(timeout=20)
+            return task, watched, (await sdk.get_image(image.id)).status
+
+    task, watched, status = asyncio.run(flow())
+    assert task.status == "success"
+    assert status == "active"
+    assert watched[-1][0].status == "success"
+
+
+def test_conflict_carries_the_lock(tmp_path: Path) -> None:
+    # Without a runner the import's task stays pending and keeps the lock.
+    live = start(tmp_path, "no-runner", GLIMPSE_TASK__EMBEDDED_RUNNER="false")
+    try:
+        with Client(config(live)) as sdk:
+            image_id = new_image(sdk)
+            sdk.stage(image_id, PAYLOAD)
+            handle = sdk.import_image(image_id, "glance-direct")
+            assert handle is not None
+            with pytest.raises(Conflict) as caught:
+                sdk.import_image(image_id, "glance-direct")
+            assert caught.value.lock is not None
+            assert caught.value.lock["task_id"] == handle.task_id
+            assert caught.value.message.startswith("Image")
+            with pytest.raises(TaskTimeout):
+                handle.wait(timeout=1)
+            assert sdk.get_task(image_id, handle.task_id).status == "pending"
+    finally:
+        live.stop()
