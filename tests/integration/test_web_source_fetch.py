@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from glimpse.errors import InvalidInput, TooLarge
-from glimpse.jobs.web_source import DownloadFailed, ImportFilter, WebSource
+from glimpse.jobs.url_filter import ImportFilter
+from glimpse.jobs.web_source import DownloadFailed, WebSource
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,14 +15,8 @@ import httpx
 import pytest
 
 from glimpse.errors import InvalidInput
-from glimpse.jobs.web_source import (
-    DownloadFailed,
-    ImportFilter,
-    ParsedURL,
-    WebSource,
-    check_url,
-    resolve_and_check,
-)
+from glimpse.jobs.url_filter import DownloadFailed, ImportFilter, ParsedURL, check_url, resolve_and_check
+from glimpse.jobs.web_source import WebSource
 
 pytestmark = pytest.mark.timeout(30)
 

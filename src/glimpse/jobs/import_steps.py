@@ -36,7 +36,8 @@ from glimpse.jobs.import_run import (
 )
 from glimpse.jobs.objects import delete_object, location_of, remove_unreferenced
 from glimpse.jobs.steps import Why
-from glimpse.jobs.web_source import DownloadFailed, ImportFilter, WebSource
+from glimpse.jobs.url_filter import ImportFilter
+from glimpse.jobs.web_source import DownloadFailed, WebSource
 from glimpse.services.hashing import StreamHasher, prefetch
 from glimpse.services.image_data import PLAIN_DISK_FORMATS
 

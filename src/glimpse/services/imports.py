@@ -55,7 +55,7 @@ from glimpse.errors import (
     TooLarge,
     UnsupportedMediaType,
 )
-from glimpse.jobs.web_source import ImportFilter, check_url
+from glimpse.jobs.url_filter import ImportFilter, check_url
 from glimpse.runtime import Runtime
 from glimpse.services.hashing import prefetch, rebuffer
 from glimpse.services.image_data import ImageGone
