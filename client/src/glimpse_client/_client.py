@@ -182,6 +182,24 @@ class _BaseClient:
         return response.headers.get("openstack-image-import-task-id") or None
 
 
+def _follow(
+    task: Task, last: str | None, on_progress: TaskCallback | None, deadline: float, timeout: float
+) -> float | None:
+    """One step of following a task, shared by the sync and async handles: report progress when the
+    task changed, then None when it succeeded, else the seconds left to wait for its next change.
+    Raises TaskFailed on failure and TaskTimeout once the deadline has passed."""
+    if on_progress is not None and task.updated_at != last:
+        on_progress(task)
+    if task.status == "success":
+        return None
+    if task.status == "failure":
+        raise TaskFailed(task)
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TaskTimeout(f"task {task.id} still {task.status} after {timeout}s")
+    return remaining
+
+
 class TaskHandle:
     """A task started by an import, from the ``OpenStack-image-import-task-id`` header."""
 
@@ -200,16 +218,10 @@ class TaskHandle:
         last: str | None = None
         while True:
             task = self.get()
-            if on_progress is not None and task.updated_at != last:
-                on_progress(task)
-            last = task.updated_at
-            if task.status == "success":
+            remaining = _follow(task, last, on_progress, deadline, timeout)
+            if remaining is None:
                 return task
-            if task.status == "failure":
-                raise TaskFailed(task)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TaskTimeout(f"task {self.task_id} still {task.status} after {timeout}s")
+            last = task.updated_at
             self.client._wait_for_change(self.image_id, task.updated_at, remaining)
 
 
@@ -232,16 +244,10 @@ class AsyncTaskHandle:
         last: str | None = None
         while True:
             task = await self.get()
-            if on_progress is not None and task.updated_at != last:
-                on_progress(task)
-            last = task.updated_at
-            if task.status == "success":
+            remaining = _follow(task, last, on_progress, deadline, timeout)
+            if remaining is None:
                 return task
-            if task.status == "failure":
-                raise TaskFailed(task)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TaskTimeout(f"task {self.task_id} still {task.status} after {timeout}s")
+            last = task.updated_at
             await self.client._wait_for_change(self.image_id, task.updated_at, remaining)
 
 

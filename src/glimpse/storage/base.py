@@ -23,6 +23,7 @@ __all__ = [
     "StoreFull",
     "StoreNotFound",
     "StoredObject",
+    "check_write_arguments",
     "validate_key",
 ]
 
@@ -103,3 +104,10 @@ class ImageStore(Protocol):
     def describe(self) -> Mapping[str, object]: ...
 
     def owns(self, location: str) -> bool: ...
+
+
+def check_write_arguments(key: str, max_size: int | None) -> None:
+    """The argument checks every driver's ``write`` starts with (raises ``ValueError``)."""
+    validate_key(key)
+    if max_size is not None and max_size < 0:
+        raise ValueError(f"max_size must be 0 or more, got {max_size}.")

@@ -23,7 +23,7 @@ from typing import BinaryIO, Final, TypeVar
 
 from glimpse.config import ConfigError, StoreSettings, parse_size
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
-from glimpse.storage.base import KEY_PATTERN, Capabilities, StoredObject, validate_key
+from glimpse.storage.base import KEY_PATTERN, Capabilities, StoredObject, check_write_arguments, validate_key
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "FilesystemStore"]
 
@@ -264,9 +264,7 @@ class FilesystemStore:
     async def write(
         self, key: str, chunks: AsyncIterator[bytes], max_size: int | None = None
     ) -> StoredObject:
-        validate_key(key)
-        if max_size is not None and max_size < 0:
-            raise ValueError(f"max_size must be 0 or more, got {max_size}.")
+        check_write_arguments(key, max_size)
         target = self.datadir / key
         temp = _PartialFile(self.datadir / f".{key}.{uuid.uuid4().hex}.partial", self.fsync)
         size = 0

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Final
 
 from glimpse.errors import StoreNotFound, TooLarge
-from glimpse.storage.base import Capabilities, StoredObject, validate_key
+from glimpse.storage.base import Capabilities, StoredObject, check_write_arguments, validate_key
 
 __all__ = ["InMemoryStore"]
 
@@ -65,9 +65,7 @@ class InMemoryStore:
     async def write(
         self, key: str, chunks: AsyncIterator[bytes], max_size: int | None = None
     ) -> StoredObject:
-        validate_key(key)
-        if max_size is not None and max_size < 0:
-            raise ValueError(f"max_size must be 0 or more, got {max_size}.")
+        check_write_arguments(key, max_size)
         buffer = bytearray()
         async for chunk in chunks:
             if max_size is not None and len(buffer) + len(chunk) > max_size:
