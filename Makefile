@@ -12,7 +12,7 @@ BIN       := $(VENV)/bin
 PYTEST    := $(BIN)/pytest
 RUFF      := $(BIN)/ruff
 MYPY      := $(BIN)/mypy
-GLIMPSE   := $(BIN)/glimpse
+GLIMPSE   := $(BIN)/glimpse-server
 
 HOST      ?= 127.0.0.1
 PORT      ?= 9292
@@ -67,10 +67,10 @@ run: install ## Serve the API on HOST:PORT (127.0.0.1:9292) with embedded defaul
 bench: install ## Run the benchmarks (bench/bench.py)
 	$(BIN)/python bench/bench.py
 
-db-upgrade: install ## Apply database migrations (glimpse db upgrade)
+db-upgrade: install ## Apply database migrations (glimpse-server db upgrade)
 	$(GLIMPSE) db upgrade
 
-db-check: install ## Check the database schema is at the latest migration (glimpse db check)
+db-check: install ## Check the database schema is at the latest migration (glimpse-server db check)
 	$(GLIMPSE) db check
 
 services-stop: ## Stop the test services (PostgreSQL) if running

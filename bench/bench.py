@@ -1,7 +1,7 @@
 """Benchmark Glimpse on loopback against the machine's own limits, measured in the same run.
 
 Run from the repository root: ``.venv/bin/python bench/bench.py`` (``--help`` for the options,
-``--quick`` for a small smoke run). It starts ``glimpse serve`` on 127.0.0.1 in a temporary data
+``--quick`` for a small smoke run). It starts ``glimpse-server serve`` on 127.0.0.1 in a temporary data
 directory, measures, stops the server and removes the directory. See bench/README.md.
 """
 
@@ -661,7 +661,7 @@ def print_report(report: Report) -> None:
     )
     c = report.config
     print(
-        f"server: glimpse serve ({c['source']}), workers={c['workers'] or 'default'}, loopback; "
+        f"server: glimpse-server serve ({c['source']}), workers={c['workers'] or 'default'}, loopback; "
         f"client chunk {c['chunk_kib']} KiB, "
         f"{'chunked' if c['chunked'] else 'Content-Length'} upload; list load by {c['loadgen']}"
     )
@@ -779,7 +779,7 @@ def run(args: argparse.Namespace, workdir: Path, report: Report) -> int:
 
     server = Server(workdir / "data", args.workers, args.server_log_level)
     server.data_dir.mkdir()
-    log(f"starting glimpse serve on {server.url}")
+    log(f"starting glimpse-server serve on {server.url}")
     try:
         server.start()
         report.results["server_rss_idle_mib"] = (

@@ -1,4 +1,4 @@
-"""Start and stop one ``glimpse serve`` on loopback, in a data directory of its own."""
+"""Start and stop one ``glimpse-server serve`` on loopback, in a data directory of its own."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def free_port() -> int:
 
 def glimpse_command() -> list[str]:
     """The ``glimpse`` console script next to this interpreter, else the module."""
-    script = shutil.which("glimpse", path=str(Path(sys.executable).parent))
+    script = shutil.which("glimpse-server", path=str(Path(sys.executable).parent))
     if script:
         return [script]
     return [sys.executable, "-m", "glimpse.cli.main"]

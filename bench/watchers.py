@@ -1,6 +1,6 @@
 """Many long-poll task watchers on one image: server cost while they wait, and wake-up latency.
 
-Starts ``glimpse serve`` (1 worker) on loopback in a temporary data directory, creates and uploads
+Starts ``glimpse-server serve`` (1 worker) on loopback in a temporary data directory, creates and uploads
 one small image, opens ``--watchers`` concurrent ``GET /v2/images/{id}/tasks?changes-since=…&wait=…``
 requests (one HTTP/1.1 connection each, raw asyncio streams), samples the server's RSS and CPU for
 ``--idle`` seconds while they wait, then starts a copy-image import and times how long each watcher

@@ -1,4 +1,4 @@
-"""A live ``glimpse serve`` process on loopback, for tests that need a real server and socket."""
+"""A live ``glimpse-server serve`` process on loopback, for tests that need a real server and socket."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def venv_script(name: str) -> Path:
     return beside if beside.exists() else REPO_ROOT / ".venv" / "bin" / name
 
 
-GLIMPSE_BIN = venv_script("glimpse")
+GLIMPSE_BIN = venv_script("glimpse-server")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
@@ -41,7 +41,7 @@ class PortTaken(Exception):
 
 @dataclass
 class Server:
-    """One ``glimpse serve`` process and where to reach it."""
+    """One ``glimpse-server serve`` process and where to reach it."""
 
     name: str
     port: int
@@ -80,7 +80,7 @@ class Server:
                 if "address already in use" in self.log().lower():
                     raise PortTaken(self.port)
                 pytest.fail(
-                    f"glimpse serve ({self.name}) exited with code {code} before answering.\n"
+                    f"glimpse-server serve ({self.name}) exited with code {code} before answering.\n"
                     f"--- server output ---\n{self.log()}",
                     pytrace=False,
                 )
@@ -94,7 +94,7 @@ class Server:
             time.sleep(0.05)
         self.stop()
         pytest.fail(
-            f"glimpse serve ({self.name}) did not answer GET /versions within {timeout:.0f}s "
+            f"glimpse-server serve ({self.name}) did not answer GET /versions within {timeout:.0f}s "
             f"({last_error}).\n--- server output ---\n{self.log()}",
             pytrace=False,
         )

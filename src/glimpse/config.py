@@ -76,7 +76,7 @@ class Settings:
     runner_poll_interval: float = 1.0
     #: Seconds between two looks for task changes on behalf of the requests watching an image's tasks.
     task_watch_interval: float = 0.5
-    #: Whether ``glimpse serve`` runs task runners inside each API process.
+    #: Whether ``glimpse-server serve`` runs task runners inside each API process.
     embedded_runner: bool = True
     #: Tasks one runner process executes at once.
     max_concurrent_tasks: int = 2

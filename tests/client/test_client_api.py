@@ -1,4 +1,4 @@
-"""The SDK against a live ``glimpse serve`` on loopback."""
+"""The SDK against a live ``glimpse-server serve`` on loopback."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Fixtures for the compatibility layer: the real clients drive a live ``glimpse serve`` on loopback.
+"""Fixtures for the compatibility layer: the real clients drive a live ``glimpse-server serve`` on loopback.
 
 One :class:`Deployment` per test session (so one per pytest-xdist worker, each on its own free
 ports and temporary data directory): one SQLite database and data directory served by up to three
-``glimpse serve`` processes, one per no-auth default identity, so that a client which cannot send
+``glimpse-server serve`` processes, one per no-auth default identity, so that a client which cannot send
 identity headers (the ``glance`` CLI) can still act as the owner, as another project or as an
 admin by picking the server it talks to. The owner server starts with the first test that needs
 it; the others start when a test first asks for them. Tests share the deployment, so each one
@@ -107,7 +107,7 @@ class Deployment:
                 except PortTaken:
                     continue
             else:
-                pytest.fail(f"glimpse serve ({name}) found its port taken three times", pytrace=False)
+                pytest.fail(f"glimpse-server serve ({name}) found its port taken three times", pytrace=False)
         return server
 
     def stop(self) -> None:
@@ -139,7 +139,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             for server in running.servers.values():
                 logged = server.log().strip()
                 if logged:
-                    report.sections.append((f"glimpse serve ({server.name}) log", logged[-20_000:]))
+                    report.sections.append((f"glimpse-server serve ({server.name}) log", logged[-20_000:]))
     return report
 
 

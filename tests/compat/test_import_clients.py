@@ -1,7 +1,7 @@
 """Interoperable import driven by the real clients (``glance`` CLI and openstacksdk) against a live Glimpse.
 
 Each test starts glance-direct, web-download or copy-image the way a user does, then watches the
-server over HTTP until the task runner inside ``glimpse serve`` has finished (every wait is bounded
+server over HTTP until the task runner inside ``glimpse-server serve`` has finished (every wait is bounded
 and fails with the image and its task list), and compares the image, its data in each store and
 the task records of ``GET /v2/images/{id}/tasks`` with what the clients print.
 
@@ -282,7 +282,7 @@ def response_headers(stderr: str, method: str, path: str) -> dict[str, str]:
 
 
 def max_concurrent_tasks(deployment: Deployment) -> int:
-    """Tasks one ``glimpse serve`` runs at once, as the deployment configures it."""
+    """Tasks one ``glimpse-server serve`` runs at once, as the deployment configures it."""
     configured = deployment.environ("owner").get("GLIMPSE_TASK__MAX_CONCURRENT_TASKS")
     if configured is not None:
         return int(configured)

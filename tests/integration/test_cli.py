@@ -20,7 +20,7 @@ def environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 def test_db_check_then_upgrade(environ: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "check"]) == 1
-    assert "glimpse db upgrade" in capsys.readouterr().err
+    assert "glimpse-server db upgrade" in capsys.readouterr().err
     assert main(["db", "upgrade"]) == 0
     assert (environ / "glimpse.sqlite").exists()
     assert main(["db", "check"]) == 0

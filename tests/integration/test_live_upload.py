@@ -1,4 +1,4 @@
-"""Uploads over a real socket to a live ``glimpse serve``: a client that vanishes mid-upload."""
+"""Uploads over a real socket to a live ``glimpse-server serve``: a client that vanishes mid-upload."""
 
 from __future__ import annotations
 

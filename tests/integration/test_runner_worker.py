@@ -1,4 +1,4 @@
-"""``glimpse worker`` as a real process: killed mid-download (SIGKILL), the reaper of another runner
+"""``glimpse-server worker`` as a real process: killed mid-download (SIGKILL), the reaper of another runner
 restores the image and removes the partial data; stopped (SIGTERM), it hands its task back cleanly."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def worker_environ(tmp_path: Path, database_url: str, web: WebServer) -> dict[st
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [str(venv_script("glimpse")), "worker"],
+            [str(venv_script("glimpse-server")), "worker"],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

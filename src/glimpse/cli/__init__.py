@@ -1,1 +1,1 @@
-"""Command-line entry points: ``glimpse serve``, ``glimpse db ...``."""
+"""Command-line entry points: ``glimpse-server serve``, ``glimpse-server db ...``."""

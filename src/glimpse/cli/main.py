@@ -120,7 +120,7 @@ def _purge(settings: Settings, age_in_days: int) -> int:
     from glimpse.jobs.housekeeping import purge_tasks
 
     if age_in_days < 0:
-        print("glimpse db purge: --age-in-days must be 0 or more", file=sys.stderr)
+        print("glimpse-server db purge: --age-in-days must be 0 or more", file=sys.stderr)
         return 2
     runtime = Runtime.build(settings)
     try:
@@ -132,7 +132,7 @@ def _purge(settings: Settings, age_in_days: int) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glimpse", description="Glimpse image service.")
+    parser = argparse.ArgumentParser(prog="glimpse-server", description="Glimpse image service.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the Image API v2 service")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")

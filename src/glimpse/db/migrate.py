@@ -1,4 +1,4 @@
-"""Run and check Alembic migrations from code (``glimpse db upgrade`` / ``glimpse db check``)."""
+"""Run and check Alembic migrations from code (``glimpse-server db upgrade`` and ``db check``)."""
 
 from __future__ import annotations
 
@@ -60,13 +60,13 @@ def check(engine: Engine) -> list[str]:
     """Problems that stop this code from running on the database: not at head, or models drifted."""
     problems: list[str] = []
     if engine.dialect.name == "sqlite" and engine.url.database and not Path(engine.url.database).exists():
-        return [f"database file {engine.url.database} does not exist: run `glimpse db upgrade`"]
+        return [f"database file {engine.url.database} does not exist: run `glimpse-server db upgrade`"]
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
         head = head_revision()
         if current != head:
             problems.append(
-                f"database is at revision {current!r}, code expects {head!r}: run `glimpse db upgrade`"
+                f"database is at revision {current!r}, code expects {head!r}: run `glimpse-server db upgrade`"
             )
             return problems
         diff = compare_metadata(

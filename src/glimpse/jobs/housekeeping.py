@@ -16,7 +16,7 @@ pass, takes such a task back:
 import path (active and the rest, with no lock held), are removed. Glance does the first part when
 the API starts; Glimpse's runners do both at start-up and then every hour.
 
-**Purge.** ``glimpse db purge`` hard-deletes tasks that expired more than N days ago.
+**Purge.** ``glimpse-server db purge`` hard-deletes tasks that expired more than N days ago.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Every pass (each ``runner_poll_interval`` seconds, or at once when woken) the ru
    ``task_lease_time`` seconds, so of several runners (in any number of processes) one wins;
 3. runs each claimed task's flow as an asyncio task with its own :class:`Heartbeat`.
 
-Stopping (:meth:`TaskRunner.request_stop`, SIGTERM in ``glimpse worker``, the API's shutdown) stops
+Stopping (:meth:`TaskRunner.request_stop`, SIGTERM in ``glimpse-server worker``, the API's shutdown) stops
 claiming at once and asks every running task to stop at its next heartbeat: each undoes its work and
 goes back to ``pending`` for another runner. A task that does not stop within ``stop_timeout``
 seconds is cancelled; its lease then lapses and a reaper takes it back.
@@ -236,7 +236,7 @@ class TaskRunner:
 
 
 async def run_worker(runtime: Runtime, worker_id: str | None = None) -> None:
-    """``glimpse worker``: one runner until SIGTERM or SIGINT.
+    """``glimpse-server worker``: one runner until SIGTERM or SIGINT.
 
     The first signal stops claiming and hands the running tasks back to the queue (each undoes its
     work first); a second one exits at once, leaving the leases to lapse.

@@ -37,5 +37,5 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    raise SystemExit("Offline (SQL script) migrations are not supported; run `glimpse db upgrade`.")
+    raise SystemExit("Offline (SQL script) migrations are not supported; run `glimpse-server db upgrade`.")
 run_migrations_online()
