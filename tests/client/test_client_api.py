@@ -197,3 +197,26 @@ def test_conflict_carries_the_lock(tmp_path: Path) -> None:
             assert sdk.get_task(image_id, handle.task_id).status == "pending"
     finally:
         live.stop()
+
+
+def test_a_member_accepts_a_shared_image(client: Client, server: Server) -> None:
+    image_id = new_image(client, visibility="shared")
+    assert client.add_member(image_id, "p2").status == "pending"
+    # A client acting as project p2 sends the member roles with its identity headers by default.
+    with Client(ClientConfig(server.url, project_id="p2")) as member:
+        assert image_id not in {image.id for image in member.list_images()}
+        accepted = member.update_member(image_id, "p2", "accepted")
+        assert (accepted.member_id, accepted.status) == ("p2", "accepted")
+        assert image_id in {image.id for image in member.list_images()}
+        assert [m.status for m in member.list_members(image_id)] == ["accepted"]
+    assert [(m.member_id, m.status) for m in client.list_members(image_id)] == [("p2", "accepted")]
+    # Without any role the server hides the image from the member, as Glance does.
+    with Client(ClientConfig(server.url, project_id="p2", roles=())) as roleless, pytest.raises(NotFound):
+        roleless.update_member(image_id, "p2", "rejected")
+
+
+def test_identity_headers() -> None:
+    assert "X-Roles" not in ClientConfig("http://x").headers()
+    assert ClientConfig("http://x", project_id="p").headers()["X-Roles"] == "member,reader"
+    assert ClientConfig("http://x", user_id="u", roles=("admin",)).headers()["X-Roles"] == "admin"
+    assert "X-Roles" not in ClientConfig("http://x", project_id="p", roles=()).headers()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import glimpse_client
@@ -13,7 +14,12 @@ PACKAGE_DIR = Path(glimpse_client.__file__).parent
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    public = {name for name in vars(glimpse_client) if not name.startswith("_")}
+    # Subpackages (cli, osc) become attributes of the package once something imports them.
+    public = {
+        name
+        for name, value in vars(glimpse_client).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
     assert sorted(glimpse_client.__all__) == sorted(public)
     for name in glimpse_client.__all__:
         assert getattr(glimpse_client, name).__module__.startswith("glimpse_client")
@@ -38,3 +44,13 @@ def test_importing_the_package_loads_no_server_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_importing_the_package_loads_only_httpx() -> None:
+    # The openstack extra (openstacksdk, keystoneauth1) is imported only when a cloud config is built.
+    code = (
+        "import sys, glimpse_client; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'openstack', 'keystoneauth1'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

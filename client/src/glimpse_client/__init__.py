@@ -1,6 +1,7 @@
 """glimpse_client: a typed client for the OpenStack Image API v2 and Glimpse's task extensions."""
 
 from ._client import AsyncClient, AsyncTaskHandle, Client, TaskHandle
+from ._cloud import config_from_cloud, config_from_session
 from ._config import ClientConfig
 from ._exceptions import (
     APIError,
@@ -39,4 +40,6 @@ __all__ = [
     "TaskTimeout",
     "TooLarge",
     "TransportError",
+    "config_from_cloud",
+    "config_from_session",
 ]

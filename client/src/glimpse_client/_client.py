@@ -13,13 +13,24 @@ from typing import Any, BinaryIO, Self
 import httpx
 
 from ._config import ClientConfig
-from ._exceptions import BadRequest, TaskFailed, TaskTimeout, TransportError, error_from_response
+from ._exceptions import (
+    BadRequest,
+    ClientError,
+    NotFound,
+    TaskFailed,
+    TaskTimeout,
+    TransportError,
+    error_from_response,
+)
+from ._glance import error_body, started_task
 from ._models import Image, Member, Task
 
 PATCH_MEDIA_TYPE = "application/openstack-images-v2.1-json-patch"
 CHUNK_SIZE = 64 * 1024
 MAX_WAIT = 60
 ACTIVE_TASK_STATES = frozenset({"pending", "processing"})
+#: Sent by Glimpse on a watched task listing; a server that ignores ``changes-since`` sends nothing.
+CHANGED_HEADER = "glimpse-tasks-changed"
 
 ProgressCallback = Callable[[int, int | None], None]
 TaskCallback = Callable[[Task], None]
@@ -131,18 +142,23 @@ class _BaseClient:
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
+        # What the server turned out to offer, learnt from its answers (None: not known yet).
+        self._server_watches: bool | None = None
+        self._single_task_route: bool | None = None
 
     def _client_args(self) -> dict[str, Any]:
         return {
             "base_url": self.config.endpoint.rstrip("/"),
             "headers": self.config.headers(),
             "timeout": self.config.timeout,
+            "auth": self.config.auth,
+            "verify": self.config.verify,
         }
 
     @staticmethod
     def _check(response: httpx.Response) -> httpx.Response:
         if response.status_code >= 400:
-            raise error_from_response(response)
+            raise error_from_response(response, error_body(response))
         return response
 
     @staticmethod
@@ -163,7 +179,8 @@ class _BaseClient:
         return _Call("GET", "/v2/images", params=params)
 
     def _watch_call(self, image_id: str, since: str | None, wait: float) -> _Call:
-        if since is None:
+        """A watching listing; a plain one without ``since`` or once the server showed it cannot wait."""
+        if since is None or self._server_watches is False:
             return _Call("GET", f"/v2/images/{image_id}/tasks")
         seconds = max(1, min(MAX_WAIT, int(wait)))
         return _Call(
@@ -180,6 +197,27 @@ class _BaseClient:
     @staticmethod
     def _task_id(response: httpx.Response) -> str | None:
         return response.headers.get("openstack-image-import-task-id") or None
+
+    def _request_ids(self, response: httpx.Response) -> set[str]:
+        """The ids a server may have stored as the task's ``request_id`` for this request."""
+        ids: set[str] = set()
+        for value in (response.headers.get("x-openstack-request-id"), self.config.request_id):
+            if value:
+                ids.update({value, value.removeprefix("req-")})
+        return ids
+
+    def _saw_watch_answer(self, call: _Call, response: httpx.Response) -> bool:
+        """Record whether the server honoured a watching call; False when it answered at once."""
+        if call.params is None:
+            return False
+        self._server_watches = CHANGED_HEADER in response.headers
+        return self._server_watches
+
+    def _listed_task(self, tasks: list[Task], image_id: str, task_id: str) -> Task:
+        for task in tasks:
+            if task.id == task_id:
+                return task
+        raise NotFound(404, f"Task {task_id} of image {image_id} not found.", None, None)
 
 
 def _follow(
@@ -201,7 +239,9 @@ def _follow(
 
 
 class TaskHandle:
-    """A task started by an import, from the ``OpenStack-image-import-task-id`` header."""
+    """A task started by an import: named by the ``OpenStack-image-import-task-id`` header of the 202
+    (Glimpse), or found among the image's tasks by the request id (plain Glance, where ``location`` is
+    ``None``)."""
 
     def __init__(self, client: Client, image_id: str, task_id: str, location: str | None) -> None:
         self.client = client
@@ -395,12 +435,24 @@ class Client(_BaseClient):
         all_stores: bool = False,
         allow_failure: bool = False,
     ) -> TaskHandle | None:
-        """Start an import; the handle follows its task, ``None`` when the server created none."""
+        """Start an import; the handle follows its task, ``None`` when there is no task to follow.
+
+        Glimpse names the task in the 202. Plain Glance does not: the task is then looked up among
+        the image's tasks by the request id of the 202 (Glance stores it in the task). ``None`` means
+        the server created no task (a copy to stores that all hold the image already) or offers no
+        way to find it (a Glance older than API 2.12, without ``/v2/images/{id}/tasks``).
+        """
         body = _import_body(method, uri, stores, all_stores, allow_failure)
         response = self._send(_Call("POST", f"/v2/images/{image_id}/import", json=body))
         task_id = self._task_id(response)
         if task_id is None:
-            return None
+            try:
+                started = started_task(self.image_tasks(image_id), self._request_ids(response))
+            except ClientError:
+                return None
+            if started is None:
+                return None
+            task_id = started.id
         return TaskHandle(self, image_id, task_id, response.headers.get("location"))
 
     def copy_image(
@@ -412,29 +464,61 @@ class Client(_BaseClient):
         return self._tasks(self._send(_Call("GET", f"/v2/images/{image_id}/tasks")))
 
     def get_task(self, image_id: str, task_id: str) -> Task:
-        return Task.from_json(self._send(_Call("GET", f"/v2/images/{image_id}/tasks/{task_id}")).json())
+        """One task of the image; picked from the image's task list on a server without
+        ``/v2/images/{id}/tasks/{task_id}`` (plain Glance)."""
+        if self._single_task_route is False:
+            return self._listed_task(self.image_tasks(image_id), image_id, task_id)
+        try:
+            response = self._send(_Call("GET", f"/v2/images/{image_id}/tasks/{task_id}"))
+        except NotFound:
+            if self._single_task_route:
+                raise
+            task = self._listed_task(self.image_tasks(image_id), image_id, task_id)
+            self._single_task_route = False
+            return task
+        self._single_task_route = True
+        return Task.from_json(response.json())
 
     def _wait_for_change(self, image_id: str, since: str | None, remaining: float) -> None:
-        if since is None:
-            time.sleep(min(0.5, remaining))
-            return
-        try:
-            self._send(self._watch_call(image_id, since, min(remaining, 30)))
-        except BadRequest:  # a server without the watch extension
-            time.sleep(min(1.0, remaining))
+        call = self._watch_call(image_id, since, min(remaining, 30))
+        if call.params is not None:
+            try:
+                if self._saw_watch_answer(call, self._send(call)):
+                    return
+            except BadRequest:  # a server that refuses the watch parameters
+                self._server_watches = False
+        time.sleep(min(self.config.poll_interval, remaining))
 
     def watch_image_tasks(
         self, image_id: str, since: str | None = None, wait: float = 30
     ) -> Iterator[list[Task]]:
-        """Yield the image's tasks now and each time they change, until none is pending or processing."""
+        """Yield the image's tasks now and each time they change, until none is pending or processing.
+
+        Glimpse answers when something changed (long polling); a server that ignores the watch
+        parameters (plain Glance) is polled every ``config.poll_interval`` seconds instead, and only
+        listings that differ from the last one are yielded.
+        """
         tasks = self._tasks(self._send(self._watch_call(image_id, since, wait)))
         yield tasks
         since = _latest(tasks, since)
         while _pending(tasks):
-            response = self._send(self._watch_call(image_id, since, wait))
-            if response.headers.get("glimpse-tasks-changed") == "false":
+            call = self._watch_call(image_id, since, wait)
+            if call.params is None:
+                time.sleep(self.config.poll_interval)
+            try:
+                response = self._send(call)
+            except BadRequest:
+                if call.params is None:
+                    raise
+                self._server_watches = False
                 continue
-            tasks = self._tasks(response)
+            watched = self._saw_watch_answer(call, response)
+            if watched and response.headers[CHANGED_HEADER] == "false":
+                continue
+            fresh = self._tasks(response)
+            if not watched and fresh == tasks:
+                continue
+            tasks = fresh
             since = _latest(tasks, since)
             yield tasks
 
@@ -592,12 +676,19 @@ class AsyncClient(_BaseClient):
         all_stores: bool = False,
         allow_failure: bool = False,
     ) -> AsyncTaskHandle | None:
-        """Start an import; the handle follows its task, ``None`` when the server created none."""
+        """Start an import; the handle follows its task, ``None`` when there is no task to follow
+        (see :meth:`Client.import_image`)."""
         body = _import_body(method, uri, stores, all_stores, allow_failure)
         response = await self._send(_Call("POST", f"/v2/images/{image_id}/import", json=body))
         task_id = self._task_id(response)
         if task_id is None:
-            return None
+            try:
+                started = started_task(await self.image_tasks(image_id), self._request_ids(response))
+            except ClientError:
+                return None
+            if started is None:
+                return None
+            task_id = started.id
         return AsyncTaskHandle(self, image_id, task_id, response.headers.get("location"))
 
     async def copy_image(
@@ -609,29 +700,54 @@ class AsyncClient(_BaseClient):
         return self._tasks(await self._send(_Call("GET", f"/v2/images/{image_id}/tasks")))
 
     async def get_task(self, image_id: str, task_id: str) -> Task:
-        response = await self._send(_Call("GET", f"/v2/images/{image_id}/tasks/{task_id}"))
+        """One task of the image (see :meth:`Client.get_task`)."""
+        if self._single_task_route is False:
+            return self._listed_task(await self.image_tasks(image_id), image_id, task_id)
+        try:
+            response = await self._send(_Call("GET", f"/v2/images/{image_id}/tasks/{task_id}"))
+        except NotFound:
+            if self._single_task_route:
+                raise
+            task = self._listed_task(await self.image_tasks(image_id), image_id, task_id)
+            self._single_task_route = False
+            return task
+        self._single_task_route = True
         return Task.from_json(response.json())
 
     async def _wait_for_change(self, image_id: str, since: str | None, remaining: float) -> None:
-        if since is None:
-            await asyncio.sleep(min(0.5, remaining))
-            return
-        try:
-            await self._send(self._watch_call(image_id, since, min(remaining, 30)))
-        except BadRequest:  # a server without the watch extension
-            await asyncio.sleep(min(1.0, remaining))
+        call = self._watch_call(image_id, since, min(remaining, 30))
+        if call.params is not None:
+            try:
+                if self._saw_watch_answer(call, await self._send(call)):
+                    return
+            except BadRequest:  # a server that refuses the watch parameters
+                self._server_watches = False
+        await asyncio.sleep(min(self.config.poll_interval, remaining))
 
     async def watch_image_tasks(
         self, image_id: str, since: str | None = None, wait: float = 30
     ) -> AsyncIterator[list[Task]]:
-        """Yield the image's tasks now and each time they change, until none is pending or processing."""
+        """Yield the image's tasks now and each time they change (see :meth:`Client.watch_image_tasks`)."""
         tasks = self._tasks(await self._send(self._watch_call(image_id, since, wait)))
         yield tasks
         since = _latest(tasks, since)
         while _pending(tasks):
-            response = await self._send(self._watch_call(image_id, since, wait))
-            if response.headers.get("glimpse-tasks-changed") == "false":
+            call = self._watch_call(image_id, since, wait)
+            if call.params is None:
+                await asyncio.sleep(self.config.poll_interval)
+            try:
+                response = await self._send(call)
+            except BadRequest:
+                if call.params is None:
+                    raise
+                self._server_watches = False
                 continue
-            tasks = self._tasks(response)
+            watched = self._saw_watch_answer(call, response)
+            if watched and response.headers[CHANGED_HEADER] == "false":
+                continue
+            fresh = self._tasks(response)
+            if not watched and fresh == tasks:
+                continue
+            tasks = fresh
             since = _latest(tasks, since)
             yield tasks

@@ -1,0 +1,292 @@
+"""Connection settings the OpenStack way: clouds.yaml, ``OS_*`` variables, Keystone tokens.
+
+``config_from_cloud`` and ``config_from_session`` against a live ``glimpse-server serve``: directly
+with ``auth_type: none``, and behind the loopback stand-ins of ``osfakes`` (a Keystone test double
+and a token-checking proxy in keystonemiddleware's place) where tokens matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import certifi
+import pytest
+import yaml
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
+from osfakes import FakeKeystone, Identity, TokenCheckingProxy
+
+from glimpse_client import (
+    AsyncClient,
+    Client,
+    ClientConfig,
+    ClientError,
+    GlimpseClientError,
+    config_from_cloud,
+    config_from_session,
+)
+from livesupport import Server, free_port
+
+pytestmark = [
+    pytest.mark.live,
+    # openstacksdk announces its own deprecations; they say nothing about this SDK.
+    pytest.mark.filterwarnings("ignore::openstack.warnings.RemovedInSDK60Warning"),
+]
+
+DEMO = Identity(project_id="p-demo", user_id="u-demo", roles=("member", "reader"))
+PASSWORD = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("cloud")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLIMPSE_", "OS_"))}
+    env.update({"GLIMPSE_DATA_DIR": str(root / "data"), "GLIMPSE_LOG_LEVEL": "WARNING"})
+    live = Server(name="cloud", port=free_port(), log_path=root / "server.log")
+    live.start(env)
+    live.wait_ready()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No OS_* variable and no clouds.yaml from the machine; returns where a test's clouds.yaml goes."""
+    for name in list(os.environ):
+        if name.startswith("OS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    clouds = tmp_path / "clouds.yaml"
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    monkeypatch.setenv("OS_CLIENT_SECURE_FILE", str(tmp_path / "secure.yaml"))
+    return clouds
+
+
+def write_clouds(path: Path, **clouds: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump({"clouds": clouds}))
+
+
+def test_clouds_yaml_without_auth_uses_the_endpoint_override(server: Server, clean_environment: Path) -> None:
+    write_clouds(clean_environment, dev={"auth_type": "none", "image_endpoint_override": f"{server.url}/v2/"})
+    config = config_from_cloud("dev")
+    assert config.endpoint == server.url
+    assert config.token is None
+    with Client(config) as sdk:
+        image = sdk.create_image(name="from-clouds-yaml", disk_format="raw", container_format="bare")
+        assert image.owner == "glimpse-project"  # the server's no-auth default identity
+        assert sdk.get_image(image.id).name == "from-clouds-yaml"
+
+
+def test_os_variables_alone(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OS_AUTH_TYPE", "none")
+    monkeypatch.setenv("OS_IMAGE_ENDPOINT_OVERRIDE", server.url)
+    monkeypatch.setenv("OS_API_TIMEOUT", "12")
+    config = config_from_cloud()
+    assert config.endpoint == server.url
+    assert config.timeout == 12.0
+    with Client(config) as sdk:
+        assert {store["id"] for store in sdk.stores()} >= {"fast"}
+
+
+def test_auth_none_needs_an_endpoint(clean_environment: Path) -> None:
+    write_clouds(clean_environment, dev={"auth_type": "none"})
+    with pytest.raises(GlimpseClientError, match="image_endpoint_override"):
+        config_from_cloud("dev")
+
+
+def test_unknown_cloud_is_the_sdks_error(clean_environment: Path) -> None:
+    write_clouds(
+        clean_environment, dev={"auth_type": "none", "image_endpoint_override": "http://127.0.0.1:9"}
+    )
+    with pytest.raises(GlimpseClientError, match="Cloud nope was not found"):
+        config_from_cloud("nope")
+
+
+def test_tls_settings_follow_the_cloud(clean_environment: Path) -> None:
+    base = {"auth_type": "none", "image_endpoint_override": "https://127.0.0.1:9"}
+    write_clouds(clean_environment, open={**base, "verify": False}, ca={**base, "cacert": certifi.where()})
+    assert config_from_cloud("open").verify is False
+    assert isinstance(config_from_cloud("ca").verify, ssl.SSLContext)
+
+
+@pytest.fixture
+def proxy_with_admin_token(server: Server) -> Iterator[TokenCheckingProxy]:
+    with TokenCheckingProxy(server.url, {"admin-secret": DEMO}) as proxy:
+        yield proxy
+
+
+def test_admin_token_reaches_the_server(
+    proxy_with_admin_token: TokenCheckingProxy, clean_environment: Path
+) -> None:
+    proxy = proxy_with_admin_token
+    write_clouds(
+        clean_environment,
+        fixed={"auth_type": "admin_token", "auth": {"endpoint": proxy.url, "token": "admin-secret"}},
+    )
+    with Client(config_from_cloud("fixed")) as sdk:
+        image = sdk.create_image(name="with-token", disk_format="raw", container_format="bare")
+        assert image.owner == DEMO.project_id
+    assert proxy.tokens() == ["admin-secret"]
+
+
+def test_a_fixed_token_is_not_retried(proxy_with_admin_token: TokenCheckingProxy) -> None:
+    proxy = proxy_with_admin_token
+    config = config_from_cloud(
+        auth_type="admin_token", auth={"endpoint": proxy.url, "token": "wrong"}, load_yaml_config=False
+    )
+    with Client(config) as sdk, pytest.raises(ClientError) as caught:
+        sdk.get_image("00000000-0000-0000-0000-000000000000")
+    assert caught.value.status == 401
+    assert proxy.refused == 1
+
+
+@pytest.fixture
+def keystone(server: Server) -> Iterator[tuple[FakeKeystone, TokenCheckingProxy]]:
+    identity = FakeKeystone("demo", PASSWORD, DEMO)
+    with identity, TokenCheckingProxy(server.url, identity.tokens, prefix="/image") as proxy:
+        identity.catalog = {
+            ("public", "RegionOne"): f"{proxy.url}/image",
+            ("internal", "RegionOne"): "http://internal.invalid:9292/v2",
+            ("public", "RegionTwo"): "http://region-two.invalid:9292",
+        }
+        yield identity, proxy
+
+
+def password_cloud(keystone: FakeKeystone, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
+    auth = {
+        "auth_url": keystone.url,
+        "username": "demo",
+        "password": password,
+        "project_name": "demo",
+        "user_domain_id": "default",
+        "project_domain_id": "default",
+    }
+    return {"auth_type": "password", "auth": auth, "region_name": "RegionOne", **extra}
+
+
+def test_password_flow_uses_the_catalog_and_the_token(
+    keystone: tuple[FakeKeystone, TokenCheckingProxy], clean_environment: Path
+) -> None:
+    identity, proxy = keystone
+    write_clouds(clean_environment, demo=password_cloud(identity))
+    config = config_from_cloud("demo")
+    assert config.endpoint == f"{proxy.url}/image"
+    with Client(config) as sdk:
+        ids = {
+            sdk.create_image(name=f"ks-{i}", disk_format="raw", container_format="bare", tags=["ks"]).id
+            for i in range(3)
+        }
+        # `next` links from the server are relative to the endpoint, /image prefix included.
+        assert {image.id for image in sdk.list_images(page_size=2, tag="ks")} == ids
+    assert identity.issued == ["tok-1"]
+    assert set(proxy.tokens()) == {"tok-1"}
+    assert all(seen.path.startswith("/image/v2/") for seen in proxy.seen)
+
+
+def test_interface_and_region_pick_the_catalog_entry(
+    keystone: tuple[FakeKeystone, TokenCheckingProxy], clean_environment: Path
+) -> None:
+    identity, _ = keystone
+    write_clouds(
+        clean_environment,
+        internal=password_cloud(identity, interface="internal"),
+        two={**password_cloud(identity), "region_name": "RegionTwo"},
+        override=password_cloud(identity, image_endpoint_override="http://override.invalid/"),
+    )
+    assert config_from_cloud("internal").endpoint == "http://internal.invalid:9292"
+    assert config_from_cloud("two").endpoint == "http://region-two.invalid:9292"
+    assert config_from_cloud("override").endpoint == "http://override.invalid"
+
+
+def test_a_401_reauthenticates_once_and_retries(
+    keystone: tuple[FakeKeystone, TokenCheckingProxy], clean_environment: Path
+) -> None:
+    identity, proxy = keystone
+    write_clouds(clean_environment, demo=password_cloud(identity))
+    with Client(config_from_cloud("demo")) as sdk:
+        image = sdk.create_image(name="before", disk_format="raw", container_format="bare")
+        identity.revoke("tok-1")  # as if Keystone revoked it before its expiry
+        assert sdk.get_image(image.id).name == "before"
+        assert identity.issued == ["tok-1", "tok-2"]
+        assert proxy.refused == 1
+        assert proxy.tokens() == ["tok-1", "tok-1", "tok-2"]
+
+        proxy.identities = {}  # every token refused now: one more try only, then the 401
+        with pytest.raises(ClientError) as caught:
+            sdk.get_image(image.id)
+    assert caught.value.status == 401
+    assert proxy.refused == 3
+    assert len(identity.issued) == 3
+
+
+def test_async_client_gets_tokens_too(
+    keystone: tuple[FakeKeystone, TokenCheckingProxy], clean_environment: Path
+) -> None:
+    identity, proxy = keystone
+    write_clouds(clean_environment, demo=password_cloud(identity))
+    config = config_from_cloud("demo")
+
+    async def flow() -> str | None:
+        async with AsyncClient(config) as sdk:
+            image = await sdk.create_image(name="async-ks", disk_format="raw", container_format="bare")
+            identity.revoke("tok-1")
+            return (await sdk.get_image(image.id)).owner
+
+    assert asyncio.run(flow()) == DEMO.project_id
+    assert identity.issued == ["tok-1", "tok-2"]
+    assert proxy.refused == 1
+
+
+def test_wrong_password_is_a_401(
+    keystone: tuple[FakeKeystone, TokenCheckingProxy], clean_environment: Path
+) -> None:
+    identity, _ = keystone
+    write_clouds(clean_environment, demo=password_cloud(identity, password="nope"))
+    with pytest.raises(ClientError) as caught:
+        config_from_cloud("demo")
+    assert caught.value.status == 401
+
+
+def test_config_from_a_session(keystone: tuple[FakeKeystone, TokenCheckingProxy]) -> None:
+    identity, proxy = keystone
+    plugin = v3.Password(
+        auth_url=f"{identity.url}/v3",
+        username="demo",
+        password=PASSWORD,
+        project_name="demo",
+        user_domain_id="default",
+        project_domain_id="default",
+    )
+    session = ks_session.Session(auth=plugin)
+    config = config_from_session(session, region_name="RegionOne")
+    assert config.endpoint == f"{proxy.url}/image"
+    assert config_from_session(session, interface="internal").endpoint == "http://internal.invalid:9292"
+    assert (
+        config_from_session(session, endpoint_override="http://x.invalid/v2").endpoint == "http://x.invalid"
+    )
+    with Client(config) as sdk:
+        assert sdk.create_image(name="session", disk_format="raw", container_format="bare").owner == "p-demo"
+
+
+def test_no_auth_identity_headers_need_no_extra(server: Server) -> None:
+    config = ClientConfig(server.url, project_id="p-dev", user_id="u-dev")
+    with Client(config) as sdk:
+        assert sdk.create_image(name="dev", disk_format="raw", container_format="bare").owner == "p-dev"
+
+
+@pytest.mark.parametrize("missing", ["openstack", "keystoneauth1"])
+def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    for name in list(sys.modules):
+        if name == missing or name.startswith(f"{missing}."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, missing, None)  # makes `import <missing>` fail
+    for build in (config_from_cloud, lambda: config_from_session(object())):  # type: ignore[arg-type]
+        with pytest.raises(GlimpseClientError, match=r"glimpse-client\[openstack\]"):
+            build()

@@ -1,0 +1,154 @@
+"""The SDK against plain Glance on the wire: responses captured from a real Glance 33.0.0.
+
+A loopback server (``osfakes.GlanceReplay``) answers with the captured status lines, headers and
+bodies of ``../shared/glance-samples``, so these tests check how the SDK reads what Glance really
+sends: no task id in the 202 of an import, no ``/v2/images/{id}/tasks/{task_id}``, watch parameters
+ignored, HTML error pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from osfakes import GlanceReplay
+
+from glimpse_client import AsyncClient, BadRequest, Client, ClientConfig, NotFound, Task
+
+COPIED = "f0c01d79-dd47-4241-983d-c0dd50b65dee"  # the 1 GiB image copied to four stores
+DIRECT = "93f8ea46-7757-4c35-8614-e39fb9fc1ef9"  # imported with glance-direct
+WEB = "6ae20818-9512-4d06-8eef-6a2ad3f484b3"  # imported with web-download
+COPY_TASK = "15e49e30-d237-425d-b64a-61feba77bfa9"
+DIRECT_TASK = "40ed4a06-da22-4b11-b2a7-c500a6fe1b5d"
+DURING_COPY = [f"tasks_during_copy_{n}" for n in ("01", "02", "10", "20", "30", "41")]
+
+
+def config(glance: GlanceReplay) -> ClientConfig:
+    return ClientConfig(glance.url, poll_interval=0.01)
+
+
+@pytest.fixture
+def glance() -> Iterator[GlanceReplay]:
+    routes = {
+        "GET /v2/images": ["images_list_20"],
+        "POST /v2/images": ["image_create"],
+        f"GET /v2/images/{COPIED}": ["image_after_upload"],
+        f"GET /v2/images/{DIRECT}": ["gd_image_after"],
+        "GET /v2/info/stores": ["info_stores"],
+        "GET /v2/info/import": ["info_import"],
+        f"PUT /v2/images/{DIRECT}/stage": ["gd_stage"],
+        f"POST /v2/images/{DIRECT}/import": ["gd_import"],
+        f"GET /v2/images/{DIRECT}/tasks": ["gd_tasks"],
+        f"POST /v2/images/{WEB}/import": ["wd_import_rejected"],
+        f"POST /v2/images/{COPIED}/import": ["import_copy"],
+        f"GET /v2/images/{COPIED}/tasks": [*DURING_COPY, "tasks_after_copy"],
+    }
+    with GlanceReplay(routes) as replay:
+        yield replay
+
+
+def paths(glance: GlanceReplay) -> list[str]:
+    return [f"{seen.method} {seen.path}" for seen in glance.seen]
+
+
+def test_images_and_discovery(glance: GlanceReplay) -> None:
+    with Client(config(glance)) as sdk:
+        created = sdk.create_image(name="sample-1g", disk_format="raw", container_format="bare")
+        assert created.status == "queued"
+        image = sdk.get_image(COPIED)
+        listed = list(sdk.list_images(limit=20))
+        stores = sdk.stores()
+        methods = sdk.import_info()["import-methods"]["value"]
+    assert image.status == "active"
+    assert image.size == 1073741824
+    assert image.stores == ["fast"]
+    assert image.os_hash_algo == "sha512"
+    assert [i.id for i in listed] == [WEB, DIRECT, COPIED]
+    assert [s["id"] for s in stores] == ["fast", "cheap", "slow", "reliable", "common"]
+    assert methods == ["glance-direct", "web-download", "copy-image"]
+
+
+def test_html_errors_become_messages(glance: GlanceReplay) -> None:
+    with Client(config(glance)) as sdk:
+        with pytest.raises(NotFound) as missing:
+            sdk.get_image("00000000-0000-0000-0000-000000000000")
+        with pytest.raises(BadRequest) as refused:
+            sdk.import_image(WEB, "web-download", uri="http://127.0.0.1:22/x")
+    # The replay answers unknown paths with Glance's generic 404 page.
+    assert missing.value.message == "The resource could not be found."
+    assert missing.value.request_id == "req-1306df22-cc74-4891-811e-764a149b0b05"
+    assert refused.value.message == "URI for web-download does not pass filtering: http://127.0.0.1:22/x"
+    assert refused.value.request_id == "req-1ad49dd8-7e6c-4671-bef5-30d8bad4b7e4"
+
+
+def test_glance_direct_task_is_found_by_request_id(glance: GlanceReplay) -> None:
+    with Client(config(glance)) as sdk:
+        sdk.stage(DIRECT, b"\0" * 1024)
+        handle = sdk.import_image(DIRECT, "glance-direct", stores=["fast", "common"])
+        assert handle is not None
+        assert handle.task_id == DIRECT_TASK
+        assert handle.location is None
+        task = handle.wait(timeout=5)
+        again = sdk.get_task(DIRECT, DIRECT_TASK)
+    assert task.status == "success"
+    assert task.message == "Copied 16 MiB"
+    assert task.progress is None
+    assert again == task
+    # The single-task route is tried once; after its 404 the image's task list is read instead.
+    assert paths(glance)[-4:] == [
+        f"GET /v2/images/{DIRECT}/tasks",
+        f"GET /v2/images/{DIRECT}/tasks/{DIRECT_TASK}",
+        f"GET /v2/images/{DIRECT}/tasks",
+        f"GET /v2/images/{DIRECT}/tasks",
+    ]
+
+
+def test_copy_is_followed_by_polling(glance: GlanceReplay) -> None:
+    seen: list[Task] = []
+    with Client(config(glance)) as sdk:
+        handle = sdk.copy_image(COPIED, stores=["cheap", "slow", "reliable", "common"])
+        assert handle is not None
+        assert handle.task_id == COPY_TASK
+        task = handle.wait(timeout=5, on_progress=seen.append)
+    assert task.status == "success"
+    assert task.message == "Copied 1024 MiB"
+    assert [(t.status, t.updated_at) for t in seen] == [
+        ("processing", "2026-11-25T14:12:36.217770"),
+        ("processing", "2026-11-25T14:12:49.765460"),
+        ("processing", "2026-11-25T14:12:58.874314"),
+        ("success", "2026-11-25T14:13:18.265151"),
+    ]
+    # One watching request showed that Glance ignores changes-since/wait; plain reads followed.
+    queries = [urlsplit(s.path).query for s in glance.seen if s.path.startswith(f"/v2/images/{COPIED}/tasks")]
+    assert sum("changes-since" in q for q in queries) == 1
+    assert len(queries) <= len(DURING_COPY) + 3
+
+
+def test_watch_polls_and_yields_changes_only(glance: GlanceReplay) -> None:
+    with Client(config(glance)) as sdk:
+        listings = list(sdk.watch_image_tasks(COPIED, wait=5))
+    # during_01, _02 and _10 are identical: Glance's message stays empty while the copy runs.
+    assert [[(t.status, t.message) for t in tasks] for tasks in listings] == [
+        [("processing", "")],
+        [("processing", "Copied 1024 MiB")],
+        [("processing", "Copied 1024 MiB")],
+        [("success", "Copied 1024 MiB")],
+    ]
+
+
+def test_async_client_on_glance(glance: GlanceReplay) -> None:
+    async def flow() -> tuple[str, Task, list[list[Task]]]:
+        async with AsyncClient(config(glance)) as sdk:
+            handle = await sdk.import_image(DIRECT, "glance-direct")
+            assert handle is not None
+            task = await handle.wait(timeout=5)
+            watched = [tasks async for tasks in sdk.watch_image_tasks(COPIED, wait=5)]
+            return handle.task_id, task, watched
+
+    task_id, task, watched = asyncio.run(flow())
+    assert task_id == DIRECT_TASK
+    assert task.status == "success"
+    assert watched[-1][0].status == "success"
+    assert len(watched) == 4
