@@ -1,0 +1,106 @@
+"""From ``glimpse``'s global options and environment to a :class:`glimpse_client.ClientConfig`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from typing import cast
+
+from glimpse_client import ClientConfig
+
+from .errors import CommandError, UsageError
+
+#: Environment variables that mean "use openstacksdk's loader" when no endpoint is given.
+CLOUD_VARIABLES = ("OS_CLOUD", "OS_AUTH_URL")
+DEFAULT_TIMEOUT = 30.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The global connection options (defaults come from the environment when the options are read)."""
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--os-cloud",
+        metavar="NAME",
+        help="cloud from clouds.yaml, read with openstacksdk's loader (env: OS_CLOUD; other OS_* "
+        "variables also count)",
+    )
+    group.add_argument(
+        "--endpoint", metavar="URL", help="image service URL, e.g. http://127.0.0.1:9292 (env: GLIMPSE_URL)"
+    )
+    group.add_argument(
+        "--token", metavar="TOKEN", help="sent as X-Auth-Token with --endpoint (env: OS_TOKEN)"
+    )
+    group.add_argument(
+        "--project-id", metavar="ID", help="no-auth servers: X-Project-Id to send (env: GLIMPSE_PROJECT_ID)"
+    )
+    group.add_argument(
+        "--user-id", metavar="ID", help="no-auth servers: X-User-Id to send (env: GLIMPSE_USER_ID)"
+    )
+    group.add_argument(
+        "--roles",
+        metavar="A,B",
+        help="no-auth servers: X-Roles to send, comma-separated (env: GLIMPSE_ROLES)",
+    )
+    group.add_argument(
+        "--timeout",
+        dest="http_timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"timeout of each HTTP request (default {DEFAULT_TIMEOUT:g}; env: GLIMPSE_TIMEOUT)",
+    )
+
+
+def _timeout(options: argparse.Namespace, environ: Mapping[str, str]) -> float:
+    if options.http_timeout is not None:
+        return float(options.http_timeout)
+    raw = environ.get("GLIMPSE_TIMEOUT")
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        return float(raw)
+    except ValueError:
+        raise UsageError(f"GLIMPSE_TIMEOUT={raw!r} is not a number of seconds") from None
+
+
+def _from_cloud(cloud: str | None, timeout: float) -> ClientConfig:
+    try:
+        module = importlib.import_module("glimpse_client._cloud")
+    except ImportError as exc:
+        raise CommandError(
+            f"clouds.yaml and OS_* settings need openstacksdk: pip install 'glimpse-client[cli]' ({exc})"
+        ) from exc
+    loader = cast(Callable[..., ClientConfig], module.config_from_cloud)
+    config = loader(cloud)
+    return dataclasses.replace(config, timeout=timeout)
+
+
+def config_from_options(
+    options: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> ClientConfig:
+    """Pick the connection, in this order: ``--os-cloud``; ``--endpoint``; ``GLIMPSE_URL``; ``OS_CLOUD``
+    or ``OS_AUTH_URL`` (openstacksdk's loader reads every ``OS_*`` variable). Raises UsageError when
+    none is given."""
+    env = os.environ if environ is None else environ
+    timeout = _timeout(options, env)
+    if options.os_cloud:
+        return _from_cloud(options.os_cloud, timeout)
+    endpoint = options.endpoint or env.get("GLIMPSE_URL")
+    if endpoint:
+        roles = options.roles if options.roles is not None else env.get("GLIMPSE_ROLES", "")
+        return ClientConfig(
+            endpoint=endpoint,
+            token=options.token or env.get("OS_TOKEN") or None,
+            project_id=options.project_id or env.get("GLIMPSE_PROJECT_ID") or None,
+            user_id=options.user_id or env.get("GLIMPSE_USER_ID") or None,
+            roles=tuple(r.strip() for r in roles.split(",") if r.strip()),
+            timeout=timeout,
+        )
+    if any(env.get(name) for name in CLOUD_VARIABLES):
+        return _from_cloud(env.get("OS_CLOUD") or None, timeout)
+    raise UsageError(
+        "no image service given: use --os-cloud NAME (clouds.yaml) or OS_* variables, "
+        "or --endpoint URL (or GLIMPSE_URL)"
+    )

@@ -1,0 +1,262 @@
+"""``glimpse image create|import|copy``: start imports and copies, and follow them with ``--wait``."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+from glimpse_client import Image, Task, TaskTimeout
+
+from ._text import failed_stores, store_states
+from .base import GlimpseShowOne, _Shared, image_fields, store_list
+from .conflict import watch_command
+from .errors import UsageError
+from .exitcodes import ExitCode, outcome
+from .images import add_image_attributes, image_changes
+from .images_data import readable_file, send_file
+from .progress import follow_task, still_running_hint
+
+CREATE_METHODS = ("glance-direct", "web-download")
+IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
+
+
+def add_target_options(parser: argparse.ArgumentParser, *, copying: bool) -> None:
+    """Which stores, what a failing store means, and whether to wait."""
+    targets = parser.add_mutually_exclusive_group(required=copying)
+    if not copying:
+        targets.add_argument("--store", metavar="STORE", help="the one store to import to")
+    targets.add_argument("--stores", type=store_list, metavar="A,B", help="the stores to import to")
+    targets.add_argument("--all-stores", action="store_true", help="every store of the site")
+    parser.add_argument(
+        "--allow-failure",
+        action="store_true",
+        help="keep the stores that worked when others fail (all_stores_must_succeed=false); "
+        "the exit code is then 4 if any requested store failed",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the task with progress bars until it ends (see exit codes)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        dest="wait_timeout",
+        help="with --wait: stop waiting after this long (exit code 5; the task goes on)",
+    )
+
+
+@dataclass
+class Targets:
+    stores: list[str] | None
+    all_stores: bool
+    allow_failure: bool
+
+    @classmethod
+    def from_args(cls, parsed_args: argparse.Namespace) -> Targets:
+        store = getattr(parsed_args, "store", None)
+        stores = [store] if store else parsed_args.stores
+        return cls(
+            stores=stores, all_stores=bool(parsed_args.all_stores), allow_failure=parsed_args.allow_failure
+        )
+
+
+def _check_wait(parsed_args: argparse.Namespace) -> None:
+    if parsed_args.wait_timeout is not None and not parsed_args.wait:
+        raise UsageError("--timeout needs --wait")
+    if parsed_args.wait_timeout is not None and parsed_args.wait_timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+
+
+def _summary(task: Task, image: Image, code: ExitCode, ref: str) -> str:
+    if code is ExitCode.FAILED:
+        return f"Task {task.id} failed: {task.message or 'no reason given'}"
+    held = ", ".join(image.stores) or "no store"
+    if code is ExitCode.PARTIAL:
+        states = {s.name: s for s in store_states(task)}
+        failed = failed_stores(task) or [
+            s for s in str(image.properties.get("os_glance_failed_import", "")).split(",") if s
+        ]
+        reasons = "; ".join(
+            f"{name}: {states[name].error}" if name in states and states[name].error else name
+            for name in failed
+        )
+        return f"Task {task.id} succeeded, but some stores failed ({reasons}). Image {ref} is in: {held}."
+    return f"Task {task.id} succeeded. Image {ref} is in: {held}."
+
+
+def start_import(
+    command: _Shared,
+    image: Image,
+    ref: str,
+    method: str,
+    targets: Targets,
+    *,
+    uri: str | None,
+    wait: bool,
+    timeout: float | None,
+) -> tuple[ExitCode, Image]:
+    """Start the import or copy; with ``wait``, follow it and work out the exit code."""
+    client = command.client
+    prog = command.glimpse.PROG
+    handle = client.import_image(
+        image.id,
+        method,
+        uri=uri,
+        stores=targets.stores,
+        all_stores=targets.all_stores,
+        allow_failure=targets.allow_failure,
+    )
+    if handle is None:
+        command.say(
+            "The server started no task (every store already holds the image, or the server does not "
+            f"report task ids). See: {prog} image show {ref}"
+        )
+        return ExitCode.OK, client.get_image(image.id)
+    command.say(f"Started {method} task {handle.task_id} on image {ref}.")
+    if not wait:
+        command.say(f"Watch it with: {watch_command(ref, prog)}")
+        return ExitCode.OK, client.get_image(image.id)
+    try:
+        task = follow_task(client, handle, console=command.console, timeout=timeout, image_ref=ref, prog=prog)
+    except TaskTimeout:
+        command.say(f"Stopped waiting after {timeout:g} s. {still_running_hint(handle.task_id, ref, prog)}")
+        return ExitCode.TIMEOUT, client.get_image(image.id)
+    final = client.get_image(image.id)
+    code = outcome(task, final, targets.stores)
+    command.say(_summary(task, final, code, ref))
+    return code, final
+
+
+class CreateImage(GlimpseShowOne):
+    """Create an image; with --file upload its data, with --import import it (and --wait to follow)."""
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument("name", metavar="NAME", help="image name")
+        add_image_attributes(parser, creating=True)
+        parser.add_argument(
+            "--file", type=readable_file, metavar="FILE", help="image data: uploaded, or staged with --import"
+        )
+        parser.add_argument(
+            "--import",
+            dest="method",
+            choices=CREATE_METHODS,
+            help="import the data instead of uploading it (--uri alone means web-download)",
+        )
+        parser.add_argument("--uri", metavar="URL", help="where web-download fetches the data")
+        add_target_options(parser, copying=False)
+        return parser
+
+    def _method(self, parsed_args: argparse.Namespace) -> str | None:
+        method: str | None = parsed_args.method
+        if method is None and parsed_args.uri:
+            method = "web-download"
+        if method == "glance-direct" and parsed_args.file is None:
+            raise UsageError("--import glance-direct needs --file")
+        if method == "web-download" and not parsed_args.uri:
+            raise UsageError("--import web-download needs --uri")
+        if method == "web-download" and parsed_args.file is not None:
+            raise UsageError("--file and --uri cannot be used together")
+        if method is None:
+            given = [
+                flag
+                for flag, value in (
+                    ("--store", parsed_args.store),
+                    ("--stores", parsed_args.stores),
+                    ("--all-stores", parsed_args.all_stores),
+                    ("--allow-failure", parsed_args.allow_failure),
+                    ("--wait", parsed_args.wait),
+                )
+                if value
+            ]
+            if given:
+                raise UsageError(f"{', '.join(given)} only apply to an import (--import or --uri)")
+        return method
+
+    def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        method = self._method(parsed_args)
+        _check_wait(parsed_args)
+        fields = image_changes(parsed_args)
+        fields.pop("name", None)
+        if parsed_args.tag:
+            fields["tags"] = list(parsed_args.tag)
+        image = self.client.create_image(name=parsed_args.name, **fields)
+        ref = image.id
+        self.glimpse.image_ref = ref
+        if method is None:
+            if parsed_args.file is not None:
+                send_file(self.client, self.console, image, parsed_args.file, stage=False)
+                image = self.client.get_image(image.id)
+            return image_fields(image)
+        if method == "glance-direct":
+            send_file(self.client, self.console, image, parsed_args.file, stage=True)
+        self.exit_code, image = start_import(
+            self,
+            image,
+            ref,
+            method,
+            Targets.from_args(parsed_args),
+            uri=parsed_args.uri,
+            wait=parsed_args.wait,
+            timeout=parsed_args.wait_timeout,
+        )
+        return image_fields(image)
+
+
+class ImportImage(GlimpseShowOne):
+    """Import data into an existing image (glance-direct after stage, web-download, copy-image)."""
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument("image", metavar="IMAGE", help="image name or ID")
+        parser.add_argument("--method", required=True, choices=IMPORT_METHODS, help="import method")
+        parser.add_argument("--uri", metavar="URL", help="where web-download fetches the data")
+        add_target_options(parser, copying=False)
+        return parser
+
+    def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        if parsed_args.method == "web-download" and not parsed_args.uri:
+            raise UsageError("--method web-download needs --uri")
+        if parsed_args.method != "web-download" and parsed_args.uri:
+            raise UsageError("--uri only applies to --method web-download")
+        _check_wait(parsed_args)
+        image = self.image(parsed_args.image)
+        self.exit_code, image = start_import(
+            self,
+            image,
+            parsed_args.image,
+            parsed_args.method,
+            Targets.from_args(parsed_args),
+            uri=parsed_args.uri,
+            wait=parsed_args.wait,
+            timeout=parsed_args.wait_timeout,
+        )
+        return image_fields(image)
+
+
+class CopyImage(GlimpseShowOne):
+    """Copy an active image's data to more stores (copy-image; admin by default)."""
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument("image", metavar="IMAGE", help="image name or ID")
+        add_target_options(parser, copying=True)
+        return parser
+
+    def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        _check_wait(parsed_args)
+        image = self.image(parsed_args.image)
+        self.exit_code, image = start_import(
+            self,
+            image,
+            parsed_args.image,
+            "copy-image",
+            Targets.from_args(parsed_args),
+            uri=None,
+            wait=parsed_args.wait,
+            timeout=parsed_args.wait_timeout,
+        )
+        return image_fields(image)
