@@ -242,6 +242,14 @@ def image_of(server: Server, image_id: str) -> dict[str, Any]:
     return image
 
 
+def image_of_project(server: Server, image_id: str, project: str) -> dict[str, Any]:
+    headers = {"X-Project-Id": project, "X-User-Id": "u", "X-Roles": "member,reader"}
+    response = httpx.get(f"{server.url}/v2/images/{image_id}", headers=headers, timeout=10)
+    response.raise_for_status()
+    image: dict[str, Any] = response.json()
+    return image
+
+
 def settle(server: Server, image_id: str, timeout: float = 20) -> list[dict[str, Any]]:
     """Wait until no task of the image is pending or processing."""
     deadline = time.monotonic() + timeout
@@ -401,6 +409,38 @@ def test_image_lifecycle_with_formats(server: Server, tmp_path: Path) -> None:
     gone = glimpse(server, "image", "show", image["id"])
     assert gone.code == 1, gone.explain()
     assert gone.err.strip() == f"glimpse: no image with the name or ID '{image['id']}' exists"
+
+
+def test_upload_into_a_named_store(server: Server, tmp_path: Path) -> None:
+    source, data = data_file(tmp_path, "small.raw", 64 * 1024)
+    created = json.loads(
+        ok(server, "image", "create", "to-cheap", "--file", str(source), "--store", "cheap", "-f", "json").out
+    )
+    assert (created["status"], created["stores"], created["size"]) == ("active", ["cheap"], len(data))
+
+    queued = created_id(ok(server, "image", "create", "to-reliable", "-f", "json"))
+    ok(server, "image", "upload", queued, "--file", str(source), "--store", "reliable")
+    assert image_of(server, queued)["stores"] == "reliable"
+
+    unknown = created_id(ok(server, "image", "create", "to-nowhere", "-f", "json"))
+    refused = glimpse(server, "image", "upload", unknown, "--file", str(source), "--store", "nowhere")
+    assert refused.code == 1, refused.explain()
+    assert "nowhere" in refused.err
+    assert image_of(server, unknown)["status"] == "queued"
+
+    without_file = glimpse(server, "image", "create", "x", "--store", "cheap")
+    assert without_file.code == 2, without_file.explain()
+    assert "--store only apply to an import" in without_file.err
+
+
+def test_identity_options_default_to_member_roles(server: Server) -> None:
+    env = cli_env(server, project="proj-roles", roles="")
+    del env["GLIMPSE_ROLES"]
+    image_id = created_id(ok(server, "image", "create", "roles-default", "-f", "json", env=env))
+    assert image_of_project(server, image_id, "proj-roles")["owner"] == "proj-roles"
+    # GLIMPSE_ROLES set but empty sends no roles: the server then shows the caller nothing.
+    roleless = glimpse(server, "image", "show", image_id, env=cli_env(server, project="proj-roles", roles=""))
+    assert roleless.code == 1, roleless.explain()
 
 
 def test_names_lists_filters_and_paging(server: Server) -> None:

@@ -112,6 +112,20 @@ def test_image_calls(client: Client, tmp_path: Path) -> None:
     assert caught.value.request_id
 
 
+def test_upload_into_a_named_store(client: Client, server: Server) -> None:
+    image_id = new_image(client)
+    client.upload(image_id, PAYLOAD, store="cheap")
+    assert client.get_image(image_id).stores == ["cheap"]
+
+    async def upload_async() -> list[str]:
+        async with AsyncClient(config(server)) as sdk:
+            other = await sdk.create_image(name="async-store", disk_format="raw", container_format="bare")
+            await sdk.upload(other.id, PAYLOAD, store="reliable")
+            return (await sdk.get_image(other.id)).stores
+
+    assert asyncio.run(upload_async()) == ["reliable"]
+
+
 def test_list_pages_through_next_links(client: Client) -> None:
     ids = {new_image(client, tags=["paged"]) for _ in range(5)}
     listed = [image.id for image in client.list_images(page_size=2, tag="paged")]

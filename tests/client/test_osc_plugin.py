@@ -268,10 +268,6 @@ def test_conflict_is_explained(stuck: tuple[Server, Run], home: Path) -> None:
     assert "(pending) holds its import lock" in again.stderr
 
 
-@pytest.mark.xfail(
-    reason="glimpse_client.cli.conflict.watch_command writes `<prog> image tasks X --watch` for every prog",
-    strict=False,
-)
 def test_conflict_hint_is_the_openstack_command(stuck: tuple[Server, Run], home: Path) -> None:
     live, _ = stuck
     again = openstack(live.url, home, *STUCK_IMPORT)

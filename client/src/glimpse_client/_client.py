@@ -195,6 +195,17 @@ class _BaseClient:
         return [Task.from_json(t) for t in response.json()["tasks"]]
 
     @staticmethod
+    def _data_headers(data: DataSource, store: str | None) -> tuple[int | None, dict[str, str]]:
+        """The size of ``data`` when known, and the headers of a data ``PUT``."""
+        total = _path_size(data)
+        headers = {"Content-Type": "application/octet-stream"}
+        if total is not None:
+            headers["Content-Length"] = str(total)
+        if store is not None:
+            headers["X-Image-Meta-Store"] = store
+        return total, headers
+
+    @staticmethod
     def _task_id(response: httpx.Response) -> str | None:
         return response.headers.get("openstack-image-import-task-id") or None
 
@@ -369,20 +380,27 @@ class Client(_BaseClient):
         self._send(_Call("DELETE", f"/v2/images/{image_id}/members/{member_id}"))
 
     # data
-    def _put_data(self, path: str, data: DataSource, on_progress: ProgressCallback | None) -> None:
-        total = _path_size(data)
-        headers = {"Content-Type": "application/octet-stream"}
-        if total is not None:
-            headers["Content-Length"] = str(total)
+    def _put_data(
+        self, path: str, data: DataSource, on_progress: ProgressCallback | None, store: str | None = None
+    ) -> None:
+        total, headers = self._data_headers(data, store)
         try:
             response = self._http.put(path, content=_chunks(data, on_progress, total), headers=headers)
         except httpx.TransportError as exc:
             raise TransportError(str(exc) or type(exc).__name__) from exc
         self._check(response)
 
-    def upload(self, image_id: str, data: DataSource, on_progress: ProgressCallback | None = None) -> None:
-        """Upload image data from a file path, bytes or an iterable of byte chunks."""
-        self._put_data(f"/v2/images/{image_id}/file", data, on_progress)
+    def upload(
+        self,
+        image_id: str,
+        data: DataSource,
+        on_progress: ProgressCallback | None = None,
+        *,
+        store: str | None = None,
+    ) -> None:
+        """Upload image data from a file path, bytes or an iterable of byte chunks; into ``store``
+        (``X-Image-Meta-Store``) instead of the server's default store when given."""
+        self._put_data(f"/v2/images/{image_id}/file", data, on_progress, store)
 
     def stage(self, image_id: str, data: DataSource, on_progress: ProgressCallback | None = None) -> None:
         """Stage data for a ``glance-direct`` import."""
@@ -601,11 +619,10 @@ class AsyncClient(_BaseClient):
         await self._send(_Call("DELETE", f"/v2/images/{image_id}/members/{member_id}"))
 
     # data
-    async def _put_data(self, path: str, data: DataSource, on_progress: ProgressCallback | None) -> None:
-        total = _path_size(data)
-        headers = {"Content-Type": "application/octet-stream"}
-        if total is not None:
-            headers["Content-Length"] = str(total)
+    async def _put_data(
+        self, path: str, data: DataSource, on_progress: ProgressCallback | None, store: str | None = None
+    ) -> None:
+        total, headers = self._data_headers(data, store)
 
         async def body() -> AsyncIterator[bytes]:
             for chunk in _chunks(data, on_progress, total):
@@ -618,10 +635,15 @@ class AsyncClient(_BaseClient):
         self._check(response)
 
     async def upload(
-        self, image_id: str, data: DataSource, on_progress: ProgressCallback | None = None
+        self,
+        image_id: str,
+        data: DataSource,
+        on_progress: ProgressCallback | None = None,
+        *,
+        store: str | None = None,
     ) -> None:
-        """Upload image data from a file path, bytes or an iterable of byte chunks."""
-        await self._put_data(f"/v2/images/{image_id}/file", data, on_progress)
+        """Upload image data (see :meth:`Client.upload`)."""
+        await self._put_data(f"/v2/images/{image_id}/file", data, on_progress, store)
 
     async def stage(
         self, image_id: str, data: DataSource, on_progress: ProgressCallback | None = None

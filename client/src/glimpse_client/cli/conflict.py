@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,16 +11,13 @@ from glimpse_client import Conflict
 
 from ._text import human_duration, parse_time
 
-
-def watch_command(image_ref: str, prog: str = "glimpse") -> str:
-    """The command that follows an image's tasks live."""
-    return f"{prog} image tasks {_quote(image_ref)} --watch"
+#: How a front end names its command that follows an image's tasks live: image reference -> command.
+WatchHint = Callable[[str], str]
 
 
-def _quote(value: str) -> str:
-    if value and all(c.isalnum() or c in "-_.:/@+" for c in value):
-        return value
-    return "'" + value.replace("'", "'\"'\"'") + "'"
+def watch_command(image_ref: str) -> str:
+    """``glimpse``'s command that follows an image's tasks live (the default :data:`WatchHint`)."""
+    return f"glimpse image tasks {shlex.quote(image_ref)} --watch"
 
 
 def _who(lock: dict[str, Any]) -> str:
@@ -64,7 +63,7 @@ def _request_note(error: Conflict) -> str:
 
 
 def conflict_paragraph(
-    error: Conflict, *, image_ref: str, prog: str = "glimpse", now: datetime | None = None
+    error: Conflict, *, image_ref: str, watch: WatchHint = watch_command, now: datetime | None = None
 ) -> str:
     """Explain a 409 in one paragraph (no line breaks: the caller wraps it to its screen).
 
@@ -74,11 +73,11 @@ def conflict_paragraph(
     adds the watch command when the message talks about a task.
     """
     lock = error.lock
-    watch = watch_command(image_ref, prog)
+    hint = watch(image_ref)
     if lock is None:
         text = error.message.rstrip()
         if "task" in text.lower():
-            return f"{text}{_request_note(error)}. To follow the task that holds the image, run: {watch}"
+            return f"{text}{_request_note(error)}. To follow the task that holds the image, run: {hint}"
         return f"{text}{_request_note(error)}"
     task_id = lock.get("task_id") or "?"
     status = lock.get("status") or "unknown"
@@ -90,5 +89,5 @@ def conflict_paragraph(
     elif heartbeat or breakable:
         text = heartbeat or breakable
         sentences.append(f"{text[0].upper()}{text[1:]}.")
-    sentences.append(f"Watch it with: {watch}")
+    sentences.append(f"Watch it with: {hint}")
     return " ".join(sentences)

@@ -89,13 +89,14 @@ def config_from_options(
         return _from_cloud(options.os_cloud, timeout)
     endpoint = options.endpoint or env.get("GLIMPSE_URL")
     if endpoint:
-        roles = options.roles if options.roles is not None else env.get("GLIMPSE_ROLES", "")
+        roles = options.roles if options.roles is not None else env.get("GLIMPSE_ROLES")
         return ClientConfig(
             endpoint=endpoint,
             token=options.token or env.get("OS_TOKEN") or None,
             project_id=options.project_id or env.get("GLIMPSE_PROJECT_ID") or None,
             user_id=options.user_id or env.get("GLIMPSE_USER_ID") or None,
-            roles=tuple(r.strip() for r in roles.split(",") if r.strip()),
+            # Unset: the SDK's member roles with a no-auth identity; set but empty: no roles at all.
+            roles=None if roles is None else tuple(r.strip() for r in roles.split(",") if r.strip()),
             timeout=timeout,
         )
     if any(env.get(name) for name in CLOUD_VARIABLES):

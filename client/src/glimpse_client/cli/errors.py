@@ -49,7 +49,7 @@ def report(
     if debug:
         traceback.print_exception(error, file=stream)
     if isinstance(error, Conflict):
-        text = conflict_paragraph(error, image_ref=image_ref or "IMAGE", prog=prog)
+        text = conflict_paragraph(error, image_ref=image_ref or "IMAGE")
         code = ExitCode.ERROR
     elif isinstance(error, APIError):
         text, code = api_error_line(error), ExitCode.ERROR

@@ -25,14 +25,16 @@ def readable_file(text: str) -> Path:
     return path
 
 
-def send_file(client: Client, console: Console, image: Image, path: Path, *, stage: bool) -> None:
-    """Upload (``PUT /file``) or stage (``PUT /stage``) ``path`` for ``image`` with a bar."""
+def send_file(
+    client: Client, console: Console, image: Image, path: Path, *, stage: bool, store: str | None = None
+) -> None:
+    """Upload (``PUT /file``, into ``store`` if given) or stage (``PUT /stage``) ``path`` with a bar."""
     verb = "staging" if stage else "uploading"
     with TransferProgress(console, f"{verb} {path.name}", total=path.stat().st_size) as bar:
         if stage:
             client.stage(image.id, path, on_progress=bar)
         else:
-            client.upload(image.id, path, on_progress=bar)
+            client.upload(image.id, path, on_progress=bar, store=store)
 
 
 class UploadImage(GlimpseCommand):
@@ -44,10 +46,14 @@ class UploadImage(GlimpseCommand):
         parser.add_argument(
             "--file", required=True, type=readable_file, metavar="FILE", help="data to upload"
         )
+        parser.add_argument(
+            "--store", metavar="STORE", help="the store to upload to (default: the server's default store)"
+        )
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> int:
-        send_file(self.client, self.console, self.image(parsed_args.image), parsed_args.file, stage=False)
+        image = self.image(parsed_args.image)
+        send_file(self.client, self.console, image, parsed_args.file, stage=False, store=parsed_args.store)
         return 0
 
 

@@ -25,7 +25,9 @@ def add_target_options(parser: argparse.ArgumentParser, *, copying: bool) -> Non
     """Which stores, what a failing store means, and whether to wait."""
     targets = parser.add_mutually_exclusive_group(required=copying)
     if not copying:
-        targets.add_argument("--store", metavar="STORE", help="the one store to import to")
+        targets.add_argument(
+            "--store", metavar="STORE", help="the one store to import to (or, without --import, upload to)"
+        )
     targets.add_argument("--stores", type=store_list, metavar="A,B", help="the stores to import to")
     targets.add_argument("--all-stores", action="store_true", help="every store of the site")
     parser.add_argument(
@@ -117,12 +119,12 @@ def start_import(
         return ExitCode.OK, client.get_image(image.id)
     command.say(f"Started {method} task {handle.task_id} on image {ref}.")
     if not wait:
-        command.say(f"Watch it with: {watch_command(ref, prog)}")
+        command.say(f"Watch it with: {watch_command(ref)}")
         return ExitCode.OK, client.get_image(image.id)
     try:
-        task = follow_task(client, handle, console=command.console, timeout=timeout, image_ref=ref, prog=prog)
+        task = follow_task(handle, console=command.console, timeout=timeout, image_ref=ref)
     except TaskTimeout:
-        command.say(f"Stopped waiting after {timeout:g} s. {still_running_hint(handle.task_id, ref, prog)}")
+        command.say(f"Stopped waiting after {timeout:g} s. {still_running_hint(handle.task_id, ref)}")
         return ExitCode.TIMEOUT, client.get_image(image.id)
     final = client.get_image(image.id)
     code = outcome(task, final, targets.stores)
@@ -164,7 +166,7 @@ class CreateImage(GlimpseShowOne):
             given = [
                 flag
                 for flag, value in (
-                    ("--store", parsed_args.store),
+                    ("--store", parsed_args.store and parsed_args.file is None),
                     ("--stores", parsed_args.stores),
                     ("--all-stores", parsed_args.all_stores),
                     ("--allow-failure", parsed_args.allow_failure),
@@ -173,7 +175,10 @@ class CreateImage(GlimpseShowOne):
                 if value
             ]
             if given:
-                raise UsageError(f"{', '.join(given)} only apply to an import (--import or --uri)")
+                raise UsageError(
+                    f"{', '.join(given)} only apply to an import (--import or --uri)"
+                    + (", or --store to an upload (--file)" if "--store" in given else "")
+                )
         return method
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[Any, ...]]:
@@ -188,7 +193,9 @@ class CreateImage(GlimpseShowOne):
         self.glimpse.image_ref = ref
         if method is None:
             if parsed_args.file is not None:
-                send_file(self.client, self.console, image, parsed_args.file, stage=False)
+                send_file(
+                    self.client, self.console, image, parsed_args.file, stage=False, store=parsed_args.store
+                )
                 image = self.client.get_image(image.id)
             return image_fields(image)
         if method == "glance-direct":

@@ -27,10 +27,10 @@ from rich.progress import (
 from rich.progress import Task as ProgressTask
 from rich.text import Text
 
-from glimpse_client import Client, Task, TaskFailed, TaskHandle
+from glimpse_client import Task, TaskFailed, TaskHandle
 
 from ._text import human_duration, human_size, phase, progress_line, staged_bytes, store_states, task_method
-from .conflict import watch_command
+from .conflict import WatchHint, watch_command
 
 #: Seconds between two plain progress lines when nothing but the byte counts changed.
 PLAIN_INTERVAL = 2.0
@@ -49,11 +49,11 @@ def say(console: Console, text: str) -> None:
         console.out(text, highlight=False)
 
 
-def still_running_hint(task_id: str, image_ref: str, prog: str = "glimpse") -> str:
+def still_running_hint(task_id: str, image_ref: str, watch: WatchHint = watch_command) -> str:
     """What to tell a user who stopped waiting: the work goes on, and how to follow it again."""
     return (
         f"Task {task_id} goes on on the server; nothing was cancelled. "
-        f"Resume watching it with: {watch_command(image_ref, prog)}"
+        f"Resume watching it with: {watch(image_ref)}"
     )
 
 
@@ -271,13 +271,12 @@ class _PlainView:
 
 
 def follow_task(
-    client: Client,
     handle: TaskHandle,
     *,
     console: Console,
     timeout: float | None,
     image_ref: str,
-    prog: str = "glimpse",
+    watch: WatchHint = watch_command,
     interval: float = PLAIN_INTERVAL,
 ) -> Task:
     """Show a task's progress until it ends, and return its last state (``success`` or ``failure``).
@@ -288,9 +287,8 @@ def follow_task(
 
     Raises :class:`glimpse_client.TaskTimeout` when ``timeout`` seconds pass first (``None`` waits for
     ever). On Ctrl-C it prints how to resume watching and re-raises ``KeyboardInterrupt``. Neither
-    changes anything on the server. ``client`` is the client ``handle`` was made from.
+    changes anything on the server. ``watch`` names the front end's command to resume watching.
     """
-    del client  # the handle carries it; kept in the signature for front ends that hold both
     view: _LiveView | _PlainView = _LiveView(console) if is_live(console) else _PlainView(console, interval)
     try:
         with view:
@@ -300,6 +298,6 @@ def follow_task(
                 task = failed.task
             view.finish(task)
     except KeyboardInterrupt:
-        say(console, f"Interrupted. {still_running_hint(handle.task_id, image_ref, prog)}")
+        say(console, f"Interrupted. {still_running_hint(handle.task_id, image_ref, watch)}")
         raise
     return task

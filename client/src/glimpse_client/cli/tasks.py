@@ -46,7 +46,6 @@ class ListImageTasks(GlimpseLister):
             image.id,
             console=self.glimpse.out_console,
             long=parsed_args.long,
-            prog=self.glimpse.PROG,
             active=active,
             image_ref=parsed_args.image,
         )

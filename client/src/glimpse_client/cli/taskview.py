@@ -17,7 +17,7 @@ from rich.text import Text
 from glimpse_client import Client, Task
 
 from ._text import progress_line, short_id, since, store_states, task_method
-from .conflict import watch_command
+from .conflict import WatchHint, watch_command
 from .progress import PLAIN_INTERVAL, is_live, say
 
 COLUMNS = ("ID", "Method", "Status", "Stores", "Message", "User", "Updated")
@@ -175,7 +175,7 @@ def watch_image_tasks(
     *,
     console: Console,
     long: bool = False,
-    prog: str = "glimpse",
+    watch: WatchHint = watch_command,
     active: set[str] | None = None,
     image_ref: str | None = None,
     interval: float = PLAIN_INTERVAL,
@@ -186,8 +186,8 @@ def watch_image_tasks(
     On a terminal it is a table updated in place; elsewhere a plain line per task at each change of
     state and at most every ``interval`` seconds otherwise. ``active``, when given, receives the ids
     of the tasks seen pending or processing, or, when none was at the start, the id of the latest
-    task (whose outcome a resumed watch reports). On Ctrl-C it says how to resume watching (``image_ref``,
-    default the id, names the image in that command) and re-raises ``KeyboardInterrupt``.
+    task (whose outcome a resumed watch reports). On Ctrl-C it says how to resume watching (``watch``
+    names the command, ``image_ref`` the image in it, default its id) and re-raises ``KeyboardInterrupt``.
     """
     seen: set[str] = active if active is not None else set()
     try:
@@ -195,6 +195,6 @@ def watch_image_tasks(
             return _watch_live(client, image_id, console, long, seen)
         return _watch_plain(client, image_id, console, seen, interval)
     except KeyboardInterrupt:
-        hint = watch_command(image_ref or image_id, prog)
+        hint = watch(image_ref or image_id)
         say(console, f"Stopped watching; the tasks go on on the server. Resume with: {hint}")
         raise

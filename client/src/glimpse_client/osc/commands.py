@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import logging
 import math
+import shlex
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,8 @@ FAILED = "os_glance_failed_import"
 
 
 def _watch_hint(image_ref: str) -> str:
-    return f"{PROG} image task list --image {image_ref} --watch"
+    """This front end's command that follows an image's tasks (a ``WatchHint`` of the cli renderers)."""
+    return f"{PROG} image task list --image {shlex.quote(image_ref)} --watch"
 
 
 @contextlib.contextmanager
@@ -51,7 +53,7 @@ def _api_errors(image_ref: str) -> Iterator[None]:
         except ImportError:
             raise exceptions.CommandError(str(conflict)) from conflict
         raise exceptions.CommandError(
-            conflict_paragraph(conflict, image_ref=image_ref, prog=PROG)
+            conflict_paragraph(conflict, image_ref=image_ref, watch=_watch_hint)
         ) from conflict
     except GlimpseClientError as error:
         raise exceptions.CommandError(str(error)) from error
@@ -109,7 +111,7 @@ class ListImageTasks(osc_task.ListTask):
                     image.id,
                     console=Console(stderr=True),
                     long=parsed_args.long,
-                    prog=PROG,
+                    watch=_watch_hint,
                     image_ref=parsed_args.image,
                 )
             else:
@@ -248,7 +250,7 @@ class ImportImage(osc_image.ImportImage):
         from glimpse_client import TaskFailed, TaskTimeout
 
         try:
-            task = self._show_progress(client, handle, parsed_args)
+            task = self._show_progress(handle, parsed_args)
         except TaskTimeout:
             self._say(
                 f"Still waiting for task {handle.task_id} after {parsed_args.wait_timeout:g}s; it goes "
@@ -259,7 +261,7 @@ class ImportImage(osc_image.ImportImage):
             task = failed.task
         return self._task_outcome(task, client.get_image(handle.image_id), requested)
 
-    def _show_progress(self, client: Client, handle: TaskHandle, parsed_args: argparse.Namespace) -> Task:
+    def _show_progress(self, handle: TaskHandle, parsed_args: argparse.Namespace) -> Task:
         """``glimpse``'s progress view (bars on a terminal, lines elsewhere), or plain lines without it."""
         try:
             from rich.console import Console
@@ -269,12 +271,11 @@ class ImportImage(osc_image.ImportImage):
             LOG.debug("no progress renderer, plain lines instead: %s", missing)
             return self._wait_plain(handle, parsed_args.wait_timeout)
         return follow_task(
-            client,
             handle,
             console=Console(stderr=True),
             timeout=parsed_args.wait_timeout,
             image_ref=parsed_args.image,
-            prog=PROG,
+            watch=_watch_hint,
         )
 
     def _wait_plain(self, handle: TaskHandle, timeout: float | None) -> Task:
