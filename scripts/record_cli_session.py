@@ -4,7 +4,9 @@ Starts ``glimpse-server serve`` on loopback with four file stores, then runs, in
 100x30, the commands a user would type: create an image from a file into ``fast``, copy it to three more
 stores with ``--wait``, and a second copy that meets the lock (the 409 paragraph). What the terminal
 received is written as an asciinema v2 cast, and the final screen of each scene as an SVG (rendered
-with a terminal emulator, pyte, so the picture is what a terminal shows, bars and colours included).
+with a terminal emulator, pyte, so the picture is what a terminal shows, bars and colours included),
+plus the screen of the copy while its bars are under way. It exits 1 when a command's exit code is
+not the one the scene expects (0, 0, then 1 for the 409, then 0).
 
     .venv/bin/python scripts/record_cli_session.py [--size-mib 1536] [--out docs/media]
 
@@ -14,13 +16,16 @@ Nothing here is staged: the figures in the pictures are whatever this machine di
 from __future__ import annotations
 
 import argparse
+import copy
 import html
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +40,13 @@ import service  # noqa: E402 - bench/service.py starts and stops one server
 from glimpse_client import Client, ClientConfig  # noqa: E402
 
 COLUMNS, LINES = 100, 30
+#: create, copy --wait, the copy refused by the lock (409), then watching the holder to its end.
+EXPECTED_CODES = [0, 0, 1, 0]
 STORES = "fast:file,cheap:file,reliable:file,archive:file"
 IDENTITY = {"GLIMPSE_PROJECT_ID": "demo-project", "GLIMPSE_USER_ID": "alice", "GLIMPSE_ROLES": "admin,member"}
+
+# A target store's bar and its percentage.
+STORE_BAR = re.compile(r"^\s*(cheap|reliable|archive)\s.*?\b(\d{1,3})%")
 
 # The 16 ANSI colours as a dark terminal theme shows them, and what pyte calls them.
 PALETTE = {
@@ -68,6 +78,7 @@ class Recording:
     started: float = field(default_factory=time.monotonic)
     events: list[tuple[float, str]] = field(default_factory=list)
     screen: pyte.Screen = field(default_factory=lambda: pyte.Screen(COLUMNS, LINES))
+    snapshot: pyte.Screen | None = None
 
     def __post_init__(self) -> None:
         self.stream = pyte.Stream(self.screen)
@@ -159,8 +170,18 @@ def screen_svg(screen: pyte.Screen, title: str) -> str:
     return "\n".join(parts) + "\n"
 
 
-def run(recording: Recording, command: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> int:
-    """Type ``command`` into the recording, run it in a pseudo-terminal, record what it prints."""
+def run(
+    recording: Recording,
+    command: str,
+    env: dict[str, str],
+    cwd: Path,
+    timeout: float = 300,
+    snapshot: Callable[[pyte.Screen], bool] | None = None,
+) -> int:
+    """Type ``command`` into the recording, run it in a pseudo-terminal, record what it prints.
+
+    ``snapshot``, when given, is asked after each chunk of output; the first screen it accepts is
+    kept as ``recording.snapshot``."""
     recording.type_command(command)
     child = pexpect.spawn(
         "/bin/bash",
@@ -178,8 +199,20 @@ def run(recording: Recording, command: str, env: dict[str, str], cwd: Path, time
         except pexpect.EOF:
             break
         recording.output(chunk)
+        if snapshot is not None and recording.snapshot is None and snapshot(recording.screen):
+            recording.snapshot = copy.deepcopy(recording.screen)
     child.close()
     return int(child.exitstatus if child.exitstatus is not None else 128 + (child.signalstatus or 0))
+
+
+def _halfway(screen: pyte.Screen) -> bool:
+    """A whole frame of the copy under way: a bar for each of the three stores, all between 25 and 90 %."""
+    percents = {
+        match.group(1): int(match.group(2))
+        for match in (STORE_BAR.search(line) for line in screen.display)
+        if match
+    }
+    return len(percents) == 3 and all(25 <= value <= 90 for value in percents.values())
 
 
 def write_image(path: Path, size_mib: int) -> None:
@@ -219,17 +252,22 @@ def main() -> int:
                 **IDENTITY,
             }
 
-            copy = Recording()
+            scene = Recording()
             create = (
                 "glimpse image create ubuntu-24.04 --disk-format raw --container-format bare "
                 "--file ubuntu.raw --store fast -c id -c status -c stores"
             )
-            codes = [run(copy, create, env, work)]
-            codes.append(
-                run(copy, "glimpse image copy ubuntu-24.04 --stores cheap,reliable,archive --wait", env, work)
+            codes = [run(scene, create, env, work)]
+            copy_command = (
+                "glimpse image copy ubuntu-24.04 --stores cheap,reliable,archive --wait -c id -c stores"
             )
-            copy.write_cast(args.out / "copy-three-stores.cast", "glimpse image copy to three stores")
-            (args.out / "copy-three-stores.svg").write_text(screen_svg(copy.screen, "glimpse image copy"))
+            codes.append(run(scene, copy_command, env, work, snapshot=_halfway))
+            scene.write_cast(args.out / "copy-three-stores.cast", "glimpse image copy to three stores")
+            (args.out / "copy-three-stores.svg").write_text(screen_svg(scene.screen, "glimpse image copy"))
+            if scene.snapshot is not None:
+                (args.out / "copy-three-stores-progress.svg").write_text(
+                    screen_svg(scene.snapshot, "glimpse image copy, under way")
+                )
 
             # The second scene: bob is copying another image when alice asks for a copy of it too.
             conflict = Recording()
@@ -251,6 +289,9 @@ def main() -> int:
     print(
         f"record: exit codes {codes}; wrote copy-three-stores and lock-conflict (.cast, .svg) to {args.out}"
     )
+    if codes != EXPECTED_CODES:
+        print(f"record: expected exit codes {EXPECTED_CODES}", file=sys.stderr)
+        return 1
     return 0
 
 
