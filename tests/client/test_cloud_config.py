@@ -7,9 +7,12 @@ and a token-checking proxy in keystonemiddleware's place) where tokens matter.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
 import ssl
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +34,8 @@ from glimpse_client import (
     config_from_cloud,
     config_from_session,
 )
-from livesupport import Server, free_port
+from glimpse_client.cli import connection
+from livesupport import Server, free_port, venv_script
 
 pytestmark = [
     pytest.mark.live,
@@ -290,3 +294,64 @@ def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch, missing: str) -
     for build in (config_from_cloud, lambda: config_from_session(object())):  # type: ignore[arg-type]
         with pytest.raises(GlimpseClientError, match=r"glimpse-client\[openstack\]"):
             build()
+
+
+# --- the `glimpse` command line with a cloud ----------------------------------------------------
+
+
+def cli_options(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    connection.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_cli_timeout_is_the_clouds_unless_given(clean_environment: Path) -> None:
+    write_clouds(
+        clean_environment,
+        slow={"auth_type": "none", "image_endpoint_override": "http://127.0.0.1:9", "api_timeout": 7},
+        plain={"auth_type": "none", "image_endpoint_override": "http://127.0.0.1:9"},
+    )
+    assert connection.config_from_options(cli_options("--os-cloud", "slow"), {}).timeout == 7.0
+    assert connection.config_from_options(cli_options("--os-cloud", "plain"), {}).timeout == 30.0
+    given = cli_options("--os-cloud", "slow", "--timeout", "3")
+    assert connection.config_from_options(given, {}).timeout == 3.0
+    assert (
+        connection.config_from_options(cli_options("--os-cloud", "slow"), {"GLIMPSE_TIMEOUT": "4"}).timeout
+        == 4.0
+    )
+    assert connection.config_from_options(cli_options("--endpoint", "http://x"), {}).timeout == 30.0
+
+
+def test_cli_member_set_takes_the_project_of_the_token(
+    server: Server, keystone: tuple[FakeKeystone, TokenCheckingProxy], clean_environment: Path
+) -> None:
+    identity, _ = keystone
+    write_clouds(clean_environment, demo=password_cloud(identity))
+    with Client(ClientConfig(server.url, project_id="p-owner", user_id="u-owner")) as owner:
+        image_id = owner.create_image(name="shared", visibility="shared").id
+        owner.add_member(image_id, DEMO.project_id)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
+        done = subprocess.run(
+            [
+                str(venv_script("glimpse")),
+                "--os-cloud",
+                "demo",
+                "member",
+                "set",
+                image_id,
+                "--accept",
+                "-f",
+                "json",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["member_id"] == DEMO.project_id
+        assert [(m.member_id, m.status) for m in owner.list_members(image_id)] == [
+            (DEMO.project_id, "accepted")
+        ]

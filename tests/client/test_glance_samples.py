@@ -9,13 +9,17 @@ ignored, HTML error pages.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 from osfakes import GlanceReplay
 
-from glimpse_client import AsyncClient, BadRequest, Client, ClientConfig, NotFound, Task
+from glimpse_client import AsyncClient, BadRequest, Client, ClientConfig, NotFound, Task, TaskTimeout
+from livesupport import venv_script
 
 COPIED = "f0c01d79-dd47-4241-983d-c0dd50b65dee"  # the 1 GiB image copied to four stores
 DIRECT = "93f8ea46-7757-4c35-8614-e39fb9fc1ef9"  # imported with glance-direct
@@ -152,3 +156,84 @@ def test_async_client_on_glance(glance: GlanceReplay) -> None:
     assert task.status == "success"
     assert watched[-1][0].status == "success"
     assert len(watched) == 4
+
+
+# --- the `glimpse` command line against the same replayed Glance -------------------------------
+
+
+def glimpse(glance: GlanceReplay, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLIMPSE_", "OS_"))}
+    env["GLIMPSE_URL"] = glance.url
+    return subprocess.run(
+        [str(venv_script("glimpse")), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+COPY = ["image", "copy", COPIED, "--stores", "cheap,slow,reliable,common", "--wait", "-f", "json"]
+
+
+def test_cli_copy_wait_on_glance_shows_its_message_not_made_up_store_states() -> None:
+    routes = {
+        f"GET /v2/images/{COPIED}": ["image_after_upload", "image_after_copy"],
+        f"POST /v2/images/{COPIED}/import": ["import_copy"],
+        f"GET /v2/images/{COPIED}/tasks": [
+            "tasks_during_copy_01",
+            "tasks_during_copy_20",
+            "tasks_after_copy",
+        ],
+    }
+    with GlanceReplay(routes) as replay:
+        run = glimpse(replay, *COPY)
+    assert run.returncode == 0, run.stderr
+    # Glance's tasks carry no progress: the lines say what Glance says, and no store is called pending.
+    assert f"task {COPY_TASK} success: Copied 1024 MiB" in run.stderr
+    assert "pending" not in run.stderr
+    assert (
+        f"Task {COPY_TASK} succeeded. Image {COPIED} is in: fast, cheap, slow, reliable, common."
+        in run.stderr
+    )
+    assert json.loads(run.stdout)["stores"] == ["fast", "cheap", "slow", "reliable", "common"]
+
+
+def test_cli_copy_wait_on_glance_without_image_tasks_waits_on_the_image() -> None:
+    # A Glance before API 2.12: no /v2/images/{id}/tasks, so no task to follow.
+    images = ["image_after_upload", "image_during_copy", "image_during_copy", "image_after_copy"]
+    routes = {
+        f"GET /v2/images/{COPIED}": images,
+        f"POST /v2/images/{COPIED}/import": ["import_copy"],
+    }
+    with GlanceReplay(routes) as replay:
+        run = glimpse(replay, *COPY)
+        reads = [s.path for s in replay.seen if s.method == "GET" and s.path == f"/v2/images/{COPIED}"]
+    assert run.returncode == 0, run.stderr
+    assert "the server names no task for it, so waiting on image" in run.stderr
+    assert f"The import ended. Image {COPIED} is in: fast, cheap, slow, reliable, common." in run.stderr
+    # The lookup, the check that an import is under way, two reads while waiting; the last is shown.
+    assert len(reads) == len(images)
+
+
+def test_wait_for_import_follows_the_image() -> None:
+    during = ["image_during_copy", "image_during_copy", "image_after_copy"]
+    with GlanceReplay({f"GET /v2/images/{COPIED}": during}) as replay:
+        with Client(config(replay)) as sdk:
+            assert sdk.get_image(COPIED).importing_to == ["cheap", "common", "reliable", "slow"]
+            image = sdk.wait_for_import(COPIED, timeout=5)
+        assert (image.is_importing, image.failed_import) == (False, [])
+        assert image.stores == ["fast", "cheap", "slow", "reliable", "common"]
+
+    async def waited(seconds: float) -> bool:
+        with GlanceReplay({f"GET /v2/images/{COPIED}": ["image_during_copy"]}) as replay:
+            async with AsyncClient(config(replay)) as sdk:
+                try:
+                    await sdk.wait_for_import(COPIED, timeout=seconds)
+                except TaskTimeout:
+                    return False
+                return True
+
+    assert asyncio.run(waited(0.2)) is False  # it stays importing: the wait runs out, nothing else

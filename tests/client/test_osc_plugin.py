@@ -184,6 +184,9 @@ def test_import_wait_partial_failure_exits_four(server: Server, sdk: Client, hom
     assert "not every requested store holds the image" in run.stderr
     assert run.json()["properties"]["os_glance_failed_import"] == "broken"
     assert sorted(sdk.get_image(image_id).stores) == ["fast", "reliable"]
+    # Watching again after the end reports how the latest task ended.
+    watched = openstack(server.url, home, "image", "task", "list", "--image", image_id, "--watch")
+    assert watched.code == 4, watched.stderr
 
 
 def test_import_wait_failure_exits_three(server: Server, sdk: Client, home: Path) -> None:
@@ -195,6 +198,10 @@ def test_import_wait_failure_exits_three(server: Server, sdk: Client, home: Path
     assert run.code == 3, run.stderr
     assert "could not write the image data" in run.stderr
     assert sdk.get_image(image_id).stores == ["fast"]
+    watched = openstack(server.url, home, "image", "task", "list", "--image", image_id, "--watch")
+    assert watched.code == 3, watched.stderr
+    listed = openstack(server.url, home, "image", "task", "list", "--image", image_id)
+    assert listed.code == 0, listed.stderr
 
 
 def test_oscs_own_checks_still_apply(server: Server, sdk: Client, home: Path) -> None:
@@ -202,6 +209,13 @@ def test_oscs_own_checks_still_apply(server: Server, sdk: Client, home: Path) ->
     run = openstack(server.url, home, "image", "import", image_id, "--method", "copy-image", "--wait")
     assert run.code == 1
     assert "'--stores' or '--all-stores' options are required" in run.stderr
+    assert sdk.image_tasks(image_id) == []
+    alone = openstack(
+        server.url, home, "image", "import", image_id, "--method", "copy-image", "--store", "cheap",
+        "--timeout", "5",
+    )  # fmt: skip
+    assert alone.code == 1
+    assert "--timeout needs --wait" in alone.stderr
     assert sdk.image_tasks(image_id) == []
 
 

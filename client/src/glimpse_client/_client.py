@@ -249,6 +249,17 @@ def _follow(
     return remaining
 
 
+def _image_step(image: Image, deadline: float, timeout: float) -> float | None:
+    """One step of waiting on an image's import, shared by both clients: None once no import is
+    under way, else the seconds left. Raises TaskTimeout once the deadline has passed."""
+    if not image.is_importing:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TaskTimeout(f"image {image.id} still being imported after {timeout}s")
+    return remaining
+
+
 class TaskHandle:
     """A task started by an import: named by the ``OpenStack-image-import-task-id`` header of the 202
     (Glimpse), or found among the image's tasks by the request id (plain Glance, where ``location`` is
@@ -477,6 +488,19 @@ class Client(_BaseClient):
         self, image_id: str, stores: list[str] | None = None, all_stores: bool = False
     ) -> TaskHandle | None:
         return self.import_image(image_id, "copy-image", stores=stores, all_stores=all_stores)
+
+    def wait_for_import(self, image_id: str, timeout: float = 300.0) -> Image:
+        """Wait until no import or copy is under way on the image (:attr:`Image.is_importing`) and
+        return the image; for a server that names no task to follow (Glance before API 2.12). The image is
+        read every ``config.poll_interval`` seconds. Only reads; raises TaskTimeout when ``timeout``
+        runs out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            image = self.get_image(image_id)
+            remaining = _image_step(image, deadline, timeout)
+            if remaining is None:
+                return image
+            time.sleep(min(self.config.poll_interval, remaining))
 
     def image_tasks(self, image_id: str) -> list[Task]:
         return self._tasks(self._send(_Call("GET", f"/v2/images/{image_id}/tasks")))
@@ -717,6 +741,17 @@ class AsyncClient(_BaseClient):
         self, image_id: str, stores: list[str] | None = None, all_stores: bool = False
     ) -> AsyncTaskHandle | None:
         return await self.import_image(image_id, "copy-image", stores=stores, all_stores=all_stores)
+
+    # Same signature as the sync client: the deadline spans many requests.
+    async def wait_for_import(self, image_id: str, timeout: float = 300.0) -> Image:  # noqa: ASYNC109
+        """Wait until no import or copy is under way on the image (see :meth:`Client.wait_for_import`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            image = await self.get_image(image_id)
+            remaining = _image_step(image, deadline, timeout)
+            if remaining is None:
+                return image
+            await asyncio.sleep(min(self.config.poll_interval, remaining))
 
     async def image_tasks(self, image_id: str) -> list[Task]:
         return self._tasks(await self._send(_Call("GET", f"/v2/images/{image_id}/tasks")))

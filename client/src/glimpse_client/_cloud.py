@@ -109,6 +109,14 @@ class SessionAuth(httpx.Auth):
                 headers.update(self.session.get_auth_headers() or {})
         return headers
 
+    def project_id(self) -> str | None:
+        """The project the session's token is scoped to; ``None`` without a token (no-auth)."""
+        if not self._sends_token:
+            return None
+        with _openstack_errors("Getting a token from Keystone failed"):
+            project: str | None = self.session.get_project_id()
+        return project
+
     def _invalidate(self) -> bool:
         return self._sends_token and self.session.invalidate()
 

@@ -39,6 +39,24 @@ class Image:
     stores: list[str] = field(default_factory=list)
     properties: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def importing_to(self) -> list[str]:
+        """The stores an import or copy is writing to now (``os_glance_importing_to_stores``)."""
+        value = self.properties.get("os_glance_importing_to_stores")
+        return [s for s in value.split(",") if s] if isinstance(value, str) else []
+
+    @property
+    def failed_import(self) -> list[str]:
+        """The stores the last import or copy failed to write (``os_glance_failed_import``)."""
+        value = self.properties.get("os_glance_failed_import")
+        return [s for s in value.split(",") if s] if isinstance(value, str) else []
+
+    @property
+    def is_importing(self) -> bool:
+        """Whether an import or copy is under way, as every Glance shows it: the status
+        ``importing``, or stores still listed in ``os_glance_importing_to_stores``."""
+        return self.status == "importing" or bool(self.importing_to)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Image:
         known = {f.name for f in fields(cls)} - {"properties", "stores"}

@@ -116,7 +116,12 @@ class StoreState:
 
 
 def store_states(task: Task) -> list[StoreState]:
-    """Every target store with its state, in the task's order; stores without progress are pending."""
+    """Every target store with its state, in the task's order; stores without progress are pending.
+
+    Empty when the server reports no ``progress`` at all (plain Glance): nothing is known per store.
+    """
+    if task.progress is None:
+        return []
     reported = _progress_stores(task)
     names = task_targets(task)
     names += [name for name in reported if name not in names]
@@ -138,6 +143,15 @@ def store_states(task: Task) -> list[StoreState]:
             )
         )
     return states
+
+
+def store_summary(task: Task, *, detailed: bool) -> list[str]:
+    """Each target store and its state (``StoreState.brief`` when ``detailed``, else ``short``); the
+    bare store names when the server reports no progress."""
+    states = store_states(task)
+    if not states:
+        return task_targets(task)
+    return [s.brief() if detailed else s.short() for s in states]
 
 
 def failed_stores(task: Task) -> list[str]:

@@ -49,23 +49,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="http_timeout",
         type=float,
         metavar="SECONDS",
-        help=f"timeout of each HTTP request (default {DEFAULT_TIMEOUT:g}; env: GLIMPSE_TIMEOUT)",
+        help=f"timeout of each HTTP request (default: the cloud's api_timeout, else {DEFAULT_TIMEOUT:g}; "
+        "env: GLIMPSE_TIMEOUT)",
     )
 
 
-def _timeout(options: argparse.Namespace, environ: Mapping[str, str]) -> float:
+def _timeout(options: argparse.Namespace, environ: Mapping[str, str]) -> float | None:
+    """``--timeout`` or ``GLIMPSE_TIMEOUT``; None when neither is given."""
     if options.http_timeout is not None:
         return float(options.http_timeout)
     raw = environ.get("GLIMPSE_TIMEOUT")
     if not raw:
-        return DEFAULT_TIMEOUT
+        return None
     try:
         return float(raw)
     except ValueError:
         raise UsageError(f"GLIMPSE_TIMEOUT={raw!r} is not a number of seconds") from None
 
 
-def _from_cloud(cloud: str | None, timeout: float) -> ClientConfig:
+def _from_cloud(cloud: str | None, timeout: float | None) -> ClientConfig:
+    """The cloud's settings; its own ``api_timeout`` (else the SDK's default) unless one is given."""
     try:
         module = importlib.import_module("glimpse_client._cloud")
     except ImportError as exc:
@@ -74,7 +77,7 @@ def _from_cloud(cloud: str | None, timeout: float) -> ClientConfig:
         ) from exc
     loader = cast(Callable[..., ClientConfig], module.config_from_cloud)
     config = loader(cloud)
-    return dataclasses.replace(config, timeout=timeout)
+    return config if timeout is None else dataclasses.replace(config, timeout=timeout)
 
 
 def config_from_options(
@@ -97,7 +100,7 @@ def config_from_options(
             user_id=options.user_id or env.get("GLIMPSE_USER_ID") or None,
             # Unset: the SDK's member roles with a no-auth identity; set but empty: no roles at all.
             roles=None if roles is None else tuple(r.strip() for r in roles.split(",") if r.strip()),
-            timeout=timeout,
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         )
     if any(env.get(name) for name in CLOUD_VARIABLES):
         return _from_cloud(env.get("OS_CLOUD") or None, timeout)

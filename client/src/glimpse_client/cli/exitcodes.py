@@ -5,7 +5,7 @@ Scripts may rely on these numbers; docs/cli.md has the same table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import IntEnum
 
 from glimpse_client import Image, Task
@@ -49,13 +49,36 @@ def outcome(task: Task, image: Image | None, requested_stores: Sequence[str] | N
     wanted = list(requested_stores) if requested_stores else task_targets(task)
     failed = set(failed_stores(task))
     if image is not None:
-        listed = image.properties.get("os_glance_failed_import")
-        if isinstance(listed, str):
-            failed.update(s for s in listed.split(",") if s)
+        failed.update(image.failed_import)
         if wanted and image.stores:
             failed.update(s for s in wanted if s not in image.stores)
     if wanted and failed.intersection(wanted):
         return ExitCode.PARTIAL
     if not wanted and failed:
+        return ExitCode.PARTIAL
+    return ExitCode.OK
+
+
+#: Which outcome wins when several watched tasks ended differently.
+_SEVERITY = (ExitCode.OK, ExitCode.PARTIAL, ExitCode.FAILED, ExitCode.TIMEOUT)
+
+
+def watched_outcome(tasks: Sequence[Task], watched: Iterable[str], image: Image) -> ExitCode:
+    """The exit code of watching an image's tasks: the worst :func:`outcome` of the ``watched``
+    tasks (each against its own target stores), OK when none was watched."""
+    ids = set(watched)
+    codes = [outcome(t, image, task_targets(t)) for t in tasks if t.id in ids]
+    return max(codes, key=_SEVERITY.index, default=ExitCode.OK)
+
+
+def image_outcome(image: Image, requested_stores: Sequence[str] | None) -> ExitCode:
+    """The exit code of an import that ended without a task to read (a server that names none), from
+    the image alone: not active is a failure; a requested store that failed or does not hold the
+    image (any store in ``os_glance_failed_import`` when none was requested) is a partial failure."""
+    if image.status != "active":
+        return ExitCode.FAILED
+    failed = set(image.failed_import)
+    missing = {s for s in requested_stores or [] if s not in image.stores} if image.stores else set()
+    if failed.intersection(requested_stores or failed) or missing:
         return ExitCode.PARTIAL
     return ExitCode.OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shlex
 from pathlib import Path
 
 from rich.console import Console
@@ -70,7 +71,7 @@ class StageImage(GlimpseCommand):
         image = self.image(parsed_args.image)
         send_file(self.client, self.console, image, parsed_args.file, stage=True)
         self.say(
-            f"Staged. Import it with: {self.glimpse.PROG} image import {parsed_args.image} "
+            f"Staged. Import it with: {self.glimpse.PROG} image import {shlex.quote(parsed_args.image)} "
             "--method glance-direct --wait"
         )
         return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +14,7 @@ from ._text import failed_stores, store_states
 from .base import GlimpseShowOne, _Shared, image_fields, store_list
 from .conflict import watch_command
 from .errors import UsageError
-from .exitcodes import ExitCode, outcome
+from .exitcodes import ExitCode, image_outcome, outcome
 from .images import add_image_attributes, image_changes
 from .images_data import readable_file, send_file
 from .progress import follow_task, still_running_hint
@@ -78,9 +80,7 @@ def _summary(task: Task, image: Image, code: ExitCode, ref: str) -> str:
     held = ", ".join(image.stores) or "no store"
     if code is ExitCode.PARTIAL:
         states = {s.name: s for s in store_states(task)}
-        failed = failed_stores(task) or [
-            s for s in str(image.properties.get("os_glance_failed_import", "")).split(",") if s
-        ]
+        failed = failed_stores(task) or image.failed_import
         reasons = "; ".join(
             f"{name}: {states[name].error}" if name in states and states[name].error else name
             for name in failed
@@ -102,7 +102,6 @@ def start_import(
 ) -> tuple[ExitCode, Image]:
     """Start the import or copy; with ``wait``, follow it and work out the exit code."""
     client = command.client
-    prog = command.glimpse.PROG
     handle = client.import_image(
         image.id,
         method,
@@ -112,11 +111,7 @@ def start_import(
         allow_failure=targets.allow_failure,
     )
     if handle is None:
-        command.say(
-            "The server started no task (every store already holds the image, or the server does not "
-            f"report task ids). See: {prog} image show {ref}"
-        )
-        return ExitCode.OK, client.get_image(image.id)
+        return _without_task(command, image.id, ref, targets, wait=wait, timeout=timeout)
     command.say(f"Started {method} task {handle.task_id} on image {ref}.")
     if not wait:
         command.say(f"Watch it with: {watch_command(ref)}")
@@ -129,6 +124,38 @@ def start_import(
     final = client.get_image(image.id)
     code = outcome(task, final, targets.stores)
     command.say(_summary(task, final, code, ref))
+    return code, final
+
+
+def _without_task(
+    command: _Shared, image_id: str, ref: str, targets: Targets, *, wait: bool, timeout: float | None
+) -> tuple[ExitCode, Image]:
+    """The server named no task: none was needed, or the server cannot say which (Glance before API
+    2.12). With ``wait``, an import under way is then followed through the image itself."""
+    client = command.client
+    show = f"{command.glimpse.PROG} image show {shlex.quote(ref)}"
+    current = client.get_image(image_id)
+    if not current.is_importing:
+        command.say(f"The server started no task (every store already holds the image). See: {show}")
+        return ExitCode.OK, current
+    if not wait:
+        command.say(f"Import started; the server names no task for it. Follow the image with: {show}")
+        return ExitCode.OK, current
+    command.say(f"Import started; the server names no task for it, so waiting on image {ref} itself.")
+    try:
+        final = client.wait_for_import(image_id, math.inf if timeout is None else timeout)
+    except TaskTimeout:
+        command.say(f"Stopped waiting after {timeout:g} s; the import goes on on the server. See: {show}")
+        return ExitCode.TIMEOUT, client.get_image(image_id)
+    code = image_outcome(final, targets.stores)
+    held = ", ".join(final.stores) or "no store"
+    if code is ExitCode.FAILED:
+        command.say(f"The import failed: image {ref} is {final.status}.")
+    elif code is ExitCode.PARTIAL:
+        failed = ", ".join(final.failed_import) or "some requested stores"
+        command.say(f"The import ended, but {failed} failed. Image {ref} is in: {held}.")
+    else:
+        command.say(f"The import ended. Image {ref} is in: {held}.")
     return code, final
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from glimpse_client import Member
+from glimpse_client import Client, Member
+from glimpse_client._cloud import SessionAuth
 
 from .base import GlimpseCommand, GlimpseLister, GlimpseShowOne, looks_like_id
 from .errors import UsageError
@@ -52,6 +53,12 @@ class ListMembers(GlimpseLister):
         return MEMBER_COLUMNS, [_row(m) for m in self.client.list_members(image.id)]
 
 
+def _token_project(client: Client) -> str | None:
+    """The project of the Keystone token a cloud connection sends, if it sends one."""
+    auth = client.config.auth
+    return auth.project_id() if isinstance(auth, SessionAuth) else None
+
+
 class SetMember(GlimpseShowOne):
     """Accept, reject or reset a shared image (by the member project)."""
 
@@ -61,7 +68,8 @@ class SetMember(GlimpseShowOne):
         parser.add_argument(
             "--project",
             metavar="PROJECT",
-            help="the member project (default: the project you act as, from --project-id or the cloud)",
+            help="the member project (default: the project you act as: --project-id, or the project "
+            "of the cloud's Keystone token)",
         )
         status = parser.add_mutually_exclusive_group(required=True)
         status.add_argument("--accept", dest="status", action="store_const", const="accepted")
@@ -70,7 +78,7 @@ class SetMember(GlimpseShowOne):
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[Any, ...]]:
-        project = parsed_args.project or self.client.config.project_id
+        project = parsed_args.project or self.client.config.project_id or _token_project(self.client)
         if not project:
             raise UsageError("give the member project with --project (it is not known from the connection)")
         # A member may not be allowed to read an image it has not accepted yet: an id is used as is.

@@ -7,13 +7,10 @@ from typing import Any
 
 from glimpse_client import Task
 
-from ._text import store_states, task_method, task_targets
+from ._text import store_summary, task_method
 from .base import DictColumn, GlimpseLister, GlimpseShowOne, ListColumn, ProgressColumn, run_guarded
-from .exitcodes import ExitCode, outcome
+from .exitcodes import ExitCode, watched_outcome
 from .taskview import task_rows, watch_image_tasks
-
-#: Which outcome wins when several watched tasks ended differently.
-_SEVERITY = (ExitCode.OK, ExitCode.PARTIAL, ExitCode.FAILED)
 
 
 class ListImageTasks(GlimpseLister):
@@ -49,12 +46,9 @@ class ListImageTasks(GlimpseLister):
             active=active,
             image_ref=parsed_args.image,
         )
-        ended = [t for t in tasks if t.id in active]
-        if not ended:
+        if not active:
             return int(ExitCode.OK)
-        final = self.client.get_image(image.id)
-        codes = [outcome(t, final, task_targets(t)) for t in ended]
-        return int(max(codes, key=lambda c: _SEVERITY.index(c) if c in _SEVERITY else len(_SEVERITY)))
+        return int(watched_outcome(tasks, active, self.client.get_image(image.id)))
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         image = self.image(parsed_args.image)
@@ -72,7 +66,7 @@ def task_fields(task: Task) -> tuple[tuple[str, ...], tuple[Any, ...]]:
         "user_id": task.user_id,
         "request_id": task.request_id,
         "message": task.message,
-        "stores": ListColumn([s.brief() for s in store_states(task)]),
+        "stores": ListColumn(store_summary(task, detailed=True)),
         "progress": ProgressColumn(task),
         "input": DictColumn(task.input or {}),
         "result": DictColumn(task.result or {}),

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from glimpse_client import Client, Task
 
-from ._text import progress_line, short_id, since, store_states, task_method
+from ._text import progress_line, short_id, since, store_states, store_summary, task_method
 from .conflict import WatchHint, watch_command
 from .progress import PLAIN_INTERVAL, is_live, say
 
@@ -49,7 +49,7 @@ def _message(task: Task, long: bool) -> str:
 
 
 def _stores(task: Task) -> str:
-    return ", ".join(state.short() for state in store_states(task))
+    return ", ".join(store_summary(task, detailed=False))
 
 
 def task_rows(tasks: Iterable[Task], long: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
@@ -111,7 +111,7 @@ class _Board:
                 task.id if self.long else short_id(task.id),
                 task_method(task),
                 status,
-                "\n".join(s.brief() for s in store_states(task)),
+                "\n".join(store_summary(task, detailed=True)),
                 _message(task, self.long),
                 task.user_id or "",
                 since(task.updated_at),

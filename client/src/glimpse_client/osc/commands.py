@@ -17,7 +17,6 @@ import contextlib
 import logging
 import math
 import shlex
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 PROG = "openstack"
 CLI_EXTRA_HINT = "pip install 'glimpse-client[osc]'"
-IMPORTING = "os_glance_importing_to_stores"
-FAILED = "os_glance_failed_import"
 
 
 def _watch_hint(image_ref: str) -> str:
@@ -66,11 +63,14 @@ def _glimpse(app: Any) -> Client:
 
 
 class ListImageTasks(osc_task.ListTask):
+    #: What ``run`` exits with once the list is shown: with --watch, the watched tasks' outcome.
+    exit_code = 0
     _description = (
         "List tasks. With --image: the tasks of one image (imports and copies, pending and "
         "processing ones included) with their progress, from GET /v2/images/{id}/tasks; --watch "
-        "follows them in a live table until none is pending or processing. Without --image: all "
-        "tasks (admin), as in python-openstackclient."
+        "follows them in a live table until none is pending or processing, and exits 0 when the "
+        "tasks it saw running all put the image in every target store, 4 when a store failed, 3 "
+        "when a task failed. Without --image: all tasks (admin), as in python-openstackclient."
     )
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
@@ -87,6 +87,10 @@ class ListImageTasks(osc_task.ListTask):
         )
         return parser
 
+    def run(self, parsed_args: argparse.Namespace) -> int:
+        shown = super().run(parsed_args)
+        return self.exit_code or shown
+
     def take_action(
         self, parsed_args: argparse.Namespace
     ) -> tuple[tuple[str, ...], Iterable[tuple[Any, ...]]]:
@@ -99,6 +103,7 @@ class ListImageTasks(osc_task.ListTask):
         try:
             from rich.console import Console
 
+            from glimpse_client.cli.exitcodes import watched_outcome
             from glimpse_client.cli.taskview import task_rows, watch_image_tasks
         except ImportError as missing:
             raise exceptions.CommandError(
@@ -106,14 +111,18 @@ class ListImageTasks(osc_task.ListTask):
             ) from missing
         with _api_errors(parsed_args.image):
             if parsed_args.watch:
+                watched: set[str] = set()
                 tasks = watch_image_tasks(
                     client,
                     image.id,
                     console=Console(stderr=True),
                     long=parsed_args.long,
                     watch=_watch_hint,
+                    active=watched,
                     image_ref=parsed_args.image,
                 )
+                if watched:
+                    self.exit_code = int(watched_outcome(tasks, watched, client.get_image(image.id)))
             else:
                 tasks = client.image_tasks(image.id)
         return task_rows(tasks, parsed_args.long)
@@ -181,10 +190,6 @@ def _imports_through(manager: Any, starter: _ImportStarter) -> Iterator[None]:
         del manager.image
 
 
-def _store_list(value: object) -> set[str]:
-    return {s for s in value.split(",") if s} if isinstance(value, str) else set()
-
-
 class ImportImage(osc_image.ImportImage):
     #: What ``run`` exits with once the output is shown (0 unless ``--wait`` saw a problem).
     exit_code = 0
@@ -194,7 +199,7 @@ class ImportImage(osc_image.ImportImage):
         "show the image. Exit codes: 0 every requested store holds the image, 3 the task failed, "
         "4 some requested stores failed, 5 --timeout ran out (the task goes on on the server). "
         "Against a server that names no task (plain Glance before API 2.12) it waits on the image's "
-        f"status and its {IMPORTING} / {FAILED} properties."
+        "status and its os_glance_importing_to_stores / os_glance_failed_import properties."
     )
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
@@ -213,6 +218,8 @@ class ImportImage(osc_image.ImportImage):
         return self.exit_code or shown
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[Sequence[str], Iterable[Any]]:
+        if parsed_args.wait_timeout is not None and not parsed_args.wait:
+            raise exceptions.CommandError("--timeout needs --wait")
         manager = self.app.client_manager
         try:
             client = _glimpse(self.app)
@@ -297,18 +304,17 @@ class ImportImage(osc_image.ImportImage):
     def _wait_on_image(
         self, client: Client, image_id: str, parsed_args: argparse.Namespace, requested: list[str] | None
     ) -> int:
-        """No task to follow: wait until the image no longer lists stores being imported to."""
+        """No task to follow: wait until the image shows no import under way."""
+        from glimpse_client import TaskTimeout
+
         self._say(f"The server named no import task; waiting on image {image_id}'s status.")
         timeout = math.inf if parsed_args.wait_timeout is None else parsed_args.wait_timeout
-        deadline = time.monotonic() + timeout
-        while True:
-            image = client.get_image(image_id)
-            if not _store_list(image.properties.get(IMPORTING)) and image.status != "importing":
-                return _image_outcome(image, requested)
-            if time.monotonic() >= deadline:
-                self._say(f"Image {image_id} is still being imported after {timeout:g}s.")
-                return _exit_code("TIMEOUT")
-            time.sleep(min(client.config.poll_interval * 2, max(deadline - time.monotonic(), 0)))
+        try:
+            image = client.wait_for_import(image_id, timeout)
+        except TaskTimeout:
+            self._say(f"Image {image_id} is still being imported after {timeout:g}s.")
+            return _exit_code("TIMEOUT")
+        return _image_outcome(image, requested)
 
 
 def _exit_code(name: str) -> int:
@@ -321,14 +327,12 @@ def _exit_code(name: str) -> int:
 
 
 def _image_outcome(image: Image, requested: list[str] | None) -> int:
-    """The exit code from the image alone: active, and no requested store failed or missing."""
-    if image.status != "active":
-        return _exit_code("FAILED")
-    failed = _store_list(image.properties.get(FAILED))
-    missing = {s for s in requested or [] if s not in image.stores} if image.stores else set()
-    if failed.intersection(requested or failed) or missing:
-        return _exit_code("PARTIAL")
-    return _exit_code("OK")
+    """``glimpse``'s exit code from the image alone; 1 for any problem without it."""
+    try:
+        from glimpse_client.cli.exitcodes import image_outcome
+    except ImportError:
+        return 0 if image.status == "active" and not image.failed_import else 1
+    return int(image_outcome(image, requested))
 
 
 __all__ = ["ImportImage", "ListImageTasks"]
