@@ -1,14 +1,16 @@
 """Connection settings the OpenStack way: clouds.yaml, ``OS_*`` variables, Keystone tokens.
 
 ``config_from_cloud`` and ``config_from_session`` against a live ``glimpse-server serve``: directly
-with ``auth_type: none``, and behind the loopback stand-ins of ``osfakes`` (a Keystone test double
-and a token-checking proxy in keystonemiddleware's place) where tokens matter.
+with ``auth_type: none``, and, where tokens matter, with a real Keystone on loopback and
+keystonemiddleware's ``auth_token`` in front of the server, as in a Glance deployment
+(``keystonesupport``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import ssl
@@ -23,7 +25,7 @@ import pytest
 import yaml
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
-from osfakes import FakeKeystone, Identity, TokenCheckingProxy
+from keystonesupport import Account, AuthTokenProxy, KeystoneServer
 
 from glimpse_client import (
     AsyncClient,
@@ -43,7 +45,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::openstack.warnings.RemovedInSDK60Warning"),
 ]
 
-DEMO = Identity(project_id="p-demo", user_id="u-demo", roles=("member", "reader"))
 PASSWORD = "s3cret"
 
 
@@ -120,68 +121,84 @@ def test_tls_settings_follow_the_cloud(clean_environment: Path) -> None:
     assert isinstance(config_from_cloud("ca").verify, ssl.SSLContext)
 
 
-@pytest.fixture
-def proxy_with_admin_token(server: Server) -> Iterator[TokenCheckingProxy]:
-    with TokenCheckingProxy(server.url, {"admin-secret": DEMO}) as proxy:
-        yield proxy
+# --- a real Keystone, and keystonemiddleware in front of the server ------------------------------
 
 
-def test_admin_token_reaches_the_server(
-    proxy_with_admin_token: TokenCheckingProxy, clean_environment: Path
-) -> None:
-    proxy = proxy_with_admin_token
-    write_clouds(
-        clean_environment,
-        fixed={"auth_type": "admin_token", "auth": {"endpoint": proxy.url, "token": "admin-secret"}},
-    )
-    with Client(config_from_cloud("fixed")) as sdk:
-        image = sdk.create_image(name="with-token", disk_format="raw", container_format="bare")
-        assert image.owner == DEMO.project_id
-    assert proxy.tokens() == ["admin-secret"]
+@pytest.fixture(scope="module")
+def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServer]:
+    # The set-up database is shared by the xdist workers through the run's common base directory.
+    with KeystoneServer(tmp_path_factory.getbasetemp().parent, tmp_path_factory.mktemp("keystone")) as ks:
+        yield ks
 
 
-def test_a_fixed_token_is_not_retried(proxy_with_admin_token: TokenCheckingProxy) -> None:
-    proxy = proxy_with_admin_token
-    config = config_from_cloud(
-        auth_type="admin_token", auth={"endpoint": proxy.url, "token": "wrong"}, load_yaml_config=False
-    )
-    with Client(config) as sdk, pytest.raises(ClientError) as caught:
-        sdk.get_image("00000000-0000-0000-0000-000000000000")
-    assert caught.value.status == 401
-    assert proxy.refused == 1
+@pytest.fixture(scope="module")
+def proxy(server: Server, keystone: KeystoneServer) -> Iterator[AuthTokenProxy]:
+    with AuthTokenProxy(server.url, keystone, prefix="/image") as checked:
+        keystone.image_service(
+            {
+                ("public", "RegionOne"): f"{checked.url}/image",
+                ("internal", "RegionOne"): "http://internal.invalid:9292/v2",
+                ("public", "RegionTwo"): "http://region-two.invalid:9292",
+            }
+        )
+        yield checked
+
+
+_accounts = itertools.count(1)
 
 
 @pytest.fixture
-def keystone(server: Server) -> Iterator[tuple[FakeKeystone, TokenCheckingProxy]]:
-    identity = FakeKeystone("demo", PASSWORD, DEMO)
-    with identity, TokenCheckingProxy(server.url, identity.tokens, prefix="/image") as proxy:
-        identity.catalog = {
-            ("public", "RegionOne"): f"{proxy.url}/image",
-            ("internal", "RegionOne"): "http://internal.invalid:9292/v2",
-            ("public", "RegionTwo"): "http://region-two.invalid:9292",
-        }
-        yield identity, proxy
+def demo(keystone: KeystoneServer) -> Account:
+    """A project and user of its own for each test (some tests revoke tokens or change passwords)."""
+    return keystone.account(f"demo-{next(_accounts)}", PASSWORD, ("member", "reader"))
 
 
-def password_cloud(keystone: FakeKeystone, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
+def password_cloud(
+    keystone: KeystoneServer, account: Account, password: str | None = None, **extra: Any
+) -> dict[str, Any]:
     auth = {
         "auth_url": keystone.url,
-        "username": "demo",
-        "password": password,
-        "project_name": "demo",
+        "username": account.user_name,
+        "password": password or account.password,
+        "project_name": account.project_name,
         "user_domain_id": "default",
         "project_domain_id": "default",
     }
     return {"auth_type": "password", "auth": auth, "region_name": "RegionOne", **extra}
 
 
-def test_password_flow_uses_the_catalog_and_the_token(
-    keystone: tuple[FakeKeystone, TokenCheckingProxy], clean_environment: Path
+def test_a_fixed_token_reaches_the_server(
+    keystone: KeystoneServer, proxy: AuthTokenProxy, demo: Account, clean_environment: Path
 ) -> None:
-    identity, proxy = keystone
-    write_clouds(clean_environment, demo=password_cloud(identity))
+    token = keystone.token(demo.user_name, demo.password, demo.project_name)
+    write_clouds(
+        clean_environment, fixed={"auth_type": "admin_token", "auth": {"endpoint": proxy.url, "token": token}}
+    )
+    seen = len(proxy.tokens())
+    with Client(config_from_cloud("fixed")) as sdk:
+        image = sdk.create_image(name="with-token", disk_format="raw", container_format="bare")
+        assert image.owner == demo.project_id
+    assert proxy.tokens()[seen:] == [token]
+
+
+def test_a_fixed_token_is_not_retried(proxy: AuthTokenProxy) -> None:
+    config = config_from_cloud(
+        auth_type="admin_token", auth={"endpoint": proxy.url, "token": "wrong"}, load_yaml_config=False
+    )
+    refused = proxy.refused
+    with Client(config) as sdk, pytest.raises(ClientError) as caught:
+        sdk.get_image("00000000-0000-0000-0000-000000000000")
+    assert caught.value.status == 401
+    assert proxy.refused == refused + 1
+
+
+def test_password_flow_uses_the_catalog_and_the_token(
+    keystone: KeystoneServer, proxy: AuthTokenProxy, demo: Account, clean_environment: Path
+) -> None:
+    write_clouds(clean_environment, demo=password_cloud(keystone, demo))
     config = config_from_cloud("demo")
     assert config.endpoint == f"{proxy.url}/image"
+    seen = len(proxy.tokens())
     with Client(config) as sdk:
         ids = {
             sdk.create_image(name=f"ks-{i}", disk_format="raw", container_format="bare", tags=["ks"]).id
@@ -189,20 +206,20 @@ def test_password_flow_uses_the_catalog_and_the_token(
         }
         # `next` links from the server are relative to the endpoint, /image prefix included.
         assert {image.id for image in sdk.list_images(page_size=2, tag="ks")} == ids
-    assert identity.issued == ["tok-1"]
-    assert set(proxy.tokens()) == {"tok-1"}
-    assert all(seen.path.startswith("/image/v2/") for seen in proxy.seen)
+    used = proxy.tokens()[seen:]
+    assert len(used) == 5  # three creates, two pages
+    assert len(set(used)) == 1
+    assert all(path.startswith("/image/v2/") for path in proxy.paths[seen:])
 
 
 def test_interface_and_region_pick_the_catalog_entry(
-    keystone: tuple[FakeKeystone, TokenCheckingProxy], clean_environment: Path
+    keystone: KeystoneServer, proxy: AuthTokenProxy, demo: Account, clean_environment: Path
 ) -> None:
-    identity, _ = keystone
     write_clouds(
         clean_environment,
-        internal=password_cloud(identity, interface="internal"),
-        two={**password_cloud(identity), "region_name": "RegionTwo"},
-        override=password_cloud(identity, image_endpoint_override="http://override.invalid/"),
+        internal=password_cloud(keystone, demo, interface="internal"),
+        two={**password_cloud(keystone, demo), "region_name": "RegionTwo"},
+        override=password_cloud(keystone, demo, image_endpoint_override="http://override.invalid/"),
     )
     assert config_from_cloud("internal").endpoint == "http://internal.invalid:9292"
     assert config_from_cloud("two").endpoint == "http://region-two.invalid:9292"
@@ -210,61 +227,60 @@ def test_interface_and_region_pick_the_catalog_entry(
 
 
 def test_a_401_reauthenticates_once_and_retries(
-    keystone: tuple[FakeKeystone, TokenCheckingProxy], clean_environment: Path
+    keystone: KeystoneServer, proxy: AuthTokenProxy, demo: Account, clean_environment: Path
 ) -> None:
-    identity, proxy = keystone
-    write_clouds(clean_environment, demo=password_cloud(identity))
+    write_clouds(clean_environment, demo=password_cloud(keystone, demo))
+    seen, refused = len(proxy.tokens()), proxy.refused
     with Client(config_from_cloud("demo")) as sdk:
         image = sdk.create_image(name="before", disk_format="raw", container_format="bare")
-        identity.revoke("tok-1")  # as if Keystone revoked it before its expiry
+        (first,) = proxy.tokens()[seen:]
+        keystone.revoke(first)  # revoked before its expiry: the middleware now refuses it
         assert sdk.get_image(image.id).name == "before"
-        assert identity.issued == ["tok-1", "tok-2"]
-        assert proxy.refused == 1
-        assert proxy.tokens() == ["tok-1", "tok-1", "tok-2"]
+        first_again, second = proxy.tokens()[seen + 1 :]
+        assert first_again == first != second
+        assert proxy.refused == refused + 1
 
-        proxy.identities = {}  # every token refused now: one more try only, then the 401
+        # A new password revokes the user's tokens, and the old one gets no new token: one retry,
+        # refused by Keystone itself, then the 401.
+        keystone.set_password(demo, "changed-" + PASSWORD)
         with pytest.raises(ClientError) as caught:
             sdk.get_image(image.id)
     assert caught.value.status == 401
-    assert proxy.refused == 3
-    assert len(identity.issued) == 3
+    assert "Getting a token from Keystone failed" in caught.value.message
+    assert proxy.refused == refused + 2
 
 
 def test_async_client_gets_tokens_too(
-    keystone: tuple[FakeKeystone, TokenCheckingProxy], clean_environment: Path
+    keystone: KeystoneServer, proxy: AuthTokenProxy, demo: Account, clean_environment: Path
 ) -> None:
-    identity, proxy = keystone
-    write_clouds(clean_environment, demo=password_cloud(identity))
+    write_clouds(clean_environment, demo=password_cloud(keystone, demo))
     config = config_from_cloud("demo")
+    seen, refused = len(proxy.tokens()), proxy.refused
 
     async def flow() -> str | None:
         async with AsyncClient(config) as sdk:
             image = await sdk.create_image(name="async-ks", disk_format="raw", container_format="bare")
-            identity.revoke("tok-1")
+            keystone.revoke(proxy.tokens()[seen])
             return (await sdk.get_image(image.id)).owner
 
-    assert asyncio.run(flow()) == DEMO.project_id
-    assert identity.issued == ["tok-1", "tok-2"]
-    assert proxy.refused == 1
+    assert asyncio.run(flow()) == demo.project_id
+    assert len(set(proxy.tokens()[seen:])) == 2
+    assert proxy.refused == refused + 1
 
 
-def test_wrong_password_is_a_401(
-    keystone: tuple[FakeKeystone, TokenCheckingProxy], clean_environment: Path
-) -> None:
-    identity, _ = keystone
-    write_clouds(clean_environment, demo=password_cloud(identity, password="nope"))
+def test_wrong_password_is_a_401(keystone: KeystoneServer, demo: Account, clean_environment: Path) -> None:
+    write_clouds(clean_environment, demo=password_cloud(keystone, demo, password="nope"))
     with pytest.raises(ClientError) as caught:
         config_from_cloud("demo")
     assert caught.value.status == 401
 
 
-def test_config_from_a_session(keystone: tuple[FakeKeystone, TokenCheckingProxy]) -> None:
-    identity, proxy = keystone
+def test_config_from_a_session(keystone: KeystoneServer, proxy: AuthTokenProxy, demo: Account) -> None:
     plugin = v3.Password(
-        auth_url=f"{identity.url}/v3",
-        username="demo",
-        password=PASSWORD,
-        project_name="demo",
+        auth_url=f"{keystone.url}/v3",
+        username=demo.user_name,
+        password=demo.password,
+        project_name=demo.project_name,
         user_domain_id="default",
         project_domain_id="default",
     )
@@ -276,7 +292,8 @@ def test_config_from_a_session(keystone: tuple[FakeKeystone, TokenCheckingProxy]
         config_from_session(session, endpoint_override="http://x.invalid/v2").endpoint == "http://x.invalid"
     )
     with Client(config) as sdk:
-        assert sdk.create_image(name="session", disk_format="raw", container_format="bare").owner == "p-demo"
+        image = sdk.create_image(name="session", disk_format="raw", container_format="bare")
+        assert image.owner == demo.project_id
 
 
 def test_no_auth_identity_headers_need_no_extra(server: Server) -> None:
@@ -323,26 +340,16 @@ def test_cli_timeout_is_the_clouds_unless_given(clean_environment: Path) -> None
 
 
 def test_cli_member_set_takes_the_project_of_the_token(
-    server: Server, keystone: tuple[FakeKeystone, TokenCheckingProxy], clean_environment: Path
+    server: Server, keystone: KeystoneServer, proxy: AuthTokenProxy, demo: Account, clean_environment: Path
 ) -> None:
-    identity, _ = keystone
-    write_clouds(clean_environment, demo=password_cloud(identity))
+    write_clouds(clean_environment, demo=password_cloud(keystone, demo))
     with Client(ClientConfig(server.url, project_id="p-owner", user_id="u-owner")) as owner:
         image_id = owner.create_image(name="shared", visibility="shared").id
-        owner.add_member(image_id, DEMO.project_id)
+        owner.add_member(image_id, demo.project_id)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
+        argv = ["--os-cloud", "demo", "member", "set", image_id, "--accept", "-f", "json"]
         done = subprocess.run(
-            [
-                str(venv_script("glimpse")),
-                "--os-cloud",
-                "demo",
-                "member",
-                "set",
-                image_id,
-                "--accept",
-                "-f",
-                "json",
-            ],
+            [str(venv_script("glimpse")), *argv],
             env=env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -351,7 +358,6 @@ def test_cli_member_set_takes_the_project_of_the_token(
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)["member_id"] == DEMO.project_id
-        assert [(m.member_id, m.status) for m in owner.list_members(image_id)] == [
-            (DEMO.project_id, "accepted")
-        ]
+        assert json.loads(done.stdout)["member_id"] == demo.project_id
+        members = [(m.member_id, m.status) for m in owner.list_members(image_id)]
+        assert members == [(demo.project_id, "accepted")]

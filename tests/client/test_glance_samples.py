@@ -1,6 +1,6 @@
 """The SDK against plain Glance on the wire: responses captured from a real Glance 33.0.0.
 
-A loopback server (``osfakes.GlanceReplay``) answers with the captured status lines, headers and
+A loopback server (``glancereplay.GlanceReplay``) answers with the captured status lines, headers and
 bodies of ``../shared/glance-samples``, so these tests check how the SDK reads what Glance really
 sends: no task id in the 202 of an import, no ``/v2/images/{id}/tasks/{task_id}``, watch parameters
 ignored, HTML error pages.
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from osfakes import GlanceReplay
+from glancereplay import GlanceReplay
 
 from glimpse_client import AsyncClient, BadRequest, Client, ClientConfig, NotFound, Task, TaskTimeout
 from livesupport import venv_script

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from osfakes import GlanceReplay
+from glancereplay import GlanceReplay
 
 from glimpse_client import Client, ClientConfig
 from livesupport import Server, free_port, venv_script
