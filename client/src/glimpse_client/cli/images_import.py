@@ -90,17 +90,13 @@ def _summary(task: Task, image: Image, code: ExitCode, ref: str) -> str:
 
 
 def start_import(
-    command: _Shared,
-    image: Image,
-    ref: str,
-    method: str,
-    targets: Targets,
-    *,
-    uri: str | None,
-    wait: bool,
-    timeout: float | None,
+    command: _Shared, image: Image, ref: str, method: str, parsed_args: argparse.Namespace
 ) -> tuple[ExitCode, Image]:
-    """Start the import or copy; with ``wait``, follow it and work out the exit code."""
+    """Start the import or copy the command line asks for (target and wait options, ``--uri``);
+    with ``--wait``, follow it and work out the exit code."""
+    targets = Targets.from_args(parsed_args)
+    wait, timeout = parsed_args.wait, parsed_args.wait_timeout
+    uri: str | None = getattr(parsed_args, "uri", None)
     client = command.client
     handle = client.import_image(
         image.id,
@@ -227,16 +223,7 @@ class CreateImage(GlimpseShowOne):
             return image_fields(image)
         if method == "glance-direct":
             send_file(self.client, self.console, image, parsed_args.file, stage=True)
-        self.exit_code, image = start_import(
-            self,
-            image,
-            ref,
-            method,
-            Targets.from_args(parsed_args),
-            uri=parsed_args.uri,
-            wait=parsed_args.wait,
-            timeout=parsed_args.wait_timeout,
-        )
+        self.exit_code, image = start_import(self, image, ref, method, parsed_args)
         return image_fields(image)
 
 
@@ -258,16 +245,7 @@ class ImportImage(GlimpseShowOne):
             raise UsageError("--uri only applies to --method web-download")
         _check_wait(parsed_args)
         image = self.image(parsed_args.image)
-        self.exit_code, image = start_import(
-            self,
-            image,
-            parsed_args.image,
-            parsed_args.method,
-            Targets.from_args(parsed_args),
-            uri=parsed_args.uri,
-            wait=parsed_args.wait,
-            timeout=parsed_args.wait_timeout,
-        )
+        self.exit_code, image = start_import(self, image, parsed_args.image, parsed_args.method, parsed_args)
         return image_fields(image)
 
 
@@ -283,14 +261,5 @@ class CopyImage(GlimpseShowOne):
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[Any, ...]]:
         _check_wait(parsed_args)
         image = self.image(parsed_args.image)
-        self.exit_code, image = start_import(
-            self,
-            image,
-            parsed_args.image,
-            "copy-image",
-            Targets.from_args(parsed_args),
-            uri=None,
-            wait=parsed_args.wait,
-            timeout=parsed_args.wait_timeout,
-        )
+        self.exit_code, image = start_import(self, image, parsed_args.image, "copy-image", parsed_args)
         return image_fields(image)
