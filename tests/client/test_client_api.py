@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from glimpse_client import (
@@ -126,6 +127,24 @@ def test_upload_into_a_named_store(client: Client, server: Server) -> None:
     assert asyncio.run(upload_async()) == ["reliable"]
 
 
+def test_data_as_a_stream(client: Client, server: Server) -> None:
+    image_id = new_image(client)
+    client.upload(image_id, PAYLOAD)
+    seen: list[tuple[int, int | None]] = []
+    chunks = list(client.iter_data(image_id, on_progress=lambda at, total: seen.append((at, total))))
+    assert b"".join(chunks) == PAYLOAD
+    assert len(chunks) > 1  # streamed in pieces, not read whole
+    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert b"".join(client.iter_data(image_id, offset=1000)) == PAYLOAD[1000:]
+    assert list(client.iter_data(image_id, offset=len(PAYLOAD))) == []
+
+    async def tail() -> bytes:
+        async with AsyncClient(config(server)) as sdk:
+            return b"".join([chunk async for chunk in sdk.iter_data(image_id, offset=len(PAYLOAD) - 10)])
+
+    assert asyncio.run(tail()) == PAYLOAD[-10:]
+
+
 def test_list_pages_through_next_links(client: Client) -> None:
     ids = {new_image(client, tags=["paged"]) for _ in range(5)}
     listed = [image.id for image in client.list_images(page_size=2, tag="paged")]
@@ -234,3 +253,17 @@ def test_identity_headers() -> None:
     assert ClientConfig("http://x", project_id="p").headers()["X-Roles"] == "member,reader"
     assert ClientConfig("http://x", user_id="u", roles=("admin",)).headers()["X-Roles"] == "admin"
     assert "X-Roles" not in ClientConfig("http://x", project_id="p", roles=()).headers()
+
+
+def test_a_server_that_ignores_range_still_gives_the_asked_part(tmp_path: Path) -> None:
+    # Glimpse honours Range; a server (or proxy) that sends the whole body instead is simulated.
+    def whole_body(request: httpx.Request) -> httpx.Response:
+        assert request.headers["range"] == "bytes=1000-"
+        return httpx.Response(200, content=PAYLOAD)
+
+    with Client(ClientConfig("http://image.invalid"), transport=httpx.MockTransport(whole_body)) as sdk:
+        assert b"".join(sdk.iter_data("some-id", offset=1000)) == PAYLOAD[1000:]
+        target = tmp_path / "partial.raw"
+        target.write_bytes(b"x" * 1000)
+        assert sdk.download("some-id", target) == len(PAYLOAD)
+    assert target.read_bytes() == PAYLOAD  # started over, not appended

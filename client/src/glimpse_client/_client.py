@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Self
@@ -127,6 +128,33 @@ def _chunks(data: DataSource, on_progress: ProgressCallback | None, total: int |
 def _total_from(response: httpx.Response, offset: int) -> int | None:
     length = response.headers.get("content-length")
     return int(length) + offset if length is not None else None
+
+
+def _range(offset: int) -> dict[str, str]:
+    return {"Range": f"bytes={offset}-"} if offset else {}
+
+
+class _Cut:
+    """Follows a data stream that starts at byte ``start`` of the image: drops what lies before
+    ``offset`` (a server that ignored ``Range`` sends everything) and reports the position."""
+
+    def __init__(
+        self, offset: int, start: int, total: int | None, on_progress: ProgressCallback | None
+    ) -> None:
+        self.skip = max(offset - start, 0)
+        self.position = start
+        self.total = total
+        self.on_progress = on_progress
+
+    def __call__(self, chunk: bytes) -> bytes:
+        self.position += len(chunk)
+        if self.skip:
+            dropped = min(self.skip, len(chunk))
+            self.skip -= dropped
+            chunk = chunk[dropped:]
+        if self.on_progress is not None and chunk:
+            self.on_progress(self.position, self.total)
+        return chunk
 
 
 def _existing_size(target: Path) -> int:
@@ -417,33 +445,49 @@ class Client(_BaseClient):
         """Stage data for a ``glance-direct`` import."""
         self._put_data(f"/v2/images/{image_id}/stage", data, on_progress)
 
+    @contextmanager
+    def _data(self, image_id: str, offset: int) -> Iterator[tuple[httpx.Response | None, int]]:
+        """The image's data response asked from ``offset`` on, and the offset it really starts at (0
+        when the server ignored ``Range``); no response when ``offset`` is at or past the end."""
+        try:
+            with self._http.stream("GET", f"/v2/images/{image_id}/file", headers=_range(offset)) as response:
+                if response.status_code == 416:
+                    yield None, offset
+                    return
+                if response.status_code >= 400:
+                    response.read()
+                    self._check(response)
+                yield response, offset if response.status_code == 206 else 0
+        except httpx.TransportError as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from exc
+
+    def iter_data(
+        self, image_id: str, *, offset: int = 0, on_progress: ProgressCallback | None = None
+    ) -> Iterator[bytes]:
+        """The image's data as a stream of chunks, from byte ``offset`` on (with ``Range``); never
+        held whole in memory. ``on_progress(position, total)`` follows the position in the image."""
+        with self._data(image_id, offset) as (response, start):
+            if response is None:
+                return
+            cut = _Cut(offset, start, _total_from(response, start), on_progress)
+            for chunk in response.iter_bytes(CHUNK_SIZE):
+                if piece := cut(chunk):
+                    yield piece
+
     def download(
         self, image_id: str, path: str | os.PathLike[str], on_progress: ProgressCallback | None = None
     ) -> int:
         """Download into ``path``, resuming with ``Range`` when the file already holds a part."""
         target = Path(path)
         offset = _existing_size(target)
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        try:
-            with self._http.stream("GET", f"/v2/images/{image_id}/file", headers=headers) as response:
-                if response.status_code == 416:
-                    return offset
-                if response.status_code >= 400:
-                    response.read()
-                    self._check(response)
-                if response.status_code != 206:
-                    offset = 0
-                total = _total_from(response, offset)
-                done = offset
-                with _open_target(target, offset) as handle:
-                    for chunk in response.iter_bytes(CHUNK_SIZE):
-                        handle.write(chunk)
-                        done += len(chunk)
-                        if on_progress is not None:
-                            on_progress(done, total)
-        except httpx.TransportError as exc:
-            raise TransportError(str(exc) or type(exc).__name__) from exc
-        return done
+        with self._data(image_id, offset) as (response, start):
+            if response is None:
+                return offset
+            cut = _Cut(start, start, _total_from(response, start), on_progress)
+            with _open_target(target, start) as handle:
+                for chunk in response.iter_bytes(CHUNK_SIZE):
+                    handle.write(cut(chunk))
+        return cut.position
 
     # discovery
     def stores(self) -> list[dict[str, Any]]:
@@ -675,33 +719,49 @@ class AsyncClient(_BaseClient):
         """Stage data for a ``glance-direct`` import."""
         await self._put_data(f"/v2/images/{image_id}/stage", data, on_progress)
 
+    @asynccontextmanager
+    async def _data(self, image_id: str, offset: int) -> AsyncIterator[tuple[httpx.Response | None, int]]:
+        """The image's data response from ``offset`` on (see :meth:`Client._data`)."""
+        try:
+            async with self._http.stream(
+                "GET", f"/v2/images/{image_id}/file", headers=_range(offset)
+            ) as response:
+                if response.status_code == 416:
+                    yield None, offset
+                    return
+                if response.status_code >= 400:
+                    await response.aread()
+                    self._check(response)
+                yield response, offset if response.status_code == 206 else 0
+        except httpx.TransportError as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from exc
+
+    async def iter_data(
+        self, image_id: str, *, offset: int = 0, on_progress: ProgressCallback | None = None
+    ) -> AsyncIterator[bytes]:
+        """The image's data as a stream of chunks (see :meth:`Client.iter_data`)."""
+        async with self._data(image_id, offset) as (response, start):
+            if response is None:
+                return
+            cut = _Cut(offset, start, _total_from(response, start), on_progress)
+            async for chunk in response.aiter_bytes(CHUNK_SIZE):
+                if piece := cut(chunk):
+                    yield piece
+
     async def download(
         self, image_id: str, path: str | os.PathLike[str], on_progress: ProgressCallback | None = None
     ) -> int:
         """Download into ``path``, resuming with ``Range`` when the file already holds a part."""
         target = Path(path)
         offset = _existing_size(target)
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        try:
-            async with self._http.stream("GET", f"/v2/images/{image_id}/file", headers=headers) as response:
-                if response.status_code == 416:
-                    return offset
-                if response.status_code >= 400:
-                    await response.aread()
-                    self._check(response)
-                if response.status_code != 206:
-                    offset = 0
-                total = _total_from(response, offset)
-                done = offset
-                with _open_target(target, offset) as handle:
-                    async for chunk in response.aiter_bytes(CHUNK_SIZE):
-                        handle.write(chunk)
-                        done += len(chunk)
-                        if on_progress is not None:
-                            on_progress(done, total)
-        except httpx.TransportError as exc:
-            raise TransportError(str(exc) or type(exc).__name__) from exc
-        return done
+        async with self._data(image_id, offset) as (response, start):
+            if response is None:
+                return offset
+            cut = _Cut(start, start, _total_from(response, start), on_progress)
+            with _open_target(target, start) as handle:
+                async for chunk in response.aiter_bytes(CHUNK_SIZE):
+                    handle.write(cut(chunk))
+        return cut.position
 
     # discovery
     async def stores(self) -> list[dict[str, Any]]:
