@@ -71,6 +71,11 @@ class TaskWatcher:
         return sum(len(watches) for watches in self._watches.values())
 
     @property
+    def closed(self) -> bool:
+        """Closed for the process's shutdown: :meth:`wait` answers at once."""
+        return self._closed
+
+    @property
     def polling(self) -> bool:
         return self._poller is not None and not self._poller.done()
 

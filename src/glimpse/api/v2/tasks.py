@@ -12,10 +12,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from glimpse.api import deps
+from glimpse.api.errors import status_for
 from glimpse.api.responses import JSONResponse
+from glimpse.api.v2 import task_events
 from glimpse.api.v2.views import image_task_view, task_summary_view, task_view
 from glimpse.context import RequestContext
 from glimpse.domain.tasks import Task
@@ -92,11 +94,37 @@ async def _watch(
         threshold = max(threshold, seen)
 
 
+async def _event_stream(
+    rt: Runtime,
+    ctx: RequestContext,
+    image_id: str,
+    request: Request,
+    watch: tuple[datetime, float] | None,
+) -> Response:
+    """The tasks as server-sent events (see ``task_events``); ``wait`` does not apply to a stream.
+    ``Last-Event-ID`` (a reconnecting client's) counts as ``changes-since``."""
+    last_id = request.headers.get("last-event-id")
+    if last_id:
+        watch = _watch_params({"changes-since": last_id})
+
+    async def read() -> list[Task]:
+        return await rt.run(lambda s: _service(rt, s).image_tasks(ctx, image_id), readonly=True)
+
+    first = await read()  # a missing or invisible image is a 404 before the stream starts
+    events = task_events.task_events(
+        image_id, first, watch[0] if watch else None, read, rt.task_watcher(), status_for
+    )
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events, media_type=task_events.MEDIA_TYPE, headers=headers)
+
+
 @router.get("/images/{image_id}/tasks")
 async def image_tasks(request: Request, image_id: str) -> Response:
     await deps.reject_body(request)
     rt, ctx = deps.runtime(request), deps.context(request)
     watch = _watch_params(request.query_params)
+    if task_events.wants_events(request.headers.get("accept")):
+        return await _event_stream(rt, ctx, image_id, request, watch)
     if watch is None:
         tasks = await rt.run(lambda s: _service(rt, s).image_tasks(ctx, image_id), readonly=True)
         return JSONResponse({"tasks": [image_task_view(task) for task in tasks]})
