@@ -240,12 +240,14 @@ class _LiveView:
 
 
 class _PlainView:
-    """Plain progress lines: at each change of state, else at most every ``interval`` seconds."""
+    """Plain progress lines: at each change of state, else at most every ``interval`` seconds, and
+    never the same line twice in a row."""
 
     def __init__(self, console: Console, interval: float) -> None:
         self.console = console
         self.interval = interval
         self._last_key: object = None
+        self._last_line = ""
         self._last_time = 0.0
 
     def __enter__(self) -> Self:
@@ -256,12 +258,14 @@ class _PlainView:
 
     def update(self, task: Task) -> None:
         key = (task.status, phase(task), tuple((s.name, s.state) for s in store_states(task)))
+        line = progress_line(task)
         now = time.monotonic()
+        if line == self._last_line:  # nothing a reader could see has changed
+            return
         if key == self._last_key and (task.is_done or now - self._last_time < self.interval):
             return
-        self._last_key = key
-        self._last_time = now
-        self.console.out(progress_line(task), highlight=False)
+        self._last_key, self._last_line, self._last_time = key, line, now
+        self.console.out(line, highlight=False)
 
     def finish(self, task: Task) -> None:
         self._last_time = 0.0

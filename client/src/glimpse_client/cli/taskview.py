@@ -141,6 +141,7 @@ def _watch_plain(
 ) -> list[Task]:
     last_key: dict[str, object] = {}
     last_time: dict[str, float] = {}
+    last_line: dict[str, str] = {}
     tasks: list[Task] = []
     for tasks in client.watch_image_tasks(image_id):
         now = time.monotonic()
@@ -149,11 +150,13 @@ def _watch_plain(
             if task.id not in active:
                 continue
             key = (task.status, tuple((s.name, s.state) for s in store_states(task)))
+            line = progress_line(task)
+            if line == last_line.get(task.id):
+                continue
             if key == last_key.get(task.id) and now - last_time.get(task.id, 0.0) < interval:
                 continue
-            last_key[task.id] = key
-            last_time[task.id] = now
-            console.out(progress_line(task), highlight=False)
+            last_key[task.id], last_line[task.id], last_time[task.id] = key, line, now
+            console.out(line, highlight=False)
             if task.status == "failure" and task.message:
                 console.out(f"task {task.id} failed: {task.message}", highlight=False)
     if not active:
