@@ -1,10 +1,11 @@
-"""Many long-poll task watchers on one image: server cost while they wait, and wake-up latency.
+"""Many task watchers on one image: server cost while they wait, and wake-up latency.
 
 Starts ``glimpse-server serve`` (1 worker) on loopback in a temporary data directory, creates and uploads
 one small image, opens ``--watchers`` concurrent ``GET /v2/images/{id}/tasks?changes-since=…&wait=…``
 requests (one HTTP/1.1 connection each, raw asyncio streams), samples the server's RSS and CPU for
 ``--idle`` seconds while they wait, then starts a copy-image import and times how long each watcher
-takes to get its answer after the import's 202.
+takes to get its answer after the import's 202. With ``--events`` each watcher is an event stream
+(``Accept: text/event-stream``, ``changes-since`` = now) instead, timed to its first ``tasks`` event.
 
 Exit status: 0 when every watcher was woken with ``Glimpse-Tasks-Changed: true``, 1 when the server
 or a watcher failed, 2 for bad options or too low a file descriptor limit, 130 when interrupted.
@@ -106,6 +107,7 @@ class Watcher:
 @dataclass
 class Result:
     watchers: int
+    events: bool = False
     connected: int = 0
     connect_seconds: float = 0.0
     rss_before: int = 0
@@ -136,13 +138,18 @@ async def connect(watcher: Watcher, port: int, request: bytes, gate: asyncio.Sem
         watcher.reader, watcher.writer = reader, writer
 
 
-async def read_answer(watcher: Watcher, limit: float) -> None:
-    """Read one response (Connection: close), note when it was complete."""
+async def read_answer(watcher: Watcher, limit: float, events: bool) -> None:
+    """Read one response (Connection: close), note when it was complete; for an event stream, when
+    its first ``tasks`` event arrived (which counts as ``Glimpse-Tasks-Changed: true``)."""
     if watcher.reader is None:
         return
     try:
         head = await asyncio.wait_for(watcher.reader.readuntil(b"\r\n\r\n"), limit)
-        await asyncio.wait_for(watcher.reader.read(), limit)
+        if events:
+            await asyncio.wait_for(watcher.reader.readuntil(b"event: tasks\n"), limit)
+            watcher.changed = "true"
+        else:
+            await asyncio.wait_for(watcher.reader.read(), limit)
         watcher.arrived = time.perf_counter()
         lines = head.decode("latin-1").split("\r\n")
         watcher.status = int(lines[0].split(" ", 2)[1])
@@ -185,10 +192,12 @@ async def post_import(port: int, image_id: str) -> float:
 
 async def run_watchers(server: Server, image_id: str, args: argparse.Namespace, result: Result) -> None:
     since = quote(datetime.datetime.now(datetime.UTC).isoformat(), safe="")
+    wait = "" if args.events else f"&wait={args.wait:g}"
     lines = [
-        f"GET /v2/images/{image_id}/tasks?changes-since={since}&wait={args.wait:g} HTTP/1.1",
+        f"GET /v2/images/{image_id}/tasks?changes-since={since}{wait} HTTP/1.1",
         f"Host: {HOST}:{server.port}",
         "Connection: close",
+        *(["Accept: text/event-stream"] if args.events else []),
         *(f"{name}: {value}" for name, value in ADMIN.items()),
     ]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -199,7 +208,7 @@ async def run_watchers(server: Server, image_id: str, args: argparse.Namespace, 
     result.connect_seconds = time.perf_counter() - started
     result.connected = sum(1 for w in watchers if w.writer is not None)
     log(f"{result.connected}/{args.watchers} watchers connected in {result.connect_seconds:.2f} s")
-    readers = [asyncio.create_task(read_answer(w, args.wait + 20)) for w in watchers]
+    readers = [asyncio.create_task(read_answer(w, args.wait + 20, args.events)) for w in watchers]
 
     # Let the server finish parsing and registering the requests, then sample while everyone waits.
     await asyncio.sleep(SETTLE_SECONDS)
@@ -250,6 +259,7 @@ def report(result: Result, nofile: tuple[int, int]) -> dict[str, object]:
     idle = result.rss_idle_samples or [0]
     lat_ms = [x * 1000 for x in result.latencies]
     return {
+        "mode": "event streams" if result.events else "long polls",
         "watchers": result.watchers,
         "connected": result.connected,
         "connect_seconds": round(result.connect_seconds, 3),
@@ -280,6 +290,7 @@ def print_table(data: dict[str, object]) -> None:
     lat = data["latency_ms"]
     assert isinstance(lat, dict)
     rows = [
+        ("mode", str(data["mode"])),
         ("watchers connected", f"{data['connected']}/{data['watchers']} in {data['connect_seconds']} s"),
         ("RLIMIT_NOFILE", f"{data['rlimit_nofile']}"),
         ("server CPU while idle", f"{data['idle_server_cpu_cores']} cores over {data['idle_seconds']} s"),
@@ -303,6 +314,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--watchers", type=int, default=1000, help="concurrent long-poll requests")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of sampling while they wait")
     parser.add_argument("--wait", type=float, default=30.0, help="the wait= of each request (0 < s <= 60)")
+    parser.add_argument(
+        "--events", action="store_true", help="event streams (text/event-stream) instead of long polls"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = parser.parse_args(argv)
     if args.watchers < 1:
@@ -327,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="glimpse-watchers-"))
     server = Server(workdir / "data", 1, "WARNING")
     (workdir / "data").mkdir()
-    result = Result(watchers=args.watchers)
+    result = Result(watchers=args.watchers, events=args.events)
     try:
         log(f"starting the server (RLIMIT_NOFILE {nofile[0]}/{nofile[1]})")
         server.start()

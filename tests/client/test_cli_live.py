@@ -299,6 +299,12 @@ def test_help_usage_and_missing_connection(server: Server) -> None:
     assert clashing.code == 2, clashing.explain()
     assert "--wait only apply to an import" in clashing.err
 
+    negative = glimpse(server, "image", "list", "--limit", "-1")
+    assert negative.code == 2, negative.explain()
+    both = glimpse(server, "image", "set", "x", "--property", "k=v", "--remove-property", "k")
+    assert both.code == 2, both.explain()
+    assert "'k' is both set and removed" in both.err
+
 
 def test_without_the_cli_extra_one_line_and_exit_1() -> None:
     code = (

@@ -16,7 +16,7 @@ from .base import (
     image_fields,
     key_value,
 )
-from .errors import CommandError, report
+from .errors import UsageError, report
 from .exitcodes import ExitCode
 
 VISIBILITIES = ("public", "private", "shared", "community")
@@ -96,7 +96,7 @@ class ListImages(GlimpseLister):
             filters["tag"] = tags[0]  # the server takes one here; the others are checked below
         limit: int | None = parsed_args.limit
         if limit is not None and limit < 0:
-            raise CommandError("--limit must be 0 or more")
+            raise UsageError("--limit must be 0 or more")
         page = min(limit, MAX_PAGE) if limit else None
         images = (i for i in self.client.list_images(page_size=page, **filters) if set(tags) <= set(i.tags))
         chosen = list(islice(images, limit) if limit is not None else images)
@@ -191,12 +191,12 @@ class SetImage(GlimpseCommand):
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> int:
-        image = self.image(parsed_args.image)
         changes = image_changes(parsed_args)
         for key in parsed_args.remove_property:
             if key in changes:
-                raise CommandError(f"property {key!r} is both set and removed")
+                raise UsageError(f"property {key!r} is both set and removed")
             changes[key] = None
+        image = self.image(parsed_args.image)
         if changes:
             self.client.update_image(image.id, changes)
         for tag in parsed_args.tag:

@@ -87,19 +87,18 @@ def _digest(path: Path, algorithm: str) -> str:
 
 def verify(image: Image, path: Path) -> str | None:
     """Compare the file with the image's multihash (or MD5 checksum); the algorithm used, if any."""
-    checks: list[tuple[str, str]] = []
     if image.os_hash_algo and image.os_hash_value and image.os_hash_algo in hashlib.algorithms_available:
-        checks.append((image.os_hash_algo, image.os_hash_value))
+        algorithm, expected = image.os_hash_algo, image.os_hash_value
     elif image.checksum:
-        checks.append(("md5", image.checksum))
-    for algorithm, expected in checks:
-        if _digest(path, algorithm) != expected:
-            raise CommandError(
-                f"{path} does not match the image's {algorithm} ({expected[:16]}…): if it held other data "
-                "before the download resumed, remove it and download again"
-            )
-        return algorithm
-    return None
+        algorithm, expected = "md5", image.checksum
+    else:
+        return None
+    if _digest(path, algorithm) != expected:
+        raise CommandError(
+            f"{path} does not match the image's {algorithm} ({expected[:16]}…): if it held other data "
+            "before the download resumed, remove it and download again"
+        )
+    return algorithm
 
 
 class DownloadImage(GlimpseCommand):
