@@ -83,6 +83,10 @@ class Runtime:
             self._watchers[loop] = hub
         return hub
 
+    def watching(self) -> int:
+        """How many requests of this process wait for task changes now (for tests and diagnostics)."""
+        return sum(hub.watching for hub in list(self._watchers.values()))
+
     def notify_task_change(self, image_id: str) -> None:
         """This process changed a task of ``image_id``: let its watchers know without waiting for a poll."""
         try:

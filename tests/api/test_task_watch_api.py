@@ -15,7 +15,10 @@ from sqlalchemy import update
 from starlette.testclient import TestClient
 from test_tasks_api import T0, add_task
 
+from glimpse.context import RequestContext
 from glimpse.db.models import TaskRow
+from glimpse.domain.tasks import Task
+from glimpse.services.tasks import TaskService
 
 SINCE = "2026-11-25T12:00:00.123456"  # T0, as the image-tasks view prints it
 
@@ -126,3 +129,46 @@ def test_invisible_image_is_404_before_waiting(watched: TestClient) -> None:
     assert response2.status_code == 404
     assert took < 5
     assert took2 < 5
+
+
+def test_requests_woken_by_one_change_share_their_read(
+    make_client: Callable[..., TestClient], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No runner: only the test changes the task.
+    watched = make_client(
+        database_url, GLIMPSE_TASK__TASK_WATCH_INTERVAL="0.05", GLIMPSE_TASK__EMBEDDED_RUNNER="false"
+    )
+    image = new_image(watched)["id"]
+    task = add_task(watched, image)
+    reads: list[str] = []
+    original = TaskService.image_tasks
+
+    def counted(self: TaskService, ctx: RequestContext, image_id: str) -> list[Task]:
+        reads.append(ctx.request_id)
+        return original(self, ctx, image_id)
+
+    monkeypatch.setattr(TaskService, "image_tasks", counted)
+    watchers = 20
+    answers: list[httpx.Response] = []
+    threads = [
+        threading.Thread(
+            target=lambda: answers.append(watch(watched, image, **{"changes-since": SINCE, "wait": "20"})[0])
+        )
+        for _ in range(watchers)
+    ]
+    # As a context manager the client serves every request on one event loop, as a server process
+    # does (otherwise each request gets a loop, and a watcher, of its own).
+    with watched:
+        for thread in threads:
+            thread.start()
+        runtime = watched.app.state.runtime  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while runtime.watching() < watchers and time.monotonic() < deadline:  # all read once, now wait
+            time.sleep(0.01)
+        assert (runtime.watching(), len(reads)) == (watchers, watchers)
+        touch(watched, task, 2.0)
+        for thread in threads:
+            thread.join(timeout=20)
+    assert [a.headers["Glimpse-Tasks-Changed"] for a in answers] == ["true"] * watchers
+    # One read each before waiting; after the change, the same caller's reads were shared.
+    assert watchers + 1 <= len(reads) <= watchers + 3, len(reads)

@@ -49,12 +49,16 @@ class Table:
             raise self.error
         return list(self.visible)
 
+    async def read_after(self, change: datetime) -> list[Task]:
+        assert change == self.latest  # the change the watcher reported
+        return await self.read()
+
 
 def collect(table: Table, hub_interval: float = 0.01, **limits: float) -> list[bytes]:
     async def scenario() -> list[bytes]:
         hub = TaskWatcher(table.poll, interval=hub_interval)
         first = await table.read()
-        stream = task_events(IMAGE, first, None, table.read, hub, lambda e: 404, **limits)
+        stream = task_events(IMAGE, first, None, table.read_after, hub, lambda e: 404, **limits)
         chunks = [chunk async for chunk in stream]
         await hub.close()
         return chunks
@@ -101,7 +105,7 @@ def test_a_vanished_image_ends_the_stream_with_an_error_event() -> None:
 
     async def scenario() -> list[bytes]:
         hub = TaskWatcher(table.poll, interval=0.01)
-        stream = task_events(IMAGE, await table.read(), None, table.read, hub, lambda e: 404)
+        stream = task_events(IMAGE, await table.read(), None, table.read_after, hub, lambda e: 404)
         chunks = [await anext(stream), await anext(stream)]
         table.error, table.latest = NotFound("Image image-1 not found."), T0 + timedelta(seconds=1)
         chunks += [chunk async for chunk in stream]
@@ -119,7 +123,9 @@ def test_a_closing_watcher_ends_the_stream() -> None:
 
     async def scenario() -> list[str]:
         hub = TaskWatcher(table.poll, interval=0.01)
-        stream = task_events(IMAGE, await table.read(), None, table.read, hub, lambda e: 404, keepalive=0.05)
+        stream = task_events(
+            IMAGE, await table.read(), None, table.read_after, hub, lambda e: 404, keepalive=0.05
+        )
         chunks = [await anext(stream), await anext(stream)]
         await hub.close()
         chunks += [chunk async for chunk in stream]

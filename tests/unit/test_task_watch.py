@@ -6,7 +6,9 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-from glimpse.services.task_watch import TaskWatcher
+import pytest
+
+from glimpse.services.task_watch import SharedReads, TaskWatcher
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -120,5 +122,47 @@ def test_failed_poll_is_retried() -> None:
         hub = TaskWatcher(flaky, interval=0.02)
         assert await hub.wait("a", T0, 2.0) == T0 + timedelta(seconds=1)
         assert calls == 2
+
+    asyncio.run(scenario())
+
+
+def test_shared_reads_are_made_once_per_key_while_running() -> None:
+    calls: list[str] = []
+    release = asyncio.Event()
+
+    async def read(key: str) -> str:
+        calls.append(key)
+        await release.wait()
+        return f"result of {key}"
+
+    async def scenario() -> None:
+        shared = SharedReads()
+        waiting = [asyncio.ensure_future(shared.read(k, lambda k=k: read(k))) for k in ["a"] * 50 + ["b"] * 2]
+        await asyncio.sleep(0.01)
+        assert (calls, shared.running) == (["a", "b"], 2)
+        waiting[0].cancel()  # one caller goes away; the read goes on for the others
+        release.set()
+        results = await asyncio.gather(*waiting[1:])
+        assert results == ["result of a"] * 49 + ["result of b"] * 2
+        assert shared.running == 0
+        assert await shared.read("a", lambda: read("a")) == "result of a"  # ended: a new read
+        assert calls == ["a", "b", "a"]
+
+    asyncio.run(scenario())
+
+
+def test_a_shared_read_that_fails_fails_for_every_caller() -> None:
+    async def failing() -> str:
+        await asyncio.sleep(0.01)
+        raise LookupError("gone")
+
+    async def scenario() -> None:
+        shared = SharedReads()
+        outcomes = await asyncio.gather(
+            *(shared.read("k", failing) for _ in range(3)), return_exceptions=True
+        )
+        assert [type(o) for o in outcomes] == [LookupError] * 3
+        with pytest.raises(LookupError):
+            await shared.read("k", failing)
 
     asyncio.run(scenario())

@@ -11,6 +11,10 @@ Changes are found by comparing timestamps, not by remembering what the last poll
 that lands between a request's own first read and its registration is still found by the next poll.
 :meth:`TaskWatcher.notify` asks for a poll at once (this process just changed a task of the image).
 
+The requests one change wakes then read the tasks again, all at the same moment. :class:`SharedReads`
+(the hub's ``reads``) lets the ones that would make the same read share it: one database read per
+caller identity and change instead of one per request.
+
 A hub belongs to one event loop (its futures and its poller task do).
 """
 
@@ -19,14 +23,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 #: Given the watched image ids, the latest ``updated_at`` of each image that has tasks.
 PollFunction = Callable[[frozenset[str]], Awaitable[dict[str, datetime]]]
+T = TypeVar("T")
+
+
+class SharedReads:
+    """Identical reads made at the same time are made once.
+
+    A caller that asks for ``key`` while a read of that key is running gets that read's result, or
+    its exception. The key must therefore name everything the result depends on and a moment after
+    which the read must start (for the hub's callers: the change they were woken for, which any read
+    started after the wake-up sees). The read runs as a task of its own, so a caller that goes away
+    does not cancel it for the others; once it ends, the next caller reads again.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Future[Any]] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def read(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
+        running = self._running.get(key)
+        if running is None:
+            running = asyncio.ensure_future(call())
+            self._running[key] = running
+            running.add_done_callback(lambda done: self._finished(key, done))
+        result: T = await asyncio.shield(running)
+        return result
+
+    def _finished(self, key: Hashable, done: asyncio.Future[Any]) -> None:
+        if self._running.get(key) is done:
+            del self._running[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every caller went away
 
 
 @dataclass(eq=False)
@@ -43,6 +82,8 @@ class TaskWatcher:
         self._poller: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
         self._closed = False
+        #: The reads of the requests a change woke, shared between those that make the same one.
+        self.reads = SharedReads()
 
     # -- what requests call ------------------------------------------------------------------------
     async def wait(self, image_id: str, since: datetime, within: float) -> datetime | None:

@@ -36,7 +36,8 @@ MAX_STREAM = 600.0
 RETRY_MS = 2000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-ReadTasks = Callable[[], Awaitable[list[Task]]]
+#: The caller's tasks once the watcher reported a change (the latest ``updated_at`` it saw).
+ReadAfterChange = Callable[[datetime], Awaitable[list[Task]]]
 StatusOf = Callable[[BaseException], int]
 
 
@@ -58,7 +59,7 @@ async def task_events(
     image_id: str,
     first: list[Task],
     since: datetime | None,
-    read: ReadTasks,
+    read_after: ReadAfterChange,
     watcher: TaskWatcher,
     status_of: StatusOf,
     *,
@@ -66,7 +67,8 @@ async def task_events(
     max_stream: float = MAX_STREAM,
 ) -> AsyncIterator[bytes]:
     """The event stream of one request; ``first`` is the listing read before the response started
-    (so that a missing or invisible image is a plain 404), ``read`` reads it again."""
+    (so that a missing or invisible image is a plain 404), ``read_after`` reads it again after a
+    change."""
     loop = asyncio.get_running_loop()
     closes_at = loop.time() + max_stream
     tasks, seen = first, since or _EPOCH
@@ -92,7 +94,7 @@ async def task_events(
             yield b": keep-alive\n\n"
             continue
         try:
-            tasks = await read()
+            tasks = await read_after(changed)
         except GlimpseError as error:
             yield _event("error", {"message": str(error), "code": status_of(error)})
             return

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -69,6 +70,30 @@ def _changed(tasks: list[Task], since: datetime) -> bool:
     return any(task.updated_at > since for task in tasks)
 
 
+def _reader(rt: Runtime, ctx: RequestContext, image_id: str) -> Callable[[], Awaitable[list[Task]]]:
+    """The caller's read of the image's tasks (visibility and redaction applied)."""
+
+    async def read() -> list[Task]:
+        return await rt.run(lambda s: _service(rt, s).image_tasks(ctx, image_id), readonly=True)
+
+    return read
+
+
+def _reader_after_change(
+    rt: Runtime, ctx: RequestContext, image_id: str
+) -> Callable[[datetime], Awaitable[list[Task]]]:
+    """The read a request makes once the watcher woke it for a change (the latest ``updated_at`` it
+    saw). Every request of the same caller identity woken by the same change makes the same read, so
+    they share one (``TaskWatcher.reads``); the request id plays no part in what a caller sees."""
+    read = _reader(rt, ctx, image_id)
+    identity = replace(ctx, request_id="")
+
+    async def read_after(change: datetime) -> list[Task]:
+        return await rt.task_watcher().reads.read((image_id, identity, change), read)
+
+    return read_after
+
+
 async def _watch(
     rt: Runtime, ctx: RequestContext, image_id: str, since: datetime, wait: float
 ) -> tuple[list[Task], bool]:
@@ -81,17 +106,19 @@ async def _watch(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     threshold = since
+    read, read_after = _reader(rt, ctx, image_id), _reader_after_change(rt, ctx, image_id)
+    tasks = await read()
     while True:
-        tasks = await rt.run(lambda s: _service(rt, s).image_tasks(ctx, image_id), readonly=True)
         changed = _changed(tasks, since)
         remaining = deadline - loop.time()
         if changed or remaining <= 0:
             return tasks, changed
         seen = await rt.task_watcher().wait(image_id, threshold, remaining)
         if seen is None:
-            tasks = await rt.run(lambda s: _service(rt, s).image_tasks(ctx, image_id), readonly=True)
+            tasks = await read()
             return tasks, _changed(tasks, since)
         threshold = max(threshold, seen)
+        tasks = await read_after(seen)
 
 
 async def _event_stream(
@@ -107,12 +134,14 @@ async def _event_stream(
     if last_id:
         watch = _watch_params({"changes-since": last_id})
 
-    async def read() -> list[Task]:
-        return await rt.run(lambda s: _service(rt, s).image_tasks(ctx, image_id), readonly=True)
-
-    first = await read()  # a missing or invisible image is a 404 before the stream starts
+    first = await _reader(rt, ctx, image_id)()  # a missing or invisible image: 404 before the stream
     events = task_events.task_events(
-        image_id, first, watch[0] if watch else None, read, rt.task_watcher(), status_for
+        image_id,
+        first,
+        watch[0] if watch else None,
+        _reader_after_change(rt, ctx, image_id),
+        rt.task_watcher(),
+        status_for,
     )
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(events, media_type=task_events.MEDIA_TYPE, headers=headers)
