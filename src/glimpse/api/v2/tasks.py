@@ -155,7 +155,7 @@ async def image_tasks(request: Request, image_id: str) -> Response:
     if task_events.wants_events(request.headers.get("accept")):
         return await _event_stream(rt, ctx, image_id, request, watch)
     if watch is None:
-        tasks = await rt.run(lambda s: _service(rt, s).image_tasks(ctx, image_id), readonly=True)
+        tasks = await _reader(rt, ctx, image_id)()
         return JSONResponse({"tasks": [image_task_view(task) for task in tasks]})
     tasks, changed = await _watch(rt, ctx, image_id, *watch)
     return JSONResponse(
