@@ -239,9 +239,9 @@ class _LiveView:
         self.progress.refresh()
 
 
-class _PlainView:
-    """Plain progress lines: at each change of state, else at most every ``interval`` seconds, and
-    never the same line twice in a row."""
+class PlainLines:
+    """Plain progress lines of one task: at each change of state, else at most every ``interval``
+    seconds, and never the same line twice in a row."""
 
     def __init__(self, console: Console, interval: float) -> None:
         self.console = console
@@ -257,21 +257,30 @@ class _PlainView:
         return None
 
     def update(self, task: Task) -> None:
+        self.show(task)
+
+    def show(self, task: Task) -> bool:
+        """Write the task's line if it is due; whether it was written."""
         key = (task.status, phase(task), tuple((s.name, s.state) for s in store_states(task)))
         line = progress_line(task)
         now = time.monotonic()
         if line == self._last_line:  # nothing a reader could see has changed
-            return
+            return False
         if key == self._last_key and (task.is_done or now - self._last_time < self.interval):
-            return
+            return False
         self._last_key, self._last_line, self._last_time = key, line, now
         self.console.out(line, highlight=False)
+        return True
+
+    def failure(self, task: Task) -> None:
+        """Why a failed task failed, on a line of its own."""
+        if task.status == "failure" and task.message:
+            self.console.out(f"task {task.id} failed: {task.message}", highlight=False)
 
     def finish(self, task: Task) -> None:
         self._last_time = 0.0
-        self.update(task)  # prints unless that very state was the last line
-        if task.status == "failure" and task.message:
-            self.console.out(f"task {task.id} failed: {task.message}", highlight=False)
+        self.show(task)  # prints unless that very state was the last line
+        self.failure(task)
 
 
 def follow_task(
@@ -293,7 +302,7 @@ def follow_task(
     ever). On Ctrl-C it prints how to resume watching and re-raises ``KeyboardInterrupt``. Neither
     changes anything on the server. ``watch`` names the front end's command to resume watching.
     """
-    view: _LiveView | _PlainView = _LiveView(console) if is_live(console) else _PlainView(console, interval)
+    view: _LiveView | PlainLines = _LiveView(console) if is_live(console) else PlainLines(console, interval)
     try:
         with view:
             try:

@@ -5,7 +5,6 @@ Nothing here depends on cliff, so other front ends (the python-openstackclient p
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,9 +15,9 @@ from rich.text import Text
 
 from glimpse_client import Client, Task
 
-from ._text import progress_line, short_id, since, store_states, store_summary, task_method
+from ._text import short_id, since, store_summary, task_method
 from .conflict import WatchHint, watch_command
-from .progress import PLAIN_INTERVAL, is_live, say
+from .progress import PLAIN_INTERVAL, PlainLines, is_live, say
 
 COLUMNS = ("ID", "Method", "Status", "Stores", "Message", "User", "Updated")
 LONG_COLUMNS = (
@@ -139,26 +138,16 @@ def _watch_live(client: Client, image_id: str, console: Console, long: bool, act
 def _watch_plain(
     client: Client, image_id: str, console: Console, active: set[str], interval: float
 ) -> list[Task]:
-    last_key: dict[str, object] = {}
-    last_time: dict[str, float] = {}
-    last_line: dict[str, str] = {}
+    lines: dict[str, PlainLines] = {}
     tasks: list[Task] = []
     for tasks in client.watch_image_tasks(image_id):
-        now = time.monotonic()
         _note_active(tasks, active)
         for task in tasks:
             if task.id not in active:
                 continue
-            key = (task.status, tuple((s.name, s.state) for s in store_states(task)))
-            line = progress_line(task)
-            if line == last_line.get(task.id):
-                continue
-            if key == last_key.get(task.id) and now - last_time.get(task.id, 0.0) < interval:
-                continue
-            last_key[task.id], last_line[task.id], last_time[task.id] = key, line, now
-            console.out(line, highlight=False)
-            if task.status == "failure" and task.message:
-                console.out(f"task {task.id} failed: {task.message}", highlight=False)
+            view = lines.setdefault(task.id, PlainLines(console, interval))
+            if view.show(task):
+                view.failure(task)
     if not active:
         console.out(f"image {image_id} has no tasks", highlight=False)
     return tasks
