@@ -50,3 +50,9 @@ def make_client(tmp_path: Path, sqlite_url: str) -> Iterator[Callable[..., TestC
 def client(make_client: Callable[..., TestClient], database_url: str) -> TestClient:
     """A client on a fresh app, once on SQLite and once on PostgreSQL."""
     return make_client(database_url)
+
+
+@pytest.fixture
+def watched(make_client: Callable[..., TestClient], database_url: str) -> TestClient:
+    """A client on SQLite and PostgreSQL whose watcher hub looks for task changes every 50 ms."""
+    return make_client(database_url, GLIMPSE_TASK__TASK_WATCH_INTERVAL="0.05")

@@ -4,36 +4,21 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-import pytest
 from apitools import OTHER, new_image
-from sqlalchemy import update
 from starlette.testclient import TestClient
-from test_tasks_api import T0, add_task
+from test_task_watch_api import touch
+from test_tasks_api import add_task
 
-from glimpse.db.models import TaskRow
 from glimpse.domain.tasks import TaskStatus
 
 EVENTS = {"Accept": "text/event-stream"}
 
 
-@pytest.fixture
-def watched(make_client: Callable[..., TestClient], database_url: str) -> TestClient:
-    return make_client(database_url, GLIMPSE_TASK__TASK_WATCH_INTERVAL="0.05")
-
-
 def finish(client: TestClient, task_id: str, seconds: float) -> None:
     """The runner's last write: success, ``updated_at`` at T0 plus ``seconds``."""
-    runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    with runtime.uow() as session:
-        session.execute(
-            update(TaskRow)
-            .where(TaskRow.id == task_id)
-            .values(status=TaskStatus.SUCCESS, updated_at=T0 + timedelta(seconds=seconds))
-        )
+    touch(client, task_id, seconds, status=TaskStatus.SUCCESS)
 
 
 def events(body: str) -> list[tuple[str, dict[str, Any], str | None]]:

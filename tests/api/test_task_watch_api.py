@@ -23,17 +23,15 @@ from glimpse.services.tasks import TaskService
 SINCE = "2026-11-25T12:00:00.123456"  # T0, as the image-tasks view prints it
 
 
-@pytest.fixture
-def watched(make_client: Callable[..., TestClient], database_url: str) -> TestClient:
-    return make_client(database_url, GLIMPSE_TASK__TASK_WATCH_INTERVAL="0.05")
-
-
-def touch(client: TestClient, task_id: str, seconds: float) -> None:
-    """Move the task's ``updated_at`` to T0 plus ``seconds``, as a runner's heartbeat would."""
+def touch(client: TestClient, task_id: str, seconds: float, **values: object) -> None:
+    """Move the task's ``updated_at`` to T0 plus ``seconds``, with other ``values`` (a ``status``) if
+    given, as a runner's heartbeat or last write would."""
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     with runtime.uow() as session:
         session.execute(
-            update(TaskRow).where(TaskRow.id == task_id).values(updated_at=T0 + timedelta(seconds=seconds))
+            update(TaskRow)
+            .where(TaskRow.id == task_id)
+            .values(updated_at=T0 + timedelta(seconds=seconds), **values)
         )
 
 
