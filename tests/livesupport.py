@@ -24,6 +24,22 @@ def venv_script(name: str) -> Path:
 
 
 GLIMPSE_BIN = venv_script("glimpse-server")
+GLIMPSE_CLI = venv_script("glimpse")
+
+
+def run_cli(*args: str, env: Mapping[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run the ``glimpse`` console script through pipes (no terminal), as a script would."""
+    return subprocess.run(
+        [str(GLIMPSE_CLI), *args],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 

@@ -27,11 +27,10 @@ import pexpect
 import pyte
 import pytest
 
-from livesupport import PortTaken, Server, free_port, venv_script
+from livesupport import GLIMPSE_CLI, PortTaken, Server, free_port, run_cli
 
 pytestmark = pytest.mark.live
 
-GLIMPSE = venv_script("glimpse")
 ROWS, COLS = 40, 160
 RUN_TIMEOUT = 60
 ANSI = re.compile(r"\x1b\[")
@@ -182,15 +181,7 @@ def glimpse(
     server: Server, *args: str, env: dict[str, str] | None = None, timeout: float = RUN_TIMEOUT
 ) -> Result:
     """Run the console script through pipes (stdout and stderr are not terminals)."""
-    proc = subprocess.run(
-        [str(GLIMPSE), *args],
-        env=env if env is not None else cli_env(server),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    proc = run_cli(*args, env=env if env is not None else cli_env(server), timeout=timeout)
     return Result(args, proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -206,7 +197,12 @@ def spawn(server: Server, *args: str, env: dict[str, str] | None = None) -> pexp
     environ["TERM"] = "xterm-256color"
     environ.pop("COLUMNS", None)
     return pexpect.spawn(
-        str(GLIMPSE), list(args), env=environ, dimensions=(ROWS, COLS), encoding="utf-8", timeout=RUN_TIMEOUT
+        str(GLIMPSE_CLI),
+        list(args),
+        env=environ,
+        dimensions=(ROWS, COLS),
+        encoding="utf-8",
+        timeout=RUN_TIMEOUT,
     )
 
 
@@ -674,7 +670,7 @@ def test_timeout_exit_5_leaves_the_task_running_then_watch(server: Server, web: 
 
         # Resume watching through a pipe: plain lines, then the end once the download is let go.
         watcher = subprocess.Popen(
-            [str(GLIMPSE), "image", "tasks", image_id, "--watch"],
+            [str(GLIMPSE_CLI), "image", "tasks", image_id, "--watch"],
             env=cli_env(server),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import ssl
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +36,7 @@ from glimpse_client import (
     config_from_session,
 )
 from glimpse_client.cli import connection
-from livesupport import Server, free_port, venv_script
+from livesupport import Server, free_port, run_cli
 
 pytestmark = [
     pytest.mark.live,
@@ -348,15 +347,7 @@ def test_cli_member_set_takes_the_project_of_the_token(
         owner.add_member(image_id, demo.project_id)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
         argv = ["--os-cloud", "demo", "member", "set", image_id, "--accept", "-f", "json"]
-        done = subprocess.run(
-            [str(venv_script("glimpse")), *argv],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_cli(*argv, env=env)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["member_id"] == demo.project_id
         members = [(m.member_id, m.status) for m in owner.list_members(image_id)]

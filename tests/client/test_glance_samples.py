@@ -19,7 +19,7 @@ import pytest
 from glancereplay import GlanceReplay
 
 from glimpse_client import AsyncClient, BadRequest, Client, ClientConfig, NotFound, Task, TaskTimeout
-from livesupport import venv_script
+from livesupport import run_cli
 
 COPIED = "f0c01d79-dd47-4241-983d-c0dd50b65dee"  # the 1 GiB image copied to four stores
 DIRECT = "93f8ea46-7757-4c35-8614-e39fb9fc1ef9"  # imported with glance-direct
@@ -164,15 +164,7 @@ def test_async_client_on_glance(glance: GlanceReplay) -> None:
 def glimpse(glance: GlanceReplay, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GLIMPSE_", "OS_"))}
     env["GLIMPSE_URL"] = glance.url
-    return subprocess.run(
-        [str(venv_script("glimpse")), *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, env=env)
 
 
 COPY = ["image", "copy", COPIED, "--stores", "cheap,slow,reliable,common", "--wait", "-f", "json"]
