@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,6 +189,11 @@ class Task:
         method = (self.input.get("import_req") or {}).get("method") or {}
         name = method.get("name") if isinstance(method, dict) else None
         return name if isinstance(name, str) else None
+
+
+def changed_after(tasks: Iterable[Task], moment: datetime) -> bool:
+    """Whether one of ``tasks`` was updated after ``moment`` (what a watcher waits for)."""
+    return any(task.updated_at > moment for task in tasks)
 
 
 # -- the import lock -----------------------------------------------------------------------------

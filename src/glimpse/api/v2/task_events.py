@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import orjson
 
 from glimpse.api.v2.views import image_task_view
-from glimpse.domain.tasks import Task
+from glimpse.domain.tasks import Task, changed_after
 from glimpse.errors import GlimpseError
 from glimpse.services.task_watch import TaskWatcher
 
@@ -74,7 +74,7 @@ async def task_events(
     tasks, seen = first, since or _EPOCH
     # What the watcher was last woken for; above ``seen`` when tasks the caller cannot see changed.
     threshold = seen
-    show = since is None or any(task.updated_at > since for task in tasks)
+    show = since is None or changed_after(tasks, since)
     yield f"retry: {RETRY_MS}\n\n".encode()
     while True:
         if show:
@@ -99,4 +99,4 @@ async def task_events(
             yield _event("error", {"message": str(error), "code": status_of(error)})
             return
         threshold = max(threshold, changed)
-        show = any(task.updated_at > seen for task in tasks)
+        show = changed_after(tasks, seen)

@@ -21,7 +21,7 @@ from glimpse.api.responses import JSONResponse
 from glimpse.api.v2 import task_events
 from glimpse.api.v2.views import image_task_view, task_summary_view, task_view
 from glimpse.context import RequestContext
-from glimpse.domain.tasks import Task
+from glimpse.domain.tasks import Task, changed_after
 from glimpse.errors import InvalidInput, MethodNotAllowed
 from glimpse.runtime import Runtime
 from glimpse.services.images import ImageService
@@ -66,10 +66,6 @@ def _watch_params(params: Mapping[str, str]) -> tuple[datetime, float] | None:
     return since, wait
 
 
-def _changed(tasks: list[Task], since: datetime) -> bool:
-    return any(task.updated_at > since for task in tasks)
-
-
 def _reader(rt: Runtime, ctx: RequestContext, image_id: str) -> Callable[[], Awaitable[list[Task]]]:
     """The caller's read of the image's tasks (visibility and redaction applied)."""
 
@@ -109,14 +105,14 @@ async def _watch(
     read, read_after = _reader(rt, ctx, image_id), _reader_after_change(rt, ctx, image_id)
     tasks = await read()
     while True:
-        changed = _changed(tasks, since)
+        changed = changed_after(tasks, since)
         remaining = deadline - loop.time()
         if changed or remaining <= 0:
             return tasks, changed
         seen = await rt.task_watcher().wait(image_id, threshold, remaining)
         if seen is None:
             tasks = await read()
-            return tasks, _changed(tasks, since)
+            return tasks, changed_after(tasks, since)
         threshold = max(threshold, seen)
         tasks = await read_after(seen)
 
