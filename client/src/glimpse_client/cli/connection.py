@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import os
-from collections.abc import Callable, Mapping
-from typing import cast
+from collections.abc import Mapping
 
-from glimpse_client import ClientConfig
+from glimpse_client import ClientConfig, config_from_cloud
 
-from .errors import CommandError, UsageError
+from .errors import UsageError
 
 #: Environment variables that mean "use openstacksdk's loader" when no endpoint is given.
 CLOUD_VARIABLES = ("OS_CLOUD", "OS_AUTH_URL")
@@ -68,15 +66,9 @@ def _timeout(options: argparse.Namespace, environ: Mapping[str, str]) -> float |
 
 
 def _from_cloud(cloud: str | None, timeout: float | None) -> ClientConfig:
-    """The cloud's settings; its own ``api_timeout`` (else the SDK's default) unless one is given."""
-    try:
-        module = importlib.import_module("glimpse_client._cloud")
-    except ImportError as exc:
-        raise CommandError(
-            f"clouds.yaml and OS_* settings need openstacksdk: pip install 'glimpse-client[cli]' ({exc})"
-        ) from exc
-    loader = cast(Callable[..., ClientConfig], module.config_from_cloud)
-    config = loader(cloud)
+    """The cloud's settings; its own ``api_timeout`` (else the SDK's default) unless one is given.
+    Without openstacksdk, ``config_from_cloud`` raises an error that names the extra to install."""
+    config = config_from_cloud(cloud)
     return config if timeout is None else dataclasses.replace(config, timeout=timeout)
 
 
