@@ -17,14 +17,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
+from glimpse.domain.images import DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS
 from glimpse.errors import GlimpseError
 
 ENV_PREFIX = "GLIMPSE_"
 DEFAULT_SECTION = "DEFAULT"
 RESERVED_STORE_PREFIX = "os_glance_"
 ALL_IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
-DEFAULT_DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
-DEFAULT_CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
 SUPPORTED_HASH_ALGORITHMS = ("sha256", "sha384", "sha512", "sha3_256", "sha3_512", "blake2b")
 STORE_TYPES = ("file", "s3")
 

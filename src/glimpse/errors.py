@@ -24,6 +24,8 @@ Every error the domain, the services, the stores or the database layer can raise
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 
 class GlimpseError(Exception):
     """Base of every error Glimpse raises on purpose; ``message`` is shown to the user."""
@@ -59,12 +61,47 @@ class Conflict(GlimpseError):
     default_message = "The request conflicts with the current state of the resource."
 
 
+class ImageLocked(Conflict):
+    """Another import holds the image's lock; ``lock`` says which task, whose, and until when.
+
+    The error body carries ``lock`` as an extra JSON field (see :attr:`extra_fields`).
+    """
+
+    def __init__(self, message: str, lock: dict[str, object]) -> None:
+        super().__init__(message)
+        self.lock = lock
+
+    @property
+    def extra_fields(self) -> Mapping[str, object]:
+        return {"lock": self.lock}
+
+
+class UnknownStore(Conflict):
+    """A store id that is not one of the configured stores."""
+
+    def __init__(self, store_id: str, known: Iterable[str]) -> None:
+        self.store_id = store_id
+        super().__init__(f"Unknown store '{store_id}'; known stores are: {', '.join(known)}")
+
+
 class InvalidTransition(Conflict):
     pass
 
 
 class Duplicate(Conflict):
     pass
+
+
+class ImageGone(GlimpseError):
+    default_message = "The image was deleted while its data was being uploaded."
+
+
+class RangeNotSatisfiable(GlimpseError):
+    default_message = "Requested range not satisfiable."
+
+    def __init__(self, size: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class TooLarge(GlimpseError):
@@ -85,3 +122,7 @@ class StoreNotFound(StorageError):
 
 class StoreFull(StorageError):
     default_message = "The image store has no space left for this image."
+
+
+class DatabaseUnavailable(StorageError):
+    default_message = "The database is unavailable; try again later."

@@ -22,11 +22,11 @@ from glimpse.config import Settings, load_settings
 from glimpse.context import RequestContext
 from glimpse.db import migrate
 from glimpse.db.task_repository import SqlTaskRepository
-from glimpse.errors import GlimpseError
+from glimpse.errors import GlimpseError, ImageLocked
 from glimpse.runtime import Runtime
 from glimpse.services.image_data import ImageDataService
 from glimpse.services.images import ImageService
-from glimpse.services.imports import ImageLocked, ImportService
+from glimpse.services.imports import ImportService
 
 PROCESSES = 5
 PER_PROCESS = 10

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from glimpse.db.task_repository import TaskLost
-from glimpse.jobs.errors import ImageGone, Interrupted, LockLost
+from glimpse.jobs.errors import ImageDeleted, Interrupted, LockLost
 from glimpse.jobs.steps import Why, run_steps, why
 
 
@@ -53,7 +53,7 @@ def test_a_failure_reverts_every_started_step_backwards() -> None:
         (Interrupted(), Why.INTERRUPTED),
         (TaskLost("t"), Why.LOST),
         (LockLost("i", "t2"), Why.LOST),
-        (ImageGone("i"), Why.LOST),
+        (ImageDeleted("i"), Why.LOST),
         (RuntimeError("x"), Why.FAILED),
     ],
 )

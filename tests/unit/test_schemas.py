@@ -16,7 +16,7 @@ from glanceclient.v2.schemas import Schema as GlanceclientSchema
 from glanceclient.v2.schemas import SchemaBasedModel
 
 from glimpse.api import schemas
-from glimpse.config import DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS
+from glimpse.domain.images import DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "glance_samples"
 

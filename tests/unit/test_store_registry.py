@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from glimpse.config import ConfigError, Settings, StoreSettings, load_settings
-from glimpse.errors import Conflict, StoreNotFound
+from glimpse.errors import Conflict, StoreNotFound, UnknownStore
 from glimpse.storage.base import ImageStore
 from glimpse.storage.filesystem import FilesystemStore
 from glimpse.storage.memory import InMemoryStore
-from glimpse.storage.registry import STAGING_STORE_ID, StoreRegistry, UnknownStore, build_store, build_stores
+from glimpse.storage.registry import STAGING_STORE_ID, StoreRegistry, build_store, build_stores
 
 
 def settings_for(tmp_path: Path, **env: str) -> Settings:

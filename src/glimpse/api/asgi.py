@@ -7,8 +7,8 @@ import sys
 from fastapi import FastAPI
 
 from glimpse.api.app import create_app
-from glimpse.cli.logs import configure_logging
 from glimpse.config import load_settings
+from glimpse.logs import configure_logging
 from glimpse.runtime import Runtime
 
 

@@ -20,7 +20,6 @@ from starlette.responses import Response
 
 from glimpse import errors
 from glimpse.api.responses import JSONResponse
-from glimpse.services.image_data import ImageGone, RangeNotSatisfiable
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +35,8 @@ class CarriesFields(Protocol):
 
 #: Most specific class first; the first ``isinstance`` match wins.
 STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
-    (RangeNotSatisfiable, 416),
-    (ImageGone, 410),
+    (errors.RangeNotSatisfiable, 416),
+    (errors.ImageGone, 410),
     (errors.UnsupportedMediaType, 415),
     (errors.InvalidInput, 400),
     (errors.NotFound, 404),
@@ -134,7 +133,7 @@ def install(app: FastAPI) -> None:
     async def _glimpse_error(request: Request, exc: errors.GlimpseError) -> Response:
         status = status_for(exc)
         headers = None
-        if isinstance(exc, RangeNotSatisfiable):
+        if isinstance(exc, errors.RangeNotSatisfiable):
             headers = {"Content-Range": f"bytes */{exc.size}"}
         if status >= 500:
             log.error("request failed: %s", exc.message)

@@ -8,11 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from glimpse.cli.logs import configure_logging
 from glimpse.config import ConfigError, Settings, load_settings
 from glimpse.db import migrate
 from glimpse.db.session import make_engine
 from glimpse.domain.policy import PolicyError
+from glimpse.logs import configure_logging
 from glimpse.runtime import Runtime
 
 log = logging.getLogger("glimpse")

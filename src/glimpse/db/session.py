@@ -10,13 +10,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from glimpse.errors import StorageError
+from glimpse.errors import DatabaseUnavailable
 
 READONLY_OPTION = "glimpse_readonly"
-
-
-class DatabaseUnavailable(StorageError):
-    default_message = "The database is unavailable; try again later."
 
 
 def normalize_url(url: str) -> str:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from glimpse.errors import InvalidTransition
+from glimpse.domain.imports import ImportMethod, ImportRequest
+from glimpse.errors import InvalidInput, InvalidTransition
 
 Clock = Callable[[], datetime]
 
@@ -185,10 +186,17 @@ class Task:
         return [s for s in self.input.get("backend") or [] if isinstance(s, str)]
 
     @property
-    def method(self) -> str | None:
-        method = (self.input.get("import_req") or {}).get("method") or {}
-        name = method.get("name") if isinstance(method, dict) else None
-        return name if isinstance(name, str) else None
+    def import_request(self) -> ImportRequest | None:
+        """The import request the task runs, or None when its input holds no valid one."""
+        try:
+            return ImportRequest.from_dict(self.input.get("import_req"))
+        except InvalidInput:
+            return None
+
+    @property
+    def method(self) -> ImportMethod | None:
+        request = self.import_request
+        return None if request is None else request.method
 
 
 def changed_after(tasks: Iterable[Task], moment: datetime) -> bool:

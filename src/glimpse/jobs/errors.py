@@ -4,7 +4,7 @@
 
     TaskStopped                 the runner must stop this task now; only its own partial work is undone
     ├── LockLost                the image's import lock is no longer held by this task
-    ├── ImageGone               the image was deleted (or never existed)
+    ├── ImageDeleted            the image was deleted (or never existed)
     └── Interrupted             the runner is shutting down; the task is put back in the queue
     FlowFailed (GlimpseError)   the flow failed; ``message`` says what failed and what to do next
 
@@ -29,7 +29,7 @@ class LockLost(TaskStopped):
         super().__init__(f"the import lock of image {image_id} is now held by {who}")
 
 
-class ImageGone(TaskStopped):
+class ImageDeleted(TaskStopped):
     def __init__(self, image_id: str) -> None:
         self.image_id = image_id
         super().__init__(f"image {image_id} was deleted")

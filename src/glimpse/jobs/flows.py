@@ -22,11 +22,12 @@ from sqlalchemy.orm import Session
 
 from glimpse.db.image_repository import SqlImageRepository
 from glimpse.db.task_repository import SqlTaskRepository, TaskLost
+from glimpse.domain.imports import ImportMethod
 from glimpse.domain.tasks import Task, TaskProgress
-from glimpse.jobs.errors import FlowFailed, ImageGone, Interrupted, LockLost, TaskStopped
+from glimpse.jobs.errors import FlowFailed, ImageDeleted, Interrupted, LockLost, TaskStopped
 from glimpse.jobs.fanout import describe_error
 from glimpse.jobs.image_state import check_holder
-from glimpse.jobs.import_run import COPY_IMAGE, GLANCE_DIRECT, NOT_KEPT, PHASE_FAILED, WEB_DOWNLOAD, ImportRun
+from glimpse.jobs.import_run import NOT_KEPT, PHASE_FAILED, ImportRun
 from glimpse.jobs.import_steps import Begin, Complete, CopyToStores, Download
 from glimpse.jobs.progress import Heartbeat, ProgressWriter
 from glimpse.jobs.steps import Step, run_steps
@@ -35,8 +36,8 @@ from glimpse.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def steps_for(method: str | None) -> Sequence[Step[ImportRun]]:
-    if method == WEB_DOWNLOAD:
+def steps_for(method: ImportMethod | None) -> Sequence[Step[ImportRun]]:
+    if method is ImportMethod.WEB_DOWNLOAD:
         return (Begin(), Download(), CopyToStores(), Complete())
     return (Begin(), CopyToStores(), Complete())
 
@@ -46,17 +47,17 @@ def steps_for(method: str | None) -> Sequence[Step[ImportRun]]:
 
 def _outcome_text(run: ImportRun) -> str:
     """What the failed task left behind and what the user can do next."""
-    if run.method == COPY_IMAGE:
+    if run.method is ImportMethod.COPY_IMAGE:
         return (
             f"Image {run.image_id} is unchanged and the partial copies were removed; "
             "copy it again once the problem is fixed."
         )
-    if run.method == GLANCE_DIRECT:
+    if run.method is ImportMethod.GLANCE_DIRECT:
         return (
             f"Image {run.image_id} is back to 'queued' and the data written for it was removed; "
             "stage the data again and import it again."
         )
-    if run.method == WEB_DOWNLOAD:
+    if run.method is ImportMethod.WEB_DOWNLOAD:
         return (
             f"Image {run.image_id} is back to 'queued' and the data written for it was removed; "
             "import it again once the problem is fixed."
@@ -90,7 +91,7 @@ async def execute_task(runtime: Runtime, task: Task, worker_id: str, heartbeat: 
         return "lost"
     except Interrupted:
         return await _requeue(run)
-    except ImageGone:
+    except ImageDeleted:
         return await _fail(
             run,
             f"Image {run.image_id} was deleted while this task was running; the task stopped and "
@@ -161,7 +162,7 @@ async def _requeue(run: ImportRun) -> str:
 
 def heartbeat_writer(runtime: Runtime, task: Task, worker_id: str) -> ProgressWriter:
     """The database write behind every beat: renew the lease (TaskLost if the task is no longer
-    ours) and re-check the image lock (LockLost, ImageGone)."""
+    ours) and re-check the image lock (LockLost, ImageDeleted)."""
     lease = timedelta(seconds=runtime.settings.task_lease_time)
 
     async def write(progress: TaskProgress, message: str) -> None:

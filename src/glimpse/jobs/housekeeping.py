@@ -36,11 +36,12 @@ from glimpse.db.image_repository import SqlImageRepository
 from glimpse.db.models import ImageRow, TaskRow
 from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.images import ImageStatus, is_uuid
+from glimpse.domain.imports import ImportMethod
 from glimpse.domain.tasks import StoreState, Task, TaskProgress, TaskStatus
 from glimpse.errors import NotFound
-from glimpse.jobs.errors import ImageGone
+from glimpse.jobs.errors import ImageDeleted
 from glimpse.jobs.image_state import lock_holder, update_store_lists
-from glimpse.jobs.import_run import COPY_IMAGE, IMPORT_METHODS, PHASE_FAILED, PHASE_PENDING
+from glimpse.jobs.import_run import PHASE_FAILED, PHASE_PENDING
 from glimpse.jobs.objects import delete_object, location_of, remove_unreferenced
 from glimpse.runtime import Runtime
 from glimpse.storage.base import KEY_PATTERN, ImageStore
@@ -114,7 +115,7 @@ def _revert_image(session: Session, task: Task, cleanup: _Cleanup) -> None:
         return
     try:
         holder = lock_holder(session, image_id)
-    except ImageGone:
+    except ImageDeleted:
         cleanup.image_gone = True
         return
     if holder != task.id:
@@ -122,9 +123,12 @@ def _revert_image(session: Session, task: Task, cleanup: _Cleanup) -> None:
     images = SqlImageRepository(session)
     image = images.get(image_id)
     targets = task.stores
-    request = task.input.get("import_req")
-    must_succeed = not (isinstance(request, dict) and request.get("all_stores_must_succeed") is False)
-    keep_copies = task.method == COPY_IMAGE and not must_succeed
+    request = task.import_request
+    keep_copies = (
+        request is not None
+        and request.method is ImportMethod.COPY_IMAGE
+        and not request.all_stores_must_succeed
+    )
     if not keep_copies:
         for store_id in targets:
             with contextlib.suppress(NotFound):
@@ -134,7 +138,7 @@ def _revert_image(session: Session, task: Task, cleanup: _Cleanup) -> None:
         # A copy that may partly succeed keeps the stores it finished (each one is complete: a
         # location row is only added once its object is).
         failed = [s for s in targets if s not in image.stores]
-    if task.method in IMPORT_METHODS and image.status == ImageStatus.IMPORTING:
+    if request is not None and request.method.brings_data and image.status == ImageStatus.IMPORTING:
         images.set_status(image_id, [ImageStatus.IMPORTING], ImageStatus.QUEUED, size=None, virtual_size=None)
         cleanup.staging = True
     update_store_lists(session, image_id, finished=targets, failed=failed)

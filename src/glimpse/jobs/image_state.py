@@ -20,7 +20,7 @@ from sqlalchemy import Table, delete, select, update
 from sqlalchemy.orm import Session
 
 from glimpse.db.models import ImagePropertyRow, ImageRow
-from glimpse.jobs.errors import ImageGone, LockLost
+from glimpse.jobs.errors import ImageDeleted, LockLost
 
 IMPORTING_PROPERTY = "os_glance_importing_to_stores"
 FAILED_PROPERTY = "os_glance_failed_import"
@@ -39,18 +39,18 @@ def split_stores(value: str | None) -> list[str]:
 
 
 def lock_holder(session: Session, image_id: str) -> str | None:
-    """Who holds the image's lock; ImageGone when the image is deleted or missing."""
+    """Who holds the image's lock; ImageDeleted when the image is deleted or missing."""
     row = session.execute(
         select(_IMAGES.c.deleted, _IMAGES.c.import_task_id).where(_IMAGES.c.id == image_id)
     ).first()
     if row is None or row.deleted:
-        raise ImageGone(image_id)
+        raise ImageDeleted(image_id)
     holder: str | None = row.import_task_id
     return holder
 
 
 def check_holder(session: Session, image_id: str, task_id: str) -> None:
-    """Raise ImageGone or LockLost unless the image exists and ``task_id`` holds its lock (a read)."""
+    """Raise ImageDeleted or LockLost unless the image exists and ``task_id`` holds its lock (a read)."""
     holder = lock_holder(session, image_id)
     if holder != task_id:
         raise LockLost(image_id, holder)

@@ -1,5 +1,5 @@
 """One execution of one import task: what its steps share (:class:`ImportRun`) and the names of
-the methods and progress phases."""
+the progress phases."""
 
 from __future__ import annotations
 
@@ -11,21 +11,15 @@ from sqlalchemy.orm import Session
 
 from glimpse.context import RequestContext, new_request_id
 from glimpse.domain.images import Image
+from glimpse.domain.imports import ImportMethod, ImportRequest
 from glimpse.domain.tasks import StoreState, Task, TaskProgress
-from glimpse.jobs.errors import ImageGone
+from glimpse.jobs.errors import ImageDeleted
 from glimpse.jobs.image_state import hold_lock, lock_holder
 from glimpse.jobs.progress import Heartbeat
 from glimpse.runtime import Runtime
 from glimpse.storage.base import ImageStore
 
 T = TypeVar("T")
-
-GLANCE_DIRECT: Final = "glance-direct"
-WEB_DOWNLOAD: Final = "web-download"
-COPY_IMAGE: Final = "copy-image"
-#: Methods that bring new data into a queued image (through the staging area) and activate it.
-IMPORT_METHODS: Final = frozenset({GLANCE_DIRECT, WEB_DOWNLOAD})
-METHODS: Final = (GLANCE_DIRECT, WEB_DOWNLOAD, COPY_IMAGE)
 
 #: Progress phases, in order.
 PHASE_PENDING: Final = "pending"
@@ -48,7 +42,8 @@ class ImportRun:
     heartbeat: Heartbeat
     context: RequestContext
     image_id: str
-    method: str | None
+    #: The import request the task input holds; None when it holds no valid one (the flow fails).
+    request: ImportRequest | None
     targets: list[str]
     must_succeed: bool
     image: Image | None = None
@@ -68,9 +63,8 @@ class ImportRun:
 
     @classmethod
     def for_task(cls, runtime: Runtime, task: Task, worker_id: str, heartbeat: Heartbeat) -> ImportRun:
-        request = task.input.get("import_req")
-        request = request if isinstance(request, dict) else {}
-        method = task.method
+        request = task.import_request
+        copying = request is not None and request.method is ImportMethod.COPY_IMAGE
         return cls(
             runtime=runtime,
             task=task,
@@ -81,15 +75,24 @@ class ImportRun:
             context=RequestContext(
                 user_id=task.user_id,
                 project_id=task.owner,
-                roles=("admin",) if method == COPY_IMAGE else (),
-                is_admin=method == COPY_IMAGE,
+                roles=("admin",) if copying else (),
+                is_admin=copying,
                 request_id=task.request_id or new_request_id(),
             ),
             image_id=task.image_id or str(task.input.get("image_id") or ""),
-            method=method,
+            request=request,
             targets=list(dict.fromkeys(task.stores)),
-            must_succeed=request.get("all_stores_must_succeed", True) is not False,
+            must_succeed=request is None or request.all_stores_must_succeed,
         )
+
+    @property
+    def method(self) -> ImportMethod | None:
+        return None if self.request is None else self.request.method
+
+    @property
+    def brings_data(self) -> bool:
+        """Whether this run fills a queued image with new data (glance-direct, web-download)."""
+        return self.request is not None and self.request.method.brings_data
 
     @property
     def progress(self) -> TaskProgress:
@@ -112,7 +115,7 @@ class ImportRun:
         def look(session: Session) -> bool:
             try:
                 lock_holder(session, self.image_id)
-            except ImageGone:
+            except ImageDeleted:
                 return True
             return False
 

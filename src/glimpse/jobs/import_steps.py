@@ -16,18 +16,23 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from glimpse.db.image_repository import SqlImageRepository
-from glimpse.db.session import DatabaseUnavailable
 from glimpse.db.task_repository import SqlTaskRepository, TaskLost
-from glimpse.domain.images import Image, ImageStatus, Location
+from glimpse.domain.images import Image, ImageStatus, Location, plain_virtual_size
+from glimpse.domain.imports import ImportMethod
 from glimpse.domain.tasks import StoreState, TaskProgress, TaskType, copied_message
-from glimpse.errors import Conflict, InvalidInput, NotFound, StorageError, StoreNotFound, TooLarge
+from glimpse.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    InvalidInput,
+    NotFound,
+    StorageError,
+    StoreNotFound,
+    TooLarge,
+)
 from glimpse.jobs.errors import FlowFailed
 from glimpse.jobs.fanout import Outcome, StoreWriteFailed, Target, describe_error, fan_out
 from glimpse.jobs.image_state import check_holder, update_store_lists
 from glimpse.jobs.import_run import (
-    COPY_IMAGE,
-    IMPORT_METHODS,
-    METHODS,
     PHASE_DONE,
     PHASE_PENDING,
     PHASE_STAGING,
@@ -38,8 +43,7 @@ from glimpse.jobs.objects import delete_object, location_of, remove_unreferenced
 from glimpse.jobs.steps import Why
 from glimpse.jobs.url_filter import ImportFilter
 from glimpse.jobs.web_source import DownloadFailed, WebSource
-from glimpse.services.hashing import StreamHasher, prefetch
-from glimpse.services.image_data import PLAIN_DISK_FORMATS
+from glimpse.streaming import StreamHasher, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +59,10 @@ class Begin:
             raise FlowFailed(f"Tasks of type '{task.type}' are not run by Glimpse; use api_image_import.")
         if not run.image_id:
             raise FlowFailed("The task input names no image_id, so there is nothing to import.")
-        if run.method not in METHODS:
+        if run.request is None:
             raise FlowFailed(
-                f"The task input asks for import method {run.method!r}; the methods are {', '.join(METHODS)}."
+                "The task input holds no valid import request ('import_req' with one of the methods "
+                f"{', '.join(ImportMethod)})."
             )
         if not run.targets:
             raise FlowFailed("The task input names no target store (the 'backend' list is empty).")
@@ -73,7 +78,7 @@ class Begin:
             return SqlImageRepository(session).get(run.image_id)
 
         image = await run.runtime.run(load, readonly=True)
-        expected = ImageStatus.ACTIVE if run.method == COPY_IMAGE else ImageStatus.IMPORTING
+        expected = ImageStatus.IMPORTING if run.brings_data else ImageStatus.ACTIVE
         if image.status != expected:
             raise FlowFailed(
                 f"Image {image.id} is '{image.status}', but {run.method} runs on '{expected}' images."
@@ -86,9 +91,9 @@ class Begin:
         await run.heartbeat.beat(force=True)
 
     async def revert(self, run: ImportRun, reason: Why) -> None:
-        if run.method not in METHODS or not run.targets or reason == Why.LOST:
+        if run.request is None or not run.targets or reason == Why.LOST:
             return
-        importing = run.method in IMPORT_METHODS
+        importing = run.brings_data
 
         def restore(session: Session) -> bool:
             if reason == Why.INTERRUPTED:
@@ -117,10 +122,8 @@ class Download:
     name = "download"
 
     async def execute(self, run: ImportRun) -> None:
-        request = run.task.input.get("import_req") or {}
-        method = request.get("method") if isinstance(request, dict) else None
-        uri = method.get("uri") if isinstance(method, dict) else None
-        if not isinstance(uri, str) or not uri:
+        uri = None if run.request is None else run.request.uri
+        if not uri:
             raise FlowFailed("The web-download request has no method.uri, so there is nothing to download.")
         limit = await self._limit(run)
         try:
@@ -204,7 +207,7 @@ class CopyToStores:
                     f"The data read from {source} has {hasher.size} bytes, "
                     f"but the image's size is {expected}."
                 )
-            if run.method == COPY_IMAGE:
+            if run.method is ImportMethod.COPY_IMAGE:
                 self._verify(image, hasher, source)
             await hb.beat(force=True)
 
@@ -272,7 +275,7 @@ class CopyToStores:
     @staticmethod
     def _hasher(run: ImportRun, image: Image) -> StreamHasher:
         algorithm = run.runtime.settings.hashing_algorithm
-        if run.method == COPY_IMAGE and image.os_hash_algo in hashlib.algorithms_available:
+        if run.method is ImportMethod.COPY_IMAGE and image.os_hash_algo in hashlib.algorithms_available:
             algorithm = image.os_hash_algo or algorithm
         return StreamHasher(algorithm)
 
@@ -292,7 +295,7 @@ class CopyToStores:
 
     @staticmethod
     async def _open(run: ImportRun, image: Image) -> tuple[AsyncIterator[bytes], str]:
-        if run.method in IMPORT_METHODS:
+        if run.brings_data:
             staging = run.staging
             staged = run.staged or location_of(staging, run.image_id)
             try:
@@ -415,14 +418,14 @@ class Complete:
 
         def complete(session: Session) -> None:
             images = SqlImageRepository(session)
-            if run.method in IMPORT_METHODS and image is not None:
+            if run.brings_data and image is not None:
                 try:
                     images.set_status(
                         run.image_id,
                         [ImageStatus.IMPORTING],
                         ImageStatus.ACTIVE,
                         size=run.size,
-                        virtual_size=run.size if image.disk_format in PLAIN_DISK_FORMATS else None,
+                        virtual_size=plain_virtual_size(image.disk_format, run.size),
                         checksum=run.checksum,
                         os_hash_algo=run.os_hash_algo,
                         os_hash_value=run.os_hash_value,
@@ -438,7 +441,7 @@ class Complete:
             images.release_lock(run.image_id, run.task.id)
 
         await run.locked(complete)
-        if run.method in IMPORT_METHODS:
+        if run.brings_data:
             await delete_object(run.staging, run.staged or location_of(run.staging, run.image_id))
 
     async def revert(self, run: ImportRun, reason: Why) -> None:

@@ -70,7 +70,7 @@ class Heartbeat:
     async def beat(self, *, force: bool = False) -> None:
         """Write progress if ``interval`` has passed since the last write (always when ``force``).
 
-        Raises whatever the write raises (``TaskLost``, ``LockLost``, ``ImageGone``) and
+        Raises whatever the write raises (``TaskLost``, ``LockLost``, ``ImageDeleted``) and
         :class:`~glimpse.jobs.errors.Interrupted` once :meth:`interrupt` was called.
         """
         if self._interrupted:

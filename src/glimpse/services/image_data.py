@@ -15,38 +15,24 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from glimpse.context import RequestContext
-from glimpse.domain.images import Image, ImageStatus, Location
+from glimpse.domain.images import Image, ImageStatus, Location, plain_virtual_size
 from glimpse.errors import (
     Conflict,
     Forbidden,
-    GlimpseError,
+    ImageGone,
     InvalidInput,
     NotFound,
+    RangeNotSatisfiable,
     StorageError,
     StoreNotFound,
     TooLarge,
 )
 from glimpse.runtime import Runtime
-from glimpse.services.hashing import StreamHasher, prefetch
 from glimpse.services.images import ImageService
 from glimpse.storage.base import ImageStore
+from glimpse.streaming import StreamHasher, prefetch
 
 log = logging.getLogger(__name__)
-
-#: Formats whose virtual size is their byte size; other formats would need their headers inspected.
-PLAIN_DISK_FORMATS = frozenset({"raw", "iso"})
-
-
-class RangeNotSatisfiable(GlimpseError):
-    default_message = "Requested range not satisfiable."
-
-    def __init__(self, size: int, message: str | None = None) -> None:
-        super().__init__(message)
-        self.size = size
-
-
-class ImageGone(GlimpseError):
-    default_message = "The image was deleted while its data was being uploaded."
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +143,7 @@ class ImageDataService:
                 [ImageStatus.SAVING],
                 ImageStatus.ACTIVE,
                 size=stored.size,
-                virtual_size=stored.size if disk_format in PLAIN_DISK_FORMATS else None,
+                virtual_size=plain_virtual_size(disk_format, stored.size),
                 checksum=hasher.checksum,
                 os_hash_algo=hasher.algorithm,
                 os_hash_value=hasher.multihash,

@@ -8,10 +8,9 @@ concurrent requests, in any number of processes, exactly one wins.
 
 Contract with the task runner (what a pending ``api_image_import`` task row holds):
 
-* ``input = {"image_id": <id>, "import_req": <request body as received>, "backend": [<store>, ...]}``
+* ``input = {"image_id": <id>, "import_req": ImportRequest.to_dict(), "backend": [<store>, ...]}``
   where ``backend`` lists the target stores in request order (configured order for ``all_stores``),
-  without duplicates and without stores a copy-image already has; ``import_req`` may lack
-  ``all_stores_must_succeed`` (meaning true).
+  without duplicates and without stores a copy-image already has.
 * The image holds the lock (``import_task_id`` = the task id); its status is ``importing`` for
   glance-direct and web-download and unchanged (``active``) for copy-image.
 * ``os_glance_importing_to_stores`` = the sorted, comma-joined ``backend``;
@@ -24,10 +23,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import anyio
 from sqlalchemy.orm import Session
@@ -36,6 +35,7 @@ from glimpse.config import ConfigError
 from glimpse.context import RequestContext
 from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.images import Image, ImageStatus
+from glimpse.domain.imports import ALL_STORES_CONFLICT, ImportMethod, ImportRequest
 from glimpse.domain.policy import PolicyRule
 from glimpse.domain.tasks import (
     EXPIRED_LOCK_MESSAGE,
@@ -48,6 +48,8 @@ from glimpse.domain.tasks import (
 from glimpse.errors import (
     Conflict,
     Forbidden,
+    ImageGone,
+    ImageLocked,
     InvalidInput,
     NotFound,
     StorageError,
@@ -57,48 +59,15 @@ from glimpse.errors import (
 )
 from glimpse.jobs.url_filter import ImportFilter, check_url
 from glimpse.runtime import Runtime
-from glimpse.services.hashing import prefetch, rebuffer
-from glimpse.services.image_data import ImageGone
 from glimpse.services.images import ImageService
+from glimpse.streaming import prefetch, rebuffer
 
 log = logging.getLogger(__name__)
 
-GLANCE_DIRECT: Final = "glance-direct"
-WEB_DOWNLOAD: Final = "web-download"
-COPY_IMAGE: Final = "copy-image"
 IMPORTING_PROPERTY: Final = "os_glance_importing_to_stores"
 FAILED_PROPERTY: Final = "os_glance_failed_import"
 #: Task and user ids are kept in 64-character columns.
 MAX_ID_LENGTH: Final = 64
-
-
-class ImageLocked(Conflict):
-    """Another import holds the image's lock; ``lock`` says which task, whose, and until when.
-
-    The error body carries ``lock`` as an extra JSON field (see :attr:`extra_fields`).
-    """
-
-    def __init__(self, message: str, lock: dict[str, object]) -> None:
-        super().__init__(message)
-        self.lock = lock
-
-    @property
-    def extra_fields(self) -> Mapping[str, object]:
-        return {"lock": self.lock}
-
-
-@dataclass(frozen=True, slots=True)
-class ImportRequest:
-    """A POST /v2/images/{id}/import body that passed Glance's body checks."""
-
-    method: str
-    body: dict[str, Any]
-    all_stores: bool
-    all_stores_must_succeed: bool
-
-    @property
-    def uri(self) -> object:
-        return self.body["method"].get("uri")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,31 +76,6 @@ class ImportStarted:
 
     task_id: str | None
     stores: tuple[str, ...] = ()
-
-
-def parse_import_body(body: object, enabled_methods: Sequence[str]) -> ImportRequest:
-    """Glance's checks of the body, in its order and with its messages (all 400)."""
-    if body is None:
-        raise InvalidInput("Body expected in request.")
-    if not isinstance(body, dict):
-        raise InvalidInput("The import request body must be a JSON object with a 'method' field.")
-    method = body.get("method")
-    if method is None:
-        raise InvalidInput("Import request requires a 'method' field.")
-    if not isinstance(method, dict) or "name" not in method:
-        raise InvalidInput("Import request requires a 'name' field.")
-    name = method["name"]
-    if not isinstance(name, str) or name not in enabled_methods:
-        raise InvalidInput(f"Unknown import method name '{name}'.")
-    all_stores_must_succeed = body.get("all_stores_must_succeed", True)
-    if not isinstance(all_stores_must_succeed, bool):
-        raise InvalidInput("'all_stores_must_succeed' must be boolean value only")
-    all_stores = body.get("all_stores", False)
-    if not isinstance(all_stores, bool):
-        raise InvalidInput("'all_stores' must be boolean value only")
-    return ImportRequest(
-        method=name, body=body, all_stores=all_stores, all_stores_must_succeed=all_stores_must_succeed
-    )
 
 
 def _iso(value: datetime) -> str:
@@ -229,7 +173,7 @@ class ImportService:
     def check_stage_request(self, media_type: str | None) -> None:
         """Glance's first two checks of a stage request: the method is enabled (404), the body is
         octet-stream (415)."""
-        if GLANCE_DIRECT not in self.settings.enabled_import_methods:
+        if ImportMethod.GLANCE_DIRECT not in self.settings.enabled_import_methods:
             raise NotFound("'glance-direct' method is not available at this site.")
         if media_type != "application/octet-stream":
             raise UnsupportedMediaType(
@@ -365,7 +309,7 @@ class ImportService:
         body: object,
         store_header: str | None,
     ) -> ImportStarted:
-        request = parse_import_body(body, self.settings.enabled_import_methods)
+        request = ImportRequest.from_dict(body, self.settings.enabled_import_methods)
         images = self._images(session)
         image, target = images.load(ctx, image_id)
         tasks = SqlTaskRepository(session)
@@ -379,7 +323,7 @@ class ImportService:
             holder = tasks.find(image.import_task_id)
             text, lock = describe_lock(ctx, image.id, image.import_task_id, holder, now, self.stale_after)
             raise ImageLocked(f"{exc.message}; {text}", lock) from None
-        if request.method == COPY_IMAGE:
+        if request.method is ImportMethod.COPY_IMAGE:
             images.policy.enforce(PolicyRule.COPY_IMAGE, ctx, target)
         else:
             images.policy.enforce(PolicyRule.MODIFY_IMAGE, ctx, target)
@@ -390,7 +334,7 @@ class ImportService:
         stores = self._target_stores(request, image, store_header)
         if not stores:
             return ImportStarted(task_id=None)
-        if request.method == WEB_DOWNLOAD:
+        if request.uri is not None:
             self._check_uri(request.uri)
         for what, value in (("X-User-Id", ctx.user_id), ("request id", ctx.request_id)):
             if value is not None and len(value) > MAX_ID_LENGTH:
@@ -404,7 +348,7 @@ class ImportService:
             image_id=image.id,
             request_id=ctx.request_id,
             user_id=ctx.user_id,
-            input={"image_id": image.id, "import_req": request.body, "backend": list(stores)},
+            input={"image_id": image.id, "import_req": request.to_dict(), "backend": list(stores)},
             created_at=now,
             updated_at=now,
         )
@@ -423,10 +367,10 @@ class ImportService:
                 bust.holder_id,
             )
         status = image.status
-        if request.method == GLANCE_DIRECT:
+        if request.method is ImportMethod.GLANCE_DIRECT:
             images.images.set_status(image.id, [ImageStatus.UPLOADING], ImageStatus.IMPORTING)
             status = ImageStatus.IMPORTING
-        elif request.method == WEB_DOWNLOAD:
+        elif request.method is ImportMethod.WEB_DOWNLOAD:
             images.images.set_status(image.id, [ImageStatus.QUEUED], ImageStatus.IMPORTING)
             status = ImageStatus.IMPORTING
         # Re-read under the lock just taken: a change committed since the first read is not undone.
@@ -465,28 +409,19 @@ class ImportService:
     ) -> tuple[str, ...]:
         """The stores to import to, checked against the configured ones (Glance's rules and messages)."""
         registry = self.runtime.stores
-        body = request.body
         if request.all_stores:
-            if "stores" in body or store_header is not None:
-                raise InvalidInput(
-                    "All_stores parameter can't be used with x-image-meta-store header or stores parameter"
-                )
+            if store_header is not None:
+                raise InvalidInput(ALL_STORES_CONFLICT)
             wanted: list[str] = list(registry.ids())
-        elif "stores" in body:
+        elif request.stores is not None:
             if store_header is not None:
                 raise InvalidInput("Stores parameter and x-image-meta-store header can't be both specified")
-            given = body["stores"]
-            if not isinstance(given, list) or not given or not all(isinstance(s, str) for s in given):
-                raise InvalidInput(
-                    '\'stores\' must be a non-empty list of store ids, e.g. ["fast", "cheap"]; '
-                    "GET /v2/info/stores lists them."
-                )
-            wanted = list(dict.fromkeys(given))
+            wanted = list(dict.fromkeys(request.stores))
         else:
             wanted = [store_header if store_header is not None else registry.default.id]
         for store_id in wanted:
             registry.get(store_id)  # UnknownStore: 409, as in Glance
-        if request.method == COPY_IMAGE:
+        if request.method is ImportMethod.COPY_IMAGE:
             if request.all_stores:
                 wanted = [store_id for store_id in wanted if store_id not in image.stores]
             else:
@@ -495,28 +430,23 @@ class ImportService:
                         raise InvalidInput(f"Image is already present at store '{location.store_id}'")
         return tuple(wanted)
 
-    def _check_uri(self, uri: object) -> None:
+    def _check_uri(self, uri: str) -> None:
         try:
             flt = ImportFilter.from_options(self.settings.import_filtering_opts)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        if not isinstance(uri, str):
-            raise InvalidInput(
-                f"URI for web-download does not pass filtering: {uri} (the request needs the URL to "
-                "import from as a string in method.uri)."
-            )
         check_url(uri, flt)
 
 
-def _check_status(image: Image, method: str) -> None:
+def _check_status(image: Image, method: ImportMethod) -> None:
     """The image status (and formats) each method needs: 409 with Glance's messages."""
-    if image.status == ImageStatus.ACTIVE and method != COPY_IMAGE:
+    if image.status == ImageStatus.ACTIVE and method is not ImportMethod.COPY_IMAGE:
         raise Conflict("Image with status active cannot be target for import")
-    if image.status != ImageStatus.ACTIVE and method == COPY_IMAGE:
+    if image.status != ImageStatus.ACTIVE and method is ImportMethod.COPY_IMAGE:
         raise Conflict("Only images with status active can be targeted for copying")
-    if image.status != ImageStatus.QUEUED and method == WEB_DOWNLOAD:
+    if image.status != ImageStatus.QUEUED and method is ImportMethod.WEB_DOWNLOAD:
         raise Conflict(f"Image needs to be in 'queued' state to use '{method}' method")
-    if image.status != ImageStatus.UPLOADING and method == GLANCE_DIRECT:
+    if image.status != ImageStatus.UPLOADING and method is ImportMethod.GLANCE_DIRECT:
         raise Conflict("Image needs to be staged before 'glance-direct' method can be used")
     for attr in ("container_format", "disk_format"):
         if not getattr(image, attr):

@@ -12,21 +12,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from glimpse.config import ConfigError, Settings, StoreSettings
-from glimpse.errors import Conflict, StoreNotFound
+from glimpse.errors import StoreNotFound, UnknownStore
 from glimpse.storage.base import ImageStore
 from glimpse.storage.filesystem import FilesystemStore
 
-__all__ = ["STAGING_STORE_ID", "StoreRegistry", "UnknownStore", "build_stores"]
+__all__ = ["STAGING_STORE_ID", "StoreRegistry", "build_stores"]
 
 STAGING_STORE_ID: Final = "os_glance_staging_store"
-
-
-class UnknownStore(Conflict):
-    """A store id that is not one of the configured stores."""
-
-    def __init__(self, store_id: str, known: Iterable[str]) -> None:
-        self.store_id = store_id
-        super().__init__(f"Unknown store '{store_id}'; known stores are: {', '.join(known)}")
 
 
 class StoreRegistry:

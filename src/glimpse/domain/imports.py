@@ -1,0 +1,131 @@
+"""The vocabulary of interoperable import: its methods and one parsed import request.
+
+An :class:`ImportRequest` is what ``POST /v2/images/{id}/import`` asked for, checked once with
+Glance's messages. The task created for it keeps :meth:`ImportRequest.to_dict` as ``import_req``
+in its input (the body's own shape, so a task reads the same as Glance's), and the runner reads it
+back with :meth:`ImportRequest.from_dict`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from glimpse.errors import InvalidInput
+
+__all__ = ["ALL_STORES_CONFLICT", "ImportMethod", "ImportRequest"]
+
+ALL_STORES_CONFLICT = "All_stores parameter can't be used with x-image-meta-store header or stores parameter"
+
+
+class ImportMethod(enum.StrEnum):
+    GLANCE_DIRECT = "glance-direct"
+    WEB_DOWNLOAD = "web-download"
+    COPY_IMAGE = "copy-image"
+
+    @property
+    def brings_data(self) -> bool:
+        """Whether the method fills a queued image with new data (through staging) and activates it;
+        copy-image instead copies an active image's data to more stores."""
+        return self is not ImportMethod.COPY_IMAGE
+
+    @classmethod
+    def parse(cls, value: object) -> ImportMethod | None:
+        """The method called ``value``, or None for anything else."""
+        return cls(value) if isinstance(value, str) and value in cls._value2member_map_ else None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRequest:
+    """One import request: the method, its source and the target stores as the caller gave them.
+
+    ``stores`` is None when the body named none (the ``X-Image-Meta-Store`` header or the default
+    store decides then); which stores an import really targets is the service's decision.
+    ``explicit`` names the optional flags the body set itself, so that :meth:`to_dict` gives back
+    the body as it was sent (a task shows its request as Glance's does).
+    """
+
+    method: ImportMethod
+    uri: str | None = None
+    stores: tuple[str, ...] | None = None
+    all_stores: bool = False
+    all_stores_must_succeed: bool = True
+    explicit: frozenset[str] = frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The request as an import body (Glance's ``import_req``)."""
+        method: dict[str, Any] = {"name": str(self.method)}
+        if self.uri is not None:
+            method["uri"] = self.uri
+        body: dict[str, Any] = {"method": method}
+        if self.stores is not None:
+            body["stores"] = list(self.stores)
+        if self.all_stores or "all_stores" in self.explicit:
+            body["all_stores"] = self.all_stores
+        if not self.all_stores_must_succeed or "all_stores_must_succeed" in self.explicit:
+            body["all_stores_must_succeed"] = self.all_stores_must_succeed
+        return body
+
+    @classmethod
+    def from_dict(cls, body: object, enabled: Collection[str] | None = None) -> ImportRequest:
+        """Parse an import body with Glance's checks, in its order and with its messages (all 400).
+
+        ``enabled`` limits the methods accepted (``enabled_import_methods``); None accepts all.
+        """
+        if body is None:
+            raise InvalidInput("Body expected in request.")
+        if not isinstance(body, Mapping):
+            raise InvalidInput("The import request body must be a JSON object with a 'method' field.")
+        method = body.get("method")
+        if method is None:
+            raise InvalidInput("Import request requires a 'method' field.")
+        if not isinstance(method, Mapping) or "name" not in method:
+            raise InvalidInput("Import request requires a 'name' field.")
+        name = method["name"]
+        parsed = ImportMethod.parse(name)
+        if parsed is None or (enabled is not None and parsed not in enabled):
+            raise InvalidInput(f"Unknown import method name '{name}'.")
+        all_stores_must_succeed = body.get("all_stores_must_succeed", True)
+        if not isinstance(all_stores_must_succeed, bool):
+            raise InvalidInput("'all_stores_must_succeed' must be boolean value only")
+        all_stores = body.get("all_stores", False)
+        if not isinstance(all_stores, bool):
+            raise InvalidInput("'all_stores' must be boolean value only")
+        return cls(
+            method=parsed,
+            uri=_uri(parsed, method.get("uri")),
+            stores=_stores(body, all_stores),
+            all_stores=all_stores,
+            all_stores_must_succeed=all_stores_must_succeed,
+            explicit=frozenset(_FLAGS.intersection(body)),
+        )
+
+
+_FLAGS = frozenset({"all_stores", "all_stores_must_succeed"})
+
+
+def _uri(method: ImportMethod, uri: object) -> str | None:
+    if method is not ImportMethod.WEB_DOWNLOAD:
+        return None
+    if not isinstance(uri, str):
+        raise InvalidInput(
+            f"URI for web-download does not pass filtering: {uri} (the request needs the URL to "
+            "import from as a string in method.uri)."
+        )
+    return uri
+
+
+def _stores(body: Mapping[str, Any], all_stores: bool) -> tuple[str, ...] | None:
+    if "stores" not in body:
+        return None
+    if all_stores:
+        raise InvalidInput(ALL_STORES_CONFLICT)
+    given = body["stores"]
+    if not isinstance(given, list) or not given or not all(isinstance(s, str) for s in given):
+        raise InvalidInput(
+            '\'stores\' must be a non-empty list of store ids, e.g. ["fast", "cheap"]; '
+            "GET /v2/info/stores lists them."
+        )
+    return tuple(given)
