@@ -129,7 +129,8 @@ def parse_size(value: str, option: str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[unit]
 
 
-def _parse_bool(value: str, option: str) -> bool:
+def parse_bool(value: str, option: str) -> bool:
+    """Parse oslo.config-style booleans (``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0``)."""
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
         return True
@@ -322,7 +323,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         task_lease_time=float_opt("task_lease_time", 30.0, "task"),
         runner_poll_interval=float_opt("runner_poll_interval", 1.0, "task"),
         task_watch_interval=float_opt("task_watch_interval", 0.5, "task"),
-        embedded_runner=_parse_bool(opt("embedded_runner", "task") or "true", "[task] embedded_runner"),
+        embedded_runner=parse_bool(opt("embedded_runner", "task") or "true", "[task] embedded_runner"),
         max_concurrent_tasks=int_opt("max_concurrent_tasks", 2, "task", minimum=1),
         import_filtering_opts=src.section("import_filtering_opts"),
         hashing_algorithm=hashing,
@@ -336,7 +337,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         container_formats=_parse_list(
             opt("container_formats", "image_format") or ",".join(DEFAULT_CONTAINER_FORMATS)
         ),
-        show_image_direct_url=_parse_bool(opt("show_image_direct_url") or "false", "show_image_direct_url"),
+        show_image_direct_url=parse_bool(opt("show_image_direct_url") or "false", "show_image_direct_url"),
         auth_strategy=auth,
         noauth_default_user=opt("noauth_default_user", "auth") or "glimpse-user",
         noauth_default_project=opt("noauth_default_project", "auth") or "glimpse-project",

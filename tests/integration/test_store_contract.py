@@ -37,7 +37,6 @@ class Driver:
 
     store: ImageStore
     contents: Callable[[], set[str]]  # every name the backend holds, temporary files included
-    location_for: Callable[[str], str]  # where an object written under a key would be
     capabilities: Capabilities
     description_keys: frozenset[str]
 
@@ -46,8 +45,7 @@ def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
     store = InMemoryStore("memory", chunk_size=64 * 1024)
     return Driver(
         store=store,
-        contents=lambda: set(store.keys()),
-        location_for=store.location_for,
+        contents=lambda: set(store.peek_keys()),
         capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
         description_keys=frozenset({"chunk_size"}),
     )
@@ -59,7 +57,6 @@ def _filesystem(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
     return Driver(
         store=store,
         contents=lambda: set(os.listdir(datadir)) if datadir.exists() else set(),
-        location_for=store.location_for,
         capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
         description_keys=frozenset({"data_dir", "chunk_size", "thin_provisioning"}),
     )
@@ -146,6 +143,51 @@ class TestStoreContract:
 
         run(scenario())
         assert store_driver.contents() == {"image-1"}
+
+    def test_location_for_names_what_a_write_returns(self, store_driver: Driver) -> None:
+        store = store_driver.store
+        predicted = store.location_for("named-1")
+        assert store.owns(predicted)
+
+        async def scenario() -> str:
+            with pytest.raises(StoreNotFound):
+                await store.size(predicted)
+            stored = await store.write("named-1", chunked(b"abc"))
+            return stored.location
+
+        assert run(scenario()) == predicted
+        assert store.location_for("named-2") != predicted
+        for bad in ("", ".hidden", "a/b", "../up", "x" * 201):
+            with pytest.raises(ValueError, match="not valid"):
+                store.location_for(bad)
+
+    def test_keys_lists_complete_objects_only(self, store_driver: Driver) -> None:
+        store = store_driver.store
+        started = asyncio.Event()
+        release = asyncio.Event()
+
+        async def slow() -> AsyncIterator[bytes]:
+            yield b"partial"
+            started.set()
+            await release.wait()
+            yield b" and the rest"
+
+        async def scenario() -> tuple[list[str], list[str], list[str]]:
+            empty = await store.keys()
+            for key in ("b-2", "a-1", "c-3"):
+                await store.write(key, chunked(b"x"))
+            writing = asyncio.create_task(store.write("d-4", slow()))
+            await started.wait()
+            during = await store.keys()
+            release.set()
+            await writing
+            await store.delete(store.location_for("a-1"))
+            return empty, during, await store.keys()
+
+        empty, during, after = run(scenario())
+        assert empty == []
+        assert during == ["a-1", "b-2", "c-3"]
+        assert after == ["b-2", "c-3", "d-4"]
 
     def test_empty_object_and_empty_chunks(self, store_driver: Driver) -> None:
         async def nothing() -> AsyncIterator[bytes]:
@@ -342,7 +384,7 @@ class TestStoreContract:
                 # The write was either abandoned or had already committed the complete object.
                 assert contents <= {"racy"}
                 if contents:
-                    assert await read_all(store_driver.store, store_driver.location_for("racy")) == data
+                    assert await read_all(store_driver.store, store_driver.store.location_for("racy")) == data
             else:
                 assert store_driver.contents() == {"racy"}
 

@@ -109,7 +109,7 @@ def test_a_failing_store_is_dropped_and_the_others_finish() -> None:
     by_store = {r.store_id: r for r in results}
     assert by_store["good"].ok
     assert isinstance(by_store["bad"].error, StorageError)
-    assert bad.keys() == []
+    assert bad.peek_keys() == []
     assert asyncio.run(_read(good)) == data(10)
     assert chosen[1].progress.state == "failed"
     assert chosen[1].progress.error == "store 'bad' broke"
@@ -122,8 +122,8 @@ def test_stop_on_failure_commits_nothing() -> None:
             fan_out(blocks(10), targets(good, bad), clock=clock, on_block=no_beat, stop_on_failure=True)
         )
     assert failure.value.outcome.store_id == "bad"
-    assert good.keys() == []
-    assert bad.keys() == []
+    assert good.peek_keys() == []
+    assert bad.peek_keys() == []
 
 
 def test_when_every_store_failed_the_source_is_not_read_to_the_end() -> None:
@@ -149,7 +149,7 @@ def test_a_source_error_leaves_no_object() -> None:
 
     with pytest.raises(StorageError):
         asyncio.run(fan_out(broken(), targets(store), clock=clock, on_block=no_beat))
-    assert store.keys() == []
+    assert store.peek_keys() == []
 
 
 def test_a_failing_final_check_leaves_no_object() -> None:
@@ -161,7 +161,7 @@ def test_a_failing_final_check_leaves_no_object() -> None:
 
     with pytest.raises(RuntimeError):
         asyncio.run(fan_out(blocks(5), targets(store), clock=clock, on_block=final_check))
-    assert store.keys() == []
+    assert store.peek_keys() == []
 
 
 def test_the_slowest_store_sets_the_pace() -> None:
@@ -176,5 +176,5 @@ def test_the_slowest_store_sets_the_pace() -> None:
     asyncio.run(fan_out(blocks(60, read), targets(slow, fast), clock=clock, on_block=on_block, depth=4))
     # Never more than the lane's queue (4) plus the blocks in hand ahead of the slow store.
     assert max(gaps) <= 6
-    assert fast.keys() == ["image"]
-    assert slow.keys() == ["image"]
+    assert fast.peek_keys() == ["image"]
+    assert slow.peek_keys() == ["image"]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,9 +41,8 @@ from glimpse.errors import NotFound
 from glimpse.jobs.errors import ImageDeleted
 from glimpse.jobs.image_state import lock_holder, update_store_lists
 from glimpse.jobs.import_run import PHASE_FAILED, PHASE_PENDING
-from glimpse.jobs.objects import delete_object, location_of, remove_unreferenced
+from glimpse.jobs.objects import delete_object, remove_unreferenced
 from glimpse.runtime import Runtime
-from glimpse.storage.base import KEY_PATTERN, ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +191,13 @@ async def _remove_debris(runtime: Runtime, task: Task, image_id: str, cleanup: _
         if store_id in runtime.stores:
             store = runtime.stores.get(store_id)
             try:
-                objects[store_id] = location_of(store, image_id)
+                objects[store_id] = store.location_for(image_id)
             except TypeError:
                 log.warning("image %s: store %s cannot be cleaned by name", image_id, store_id)
     await remove_unreferenced(runtime, image_id, objects, task_id=task.id)
     if cleanup.staging or cleanup.image_gone:
         staging = runtime.stores.staging
-        await delete_object(staging, location_of(staging, image_id))
+        await delete_object(staging, staging.location_for(image_id))
 
 
 async def reap_expired(runtime: Runtime, *, limit: int = 20) -> list[tuple[str, str]]:
@@ -216,21 +214,6 @@ async def reap_expired(runtime: Runtime, *, limit: int = 20) -> list[tuple[str, 
 
 
 # -- staging sweep -----------------------------------------------------------------------------------
-
-
-def staged_keys(store: ImageStore) -> list[str]:
-    """The object keys in the staging store (hidden temporary files are the store's own business)."""
-    datadir = getattr(store, "datadir", None)
-    if datadir is not None:
-        try:
-            names = os.listdir(datadir)
-        except FileNotFoundError:
-            return []
-        return sorted(
-            n for n in names if KEY_PATTERN.fullmatch(n) and os.path.isfile(os.path.join(datadir, n))
-        )
-    keys = getattr(store, "keys", None)
-    return sorted(keys()) if callable(keys) else []
 
 
 def _stale_staged(session: Session, keys: Sequence[str]) -> list[str]:
@@ -254,11 +237,11 @@ def _stale_staged(session: Session, keys: Sequence[str]) -> list[str]:
 async def sweep_staging(runtime: Runtime) -> list[str]:
     """Remove staged data that no image can use any more; returns the keys removed."""
     staging = runtime.stores.staging
-    keys = staged_keys(staging)
+    keys = await staging.keys()
     if not keys:
         return []
     stale = await runtime.run(lambda s: _stale_staged(s, keys), readonly=True)
-    removed = [key for key in stale if await delete_object(staging, location_of(staging, key))]
+    removed = [key for key in stale if await delete_object(staging, staging.location_for(key))]
     if removed:
         log.info("staging sweep removed the data of %d image(s): %s", len(removed), ", ".join(removed))
     return removed

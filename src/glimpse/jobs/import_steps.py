@@ -39,7 +39,7 @@ from glimpse.jobs.import_run import (
     PHASE_STORES,
     ImportRun,
 )
-from glimpse.jobs.objects import delete_object, location_of, remove_unreferenced
+from glimpse.jobs.objects import delete_object, remove_unreferenced
 from glimpse.jobs.steps import Why
 from glimpse.jobs.url_filter import ImportFilter
 from glimpse.jobs.web_source import DownloadFailed, WebSource
@@ -113,7 +113,7 @@ class Begin:
         if queued:
             # Back in 'queued', the image has no data: the staged copy goes too (a new stage or
             # web-download starts from a clean slate).
-            await delete_object(run.staging, location_of(run.staging, run.image_id))
+            await delete_object(run.staging, run.staging.location_for(run.image_id))
 
 
 class Download:
@@ -297,7 +297,7 @@ class CopyToStores:
     async def _open(run: ImportRun, image: Image) -> tuple[AsyncIterator[bytes], str]:
         if run.brings_data:
             staging = run.staging
-            staged = run.staged or location_of(staging, run.image_id)
+            staged = run.staged or staging.location_for(run.image_id)
             try:
                 if run.size is None:
                     run.size = await staging.size(staged)
@@ -442,7 +442,7 @@ class Complete:
 
         await run.locked(complete)
         if run.brings_data:
-            await delete_object(run.staging, run.staged or location_of(run.staging, run.image_id))
+            await delete_object(run.staging, run.staged or run.staging.location_for(run.image_id))
 
     async def revert(self, run: ImportRun, reason: Why) -> None:
         return  # one transaction: it either happened entirely or not at all

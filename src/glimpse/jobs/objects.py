@@ -22,15 +22,6 @@ from glimpse.storage.base import ImageStore
 log = logging.getLogger(__name__)
 
 
-def location_of(store: ImageStore, key: str) -> str:
-    """The location the object written under ``key`` has in ``store``."""
-    locate = getattr(store, "location_for", None)
-    if locate is None:
-        raise TypeError(f"store {store.id!r} ({type(store).__name__}) cannot name its objects by key")
-    location: str = locate(key)
-    return location
-
-
 async def delete_object(store: ImageStore, location: str) -> bool:
     """Delete one object; True if it was there. Failures are logged, never raised."""
     try:

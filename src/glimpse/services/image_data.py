@@ -233,7 +233,7 @@ class ImageDataService:
             await self._remove_location_data(image_id, location)
         staging = self.runtime.stores.staging
         with contextlib.suppress(StorageError):
-            await staging.delete(f"file://{self.settings.staging_dir / image_id}")
+            await staging.delete(staging.location_for(image_id))
 
     async def delete_from_store(self, ctx: RequestContext, image_id: str, store_id: str) -> None:
         if store_id not in self.runtime.stores.ids():

@@ -248,12 +248,9 @@ class ImportService:
             ) from None
         return stored.size
 
-    def _staging_location(self, image_id: str) -> str:
-        return f"file://{self.settings.staging_dir / image_id}"
-
     async def _staged_size(self, image_id: str) -> int | None:
         try:
-            return await self.runtime.stores.staging.size(self._staging_location(image_id))
+            return await self.runtime.stores.staging.size(self.runtime.stores.staging.location_for(image_id))
         except StoreNotFound:
             return None
 

@@ -79,6 +79,10 @@ class ImageStore(Protocol):
       the ``await``, before any chunk is produced, so an HTTP handler can still answer 404.
     * ``delete(location)`` removes the object; a missing object raises ``StoreNotFound``.
     * ``size(location)`` returns the stored size; missing → ``StoreNotFound``.
+    * ``location_for(key)`` is the location an object written under ``key`` has (whether or not it
+      exists), so callers never build a store's locations themselves; a bad key raises ``ValueError``.
+    * ``await keys()`` lists the keys of the complete objects in the store, sorted; data of writes
+      still in progress or abandoned is not among them.
     * ``owns(location)`` tells whether a location belongs to this store.
     * ``describe()`` returns the type-specific ``properties`` of ``GET /v2/info/stores/detail``.
     """
@@ -100,6 +104,10 @@ class ImageStore(Protocol):
     async def delete(self, location: str) -> None: ...
 
     async def size(self, location: str) -> int: ...
+
+    async def keys(self) -> list[str]: ...
+
+    def location_for(self, key: str) -> str: ...
 
     def describe(self) -> Mapping[str, object]: ...
 

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO, Final, TypeVar
 
-from glimpse.config import ConfigError, StoreSettings, parse_size
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
 from glimpse.storage.base import KEY_PATTERN, Capabilities, StoredObject, check_write_arguments, validate_key
 
@@ -34,9 +33,6 @@ T = TypeVar("T")
 DEFAULT_CHUNK_SIZE: Final = 1024 * 1024
 LOCATION_SCHEME: Final = "file://"
 _FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
-_OPTIONS: Final = ("filesystem_store_chunk_size", "filesystem_store_datadir", "filesystem_store_fsync")
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
 def _check_range(offset: int, length: int | None) -> None:
@@ -187,15 +183,6 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def _parse_bool(value: str, option: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigError(f"{option} = {value!r} is not a boolean; write true or false.")
-
-
 class FilesystemStore:
     """An :class:`~glimpse.storage.base.ImageStore` keeping each object as a file in ``datadir``."""
 
@@ -218,36 +205,6 @@ class FilesystemStore:
         self.datadir = Path(os.path.abspath(datadir))
         self.fsync = fsync
         self.chunk_size = chunk_size
-
-    @classmethod
-    def from_settings(cls, settings: StoreSettings) -> FilesystemStore:
-        """Build a store from its ``enabled_backends`` entry and ``[<id>]`` section."""
-        if settings.type != "file":
-            raise ValueError(f"store {settings.id!r} has type {settings.type!r}, not 'file'.")
-        unknown = sorted(set(settings.options) - set(_OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"[{settings.id}] has unknown option(s) {', '.join(unknown)} for a file store; "
-                f"known options are {', '.join(_OPTIONS)}."
-            )
-        raw_datadir = settings.options.get("filesystem_store_datadir", "").strip()
-        if not raw_datadir:
-            raise ConfigError(f"[{settings.id}] filesystem_store_datadir is empty; give a directory path.")
-        option = f"[{settings.id}] filesystem_store_chunk_size"
-        raw_chunk_size = settings.options.get("filesystem_store_chunk_size", "").strip()
-        chunk_size = parse_size(raw_chunk_size, option) if raw_chunk_size else DEFAULT_CHUNK_SIZE
-        if chunk_size < 1:
-            raise ConfigError(f"{option} = {raw_chunk_size!r} must be at least 1 byte.")
-        raw_fsync = settings.options.get("filesystem_store_fsync", "").strip()
-        fsync = _parse_bool(raw_fsync, f"[{settings.id}] filesystem_store_fsync") if raw_fsync else True
-        return cls(
-            settings.id,
-            raw_datadir,
-            description=settings.description,
-            weight=settings.weight,
-            fsync=fsync,
-            chunk_size=chunk_size,
-        )
 
     def __repr__(self) -> str:
         return f"FilesystemStore(id={self.id!r}, datadir={str(self.datadir)!r})"
@@ -319,6 +276,20 @@ class FilesystemStore:
         return await self._io(
             "read the image size", path, lambda: path.stat().st_size, missing_is_not_found=True
         )
+
+    async def keys(self) -> list[str]:
+        def listing() -> list[str]:
+            try:
+                names = os.listdir(self.datadir)
+            except FileNotFoundError:
+                return []
+            return sorted(
+                name
+                for name in names
+                if KEY_PATTERN.fullmatch(name) and os.path.isfile(os.path.join(self.datadir, name))
+            )
+
+        return await self._io("list the image data", self.datadir, listing)
 
     def describe(self) -> Mapping[str, object]:
         return {"data_dir": str(self.datadir), "chunk_size": self.chunk_size, "thin_provisioning": False}

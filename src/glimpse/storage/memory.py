@@ -49,8 +49,11 @@ class InMemoryStore:
     def __repr__(self) -> str:
         return f"InMemoryStore(id={self.id!r}, objects={len(self._objects)})"
 
-    def keys(self) -> list[str]:
-        """The keys of every stored object, sorted (handy for assertions in tests)."""
+    async def keys(self) -> list[str]:
+        return self.peek_keys()
+
+    def peek_keys(self) -> list[str]:
+        """The keys of every stored object, sorted, without awaiting (for assertions in tests)."""
         return sorted(self._objects)
 
     def location_for(self, key: str) -> str:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
-from glimpse.config import ConfigError, Settings, StoreSettings
+from glimpse.config import ConfigError, Settings, StoreSettings, parse_bool, parse_size
 from glimpse.errors import StoreNotFound, UnknownStore
 from glimpse.storage.base import ImageStore
-from glimpse.storage.filesystem import FilesystemStore
+from glimpse.storage.filesystem import DEFAULT_CHUNK_SIZE, FilesystemStore
 
 __all__ = ["STAGING_STORE_ID", "StoreRegistry", "build_stores"]
 
@@ -74,13 +74,44 @@ class StoreRegistry:
         raise StoreNotFound("The image data is at a location that no configured store holds.")
 
 
+_FILE_OPTIONS: Final = ("filesystem_store_chunk_size", "filesystem_store_datadir", "filesystem_store_fsync")
+
+
+def _filesystem(settings: StoreSettings) -> ImageStore:
+    """A file store from its ``enabled_backends`` entry and ``[<id>]`` section."""
+    unknown = sorted(set(settings.options) - set(_FILE_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"[{settings.id}] has unknown option(s) {', '.join(unknown)} for a file store; "
+            f"known options are {', '.join(_FILE_OPTIONS)}."
+        )
+    datadir = settings.options.get("filesystem_store_datadir", "").strip()
+    if not datadir:
+        raise ConfigError(f"[{settings.id}] filesystem_store_datadir is empty; give a directory path.")
+    option = f"[{settings.id}] filesystem_store_chunk_size"
+    raw_chunk_size = settings.options.get("filesystem_store_chunk_size", "").strip()
+    chunk_size = parse_size(raw_chunk_size, option) if raw_chunk_size else DEFAULT_CHUNK_SIZE
+    if chunk_size < 1:
+        raise ConfigError(f"{option} = {raw_chunk_size!r} must be at least 1 byte.")
+    raw_fsync = settings.options.get("filesystem_store_fsync", "").strip()
+    fsync = parse_bool(raw_fsync, f"[{settings.id}] filesystem_store_fsync") if raw_fsync else True
+    return FilesystemStore(
+        settings.id,
+        datadir,
+        description=settings.description,
+        weight=settings.weight,
+        fsync=fsync,
+        chunk_size=chunk_size,
+    )
+
+
 def _unavailable_s3(settings: StoreSettings) -> ImageStore:
     raise ConfigError(f"store {settings.id!r}: S3 stores are not available yet")
 
 
 # Store type -> factory. A new driver is enabled by adding its type here (and to config.STORE_TYPES).
 _FACTORIES: Final[Mapping[str, Callable[[StoreSettings], ImageStore]]] = {
-    "file": FilesystemStore.from_settings,
+    "file": _filesystem,
     "s3": _unavailable_s3,
 }
 
