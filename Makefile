@@ -41,9 +41,10 @@ fmt: install ## Format and auto-fix: ruff format + ruff check --fix
 	$(RUFF) format .
 	$(RUFF) check --fix .
 
-lint: install ## Lint: ruff check + ruff format --check
+lint: install ## Lint: ruff check + ruff format --check + the import layers (lint-imports)
 	$(RUFF) check .
 	$(RUFF) format --check .
+	$(BIN)/lint-imports
 
 typecheck: install ## Type-check with mypy (strict; config in pyproject.toml)
 	$(MYPY)

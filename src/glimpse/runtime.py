@@ -15,10 +15,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from glimpse.config import Settings
+from glimpse.db.repositories import SqlRepositories
 from glimpse.db.session import make_engine, make_sessionmaker, unit_of_work
-from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.policy import Policy
 from glimpse.domain.tasks import Clock, system_clock
+from glimpse.ports import Repositories
 from glimpse.services.task_watch import TaskWatcher
 from glimpse.storage.registry import StoreRegistry, build_stores
 
@@ -65,12 +66,12 @@ class Runtime:
         with unit_of_work(self.sessions, readonly=readonly) as session:
             yield session
 
-    async def run(self, fn: Callable[[Session], T], *, readonly: bool = False) -> T:
+    async def run(self, fn: Callable[[Repositories], T], *, readonly: bool = False) -> T:
         """Run ``fn`` in one transaction on a worker thread, off the event loop."""
 
         def _call() -> T:
             with self.uow(readonly=readonly) as session:
-                return fn(session)
+                return fn(SqlRepositories(session))
 
         return await anyio.to_thread.run_sync(_call, limiter=self.limiter)
 
@@ -103,7 +104,7 @@ class Runtime:
             await hub.close()
 
     async def _latest_task_updates(self, image_ids: frozenset[str]) -> dict[str, datetime]:
-        return await self.run(lambda s: SqlTaskRepository(s).latest_updates(image_ids), readonly=True)
+        return await self.run(lambda repos: repos.tasks.latest_updates(image_ids), readonly=True)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -17,6 +17,7 @@ from apitools import ADMIN, OCTET, OTHER, OWNER, new_image, upload
 from starlette.testclient import TestClient
 
 from glimpse.db.image_repository import SqlImageRepository
+from glimpse.db.repositories import SqlRepositories
 from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.tasks import Task
 from glimpse.runtime import Runtime
@@ -93,7 +94,7 @@ def set_properties(client: TestClient, image_id: str, **values: str) -> None:
     """Write os_glance_* properties as the service (or a runner) would, bypassing the API's rules."""
     runtime = runtime_of(client)
     with runtime.uow() as session:
-        repo = ImageService(session, runtime.settings, runtime.policy).images
+        repo = ImageService(SqlRepositories(session), runtime.settings, runtime.policy).images
         image = repo.get(image_id)
         image.properties.update(values)
         repo.save(image)

@@ -11,6 +11,7 @@ import pytest
 from glimpse.config import load_settings
 from glimpse.context import RequestContext
 from glimpse.db import migrate
+from glimpse.db.repositories import SqlRepositories
 from glimpse.domain.images import ImageStatus
 from glimpse.errors import Conflict
 from glimpse.runtime import Runtime
@@ -33,7 +34,7 @@ def runtime(tmp_path: Path, database_url: str) -> Iterator[Runtime]:
 
 def create(rt: Runtime) -> str:
     with rt.uow() as session:
-        image = ImageService(session, rt.settings, rt.policy).create(
+        image = ImageService(SqlRepositories(session), rt.settings, rt.policy).create(
             CTX, {"name": "x", "disk_format": "raw", "container_format": "bare"}
         )
     return image.id
@@ -64,7 +65,7 @@ def test_concurrent_uploads_one_wins(runtime: Runtime) -> None:
     assert len(winners) == 1
     assert all(isinstance(r, Conflict) for r in losers), losers
     with runtime.uow() as session:
-        image = ImageService(session, runtime.settings, runtime.policy).get(CTX, image_id)
+        image = ImageService(SqlRepositories(session), runtime.settings, runtime.policy).get(CTX, image_id)
     assert image.status == ImageStatus.ACTIVE
     assert image.size == 500_000
     stored = list(runtime.stores.default.datadir.iterdir())  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ import pytest
 from glimpse.config import Settings, load_settings
 from glimpse.context import RequestContext
 from glimpse.db import migrate
+from glimpse.db.repositories import SqlRepositories
 from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.errors import GlimpseError, ImageLocked
 from glimpse.runtime import Runtime
@@ -110,7 +111,7 @@ async def _data() -> AsyncIterator[bytes]:
 
 def _image_for(runtime: Runtime, method: str) -> str:
     with runtime.uow() as session:
-        image = ImageService(session, runtime.settings, runtime.policy).create(
+        image = ImageService(SqlRepositories(session), runtime.settings, runtime.policy).create(
             OWNER, {"name": "raced", "disk_format": "raw", "container_format": "bare"}
         )
     if method == "copy-image":
@@ -188,7 +189,7 @@ def test_fifty_concurrent_imports_one_winner(runtime: Runtime, database_url: str
 
     with runtime.uow() as session:
         tasks = SqlTaskRepository(session).for_image(image_id, runtime.clock())
-        image = ImageService(session, runtime.settings, runtime.policy).images.get(image_id)
+        image = ImageService(SqlRepositories(session), runtime.settings, runtime.policy).images.get(image_id)
     assert [t.id for t in tasks] == [winner]
     assert tasks[0].status == "pending"
     assert image.import_task_id == winner

@@ -27,8 +27,8 @@ from test_runner_support import (
 
 from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.tasks import TaskProgress, TaskStatus
+from glimpse.ports import ImageStore
 from glimpse.runtime import Runtime
-from glimpse.storage.base import ImageStore
 from glimpse.storage.registry import STAGING_STORE_ID
 
 DATA = payload(8 * MIB)

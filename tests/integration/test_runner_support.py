@@ -22,16 +22,17 @@ from glimpse.config import load_settings
 from glimpse.context import RequestContext
 from glimpse.db import migrate
 from glimpse.db.image_repository import SqlImageRepository
+from glimpse.db.repositories import SqlRepositories
 from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.images import Image
 from glimpse.domain.tasks import Task
 from glimpse.errors import StorageError
 from glimpse.jobs.runner import TaskRunner
+from glimpse.ports import ImageStore, StoredObject
 from glimpse.runtime import Runtime
 from glimpse.services.image_data import ImageDataService
 from glimpse.services.images import ImageService
 from glimpse.services.imports import ImportService
-from glimpse.storage.base import ImageStore, StoredObject
 from glimpse.storage.registry import StoreRegistry, build_stores
 
 OWNER = RequestContext(user_id="user-a", project_id="project-a", roles=("member", "reader"))
@@ -211,7 +212,7 @@ def sibling(runtime: Runtime, *, clock: Callable[[], datetime] | None = None) ->
 def create_image(runtime: Runtime, ctx: RequestContext = OWNER, **attrs: object) -> str:
     body = {"name": "img", "disk_format": "raw", "container_format": "bare", **attrs}
     with runtime.uow() as session:
-        image = ImageService(session, runtime.settings, runtime.policy).create(ctx, body)
+        image = ImageService(SqlRepositories(session), runtime.settings, runtime.policy).create(ctx, body)
     return image.id
 
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pytest
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
-from glimpse.storage.base import Capabilities, ImageStore, StoredObject
+from glimpse.ports import Capabilities, ImageStore, StoredObject
 from glimpse.storage.filesystem import FilesystemStore
 from glimpse.storage.memory import InMemoryStore
 

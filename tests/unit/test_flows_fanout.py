@@ -11,7 +11,7 @@ import pytest
 from glimpse.domain.tasks import StoreProgress
 from glimpse.errors import StorageError
 from glimpse.jobs.fanout import Outcome, StoreWriteFailed, Target, fan_out
-from glimpse.storage.base import StoredObject
+from glimpse.ports import StoredObject
 from glimpse.storage.memory import InMemoryStore
 
 BLOCK = 64 * 1024

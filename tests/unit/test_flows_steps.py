@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from glimpse.db.task_repository import TaskLost
+from glimpse.domain.tasks import TaskLost
 from glimpse.jobs.errors import ImageDeleted, Interrupted, LockLost
 from glimpse.jobs.steps import Why, run_steps, why
 

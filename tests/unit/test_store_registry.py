@@ -10,7 +10,7 @@ import pytest
 
 from glimpse.config import ConfigError, Settings, StoreSettings, load_settings
 from glimpse.errors import Conflict, StoreNotFound, UnknownStore
-from glimpse.storage.base import ImageStore
+from glimpse.ports import ImageStore
 from glimpse.storage.filesystem import FilesystemStore
 from glimpse.storage.memory import InMemoryStore
 from glimpse.storage.registry import STAGING_STORE_ID, StoreRegistry, build_store, build_stores

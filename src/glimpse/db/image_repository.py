@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -25,6 +26,7 @@ from glimpse.domain.images import (
 from glimpse.domain.members import Viewer
 from glimpse.domain.queries import ImageListQuery
 from glimpse.errors import Conflict, Duplicate, InvalidInput, NotFound
+from glimpse.ports import LockState
 
 _COLUMNS = STORED_ATTRIBUTES
 
@@ -296,6 +298,68 @@ class SqlImageRepository:
             .values(import_task_id=None)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def hold_lock(self, image_id: str, task_id: str) -> bool:
+        """Whether ``task_id`` holds the image's lock, asserted for the rest of this transaction.
+
+        A compare-and-set that changes no value: it succeeds only while ``task_id`` holds the lock,
+        and on a database server it row-locks the image until the transaction ends, so a lock bust
+        (an UPDATE guarded by the old holder's id) waits for our commit and then sees the result. On
+        SQLite every writer holds the database lock for the whole transaction, which gives the same
+        order.
+        """
+        result = self._session.execute(
+            update(_IMAGES)
+            .where(
+                _IMAGES.c.id == image_id,
+                _IMAGES.c.deleted.is_(False),
+                _IMAGES.c.import_task_id == task_id,
+            )
+            .values(import_task_id=task_id)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def lock_holder(self, image_id: str) -> str | None:
+        """The task holding the image's lock; ``NotFound`` when the image is deleted or missing."""
+        row = self._session.execute(
+            select(_IMAGES.c.deleted, _IMAGES.c.import_task_id).where(_IMAGES.c.id == image_id)
+        ).first()
+        if row is None or row.deleted:
+            raise NotFound(f"Image {image_id} was deleted.")
+        holder: str | None = row.import_task_id
+        return holder
+
+    def lock_states(self, image_ids: Collection[str]) -> builtins.list[LockState]:
+        rows = self._session.execute(
+            select(_IMAGES.c.id, _IMAGES.c.status, _IMAGES.c.deleted, _IMAGES.c.import_task_id).where(
+                _IMAGES.c.id.in_(list(image_ids))
+            )
+        )
+        return [
+            LockState(
+                id=row.id,
+                status=ImageStatus(row.status),
+                deleted=bool(row.deleted),
+                import_task_id=row.import_task_id,
+            )
+            for row in rows
+        ]
+
+    # -- one property at a time (a whole-image save would overwrite a concurrent PATCH) -------------------
+    def get_property(self, image_id: str, name: str) -> str | None:
+        value: str | None = self._session.execute(
+            select(_PROPERTIES.c.value).where(_PROPERTIES.c.image_id == image_id, _PROPERTIES.c.name == name)
+        ).scalar()
+        return value
+
+    def set_property(self, image_id: str, name: str, value: str) -> None:
+        result = self._session.execute(
+            update(_PROPERTIES)
+            .where(_PROPERTIES.c.image_id == image_id, _PROPERTIES.c.name == name)
+            .values(value=value)
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            self._session.execute(_PROPERTIES.insert().values(image_id=image_id, name=name, value=value))
 
     def touch(self, image_id: str) -> datetime:
         now = utcnow()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, RowMapping, Table, and_, delete, func, or_, select, update
@@ -14,6 +14,7 @@ from glimpse.db.models import TaskRow
 from glimpse.domain.tasks import (
     ACTIVE,
     Task,
+    TaskLost,
     TaskProgress,
     TaskStatus,
     TaskType,
@@ -23,10 +24,6 @@ from glimpse.errors import InvalidInput, NotFound
 
 _TASKS = cast(Table, TaskRow.__table__)
 TASK_SORT_KEYS = frozenset({"created_at", "updated_at", "id", "status", "type", "expires_at"})
-
-
-class TaskLost(Exception):
-    """The runner no longer owns this task (its lease was taken over, or it was failed or busted)."""
 
 
 def _task_from(row: RowMapping) -> Task:
@@ -279,6 +276,20 @@ class SqlTaskRepository:
             lease_expires_at=None,
             updated_at=now,
         )
+
+    def lease_still_expired(self, task: Task, now: datetime) -> bool:
+        """Re-read ``task`` under a row lock: still processing for the same runner, lease still expired."""
+        row = self._session.execute(
+            select(_TASKS.c.status, _TASKS.c.claimed_by, _TASKS.c.lease_expires_at)
+            .where(_TASKS.c.id == task.id)
+            .with_for_update()
+        ).first()
+        if row is None or row.status != TaskStatus.PROCESSING or row.claimed_by != task.claimed_by:
+            return False
+        lease: datetime | None = row.lease_expires_at
+        if lease is not None and lease.tzinfo is None:
+            lease = lease.replace(tzinfo=UTC)
+        return lease is not None and lease < now
 
     def expired_leases(self, now: datetime, limit: int = 50) -> list[Task]:
         rows = (

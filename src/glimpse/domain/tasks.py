@@ -18,6 +18,10 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+class TaskLost(Exception):
+    """The runner no longer owns this task (its lease was taken over, or it was failed or busted)."""
+
+
 class TaskStatus(enum.StrEnum):
     PENDING = "pending"
     PROCESSING = "processing"

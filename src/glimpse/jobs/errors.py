@@ -8,7 +8,7 @@
     └── Interrupted             the runner is shutting down; the task is put back in the queue
     FlowFailed (GlimpseError)   the flow failed; ``message`` says what failed and what to do next
 
-``glimpse.db.task_repository.TaskLost`` (the task row is no longer this runner's: failed by a lock
+``glimpse.domain.tasks.TaskLost`` (the task row is no longer this runner's: failed by a lock
 bust or by the reaper, or claimed again after a lease expired) is the fourth reason to stop.
 """
 

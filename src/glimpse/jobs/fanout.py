@@ -21,7 +21,7 @@ from typing import Final
 
 from glimpse.domain.tasks import Clock, StoreProgress, StoreState
 from glimpse.errors import GlimpseError
-from glimpse.storage.base import ImageStore, StoredObject
+from glimpse.ports import ImageStore, StoredObject
 
 #: Blocks (of about 1 MiB) buffered per target store.
 DEFAULT_DEPTH: Final = 4

@@ -18,12 +18,8 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy.orm import Session
-
-from glimpse.db.image_repository import SqlImageRepository
-from glimpse.db.task_repository import SqlTaskRepository, TaskLost
 from glimpse.domain.imports import ImportMethod
-from glimpse.domain.tasks import Task, TaskProgress
+from glimpse.domain.tasks import Task, TaskLost, TaskProgress
 from glimpse.jobs.errors import FlowFailed, ImageDeleted, Interrupted, LockLost, TaskStopped
 from glimpse.jobs.fanout import describe_error
 from glimpse.jobs.image_state import check_holder
@@ -31,7 +27,7 @@ from glimpse.jobs.import_run import NOT_KEPT, PHASE_FAILED, ImportRun
 from glimpse.jobs.import_steps import Begin, Complete, CopyToStores, Download
 from glimpse.jobs.progress import Heartbeat, ProgressWriter
 from glimpse.jobs.steps import Step, run_steps
-from glimpse.runtime import Runtime
+from glimpse.ports import Ports, Repositories
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +68,7 @@ def _unexpected(run: ImportRun, exc: BaseException) -> str:
     )
 
 
-async def execute_task(runtime: Runtime, task: Task, worker_id: str, heartbeat: Heartbeat) -> str:
+async def execute_task(runtime: Ports, task: Task, worker_id: str, heartbeat: Heartbeat) -> str:
     """Run a claimed task to its end; returns ``success``, ``failure``, ``requeued`` or ``lost``."""
     run = ImportRun.for_task(runtime, task, worker_id, heartbeat)
     log.info(
@@ -125,13 +121,11 @@ async def _fail(run: ImportRun, message: str) -> str:
     now = run.runtime.clock()
     ttl = timedelta(hours=run.runtime.settings.task_time_to_live)
 
-    def fail(session: Session) -> bool:
-        if not SqlTaskRepository(session).fail(
-            run.task.id, now, ttl, message, worker=run.worker_id, progress=snapshot
-        ):
+    def fail(repos: Repositories) -> bool:
+        if not repos.tasks.fail(run.task.id, now, ttl, message, worker=run.worker_id, progress=snapshot):
             return False
         if run.image_id:
-            SqlImageRepository(session).release_lock(run.image_id, run.task.id)
+            repos.images.release_lock(run.image_id, run.task.id)
         return True
 
     if await run.runtime.run(fail):
@@ -145,8 +139,8 @@ async def _requeue(run: ImportRun) -> str:
     now = run.runtime.clock()
     lease = timedelta(seconds=run.runtime.settings.task_lease_time)
 
-    def requeue(session: Session) -> bool:
-        tasks = SqlTaskRepository(session)
+    def requeue(repos: Repositories) -> bool:
+        tasks = repos.tasks
         try:
             # Back to a fresh task's progress and message: the next run starts from nothing.
             tasks.heartbeat(run.task.id, run.worker_id, now, lease, TaskProgress(), "")
@@ -160,7 +154,7 @@ async def _requeue(run: ImportRun) -> str:
     return "lost"
 
 
-def heartbeat_writer(runtime: Runtime, task: Task, worker_id: str) -> ProgressWriter:
+def heartbeat_writer(runtime: Ports, task: Task, worker_id: str) -> ProgressWriter:
     """The database write behind every beat: renew the lease (TaskLost if the task is no longer
     ours) and re-check the image lock (LockLost, ImageDeleted)."""
     lease = timedelta(seconds=runtime.settings.task_lease_time)
@@ -168,10 +162,10 @@ def heartbeat_writer(runtime: Runtime, task: Task, worker_id: str) -> ProgressWr
     async def write(progress: TaskProgress, message: str) -> None:
         now = runtime.clock()
 
-        def beat(session: Session) -> None:
-            SqlTaskRepository(session).heartbeat(task.id, worker_id, now, lease, progress, message)
+        def beat(repos: Repositories) -> None:
+            repos.tasks.heartbeat(task.id, worker_id, now, lease, progress, message)
             if task.image_id:
-                check_holder(session, task.image_id, task.id)
+                check_holder(repos, task.image_id, task.id)
 
         await runtime.run(beat)
 

@@ -25,24 +25,18 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Final, cast
+from datetime import UTC, timedelta
+from typing import Final
 
-from sqlalchemy import Table, select
-from sqlalchemy.orm import Session
-
-from glimpse.db.image_repository import SqlImageRepository
-from glimpse.db.models import ImageRow, TaskRow
-from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.images import ImageStatus, is_uuid
 from glimpse.domain.imports import ImportMethod
-from glimpse.domain.tasks import StoreState, Task, TaskProgress, TaskStatus
+from glimpse.domain.tasks import StoreState, Task, TaskProgress
 from glimpse.errors import NotFound
 from glimpse.jobs.errors import ImageDeleted
 from glimpse.jobs.image_state import lock_holder, update_store_lists
 from glimpse.jobs.import_run import PHASE_FAILED, PHASE_PENDING
 from glimpse.jobs.objects import delete_object, remove_unreferenced
-from glimpse.runtime import Runtime
+from glimpse.ports import Ports, Repositories
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +46,6 @@ MAX_ATTEMPTS: Final = 3
 _STAGING_STATUSES: Final = frozenset(
     {ImageStatus.QUEUED, ImageStatus.SAVING, ImageStatus.UPLOADING, ImageStatus.IMPORTING}
 )
-
-_TASKS = cast(Table, TaskRow.__table__)
-_IMAGES = cast(Table, ImageRow.__table__)
 
 
 def lease_expired_message(task: Task) -> str:
@@ -81,21 +72,6 @@ def _untouched(task: Task) -> bool:
     )
 
 
-def _still_expired(session: Session, task: Task, now: datetime) -> bool:
-    """Re-read the task under a row lock: still processing for the same runner, lease still expired."""
-    row = session.execute(
-        select(_TASKS.c.status, _TASKS.c.claimed_by, _TASKS.c.lease_expires_at)
-        .where(_TASKS.c.id == task.id)
-        .with_for_update()
-    ).first()
-    if row is None or row.status != TaskStatus.PROCESSING or row.claimed_by != task.claimed_by:
-        return False
-    lease: datetime | None = row.lease_expires_at
-    if lease is not None and lease.tzinfo is None:
-        lease = lease.replace(tzinfo=UTC)
-    return lease is not None and lease < now
-
-
 def _failed_progress(task: Task) -> TaskProgress:
     progress = TaskProgress.from_dict(task.progress.to_dict())
     progress.phase = PHASE_FAILED
@@ -106,19 +82,19 @@ def _failed_progress(task: Task) -> TaskProgress:
     return progress
 
 
-def _revert_image(session: Session, task: Task, cleanup: _Cleanup) -> None:
+def _revert_image(repos: Repositories, task: Task, cleanup: _Cleanup) -> None:
     """Undo the task's image changes as a failure of its method would (the lock must be its own)."""
     image_id = task.image_id
     if image_id is None:
         return
     try:
-        holder = lock_holder(session, image_id)
+        holder = lock_holder(repos, image_id)
     except ImageDeleted:
         cleanup.image_gone = True
         return
     if holder != task.id:
         return  # someone else holds it now: its metadata is theirs
-    images = SqlImageRepository(session)
+    images = repos.images
     image = images.get(image_id)
     targets = task.stores
     request = task.import_request
@@ -139,17 +115,17 @@ def _revert_image(session: Session, task: Task, cleanup: _Cleanup) -> None:
     if request is not None and request.method.brings_data and image.status == ImageStatus.IMPORTING:
         images.set_status(image_id, [ImageStatus.IMPORTING], ImageStatus.QUEUED, size=None, virtual_size=None)
         cleanup.staging = True
-    update_store_lists(session, image_id, finished=targets, failed=failed)
+    update_store_lists(repos, image_id, finished=targets, failed=failed)
     images.release_lock(image_id, task.id)
 
 
-async def reap_task(runtime: Runtime, task: Task) -> str:
+async def reap_task(runtime: Ports, task: Task) -> str:
     """Take back one task whose lease expired: ``requeued``, ``failed`` or ``skipped`` (it moved on)."""
     now = runtime.clock()
     if _untouched(task) and task.attempt < MAX_ATTEMPTS:
 
-        def requeue(session: Session) -> bool:
-            return _still_expired(session, task, now) and SqlTaskRepository(session).requeue(
+        def requeue(repos: Repositories) -> bool:
+            return repos.tasks.lease_still_expired(task, now) and repos.tasks.requeue(
                 task.id, task.claimed_by or "", now
             )
 
@@ -164,14 +140,14 @@ async def reap_task(runtime: Runtime, task: Task) -> str:
     ttl = timedelta(hours=runtime.settings.task_time_to_live)
     progress = _failed_progress(task)
 
-    def fail(session: Session) -> _Cleanup | None:
-        if not _still_expired(session, task, now):
+    def fail(repos: Repositories) -> _Cleanup | None:
+        if not repos.tasks.lease_still_expired(task, now):
             return None
-        tasks = SqlTaskRepository(session)
+        tasks = repos.tasks
         if not tasks.fail(task.id, now, ttl, message, worker=task.claimed_by, progress=progress):
             return None
         cleanup = _Cleanup()
-        _revert_image(session, task, cleanup)
+        _revert_image(repos, task, cleanup)
         return cleanup
 
     cleanup = await runtime.run(fail)
@@ -185,7 +161,7 @@ async def reap_task(runtime: Runtime, task: Task) -> str:
     return "failed"
 
 
-async def _remove_debris(runtime: Runtime, task: Task, image_id: str, cleanup: _Cleanup) -> None:
+async def _remove_debris(runtime: Ports, task: Task, image_id: str, cleanup: _Cleanup) -> None:
     objects: dict[str, str] = {}
     for store_id in task.stores:
         if store_id in runtime.stores:
@@ -200,10 +176,10 @@ async def _remove_debris(runtime: Runtime, task: Task, image_id: str, cleanup: _
         await delete_object(staging, staging.location_for(image_id))
 
 
-async def reap_expired(runtime: Runtime, *, limit: int = 20) -> list[tuple[str, str]]:
+async def reap_expired(runtime: Ports, *, limit: int = 20) -> list[tuple[str, str]]:
     """Reap every task whose lease expired; returns (task id, what happened) pairs."""
     now = runtime.clock()
-    expired = await runtime.run(lambda s: SqlTaskRepository(s).expired_leases(now, limit), readonly=True)
+    expired = await runtime.run(lambda s: s.tasks.expired_leases(now, limit), readonly=True)
     done: list[tuple[str, str]] = []
     for task in expired:
         try:
@@ -216,16 +192,9 @@ async def reap_expired(runtime: Runtime, *, limit: int = 20) -> list[tuple[str, 
 # -- staging sweep -----------------------------------------------------------------------------------
 
 
-def _stale_staged(session: Session, keys: Sequence[str]) -> list[str]:
+def _stale_staged(repos: Repositories, keys: Sequence[str]) -> list[str]:
     ids = [key for key in keys if is_uuid(key)]
-    rows = {
-        row.id: row
-        for row in session.execute(
-            select(_IMAGES.c.id, _IMAGES.c.status, _IMAGES.c.deleted, _IMAGES.c.import_task_id).where(
-                _IMAGES.c.id.in_(ids)
-            )
-        )
-    }
+    rows = {state.id: state for state in repos.images.lock_states(ids)}
     stale: list[str] = []
     for key in ids:
         row = rows.get(key)
@@ -234,7 +203,7 @@ def _stale_staged(session: Session, keys: Sequence[str]) -> list[str]:
     return stale
 
 
-async def sweep_staging(runtime: Runtime) -> list[str]:
+async def sweep_staging(runtime: Ports) -> list[str]:
     """Remove staged data that no image can use any more; returns the keys removed."""
     staging = runtime.stores.staging
     keys = await staging.keys()
@@ -250,8 +219,8 @@ async def sweep_staging(runtime: Runtime) -> list[str]:
 # -- purge -------------------------------------------------------------------------------------------
 
 
-async def purge_tasks(runtime: Runtime, age_in_days: int = 0) -> int:
+async def purge_tasks(runtime: Ports, age_in_days: int = 0) -> int:
     """Hard-delete tasks that expired more than ``age_in_days`` days ago; returns how many."""
     now = runtime.clock()
     older_than = timedelta(days=age_in_days)
-    return await runtime.run(lambda s: SqlTaskRepository(s).purge_expired(now, older_than))
+    return await runtime.run(lambda s: s.tasks.purge_expired(now, older_than))

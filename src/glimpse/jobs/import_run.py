@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
-from sqlalchemy.orm import Session
-
 from glimpse.context import RequestContext, new_request_id
 from glimpse.domain.images import Image
 from glimpse.domain.imports import ImportMethod, ImportRequest
@@ -16,8 +14,7 @@ from glimpse.domain.tasks import StoreState, Task, TaskProgress
 from glimpse.jobs.errors import ImageDeleted
 from glimpse.jobs.image_state import hold_lock, lock_holder
 from glimpse.jobs.progress import Heartbeat
-from glimpse.runtime import Runtime
-from glimpse.storage.base import ImageStore
+from glimpse.ports import ImageStore, Ports, Repositories
 
 T = TypeVar("T")
 
@@ -36,7 +33,7 @@ NOT_KEPT: Final = "not kept: the task failed (its message says why)"
 class ImportRun:
     """Everything one execution of one task knows; the steps share it."""
 
-    runtime: Runtime
+    runtime: Ports
     task: Task
     worker_id: str
     heartbeat: Heartbeat
@@ -62,7 +59,7 @@ class ImportRun:
     os_hash_value: str | None = None
 
     @classmethod
-    def for_task(cls, runtime: Runtime, task: Task, worker_id: str, heartbeat: Heartbeat) -> ImportRun:
+    def for_task(cls, runtime: Ports, task: Task, worker_id: str, heartbeat: Heartbeat) -> ImportRun:
         request = task.import_request
         copying = request is not None and request.method is ImportMethod.COPY_IMAGE
         return cls(
@@ -102,19 +99,19 @@ class ImportRun:
     def staging(self) -> ImageStore:
         return self.runtime.stores.staging
 
-    async def locked(self, fn: Callable[[Session], T]) -> T:
+    async def locked(self, fn: Callable[[Repositories], T]) -> T:
         """Run ``fn`` in one unit of work that first re-asserts this task's hold on the lock."""
 
-        def unit(session: Session) -> T:
-            hold_lock(session, self.image_id, self.task.id)
-            return fn(session)
+        def unit(repos: Repositories) -> T:
+            hold_lock(repos, self.image_id, self.task.id)
+            return fn(repos)
 
         return await self.runtime.run(unit)
 
     async def image_is_gone(self) -> bool:
-        def look(session: Session) -> bool:
+        def look(repos: Repositories) -> bool:
             try:
-                lock_holder(session, self.image_id)
+                lock_holder(repos, self.image_id)
             except ImageDeleted:
                 return True
             return False

@@ -13,13 +13,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
-from sqlalchemy.orm import Session
-
-from glimpse.db.image_repository import SqlImageRepository
-from glimpse.db.task_repository import SqlTaskRepository, TaskLost
 from glimpse.domain.images import Image, ImageStatus, Location, plain_virtual_size
 from glimpse.domain.imports import ImportMethod
-from glimpse.domain.tasks import StoreState, TaskProgress, TaskType, copied_message
+from glimpse.domain.tasks import StoreState, TaskLost, TaskProgress, TaskType, copied_message
 from glimpse.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -43,6 +39,7 @@ from glimpse.jobs.objects import delete_object, remove_unreferenced
 from glimpse.jobs.steps import Why
 from glimpse.jobs.url_filter import ImportFilter
 from glimpse.jobs.web_source import DownloadFailed, WebSource
+from glimpse.ports import Repositories
 from glimpse.streaming import StreamHasher, prefetch
 
 log = logging.getLogger(__name__)
@@ -73,9 +70,9 @@ class Begin:
                 f"the stores are {', '.join(run.runtime.stores.ids())}."
             )
 
-        def load(session: Session) -> Image:
-            check_holder(session, run.image_id, task.id)
-            return SqlImageRepository(session).get(run.image_id)
+        def load(repos: Repositories) -> Image:
+            check_holder(repos, run.image_id, task.id)
+            return repos.images.get(run.image_id)
 
         image = await run.runtime.run(load, readonly=True)
         expected = ImageStatus.IMPORTING if run.brings_data else ImageStatus.ACTIVE
@@ -95,13 +92,13 @@ class Begin:
             return
         importing = run.brings_data
 
-        def restore(session: Session) -> bool:
+        def restore(repos: Repositories) -> bool:
             if reason == Why.INTERRUPTED:
                 # Exactly as the import request left it, so that the task can simply run again.
-                update_store_lists(session, run.image_id, importing=run.targets, not_failed=run.targets)
+                update_store_lists(repos, run.image_id, importing=run.targets, not_failed=run.targets)
                 return False
-            update_store_lists(session, run.image_id, failed=run.targets)
-            images = SqlImageRepository(session)
+            update_store_lists(repos, run.image_id, failed=run.targets)
+            images = repos.images
             if not importing or images.get(run.image_id).status != ImageStatus.IMPORTING:
                 return False
             images.set_status(
@@ -169,7 +166,7 @@ class Download:
         if not settings.user_storage_quota or image is None or image.owner is None:
             return settings.image_size_cap
         owner = image.owner
-        used = await run.runtime.run(lambda s: SqlImageRepository(s).storage_used(owner), readonly=True)
+        used = await run.runtime.run(lambda s: s.images.storage_used(owner), readonly=True)
         return min(settings.image_size_cap, max(0, settings.user_storage_quota - used))
 
     async def revert(self, run: ImportRun, reason: Why) -> None:
@@ -367,11 +364,11 @@ class CopyToStores:
             location = outcome.stored.location
             run.written[store_id] = location
 
-            def done(session: Session) -> None:
-                SqlImageRepository(session).add_location(
+            def done(repos: Repositories) -> None:
+                repos.images.add_location(
                     run.image_id, Location(store_id=store_id, url=location, metadata={"store": store_id})
                 )
-                update_store_lists(session, run.image_id, finished=[store_id])
+                update_store_lists(repos, run.image_id, finished=[store_id])
 
             await run.locked(done)
             run.recorded.append(store_id)
@@ -390,8 +387,8 @@ class CopyToStores:
             return
         recorded = list(run.recorded)
 
-        def unrecord(session: Session) -> None:
-            repo = SqlImageRepository(session)
+        def unrecord(repos: Repositories) -> None:
+            repo = repos.images
             for store_id in recorded:
                 with contextlib.suppress(NotFound):
                     repo.remove_location(run.image_id, store_id)
@@ -416,8 +413,8 @@ class Complete:
         now = run.runtime.clock()
         ttl = timedelta(hours=run.runtime.settings.task_time_to_live)
 
-        def complete(session: Session) -> None:
-            images = SqlImageRepository(session)
+        def complete(repos: Repositories) -> None:
+            images = repos.images
             if run.brings_data and image is not None:
                 try:
                     images.set_status(
@@ -432,7 +429,7 @@ class Complete:
                     )
                 except Conflict as exc:
                     raise FlowFailed(f"The image could not be activated: {exc.message}") from None
-            tasks = SqlTaskRepository(session)
+            tasks = repos.tasks
             result = {"image_id": run.image_id}
             if not tasks.succeed(
                 run.task.id, run.worker_id, now, ttl, result, progress, copied_message(progress)
@@ -456,8 +453,8 @@ async def _close(stream: AsyncIterator[bytes]) -> None:
             await closer()
 
 
-def _finished_store(image_id: str, store_id: str) -> Callable[[Session], None]:
-    def finish(session: Session) -> None:
-        update_store_lists(session, image_id, finished=[store_id])
+def _finished_store(image_id: str, store_id: str) -> Callable[[Repositories], None]:
+    def finish(repos: Repositories) -> None:
+        update_store_lists(repos, image_id, finished=[store_id])
 
     return finish

@@ -11,13 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy.orm import Session
-
-from glimpse.db.image_repository import SqlImageRepository
-from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.errors import NotFound, StorageError, StoreNotFound
-from glimpse.runtime import Runtime
-from glimpse.storage.base import ImageStore
+from glimpse.ports import ImageStore, Ports, Repositories
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +30,23 @@ async def delete_object(store: ImageStore, location: str) -> bool:
     return True
 
 
-def _references(session: Session, image_id: str, task_id: str | None) -> tuple[set[str], set[str]]:
+def _references(repos: Repositories, image_id: str, task_id: str | None) -> tuple[set[str], set[str]]:
     """The image's location URLs, and the stores its current lock holder (if not ``task_id``) targets."""
     try:
-        image = SqlImageRepository(session).get(image_id)
+        image = repos.images.get(image_id)
     except NotFound:
         return set(), set()
     referenced = {location.url for location in image.locations}
     busy: set[str] = set()
     holder = image.import_task_id
     if holder is not None and holder != task_id:
-        other = SqlTaskRepository(session).find(holder)
+        other = repos.tasks.find(holder)
         busy = set(other.stores) if other is not None else set()
     return referenced, busy
 
 
 async def remove_unreferenced(
-    runtime: Runtime, image_id: str, objects: Mapping[str, str], *, task_id: str | None
+    runtime: Ports, image_id: str, objects: Mapping[str, str], *, task_id: str | None
 ) -> list[str]:
     """Delete the objects (store id → location) that no location row of the image refers to.
 

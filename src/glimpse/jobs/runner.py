@@ -28,14 +28,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from sqlalchemy.orm import Session
-
-from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.tasks import Task, TaskProgress
 from glimpse.jobs.flows import execute_task, heartbeat_writer
 from glimpse.jobs.housekeeping import reap_expired, sweep_staging
 from glimpse.jobs.progress import Heartbeat
-from glimpse.runtime import Runtime
+from glimpse.ports import Ports, Repositories
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +57,7 @@ class _Running:
 class TaskRunner:
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: Ports,
         worker_id: str | None = None,
         *,
         stop_timeout: float | None = None,
@@ -142,9 +139,7 @@ class TaskRunner:
         free = self.capacity - len(self._running)
         if free <= 0 or self._stopping:
             return 0
-        candidates = await self.runtime.run(
-            lambda s: SqlTaskRepository(s).pending_ids(free * 2), readonly=True
-        )
+        candidates = await self.runtime.run(lambda s: s.tasks.pending_ids(free * 2), readonly=True)
         for task_id in candidates:
             if started >= free or self._stopping:
                 break
@@ -173,8 +168,8 @@ class TaskRunner:
     async def _claim(self, task_id: str) -> Task | None:
         now = self.runtime.clock()
 
-        def claim(session: Session) -> Task | None:
-            tasks = SqlTaskRepository(session)
+        def claim(repos: Repositories) -> Task | None:
+            tasks = repos.tasks
             if not tasks.claim(task_id, self.worker_id, now, self.lease):
                 return None
             return tasks.find(task_id)
@@ -235,7 +230,7 @@ class TaskRunner:
             await asyncio.gather(*late, return_exceptions=True)
 
 
-async def run_worker(runtime: Runtime, worker_id: str | None = None) -> None:
+async def run_worker(runtime: Ports, worker_id: str | None = None) -> None:
     """``glimpse-server worker``: one runner until SIGTERM or SIGINT.
 
     The first signal stops claiming and hands the running tasks back to the queue (each undoes its

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
 
-from glimpse.db.task_repository import TaskLost
+from glimpse.domain.tasks import TaskLost
 from glimpse.jobs.errors import Interrupted, TaskStopped
 
 log = logging.getLogger(__name__)

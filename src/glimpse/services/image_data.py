@@ -12,8 +12,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from glimpse.context import RequestContext
 from glimpse.domain.images import Image, ImageStatus, Location, plain_virtual_size
 from glimpse.errors import (
@@ -27,9 +25,8 @@ from glimpse.errors import (
     StoreNotFound,
     TooLarge,
 )
-from glimpse.runtime import Runtime
+from glimpse.ports import ImageStore, Ports, Repositories
 from glimpse.services.images import ImageService
-from glimpse.storage.base import ImageStore
 from glimpse.streaming import StreamHasher, prefetch
 
 log = logging.getLogger(__name__)
@@ -70,12 +67,12 @@ class Download:
 
 
 class ImageDataService:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Ports) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
 
-    def _images(self, session: Session) -> ImageService:
-        return ImageService(session, self.settings, self.runtime.policy)
+    def _images(self, repos: Repositories) -> ImageService:
+        return ImageService(repos, self.settings, self.runtime.policy)
 
     def store_for(self, store_id: str | None) -> ImageStore:
         if store_id is None:
@@ -99,8 +96,8 @@ class ImageDataService:
     ) -> None:
         store = self.store_for(store_id)
 
-        def begin(session: Session) -> tuple[int, str | None]:
-            images = self._images(session)
+        def begin(repos: Repositories) -> tuple[int, str | None]:
+            images = self._images(repos)
             image, _ = images.load(ctx, image_id, "upload_image")
             if image.owner != ctx.project_id and not ctx.is_admin:
                 raise Forbidden("Only the image owner can upload its data.")
@@ -136,8 +133,8 @@ class ImageDataService:
                 f"{content_length}; nothing was stored."
             )
 
-        def finish(session: Session) -> None:
-            repo = self._images(session).images
+        def finish(repos: Repositories) -> None:
+            repo = self._images(repos).images
             repo.set_status(
                 image_id,
                 [ImageStatus.SAVING],
@@ -175,8 +172,8 @@ class ImageDataService:
         )
 
     async def _revert_to_queued(self, image_id: str) -> None:
-        def revert(session: Session) -> None:
-            repo = self._images(session).images
+        def revert(repos: Repositories) -> None:
+            repo = self._images(repos).images
             repo.set_status(image_id, [ImageStatus.SAVING], ImageStatus.QUEUED, size=None, virtual_size=None)
 
         try:
@@ -196,8 +193,8 @@ class ImageDataService:
     ) -> Download | None:
         """The image's bytes (or a range of them); None when the image has no data yet."""
 
-        def load(session: Session) -> Image:
-            image, _ = self._images(session).load(ctx, image_id, "download_image")
+        def load(repos: Repositories) -> Image:
+            image, _ = self._images(repos).load(ctx, image_id, "download_image")
             return image
 
         image = await self.runtime.run(load, readonly=True)
@@ -228,7 +225,7 @@ class ImageDataService:
 
     # -- delete ------------------------------------------------------------------------------------
     async def delete_image(self, ctx: RequestContext, image_id: str) -> None:
-        image = await self.runtime.run(lambda session: self._images(session).delete(ctx, image_id))
+        image = await self.runtime.run(lambda repos: self._images(repos).delete(ctx, image_id))
         for location in image.locations:
             await self._remove_location_data(image_id, location)
         staging = self.runtime.stores.staging
@@ -239,7 +236,7 @@ class ImageDataService:
         if store_id not in self.runtime.stores.ids():
             raise NotFound(f"Store '{store_id}' is not enabled at this site.")
         location = await self.runtime.run(
-            lambda session: self._images(session).remove_store(ctx, image_id, store_id)
+            lambda repos: self._images(repos).remove_store(ctx, image_id, store_id)
         )
         await self._remove_location_data(image_id, location)
 

@@ -7,19 +7,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from glimpse.config import Settings
 from glimpse.context import RequestContext
-from glimpse.db.base import utcnow
-from glimpse.db.image_repository import SqlImageRepository
-from glimpse.db.member_repository import SqlMemberRepository
 from glimpse.domain import images as rules
 from glimpse.domain.images import Image, ImageStatus, Location, Visibility
 from glimpse.domain.members import ImageMember, Viewer, is_visible
 from glimpse.domain.policy import Policy, image_target
 from glimpse.domain.queries import ImageListQuery
+from glimpse.domain.tasks import system_clock
 from glimpse.errors import Conflict, Duplicate, Forbidden, InvalidInput, NotFound, TooLarge
+from glimpse.ports import Repositories
 
 #: Base attributes a user may write (create and update), besides tags and custom properties.
 _WRITABLE = frozenset(rules.MUTABLE_BASE_TYPES)
@@ -40,9 +37,9 @@ def viewer_of(ctx: RequestContext) -> Viewer:
 
 
 class ImageService:
-    def __init__(self, session: Session, settings: Settings, policy: Policy) -> None:
-        self.images = SqlImageRepository(session)
-        self.members = SqlMemberRepository(session)
+    def __init__(self, repos: Repositories, settings: Settings, policy: Policy) -> None:
+        self.images = repos.images
+        self.members = repos.members
         self.settings = settings
         self.policy = policy
 
@@ -90,7 +87,7 @@ class ImageService:
 
     # -- create ------------------------------------------------------------------------------------
     def create(self, ctx: RequestContext, body: Mapping[str, Any]) -> Image:
-        now = utcnow()
+        now = system_clock().replace(microsecond=0)  # image timestamps are shown in whole seconds
         image = Image(id=str(uuid.uuid4()), owner=ctx.project_id, created_at=now, updated_at=now)
         for name, value in body.items():
             if name == "id":
@@ -210,6 +207,10 @@ class ImageService:
             image.properties[name] = rules.validate_property_value(name, op.value)
 
     # -- delete / deactivate -----------------------------------------------------------------------
+    def storage_used(self, ctx: RequestContext) -> int:
+        """Bytes of image data the caller's project keeps (``/v2/info/usage``)."""
+        return 0 if ctx.project_id is None else self.images.storage_used(ctx.project_id)
+
     def delete(self, ctx: RequestContext, image_id: str) -> Image:
         """Soft-delete the image; returns it as it was, so the caller can remove its data afterwards."""
         image, _ = self.load(ctx, image_id, "delete_image")

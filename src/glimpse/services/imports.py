@@ -29,11 +29,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import anyio
-from sqlalchemy.orm import Session
 
 from glimpse.config import ConfigError
 from glimpse.context import RequestContext
-from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.images import Image, ImageStatus
 from glimpse.domain.imports import ALL_STORES_CONFLICT, ImportMethod, ImportRequest
 from glimpse.domain.policy import PolicyRule
@@ -58,7 +56,7 @@ from glimpse.errors import (
     UnsupportedMediaType,
 )
 from glimpse.jobs.url_filter import ImportFilter, check_url
-from glimpse.runtime import Runtime
+from glimpse.ports import Ports, Repositories, TaskRepository
 from glimpse.services.images import ImageService
 from glimpse.streaming import prefetch, rebuffer
 
@@ -158,7 +156,7 @@ class _Bust:
 
 
 class ImportService:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Ports) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
 
@@ -166,8 +164,8 @@ class ImportService:
     def stale_after(self) -> timedelta:
         return timedelta(minutes=self.settings.import_lock_stale_after)
 
-    def _images(self, session: Session) -> ImageService:
-        return ImageService(session, self.settings, self.runtime.policy)
+    def _images(self, repos: Repositories) -> ImageService:
+        return ImageService(repos, self.settings, self.runtime.policy)
 
     # -- PUT /v2/images/{id}/stage -----------------------------------------------------------------
     def check_stage_request(self, media_type: str | None) -> None:
@@ -198,8 +196,8 @@ class ImportService:
         self.check_stage_request(media_type)
         limit = self.settings.image_size_cap
 
-        def check(session: Session) -> None:
-            image, _ = self._images(session).load(ctx, image_id, PolicyRule.MODIFY_IMAGE)
+        def check(repos: Repositories) -> None:
+            image, _ = self._images(repos).load(ctx, image_id, PolicyRule.MODIFY_IMAGE)
             if image.owner != ctx.project_id and not ctx.is_admin:
                 raise Forbidden("Only the image owner can stage its data.")
             if image.status != ImageStatus.QUEUED:
@@ -215,8 +213,8 @@ class ImportService:
         if await self._staged_size(image_id) is not None:
             raise Conflict(f"The image {image_id} has data on staging")
 
-        def begin(session: Session) -> None:
-            self._images(session).images.set_status(image_id, [ImageStatus.QUEUED], ImageStatus.UPLOADING)
+        def begin(repos: Repositories) -> None:
+            self._images(repos).images.set_status(image_id, [ImageStatus.QUEUED], ImageStatus.UPLOADING)
 
         await self.runtime.run(begin)
         try:
@@ -234,8 +232,8 @@ class ImportService:
                     "nothing was staged and the image is still queued."
                 )
 
-        def finish(session: Session) -> None:
-            self._images(session).images.set_status(
+        def finish(repos: Repositories) -> None:
+            self._images(repos).images.set_status(
                 image_id, [ImageStatus.UPLOADING], ImageStatus.UPLOADING, size=stored.size
             )
 
@@ -264,8 +262,8 @@ class ImportService:
         """Remove what was staged (if anything) and put the image back to ``queued``, even when the
         request is being cancelled."""
 
-        def revert(session: Session) -> None:
-            self._images(session).images.set_status(
+        def revert(repos: Repositories) -> None:
+            self._images(repos).images.set_status(
                 image_id, [ImageStatus.UPLOADING], ImageStatus.QUEUED, size=None, virtual_size=None
             )
 
@@ -291,7 +289,7 @@ class ImportService:
         """Validate the request, create the task and take the lock (one unit of work), then wake the
         runner. ``task_id`` is None when a copy to all stores found every store already done."""
         started = await self.runtime.run(
-            lambda session: self.begin_import(session, ctx, image_id, body, store_header)
+            lambda repos: self.begin_import(repos, ctx, image_id, body, store_header)
         )
         if started.task_id is not None:
             self.runtime.wake_runner()
@@ -300,16 +298,16 @@ class ImportService:
 
     def begin_import(
         self,
-        session: Session,
+        repos: Repositories,
         ctx: RequestContext,
         image_id: str,
         body: object,
         store_header: str | None,
     ) -> ImportStarted:
         request = ImportRequest.from_dict(body, self.settings.enabled_import_methods)
-        images = self._images(session)
+        images = self._images(repos)
         image, target = images.load(ctx, image_id)
-        tasks = SqlTaskRepository(session)
+        tasks = repos.tasks
         now = self.runtime.clock()
         try:
             _check_status(image, request.method)
@@ -355,7 +353,7 @@ class ImportService:
             tasks.fail(bust.holder_id, now, ttl, EXPIRED_LOCK_MESSAGE)
         replacing = None if bust is None else bust.holder_id
         if not images.images.take_lock(image.id, task.id, replacing=replacing):
-            raise self._lost_race(ctx, session, image.id, now)
+            raise self._lost_race(ctx, repos, image.id, now)
         if bust is not None:
             log.warning(
                 "image %s: task %s took over the import lock of stale task %s",
@@ -380,7 +378,7 @@ class ImportService:
         return ImportStarted(task_id=task.id, stores=stores)
 
     def _check_lock(
-        self, ctx: RequestContext, tasks: SqlTaskRepository, image_id: str, holder_id: str, now: datetime
+        self, ctx: RequestContext, tasks: TaskRepository, image_id: str, holder_id: str, now: datetime
     ) -> _Bust:
         """409 while the holder is alive; otherwise the stale lock this import will take over."""
         holder = tasks.find(holder_id)
@@ -389,15 +387,15 @@ class ImportService:
             raise ImageLocked(f"Image has active task: {text}", lock)
         return _Bust(holder_id=holder_id, holder=holder)
 
-    def _lost_race(self, ctx: RequestContext, session: Session, image_id: str, now: datetime) -> Conflict:
+    def _lost_race(self, ctx: RequestContext, repos: Repositories, image_id: str, now: datetime) -> Conflict:
         """Another request took the lock between our check and our compare-and-set."""
         prefix = (
             f"New operation on image '{image_id}' is not permitted as prior operation is still in progress"
         )
-        current = self._images(session).images.get(image_id)  # NotFound when it was deleted meanwhile
+        current = self._images(repos).images.get(image_id)  # NotFound when it was deleted meanwhile
         if current.import_task_id is None:
             return Conflict(f"{prefix}; try again.")
-        holder = SqlTaskRepository(session).find(current.import_task_id)
+        holder = repos.tasks.find(current.import_task_id)
         text, lock = describe_lock(ctx, image_id, current.import_task_id, holder, now, self.stale_after)
         return ImageLocked(f"{prefix}: {text}", lock)
 

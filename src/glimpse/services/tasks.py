@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy.orm import Session
-
 from glimpse.context import RequestContext
-from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.images import Image, is_uuid
 from glimpse.domain.policy import PolicyRule
 from glimpse.domain.tasks import Clock, Task
 from glimpse.errors import InvalidInput, NotFound
+from glimpse.ports import Repositories
 from glimpse.services.images import ImageService
 
 TASK_FILTERS = ("type", "status")
@@ -32,9 +30,9 @@ def visible_task(ctx: RequestContext, image: Image, task: Task) -> Task | None:
 
 
 class TaskService:
-    def __init__(self, session: Session, images: ImageService, clock: Clock) -> None:
+    def __init__(self, repos: Repositories, images: ImageService, clock: Clock) -> None:
         self.images = images
-        self.tasks = SqlTaskRepository(session)
+        self.tasks = repos.tasks
         self.clock = clock
 
     def image_tasks(self, ctx: RequestContext, image_id: str) -> list[Task]:

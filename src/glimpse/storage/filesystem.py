@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import BinaryIO, Final, TypeVar
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
-from glimpse.storage.base import KEY_PATTERN, Capabilities, StoredObject, check_write_arguments, validate_key
+from glimpse.ports import Capabilities, StoredObject
+from glimpse.storage.base import KEY_PATTERN, check_write_arguments, validate_key
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "FilesystemStore"]
 

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Final
 
 from glimpse.errors import StoreNotFound, TooLarge
-from glimpse.storage.base import Capabilities, StoredObject, check_write_arguments, validate_key
+from glimpse.ports import Capabilities, StoredObject
+from glimpse.storage.base import check_write_arguments, validate_key
 
 __all__ = ["InMemoryStore"]
 

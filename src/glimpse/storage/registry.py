@@ -13,7 +13,7 @@ from typing import Final
 
 from glimpse.config import ConfigError, Settings, StoreSettings, parse_bool, parse_size
 from glimpse.errors import StoreNotFound, UnknownStore
-from glimpse.storage.base import ImageStore
+from glimpse.ports import ImageStore
 from glimpse.storage.filesystem import DEFAULT_CHUNK_SIZE, FilesystemStore
 
 __all__ = ["STAGING_STORE_ID", "StoreRegistry", "build_stores"]

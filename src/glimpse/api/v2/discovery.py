@@ -7,9 +7,9 @@ from starlette.responses import Response
 
 from glimpse.api import deps
 from glimpse.api.responses import JSONResponse, empty
-from glimpse.db.image_repository import SqlImageRepository
 from glimpse.domain.policy import PolicyRule
 from glimpse.services.image_data import ImageDataService
+from glimpse.services.images import ImageService
 
 router = APIRouter(prefix="/v2", tags=["discovery"])
 
@@ -60,11 +60,8 @@ async def stores_info_detail(request: Request) -> Response:
 async def usage_info(request: Request) -> Response:
     await deps.reject_body(request)
     rt, ctx = deps.runtime(request), deps.context(request)
-    project = ctx.project_id
-    used = (
-        0
-        if project is None
-        else await rt.run(lambda s: SqlImageRepository(s).storage_used(project), readonly=True)
+    used = await rt.run(
+        lambda repos: ImageService(repos, rt.settings, rt.policy).storage_used(ctx), readonly=True
     )
     quota = rt.settings.user_storage_quota
     return JSONResponse({"usage": {"image_size_total": {"limit": quota if quota else -1, "usage": used}}})

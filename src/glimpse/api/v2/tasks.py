@@ -12,7 +12,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
 
 from glimpse.api import deps
@@ -23,6 +22,7 @@ from glimpse.api.v2.views import image_task_view, task_summary_view, task_view
 from glimpse.context import RequestContext
 from glimpse.domain.tasks import Task, changed_after
 from glimpse.errors import InvalidInput, MethodNotAllowed
+from glimpse.ports import Repositories
 from glimpse.runtime import Runtime
 from glimpse.services.images import ImageService
 from glimpse.services.tasks import TASK_FILTERS, TaskService
@@ -36,8 +36,8 @@ CHANGED_HEADER = "Glimpse-Tasks-Changed"
 _SPACED_OFFSET = re.compile(r"(T[0-9:.,]+) (\d\d(?::?\d\d)?)$")
 
 
-def _service(rt: Runtime, session: Session) -> TaskService:
-    return TaskService(session, ImageService(session, rt.settings, rt.policy), rt.clock)
+def _service(rt: Runtime, repos: Repositories) -> TaskService:
+    return TaskService(repos, ImageService(repos, rt.settings, rt.policy), rt.clock)
 
 
 def _watch_params(params: Mapping[str, str]) -> tuple[datetime, float] | None:

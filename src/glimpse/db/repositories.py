@@ -1,0 +1,32 @@
+"""The SQL repositories of one unit of work, as the services and the runner see them."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from sqlalchemy.orm import Session
+
+from glimpse.db.image_repository import SqlImageRepository
+from glimpse.db.member_repository import SqlMemberRepository
+from glimpse.db.task_repository import SqlTaskRepository
+
+__all__ = ["SqlRepositories"]
+
+
+class SqlRepositories:
+    """Implements :class:`glimpse.ports.Repositories` over one session (one transaction)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    @cached_property
+    def images(self) -> SqlImageRepository:
+        return SqlImageRepository(self.session)
+
+    @cached_property
+    def members(self) -> SqlMemberRepository:
+        return SqlMemberRepository(self.session)
+
+    @cached_property
+    def tasks(self) -> SqlTaskRepository:
+        return SqlTaskRepository(self.session)

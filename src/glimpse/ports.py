@@ -1,0 +1,332 @@
+"""The ports: what the services and the task runner need from the rest of the process.
+
+The services (``glimpse.services``) and the task runner (``glimpse.jobs``) import no database,
+driver or runtime module. They get a :class:`Ports` (the process's :class:`~glimpse.runtime.Runtime`
+fills it in) and work through the protocols here:
+
+* :class:`Repositories`, handed to the function given to :meth:`Ports.run`, which runs it in one
+  unit of work (one transaction, committed when the function returns): the SQL repositories of
+  ``glimpse.db`` implement :class:`ImageRepository`, :class:`MemberRepository` and
+  :class:`TaskRepository`.
+* :class:`ImageStore`, the one interface every image store driver of ``glimpse.storage``
+  implements (its contract suite is ``tests/integration/test_store_contract.py``), and
+  :class:`StoreCatalog`, the configured stores of the process.
+"""
+
+from __future__ import annotations
+
+import builtins
+import enum
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from glimpse.config import Settings
+from glimpse.domain.images import Image, ImageStatus, Location, MemberStatus
+from glimpse.domain.members import ImageMember, Viewer
+from glimpse.domain.policy import Policy
+from glimpse.domain.queries import ImageListQuery
+from glimpse.domain.tasks import Task, TaskProgress
+
+__all__ = [
+    "Capabilities",
+    "ImageRepository",
+    "ImageStore",
+    "LockState",
+    "MemberRepository",
+    "Ports",
+    "Repositories",
+    "StoreCatalog",
+    "StoredObject",
+    "TaskRepository",
+]
+
+T = TypeVar("T")
+
+
+# -- image stores ------------------------------------------------------------------------------------
+
+
+class Capabilities(enum.Flag):
+    """Optional abilities of a store, checked by callers instead of the store's type."""
+
+    NONE = 0
+    WRITE = enum.auto()
+    RANGE_READ = enum.auto()
+    SERVER_SIDE_COPY = enum.auto()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """What a successful write produced: where the bytes are and how many there are."""
+
+    location: str
+    size: int
+
+
+@runtime_checkable
+class ImageStore(Protocol):
+    """A place image bytes live in. A driver moves bytes and nothing else: it knows no images,
+    statuses or hashes, and translates its backend's errors into the ``StorageError`` tree.
+
+    Contract (checked for every driver by ``tests/integration/test_store_contract.py``):
+
+    * ``write(key, chunks)`` consumes the whole iterator and returns the object's location and size.
+      The object becomes visible under its location only once the write has succeeded; if the
+      iterator raises, the task is cancelled or the backend fails, no partial object is left
+      behind and the error propagates (backend failures as ``StorageError``). ``max_size`` makes the
+      write fail with ``glimpse.errors.TooLarge`` as soon as more than that many bytes arrive.
+      Writing the same key again replaces the object atomically.
+    * ``await open(location, offset, length)`` returns an async iterator of the bytes from ``offset``
+      (``length`` bytes, or to the end when ``None``). A missing object raises ``StoreNotFound`` from
+      the ``await``, before any chunk is produced, so an HTTP handler can still answer 404.
+    * ``delete(location)`` removes the object; a missing object raises ``StoreNotFound``.
+    * ``size(location)`` returns the stored size; missing → ``StoreNotFound``.
+    * ``location_for(key)`` is the location an object written under ``key`` has (whether or not it
+      exists), so callers never build a store's locations themselves; a bad key raises ``ValueError``.
+    * ``await keys()`` lists the keys of the complete objects in the store, sorted; data of writes
+      still in progress or abandoned is not among them.
+    * ``owns(location)`` tells whether a location belongs to this store.
+    * ``describe()`` returns the type-specific ``properties`` of ``GET /v2/info/stores/detail``.
+    """
+
+    id: str
+    type: str
+    description: str
+    weight: int
+    capabilities: Capabilities
+
+    async def write(
+        self, key: str, chunks: AsyncIterator[bytes], max_size: int | None = None
+    ) -> StoredObject: ...
+
+    async def open(
+        self, location: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]: ...
+
+    async def delete(self, location: str) -> None: ...
+
+    async def size(self, location: str) -> int: ...
+
+    async def keys(self) -> list[str]: ...
+
+    def location_for(self, key: str) -> str: ...
+
+    def describe(self) -> Mapping[str, object]: ...
+
+    def owns(self, location: str) -> bool: ...
+
+
+class StoreCatalog(Protocol):
+    """The configured stores in their configured order, the default one and the staging store."""
+
+    def __contains__(self, store_id: object) -> bool: ...
+
+    def get(self, store_id: str) -> ImageStore:
+        """The store called ``store_id``; ``glimpse.errors.UnknownStore`` otherwise."""
+        ...
+
+    @property
+    def default(self) -> ImageStore: ...
+
+    @property
+    def staging(self) -> ImageStore: ...
+
+    def all(self) -> tuple[ImageStore, ...]: ...
+
+    def ids(self) -> tuple[str, ...]: ...
+
+    def for_location(self, location: str) -> ImageStore: ...
+
+
+# -- repositories ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LockState:
+    """Just enough of an image row to decide whether its staged data is still wanted."""
+
+    id: str
+    status: ImageStatus
+    deleted: bool
+    import_task_id: str | None
+
+
+class ImageRepository(Protocol):
+    """Images, their properties, locations and import lock. Status writes are compare-and-swap:
+    ``NotFound`` when the image is gone, ``Conflict`` when it is in another status."""
+
+    def get(self, image_id: str, *, details: bool = True) -> Image: ...
+
+    def exists_ever(self, image_id: str) -> bool: ...
+
+    def list(self, query: ImageListQuery, viewer: Viewer) -> list[Image]: ...
+
+    def storage_used(self, owner: str) -> int: ...
+
+    def add(self, image: Image) -> None: ...
+
+    def save(
+        self, image: Image, *, expected_status: ImageStatus | Sequence[ImageStatus] | None = None
+    ) -> None: ...
+
+    def set_status(
+        self, image_id: str, expected: Iterable[ImageStatus], target: ImageStatus, **fields: object
+    ) -> None: ...
+
+    def add_location(self, image_id: str, location: Location) -> None: ...
+
+    def remove_location(self, image_id: str, store_id: str) -> None: ...
+
+    def mark_deleted(self, image_id: str, expected: Iterable[ImageStatus]) -> None: ...
+
+    def take_lock(self, image_id: str, task_id: str, *, replacing: str | None = None) -> bool: ...
+
+    def release_lock(self, image_id: str, task_id: str) -> bool: ...
+
+    def hold_lock(self, image_id: str, task_id: str) -> bool:
+        """Whether ``task_id`` holds the lock; if so, nobody can take it until this unit of work ends."""
+        ...
+
+    def lock_holder(self, image_id: str) -> str | None:
+        """The task holding the image's lock; ``NotFound`` when the image is deleted or missing."""
+        ...
+
+    def lock_states(self, image_ids: Collection[str]) -> builtins.list[LockState]: ...
+
+    def get_property(self, image_id: str, name: str) -> str | None: ...
+
+    def set_property(self, image_id: str, name: str, value: str) -> None: ...
+
+    def touch(self, image_id: str) -> datetime: ...
+
+
+class MemberRepository(Protocol):
+    def find(self, image_id: str, member_id: str | None) -> ImageMember | None: ...
+
+    def get(self, image_id: str, member_id: str) -> ImageMember: ...
+
+    def list(self, image_id: str) -> list[ImageMember]: ...
+
+    def count(self, image_id: str) -> int: ...
+
+    def add(self, image_id: str, member_id: str) -> ImageMember: ...
+
+    def set_status(self, image_id: str, member_id: str, status: MemberStatus) -> ImageMember: ...
+
+    def remove(self, image_id: str, member_id: str) -> None: ...
+
+    def remove_all(self, image_id: str) -> None: ...
+
+
+class TaskRepository(Protocol):
+    """Task rows: claims with leases, heartbeats and ends. A write by a runner that no longer owns
+    the task raises ``glimpse.domain.tasks.TaskLost``."""
+
+    def find(self, task_id: str) -> Task | None: ...
+
+    def get(self, task_id: str, now: datetime) -> Task: ...
+
+    def for_image(self, image_id: str, now: datetime) -> list[Task]: ...
+
+    def latest_updates(self, image_ids: Collection[str]) -> dict[str, datetime]: ...
+
+    def search(
+        self,
+        now: datetime,
+        *,
+        filters: dict[str, str],
+        sort_key: str,
+        sort_dir: str,
+        limit: int,
+        marker: str | None,
+    ) -> list[Task]: ...
+
+    def add(self, task: Task) -> None: ...
+
+    def claim(self, task_id: str, worker: str, now: datetime, lease: timedelta) -> bool: ...
+
+    def pending_ids(self, limit: int) -> list[str]: ...
+
+    def heartbeat(
+        self, task_id: str, worker: str, now: datetime, lease: timedelta, progress: TaskProgress, message: str
+    ) -> None: ...
+
+    def succeed(
+        self,
+        task_id: str,
+        worker: str,
+        now: datetime,
+        ttl: timedelta,
+        result: dict[str, Any],
+        progress: TaskProgress,
+        message: str,
+    ) -> bool: ...
+
+    def fail(
+        self,
+        task_id: str,
+        now: datetime,
+        ttl: timedelta,
+        message: str,
+        *,
+        worker: str | None = None,
+        progress: TaskProgress | None = None,
+    ) -> bool: ...
+
+    def requeue(self, task_id: str, worker: str, now: datetime) -> bool: ...
+
+    def lease_still_expired(self, task: Task, now: datetime) -> bool:
+        """Whether ``task`` is still processing, claimed as it was, with its lease run out."""
+        ...
+
+    def expired_leases(self, now: datetime, limit: int = 50) -> list[Task]: ...
+
+    def purge_expired(self, now: datetime, older_than: timedelta = timedelta(0)) -> int: ...
+
+
+class Repositories(Protocol):
+    """The repositories of one unit of work."""
+
+    @property
+    def images(self) -> ImageRepository: ...
+
+    @property
+    def members(self) -> MemberRepository: ...
+
+    @property
+    def tasks(self) -> TaskRepository: ...
+
+
+# -- the process -------------------------------------------------------------------------------------
+
+
+class Ports(Protocol):
+    """Everything the services and the task runner use: settings, policy, stores, the clock, units of
+    work, and the two signals about tasks."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def stores(self) -> StoreCatalog: ...
+
+    def clock(self) -> datetime:
+        """Now (tests inject a frozen or advanced clock)."""
+        ...
+
+    async def run(self, fn: Callable[[Repositories], T], *, readonly: bool = False) -> T:
+        """Run ``fn`` in one unit of work on a worker thread, off the event loop."""
+        ...
+
+    def wake_runner(self) -> None:
+        """A pending task was committed: let this process's runner look at once."""
+        ...
+
+    def notify_task_change(self, image_id: str) -> None:
+        """A task of ``image_id`` changed: wake this process's watchers without waiting for a poll."""
+        ...
