@@ -1,25 +1,36 @@
 """The server's one exception tree.
 
-Every error the domain, the services, the stores or the database layer can raise on purpose is a
-:class:`GlimpseError`. The HTTP layer maps each class to a status code in one table
-(``glimpse.api.errors``); nothing below the HTTP layer knows about status codes.
+Every error the domain, the services, the stores, the database layer or the task runner raises on
+purpose is a :class:`GlimpseError` defined here. The HTTP layer maps each class to a status code in
+one table (``glimpse.api.errors.STATUS_TABLE``); nothing below the HTTP layer knows about status
+codes. ``tests/unit/test_error_table.py`` checks that this tree names every class, with its parent
+and the status the table gives it.
 
 ::
 
-    GlimpseError
-    ├── InvalidInput            bad request data (400)
-    │   └── UnsupportedMediaType  (415)
-    ├── NotFound                missing or invisible resource (404)
-    ├── Forbidden               policy says no (403)
-    │   └── ReservedAttribute     os_glance_* and read-only attributes (403)
-    ├── Conflict                the resource is not in a state that allows this (409)
-    │   ├── InvalidTransition     a status machine refused a transition
-    │   └── Duplicate             an id / member / tag already exists
-    ├── TooLarge                size cap or storage quota exceeded (413)
-    ├── MethodNotAllowed        (405)
-    └── StorageError            a store failed (503 unless a child says otherwise)
-        ├── StoreNotFound         no object at that location
-        └── StoreFull             no space left (413)
+    GlimpseError                   anything else Glimpse raises on purpose (500)
+    ├── InvalidInput               bad request data (400)
+    │   └── UnsupportedMediaType   the body's media type is not accepted (415)
+    ├── NotFound                   missing or invisible resource (404)
+    ├── Forbidden                  policy says no (403)
+    │   └── ReservedAttribute      os_glance_* and read-only attributes (403)
+    ├── Conflict                   the resource is not in a state that allows this (409)
+    │   ├── ImageLocked            another import holds the image's lock; carries ``lock`` (409)
+    │   ├── UnknownStore           a store id that is not configured (409)
+    │   ├── InvalidTransition      a status machine refused a transition (409)
+    │   └── Duplicate              an id / member / tag already exists (409)
+    ├── ImageGone                  the image was deleted while its data was uploaded (410)
+    ├── RangeNotSatisfiable        a Range outside the data; carries ``size`` (416)
+    ├── TooLarge                   size cap, storage quota or a count limit exceeded (413)
+    ├── MethodNotAllowed           (405)
+    ├── StorageError               a store failed (503)
+    │   ├── StoreNotFound          no object at that location (404)
+    │   ├── StoreFull              no space left (413)
+    │   └── DatabaseUnavailable    the database cannot be reached or stays locked (503)
+    ├── ConfigError                the configuration cannot be used; stops the server (500)
+    ├── PolicyError                a policy rule or file cannot be used (500)
+    ├── DownloadFailed             a web-download did not bring the whole image; a task message (500)
+    └── FlowFailed                 an import or copy failed; a task message (500)
 """
 
 from __future__ import annotations
@@ -126,3 +137,7 @@ class StoreFull(StorageError):
 
 class DatabaseUnavailable(StorageError):
     default_message = "The database is unavailable; try again later."
+
+
+class FlowFailed(GlimpseError):
+    default_message = "The import failed; its partial data was removed. Start the import again."

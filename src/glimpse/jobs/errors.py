@@ -6,15 +6,13 @@
     ├── LockLost                the image's import lock is no longer held by this task
     ├── ImageDeleted            the image was deleted (or never existed)
     └── Interrupted             the runner is shutting down; the task is put back in the queue
-    FlowFailed (GlimpseError)   the flow failed; ``message`` says what failed and what to do next
 
 ``glimpse.domain.tasks.TaskLost`` (the task row is no longer this runner's: failed by a lock
-bust or by the reaper, or claimed again after a lease expired) is the fourth reason to stop.
+bust or by the reaper, or claimed again after a lease expired) is the fourth reason to stop. A flow
+that fails tells the user why with ``glimpse.errors.FlowFailed``.
 """
 
 from __future__ import annotations
-
-from glimpse.errors import GlimpseError
 
 
 class TaskStopped(Exception):
@@ -37,7 +35,3 @@ class ImageDeleted(TaskStopped):
 
 class Interrupted(TaskStopped):
     """The runner is stopping: undo this run's work and hand the task back as pending."""
-
-
-class FlowFailed(GlimpseError):
-    default_message = "The import failed; its partial data was removed. Start the import again."

@@ -20,7 +20,8 @@ from datetime import timedelta
 
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.tasks import Task, TaskLost, TaskProgress
-from glimpse.jobs.errors import FlowFailed, ImageDeleted, Interrupted, LockLost, TaskStopped
+from glimpse.errors import FlowFailed
+from glimpse.jobs.errors import ImageDeleted, Interrupted, LockLost, TaskStopped
 from glimpse.jobs.fanout import describe_error
 from glimpse.jobs.image_state import check_holder
 from glimpse.jobs.import_run import NOT_KEPT, PHASE_FAILED, ImportRun

@@ -19,13 +19,13 @@ from glimpse.domain.tasks import StoreState, TaskLost, TaskProgress, TaskType, c
 from glimpse.errors import (
     Conflict,
     DatabaseUnavailable,
+    FlowFailed,
     InvalidInput,
     NotFound,
     StorageError,
     StoreNotFound,
     TooLarge,
 )
-from glimpse.jobs.errors import FlowFailed
 from glimpse.jobs.fanout import Outcome, StoreWriteFailed, Target, describe_error, fan_out
 from glimpse.jobs.image_state import check_holder, update_store_lists
 from glimpse.jobs.import_run import (
