@@ -69,9 +69,9 @@ def _unexpected(run: ImportRun, exc: BaseException) -> str:
     )
 
 
-async def execute_task(runtime: Ports, task: Task, worker_id: str, heartbeat: Heartbeat) -> str:
+async def execute_task(ports: Ports, task: Task, worker_id: str, heartbeat: Heartbeat) -> str:
     """Run a claimed task to its end; returns ``success``, ``failure``, ``requeued`` or ``lost``."""
-    run = ImportRun.for_task(runtime, task, worker_id, heartbeat)
+    run = ImportRun.for_task(ports, task, worker_id, heartbeat)
     log.info(
         "task %s: %s of image %s to %s (request %s, user %s)",
         task.id,
@@ -119,8 +119,8 @@ async def _fail(run: ImportRun, message: str) -> str:
     progress = run.heartbeat.progress
     progress.phase = PHASE_FAILED
     snapshot = TaskProgress.from_dict(progress.to_dict())
-    now = run.runtime.clock()
-    ttl = timedelta(hours=run.runtime.settings.task_time_to_live)
+    now = run.ports.clock()
+    ttl = timedelta(hours=run.ports.settings.task_time_to_live)
 
     def fail(repos: Repositories) -> bool:
         if not repos.tasks.fail(run.task.id, now, ttl, message, worker=run.worker_id, progress=snapshot):
@@ -129,7 +129,7 @@ async def _fail(run: ImportRun, message: str) -> str:
             repos.images.release_lock(run.image_id, run.task.id)
         return True
 
-    if await run.runtime.run(fail):
+    if await run.ports.run(fail):
         log.warning("task %s: failure: %s", run.task.id, message)
         return "failure"
     log.info("task %s: failed elsewhere in the meantime; its own message stays", run.task.id)
@@ -137,8 +137,8 @@ async def _fail(run: ImportRun, message: str) -> str:
 
 
 async def _requeue(run: ImportRun) -> str:
-    now = run.runtime.clock()
-    lease = timedelta(seconds=run.runtime.settings.task_lease_time)
+    now = run.ports.clock()
+    lease = timedelta(seconds=run.ports.settings.task_lease_time)
 
     def requeue(repos: Repositories) -> bool:
         tasks = repos.tasks
@@ -149,25 +149,25 @@ async def _requeue(run: ImportRun) -> str:
             return False
         return tasks.requeue(run.task.id, run.worker_id, now)
 
-    if await run.runtime.run(requeue):
+    if await run.ports.run(requeue):
         log.info("task %s: handed back to the queue (runner stopping)", run.task.id)
         return "requeued"
     return "lost"
 
 
-def heartbeat_writer(runtime: Ports, task: Task, worker_id: str) -> ProgressWriter:
+def heartbeat_writer(ports: Ports, task: Task, worker_id: str) -> ProgressWriter:
     """The database write behind every beat: renew the lease (TaskLost if the task is no longer
     ours) and re-check the image lock (LockLost, ImageDeleted)."""
-    lease = timedelta(seconds=runtime.settings.task_lease_time)
+    lease = timedelta(seconds=ports.settings.task_lease_time)
 
     async def write(progress: TaskProgress, message: str) -> None:
-        now = runtime.clock()
+        now = ports.clock()
 
         def beat(repos: Repositories) -> None:
             repos.tasks.heartbeat(task.id, worker_id, now, lease, progress, message)
             if task.image_id:
                 check_holder(repos, task.image_id, task.id)
 
-        await runtime.run(beat)
+        await ports.run(beat)
 
     return write

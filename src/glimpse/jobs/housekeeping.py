@@ -119,9 +119,9 @@ def _revert_image(repos: Repositories, task: Task, cleanup: _Cleanup) -> None:
     images.release_lock(image_id, task.id)
 
 
-async def reap_task(runtime: Ports, task: Task) -> str:
+async def reap_task(ports: Ports, task: Task) -> str:
     """Take back one task whose lease expired: ``requeued``, ``failed`` or ``skipped`` (it moved on)."""
-    now = runtime.clock()
+    now = ports.clock()
     if _untouched(task) and task.attempt < MAX_ATTEMPTS:
 
         def requeue(repos: Repositories) -> bool:
@@ -129,7 +129,7 @@ async def reap_task(runtime: Ports, task: Task) -> str:
                 task.id, task.claimed_by or "", now
             )
 
-        if await runtime.run(requeue):
+        if await ports.run(requeue):
             log.warning(
                 "task %s: runner %s stopped before starting it; queued again", task.id, task.claimed_by
             )
@@ -137,7 +137,7 @@ async def reap_task(runtime: Ports, task: Task) -> str:
         return "skipped"
 
     message = lease_expired_message(task)
-    ttl = timedelta(hours=runtime.settings.task_time_to_live)
+    ttl = timedelta(hours=ports.settings.task_time_to_live)
     progress = _failed_progress(task)
 
     def fail(repos: Repositories) -> _Cleanup | None:
@@ -150,40 +150,40 @@ async def reap_task(runtime: Ports, task: Task) -> str:
         _revert_image(repos, task, cleanup)
         return cleanup
 
-    cleanup = await runtime.run(fail)
+    cleanup = await ports.run(fail)
     if cleanup is None:
         return "skipped"
     log.warning(
         "task %s: runner %s stopped (lease expired); task failed and reverted", task.id, task.claimed_by
     )
     if task.image_id is not None:
-        await _remove_debris(runtime, task, task.image_id, cleanup)
+        await _remove_debris(ports, task, task.image_id, cleanup)
     return "failed"
 
 
-async def _remove_debris(runtime: Ports, task: Task, image_id: str, cleanup: _Cleanup) -> None:
+async def _remove_debris(ports: Ports, task: Task, image_id: str, cleanup: _Cleanup) -> None:
     objects: dict[str, str] = {}
     for store_id in task.stores:
-        if store_id in runtime.stores:
-            store = runtime.stores.get(store_id)
+        if store_id in ports.stores:
+            store = ports.stores.get(store_id)
             try:
                 objects[store_id] = store.location_for(image_id)
             except TypeError:
                 log.warning("image %s: store %s cannot be cleaned by name", image_id, store_id)
-    await remove_unreferenced(runtime, image_id, objects, task_id=task.id)
+    await remove_unreferenced(ports, image_id, objects, task_id=task.id)
     if cleanup.staging or cleanup.image_gone:
-        staging = runtime.stores.staging
+        staging = ports.stores.staging
         await delete_object(staging, staging.location_for(image_id))
 
 
-async def reap_expired(runtime: Ports, *, limit: int = 20) -> list[tuple[str, str]]:
+async def reap_expired(ports: Ports, *, limit: int = 20) -> list[tuple[str, str]]:
     """Reap every task whose lease expired; returns (task id, what happened) pairs."""
-    now = runtime.clock()
-    expired = await runtime.run(lambda s: s.tasks.expired_leases(now, limit), readonly=True)
+    now = ports.clock()
+    expired = await ports.run(lambda s: s.tasks.expired_leases(now, limit), readonly=True)
     done: list[tuple[str, str]] = []
     for task in expired:
         try:
-            done.append((task.id, await reap_task(runtime, task)))
+            done.append((task.id, await reap_task(ports, task)))
         except Exception:
             log.exception("task %s: reaping failed; the next pass tries again", task.id)
     return done
@@ -203,13 +203,13 @@ def _stale_staged(repos: Repositories, keys: Sequence[str]) -> list[str]:
     return stale
 
 
-async def sweep_staging(runtime: Ports) -> list[str]:
+async def sweep_staging(ports: Ports) -> list[str]:
     """Remove staged data that no image can use any more; returns the keys removed."""
-    staging = runtime.stores.staging
+    staging = ports.stores.staging
     keys = await staging.keys()
     if not keys:
         return []
-    stale = await runtime.run(lambda s: _stale_staged(s, keys), readonly=True)
+    stale = await ports.run(lambda s: _stale_staged(s, keys), readonly=True)
     removed = [key for key in stale if await delete_object(staging, staging.location_for(key))]
     if removed:
         log.info("staging sweep removed the data of %d image(s): %s", len(removed), ", ".join(removed))
@@ -219,8 +219,8 @@ async def sweep_staging(runtime: Ports) -> list[str]:
 # -- purge -------------------------------------------------------------------------------------------
 
 
-async def purge_tasks(runtime: Ports, age_in_days: int = 0) -> int:
+async def purge_tasks(ports: Ports, age_in_days: int = 0) -> int:
     """Hard-delete tasks that expired more than ``age_in_days`` days ago; returns how many."""
-    now = runtime.clock()
+    now = ports.clock()
     older_than = timedelta(days=age_in_days)
-    return await runtime.run(lambda s: s.tasks.purge_expired(now, older_than))
+    return await ports.run(lambda s: s.tasks.purge_expired(now, older_than))

@@ -33,7 +33,7 @@ NOT_KEPT: Final = "not kept: the task failed (its message says why)"
 class ImportRun:
     """Everything one execution of one task knows; the steps share it."""
 
-    runtime: Ports
+    ports: Ports
     task: Task
     worker_id: str
     heartbeat: Heartbeat
@@ -59,11 +59,11 @@ class ImportRun:
     os_hash_value: str | None = None
 
     @classmethod
-    def for_task(cls, runtime: Ports, task: Task, worker_id: str, heartbeat: Heartbeat) -> ImportRun:
+    def for_task(cls, ports: Ports, task: Task, worker_id: str, heartbeat: Heartbeat) -> ImportRun:
         request = task.import_request
         copying = request is not None and request.method is ImportMethod.COPY_IMAGE
         return cls(
-            runtime=runtime,
+            ports=ports,
             task=task,
             worker_id=worker_id,
             heartbeat=heartbeat,
@@ -97,7 +97,7 @@ class ImportRun:
 
     @property
     def staging(self) -> ImageStore:
-        return self.runtime.stores.staging
+        return self.ports.stores.staging
 
     async def locked(self, fn: Callable[[Repositories], T]) -> T:
         """Run ``fn`` in one unit of work that first re-asserts this task's hold on the lock."""
@@ -106,7 +106,7 @@ class ImportRun:
             hold_lock(repos, self.image_id, self.task.id)
             return fn(repos)
 
-        return await self.runtime.run(unit)
+        return await self.ports.run(unit)
 
     async def image_is_gone(self) -> bool:
         def look(repos: Repositories) -> bool:
@@ -116,7 +116,7 @@ class ImportRun:
                 return True
             return False
 
-        return await self.runtime.run(look, readonly=True)
+        return await self.ports.run(look, readonly=True)
 
     def mark_failed_stores(self, reason: str) -> None:
         """After a revert: every target that does not hold the data shows as failed."""
@@ -127,4 +127,4 @@ class ImportRun:
             if progress.state != StoreState.FAILED:
                 progress.state = StoreState.FAILED
                 progress.error = progress.error or reason
-                progress.updated_at = self.runtime.clock()
+                progress.updated_at = self.ports.clock()

@@ -63,18 +63,18 @@ class Begin:
             )
         if not run.targets:
             raise FlowFailed("The task input names no target store (the 'backend' list is empty).")
-        unknown = [s for s in run.targets if s not in run.runtime.stores]
+        unknown = [s for s in run.targets if s not in run.ports.stores]
         if unknown:
             raise FlowFailed(
                 f"Store(s) {', '.join(unknown)} are not configured at this site any more; "
-                f"the stores are {', '.join(run.runtime.stores.ids())}."
+                f"the stores are {', '.join(run.ports.stores.ids())}."
             )
 
         def load(repos: Repositories) -> Image:
             check_holder(repos, run.image_id, task.id)
             return repos.images.get(run.image_id)
 
-        image = await run.runtime.run(load, readonly=True)
+        image = await run.ports.run(load, readonly=True)
         expected = ImageStatus.IMPORTING if run.brings_data else ImageStatus.ACTIVE
         if image.status != expected:
             raise FlowFailed(
@@ -125,7 +125,7 @@ class Download:
         limit = await self._limit(run)
         try:
             source = WebSource(
-                ImportFilter.from_options(run.runtime.settings.import_filtering_opts), max_size=limit
+                ImportFilter.from_options(run.ports.settings.import_filtering_opts), max_size=limit
             )
         except ValueError as exc:
             raise FlowFailed(f"web-download is misconfigured at this site: {exc}") from None
@@ -161,12 +161,12 @@ class Download:
 
     @staticmethod
     async def _limit(run: ImportRun) -> int:
-        settings = run.runtime.settings
+        settings = run.ports.settings
         image = run.image
         if not settings.user_storage_quota or image is None or image.owner is None:
             return settings.image_size_cap
         owner = image.owner
-        used = await run.runtime.run(lambda s: s.images.storage_used(owner), readonly=True)
+        used = await run.ports.run(lambda s: s.images.storage_used(owner), readonly=True)
         return min(settings.image_size_cap, max(0, settings.user_storage_quota - used))
 
     async def revert(self, run: ImportRun, reason: Why) -> None:
@@ -214,7 +214,7 @@ class CopyToStores:
                 fan_out(
                     prefetch(hasher.wrap(stream)),
                     targets,
-                    clock=run.runtime.clock,
+                    clock=run.ports.clock,
                     on_block=on_block,
                     outcomes=outcomes,
                     stop_on_failure=run.must_succeed,
@@ -259,7 +259,7 @@ class CopyToStores:
                 continue
             targets.append(
                 Target(
-                    store=run.runtime.stores.get(store_id),
+                    store=run.ports.stores.get(store_id),
                     key=run.image_id,
                     progress=progress,
                     max_size=run.size,
@@ -271,7 +271,7 @@ class CopyToStores:
 
     @staticmethod
     def _hasher(run: ImportRun, image: Image) -> StreamHasher:
-        algorithm = run.runtime.settings.hashing_algorithm
+        algorithm = run.ports.settings.hashing_algorithm
         if run.method is ImportMethod.COPY_IMAGE and image.os_hash_algo in hashlib.algorithms_available:
             algorithm = image.os_hash_algo or algorithm
         return StreamHasher(algorithm)
@@ -304,13 +304,13 @@ class CopyToStores:
                     f"The staging area holds no data for image {run.image_id}, so there is nothing to import."
                 ) from None
             return stream, "the staging area"
-        default = run.runtime.stores.default.id
+        default = run.ports.stores.default.id
         candidates = sorted(image.locations, key=lambda location: location.store_id != default)
         for location in candidates:
-            if location.store_id not in run.runtime.stores:
+            if location.store_id not in run.ports.stores:
                 continue
             try:
-                stream = await run.runtime.stores.get(location.store_id).open(location.url)
+                stream = await run.ports.stores.get(location.store_id).open(location.url)
             except StorageError as exc:
                 log.warning(
                     "image %s: cannot read from store %s (%s); trying the next",
@@ -383,7 +383,7 @@ class CopyToStores:
 
     async def revert(self, run: ImportRun, reason: Why) -> None:
         if reason == Why.LOST:
-            await remove_unreferenced(run.runtime, run.image_id, run.written, task_id=run.task.id)
+            await remove_unreferenced(run.ports, run.image_id, run.written, task_id=run.task.id)
             return
         recorded = list(run.recorded)
 
@@ -396,7 +396,7 @@ class CopyToStores:
         await run.locked(unrecord)
         run.recorded.clear()
         for store_id, location in list(run.written.items()):
-            await delete_object(run.runtime.stores.get(store_id), location)
+            await delete_object(run.ports.stores.get(store_id), location)
             del run.written[store_id]
 
 
@@ -410,8 +410,8 @@ class Complete:
         hb.progress.phase = PHASE_DONE
         progress = TaskProgress.from_dict(hb.progress.to_dict())
         image = run.image
-        now = run.runtime.clock()
-        ttl = timedelta(hours=run.runtime.settings.task_time_to_live)
+        now = run.ports.clock()
+        ttl = timedelta(hours=run.ports.settings.task_time_to_live)
 
         def complete(repos: Repositories) -> None:
             images = repos.images

@@ -46,7 +46,7 @@ def _references(repos: Repositories, image_id: str, task_id: str | None) -> tupl
 
 
 async def remove_unreferenced(
-    runtime: Ports, image_id: str, objects: Mapping[str, str], *, task_id: str | None
+    ports: Ports, image_id: str, objects: Mapping[str, str], *, task_id: str | None
 ) -> list[str]:
     """Delete the objects (store id → location) that no location row of the image refers to.
 
@@ -54,7 +54,7 @@ async def remove_unreferenced(
     """
     if not objects:
         return []
-    referenced, busy = await runtime.run(lambda s: _references(s, image_id, task_id), readonly=True)
+    referenced, busy = await ports.run(lambda s: _references(s, image_id, task_id), readonly=True)
     removed: list[str] = []
     for store_id, location in objects.items():
         if location in referenced:
@@ -64,11 +64,11 @@ async def remove_unreferenced(
                 "image %s: store %s is being written by another task; its object stays", image_id, store_id
             )
             continue
-        store = runtime.stores.staging if store_id == runtime.stores.staging.id else None
+        store = ports.stores.staging if store_id == ports.stores.staging.id else None
         if store is None:
-            if store_id not in runtime.stores:
+            if store_id not in ports.stores:
                 continue
-            store = runtime.stores.get(store_id)
+            store = ports.stores.get(store_id)
         if await delete_object(store, location):
             removed.append(store_id)
     return removed

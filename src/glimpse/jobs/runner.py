@@ -57,14 +57,14 @@ class _Running:
 class TaskRunner:
     def __init__(
         self,
-        runtime: Ports,
+        ports: Ports,
         worker_id: str | None = None,
         *,
         stop_timeout: float | None = None,
         sweep_interval: float = SWEEP_INTERVAL,
     ) -> None:
-        settings = runtime.settings
-        self.runtime = runtime
+        settings = ports.settings
+        self.ports = ports
         self.worker_id = worker_id or default_worker_id()
         self.capacity = settings.max_concurrent_tasks
         self.poll_interval = settings.runner_poll_interval
@@ -133,13 +133,13 @@ class TaskRunner:
 
     async def run_once(self) -> int:
         """One pass: reap, sweep when due, claim and start tasks; returns how many were started."""
-        await reap_expired(self.runtime)
+        await reap_expired(self.ports)
         await self._sweep_when_due()
         started = 0
         free = self.capacity - len(self._running)
         if free <= 0 or self._stopping:
             return 0
-        candidates = await self.runtime.run(lambda s: s.tasks.pending_ids(free * 2), readonly=True)
+        candidates = await self.ports.run(lambda s: s.tasks.pending_ids(free * 2), readonly=True)
         for task_id in candidates:
             if started >= free or self._stopping:
                 break
@@ -161,12 +161,12 @@ class TaskRunner:
             return
         self._last_sweep = loop_time
         try:
-            await sweep_staging(self.runtime)
+            await sweep_staging(self.ports)
         except Exception:
             log.exception("staging sweep failed; the next one tries again")
 
     async def _claim(self, task_id: str) -> Task | None:
-        now = self.runtime.clock()
+        now = self.ports.clock()
 
         def claim(repos: Repositories) -> Task | None:
             tasks = repos.tasks
@@ -174,15 +174,15 @@ class TaskRunner:
                 return None
             return tasks.find(task_id)
 
-        return await self.runtime.run(claim)
+        return await self.ports.run(claim)
 
     def _start(self, task: Task) -> None:
         heartbeat = Heartbeat(
             TaskProgress(),
-            heartbeat_writer(self.runtime, task, self.worker_id),
-            clock=self.runtime.clock,
+            heartbeat_writer(self.ports, task, self.worker_id),
+            clock=self.ports.clock,
             # At least three beats per lease, whatever the configuration says.
-            interval=min(self.runtime.settings.task_progress_interval, self.lease.total_seconds() / 3),
+            interval=min(self.ports.settings.task_progress_interval, self.lease.total_seconds() / 3),
         )
         job = asyncio.create_task(self._execute(task, heartbeat), name=f"task-{task.id}")
         self._running[task.id] = _Running(task, heartbeat, job)
@@ -192,7 +192,7 @@ class TaskRunner:
     async def _execute(self, task: Task, heartbeat: Heartbeat) -> str:
         outcome = "error"
         try:
-            outcome = await execute_task(self.runtime, task, self.worker_id, heartbeat)
+            outcome = await execute_task(self.ports, task, self.worker_id, heartbeat)
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
@@ -230,13 +230,13 @@ class TaskRunner:
             await asyncio.gather(*late, return_exceptions=True)
 
 
-async def run_worker(runtime: Ports, worker_id: str | None = None) -> None:
+async def run_worker(ports: Ports, worker_id: str | None = None) -> None:
     """``glimpse-server worker``: one runner until SIGTERM or SIGINT.
 
     The first signal stops claiming and hands the running tasks back to the queue (each undoes its
     work first); a second one exits at once, leaving the leases to lapse.
     """
-    runner = TaskRunner(runtime, worker_id)
+    runner = TaskRunner(ports, worker_id)
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     received = 0

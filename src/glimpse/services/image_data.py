@@ -67,22 +67,22 @@ class Download:
 
 
 class ImageDataService:
-    def __init__(self, runtime: Ports) -> None:
-        self.runtime = runtime
-        self.settings = runtime.settings
+    def __init__(self, ports: Ports) -> None:
+        self.ports = ports
+        self.settings = ports.settings
 
     def _images(self, repos: Repositories) -> ImageService:
-        return ImageService(repos, self.settings, self.runtime.policy)
+        return ImageService(repos, self.settings, self.ports.policy)
 
     def store_for(self, store_id: str | None) -> ImageStore:
         if store_id is None:
-            return self.runtime.stores.default
-        if store_id not in self.runtime.stores.ids():
+            return self.ports.stores.default
+        if store_id not in self.ports.stores.ids():
             raise InvalidInput(
                 f"Store '{store_id}' is not enabled at this site; enabled stores are: "
-                f"{', '.join(self.runtime.stores.ids())}."
+                f"{', '.join(self.ports.stores.ids())}."
             )
-        return self.runtime.stores.get(store_id)
+        return self.ports.stores.get(store_id)
 
     # -- upload ------------------------------------------------------------------------------------
     async def upload(
@@ -116,7 +116,7 @@ class ImageDataService:
             images.images.set_status(image.id, [ImageStatus.QUEUED], ImageStatus.SAVING)
             return limit, image.disk_format
 
-        limit, disk_format = await self.runtime.run(begin)
+        limit, disk_format = await self.ports.run(begin)
         hasher = StreamHasher(self.settings.hashing_algorithm)
         try:
             stored = await store.write(image_id, prefetch(hasher.wrap(body)), max_size=limit)
@@ -150,7 +150,7 @@ class ImageDataService:
             )
 
         try:
-            await self.runtime.run(finish)
+            await self.ports.run(finish)
         except (NotFound, Conflict):
             await self._discard(store, stored.location)
             raise ImageGone(
@@ -177,7 +177,7 @@ class ImageDataService:
             repo.set_status(image_id, [ImageStatus.SAVING], ImageStatus.QUEUED, size=None, virtual_size=None)
 
         try:
-            await self.runtime.run(revert)
+            await self.ports.run(revert)
         except (NotFound, Conflict):
             log.info("image %s left 'saving' before the failed upload could revert it", image_id)
 
@@ -197,7 +197,7 @@ class ImageDataService:
             image, _ = self._images(repos).load(ctx, image_id, "download_image")
             return image
 
-        image = await self.runtime.run(load, readonly=True)
+        image = await self.ports.run(load, readonly=True)
         if image.status == ImageStatus.DEACTIVATED and not ctx.is_admin:
             raise Forbidden("The requested image has been deactivated. Image data download is prohibited.")
         if not image.locations or image.size is None:
@@ -206,9 +206,9 @@ class ImageDataService:
         first, last = byte_range.resolve(size) if byte_range else (0, size - 1)
         length = last - first + 1 if size else 0
         for location in image.locations:
-            if location.store_id not in self.runtime.stores.ids():
+            if location.store_id not in self.ports.stores.ids():
                 continue
-            store = self.runtime.stores.get(location.store_id)
+            store = self.ports.stores.get(location.store_id)
             try:
                 stream = await store.open(location.url, first, length)
             except StoreNotFound:
@@ -225,29 +225,29 @@ class ImageDataService:
 
     # -- delete ------------------------------------------------------------------------------------
     async def delete_image(self, ctx: RequestContext, image_id: str) -> None:
-        image = await self.runtime.run(lambda repos: self._images(repos).delete(ctx, image_id))
+        image = await self.ports.run(lambda repos: self._images(repos).delete(ctx, image_id))
         for location in image.locations:
             await self._remove_location_data(image_id, location)
-        staging = self.runtime.stores.staging
+        staging = self.ports.stores.staging
         with contextlib.suppress(StorageError):
             await staging.delete(staging.location_for(image_id))
 
     async def delete_from_store(self, ctx: RequestContext, image_id: str, store_id: str) -> None:
-        if store_id not in self.runtime.stores.ids():
+        if store_id not in self.ports.stores.ids():
             raise NotFound(f"Store '{store_id}' is not enabled at this site.")
-        location = await self.runtime.run(
+        location = await self.ports.run(
             lambda repos: self._images(repos).remove_store(ctx, image_id, store_id)
         )
         await self._remove_location_data(image_id, location)
 
     async def _remove_location_data(self, image_id: str, location: Location) -> None:
-        if location.store_id not in self.runtime.stores.ids():
+        if location.store_id not in self.ports.stores.ids():
             log.warning(
                 "image %s: store %s is no longer configured; its data stays", image_id, location.store_id
             )
             return
         try:
-            await self.runtime.stores.get(location.store_id).delete(location.url)
+            await self.ports.stores.get(location.store_id).delete(location.url)
         except StoreNotFound:
             log.info("image %s: data already gone from store %s", image_id, location.store_id)
         except StorageError as exc:

@@ -15,7 +15,7 @@ Contract with the task runner (what a pending ``api_image_import`` task row hold
   glance-direct and web-download and unchanged (``active``) for copy-image.
 * ``os_glance_importing_to_stores`` = the sorted, comma-joined ``backend``;
   ``os_glance_failed_import`` no longer names any of them (both exist, possibly ``""``).
-* glance-direct: the staged bytes are in ``runtime.stores.staging`` under the key ``<image id>``,
+* glance-direct: the staged bytes are in ``ports.stores.staging`` under the key ``<image id>``,
   and the image's ``size`` says how many there are.
 """
 
@@ -156,16 +156,16 @@ class _Bust:
 
 
 class ImportService:
-    def __init__(self, runtime: Ports) -> None:
-        self.runtime = runtime
-        self.settings = runtime.settings
+    def __init__(self, ports: Ports) -> None:
+        self.ports = ports
+        self.settings = ports.settings
 
     @property
     def stale_after(self) -> timedelta:
         return timedelta(minutes=self.settings.import_lock_stale_after)
 
     def _images(self, repos: Repositories) -> ImageService:
-        return ImageService(repos, self.settings, self.runtime.policy)
+        return ImageService(repos, self.settings, self.ports.policy)
 
     # -- PUT /v2/images/{id}/stage -----------------------------------------------------------------
     def check_stage_request(self, media_type: str | None) -> None:
@@ -205,18 +205,18 @@ class ImportService:
                     f"Image {image_id} is '{image.status}'; data can only be staged for a queued image."
                 )
 
-        await self.runtime.run(check, readonly=True)
+        await self.ports.run(check, readonly=True)
         for declared in (content_length, declared_size):
             if declared is not None and declared > limit:
                 raise self._too_large(limit)
-        staging = self.runtime.stores.staging
+        staging = self.ports.stores.staging
         if await self._staged_size(image_id) is not None:
             raise Conflict(f"The image {image_id} has data on staging")
 
         def begin(repos: Repositories) -> None:
             self._images(repos).images.set_status(image_id, [ImageStatus.QUEUED], ImageStatus.UPLOADING)
 
-        await self.runtime.run(begin)
+        await self.ports.run(begin)
         try:
             stored = await staging.write(image_id, prefetch(rebuffer(body)), max_size=limit)
         except BaseException as exc:
@@ -238,7 +238,7 @@ class ImportService:
             )
 
         try:
-            await self.runtime.run(finish)
+            await self.ports.run(finish)
         except (NotFound, Conflict):
             await self._discard_staged(stored.location)
             raise ImageGone(
@@ -248,13 +248,13 @@ class ImportService:
 
     async def _staged_size(self, image_id: str) -> int | None:
         try:
-            return await self.runtime.stores.staging.size(self.runtime.stores.staging.location_for(image_id))
+            return await self.ports.stores.staging.size(self.ports.stores.staging.location_for(image_id))
         except StoreNotFound:
             return None
 
     async def _discard_staged(self, location: str) -> None:
         try:
-            await self.runtime.stores.staging.delete(location)
+            await self.ports.stores.staging.delete(location)
         except StorageError:
             log.warning("could not remove staged data %s; it is an orphan now", location)
 
@@ -271,7 +271,7 @@ class ImportService:
             if location is not None:
                 await self._discard_staged(location)
             try:
-                await self.runtime.run(revert)
+                await self.ports.run(revert)
             except (NotFound, Conflict):
                 log.info("image %s left 'uploading' before the failed staging could revert it", image_id)
 
@@ -288,12 +288,12 @@ class ImportService:
     ) -> ImportStarted:
         """Validate the request, create the task and take the lock (one unit of work), then wake the
         runner. ``task_id`` is None when a copy to all stores found every store already done."""
-        started = await self.runtime.run(
+        started = await self.ports.run(
             lambda repos: self.begin_import(repos, ctx, image_id, body, store_header)
         )
         if started.task_id is not None:
-            self.runtime.wake_runner()
-            self.runtime.notify_task_change(image_id)
+            self.ports.wake_runner()
+            self.ports.notify_task_change(image_id)
         return started
 
     def begin_import(
@@ -308,7 +308,7 @@ class ImportService:
         images = self._images(repos)
         image, target = images.load(ctx, image_id)
         tasks = repos.tasks
-        now = self.runtime.clock()
+        now = self.ports.clock()
         try:
             _check_status(image, request.method)
         except Conflict as exc:
@@ -403,7 +403,7 @@ class ImportService:
         self, request: ImportRequest, image: Image, store_header: str | None
     ) -> tuple[str, ...]:
         """The stores to import to, checked against the configured ones (Glance's rules and messages)."""
-        registry = self.runtime.stores
+        registry = self.ports.stores
         if request.all_stores:
             if store_header is not None:
                 raise InvalidInput(ALL_STORES_CONFLICT)
