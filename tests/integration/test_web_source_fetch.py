@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from glimpse.domain.url_rules import ImportFilter
 from glimpse.errors import InvalidInput, TooLarge
-from glimpse.jobs.url_filter import ImportFilter
 from glimpse.jobs.web_source import DownloadFailed, WebSource
 
 pytestmark = pytest.mark.timeout(60)

@@ -36,7 +36,6 @@ from glimpse.jobs.import_run import (
 )
 from glimpse.jobs.objects import delete_object, location_of, remove_unreferenced
 from glimpse.jobs.steps import Why
-from glimpse.jobs.url_filter import ImportFilter
 from glimpse.jobs.web_source import DownloadFailed, WebSource
 from glimpse.services.hashing import StreamHasher, prefetch
 from glimpse.services.image_data import PLAIN_DISK_FORMATS
@@ -123,12 +122,7 @@ class Download:
         if not isinstance(uri, str) or not uri:
             raise FlowFailed("The web-download request has no method.uri, so there is nothing to download.")
         limit = await self._limit(run)
-        try:
-            source = WebSource(
-                ImportFilter.from_options(run.runtime.settings.import_filtering_opts), max_size=limit
-            )
-        except ValueError as exc:
-            raise FlowFailed(f"web-download is misconfigured at this site: {exc}") from None
+        source = WebSource(run.runtime.settings.import_filter, max_size=limit)
         hb = run.heartbeat
         hb.start_phase(PHASE_STAGING)
         await hb.beat(force=True)

@@ -32,7 +32,6 @@ from typing import Any, Final
 import anyio
 from sqlalchemy.orm import Session
 
-from glimpse.config import ConfigError
 from glimpse.context import RequestContext
 from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.images import Image, ImageStatus
@@ -45,6 +44,7 @@ from glimpse.domain.tasks import (
     lock_breakable_at,
     lock_is_stale,
 )
+from glimpse.domain.url_rules import check_url
 from glimpse.errors import (
     Conflict,
     Forbidden,
@@ -55,7 +55,6 @@ from glimpse.errors import (
     TooLarge,
     UnsupportedMediaType,
 )
-from glimpse.jobs.url_filter import ImportFilter, check_url
 from glimpse.runtime import Runtime
 from glimpse.services.hashing import prefetch, rebuffer
 from glimpse.services.image_data import ImageGone
@@ -496,16 +495,12 @@ class ImportService:
         return tuple(wanted)
 
     def _check_uri(self, uri: object) -> None:
-        try:
-            flt = ImportFilter.from_options(self.settings.import_filtering_opts)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
         if not isinstance(uri, str):
             raise InvalidInput(
                 f"URI for web-download does not pass filtering: {uri} (the request needs the URL to "
                 "import from as a string in method.uri)."
             )
-        check_url(uri, flt)
+        check_url(uri, self.settings.import_filter)
 
 
 def _check_status(image: Image, method: str) -> None:
