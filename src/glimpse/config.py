@@ -13,25 +13,25 @@ import configparser
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from glimpse.domain.images import DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS
-from glimpse.errors import GlimpseError
+from glimpse.domain.imports import ImportMethod
+from glimpse.domain.url_rules import ImportFilter
+from glimpse.errors import ConfigError
 
 ENV_PREFIX = "GLIMPSE_"
 DEFAULT_SECTION = "DEFAULT"
 RESERVED_STORE_PREFIX = "os_glance_"
-ALL_IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
+ALL_IMPORT_METHODS = tuple(str(method) for method in ImportMethod)
 SUPPORTED_HASH_ALGORITHMS = ("sha256", "sha384", "sha512", "sha3_256", "sha3_512", "blake2b")
 STORE_TYPES = ("file", "s3")
+DEFAULT_BACKENDS = "fast:file,cheap:file,reliable:file"
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-
-
-class ConfigError(GlimpseError):
-    """The configuration cannot be used; the message names the option and what to write instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +79,8 @@ class Settings:
     embedded_runner: bool = True
     #: Tasks one runner process executes at once.
     max_concurrent_tasks: int = 2
-    #: The ``[import_filtering_opts]`` section, as given (parsed by the web-download source).
-    import_filtering_opts: Mapping[str, str] = field(default_factory=dict)
+    #: The ``[import_filtering_opts]`` section: which URLs web-download may fetch.
+    import_filter: ImportFilter = field(default_factory=ImportFilter)
     hashing_algorithm: str = "sha512"
     max_request_id_length: int = 64
     limit_param_default: int = 25
@@ -129,14 +129,21 @@ def parse_size(value: str, option: str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[unit]
 
 
-def parse_bool(value: str, option: str) -> bool:
-    """Parse oslo.config-style booleans (``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0``)."""
+def _bool_or_none(value: str) -> bool | None:
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
         return True
     if lowered in {"0", "false", "no", "off"}:
         return False
-    raise ConfigError(f"{option} = {value!r} is not a boolean; write true or false.")
+    return None
+
+
+def parse_bool(value: str, option: str) -> bool:
+    """Parse oslo.config-style booleans (``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0``)."""
+    flag = _bool_or_none(value)
+    if flag is None:
+        raise ConfigError(f"{option} = {value!r} is not a boolean; write true or false.")
+    return flag
 
 
 def _parse_int(value: str, option: str, minimum: int = 0) -> int:
@@ -158,8 +165,35 @@ def _log_level(value: str) -> str:
     return level
 
 
-def _parse_list(value: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in value.split(",") if item.strip())
+_LIST_ITEM = re.compile(
+    r"""\s*(?:'(?P<single>[^']*)'|"(?P<double>[^"]*)"|(?P<bare>[^,'"]*?))\s*(?P<end>,|\Z)"""
+)
+
+
+def parse_list(value: str, option: str) -> tuple[str, ...]:
+    """Parse a list as oslo.config writes one: ``a,b``, ``a, b``, ``[a, b]``, ``['a', 'b']``, ``["a","b"]``.
+
+    Items may be quoted (then they keep what is inside the quotes); empty items are dropped, so an
+    empty value (or ``[]``) is an empty list.
+    """
+    text = value.strip()
+    if text.startswith("[") or text.endswith("]"):
+        if len(text) < 2 or not (text.startswith("[") and text.endswith("]")):
+            raise ConfigError(f"{option} = {value!r} has an unmatched bracket; write a, b or [a, b].")
+        text = text[1:-1]
+    items: list[str] = []
+    position = 0
+    while position < len(text):
+        match = _LIST_ITEM.match(text, position)
+        if match is None:
+            raise ConfigError(
+                f"{option} = {value!r} is not a list; write a, b or [a, b] (quote an item as 'a' or \"a\")."
+            )
+        item = next(part for part in match.group("single", "double", "bare") if part is not None)
+        if item:
+            items.append(item)
+        position = match.end()
+    return tuple(items)
 
 
 class _Source:
@@ -196,7 +230,7 @@ class _Source:
 
 def _parse_backends(raw: str) -> list[tuple[str, str]]:
     backends: list[tuple[str, str]] = []
-    for item in _parse_list(raw):
+    for item in parse_list(raw, "enabled_backends"):
         store_id, sep, store_type = item.partition(":")
         store_id, store_type = store_id.strip(), store_type.strip()
         if not sep or not store_id or not store_type:
@@ -228,8 +262,110 @@ def _staging_dir(raw: str | None, data_dir: Path) -> Path:
     return Path(parsed.path)
 
 
+def _float(value: str, option: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{option} = {value!r} is not a number.") from None
+    if number <= 0:
+        raise ConfigError(f"{option} must be greater than 0.")
+    return number
+
+
+class _Options:
+    """Typed look-ups; each returns ``None`` when the option is unset, so the field's default applies.
+
+    An empty value counts as unset, except for lists, where it is an empty list (as in oslo.config).
+    Errors name the option as ``name`` in ``[DEFAULT]`` and ``[section] name`` elsewhere.
+    """
+
+    def __init__(self, source: _Source) -> None:
+        self._source = source
+
+    @staticmethod
+    def name(option: str, section: str) -> str:
+        return option if section == DEFAULT_SECTION else f"[{section}] {option}"
+
+    def text(self, option: str, section: str = DEFAULT_SECTION) -> str | None:
+        value = self._source.get(section, option)
+        return None if value is None or not value.strip() else value.strip()
+
+    def integer(self, option: str, section: str = DEFAULT_SECTION, minimum: int = 0) -> int | None:
+        value = self.text(option, section)
+        return None if value is None else _parse_int(value, self.name(option, section), minimum)
+
+    def number(self, option: str, section: str = DEFAULT_SECTION) -> float | None:
+        value = self.text(option, section)
+        return None if value is None else _float(value, self.name(option, section))
+
+    def size(self, option: str) -> int | None:
+        value = self.text(option)
+        return None if value is None else parse_size(value, option)
+
+    def boolean(self, option: str, section: str = DEFAULT_SECTION) -> bool | None:
+        value = self.text(option, section)
+        return None if value is None else parse_bool(value, self.name(option, section))
+
+    def listed(self, option: str, section: str = DEFAULT_SECTION) -> tuple[str, ...] | None:
+        value = self._source.get(section, option)
+        return None if value is None else parse_list(value, self.name(option, section))
+
+
+def _import_methods(methods: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    for method in methods or ():
+        if method not in ALL_IMPORT_METHODS:
+            raise ConfigError(
+                f"enabled_import_methods: unknown method {method!r}; known: {', '.join(ALL_IMPORT_METHODS)}."
+            )
+    return methods
+
+
+def _formats(values: tuple[str, ...] | None, option: str) -> tuple[str, ...] | None:
+    if values == ():
+        raise ConfigError(f"{option} is empty; list the formats images may have, e.g. 'raw, qcow2'.")
+    return values
+
+
+def _import_filter(options: Mapping[str, str]) -> ImportFilter:
+    """``[import_filtering_opts]`` parsed and checked: options not given keep their defaults."""
+    known = [option.name for option in fields(ImportFilter)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"[import_filtering_opts] has unknown option(s) {', '.join(unknown)}; "
+            f"the options are {', '.join(known)}."
+        )
+    values: dict[str, Any] = {}
+    for option, value in options.items():
+        name = f"[import_filtering_opts] {option}"
+        if option == "allow_private_networks":
+            flag = _bool_or_none(value)
+            if flag is None:
+                raise ConfigError(f"{name}: {value!r} is not a boolean; write true or false.")
+            values[option] = flag
+        elif option.endswith("_ports"):
+            values[option] = tuple(_port(item, name) for item in parse_list(value, name))
+        else:
+            values[option] = parse_list(value, name)
+    try:
+        return ImportFilter(**values)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _port(value: str, option: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 1 <= int(value) <= 65535:
+        raise ConfigError(f"{option}: {value!r} is not a port number (1-65535).")
+    return int(value)
+
+
 def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Build the settings from ``config_file`` (optional) and ``environ`` (defaults to ``os.environ``)."""
+    """Build the settings from ``config_file`` (optional) and ``environ`` (defaults to ``os.environ``).
+
+    Every value is parsed and checked here, once; a value that cannot be used raises
+    :class:`ConfigError` naming the option. Unset options take the defaults written in
+    :class:`Settings` (and :class:`ImportFilter`).
+    """
     env = dict(os.environ if environ is None else environ)
     parser = configparser.ConfigParser(interpolation=None)
     if config_file is None and env.get(f"{ENV_PREFIX}CONFIG_FILE"):
@@ -239,110 +375,84 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
             raise ConfigError(f"config file {config_file} does not exist.")
         parser.read(config_file)
     src = _Source(parser, env)
+    opt = _Options(src)
 
-    def opt(option: str, section: str = DEFAULT_SECTION) -> str | None:
-        value = src.get(section, option)
-        return None if value is None or value.strip() == "" else value.strip()
-
-    data_dir = Path(opt("data_dir") or "data").resolve()
-    backends = _parse_backends(opt("enabled_backends") or "fast:file,cheap:file,reliable:file")
+    data_dir = Path(opt.text("data_dir") or "data").resolve()
+    raw_backends = src.get(DEFAULT_SECTION, "enabled_backends")
+    backends = _parse_backends(DEFAULT_BACKENDS if raw_backends is None else raw_backends)
     stores: list[StoreSettings] = []
     for store_id, store_type in backends:
         options = src.section(store_id)
         if store_type == "file":
             options.setdefault("filesystem_store_datadir", str(data_dir / "stores" / store_id))
-        stores.append(
-            StoreSettings(
-                id=store_id,
-                type=store_type,
-                description=options.pop("store_description", "") or "",
-                weight=_parse_int(options.pop("weight", "0"), f"[{store_id}] weight"),
-                options=options,
-            )
-        )
-    default_backend = opt("default_backend", "glance_store") or backends[0][0]
+        shown: dict[str, Any] = {}
+        if description := options.pop("store_description", "").strip():
+            shown["description"] = description
+        if weight := options.pop("weight", "").strip():
+            shown["weight"] = _parse_int(weight, f"[{store_id}] weight")
+        stores.append(StoreSettings(id=store_id, type=store_type, options=options, **shown))
+    default_backend = opt.text("default_backend", "glance_store") or backends[0][0]
     if default_backend not in {s.id for s in stores}:
         raise ConfigError(
             f"[glance_store] default_backend = {default_backend!r} is not one of "
             f"enabled_backends ({', '.join(s.id for s in stores)})."
         )
 
-    methods = _parse_list(opt("enabled_import_methods") or ",".join(ALL_IMPORT_METHODS))
-    for method in methods:
-        if method not in ALL_IMPORT_METHODS:
-            raise ConfigError(
-                f"enabled_import_methods: unknown method {method!r}; known: {', '.join(ALL_IMPORT_METHODS)}."
-            )
-    hashing = opt("hashing_algorithm") or "sha512"
-    if hashing not in SUPPORTED_HASH_ALGORITHMS:
+    hashing = opt.text("hashing_algorithm")
+    if hashing is not None and hashing not in SUPPORTED_HASH_ALGORITHMS:
         raise ConfigError(
             f"hashing_algorithm = {hashing!r} is not supported; "
             f"choose one of {', '.join(SUPPORTED_HASH_ALGORITHMS)}."
         )
-    auth = opt("auth_strategy") or "noauth"
-    if auth != "noauth":
+    auth = opt.text("auth_strategy")
+    if auth is not None and auth != "noauth":
         raise ConfigError(f"auth_strategy = {auth!r} is not available yet; only 'noauth' is.")
+    log_level = opt.text("log_level")
+    public_endpoint = opt.text("public_endpoint")
+    policy_file = opt.text("policy_file", "oslo_policy")
 
-    def int_opt(option: str, default: int, section: str = DEFAULT_SECTION, minimum: int = 0) -> int:
-        value = opt(option, section)
-        return default if value is None else _parse_int(value, option, minimum)
-
-    def float_opt(option: str, default: float, section: str) -> float:
-        value = opt(option, section)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"[{section}] {option} = {value!r} is not a number.") from None
-        if number <= 0:
-            raise ConfigError(f"[{section}] {option} must be greater than 0.")
-        return number
-
-    def size_opt(option: str, default: int) -> int:
-        value = opt(option)
-        return default if value is None else parse_size(value, option)
-
-    policy_file = opt("policy_file", "oslo_policy")
+    given: dict[str, Any] = {
+        "bind_host": opt.text("bind_host"),
+        "bind_port": opt.integer("bind_port", minimum=1),
+        "workers": opt.integer("workers", minimum=1),
+        "public_endpoint": public_endpoint.rstrip("/") or None if public_endpoint else None,
+        "image_size_cap": opt.size("image_size_cap"),
+        "user_storage_quota": opt.size("user_storage_quota"),
+        "enabled_import_methods": _import_methods(opt.listed("enabled_import_methods")),
+        "task_time_to_live": opt.integer("task_time_to_live", "task"),
+        "import_lock_stale_after": opt.integer("import_lock_stale_after", minimum=1),
+        "task_progress_interval": opt.number("task_progress_interval", "task"),
+        "task_lease_time": opt.number("task_lease_time", "task"),
+        "runner_poll_interval": opt.number("runner_poll_interval", "task"),
+        "task_watch_interval": opt.number("task_watch_interval", "task"),
+        "embedded_runner": opt.boolean("embedded_runner", "task"),
+        "max_concurrent_tasks": opt.integer("max_concurrent_tasks", "task", minimum=1),
+        "import_filter": _import_filter(src.section("import_filtering_opts")),
+        "hashing_algorithm": hashing,
+        "max_request_id_length": opt.integer("max_request_id_length"),
+        "limit_param_default": opt.integer("limit_param_default", minimum=1),
+        "api_limit_max": opt.integer("api_limit_max", minimum=1),
+        "image_member_quota": opt.integer("image_member_quota", minimum=-1),
+        "image_property_quota": opt.integer("image_property_quota", minimum=-1),
+        "image_tag_quota": opt.integer("image_tag_quota", minimum=-1),
+        "disk_formats": _formats(opt.listed("disk_formats", "image_format"), "[image_format] disk_formats"),
+        "container_formats": _formats(
+            opt.listed("container_formats", "image_format"), "[image_format] container_formats"
+        ),
+        "show_image_direct_url": opt.boolean("show_image_direct_url"),
+        "auth_strategy": auth,
+        "noauth_default_user": opt.text("noauth_default_user", "auth"),
+        "noauth_default_project": opt.text("noauth_default_project", "auth"),
+        "noauth_default_roles": opt.listed("noauth_default_roles", "auth"),
+        "policy_file": Path(policy_file) if policy_file else None,
+        "log_level": _log_level(log_level) if log_level else None,
+        "database_threads": opt.integer("threads", "database"),
+    }
     return Settings(
         data_dir=data_dir,
-        database_connection=opt("connection", "database") or f"sqlite:///{data_dir / 'glimpse.sqlite'}",
+        database_connection=opt.text("connection", "database") or f"sqlite:///{data_dir / 'glimpse.sqlite'}",
         stores=tuple(stores),
         default_backend=default_backend,
-        staging_dir=_staging_dir(opt("node_staging_uri"), data_dir),
-        bind_host=opt("bind_host") or "127.0.0.1",
-        bind_port=int_opt("bind_port", 9292, minimum=1),
-        workers=int_opt("workers", 1, minimum=1),
-        public_endpoint=(opt("public_endpoint") or "").rstrip("/") or None,
-        image_size_cap=size_opt("image_size_cap", 1099511627776),
-        user_storage_quota=size_opt("user_storage_quota", 0),
-        enabled_import_methods=methods,
-        task_time_to_live=int_opt("task_time_to_live", 48, "task"),
-        import_lock_stale_after=int_opt("import_lock_stale_after", 60, minimum=1),
-        task_progress_interval=float_opt("task_progress_interval", 2.0, "task"),
-        task_lease_time=float_opt("task_lease_time", 30.0, "task"),
-        runner_poll_interval=float_opt("runner_poll_interval", 1.0, "task"),
-        task_watch_interval=float_opt("task_watch_interval", 0.5, "task"),
-        embedded_runner=parse_bool(opt("embedded_runner", "task") or "true", "[task] embedded_runner"),
-        max_concurrent_tasks=int_opt("max_concurrent_tasks", 2, "task", minimum=1),
-        import_filtering_opts=src.section("import_filtering_opts"),
-        hashing_algorithm=hashing,
-        max_request_id_length=int_opt("max_request_id_length", 64),
-        limit_param_default=int_opt("limit_param_default", 25, minimum=1),
-        api_limit_max=int_opt("api_limit_max", 1000, minimum=1),
-        image_member_quota=int_opt("image_member_quota", 128, minimum=-1),
-        image_property_quota=int_opt("image_property_quota", 128, minimum=-1),
-        image_tag_quota=int_opt("image_tag_quota", 128, minimum=-1),
-        disk_formats=_parse_list(opt("disk_formats", "image_format") or ",".join(DEFAULT_DISK_FORMATS)),
-        container_formats=_parse_list(
-            opt("container_formats", "image_format") or ",".join(DEFAULT_CONTAINER_FORMATS)
-        ),
-        show_image_direct_url=parse_bool(opt("show_image_direct_url") or "false", "show_image_direct_url"),
-        auth_strategy=auth,
-        noauth_default_user=opt("noauth_default_user", "auth") or "glimpse-user",
-        noauth_default_project=opt("noauth_default_project", "auth") or "glimpse-project",
-        noauth_default_roles=_parse_list(opt("noauth_default_roles", "auth") or "member,reader"),
-        policy_file=Path(policy_file) if policy_file else None,
-        log_level=_log_level(opt("log_level") or "INFO"),
-        database_threads=int_opt("threads", 0, "database"),
+        staging_dir=_staging_dir(opt.text("node_staging_uri"), data_dir),
+        **{name: value for name, value in given.items() if value is not None},
     )

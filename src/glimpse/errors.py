@@ -141,3 +141,25 @@ class DatabaseUnavailable(StorageError):
 
 class FlowFailed(GlimpseError):
     default_message = "The import failed; its partial data was removed. Start the import again."
+
+
+class ConfigError(GlimpseError):
+    """The configuration cannot be used; the message names the option and what to write instead."""
+
+
+class PolicyError(GlimpseError):
+    """A policy rule or policy file cannot be used, or code asked for a rule that does not exist.
+
+    ``rule`` names the offending rule when there is one; ``column`` is the 1-based position in its text.
+    """
+
+    def __init__(self, message: str, *, rule: str | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.column = column
+
+
+class DownloadFailed(GlimpseError):
+    """The web-download did not produce the whole image; the message says why and what to do."""
+
+    default_message = "The image could not be downloaded; check the URL and import again."

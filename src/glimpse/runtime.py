@@ -19,6 +19,7 @@ from glimpse.db.repositories import SqlRepositories
 from glimpse.db.session import make_engine, make_sessionmaker, unit_of_work
 from glimpse.domain.policy import Policy
 from glimpse.domain.tasks import Clock, system_clock
+from glimpse.policy_file import load_policy
 from glimpse.ports import Repositories
 from glimpse.services.task_watch import TaskWatcher
 from glimpse.storage.registry import StoreRegistry, build_stores
@@ -52,7 +53,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, stores: StoreRegistry | None = None) -> Runtime:
         engine = make_engine(settings.database_connection)
-        policy = Policy.from_file(settings.policy_file) if settings.policy_file else Policy()
+        policy = load_policy(settings.policy_file)
         return cls(
             settings=settings,
             engine=engine,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,11 +14,15 @@ from glimpse.cli.main import main
 
 
 @pytest.fixture
-def environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     for name in [n for n in os.environ if n.startswith("GLIMPSE_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("GLIMPSE_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path / "data"
+    before = dict(os.environ)
+    yield tmp_path / "data"
+    # The commands export their settings for the worker processes; keep them from later tests.
+    os.environ.clear()
+    os.environ.update(before)
 
 
 def test_db_check_then_upgrade(environ: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,3 +51,32 @@ def test_serve_refuses_bad_policy_file(
     monkeypatch.setenv("GLIMPSE_BIND_PORT", "1")  # never reached: the policy is checked first
     assert main(["serve"]) == 2
     assert "get_image" in capsys.readouterr().err
+
+
+BAD_FILTER = "[import_filtering_opts]\nallowed_ports = 80, htp\n"
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_typo_in_the_configuration_stops_the_start(
+    environ: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    config = tmp_path / "bad.conf"
+    config.write_text(BAD_FILTER)
+    assert main([command, "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error: [import_filtering_opts] allowed_ports: 'htp' is not a port number" in err
+    assert not environ.exists()  # stopped before preparing anything
+
+
+def test_the_server_process_exits_2_on_a_typo(environ: Path, tmp_path: Path) -> None:
+    config = tmp_path / "bad.conf"
+    config.write_text("[image_format]\ndisk_formats = [raw, qcow2\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "glimpse.cli.main", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
+    assert done.returncode == 2, done.stderr
+    assert "[image_format] disk_formats = '[raw, qcow2' has an unmatched bracket" in done.stderr

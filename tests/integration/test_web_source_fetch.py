@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from glimpse.errors import InvalidInput, TooLarge
-from glimpse.jobs.url_filter import ImportFilter
-from glimpse.jobs.web_source import DownloadFailed, WebSource
+from glimpse.domain.url_rules import ImportFilter
+from glimpse.errors import DownloadFailed, InvalidInput, TooLarge
+from glimpse.jobs.web_source import WebSource
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,6 +19,7 @@ from glimpse.domain.policy import (
     image_target,
 )
 from glimpse.errors import Forbidden, GlimpseError
+from glimpse.policy_file import load_policy
 
 
 def ctx(
@@ -196,12 +197,6 @@ def test_shared_references_are_not_cycles() -> None:
 def test_invalid_rule_names_are_refused(name: str) -> None:
     with pytest.raises(PolicyError, match="not valid"):
         Policy({name: "@"})
-
-
-def test_non_string_rule_values_are_refused() -> None:
-    with pytest.raises(PolicyError, match="rule string") as caught:
-        Policy({"t": True})  # type: ignore[dict-item]
-    assert caught.value.rule == "t"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -483,7 +478,7 @@ def test_yaml_file_overrides_and_custom_rules(tmp_path: Path, name: str) -> None
         'image_admin: "role:image_admin or rule:context_is_admin"\n'
         "publicize_image: 'rule:image_admin'\n",
     )
-    policy = Policy.from_file(path)
+    policy = load_policy(path)
     assert not policy.check("get_image", ADMIN, PRIVATE)
     assert policy.check("publicize_image", ctx("p", "image_admin"), PRIVATE)
     assert policy.check("publicize_image", ADMIN, PRIVATE)
@@ -493,20 +488,20 @@ def test_yaml_file_overrides_and_custom_rules(tmp_path: Path, name: str) -> None
 
 def test_json_file_overrides(tmp_path: Path) -> None:
     rules = {"download_image": "!", "copy_image": "role:member and project_id:%(project_id)s"}
-    policy = Policy.from_file(write(tmp_path, "policy.json", json.dumps(rules)))
+    policy = load_policy(write(tmp_path, "policy.json", json.dumps(rules)))
     assert not policy.check("download_image", ADMIN, PUBLIC)
     assert policy.check("copy_image", OWNER_MEMBER, PRIVATE)
     assert not policy.check("copy_image", OTHER_MEMBER, PRIVATE)
 
 
 def test_json_content_in_a_yaml_named_file_is_read(tmp_path: Path) -> None:
-    policy = Policy.from_file(str(write(tmp_path, "policy.yaml", '{"get_image": "!"}')))
+    policy = load_policy(str(write(tmp_path, "policy.yaml", '{"get_image": "!"}')))
     assert not policy.check("get_image", ADMIN, PUBLIC)
 
 
 @pytest.mark.parametrize(("name", "text"), [("p.yaml", ""), ("p.yaml", "# nothing\n"), ("p.json", " \n")])
 def test_empty_file_keeps_the_defaults(tmp_path: Path, name: str, text: str) -> None:
-    assert Policy.from_file(write(tmp_path, name, text)).rules == Policy().rules
+    assert load_policy(write(tmp_path, name, text)).rules == Policy().rules
 
 
 @pytest.mark.parametrize(
@@ -529,7 +524,7 @@ def test_malformed_files_are_refused_clearly(
 ) -> None:
     path = write(tmp_path, name, text)
     with pytest.raises(PolicyError) as caught:
-        Policy.from_file(path)
+        load_policy(path)
     assert str(path) in caught.value.message
     for fragment in fragments:
         assert fragment in caught.value.message
@@ -538,18 +533,36 @@ def test_malformed_files_are_refused_clearly(
 def test_rule_errors_from_a_file_keep_rule_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, "p.yaml", 'get_image: "role:reader and"\n')
     with pytest.raises(PolicyError) as caught:
-        Policy.from_file(path)
+        load_policy(path)
     assert (caught.value.rule, caught.value.column) == ("get_image", 16)
+
+
+@pytest.mark.parametrize(
+    ("text", "found"), [("t: true\n", "bool"), ("t:\n", "nothing"), ("t: [a]\n", "list")]
+)
+def test_non_string_rule_values_are_refused(tmp_path: Path, text: str, found: str) -> None:
+    with pytest.raises(PolicyError, match=f"rule string, found {found}") as caught:
+        load_policy(write(tmp_path, "p.yaml", text))
+    assert caught.value.rule == "t"
+
+
+def test_non_string_rule_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="rule name 42 is not valid"):
+        load_policy(write(tmp_path, "p.yaml", '42: "@"\n'))
+
+
+def test_no_policy_file_means_the_defaults() -> None:
+    assert load_policy(None).rules == Policy().rules == DEFAULTS
 
 
 def test_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="cannot be read"):
-        Policy.from_file(tmp_path / "absent.yaml")
+        load_policy(tmp_path / "absent.yaml")
 
 
 def test_unquoted_yaml_bang_is_refused_with_a_hint(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="quote it") as caught:
-        Policy.from_file(write(tmp_path, "p.yaml", "download_image: !\n"))
+        load_policy(write(tmp_path, "p.yaml", "download_image: !\n"))
     assert caught.value.rule == "download_image"
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from glimpse.config import ConfigError, Settings, StoreSettings, load_settings
-from glimpse.errors import Conflict, StoreNotFound, UnknownStore
+from glimpse.config import Settings, StoreSettings, load_settings
+from glimpse.errors import ConfigError, Conflict, StoreNotFound, UnknownStore
 from glimpse.ports import ImageStore
 from glimpse.storage.filesystem import FilesystemStore
 from glimpse.storage.memory import InMemoryStore

@@ -8,10 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from glimpse.config import ConfigError, Settings, load_settings
+from glimpse.config import Settings, load_settings
 from glimpse.db import migrate
 from glimpse.db.session import make_engine
-from glimpse.domain.policy import PolicyError
+from glimpse.errors import ConfigError, PolicyError
 from glimpse.logs import configure_logging
 from glimpse.runtime import Runtime
 
@@ -135,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glimpse-server", description="Glimpse image service.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the Image API v2 service")
-    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to bind (default 9292)")
-    serve.add_argument("--workers", type=int, help="number of API processes sharing the database")
+    serve.add_argument("--host", help="address to bind (overrides bind_host)")
+    serve.add_argument("--port", type=int, help="port to bind (overrides bind_port)")
+    serve.add_argument("--workers", type=int, help="number of API processes (overrides workers)")
     serve.add_argument("--config", help="INI configuration file (Glance layout)")
     serve.set_defaults(func=cmd_serve)
     worker = sub.add_parser("worker", help="run task runners (imports and copies) without the API")

@@ -19,6 +19,7 @@ from glimpse.domain.tasks import StoreState, TaskLost, TaskProgress, TaskType, c
 from glimpse.errors import (
     Conflict,
     DatabaseUnavailable,
+    DownloadFailed,
     FlowFailed,
     InvalidInput,
     NotFound,
@@ -37,8 +38,7 @@ from glimpse.jobs.import_run import (
 )
 from glimpse.jobs.objects import delete_object, remove_unreferenced
 from glimpse.jobs.steps import Why
-from glimpse.jobs.url_filter import ImportFilter
-from glimpse.jobs.web_source import DownloadFailed, WebSource
+from glimpse.jobs.web_source import WebSource
 from glimpse.ports import Repositories
 from glimpse.streaming import StreamHasher, prefetch
 
@@ -123,12 +123,7 @@ class Download:
         if not uri:
             raise FlowFailed("The web-download request has no method.uri, so there is nothing to download.")
         limit = await self._limit(run)
-        try:
-            source = WebSource(
-                ImportFilter.from_options(run.ports.settings.import_filtering_opts), max_size=limit
-            )
-        except ValueError as exc:
-            raise FlowFailed(f"web-download is misconfigured at this site: {exc}") from None
+        source = WebSource(run.ports.settings.import_filter, max_size=limit)
         hb = run.heartbeat
         hb.start_phase(PHASE_STAGING)
         await hb.beat(force=True)

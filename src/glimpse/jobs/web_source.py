@@ -1,9 +1,10 @@
 """The web-download source: fetch an image from a user-given URL without letting that URL reach inside.
 
-:class:`WebSource` connects only to an address it has just checked with
-:mod:`glimpse.jobs.url_filter` (the name goes into the Host header and the TLS server name, and the
-certificate is verified against the name), follows redirects itself and checks every hop again, and
-streams the body with a size cap, a timeout on silence and detection of bodies cut short.
+:class:`WebSource` connects only to an address it has just resolved (:mod:`glimpse.jobs.resolve`)
+and checked with the rules of :mod:`glimpse.domain.url_rules` (the name goes into the Host header and
+the TLS server name, and the certificate is verified against the name), follows redirects itself and
+checks every hop again, and streams the body with a size cap, a timeout on silence and detection of
+bodies cut short.
 """
 
 from __future__ import annotations
@@ -21,18 +22,9 @@ from urllib.parse import urljoin
 import httpx
 
 from glimpse import __version__
-from glimpse.errors import InvalidInput, TooLarge
-from glimpse.jobs.url_filter import (
-    DownloadFailed,
-    ImportFilter,
-    IPAddress,
-    ParsedURL,
-    Resolver,
-    check_url,
-    resolve_and_check,
-    shown_uri,
-    system_resolver,
-)
+from glimpse.domain.url_rules import ImportFilter, IPAddress, ParsedURL, check_url, shown_uri
+from glimpse.errors import DownloadFailed, InvalidInput, TooLarge
+from glimpse.jobs.resolve import Resolver, resolve_and_check, system_resolver
 
 __all__ = ["CHUNK_SIZE", "Download", "DownloadFailed", "WebSource"]
 

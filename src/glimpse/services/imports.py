@@ -30,7 +30,6 @@ from typing import Final
 
 import anyio
 
-from glimpse.config import ConfigError
 from glimpse.context import RequestContext
 from glimpse.domain.images import Image, ImageStatus
 from glimpse.domain.imports import ALL_STORES_CONFLICT, ImportMethod, ImportRequest
@@ -43,6 +42,7 @@ from glimpse.domain.tasks import (
     lock_breakable_at,
     lock_is_stale,
 )
+from glimpse.domain.url_rules import check_url
 from glimpse.errors import (
     Conflict,
     Forbidden,
@@ -55,7 +55,6 @@ from glimpse.errors import (
     TooLarge,
     UnsupportedMediaType,
 )
-from glimpse.jobs.url_filter import ImportFilter, check_url
 from glimpse.ports import Ports, Repositories, TaskRepository
 from glimpse.services.images import ImageService
 from glimpse.streaming import prefetch, rebuffer
@@ -426,11 +425,7 @@ class ImportService:
         return tuple(wanted)
 
     def _check_uri(self, uri: str) -> None:
-        try:
-            flt = ImportFilter.from_options(self.settings.import_filtering_opts)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        check_url(uri, flt)
+        check_url(uri, self.settings.import_filter)
 
 
 def _check_status(image: Image, method: ImportMethod) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
-from glimpse.config import ConfigError, Settings, StoreSettings, parse_bool, parse_size
-from glimpse.errors import StoreNotFound, UnknownStore
+from glimpse.config import Settings, StoreSettings, parse_bool, parse_size
+from glimpse.errors import ConfigError, StoreNotFound, UnknownStore
 from glimpse.ports import ImageStore
 from glimpse.storage.filesystem import DEFAULT_CHUNK_SIZE, FilesystemStore
 

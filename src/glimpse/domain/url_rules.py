@@ -1,54 +1,48 @@
 """Which URLs and addresses a web-download may reach: Glance's import filtering, plus the rules that
 keep a user-given URL from reaching inside the cloud (server-side request forgery).
 
-* :func:`check_url` parses the URL strictly and applies ``[import_filtering_opts]`` (scheme, host
-  and port allow and deny lists, with Glance's meaning) plus the address rules to hosts written as
-  IP literals, including every disguise the C library accepts (``2130706433``, ``0177.0.0.1``,
-  ``0x7f.1``, IPv4-mapped and NAT64 IPv6).
-* :func:`resolve_and_check` resolves a host name and refuses it when *any* of its addresses is
-  forbidden, so a name with one public and one private answer cannot pass.
+Pure rules, no sockets and no DNS:
+
+* :class:`ImportFilter` is ``[import_filtering_opts]`` as a value (``glimpse.config`` builds it once,
+  at start-up): scheme, host and port allow and deny lists, with Glance's meaning.
+* :func:`check_url` parses a URL strictly and applies the filter, plus the address rules to hosts
+  written as IP literals, including every disguise the C library accepts (``2130706433``,
+  ``0177.0.0.1``, ``0x7f.1``, IPv4-mapped and NAT64 IPv6).
+* :func:`check_addresses` applies the same rules to the addresses a host name resolved to, and
+  refuses the name when *any* of them is forbidden, so a name with one public and one private answer
+  cannot pass. Resolving is the caller's business (:mod:`glimpse.jobs.resolve`).
 
 Address rules: only public addresses are fetched. ``allow_private_networks = true`` lifts the rules
 for everything except the cloud metadata service; a host listed in ``allowed_hosts`` lifts them for
-that host (for the metadata service only when it is listed as an IP literal). The fetcher that uses
-these checks on every hop is :mod:`glimpse.jobs.web_source`.
+that host (for the metadata service only when it is listed as an IP literal).
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import logging
 import re
-import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any, Final, NamedTuple
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, NamedTuple
 from urllib.parse import quote, urlsplit
 
 import idna
 
-from glimpse.errors import GlimpseError, InvalidInput
+from glimpse.errors import InvalidInput
 
 __all__ = [
     "DEFAULT_PORTS",
     "FILTER_MESSAGE",
-    "DownloadFailed",
     "IPAddress",
     "ImportFilter",
     "ParsedURL",
-    "Resolver",
+    "check_addresses",
+    "check_host",
     "check_url",
-    "resolve_and_check",
     "shown_uri",
-    "system_resolver",
 ]
 
-log = logging.getLogger(__name__)
-
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-#: Turns ``(host, port)`` into the host's addresses as text; the default is :func:`system_resolver`.
-Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
 FILTER_MESSAGE: Final = "URI for web-download does not pass filtering: {uri}"
 DEFAULT_PORTS: Final[Mapping[str, int]] = {"http": 80, "https": 443}
@@ -63,14 +57,6 @@ _PORT = re.compile(r"[0-9]{1,5}")
 _FORBIDDEN_URL_CHARACTERS = re.compile(r"[\x00-\x20\x7f\\]")
 #: Visible ASCII stays as written in the request target; anything else is percent-encoded as UTF-8.
 _TARGET_SAFE: Final = "".join(chr(code) for code in range(0x21, 0x7F))
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-class DownloadFailed(GlimpseError):
-    """The web-download did not produce the whole image; the message says why and what to do."""
-
-    default_message = "The image could not be downloaded; check the URL and import again."
 
 
 class _Refusal(Exception):
@@ -116,50 +102,6 @@ class ImportFilter:
                         f"[import_filtering_opts] {name}: {port!r} is not a port number (1-65535)."
                     )
             object.__setattr__(self, name, ports)
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, str]) -> ImportFilter:
-        """Build the filter from the ``[import_filtering_opts]`` section (comma-separated lists).
-
-        Options not given keep their defaults; an option given empty is an empty list. Raises
-        ``ValueError`` naming the option and the value for anything that cannot be used.
-        """
-        known = [option.name for option in fields(cls)]
-        values = {name.strip().lower(): value for name, value in options.items()}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(
-                f"[import_filtering_opts] has unknown option(s) {', '.join(unknown)}; "
-                f"the options are {', '.join(known)}."
-            )
-        settings: dict[str, Any] = {}
-        for option, value in values.items():
-            if option == "allow_private_networks":
-                settings[option] = _parse_bool_option(value, option)
-            elif option.endswith("_ports"):
-                settings[option] = tuple(_parse_port_option(item, option) for item in _split_list(value))
-            else:
-                settings[option] = _split_list(value)
-        return cls(**settings)
-
-
-def _split_list(value: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in value.split(",") if item.strip())
-
-
-def _parse_port_option(value: str, option: str) -> int:
-    if not _PORT.fullmatch(value) or not 1 <= int(value) <= 65535:
-        raise ValueError(f"[import_filtering_opts] {option}: {value!r} is not a port number (1-65535).")
-    return int(value)
-
-
-def _parse_bool_option(value: str, option: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"[import_filtering_opts] {option}: {value!r} is not a boolean; write true or false.")
 
 
 def _config_host(value: str, option: str) -> str:
@@ -456,7 +398,7 @@ def check_url(url: str, flt: ImportFilter) -> ParsedURL:
 
     Only absolute http(s) URLs with a host and no user name or password pass. A host written as an
     IP address (in any spelling) must be public unless the filter says otherwise. Host names are not
-    resolved here: :func:`resolve_and_check` does that right before connecting.
+    resolved here: their addresses go through :func:`check_addresses` right before connecting.
     """
     try:
         parsed = _parse_url(url)
@@ -475,66 +417,31 @@ def check_url(url: str, flt: ImportFilter) -> ParsedURL:
     return parsed
 
 
-# -- resolving ---------------------------------------------------------------------------------------
+# -- resolved addresses ------------------------------------------------------------------------------
 
 
-async def system_resolver(host: str, port: int) -> list[str]:
-    """The operating system's resolver (``getaddrinfo``) run by the event loop."""
-    loop = asyncio.get_running_loop()
-    answers = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    return [str(answer[4][0]) for answer in answers]
-
-
-async def resolve_and_check(
-    host: str,
-    port: int,
-    flt: ImportFilter,
-    resolver: Resolver = system_resolver,
-    *,
-    uri: str | None = None,
-) -> list[str]:
-    """Resolve ``host`` and return its addresses, refusing it when any address is forbidden.
-
-    Checking every answer (not only the one a client would pick) is the defence against a name
-    with one public and one private address; the caller must then connect only to the returned
-    addresses. IP literals are checked without a lookup. Forbidden addresses raise
-    ``InvalidInput`` (with Glance's filtering message when ``uri`` is given); a name that does not
-    resolve raises :class:`DownloadFailed`.
-    """
-    shown = uri if uri is not None else host
+def check_host(host: str, *, uri: str) -> tuple[str, IPAddress | None]:
+    """The canonical form of ``host`` (a name or an IP literal, IPv6 with or without brackets) and,
+    for an IP literal, its address; a malformed host raises ``InvalidInput`` quoting ``uri``."""
     try:
-        name, literal = _normalise_host(f"[{host}]" if ":" in host and not host.startswith("[") else host)
+        return _normalise_host(f"[{host}]" if ":" in host and not host.startswith("[") else host)
     except _Refusal as refusal:
-        raise _refused(shown, str(refusal)) from None
-    if literal is not None:
-        addresses: list[IPAddress] = [literal]
-    else:
-        try:
-            answers = await resolver(name, port)
-        except OSError as exc:
-            raise DownloadFailed(
-                f"The host name {name} could not be resolved ({exc.strerror or exc}); "
-                "check the URL and import again."
-            ) from exc
-        addresses = []
-        for answer in answers:
-            try:
-                address = ipaddress.ip_address(answer.partition("%")[0])
-            except ValueError:
-                raise DownloadFailed(
-                    f"Resolving {name} gave {answer!r}, which is not an IP address."
-                ) from None
-            if address not in addresses:
-                addresses.append(address)
-        if not addresses:
-            raise DownloadFailed(f"The host name {name} has no addresses; check the URL and import again.")
+        raise _refused(uri, str(refusal)) from None
+
+
+def check_addresses(
+    name: str, addresses: Sequence[IPAddress], flt: ImportFilter, *, literal: bool, uri: str
+) -> None:
+    """Refuse ``name`` (``InvalidInput`` quoting ``uri``) when any of its ``addresses`` is forbidden.
+
+    ``addresses`` are what ``name`` resolved to, or the one address of an IP literal (``literal``).
+    """
     for address in addresses:
         try:
             _check_denied_address(address, flt, name)
         except _Refusal as refusal:
-            raise _refused(shown, str(refusal)) from None
-        refusal_reason = _address_refusal(address, flt, name, literal=literal is not None)
+            raise _refused(uri, str(refusal)) from None
+        refusal_reason = _address_refusal(address, flt, name, literal=literal)
         if refusal_reason is not None:
-            prefix = "" if literal is not None else f"{name} resolves to {address}, and "
-            raise _refused(shown, prefix + refusal_reason)
-    return [str(address) for address in addresses]
+            prefix = "" if literal else f"{name} resolves to {address}, and "
+            raise _refused(uri, prefix + refusal_reason)
