@@ -1,7 +1,7 @@
 """The SDK against plain Glance on the wire: responses captured from a real Glance 33.0.0.
 
 A loopback server (``glancereplay.GlanceReplay``) answers with the captured status lines, headers and
-bodies of ``../shared/glance-samples``, so these tests check how the SDK reads what Glance really
+bodies in ``tests/data/glance_samples``, so these tests check how the SDK reads what Glance really
 sends: no task id in the 202 of an import, no ``/v2/images/{id}/tasks/{task_id}``, watch parameters
 ignored, HTML error pages.
 """
