@@ -317,6 +317,21 @@ def test_help_usage_and_missing_connection(server: Server) -> None:
     assert "'k' is both set and removed" in both.err
 
 
+def test_openstack_names_for_the_connection(server: Server) -> None:
+    def owner(*args: str, env: dict[str, str]) -> str:
+        created = ok(server, *args, "image", "create", "named", "-f", "json", env=env)
+        return str(json.loads(created.out)["owner"])
+
+    openstack = {k: v for k, v in cli_env(server).items() if not k.startswith("GLIMPSE_")}
+    openstack.update({"OS_IMAGE_URL": server.url, "OS_PROJECT_ID": "proj-os", "OS_USER_ID": "os-user"})
+    assert owner(env=openstack) == "proj-os"
+    # GLIMPSE_* before OS_*, and an option before both.
+    both = dict(openstack, GLIMPSE_URL=server.url, GLIMPSE_PROJECT_ID="proj-glimpse")
+    assert owner(env=both) == "proj-glimpse"
+    given = ["--os-endpoint", server.url, "--os-project-id", "proj-option", "--os-user-id", "u"]
+    assert owner(*given, env=dict(both, GLIMPSE_URL="http://127.0.0.1:9")) == "proj-option"
+
+
 def test_without_the_cli_extra_one_line_and_exit_1() -> None:
     code = (
         "import sys; sys.modules['cliff'] = None; "
