@@ -36,6 +36,7 @@ RUN_TIMEOUT = 60
 ANSI = re.compile(r"\x1b\[")
 TASK_LINE = re.compile(r"^task [0-9a-f-]{36} (pending|processing|success|failure)\b", re.MULTILINE)
 PROJECT = "proj-cli"
+SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 # --- a web server whose downloads trickle until released -------------------------------------
@@ -621,6 +622,14 @@ def test_plain_lines_and_partial_failure(server: Server, tmp_path: Path) -> None
     assert [(t["Method"], t["Status"], t["User"]) for t in tasks] == [("glance-direct", "success", "alice")]
     assert tasks[0]["Request ID"].startswith("req-")
     assert tasks[0]["Stores"] == "fast done, broken failed"
+    # Times as the image shows its own: UTC to the second.
+    assert SECOND.fullmatch(image_of(server, image["id"])["created_at"])
+    assert SECOND.fullmatch(tasks[0]["Created"]), tasks[0]
+    assert SECOND.fullmatch(tasks[0]["Updated"]), tasks[0]
+    short = json.loads(ok(server, "image", "tasks", image["id"], "-f", "json").out)
+    assert (short[0]["User"], short[0]["Updated"]) == ("alice", tasks[0]["Updated"])
+    shown = json.loads(ok(server, "task", "show", image["id"], tasks[0]["ID"], "-f", "json").out)
+    assert (shown["user_id"], shown["updated_at"]) == ("alice", tasks[0]["Updated"])
 
 
 def test_failed_task_exit_3_and_copy_exit_0(server: Server, tmp_path: Path) -> None:
