@@ -1,5 +1,5 @@
 """Plain Glance on the wire for the clients' tests: :class:`GlanceReplay` answers on loopback with
-responses captured from a real Glance 33.0.0 (``../shared/glance-samples``: status line, headers and
+responses captured from a real Glance 33.0.0 (``tests/data/glance_samples``: status line, headers and
 body, byte for byte). It replays; it does not reimplement Glance.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "glance-samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "glance_samples"
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
 
 

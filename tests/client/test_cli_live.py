@@ -36,6 +36,7 @@ RUN_TIMEOUT = 60
 ANSI = re.compile(r"\x1b\[")
 TASK_LINE = re.compile(r"^task [0-9a-f-]{36} (pending|processing|success|failure)\b", re.MULTILINE)
 PROJECT = "proj-cli"
+SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 # --- a web server whose downloads trickle until released -------------------------------------
@@ -63,11 +64,13 @@ class _Trickle(BaseHTTPRequestHandler):
         self.end_headers()
         sent = 0
         try:
-            # 1 KiB every 50 ms until released (at most the whole blob), then the rest at once.
-            while sent < len(blob.data) and not blob.release.wait(0.05):
+            # 1 KiB every 50 ms until released, then the rest at once. The last KiB waits for the
+            # release: a download never ends on its own, however slowly the test runs.
+            while sent < len(blob.data) - 1024 and not blob.release.wait(0.05):
                 self.wfile.write(blob.data[sent : sent + 1024])
                 self.wfile.flush()
                 sent += 1024
+            blob.release.wait()
             self.wfile.write(blob.data[sent:])
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -257,6 +260,19 @@ def settle(server: Server, image_id: str, timeout: float = 20) -> list[dict[str,
     pytest.fail(f"the tasks of {image_id} did not end within {timeout}s: {tasks_of(server, image_id)}")
 
 
+def running(server: Server, image_id: str, after: str = "", timeout: float = 20) -> dict[str, Any]:
+    """Wait until the image's one task is processing with a heartbeat (``updated_at``) later than
+    ``after``, and return it: the server is working on it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tasks = tasks_of(server, image_id)
+        if len(tasks) == 1 and tasks[0]["status"] == "processing" and tasks[0]["updated_at"] > after:
+            return tasks[0]
+        time.sleep(0.05)
+    tasks = tasks_of(server, image_id)
+    pytest.fail(f"no task of {image_id} processing after {after!r} within {timeout}s: {tasks}")
+
+
 def data_file(tmp_path: Path, name: str, size: int) -> tuple[Path, bytes]:
     data = os.urandom(size)
     path = tmp_path / name
@@ -300,6 +316,21 @@ def test_help_usage_and_missing_connection(server: Server) -> None:
     both = glimpse(server, "image", "set", "x", "--property", "k=v", "--remove-property", "k")
     assert both.code == 2, both.explain()
     assert "'k' is both set and removed" in both.err
+
+
+def test_openstack_names_for_the_connection(server: Server) -> None:
+    def owner(*args: str, env: dict[str, str]) -> str:
+        created = ok(server, *args, "image", "create", "named", "-f", "json", env=env)
+        return str(json.loads(created.out)["owner"])
+
+    openstack = {k: v for k, v in cli_env(server).items() if not k.startswith("GLIMPSE_")}
+    openstack.update({"OS_IMAGE_URL": server.url, "OS_PROJECT_ID": "proj-os", "OS_USER_ID": "os-user"})
+    assert owner(env=openstack) == "proj-os"
+    # GLIMPSE_* before OS_*, and an option before both.
+    both = dict(openstack, GLIMPSE_URL=server.url, GLIMPSE_PROJECT_ID="proj-glimpse")
+    assert owner(env=both) == "proj-glimpse"
+    given = ["--os-endpoint", server.url, "--os-project-id", "proj-option", "--os-user-id", "u"]
+    assert owner(*given, env=dict(both, GLIMPSE_URL="http://127.0.0.1:9")) == "proj-option"
 
 
 def test_without_the_cli_extra_one_line_and_exit_1() -> None:
@@ -591,6 +622,14 @@ def test_plain_lines_and_partial_failure(server: Server, tmp_path: Path) -> None
     assert [(t["Method"], t["Status"], t["User"]) for t in tasks] == [("glance-direct", "success", "alice")]
     assert tasks[0]["Request ID"].startswith("req-")
     assert tasks[0]["Stores"] == "fast done, broken failed"
+    # Times as the image shows its own: UTC to the second.
+    assert SECOND.fullmatch(image_of(server, image["id"])["created_at"])
+    assert SECOND.fullmatch(tasks[0]["Created"]), tasks[0]
+    assert SECOND.fullmatch(tasks[0]["Updated"]), tasks[0]
+    short = json.loads(ok(server, "image", "tasks", image["id"], "-f", "json").out)
+    assert (short[0]["User"], short[0]["Updated"]) == ("alice", tasks[0]["Updated"])
+    shown = json.loads(ok(server, "task", "show", image["id"], tasks[0]["ID"], "-f", "json").out)
+    assert (shown["user_id"], shown["updated_at"]) == ("alice", tasks[0]["Updated"])
 
 
 def test_failed_task_exit_3_and_copy_exit_0(server: Server, tmp_path: Path) -> None:
@@ -663,9 +702,8 @@ def test_timeout_exit_5_leaves_the_task_running_then_watch(server: Server, web: 
         image_id = result.out.strip()
         assert "Stopped waiting after 1.5 s." in result.err
         assert f"Resume watching it with: glimpse image tasks {image_id} --watch" in result.err
-        time.sleep(0.3)
-        tasks = tasks_of(server, image_id)
-        assert [t["status"] for t in tasks] == ["processing"], tasks
+        # The task goes on once the command stopped waiting: the server keeps beating for it.
+        tasks = [running(server, image_id, after=running(server, image_id)["updated_at"])]
         assert image_of(server, image_id)["status"] == "importing"
 
         # Resume watching through a pipe: plain lines, then the end once the download is let go.
@@ -699,7 +737,9 @@ def test_ctrl_c_exit_130_then_live_watch(server: Server, web: _TrickleServer) ->
         child = spawn(server, "image", "create", "interrupted", "--uri", url, "--store", "reliable", "--wait")
         child.expect(r"Started web-download task ([0-9a-f-]{36}) on image ([0-9a-f-]{36})")
         task_id, image_id = child.match.group(1), child.match.group(2)
-        child.expect("download")  # the download bar is up
+        # The download bar's note: shown once the task is processing and fetching (the status line
+        # above the bars names the method, "web-download", while the task is still pending).
+        child.expect("downloading")
         child.sendintr()
         code, output = finish(child)
         assert code == 130, output
@@ -707,8 +747,8 @@ def test_ctrl_c_exit_130_then_live_watch(server: Server, web: _TrickleServer) ->
         flat = " ".join(" ".join(screen_of(output)).split())
         assert f"Task {task_id} goes on on the server" in flat
         assert f"Resume watching it with: glimpse image tasks {image_id} --watch" in flat
-        time.sleep(0.3)
-        assert [t["status"] for t in tasks_of(server, image_id)] == ["processing"]
+        # The task goes on after the command ended: the server keeps beating for it.
+        running(server, image_id, after=running(server, image_id)["updated_at"])
 
         watcher = spawn(server, "image", "tasks", image_id, "--watch")
         watcher.expect("processing")

@@ -1,25 +1,19 @@
-"""The SDK against a live ``glimpse-server serve`` on loopback."""
+"""The SDK against a live ``glimpse-server serve`` on loopback; every test runs with ``Client`` and with
+``AsyncClient`` (the ``connect`` fixture)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from bothclients import Connect
 
-from glimpse_client import (
-    AsyncClient,
-    Client,
-    ClientConfig,
-    Conflict,
-    NotFound,
-    Task,
-    TaskHandle,
-    TaskTimeout,
-)
+from glimpse_client import AsyncClient, Client, ClientConfig, Conflict, NotFound, Task, TaskTimeout
 from livesupport import Server, free_port
 
 pytestmark = pytest.mark.live
@@ -48,9 +42,9 @@ def config(live: Server, *roles: str) -> ClientConfig:
 
 
 @pytest.fixture
-def client(server: Server) -> Iterator[Client]:
-    with Client(config(server)) as sdk:
-        yield sdk
+def client(server: Server, connect: Connect) -> Client:
+    """A member of project p, as a ``Client`` or an ``AsyncClient`` (see bothclients.py)."""
+    return connect(config(server))
 
 
 def new_image(client: Client, **fields: object) -> str:
@@ -101,10 +95,13 @@ def test_image_calls(client: Client, tmp_path: Path) -> None:
     assert size == len(PAYLOAD)
     assert target.read_bytes() == PAYLOAD
     assert resumed[0] > 1000
+    assert client.download(image.id, target) == len(PAYLOAD)  # complete already: nothing to fetch
+    assert target.read_bytes() == PAYLOAD
 
     client.deactivate_image(image.id)
     assert client.get_image(image.id).status == "deactivated"
     client.reactivate_image(image.id)
+    assert client.get_image(image.id).status == "active"
 
     client.delete_image(image.id)
     with pytest.raises(NotFound) as caught:
@@ -113,21 +110,14 @@ def test_image_calls(client: Client, tmp_path: Path) -> None:
     assert caught.value.request_id
 
 
-def test_upload_into_a_named_store(client: Client, server: Server) -> None:
+@pytest.mark.parametrize("store", ["cheap", "reliable"])
+def test_upload_into_a_named_store(client: Client, store: str) -> None:
     image_id = new_image(client)
-    client.upload(image_id, PAYLOAD, store="cheap")
-    assert client.get_image(image_id).stores == ["cheap"]
-
-    async def upload_async() -> list[str]:
-        async with AsyncClient(config(server)) as sdk:
-            other = await sdk.create_image(name="async-store", disk_format="raw", container_format="bare")
-            await sdk.upload(other.id, PAYLOAD, store="reliable")
-            return (await sdk.get_image(other.id)).stores
-
-    assert asyncio.run(upload_async()) == ["reliable"]
+    client.upload(image_id, PAYLOAD, store=store)
+    assert client.get_image(image_id).stores == [store]
 
 
-def test_data_as_a_stream(client: Client, server: Server) -> None:
+def test_data_as_a_stream(client: Client) -> None:
     image_id = new_image(client)
     client.upload(image_id, PAYLOAD)
     seen: list[tuple[int, int | None]] = []
@@ -136,18 +126,14 @@ def test_data_as_a_stream(client: Client, server: Server) -> None:
     assert len(chunks) > 1  # streamed in pieces, not read whole
     assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
     assert b"".join(client.iter_data(image_id, offset=1000)) == PAYLOAD[1000:]
+    assert b"".join(client.iter_data(image_id, offset=len(PAYLOAD) - 10)) == PAYLOAD[-10:]
     assert list(client.iter_data(image_id, offset=len(PAYLOAD))) == []
-
-    async def tail() -> bytes:
-        async with AsyncClient(config(server)) as sdk:
-            return b"".join([chunk async for chunk in sdk.iter_data(image_id, offset=len(PAYLOAD) - 10)])
-
-    assert asyncio.run(tail()) == PAYLOAD[-10:]
 
 
 def test_list_pages_through_next_links(client: Client) -> None:
-    ids = {new_image(client, tags=["paged"]) for _ in range(5)}
-    listed = [image.id for image in client.list_images(page_size=2, tag="paged")]
+    tag = f"paged-{uuid.uuid4()}"
+    ids = {new_image(client, tags=[tag]) for _ in range(5)}
+    listed = [image.id for image in client.list_images(page_size=2, tag=tag)]
     assert sorted(listed) == sorted(ids)
 
 
@@ -156,12 +142,13 @@ def test_discovery(client: Client) -> None:
     assert "glance-direct" in client.import_info()["import-methods"]["value"]
 
 
-def test_glance_direct_import_then_admin_copy(client: Client, server: Server) -> None:
+def test_glance_direct_import_then_admin_copy(client: Client, server: Server, connect: Connect) -> None:
     image_id = new_image(client)
     client.stage(image_id, iter([PAYLOAD[:1000], PAYLOAD[1000:]]))
     handle = client.import_image(image_id, "glance-direct", stores=["fast"])
-    assert isinstance(handle, TaskHandle)
+    assert handle is not None
     assert handle.location == f"/v2/images/{image_id}/tasks/{handle.task_id}"
+    assert handle.get().id == handle.task_id
     updates: list[Task] = []
     task = handle.wait(timeout=20, on_progress=updates.append)
     assert task.status == "success"
@@ -172,15 +159,17 @@ def test_glance_direct_import_then_admin_copy(client: Client, server: Server) ->
     assert updates[-1].progress is not None
     assert client.get_image(image_id).stores == ["fast"]
 
-    with Client(config(server, "admin")) as admin:
-        copy = admin.copy_image(image_id, stores=["cheap"])
-        assert copy is not None
-        assert copy.wait(timeout=20).status == "success"
-        assert sorted(admin.get_image(image_id).stores) == ["cheap", "fast"]
-        assert admin.copy_image(image_id, all_stores=True) is not None
-        tasks = client.image_tasks(image_id)
+    admin = connect(config(server, "admin"))
+    copy = admin.copy_image(image_id, stores=["cheap"])
+    assert copy is not None
+    assert copy.wait(timeout=20).status == "success"
+    assert sorted(admin.get_image(image_id).stores) == ["cheap", "fast"]
+    assert admin.copy_image(image_id, all_stores=True) is not None
+    tasks = client.image_tasks(image_id)
     assert [t.status for t in tasks][:2] == ["success", "success"]
     assert client.get_task(image_id, task.id).id == task.id
+    # Once no import or copy is under way, waiting on the image returns it.
+    assert sorted(client.wait_for_import(image_id, timeout=20).stores) == ["cheap", "fast", "reliable"]
 
 
 def test_watch_yields_until_the_tasks_are_done(client: Client) -> None:
@@ -192,60 +181,61 @@ def test_watch_yields_until_the_tasks_are_done(client: Client) -> None:
     assert seen[-1][0].id == handle.task_id
     assert seen[-1][0].status == "success"
     assert all(len(tasks) == 1 for tasks in seen)
+    assert handle.wait(timeout=20).status == "success"
+    assert client.get_image(image_id).status == "active"
 
 
-def test_async_client_import_flow(server: Server) -> None:
-    async def flow() -> tuple[Task, list[list[Task]], str | None]:
-        async with AsyncClient(config(server)) as sdk:
-            image = await sdk.create_image(name="async", disk_format="raw", container_format="bare")
-            await sdk.stage(image.id, PAYLOAD)
-            handle = await sdk.import_image(image.id, "glance-direct")
-            assert handle is not None
-            watched = [tasks async for tasks in sdk.watch_image_tasks(image.id, wait=10)]
-            task = await handle.wait(timeout=20)
-            return task, watched, (await sdk.get_image(image.id)).status
-
-    task, watched, status = asyncio.run(flow())
-    assert task.status == "success"
-    assert status == "active"
-    assert watched[-1][0].status == "success"
-
-
-def test_conflict_carries_the_lock(tmp_path: Path) -> None:
+def test_conflict_carries_the_lock(tmp_path: Path, connect: Connect) -> None:
     # Without a runner the import's task stays pending and keeps the lock.
     live = start(tmp_path, "no-runner", GLIMPSE_TASK__EMBEDDED_RUNNER="false")
     try:
-        with Client(config(live)) as sdk:
-            image_id = new_image(sdk)
-            sdk.stage(image_id, PAYLOAD)
-            handle = sdk.import_image(image_id, "glance-direct")
-            assert handle is not None
-            with pytest.raises(Conflict) as caught:
-                sdk.import_image(image_id, "glance-direct")
-            assert caught.value.lock is not None
-            assert caught.value.lock["task_id"] == handle.task_id
-            assert caught.value.message.startswith("Image")
-            with pytest.raises(TaskTimeout):
-                handle.wait(timeout=1)
-            assert sdk.get_task(image_id, handle.task_id).status == "pending"
+        sdk = connect(config(live))
+        image_id = new_image(sdk)
+        sdk.stage(image_id, PAYLOAD)
+        handle = sdk.import_image(image_id, "glance-direct")
+        assert handle is not None
+        with pytest.raises(Conflict) as caught:
+            sdk.import_image(image_id, "glance-direct")
+        assert caught.value.lock is not None
+        assert caught.value.lock["task_id"] == handle.task_id
+        assert caught.value.message.startswith("Image")
+        with pytest.raises(TaskTimeout):
+            handle.wait(timeout=1)
+        assert sdk.get_task(image_id, handle.task_id).status == "pending"
     finally:
         live.stop()
 
 
-def test_a_member_accepts_a_shared_image(client: Client, server: Server) -> None:
+def test_a_member_accepts_a_shared_image(client: Client, server: Server, connect: Connect) -> None:
     image_id = new_image(client, visibility="shared")
     assert client.add_member(image_id, "p2").status == "pending"
     # A client acting as project p2 sends the member roles with its identity headers by default.
-    with Client(ClientConfig(server.url, project_id="p2")) as member:
-        assert image_id not in {image.id for image in member.list_images()}
-        accepted = member.update_member(image_id, "p2", "accepted")
-        assert (accepted.member_id, accepted.status) == ("p2", "accepted")
-        assert image_id in {image.id for image in member.list_images()}
-        assert [m.status for m in member.list_members(image_id)] == ["accepted"]
+    member = connect(ClientConfig(server.url, project_id="p2"))
+    assert image_id not in {image.id for image in member.list_images()}
+    accepted = member.update_member(image_id, "p2", "accepted")
+    assert (accepted.member_id, accepted.status) == ("p2", "accepted")
+    assert image_id in {image.id for image in member.list_images()}
+    assert [m.status for m in member.list_members(image_id)] == ["accepted"]
     assert [(m.member_id, m.status) for m in client.list_members(image_id)] == [("p2", "accepted")]
     # Without any role the server hides the image from the member, as Glance does.
-    with Client(ClientConfig(server.url, project_id="p2", roles=())) as roleless, pytest.raises(NotFound):
+    roleless = connect(ClientConfig(server.url, project_id="p2", roles=()))
+    with pytest.raises(NotFound):
         roleless.update_member(image_id, "p2", "rejected")
+
+
+def test_each_client_closes_at_the_end_of_its_block(server: Server) -> None:
+    with Client(config(server)) as sdk:
+        assert sdk.stores()
+    with pytest.raises(RuntimeError, match="closed"):
+        sdk.stores()
+
+    async def use() -> None:
+        async with AsyncClient(config(server)) as sdk:
+            assert await sdk.stores()
+        with pytest.raises(RuntimeError, match="closed"):
+            await sdk.stores()
+
+    asyncio.run(use())
 
 
 def test_identity_headers() -> None:
@@ -255,15 +245,15 @@ def test_identity_headers() -> None:
     assert "X-Roles" not in ClientConfig("http://x", project_id="p", roles=()).headers()
 
 
-def test_a_server_that_ignores_range_still_gives_the_asked_part(tmp_path: Path) -> None:
+def test_a_server_that_ignores_range_still_gives_the_asked_part(tmp_path: Path, connect: Connect) -> None:
     # Glimpse honours Range; a server (or proxy) that sends the whole body instead is simulated.
     def whole_body(request: httpx.Request) -> httpx.Response:
         assert request.headers["range"] == "bytes=1000-"
         return httpx.Response(200, content=PAYLOAD)
 
-    with Client(ClientConfig("http://image.invalid"), transport=httpx.MockTransport(whole_body)) as sdk:
-        assert b"".join(sdk.iter_data("some-id", offset=1000)) == PAYLOAD[1000:]
-        target = tmp_path / "partial.raw"
-        target.write_bytes(b"x" * 1000)
-        assert sdk.download("some-id", target) == len(PAYLOAD)
+    sdk = connect(ClientConfig("http://image.invalid"), transport=httpx.MockTransport(whole_body))
+    assert b"".join(sdk.iter_data("some-id", offset=1000)) == PAYLOAD[1000:]
+    target = tmp_path / "partial.raw"
+    target.write_bytes(b"x" * 1000)
+    assert sdk.download("some-id", target) == len(PAYLOAD)
     assert target.read_bytes() == PAYLOAD  # started over, not appended

@@ -1,24 +1,26 @@
 """The SDK against plain Glance on the wire: responses captured from a real Glance 33.0.0.
 
 A loopback server (``glancereplay.GlanceReplay``) answers with the captured status lines, headers and
-bodies of ``../shared/glance-samples``, so these tests check how the SDK reads what Glance really
+bodies in ``tests/data/glance_samples``, so these tests check how the SDK reads what Glance really
 sends: no task id in the 202 of an import, no ``/v2/images/{id}/tasks/{task_id}``, watch parameters
-ignored, HTML error pages.
+ignored, HTML error pages. The SDK tests run with ``Client`` and with ``AsyncClient`` (the ``connect``
+fixture).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+from bothclients import Connect
 from glancereplay import GlanceReplay
 
-from glimpse_client import AsyncClient, BadRequest, Client, ClientConfig, NotFound, Task, TaskTimeout
+from glimpse_client import BadRequest, ClientConfig, NotFound, Task, TaskTimeout
 from livesupport import run_cli
 
 COPIED = "f0c01d79-dd47-4241-983d-c0dd50b65dee"  # the 1 GiB image copied to four stores
@@ -57,14 +59,14 @@ def paths(glance: GlanceReplay) -> list[str]:
     return [f"{seen.method} {seen.path}" for seen in glance.seen]
 
 
-def test_images_and_discovery(glance: GlanceReplay) -> None:
-    with Client(config(glance)) as sdk:
-        created = sdk.create_image(name="sample-1g", disk_format="raw", container_format="bare")
-        assert created.status == "queued"
-        image = sdk.get_image(COPIED)
-        listed = list(sdk.list_images(limit=20))
-        stores = sdk.stores()
-        methods = sdk.import_info()["import-methods"]["value"]
+def test_images_and_discovery(glance: GlanceReplay, connect: Connect) -> None:
+    sdk = connect(config(glance))
+    created = sdk.create_image(name="sample-1g", disk_format="raw", container_format="bare")
+    assert created.status == "queued"
+    image = sdk.get_image(COPIED)
+    listed = list(sdk.list_images(limit=20))
+    stores = sdk.stores()
+    methods = sdk.import_info()["import-methods"]["value"]
     assert image.status == "active"
     assert image.size == 1073741824
     assert image.stores == ["fast"]
@@ -74,12 +76,12 @@ def test_images_and_discovery(glance: GlanceReplay) -> None:
     assert methods == ["glance-direct", "web-download", "copy-image"]
 
 
-def test_html_errors_become_messages(glance: GlanceReplay) -> None:
-    with Client(config(glance)) as sdk:
-        with pytest.raises(NotFound) as missing:
-            sdk.get_image("00000000-0000-0000-0000-000000000000")
-        with pytest.raises(BadRequest) as refused:
-            sdk.import_image(WEB, "web-download", uri="http://127.0.0.1:22/x")
+def test_html_errors_become_messages(glance: GlanceReplay, connect: Connect) -> None:
+    sdk = connect(config(glance))
+    with pytest.raises(NotFound) as missing:
+        sdk.get_image("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(BadRequest) as refused:
+        sdk.import_image(WEB, "web-download", uri="http://127.0.0.1:22/x")
     # The replay answers unknown paths with Glance's generic 404 page.
     assert missing.value.message == "The resource could not be found."
     assert missing.value.request_id == "req-1306df22-cc74-4891-811e-764a149b0b05"
@@ -87,15 +89,15 @@ def test_html_errors_become_messages(glance: GlanceReplay) -> None:
     assert refused.value.request_id == "req-1ad49dd8-7e6c-4671-bef5-30d8bad4b7e4"
 
 
-def test_glance_direct_task_is_found_by_request_id(glance: GlanceReplay) -> None:
-    with Client(config(glance)) as sdk:
-        sdk.stage(DIRECT, b"\0" * 1024)
-        handle = sdk.import_image(DIRECT, "glance-direct", stores=["fast", "common"])
-        assert handle is not None
-        assert handle.task_id == DIRECT_TASK
-        assert handle.location is None
-        task = handle.wait(timeout=5)
-        again = sdk.get_task(DIRECT, DIRECT_TASK)
+def test_glance_direct_task_is_found_by_request_id(glance: GlanceReplay, connect: Connect) -> None:
+    sdk = connect(config(glance))
+    sdk.stage(DIRECT, b"\0" * 1024)
+    handle = sdk.import_image(DIRECT, "glance-direct", stores=["fast", "common"])
+    assert handle is not None
+    assert handle.task_id == DIRECT_TASK
+    assert handle.location is None
+    task = handle.wait(timeout=5)
+    again = sdk.get_task(DIRECT, DIRECT_TASK)
     assert task.status == "success"
     assert task.message == "Copied 16 MiB"
     assert task.progress is None
@@ -109,13 +111,13 @@ def test_glance_direct_task_is_found_by_request_id(glance: GlanceReplay) -> None
     ]
 
 
-def test_copy_is_followed_by_polling(glance: GlanceReplay) -> None:
+def test_copy_is_followed_by_polling(glance: GlanceReplay, connect: Connect) -> None:
     seen: list[Task] = []
-    with Client(config(glance)) as sdk:
-        handle = sdk.copy_image(COPIED, stores=["cheap", "slow", "reliable", "common"])
-        assert handle is not None
-        assert handle.task_id == COPY_TASK
-        task = handle.wait(timeout=5, on_progress=seen.append)
+    sdk = connect(config(glance))
+    handle = sdk.copy_image(COPIED, stores=["cheap", "slow", "reliable", "common"])
+    assert handle is not None
+    assert handle.task_id == COPY_TASK
+    task = handle.wait(timeout=5, on_progress=seen.append)
     assert task.status == "success"
     assert task.message == "Copied 1024 MiB"
     assert [(t.status, t.updated_at) for t in seen] == [
@@ -130,9 +132,8 @@ def test_copy_is_followed_by_polling(glance: GlanceReplay) -> None:
     assert len(queries) <= len(DURING_COPY) + 3
 
 
-def test_watch_polls_and_yields_changes_only(glance: GlanceReplay) -> None:
-    with Client(config(glance)) as sdk:
-        listings = list(sdk.watch_image_tasks(COPIED, wait=5))
+def test_watch_polls_and_yields_changes_only(glance: GlanceReplay, connect: Connect) -> None:
+    listings = list(connect(config(glance)).watch_image_tasks(COPIED, wait=5))
     # during_01, _02 and _10 are identical: Glance's message stays empty while the copy runs.
     assert [[(t.status, t.message) for t in tasks] for tasks in listings] == [
         [("processing", "")],
@@ -140,22 +141,6 @@ def test_watch_polls_and_yields_changes_only(glance: GlanceReplay) -> None:
         [("processing", "Copied 1024 MiB")],
         [("success", "Copied 1024 MiB")],
     ]
-
-
-def test_async_client_on_glance(glance: GlanceReplay) -> None:
-    async def flow() -> tuple[str, Task, list[list[Task]]]:
-        async with AsyncClient(config(glance)) as sdk:
-            handle = await sdk.import_image(DIRECT, "glance-direct")
-            assert handle is not None
-            task = await handle.wait(timeout=5)
-            watched = [tasks async for tasks in sdk.watch_image_tasks(COPIED, wait=5)]
-            return handle.task_id, task, watched
-
-    task_id, task, watched = asyncio.run(flow())
-    assert task_id == DIRECT_TASK
-    assert task.status == "success"
-    assert watched[-1][0].status == "success"
-    assert len(watched) == 4
 
 
 # --- the `glimpse` command line against the same replayed Glance -------------------------------
@@ -210,22 +195,23 @@ def test_cli_copy_wait_on_glance_without_image_tasks_waits_on_the_image() -> Non
     assert len(reads) == len(images)
 
 
-def test_wait_for_import_follows_the_image() -> None:
+def test_wait_for_import_follows_the_image(connect: Connect) -> None:
     during = ["image_during_copy", "image_during_copy", "image_after_copy"]
     with GlanceReplay({f"GET /v2/images/{COPIED}": during}) as replay:
-        with Client(config(replay)) as sdk:
-            assert sdk.get_image(COPIED).importing_to == ["cheap", "common", "reliable", "slow"]
-            image = sdk.wait_for_import(COPIED, timeout=5)
-        assert (image.is_importing, image.failed_import) == (False, [])
-        assert image.stores == ["fast", "cheap", "slow", "reliable", "common"]
+        sdk = connect(config(replay))
+        assert sdk.get_image(COPIED).importing_to == ["cheap", "common", "reliable", "slow"]
+        image = sdk.wait_for_import(COPIED, timeout=5)
+        reads = len(replay.seen)
+    assert (image.is_importing, image.failed_import) == (False, [])
+    assert image.stores == ["fast", "cheap", "slow", "reliable", "common"]
+    assert reads == len(during)
 
-    async def waited(seconds: float) -> bool:
-        with GlanceReplay({f"GET /v2/images/{COPIED}": ["image_during_copy"]}) as replay:
-            async with AsyncClient(config(replay)) as sdk:
-                try:
-                    await sdk.wait_for_import(COPIED, timeout=seconds)
-                except TaskTimeout:
-                    return False
-                return True
 
-    assert asyncio.run(waited(0.2)) is False  # it stays importing: the wait runs out, nothing else
+def test_wait_for_import_runs_out_while_the_image_stays_importing(connect: Connect) -> None:
+    with GlanceReplay({f"GET /v2/images/{COPIED}": ["image_during_copy"]}) as replay:
+        sdk = connect(config(replay))
+        began = time.monotonic()
+        with pytest.raises(TaskTimeout):
+            sdk.wait_for_import(COPIED, timeout=0.2)
+        assert time.monotonic() - began < 5
+        assert {s.method for s in replay.seen} == {"GET"}  # it only read

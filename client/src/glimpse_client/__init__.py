@@ -1,6 +1,6 @@
 """glimpse_client: a typed client for the OpenStack Image API v2 and Glimpse's task extensions."""
 
-from ._client import AsyncClient, AsyncTaskHandle, Client, TaskHandle
+from ._client import AsyncClient, Client
 from ._cloud import config_from_cloud, config_from_session
 from ._config import ClientConfig
 from ._exceptions import (
@@ -18,6 +18,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._models import Image, Member, Task
+from ._tasks import AsyncTaskHandle, TaskHandle
 
 __all__ = [
     "APIError",

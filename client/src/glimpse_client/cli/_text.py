@@ -46,6 +46,15 @@ def parse_time(stamp: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+def utc_time(stamp: str | None) -> str:
+    """A server timestamp as images show theirs, in UTC to the second (``2026-11-25T14:12:36Z``);
+    the stamp as sent when it cannot be read."""
+    moment = parse_time(stamp)
+    if moment is None:
+        return stamp or ""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def since(stamp: str | None, now: datetime | None = None) -> str:
     """How long ago ``stamp`` was, as ``12 s ago``; the stamp itself when it cannot be read."""
     moment = parse_time(stamp)

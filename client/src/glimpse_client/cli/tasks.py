@@ -7,7 +7,7 @@ from typing import Any
 
 from glimpse_client import Task
 
-from ._text import store_summary, task_method
+from ._text import store_summary, task_method, utc_time
 from .base import DictColumn, GlimpseLister, GlimpseShowOne, ListColumn, ProgressColumn, run_guarded
 from .exitcodes import ExitCode, watched_outcome
 from .taskview import task_rows, watch_image_tasks
@@ -70,9 +70,9 @@ def task_fields(task: Task) -> tuple[tuple[str, ...], tuple[Any, ...]]:
         "progress": ProgressColumn(task),
         "input": DictColumn(task.input or {}),
         "result": DictColumn(task.result or {}),
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "expires_at": task.expires_at,
+        "created_at": utc_time(task.created_at),
+        "updated_at": utc_time(task.updated_at),
+        "expires_at": utc_time(task.expires_at),
     }
     return tuple(data), tuple(data.values())
 

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from glimpse_client import Client, Task
 
-from ._text import short_id, since, store_summary, task_method
+from ._text import short_id, since, store_summary, task_method, utc_time
 from .conflict import WatchHint, watch_command
 from .progress import PLAIN_INTERVAL, PlainLines, is_live, say
 
@@ -64,12 +64,12 @@ def task_rows(tasks: Iterable[Task], long: bool) -> tuple[tuple[str, ...], list[
                     task.status,
                     _stores(task),
                     task.message or "",
-                    task.user_id,
+                    task.user_id or "",
                     task.owner,
                     task.request_id,
-                    task.created_at,
-                    task.updated_at,
-                    task.expires_at,
+                    utc_time(task.created_at),
+                    utc_time(task.updated_at),
+                    utc_time(task.expires_at),
                 )
             )
         else:
@@ -80,8 +80,8 @@ def task_rows(tasks: Iterable[Task], long: bool) -> tuple[tuple[str, ...], list[
                     task.status,
                     _stores(task),
                     _message(task, long=False),
-                    task.user_id,
-                    task.updated_at,
+                    task.user_id or "",
+                    utc_time(task.updated_at),
                 )
             )
     return (LONG_COLUMNS if long else COLUMNS), rows
@@ -116,7 +116,7 @@ class _Board:
                 since(task.updated_at),
             ]
             if self.long:
-                cells += [task.owner or "", task.request_id or "", task.expires_at or ""]
+                cells += [task.owner or "", task.request_id or "", utc_time(task.expires_at)]
             table.add_row(*cells)
         if not self.tasks:
             table.add_row("(no tasks)", *[""] * (len(names) - 1))

@@ -1,0 +1,190 @@
+"""Imports: what the server offers (stores, import methods), starting an import or a copy and
+finding its task, and waiting on the image when there is no task to follow."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import httpx
+
+from ._config import ClientConfig
+from ._core import AsyncDriver, Call, Flow, SyncDriver, pause, request, single
+from ._exceptions import ClientError, TaskTimeout
+from ._glance import started_task
+from ._images import get_image
+from ._models import Image
+from ._tasks import AsyncTaskHandle, TaskHandle, image_tasks
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient, Client
+
+
+def _stores(response: httpx.Response) -> list[dict[str, Any]]:
+    stores: list[dict[str, Any]] = response.json()["stores"]
+    return stores
+
+
+def _info(response: httpx.Response) -> dict[str, Any]:
+    info: dict[str, Any] = response.json()
+    return info
+
+
+def stores() -> Flow[list[dict[str, Any]]]:
+    return single(Call("GET", "/v2/info/stores"), _stores)
+
+
+def import_info() -> Flow[dict[str, Any]]:
+    return single(Call("GET", "/v2/info/import"), _info)
+
+
+def _import_body(
+    method: str, uri: str | None, stores: list[str] | None, all_stores: bool, allow_failure: bool
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"method": {"name": method}}
+    if uri is not None:
+        body["method"]["uri"] = uri
+    if stores is not None:
+        body["stores"] = stores
+    if all_stores:
+        body["all_stores"] = True
+    body["all_stores_must_succeed"] = not allow_failure
+    return body
+
+
+def _request_ids(config: ClientConfig, response: httpx.Response) -> set[str]:
+    """The ids a server may have stored as the task's ``request_id`` for this request."""
+    ids: set[str] = set()
+    for value in (response.headers.get("x-openstack-request-id"), config.request_id):
+        if value:
+            ids.update({value, value.removeprefix("req-")})
+    return ids
+
+
+@dataclass(frozen=True)
+class Started:
+    """The task an import started, and where the server said it can be read (``None``: nowhere)."""
+
+    task_id: str
+    location: str | None
+
+
+def start_import(config: ClientConfig, image_id: str, body: dict[str, Any]) -> Flow[Started | None]:
+    """Glimpse names the task in the 202. Plain Glance does not: the task is then looked up among
+    the image's tasks by the request id of the 202 (Glance stores it in the task). ``None`` when the
+    server created no task or offers no way to find it."""
+    response = yield from request(Call("POST", f"/v2/images/{image_id}/import", json=body))
+    task_id = response.headers.get("openstack-image-import-task-id") or None
+    if task_id is None:
+        try:
+            tasks = yield from image_tasks(image_id)
+        except ClientError:
+            return None
+        started = started_task(tasks, _request_ids(config, response))
+        if started is None:
+            return None
+        task_id = started.id
+    return Started(task_id, response.headers.get("location"))
+
+
+def _image_step(image: Image, deadline: float, timeout: float) -> float | None:
+    """One step of waiting on an image's import: None once no import is under way, else the
+    seconds left. Raises TaskTimeout once the deadline has passed."""
+    if not image.is_importing:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TaskTimeout(f"image {image.id} still being imported after {timeout}s")
+    return remaining
+
+
+def wait_for_import(config: ClientConfig, image_id: str, timeout: float) -> Flow[Image]:
+    deadline = time.monotonic() + timeout
+    while True:
+        image = yield from get_image(image_id)
+        remaining = _image_step(image, deadline, timeout)
+        if remaining is None:
+            return image
+        yield from pause(min(config.poll_interval, remaining))
+
+
+class SyncImports(SyncDriver):
+    # discovery
+    def stores(self) -> list[dict[str, Any]]:
+        return self._run(stores())
+
+    def import_info(self) -> dict[str, Any]:
+        return self._run(import_info())
+
+    def import_image(
+        self,
+        image_id: str,
+        method: str,
+        uri: str | None = None,
+        stores: list[str] | None = None,
+        all_stores: bool = False,
+        allow_failure: bool = False,
+    ) -> TaskHandle | None:
+        """Start an import; the handle follows its task, ``None`` when there is no task to follow.
+
+        Glimpse names the task in the 202. Plain Glance does not: the task is then looked up among
+        the image's tasks by the request id of the 202 (Glance stores it in the task). ``None`` means
+        the server created no task (a copy to stores that all hold the image already) or offers no
+        way to find it (a Glance older than API 2.12, without ``/v2/images/{id}/tasks``).
+        """
+        body = _import_body(method, uri, stores, all_stores, allow_failure)
+        started = self._run(start_import(self.config, image_id, body))
+        if started is None:
+            return None
+        # This class is only ever mixed into Client.
+        return TaskHandle(cast("Client", self), image_id, started.task_id, started.location)
+
+    def copy_image(
+        self, image_id: str, stores: list[str] | None = None, all_stores: bool = False
+    ) -> TaskHandle | None:
+        return self.import_image(image_id, "copy-image", stores=stores, all_stores=all_stores)
+
+    def wait_for_import(self, image_id: str, timeout: float = 300.0) -> Image:
+        """Wait until no import or copy is under way on the image (:attr:`Image.is_importing`) and
+        return the image; for a server that names no task to follow (Glance before API 2.12). The image is
+        read every ``config.poll_interval`` seconds. Only reads; raises TaskTimeout when ``timeout``
+        runs out."""
+        return self._run(wait_for_import(self.config, image_id, timeout))
+
+
+class AsyncImports(AsyncDriver):
+    # discovery
+    async def stores(self) -> list[dict[str, Any]]:
+        return await self._run(stores())
+
+    async def import_info(self) -> dict[str, Any]:
+        return await self._run(import_info())
+
+    async def import_image(
+        self,
+        image_id: str,
+        method: str,
+        uri: str | None = None,
+        stores: list[str] | None = None,
+        all_stores: bool = False,
+        allow_failure: bool = False,
+    ) -> AsyncTaskHandle | None:
+        """Start an import; the handle follows its task, ``None`` when there is no task to follow
+        (see :meth:`Client.import_image`)."""
+        body = _import_body(method, uri, stores, all_stores, allow_failure)
+        started = await self._run(start_import(self.config, image_id, body))
+        if started is None:
+            return None
+        # This class is only ever mixed into AsyncClient.
+        return AsyncTaskHandle(cast("AsyncClient", self), image_id, started.task_id, started.location)
+
+    async def copy_image(
+        self, image_id: str, stores: list[str] | None = None, all_stores: bool = False
+    ) -> AsyncTaskHandle | None:
+        return await self.import_image(image_id, "copy-image", stores=stores, all_stores=all_stores)
+
+    # Same signature as the sync client: the deadline spans many requests.
+    async def wait_for_import(self, image_id: str, timeout: float = 300.0) -> Image:  # noqa: ASYNC109
+        """Wait until no import or copy is under way on the image (see :meth:`Client.wait_for_import`)."""
+        return await self._run(wait_for_import(self.config, image_id, timeout))
