@@ -19,9 +19,11 @@ class FakeTasks:
     def __init__(self) -> None:
         self.latest: dict[str, datetime] = {}
         self.polls: list[frozenset[str]] = []
+        self.polled = asyncio.Event()
 
     async def poll(self, image_ids: frozenset[str]) -> dict[str, datetime]:
         self.polls.append(image_ids)
+        self.polled.set()
         return {i: self.latest[i] for i in image_ids if i in self.latest}
 
 
@@ -38,8 +40,7 @@ def test_a_thousand_waiters_one_query_per_interval() -> None:
             asyncio.create_task(hub.wait(images[n % 4], T0, 0.6 if n % 4 >= 2 else 5.0)) for n in range(1000)
         ]
         # Wait for the first poll itself rather than a fixed time: a loaded machine may be slower.
-        while not tasks.polls and time.monotonic() - started < 5:
-            await asyncio.sleep(interval / 5)
+        await asyncio.wait_for(tasks.polled.wait(), 5)
         assert hub.watching == 1000
         assert tasks.polls
         assert all(p == frozenset(images) for p in tasks.polls)
