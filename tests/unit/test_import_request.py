@@ -1,0 +1,84 @@
+"""ImportRequest: one parse of an import body with Glance's checks, and the body given back as sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from glimpse.domain.imports import ALL_STORES_CONFLICT, ImportMethod, ImportRequest
+from glimpse.errors import InvalidInput
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"method": {"name": "glance-direct"}},
+        {"method": {"name": "glance-direct"}, "stores": ["fast", "cheap"], "all_stores_must_succeed": False},
+        {"method": {"name": "web-download", "uri": "https://example.com/a.img"}, "all_stores": True},
+        {"method": {"name": "copy-image"}, "stores": ["b", "a", "b"], "all_stores_must_succeed": True},
+        {"method": {"name": "copy-image"}, "all_stores": False, "all_stores_must_succeed": False},
+    ],
+)
+def test_a_body_comes_back_as_it_was_sent(body: dict[str, Any]) -> None:
+    request = ImportRequest.from_dict(body)
+    assert request.to_dict() == body
+    assert ImportRequest.from_dict(request.to_dict()) == request
+
+
+def test_the_parsed_fields() -> None:
+    request = ImportRequest.from_dict(
+        {"method": {"name": "web-download", "uri": "http://x/y"}, "stores": ["a", "a", "b"]}
+    )
+    assert request.method is ImportMethod.WEB_DOWNLOAD
+    assert request.uri == "http://x/y"
+    assert request.stores == ("a", "a", "b")
+    assert (request.all_stores, request.all_stores_must_succeed) == (False, True)
+    copy = ImportRequest.from_dict({"method": {"name": "copy-image", "uri": "ignored"}})
+    assert copy.uri is None
+    assert copy.stores is None
+
+
+def test_methods() -> None:
+    assert [str(m) for m in ImportMethod] == ["glance-direct", "web-download", "copy-image"]
+    assert ImportMethod.GLANCE_DIRECT.brings_data
+    assert ImportMethod.WEB_DOWNLOAD.brings_data
+    assert not ImportMethod.COPY_IMAGE.brings_data
+    assert ImportMethod.parse("copy-image") is ImportMethod.COPY_IMAGE
+    assert ImportMethod.parse("copy_image") is None
+    assert ImportMethod.parse(3) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (None, "Body expected in request."),
+        ([], "The import request body must be a JSON object with a 'method' field."),
+        ({}, "Import request requires a 'method' field."),
+        ({"method": "glance-direct"}, "Import request requires a 'name' field."),
+        ({"method": {"name": "ftp"}}, "Unknown import method name 'ftp'."),
+        ({"method": {"name": ["x"]}}, "Unknown import method name '['x']'."),
+        (
+            {"method": {"name": "copy-image"}, "all_stores_must_succeed": "no"},
+            "'all_stores_must_succeed' must be boolean value only",
+        ),
+        ({"method": {"name": "copy-image"}, "all_stores": 1}, "'all_stores' must be boolean value only"),
+        ({"method": {"name": "copy-image"}, "all_stores": True, "stores": ["a"]}, ALL_STORES_CONFLICT),
+        ({"method": {"name": "copy-image"}, "stores": []}, "'stores' must be a non-empty list"),
+        ({"method": {"name": "copy-image"}, "stores": "a,b"}, "'stores' must be a non-empty list"),
+        ({"method": {"name": "copy-image"}, "stores": ["a", 2]}, "'stores' must be a non-empty list"),
+        ({"method": {"name": "web-download"}}, "URI for web-download does not pass filtering: None"),
+        ({"method": {"name": "web-download", "uri": 7}}, "URI for web-download does not pass filtering: 7"),
+    ],
+)
+def test_glance_checks_and_messages(body: object, message: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        ImportRequest.from_dict(body)
+    assert caught.value.message.startswith(message)
+
+
+def test_only_enabled_methods_are_accepted() -> None:
+    body = {"method": {"name": "web-download", "uri": "http://x/y"}}
+    with pytest.raises(InvalidInput, match="Unknown import method name 'web-download'"):
+        ImportRequest.from_dict(body, ("glance-direct", "copy-image"))
+    assert ImportRequest.from_dict(body, ("web-download",)).method is ImportMethod.WEB_DOWNLOAD
