@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 
 SERVE_ARGS := --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG)) $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help install fmt lint typecheck test test-fast run bench db-upgrade db-check \
+.PHONY: help install fmt lint typecheck test test-fast run worker bench db-upgrade db-check \
 	services-stop clean distclean
 
 help: ## Show this help
@@ -31,7 +31,7 @@ help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \
 		| awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
 	@echo
-	@echo "variables: HOST=$(HOST) PORT=$(PORT) CONFIG=<file> WORKERS=<n> (run); PYTEST_ARGS=... (test, test-fast)"
+	@echo "variables: HOST=$(HOST) PORT=$(PORT) WORKERS=<n> (run); CONFIG=<file> (run, worker); PYTEST_ARGS=... (test, test-fast)"
 	@echo "           GLIMPSE_TEST_PG_PORT (test server port, default 54329)"
 
 install: ## Install uv (pinned, in .tools/) and the locked dependencies into .venv/
@@ -64,6 +64,9 @@ test-fast: install ## Unit tests only, no services (tests/unit, skipping anythin
 
 run: install ## Serve the API on HOST:PORT (127.0.0.1:9292) with embedded defaults (migrates the SQLite DB on start)
 	$(GLIMPSE) serve $(SERVE_ARGS)
+
+worker: install ## Run the task runners without the API (glimpse-server worker), on the same defaults as run
+	$(GLIMPSE) worker $(if $(CONFIG),--config $(CONFIG))
 
 bench: install ## Run the benchmarks (bench/bench.py)
 	$(BIN)/python bench/bench.py

@@ -5,26 +5,40 @@ machine even under pytest-xdist, and left running when the session ends so the n
 instantly; ``make test`` (and ``make services-stop``) stops it. A server that cannot be started makes
 the tests that need it ERROR, never skip.
 
+Migrating a database takes far longer than copying one, so each test process (each xdist worker)
+migrates one template per backend the first time a test asks for a migrated database, and every such
+test then gets a copy: ``CREATE DATABASE … TEMPLATE`` on PostgreSQL, a file copy on SQLite.
+
 Fixtures:
 
 * ``postgres_admin_url`` (session): admin URL of the test server, e.g.
   ``postgresql+psycopg://glimpse@127.0.0.1:54329/postgres``.
-* ``database_url`` (function, params ``sqlite`` / ``postgresql``): URL of a fresh, empty database;
-  the PostgreSQL one is created for the test and dropped after it.
-* ``sqlite_url`` (function): URL of a fresh, empty SQLite database file in ``tmp_path``.
+* ``database_backend`` (function, params ``sqlite`` / ``postgresql``): the backend of this test's
+  ``empty_database_url`` / ``migrated_database_url``; a test using either runs once on each.
+* ``migrated_database_url`` (function): URL of a fresh database whose schema is at the latest
+  migration and which holds no rows; the PostgreSQL one is dropped after the test.
+* ``empty_database_url`` (function): URL of a fresh database with no tables at all (for migration
+  tests); the PostgreSQL one is dropped after the test.
+* ``migrated_sqlite_url`` / ``empty_sqlite_url`` (function): the same on SQLite only (no services).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from filelock import FileLock
+
+from glimpse.db import migrate
+from glimpse.db.session import make_engine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES_DIR = REPO_ROOT / ".test-services"
@@ -94,22 +108,84 @@ def _postgres_admin_engine(postgres_admin_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def _fresh_postgres_database(request: pytest.FixtureRequest) -> Iterator[str]:
-    admin_url: str = request.getfixturevalue("postgres_admin_url")
-    engine: sa.Engine = request.getfixturevalue("_postgres_admin_engine")
+def _database_name(kind: str) -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"glimpse_test_{worker}_{uuid.uuid4().hex[:12]}"
-    with engine.connect() as conn:
+    return f"glimpse_{kind}_{worker}_{uuid.uuid4().hex[:12]}"
+
+
+def _postgres_url(admin_url: str, name: str) -> str:
+    return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _migrate(url: str) -> None:
+    engine = make_engine(url)  # the engine the service itself uses (SQLite pragmas included)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _postgres_template(postgres_admin_url: str, _postgres_admin_engine: sa.Engine) -> Iterator[str]:
+    """Name of this worker's migrated PostgreSQL template, which accepts no connections once migrated.
+
+    ``CREATE DATABASE … TEMPLATE`` fails while anyone is connected to the template, so each worker has
+    its own and nothing connects to it after the migration.
+    """
+    name = _database_name("template")
+    with _postgres_admin_engine.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
-        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        _migrate(_postgres_url(postgres_admin_url, name))
+        with _postgres_admin_engine.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
+        yield name
+    finally:
+        with _postgres_admin_engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _fresh_postgres_database(request: pytest.FixtureRequest, template: str | None) -> Iterator[str]:
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    engine: sa.Engine = request.getfixturevalue("_postgres_admin_engine")
+    name = _database_name("test")
+    create = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+    with engine.connect() as conn:
+        conn.execute(sa.text(create))
+    try:
+        yield _postgres_url(admin_url, name)
     finally:
         with engine.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _fresh_sqlite_database(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'glimpse.db'}"
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This worker's migrated SQLite file, complete in itself (no ``-wal`` beside it) so a copy is too."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "glimpse.db"
+    _migrate(f"sqlite:///{path}")
+    # The file is in WAL mode (the service's engine sets it). Checkpoint the log into the file; once the
+    # last connection closes, SQLite removes the log, and copying the one file copies the whole database.
+    with closing(sqlite3.connect(path)) as conn:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    assert busy == 0, "the SQLite template is still in use"
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
+def _sqlite_path(tmp_path: Path) -> Path:
+    """A new file name in ``tmp_path``, so that two database fixtures of one test never share a file."""
+    return tmp_path / f"glimpse-{uuid.uuid4().hex[:8]}.db"
+
+
+def _empty_sqlite_database(tmp_path: Path) -> str:
+    return f"sqlite:///{_sqlite_path(tmp_path)}"
+
+
+def _migrated_sqlite_database(tmp_path: Path, template: Path) -> str:
+    path = _sqlite_path(tmp_path)
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(
@@ -118,15 +194,41 @@ def _fresh_sqlite_database(tmp_path: Path) -> str:
         pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
     ]
 )
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """URL of a fresh, empty database: an SQLite file, or a new PostgreSQL database dropped after."""
-    if request.param == "sqlite":
-        yield _fresh_sqlite_database(tmp_path)
-    else:
-        yield from _fresh_postgres_database(request)
+def database_backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgresql``: the backend of this test's database fixtures."""
+    backend: str = request.param
+    return backend
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    """URL of a fresh, empty SQLite database file (no services needed)."""
-    return _fresh_sqlite_database(tmp_path)
+def empty_database_url(
+    request: pytest.FixtureRequest, database_backend: str, tmp_path: Path
+) -> Iterator[str]:
+    """URL of a fresh database with no tables: an SQLite file, or a new PostgreSQL database dropped after."""
+    if database_backend == "sqlite":
+        yield _empty_sqlite_database(tmp_path)
+    else:
+        yield from _fresh_postgres_database(request, template=None)
+
+
+@pytest.fixture
+def migrated_database_url(
+    request: pytest.FixtureRequest, database_backend: str, tmp_path: Path
+) -> Iterator[str]:
+    """URL of a fresh database at the latest migration, holding no rows: a copy of this worker's template."""
+    if database_backend == "sqlite":
+        yield _migrated_sqlite_database(tmp_path, request.getfixturevalue("_sqlite_template"))
+    else:
+        yield from _fresh_postgres_database(request, template=request.getfixturevalue("_postgres_template"))
+
+
+@pytest.fixture
+def empty_sqlite_url(tmp_path: Path) -> str:
+    """URL of a fresh SQLite database file with no tables (no services needed)."""
+    return _empty_sqlite_database(tmp_path)
+
+
+@pytest.fixture
+def migrated_sqlite_url(tmp_path: Path, _sqlite_template: Path) -> str:
+    """URL of a fresh SQLite database file at the latest migration (no services needed)."""
+    return _migrated_sqlite_database(tmp_path, _sqlite_template)

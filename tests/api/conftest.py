@@ -11,7 +11,6 @@ from starlette.testclient import TestClient
 
 from glimpse.api.app import create_app
 from glimpse.config import Settings, load_settings
-from glimpse.db import migrate
 from glimpse.runtime import Runtime
 
 
@@ -25,15 +24,16 @@ def make_settings(tmp_path: Path, database_url: str, **environ: str) -> Settings
 
 
 @pytest.fixture
-def make_client(tmp_path: Path, sqlite_url: str) -> Iterator[Callable[..., TestClient]]:
+def make_client(tmp_path: Path, migrated_sqlite_url: str) -> Iterator[Callable[..., TestClient]]:
     """Build a client for an app with extra settings (``GLIMPSE_*`` environment names)."""
     runtimes: list[Runtime] = []
     clients: list[TestClient] = []
 
     def build(database_url: str | None = None, **environ: str) -> TestClient:
-        settings = make_settings(tmp_path / f"app{len(runtimes)}", database_url or sqlite_url, **environ)
+        settings = make_settings(
+            tmp_path / f"app{len(runtimes)}", database_url or migrated_sqlite_url, **environ
+        )
         runtime = Runtime.build(settings)
-        migrate.upgrade(runtime.engine)
         runtimes.append(runtime)
         client = TestClient(create_app(runtime), headers={**OWNER, "Accept": "application/json"})
         clients.append(client)
@@ -47,12 +47,12 @@ def make_client(tmp_path: Path, sqlite_url: str) -> Iterator[Callable[..., TestC
 
 
 @pytest.fixture
-def client(make_client: Callable[..., TestClient], database_url: str) -> TestClient:
+def client(make_client: Callable[..., TestClient], migrated_database_url: str) -> TestClient:
     """A client on a fresh app, once on SQLite and once on PostgreSQL."""
-    return make_client(database_url)
+    return make_client(migrated_database_url)
 
 
 @pytest.fixture
-def watched(make_client: Callable[..., TestClient], database_url: str) -> TestClient:
+def watched(make_client: Callable[..., TestClient], migrated_database_url: str) -> TestClient:
     """A client on SQLite and PostgreSQL whose watcher hub looks for task changes every 50 ms."""
-    return make_client(database_url, GLIMPSE_TASK__TASK_WATCH_INTERVAL="0.05")
+    return make_client(migrated_database_url, GLIMPSE_TASK__TASK_WATCH_INTERVAL="0.05")

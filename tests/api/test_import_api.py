@@ -32,9 +32,9 @@ URL = "https://images.example.com/cirros.raw"
 
 
 @pytest.fixture
-def api(make_client: Callable[..., TestClient], database_url: str) -> TestClient:
+def api(make_client: Callable[..., TestClient], migrated_database_url: str) -> TestClient:
     """A fresh app without task runner, on SQLite and on PostgreSQL, its clock frozen at T0."""
-    client = make_client(database_url, **NO_RUNNER)
+    client = make_client(migrated_database_url, **NO_RUNNER)
     set_clock(client, T0)
     return client
 
@@ -523,11 +523,11 @@ def test_lock_is_checked_before_the_stores(api: TestClient) -> None:
 
 
 def test_the_lock_details_are_redacted_for_another_project(
-    make_client: Callable[..., TestClient], database_url: str, tmp_path: Path
+    make_client: Callable[..., TestClient], migrated_database_url: str, tmp_path: Path
 ) -> None:
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps({"copy_image": "role:member"}))
-    client = make_client(database_url, GLIMPSE_OSLO_POLICY__POLICY_FILE=str(policy), **NO_RUNNER)
+    client = make_client(migrated_database_url, GLIMPSE_OSLO_POLICY__POLICY_FILE=str(policy), **NO_RUNNER)
     set_clock(client, T0)
     image = active_image(client, headers=ADMIN, visibility="public")
     first = start(client, image, copy(stores=["cheap"]), OWNER)

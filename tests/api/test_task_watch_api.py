@@ -130,11 +130,11 @@ def test_invisible_image_is_404_before_waiting(watched: TestClient) -> None:
 
 
 def test_requests_woken_by_one_change_share_their_read(
-    make_client: Callable[..., TestClient], database_url: str, monkeypatch: pytest.MonkeyPatch
+    make_client: Callable[..., TestClient], migrated_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No runner: only the test changes the task.
     watched = make_client(
-        database_url, GLIMPSE_TASK__TASK_WATCH_INTERVAL="0.05", GLIMPSE_TASK__EMBEDDED_RUNNER="false"
+        migrated_database_url, GLIMPSE_TASK__TASK_WATCH_INTERVAL="0.05", GLIMPSE_TASK__EMBEDDED_RUNNER="false"
     )
     image = new_image(watched)["id"]
     task = add_task(watched, image)

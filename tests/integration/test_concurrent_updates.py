@@ -10,7 +10,6 @@ import pytest
 
 from glimpse.config import load_settings
 from glimpse.context import RequestContext
-from glimpse.db import migrate
 from glimpse.db.repositories import SqlRepositories
 from glimpse.domain.images import ImageStatus
 from glimpse.errors import Conflict
@@ -22,12 +21,11 @@ CTX = RequestContext(user_id="u", project_id="p", roles=("member", "reader"))
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, database_url: str) -> Iterator[Runtime]:
+def runtime(tmp_path: Path, migrated_database_url: str) -> Iterator[Runtime]:
     settings = load_settings(
-        environ={"GLIMPSE_DATA_DIR": str(tmp_path), "GLIMPSE_DATABASE__CONNECTION": database_url}
+        environ={"GLIMPSE_DATA_DIR": str(tmp_path), "GLIMPSE_DATABASE__CONNECTION": migrated_database_url}
     )
     rt = Runtime.build(settings)
-    migrate.upgrade(rt.engine)
     yield rt
     rt.close()
 

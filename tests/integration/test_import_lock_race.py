@@ -20,7 +20,6 @@ import pytest
 
 from glimpse.config import Settings, load_settings
 from glimpse.context import RequestContext
-from glimpse.db import migrate
 from glimpse.db.repositories import SqlRepositories
 from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.errors import GlimpseError, ImageLocked
@@ -98,9 +97,8 @@ def worker_main(argv: list[str]) -> None:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, database_url: str) -> Iterator[Runtime]:
-    rt = Runtime.build(settings_for(tmp_path / "data", database_url))
-    migrate.upgrade(rt.engine)
+def runtime(tmp_path: Path, migrated_database_url: str) -> Iterator[Runtime]:
+    rt = Runtime.build(settings_for(tmp_path / "data", migrated_database_url))
     yield rt
     rt.close()
 
@@ -164,9 +162,11 @@ def _run_workers(runtime: Runtime, database_url: str, image_id: str, method: str
 
 
 @pytest.mark.parametrize("method", ["copy-image", "web-download"])
-def test_fifty_concurrent_imports_one_winner(runtime: Runtime, database_url: str, method: str) -> None:
+def test_fifty_concurrent_imports_one_winner(
+    runtime: Runtime, migrated_database_url: str, method: str
+) -> None:
     image_id = _image_for(runtime, method)
-    results = _run_workers(runtime, database_url, image_id, method)
+    results = _run_workers(runtime, migrated_database_url, image_id, method)
 
     assert len(results) == PROCESSES * PER_PROCESS
     winners = [r["task_id"] for r in results if r["outcome"] == "started"]

@@ -16,8 +16,8 @@ from glimpse.db.session import make_engine, make_sessionmaker, unit_of_work
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    eng = make_engine(database_url)
+def engine(empty_database_url: str) -> Iterator[Engine]:
+    eng = make_engine(empty_database_url)
     yield eng
     eng.dispose()
 
@@ -71,8 +71,8 @@ def test_upgrade_is_idempotent_and_keeps_rows(engine: Engine) -> None:
         assert session.scalar(select(ImageRow.created_at)) == now
 
 
-def test_sqlite_foreign_keys_are_on_after_upgrade(tmp_path: object, sqlite_url: str) -> None:
-    eng = make_engine(sqlite_url)
+def test_sqlite_foreign_keys_are_on_after_upgrade(tmp_path: object, empty_sqlite_url: str) -> None:
+    eng = make_engine(empty_sqlite_url)
     try:
         migrate.upgrade(eng)
         with eng.connect() as conn:
@@ -105,14 +105,14 @@ def downgrade() -> None:
 
 
 def test_sqlite_table_rebuild_keeps_child_rows(
-    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    empty_sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scripts = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
     (scripts / "versions" / "29990101_01_expand_rebuild.py").write_text(
         REBUILDING_REVISION.replace("{head}", migrate.head_revision())
     )
-    eng = make_engine(sqlite_url)
+    eng = make_engine(empty_sqlite_url)
     try:
         migrate.upgrade(eng)
         now = datetime(2026, 1, 1, tzinfo=UTC)

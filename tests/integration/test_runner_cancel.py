@@ -37,14 +37,16 @@ from glimpse.services.image_data import ImageDataService
 DATA = payload(6 * MIB)
 
 
-def test_busted_copy_stops_and_leaves_the_new_holder_alone(tmp_path: Path, database_url: str) -> None:
+def test_busted_copy_stops_and_leaves_the_new_holder_alone(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
     slow: dict[str, SlowStore] = {}
 
     def throttle(store):  # type: ignore[no-untyped-def]
         slow["reliable"] = SlowStore(store, delay=0.1)
         return slow["reliable"]
 
-    runtime = make_runtime(tmp_path, database_url, wrap={"reliable": throttle})
+    runtime = make_runtime(tmp_path, migrated_database_url, wrap={"reliable": throttle})
     # The API process that busts the lock sees a clock two hours ahead: the old holder looks stale.
     later = sibling(runtime, clock=lambda: runtime.clock() + timedelta(hours=2))
 
@@ -81,14 +83,14 @@ def test_busted_copy_stops_and_leaves_the_new_holder_alone(tmp_path: Path, datab
     runtime.close()
 
 
-def test_image_deleted_mid_import(tmp_path: Path, database_url: str) -> None:
+def test_image_deleted_mid_import(tmp_path: Path, migrated_database_url: str) -> None:
     slow: dict[str, SlowStore] = {}
 
     def throttle(store):  # type: ignore[no-untyped-def]
         slow["cheap"] = SlowStore(store, delay=0.1)
         return slow["cheap"]
 
-    runtime = make_runtime(tmp_path, database_url, wrap={"cheap": throttle})
+    runtime = make_runtime(tmp_path, migrated_database_url, wrap={"cheap": throttle})
 
     async def scenario() -> tuple[str, str, TaskRunner]:
         image_id = create_image(runtime)
@@ -121,7 +123,7 @@ def test_image_deleted_mid_import(tmp_path: Path, database_url: str) -> None:
 
 
 def test_a_stopping_runner_hands_the_task_back_and_another_finishes_it(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_database_url: str
 ) -> None:
     slow: dict[str, SlowStore] = {}
 
@@ -129,7 +131,7 @@ def test_a_stopping_runner_hands_the_task_back_and_another_finishes_it(
         slow["cheap"] = SlowStore(store, delay=0.05)
         return slow["cheap"]
 
-    runtime = make_runtime(tmp_path, database_url, wrap={"cheap": throttle})
+    runtime = make_runtime(tmp_path, migrated_database_url, wrap={"cheap": throttle})
 
     async def scenario() -> tuple[str, str]:
         image_id = create_image(runtime)

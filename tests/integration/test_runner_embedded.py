@@ -30,9 +30,11 @@ def wait_for_status(client: TestClient, image_id: str, status: str) -> dict[str,
         time.sleep(0.02)
 
 
-def test_import_through_the_api_runs_on_the_embedded_runner(tmp_path: Path, database_url: str) -> None:
+def test_import_through_the_api_runs_on_the_embedded_runner(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
     # A long poll interval: only the wake-up from the import request can start the task quickly.
-    runtime = make_runtime(tmp_path, database_url, runner_poll_interval=30.0)
+    runtime = make_runtime(tmp_path, migrated_database_url, runner_poll_interval=30.0)
     with TestClient(create_app(runtime), headers=HEADERS) as client:
         created = client.post(
             "/v2/images", json={"name": "x", "disk_format": "raw", "container_format": "bare"}

@@ -81,8 +81,8 @@ def assert_clean_success(runtime: Runtime, image_id: str, task_id: str, stores: 
     assert staged_files(runtime) == []
 
 
-def test_glance_direct_to_every_store(tmp_path: Path, database_url: str) -> None:
-    runtime = runtime_for(tmp_path, database_url)
+def test_glance_direct_to_every_store(tmp_path: Path, migrated_database_url: str) -> None:
+    runtime = runtime_for(tmp_path, migrated_database_url)
 
     async def scenario() -> tuple[str, str]:
         image_id = create_image(runtime)
@@ -101,8 +101,8 @@ def test_glance_direct_to_every_store(tmp_path: Path, database_url: str) -> None
     runtime.close()
 
 
-def test_web_download_to_two_stores(tmp_path: Path, database_url: str, web: WebServer) -> None:
-    runtime = runtime_for(tmp_path, database_url, web)
+def test_web_download_to_two_stores(tmp_path: Path, migrated_database_url: str, web: WebServer) -> None:
+    runtime = runtime_for(tmp_path, migrated_database_url, web)
 
     async def scenario() -> tuple[str, str]:
         image_id = create_image(runtime)
@@ -126,8 +126,8 @@ def test_web_download_to_two_stores(tmp_path: Path, database_url: str, web: WebS
     runtime.close()
 
 
-def test_copy_image_reads_once_and_fans_out(tmp_path: Path, database_url: str) -> None:
-    runtime = runtime_for(tmp_path, database_url)
+def test_copy_image_reads_once_and_fans_out(tmp_path: Path, migrated_database_url: str) -> None:
+    runtime = runtime_for(tmp_path, migrated_database_url)
 
     async def scenario() -> tuple[str, str]:
         image_id = create_image(runtime)
@@ -148,8 +148,12 @@ def test_copy_image_reads_once_and_fans_out(tmp_path: Path, database_url: str) -
     runtime.close()
 
 
-def test_partial_failure_allowed_keeps_the_stores_that_worked(tmp_path: Path, database_url: str) -> None:
-    runtime = runtime_for(tmp_path, database_url, wrap={"cheap": lambda s: FailingStore(s, after=MIB)})
+def test_partial_failure_allowed_keeps_the_stores_that_worked(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
+    runtime = runtime_for(
+        tmp_path, migrated_database_url, wrap={"cheap": lambda s: FailingStore(s, after=MIB)}
+    )
 
     async def scenario() -> tuple[str, str]:
         image_id = create_image(runtime)
@@ -179,8 +183,12 @@ def test_partial_failure_allowed_keeps_the_stores_that_worked(tmp_path: Path, da
     runtime.close()
 
 
-def test_partial_failure_not_allowed_reverts_to_a_retryable_image(tmp_path: Path, database_url: str) -> None:
-    runtime = runtime_for(tmp_path, database_url, wrap={"reliable": lambda s: FailingStore(s, after=2 * MIB)})
+def test_partial_failure_not_allowed_reverts_to_a_retryable_image(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
+    runtime = runtime_for(
+        tmp_path, migrated_database_url, wrap={"reliable": lambda s: FailingStore(s, after=2 * MIB)}
+    )
 
     async def scenario() -> tuple[str, str]:
         image_id = create_image(runtime)
@@ -221,8 +229,12 @@ def test_partial_failure_not_allowed_reverts_to_a_retryable_image(tmp_path: Path
     runtime.close()
 
 
-def test_copy_failure_not_allowed_leaves_the_image_unchanged(tmp_path: Path, database_url: str) -> None:
-    runtime = runtime_for(tmp_path, database_url, wrap={"cheap": lambda s: FailingStore(s, after=MIB)})
+def test_copy_failure_not_allowed_leaves_the_image_unchanged(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
+    runtime = runtime_for(
+        tmp_path, migrated_database_url, wrap={"cheap": lambda s: FailingStore(s, after=MIB)}
+    )
 
     async def scenario() -> tuple[str, str]:
         image_id = create_image(runtime)
@@ -250,8 +262,8 @@ def test_copy_failure_not_allowed_leaves_the_image_unchanged(tmp_path: Path, dat
     runtime.close()
 
 
-def test_copy_failure_allowed_records_the_failed_store(tmp_path: Path, sqlite_url: str) -> None:
-    runtime = runtime_for(tmp_path, sqlite_url, wrap={"cheap": lambda s: FailingStore(s, after=0)})
+def test_copy_failure_allowed_records_the_failed_store(tmp_path: Path, migrated_sqlite_url: str) -> None:
+    runtime = runtime_for(tmp_path, migrated_sqlite_url, wrap={"cheap": lambda s: FailingStore(s, after=0)})
 
     async def scenario() -> tuple[str, str]:
         image_id = create_image(runtime)
@@ -273,9 +285,9 @@ def test_copy_failure_allowed_records_the_failed_store(tmp_path: Path, sqlite_ur
 
 
 def test_web_download_failure_returns_the_image_to_queued(
-    tmp_path: Path, database_url: str, web: WebServer
+    tmp_path: Path, migrated_database_url: str, web: WebServer
 ) -> None:
-    runtime = runtime_for(tmp_path, database_url, web)
+    runtime = runtime_for(tmp_path, migrated_database_url, web)
 
     async def scenario() -> tuple[str, str]:
         image_id = create_image(runtime)
@@ -301,8 +313,8 @@ def test_web_download_failure_returns_the_image_to_queued(
     runtime.close()
 
 
-def test_glance_direct_without_staged_data_fails_clearly(tmp_path: Path, sqlite_url: str) -> None:
-    runtime = runtime_for(tmp_path, sqlite_url)
+def test_glance_direct_without_staged_data_fails_clearly(tmp_path: Path, migrated_sqlite_url: str) -> None:
+    runtime = runtime_for(tmp_path, migrated_sqlite_url)
 
     async def scenario() -> tuple[str, str]:
         image_id = create_image(runtime)
@@ -321,8 +333,10 @@ def test_glance_direct_without_staged_data_fails_clearly(tmp_path: Path, sqlite_
     runtime.close()
 
 
-def test_copy_refuses_a_source_that_does_not_match_the_checksum(tmp_path: Path, sqlite_url: str) -> None:
-    runtime = runtime_for(tmp_path, sqlite_url)
+def test_copy_refuses_a_source_that_does_not_match_the_checksum(
+    tmp_path: Path, migrated_sqlite_url: str
+) -> None:
+    runtime = runtime_for(tmp_path, migrated_sqlite_url)
 
     async def scenario() -> tuple[str, str]:
         image_id = create_image(runtime)

@@ -92,10 +92,10 @@ def runtime_with(tmp_path: Path, url: str, clock: ManualClock, step: float, **se
 
 
 def test_a_frozen_clock_means_only_the_forced_writes(
-    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, migrated_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = ManualClock()
-    runtime = runtime_with(tmp_path, database_url, clock, step=0.0, task_progress_interval=0.1)
+    runtime = runtime_with(tmp_path, migrated_database_url, clock, step=0.0, task_progress_interval=0.1)
     writes = record_heartbeats(monkeypatch)
     task_id = import_once(runtime)
     assert task_of(runtime, task_id).status == TaskStatus.SUCCESS
@@ -108,11 +108,13 @@ def test_a_frozen_clock_means_only_the_forced_writes(
     runtime.close()
 
 
-def test_writes_follow_the_clock(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_writes_follow_the_clock(
+    tmp_path: Path, migrated_sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = ManualClock()
     # The staging store reads 1 MiB chunks; each read moves the clock by 1 s; progress every 3 s.
     runtime = runtime_with(
-        tmp_path, sqlite_url, clock, step=1.0, task_progress_interval=3.0, task_lease_time=60.0
+        tmp_path, migrated_sqlite_url, clock, step=1.0, task_progress_interval=3.0, task_lease_time=60.0
     )
     writes = record_heartbeats(monkeypatch)
     task_id = import_once(runtime)

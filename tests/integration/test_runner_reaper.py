@@ -51,10 +51,10 @@ def claim(runtime: Runtime, task_id: str, worker: str) -> None:
 
 
 def test_an_untouched_task_goes_back_to_the_queue_a_few_times_then_fails(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_database_url: str
 ) -> None:
     clock = ManualClock()
-    runtime = make_runtime(tmp_path, database_url)
+    runtime = make_runtime(tmp_path, migrated_database_url)
     runtime.clock = clock
 
     async def scenario() -> tuple[str, str]:
@@ -83,9 +83,9 @@ def test_an_untouched_task_goes_back_to_the_queue_a_few_times_then_fails(
     runtime.close()
 
 
-def test_a_requeued_task_runs_to_success(tmp_path: Path, sqlite_url: str) -> None:
+def test_a_requeued_task_runs_to_success(tmp_path: Path, migrated_sqlite_url: str) -> None:
     clock = ManualClock()
-    runtime = make_runtime(tmp_path, sqlite_url)
+    runtime = make_runtime(tmp_path, migrated_sqlite_url)
     runtime.clock = clock
 
     async def scenario() -> str:
@@ -103,7 +103,9 @@ def test_a_requeued_task_runs_to_success(tmp_path: Path, sqlite_url: str) -> Non
     runtime.close()
 
 
-def test_reaper_reverts_a_glance_direct_whose_runner_died_mid_copy(tmp_path: Path, database_url: str) -> None:
+def test_reaper_reverts_a_glance_direct_whose_runner_died_mid_copy(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
     slow: dict[str, SlowStore] = {}
 
     def throttle(store):  # type: ignore[no-untyped-def]
@@ -111,7 +113,7 @@ def test_reaper_reverts_a_glance_direct_whose_runner_died_mid_copy(tmp_path: Pat
         return slow["cheap"]
 
     clock = ManualClock()
-    runtime = make_runtime(tmp_path, database_url, wrap={"cheap": throttle})
+    runtime = make_runtime(tmp_path, migrated_database_url, wrap={"cheap": throttle})
     runtime.clock = clock
 
     async def scenario() -> tuple[str, str]:
@@ -156,9 +158,11 @@ async def _one(data: bytes):  # type: ignore[no-untyped-def]
     yield data
 
 
-def test_reaper_keeps_finished_copies_when_failure_is_allowed(tmp_path: Path, sqlite_url: str) -> None:
+def test_reaper_keeps_finished_copies_when_failure_is_allowed(
+    tmp_path: Path, migrated_sqlite_url: str
+) -> None:
     clock = ManualClock()
-    runtime = make_runtime(tmp_path, sqlite_url)
+    runtime = make_runtime(tmp_path, migrated_sqlite_url)
     runtime.clock = clock
 
     async def scenario() -> tuple[str, str]:
@@ -196,8 +200,8 @@ def test_reaper_keeps_finished_copies_when_failure_is_allowed(tmp_path: Path, sq
     runtime.close()
 
 
-def test_staging_sweep_removes_only_data_no_image_can_use(tmp_path: Path, sqlite_url: str) -> None:
-    runtime = make_runtime(tmp_path, sqlite_url)
+def test_staging_sweep_removes_only_data_no_image_can_use(tmp_path: Path, migrated_sqlite_url: str) -> None:
+    runtime = make_runtime(tmp_path, migrated_sqlite_url)
 
     async def scenario() -> dict[str, str]:
         queued = create_image(runtime)
@@ -233,10 +237,10 @@ def test_staging_sweep_removes_only_data_no_image_can_use(tmp_path: Path, sqlite
 
 
 def test_purge_deletes_only_tasks_expired_long_enough_ago(
-    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, migrated_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = ManualClock()
-    runtime = make_runtime(tmp_path, database_url)
+    runtime = make_runtime(tmp_path, migrated_database_url)
     runtime.clock = clock
 
     async def scenario() -> list[str]:

@@ -20,7 +20,6 @@ from typing import Any
 
 from glimpse.config import load_settings
 from glimpse.context import RequestContext
-from glimpse.db import migrate
 from glimpse.db.image_repository import SqlImageRepository
 from glimpse.db.repositories import SqlRepositories
 from glimpse.db.task_repository import SqlTaskRepository
@@ -172,7 +171,6 @@ def make_runtime(
     *,
     wrap: Mapping[str, Callable[[ImageStore], ImageStore]] | None = None,
     environ: Mapping[str, str] | None = None,
-    migrate_db: bool = True,
     **overrides: object,
 ) -> Runtime:
     env = {
@@ -192,10 +190,7 @@ def make_runtime(
             settings.default_backend,
             wrap[staging.id](staging) if staging.id in wrap else staging,
         )
-    runtime = Runtime.build(settings, stores=registry)
-    if migrate_db:
-        migrate.upgrade(runtime.engine)
-    return runtime
+    return Runtime.build(settings, stores=registry)
 
 
 def sibling(runtime: Runtime, *, clock: Callable[[], datetime] | None = None) -> Runtime:

@@ -96,12 +96,12 @@ def wait_until_downloading(
 
 
 def test_sigkilled_worker_is_reaped_by_another_runner(
-    tmp_path: Path, sqlite_url: str, slow_web: WebServer
+    tmp_path: Path, migrated_sqlite_url: str, slow_web: WebServer
 ) -> None:
-    runtime = make_runtime(tmp_path, sqlite_url, environ=slow_web.filter_environ)
+    runtime = make_runtime(tmp_path, migrated_sqlite_url, environ=slow_web.filter_environ)
     image_id, task_id = begin_download(runtime, slow_web)
     log = tmp_path / "worker.log"
-    worker = start_worker(worker_environ(tmp_path, sqlite_url, slow_web), log)
+    worker = start_worker(worker_environ(tmp_path, migrated_sqlite_url, slow_web), log)
     try:
         wait_until_downloading(runtime, task_id, worker, log)
         worker.send_signal(signal.SIGKILL)
@@ -139,12 +139,12 @@ def test_sigkilled_worker_is_reaped_by_another_runner(
 
 
 def test_sigterm_hands_the_task_back_for_another_runner(
-    tmp_path: Path, database_url: str, slow_web: WebServer
+    tmp_path: Path, migrated_database_url: str, slow_web: WebServer
 ) -> None:
-    runtime = make_runtime(tmp_path, database_url, environ=slow_web.filter_environ)
+    runtime = make_runtime(tmp_path, migrated_database_url, environ=slow_web.filter_environ)
     image_id, task_id = begin_download(runtime, slow_web)
     log = tmp_path / "worker.log"
-    worker = start_worker(worker_environ(tmp_path, database_url, slow_web), log)
+    worker = start_worker(worker_environ(tmp_path, migrated_database_url, slow_web), log)
     try:
         wait_until_downloading(runtime, task_id, worker, log)
         worker.send_signal(signal.SIGTERM)

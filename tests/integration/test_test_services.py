@@ -1,4 +1,4 @@
-"""The root test fixtures hand out real, fresh, empty databases, and clean up after themselves."""
+"""The root fixtures hand out real, fresh databases (empty or migrated), and clean up after themselves."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
+from glimpse.db import migrate
+from glimpse.db.models import Base
+from glimpse.db.session import make_engine
 
 
 def _table_names(url: str) -> list[str]:
@@ -17,9 +21,21 @@ def _table_names(url: str) -> list[str]:
         engine.dispose()
 
 
-def test_database_url_is_empty_and_writable(database_url: str) -> None:
-    assert _table_names(database_url) == []
-    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+def _row_counts(url: str) -> dict[str, int]:
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            return {
+                table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                for table in Base.metadata.sorted_tables
+            }
+    finally:
+        engine.dispose()
+
+
+def test_empty_database_url_is_empty_and_writable(empty_database_url: str) -> None:
+    assert _table_names(empty_database_url) == []
+    engine = sa.create_engine(empty_database_url, poolclass=sa.NullPool)
     try:
         with engine.begin() as conn:
             conn.execute(sa.text("CREATE TABLE probe (id INTEGER PRIMARY KEY, name TEXT NOT NULL)"))
@@ -30,11 +46,15 @@ def test_database_url_is_empty_and_writable(database_url: str) -> None:
         engine.dispose()
 
 
-def test_database_url_matches_its_backend(request: pytest.FixtureRequest, database_url: str) -> None:
-    backend = request.node.callspec.params["database_url"]
+@pytest.mark.parametrize("fixture", ["empty_database_url", "migrated_database_url"])
+def test_database_url_matches_its_backend(
+    request: pytest.FixtureRequest, database_backend: str, fixture: str
+) -> None:
+    database_url: str = request.getfixturevalue(fixture)
+    assert database_backend == request.node.callspec.params["database_backend"]
     url = sa.make_url(database_url)
-    assert url.get_backend_name() == backend
-    if backend == "postgresql":
+    assert url.get_backend_name() == database_backend
+    if database_backend == "postgresql":
         assert url.drivername == "postgresql+psycopg"
         engine = sa.create_engine(url, poolclass=sa.NullPool)
         try:
@@ -48,12 +68,73 @@ def test_database_url_matches_its_backend(request: pytest.FixtureRequest, databa
         assert current != "postgres"
 
 
-def test_sqlite_url_is_a_fresh_file(sqlite_url: str, tmp_path: Path) -> None:
-    url = sa.make_url(sqlite_url)
+# Two rounds per backend: had the copies been shared, or the template written to, the later round
+# would find the table the earlier one created.
+@pytest.mark.parametrize("round_", [1, 2])
+def test_migrated_database_url_is_at_head_with_no_rows(migrated_database_url: str, round_: int) -> None:
+    engine = make_engine(migrated_database_url)
+    try:
+        assert migrate.check(engine) == []
+    finally:
+        engine.dispose()
+    counts = _row_counts(migrated_database_url)
+    assert counts
+    assert set(counts.values()) == {0}, counts
+    assert "probe" not in _table_names(migrated_database_url)
+    engine = sa.create_engine(migrated_database_url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE probe (id INTEGER PRIMARY KEY)"))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("round_", [1, 2])
+def test_migrated_sqlite_url_is_a_copy_of_its_own(
+    migrated_sqlite_url: str, tmp_path: Path, round_: int
+) -> None:
+    url = sa.make_url(migrated_sqlite_url)
+    assert url.database is not None
+    assert url.database.startswith(str(tmp_path))
+    tables = _table_names(migrated_sqlite_url)
+    assert "images" in tables
+    assert "probe" not in tables
+    engine = sa.create_engine(migrated_sqlite_url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE probe (id INTEGER PRIMARY KEY)"))
+    finally:
+        engine.dispose()
+
+
+def test_empty_sqlite_url_is_a_fresh_file(empty_sqlite_url: str, tmp_path: Path) -> None:
+    url = sa.make_url(empty_sqlite_url)
     assert url.get_backend_name() == "sqlite"
     assert url.database is not None
     assert url.database.startswith(str(tmp_path))
-    assert _table_names(sqlite_url) == []
+    assert _table_names(empty_sqlite_url) == []
+
+
+def test_two_sqlite_fixtures_of_one_test_are_two_files(
+    empty_sqlite_url: str, migrated_sqlite_url: str
+) -> None:
+    assert sa.make_url(empty_sqlite_url).database != sa.make_url(migrated_sqlite_url).database
+    assert _table_names(empty_sqlite_url) == []
+    assert "images" in _table_names(migrated_sqlite_url)
+
+
+@pytest.mark.postgres
+def test_postgres_template_accepts_no_connections(
+    request: pytest.FixtureRequest, postgres_admin_url: str
+) -> None:
+    template: str = request.getfixturevalue("_postgres_template")
+    url = sa.make_url(postgres_admin_url).set(database=template)
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="not currently accepting connections"):
+            engine.connect()
+    finally:
+        engine.dispose()
 
 
 class _DropCheck:
@@ -64,7 +145,7 @@ class _DropCheck:
 
 @pytest.fixture
 def drop_check(postgres_admin_url: str) -> Iterator[_DropCheck]:
-    """Requested before ``database_url``, so its teardown runs after that fixture's DROP DATABASE."""
+    """Set up before the test's database fixture, so its teardown runs after that fixture's DROP DATABASE."""
     check = _DropCheck()
     yield check
     engine = sa.create_engine(postgres_admin_url, poolclass=sa.NullPool)
@@ -87,8 +168,12 @@ def drop_check(postgres_admin_url: str) -> Iterator[_DropCheck]:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_postgres_database_is_dropped_after_the_test(drop_check: _DropCheck, database_url: str) -> None:
+@pytest.mark.parametrize("database_backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("fixture", ["empty_database_url", "migrated_database_url"])
+def test_postgres_database_is_dropped_after_the_test(
+    request: pytest.FixtureRequest, drop_check: _DropCheck, database_backend: str, fixture: str
+) -> None:
+    database_url: str = request.getfixturevalue(fixture)
     name = sa.make_url(database_url).database
     assert name is not None
     drop_check.names.append(name)

@@ -66,8 +66,8 @@ class Setup:
 
 
 @pytest.fixture
-def pending(tmp_path: Path, database_url: str, slow_web: WebServer) -> Iterator[Setup]:
-    env = worker_environ(tmp_path, database_url, slow_web)
+def pending(tmp_path: Path, migrated_database_url: str, slow_web: WebServer) -> Iterator[Setup]:
+    env = worker_environ(tmp_path, migrated_database_url, slow_web)
     api = Server(name="watch-api", port=free_port(), log_path=tmp_path / "api.log")
     api.start(
         {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,12 +20,18 @@ class FakeTasks:
     def __init__(self) -> None:
         self.latest: dict[str, datetime] = {}
         self.polls: list[frozenset[str]] = []
-        self.polled = asyncio.Event()
 
     async def poll(self, image_ids: frozenset[str]) -> dict[str, datetime]:
         self.polls.append(image_ids)
-        self.polled.set()
         return {i: self.latest[i] for i in image_ids if i in self.latest}
+
+
+async def eventually(condition: Callable[[], bool], what: str, within: float = 5.0) -> None:
+    """Wait until ``condition()`` holds; a busy machine may run the event loop late, so no fixed sleep."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {within} s"
+        await asyncio.sleep(0.01)
 
 
 def test_a_thousand_waiters_one_query_per_interval() -> None:
@@ -34,25 +41,30 @@ def test_a_thousand_waiters_one_query_per_interval() -> None:
     interval = 0.05
 
     async def scenario() -> None:
-        hub = TaskWatcher(tasks.poll, interval=interval)
-        started = time.monotonic()
+        asked: list[tuple[frozenset[str], frozenset[str]]] = []  # (polled for, watched at the time)
+
+        async def poll(image_ids: frozenset[str]) -> dict[str, datetime]:
+            # A waiter's task is done exactly when it has unregistered (nothing in between awaits).
+            asked.append((image_ids, frozenset(images[n % 4] for n, w in enumerate(waits) if not w.done())))
+            return await tasks.poll(image_ids)
+
+        begun = time.monotonic()
+        hub = TaskWatcher(poll, interval=interval)
         waits = [
             asyncio.create_task(hub.wait(images[n % 4], T0, 0.6 if n % 4 >= 2 else 5.0)) for n in range(1000)
         ]
-        # Wait for the first poll itself rather than a fixed time: a loaded machine may be slower.
-        await asyncio.wait_for(tasks.polled.wait(), 5)
+        await asyncio.sleep(0)  # one turn of the loop: every waiter has registered, none has timed out
         assert hub.watching == 1000
-        assert tasks.polls
-        assert all(p == frozenset(images) for p in tasks.polls)
+        await eventually(lambda: bool(tasks.polls), "the first poll")
         tasks.latest[images[0]] = tasks.latest[images[1]] = T0 + timedelta(seconds=1)
         results = await asyncio.gather(*waits)
-        elapsed = time.monotonic() - started
         for n, seen in enumerate(results):
             assert seen == (T0 + timedelta(seconds=1) if n % 4 < 2 else None)
-        assert len(tasks.polls) <= elapsed / interval + 2
+        # One query per poll, for every image somebody watched, and an interval before each.
+        assert all(polled == watched for polled, watched in asked), asked
+        assert len(tasks.polls) <= (time.monotonic() - begun) / interval + 1
         assert hub.watching == 0
-        await asyncio.sleep(interval * 3)
-        assert not hub.polling
+        await eventually(lambda: not hub.polling, "the poller's stop")
         polls = len(tasks.polls)
         await asyncio.sleep(interval * 3)
         assert len(tasks.polls) == polls  # nobody watches: no queries
