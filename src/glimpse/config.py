@@ -92,11 +92,18 @@ class Settings:
     disk_formats: tuple[str, ...] = DEFAULT_DISK_FORMATS
     container_formats: tuple[str, ...] = DEFAULT_CONTAINER_FORMATS
     show_image_direct_url: bool = False
+    #: ``noauth`` (identity from request headers; development only) or ``keystone`` (tokens validated).
     auth_strategy: str = "noauth"
+    #: The ``[keystone_authtoken]`` section as written (option name -> text), for keystonemiddleware.
+    keystone_authtoken: Mapping[str, str] = field(default_factory=dict)
     noauth_default_user: str = "glimpse-user"
     noauth_default_project: str = "glimpse-project"
     noauth_default_roles: tuple[str, ...] = ("member", "reader")
     policy_file: Path | None = None
+    #: ``[oslo_policy] enforce_scope``: refuse tokens whose scope the rule does not accept (403).
+    enforce_scope: bool = True
+    #: ``[oslo_policy] enforce_new_defaults``: False also allows what Glance's deprecated rules allowed.
+    enforce_new_defaults: bool = True
     log_level: str = "INFO"
     #: Units of work one process runs at once (0: 1 on SQLite, 4 on a database server).
     database_threads: int = 0
@@ -359,6 +366,59 @@ def _port(value: str, option: str) -> int:
     return int(value)
 
 
+AUTH_STRATEGIES = ("noauth", "keystone")
+
+
+def _auth_strategy(strategy: str | None, flavor: str | None) -> str | None:
+    """``auth_strategy``, or Glance's ``[paste_deploy] flavor`` (``keystone``, ``keystone+caching``...).
+
+    Both may be given if they agree; a flavor without ``keystone`` in it means no authentication.
+    """
+    if strategy is not None and strategy not in AUTH_STRATEGIES:
+        raise ConfigError(
+            f"auth_strategy = {strategy!r} is not known; use 'keystone' (tokens validated against "
+            "Keystone) or 'noauth' (development only)."
+        )
+    from_flavor = None
+    if flavor is not None:
+        from_flavor = "keystone" if "keystone" in flavor.split("+") else "noauth"
+    if strategy is not None and from_flavor is not None and strategy != from_flavor:
+        raise ConfigError(
+            f"auth_strategy = {strategy!r} contradicts [paste_deploy] flavor = {flavor!r}; "
+            "set only one of them."
+        )
+    return strategy or from_flavor
+
+
+def _check_authtoken(options: Mapping[str, str]) -> None:
+    """The parts of ``[keystone_authtoken]`` that must be right before a token can be validated.
+
+    keystonemiddleware checks the rest when the server builds it (``glimpse.api.auth``).
+    """
+    name = "[keystone_authtoken]"
+    if not (options.get("www_authenticate_uri") or options.get("auth_url")):
+        raise ConfigError(
+            f"auth_strategy = keystone needs {name} www_authenticate_uri (the public identity URL "
+            "clients are sent to) and auth_url; copy the section from glance-api.conf."
+        )
+    if not options.get("auth_type"):
+        raise ConfigError(
+            f"auth_strategy = keystone needs {name} auth_type (normally 'password', with username, "
+            "password, project_name, user_domain_name and project_domain_name): the service user "
+            "that validates tokens."
+        )
+    if "token_cache_time" in options:
+        _parse_int(options["token_cache_time"], f"{name} token_cache_time", minimum=-1)
+    for flag in ("service_token_roles_required", "delay_auth_decision", "include_service_catalog"):
+        if flag in options and _bool_or_none(options[flag]) is None:
+            raise ConfigError(f"{name} {flag}: {options[flag]!r} is not a boolean; write true or false.")
+    if "delay_auth_decision" in options and _bool_or_none(options["delay_auth_decision"]):
+        raise ConfigError(
+            f"{name} delay_auth_decision = true would let requests without a valid token through; "
+            "Glimpse always decides itself, so remove it."
+        )
+
+
 def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``config_file`` (optional) and ``environ`` (defaults to ``os.environ``).
 
@@ -404,9 +464,10 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
             f"hashing_algorithm = {hashing!r} is not supported; "
             f"choose one of {', '.join(SUPPORTED_HASH_ALGORITHMS)}."
         )
-    auth = opt.text("auth_strategy")
-    if auth is not None and auth != "noauth":
-        raise ConfigError(f"auth_strategy = {auth!r} is not available yet; only 'noauth' is.")
+    auth = _auth_strategy(opt.text("auth_strategy"), opt.text("flavor", "paste_deploy"))
+    authtoken = src.section("keystone_authtoken")
+    if auth == "keystone":
+        _check_authtoken(authtoken)
     log_level = opt.text("log_level")
     public_endpoint = opt.text("public_endpoint")
     policy_file = opt.text("policy_file", "oslo_policy")
@@ -445,6 +506,9 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "noauth_default_project": opt.text("noauth_default_project", "auth"),
         "noauth_default_roles": opt.listed("noauth_default_roles", "auth"),
         "policy_file": Path(policy_file) if policy_file else None,
+        "keystone_authtoken": authtoken,
+        "enforce_scope": opt.boolean("enforce_scope", "oslo_policy"),
+        "enforce_new_defaults": opt.boolean("enforce_new_defaults", "oslo_policy"),
         "log_level": _log_level(log_level) if log_level else None,
         "database_threads": opt.integer("threads", "database"),
     }

@@ -15,8 +15,13 @@ def new_request_id() -> str:
 class RequestContext:
     """Who is asking, and under which request id.
 
-    Built by the auth layer (no-auth headers today, Keystone tokens later) and passed explicitly to every
-    service. ``to_dict``/``from_dict`` let jobs carry the caller's context.
+    Built by the auth layer (``glimpse.api.auth``: a validated Keystone token, or the no-auth headers) and
+    passed explicitly to every service. ``to_dict``/``from_dict`` let jobs carry the caller's context.
+
+    The names, domains and scope come from the token; ``system_scope`` is ``"all"`` for a system-scoped
+    token. ``service_*`` describe a valid service token sent beside the user's (``X-Service-Token``, as
+    compute and volume services do when they act for a user): the request still runs as the user, and
+    the service's roles are only kept for the policy and the logs.
     """
 
     user_id: str | None
@@ -24,6 +29,15 @@ class RequestContext:
     roles: tuple[str, ...] = ()
     is_admin: bool = False
     request_id: str = field(default_factory=new_request_id)
+    user_name: str | None = None
+    project_name: str | None = None
+    user_domain_id: str | None = None
+    project_domain_id: str | None = None
+    domain_id: str | None = None
+    system_scope: str | None = None
+    service_user_id: str | None = None
+    service_project_id: str | None = None
+    service_roles: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -32,16 +46,38 @@ class RequestContext:
             "roles": list(self.roles),
             "is_admin": self.is_admin,
             "request_id": self.request_id,
+            "user_name": self.user_name,
+            "project_name": self.project_name,
+            "user_domain_id": self.user_domain_id,
+            "project_domain_id": self.project_domain_id,
+            "domain_id": self.domain_id,
+            "system_scope": self.system_scope,
+            "service_user_id": self.service_user_id,
+            "service_project_id": self.service_project_id,
+            "service_roles": list(self.service_roles),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestContext:
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return None if value is None else str(value)
+
         return cls(
             user_id=data.get("user_id"),
             project_id=data.get("project_id"),
             roles=tuple(data.get("roles") or ()),
             is_admin=bool(data.get("is_admin")),
             request_id=str(data.get("request_id") or new_request_id()),
+            user_name=text("user_name"),
+            project_name=text("project_name"),
+            user_domain_id=text("user_domain_id"),
+            project_domain_id=text("project_domain_id"),
+            domain_id=text("domain_id"),
+            system_scope=text("system_scope"),
+            service_user_id=text("service_user_id"),
+            service_project_id=text("service_project_id"),
+            service_roles=tuple(data.get("service_roles") or ()),
         )
 
     @classmethod

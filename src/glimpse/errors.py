@@ -11,6 +11,8 @@ and the status the table gives it.
     GlimpseError                   anything else Glimpse raises on purpose (500)
     ├── InvalidInput               bad request data (400)
     │   └── UnsupportedMediaType   the body's media type is not accepted (415)
+    ├── Unauthenticated            no token, or one Keystone refused; carries ``www_authenticate`` (401)
+    ├── IdentityUnavailable        Keystone cannot be reached to validate a token (503)
     ├── NotFound                   missing or invisible resource (404)
     ├── Forbidden                  policy says no (403)
     │   └── ReservedAttribute      os_glance_* and read-only attributes (403)
@@ -54,6 +56,20 @@ class InvalidInput(GlimpseError):
 
 class UnsupportedMediaType(InvalidInput):
     default_message = "The media type of the request body is not supported."
+
+
+class Unauthenticated(GlimpseError):
+    """The request needs a valid Keystone token; ``www_authenticate`` is where to get one."""
+
+    default_message = "The request you have made requires authentication."
+
+    def __init__(self, message: str | None = None, www_authenticate: str | None = None) -> None:
+        super().__init__(message)
+        self.www_authenticate = www_authenticate
+
+
+class IdentityUnavailable(GlimpseError):
+    default_message = "The identity service (Keystone) cannot be reached to validate the token."
 
 
 class NotFound(GlimpseError):

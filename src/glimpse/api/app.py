@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from glimpse import __version__
-from glimpse.api import errors, versions
+from glimpse.api import auth, errors, versions
 from glimpse.api.middleware import RequestContextMiddleware
 from glimpse.api.responses import JSONResponse
 from glimpse.api.v2 import discovery, image_data, images, imports, members, schemas, tasks
@@ -48,8 +48,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.runtime = runtime
+    app.state.authenticator = auth.build_authenticator(runtime.settings)
+    # The version documents are open, as in Glance; everything under /v2 needs an identity.
+    app.include_router(versions.router)
     for router in (
-        versions.router,
         images.router,
         image_data.router,
         imports.router,
@@ -58,7 +60,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         schemas.router,
         tasks.router,
     ):
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(auth.authenticate)])
     errors.install(app)
     app.add_middleware(RequestContextMiddleware, max_request_id_length=runtime.settings.max_request_id_length)
     return app

@@ -1,4 +1,4 @@
-"""Request-scoped providers: the runtime, the caller's context, and JSON bodies."""
+"""Request-scoped providers: the runtime, the caller's context (see ``glimpse.api.auth``), JSON bodies."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 from fastapi import Request
 
+from glimpse.api.auth import Identity
 from glimpse.context import RequestContext
-from glimpse.domain.images import MAX_STRING, check_text
-from glimpse.errors import InvalidInput, TooLarge, UnsupportedMediaType
+from glimpse.errors import InvalidInput, TooLarge, Unauthenticated, UnsupportedMediaType
 from glimpse.runtime import Runtime
 
 MAX_JSON_BODY = 1024 * 1024
@@ -21,42 +21,30 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def _header(request: Request, *names: str) -> str | None:
-    for name in names:
-        value = request.headers.get(name)
-        if value is not None and value.strip():
-            return value.strip()
-    return None
-
-
-def _id_header(request: Request, *names: str) -> str | None:
-    """A project or user id from the first of ``names`` sent; ids are kept in 255-character columns."""
-    for name in names:
-        value = (request.headers.get(name) or "").strip()
-        if value:
-            if len(value) > MAX_STRING:
-                raise InvalidInput(f"Header {name} is longer than {MAX_STRING} characters.")
-            return check_text(f"Header {name}", value)
-    return None
-
-
 def context(request: Request) -> RequestContext:
-    """The caller's identity in no-auth mode: the headers keystonemiddleware would set, or the defaults."""
-    rt = runtime(request)
-    settings = rt.settings
-    project = _id_header(request, "x-project-id", "x-tenant-id")
-    user = _id_header(request, "x-user-id")
-    roles_header = _header(request, "x-roles")
-    if project is None and user is None and roles_header is None:
-        project, user = settings.noauth_default_project, settings.noauth_default_user
-        roles: tuple[str, ...] = settings.noauth_default_roles
-    else:
-        roles = tuple(r.strip().lower() for r in (roles_header or "").split(",") if r.strip())
+    """The caller's context: the identity :func:`glimpse.api.auth.authenticate` found, and the request id.
+
+    ``is_admin`` is the policy's ``context_is_admin`` rule, so operators can redefine who is an admin.
+    """
+    identity: Identity | None = getattr(request.state, "identity", None)
+    if identity is None:  # a route outside the authenticated routers: never run it as anyone
+        raise Unauthenticated("The request you have made requires authentication.")
     ctx = RequestContext(
-        user_id=user, project_id=project, roles=roles, request_id=request.scope["state"]["request_id"]
+        user_id=identity.user_id,
+        project_id=identity.project_id,
+        roles=identity.roles,
+        request_id=request.scope["state"]["request_id"],
+        user_name=identity.user_name,
+        project_name=identity.project_name,
+        user_domain_id=identity.user_domain_id,
+        project_domain_id=identity.project_domain_id,
+        domain_id=identity.domain_id,
+        system_scope=identity.system_scope,
+        service_user_id=identity.service_user_id,
+        service_project_id=identity.service_project_id,
+        service_roles=identity.service_roles,
     )
-    # Who is an administrator is the policy's ``context_is_admin`` rule, so operators can redefine it.
-    return replace(ctx, is_admin=rt.policy.is_admin(ctx))
+    return replace(ctx, is_admin=runtime(request).policy.is_admin(ctx))
 
 
 async def json_body(

@@ -39,6 +39,8 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (errors.ImageGone, 410),
     (errors.UnsupportedMediaType, 415),
     (errors.InvalidInput, 400),
+    (errors.Unauthenticated, 401),
+    (errors.IdentityUnavailable, 503),
     (errors.NotFound, 404),
     (errors.Forbidden, 403),
     (errors.Conflict, 409),
@@ -135,6 +137,8 @@ def install(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, errors.RangeNotSatisfiable):
             headers = {"Content-Range": f"bytes */{exc.size}"}
+        if isinstance(exc, errors.Unauthenticated) and exc.www_authenticate:
+            headers = {"WWW-Authenticate": exc.www_authenticate}
         if status >= 500:
             log.error("request failed: %s", exc.message)
         extra = exc.extra_fields if isinstance(exc, CarriesFields) else None

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from glimpse.api.auth import build_authenticator
 from glimpse.config import Settings, load_settings
 from glimpse.db import migrate
 from glimpse.db.session import make_engine
@@ -55,6 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Build everything a worker process builds, once, so a bad store or policy file stops us here
     # with a clear message instead of crash-looping the worker processes.
     Runtime.build(settings).close()
+    build_authenticator(settings)
     log.info(
         "serving on http://%s:%d with %d worker(s), database %s",
         settings.bind_host,
