@@ -102,7 +102,7 @@ class Settings:
     policy_file: Path | None = None
     #: ``[oslo_policy] enforce_scope``: refuse tokens whose scope the rule does not accept (403).
     enforce_scope: bool = True
-    #: ``[oslo_policy] enforce_new_defaults``: False also allows what Glance's deprecated rules allowed.
+    #: ``[oslo_policy] enforce_new_defaults``: only True (the secure-RBAC defaults) is supported.
     enforce_new_defaults: bool = True
     log_level: str = "INFO"
     #: Units of work one process runs at once (0: 1 on SQLite, 4 on a database server).
@@ -468,6 +468,11 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
     authtoken = src.section("keystone_authtoken")
     if auth == "keystone":
         _check_authtoken(authtoken)
+    if opt.boolean("enforce_new_defaults", "oslo_policy") is False:
+        raise ConfigError(
+            "[oslo_policy] enforce_new_defaults = false is not supported: Glimpse ships only the secure-RBAC "
+            "defaults. Remove the option, and write any older rule you still need into the policy_file."
+        )
     log_level = opt.text("log_level")
     public_endpoint = opt.text("public_endpoint")
     policy_file = opt.text("policy_file", "oslo_policy")

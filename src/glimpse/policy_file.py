@@ -19,14 +19,14 @@ from glimpse.errors import PolicyError
 __all__ = ["load_policy", "read_overrides"]
 
 
-def load_policy(path: str | os.PathLike[str] | None) -> Policy:
+def load_policy(path: str | os.PathLike[str] | None, *, enforce_scope: bool = True) -> Policy:
     """The policy in force: the defaults, plus the rules of the file at ``path`` when one is named."""
     if path is None:
-        return Policy()
+        return Policy(enforce_scope=enforce_scope)
     file = Path(path)
     overrides = read_overrides(file)
     try:
-        return Policy(overrides)
+        return Policy(overrides, enforce_scope=enforce_scope)
     except PolicyError as exc:
         raise PolicyError(f"Policy file {file}: {exc.message}", rule=exc.rule, column=exc.column) from exc
 

@@ -53,7 +53,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, stores: StoreRegistry | None = None) -> Runtime:
         engine = make_engine(settings.database_connection)
-        policy = load_policy(settings.policy_file)
+        policy = load_policy(settings.policy_file, enforce_scope=settings.enforce_scope)
         return cls(
             settings=settings,
             engine=engine,

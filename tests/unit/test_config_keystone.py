@@ -36,13 +36,13 @@ def test_a_glance_api_conf_section_is_taken_as_written(tmp_path: Path) -> None:
         "user_domain_name = Default\nproject_domain_name = Default\nregion_name = RegionOne\n"
         "memcached_servers =\ntoken_cache_time = 300\nservice_token_roles = service\n"
         "service_token_roles_required = true\ninterface = internal\n"
-        "[oslo_policy]\nenforce_scope = false\nenforce_new_defaults = false\n"
+        "[oslo_policy]\nenforce_scope = false\nenforce_new_defaults = true\n"
     )
     settings = load_settings(conf, environ={})
     assert settings.auth_strategy == "keystone"
     assert settings.keystone_authtoken["username"] == "glance"
     assert settings.keystone_authtoken["interface"] == "internal"
-    assert (settings.enforce_scope, settings.enforce_new_defaults) == (False, False)
+    assert (settings.enforce_scope, settings.enforce_new_defaults) == (False, True)
     # keystonemiddleware accepts every option of the section (nothing is contacted yet).
     assert isinstance(build_authenticator(settings), KeystoneAuthenticator)
 
@@ -80,6 +80,10 @@ def test_a_glance_api_conf_section_is_taken_as_written(tmp_path: Path) -> None:
             "token_cache_time = 'x' is not a whole number",
         ),
         ({"GLIMPSE_OSLO_POLICY__ENFORCE_SCOPE": "maybe"}, "\\[oslo_policy\\] enforce_scope"),
+        (
+            {"GLIMPSE_OSLO_POLICY__ENFORCE_NEW_DEFAULTS": "false"},
+            "enforce_new_defaults = false is not supported",
+        ),
     ],
 )
 def test_unusable_auth_settings_stop_the_load(env: dict[str, str], message: str) -> None:

@@ -66,7 +66,7 @@ def _roles(value: str | None) -> tuple[str, ...]:
 
 
 def identity_from_headers(get: Callable[[str], str | None]) -> Identity:
-    """The identity in keystonemiddleware's headers (``X-User-Id``, ``X-Project-Id``, ``X-Roles``...).
+    """The identity in the headers keystonemiddleware sets (``X-User-Id``, ``OpenStack-System-Scope``...).
 
     ``get`` returns a header's value or ``None``. Ids and names are checked the way image fields are
     (at most 255 characters, no control characters), since they end up in the database.
@@ -90,7 +90,7 @@ def identity_from_headers(get: Callable[[str], str | None]) -> Identity:
         user_domain_id=text("x-user-domain-id"),
         project_domain_id=text("x-project-domain-id"),
         domain_id=text("x-domain-id"),
-        system_scope=text("x-system-scope"),
+        system_scope=text("openstack-system-scope"),
         service_user_id=text("x-service-user-id"),
         service_project_id=text("x-service-project-id"),
         service_roles=_roles(get("x-service-roles")),

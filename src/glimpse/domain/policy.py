@@ -44,11 +44,14 @@ __all__ = [
     "DEFAULTS",
     "DEFAULT_RULES",
     "IMAGE_TARGET_KEYS",
+    "SCOPES",
+    "SCOPE_TYPES",
     "Policy",
     "PolicyError",
     "PolicyRule",
     "RuleDefault",
     "image_target",
+    "token_scope",
 ]
 
 
@@ -88,13 +91,28 @@ class PolicyRule(enum.StrEnum):
     STORES_INFO_DETAIL = "stores_info_detail"
 
 
+#: The scopes a Keystone token can have (``glimpse.context.RequestContext``): see :func:`token_scope`.
+SCOPES: Final = ("project", "domain", "system")
+
+
+def token_scope(context: RequestContext) -> str:
+    """``system`` for a system-scoped token, ``domain`` for a domain-scoped one, else ``project``."""
+    if context.system_scope:
+        return "system"
+    if context.domain_id and not context.project_id:
+        return "domain"
+    return "project"
+
+
 @dataclass(frozen=True, slots=True)
 class RuleDefault:
-    """One rule as shipped: its name, its default rule string and what it guards."""
+    """One rule as shipped: its name, its default rule string, what it guards and the token scopes it
+    accepts (empty: any; with ``[oslo_policy] enforce_scope`` another scope is refused, as in Glance)."""
 
     name: str
     default: str
     description: str
+    scope_types: tuple[str, ...] = ("project",)
 
 
 # Building blocks of the defaults, so each ownership idea is spelled once.
@@ -119,12 +137,14 @@ DEFAULT_RULES: Final[tuple[RuleDefault, ...]] = (
         _R.CONTEXT_IS_ADMIN,
         "role:admin",
         "Who is an administrator; other rules use it as rule:context_is_admin.",
+        (),
     ),
-    RuleDefault(_R.DEFAULT, "", "Fallback that the task rules refer to; empty means anyone."),
+    RuleDefault(_R.DEFAULT, "", "Fallback that the task rules refer to; empty means anyone.", ()),
     RuleDefault(
         _R.SERVICE_API,
         "role:service or role:admin",
         "Service-to-service callers such as compute and volume services.",
+        (),
     ),
     RuleDefault(
         _R.ADD_IMAGE,
@@ -217,6 +237,11 @@ DEFAULT_RULES: Final[tuple[RuleDefault, ...]] = (
 #: Rule name -> default rule string.
 DEFAULTS: Final[Mapping[str, str]] = MappingProxyType({str(r.name): r.default for r in DEFAULT_RULES})
 
+#: Rule name -> the token scopes it accepts (empty or absent: any, as for custom rules).
+SCOPE_TYPES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {str(r.name): r.scope_types for r in DEFAULT_RULES}
+)
+
 #: The keys :func:`image_target` always sets.
 IMAGE_TARGET_KEYS: Final[tuple[str, ...]] = (
     "project_id",
@@ -254,10 +279,16 @@ class Policy:
     and pass it down; it is immutable and safe to share between threads.
     """
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_rules", "enforce_scope")
 
-    def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
+    def __init__(self, overrides: Mapping[str, str] | None = None, *, enforce_scope: bool = True) -> None:
         self._rules = RuleSet({**DEFAULTS, **(overrides or {})})
+        self.enforce_scope = enforce_scope
+
+    def scope_allows(self, rule: str, context: RequestContext) -> bool:
+        """Whether the caller's token scope may use ``rule`` (always, unless ``enforce_scope`` is on)."""
+        scopes = SCOPE_TYPES.get(rule, ())
+        return not (self.enforce_scope and scopes and token_scope(context) not in scopes)
 
     @property
     def rules(self) -> Mapping[str, str]:
@@ -266,10 +297,16 @@ class Policy:
 
     def check(self, rule: str, context: RequestContext, target: Mapping[str, object]) -> bool:
         """Whether ``rule`` allows ``context`` to act on ``target``; an unknown rule is a PolicyError."""
+        if not self.scope_allows(rule, context):
+            return False
         credentials = {
             "user_id": context.user_id,
             "project_id": context.project_id,
             "is_admin": context.is_admin,
+            "system_scope": context.system_scope,
+            "domain_id": context.domain_id,
+            "user_domain_id": context.user_domain_id,
+            "project_domain_id": context.project_domain_id,
         }
         return self._rules.evaluate(rule, context.roles, credentials, target)
 
@@ -278,6 +315,11 @@ class Policy:
 
         Callers that guard an image the caller may not be able to see turn this into NotFound themselves.
         """
+        if not self.scope_allows(rule, context):
+            raise Forbidden(
+                f"Policy doesn't allow {rule} to be performed with a {token_scope(context)}-scoped token; "
+                f"use a token scoped to a {' or '.join(SCOPE_TYPES[rule])}."
+            )
         if not self.check(rule, context, target):
             raise Forbidden(f"Policy doesn't allow {rule} to be performed.")
 

@@ -9,7 +9,9 @@ Pure: no I/O, no request types. The grammar::
             | "!"                          never
             | "role:" value                the caller has that role (case-insensitive)
             | "rule:" name                 the named rule allows it
-            | cred ":" value               a caller attribute (user_id, project_id, is_admin) equals value
+            | cred ":" value               a caller attribute (user_id, project_id, is_admin,
+                                           system_scope, domain_id, user_domain_id,
+                                           project_domain_id) equals value
             | quoted ":" value             a quoted literal ('...' or "...") equals value
     value  := text with %(target_key)s placeholders filled from the target, or a quoted constant
 
@@ -182,7 +184,15 @@ _NEVER: Final = _Constant(False)
 # Parsing
 
 #: Caller attributes a check may compare (``<cred>:<value>``).
-_CREDENTIALS: Final = ("user_id", "project_id", "is_admin")
+_CREDENTIALS: Final = (
+    "user_id",
+    "project_id",
+    "is_admin",
+    "system_scope",
+    "domain_id",
+    "user_domain_id",
+    "project_domain_id",
+)
 _KEYWORDS: Final = frozenset({"and", "or", "not"})
 _QUOTES: Final = "'\""
 _PLACEHOLDER = re.compile(r"%\(([A-Za-z_][A-Za-z0-9_]*)\)s")

@@ -43,14 +43,15 @@ WSGIEnviron = dict[str, Any]
 StartResponse = Callable[..., Any]
 
 
-def _config(root: Path) -> str:
+def _config(root: Path, token_expiration: int | None = None) -> str:
+    expiration = f"expiration = {token_expiration}\n" if token_expiration else ""
     return (
         "[DEFAULT]\nuse_stderr = true\n"
         f"[database]\nconnection = sqlite:///{root / 'keystone.db'}\n"
         f"[fernet_tokens]\nkey_repository = {root / 'fernet-keys'}\n"
         f"[fernet_receipts]\nkey_repository = {root / 'fernet-keys'}\n"
         f"[credential]\nkey_repository = {root / 'credential-keys'}\n"
-        "[token]\nprovider = fernet\n"
+        f"[token]\nprovider = fernet\n{expiration}"
     )
 
 
@@ -108,25 +109,23 @@ class Account:
 
 
 class KeystoneServer:
-    """A running Keystone; :meth:`admin` is an httpx client with an admin token."""
+    """A running Keystone; :meth:`admin` is an httpx client with an admin token.
 
-    def __init__(self, base: Path, root: Path) -> None:
+    ``token_expiration`` (seconds) shortens the life of every token it issues, for expiry tests.
+    :meth:`stop` and :meth:`start` take it down and bring it back on the same port and data.
+    """
+
+    def __init__(self, base: Path, root: Path, token_expiration: int | None = None) -> None:
         template = _template(base)
         shutil.copytree(template, root, dirs_exist_ok=True)
-        (root / "keystone.conf").write_text(_config(root))
+        (root / "keystone.conf").write_text(_config(root, token_expiration))
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = (root / "keystone.log").open("wb")
-        self._process = subprocess.Popen(
-            [sys.executable, str(SERVE_SCRIPT), str(root / "keystone.conf"), str(self.port)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self._log = (root / "keystone.log").open("ab")
+        self._process: subprocess.Popen[bytes] | None = None
         try:
-            self._wait_ready()
+            self.start()
             self.admin = httpx.Client(base_url=f"{self.url}/v3", timeout=30.0)
             self.admin.headers["X-Auth-Token"] = self.token("admin", ADMIN_PASSWORD, "admin")
             self._fix_identity_endpoints()
@@ -134,8 +133,33 @@ class KeystoneServer:
             self.close()
             raise
 
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, str(SERVE_SCRIPT), str(self.root / "keystone.conf"), str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_ready()
+
+    def stop(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+    def refresh_admin(self) -> None:
+        """A new admin token (for a Keystone whose tokens expire quickly)."""
+        self.admin.headers["X-Auth-Token"] = self.token("admin", ADMIN_PASSWORD, "admin")
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
+        assert self._process is not None
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"keystone exited ({self._process.returncode}):\n{self.log()}")
@@ -152,13 +176,7 @@ class KeystoneServer:
     def close(self) -> None:
         if getattr(self, "admin", None) is not None:
             self.admin.close()
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
+        self.stop()
         self._log.close()
 
     def __enter__(self) -> Self:
@@ -175,25 +193,55 @@ class KeystoneServer:
             raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
         return response.json() if response.content else {}
 
-    def token(self, user: str, password: str, project: str) -> str:
-        """A project-scoped token for ``user`` (password method)."""
-        body = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {"user": {"name": user, "domain": {"id": "default"}, "password": password}},
-                },
-                "scope": {"project": {"name": project, "domain": {"id": "default"}}},
-            }
+    def token(self, user: str, password: str, project: str | None) -> str:
+        """A token for ``user`` (password method), scoped to ``project``, or to the system if ``None``."""
+        scope: dict[str, Any] = (
+            {"project": {"name": project, "domain": {"id": "default"}}}
+            if project
+            else {"system": {"all": True}}
+        )
+        identity = {
+            "methods": ["password"],
+            "password": {"user": {"name": user, "domain": {"id": "default"}, "password": password}},
         }
+        return self._issue({"auth": {"identity": identity, "scope": scope}}, user)
+
+    def application_credential(self, account: Account, name: str) -> tuple[str, str]:
+        """A new application credential of ``account`` (on its project): ``(id, secret)``."""
+        token = self.token(account.user_name, account.password, account.project_name)
+        response = httpx.post(
+            f"{self.url}/v3/users/{account.user_id}/application_credentials",
+            json={"application_credential": {"name": name}},
+            headers={"X-Auth-Token": token},
+            timeout=30.0,
+        )
+        if response.status_code != 201:
+            raise RuntimeError(f"application credential: {response.status_code} {response.text}")
+        credential = response.json()["application_credential"]
+        return str(credential["id"]), str(credential["secret"])
+
+    def application_credential_token(self, credential_id: str, secret: str) -> str:
+        identity = {
+            "methods": ["application_credential"],
+            "application_credential": {"id": credential_id, "secret": secret},
+        }
+        return self._issue({"auth": {"identity": identity}}, credential_id)
+
+    def _issue(self, body: dict[str, Any], who: str) -> str:
         response = httpx.post(f"{self.url}/v3/auth/tokens", json=body, timeout=30.0)
         if response.status_code != 201:
-            raise RuntimeError(f"token for {user}: {response.status_code} {response.text}")
+            raise RuntimeError(f"token for {who}: {response.status_code} {response.text}")
         return response.headers["X-Subject-Token"]
 
     def _role_id(self, name: str) -> str:
         roles = self._call("GET", f"/roles?name={name}")["roles"]
+        if not roles:  # bootstrap makes admin, member and reader; others (service) on first use
+            return str(self._call("POST", "/roles", {"role": {"name": name}})["role"]["id"])
         return str(roles[0]["id"])
+
+    def grant_system(self, account: Account, role: str) -> None:
+        """Give ``account``'s user ``role`` on the system (for system-scoped tokens)."""
+        self._call("PUT", f"/system/users/{account.user_id}/roles/{self._role_id(role)}")
 
     def _fix_identity_endpoints(self) -> None:
         for endpoint in self._call("GET", "/endpoints")["endpoints"]:

@@ -1,0 +1,248 @@
+"""``auth_strategy = keystone``: a live ``glimpse-server`` validating tokens against a real Keystone itself.
+
+No proxy in front: the server's own keystonemiddleware ``auth_token`` checks ``X-Auth-Token`` and
+``X-Service-Token`` (``glimpse.api.auth``). Keystone is the ``keystone`` package on loopback
+(``keystonesupport``); tokens are password, application-credential, project- and system-scoped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from keystonesupport import ADMIN_PASSWORD, Account, KeystoneServer
+from livesupport import Server, free_port
+
+pytestmark = pytest.mark.live
+
+PASSWORD = "s3cret"
+#: Seconds a validated token is believed without asking Keystone again.
+CACHE_TIME = 2
+_names = itertools.count(1)
+
+
+def start_glimpse(root: Path, keystone: KeystoneServer, **extra: str) -> Server:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLIMPSE_", "OS_"))}
+    section = "GLIMPSE_KEYSTONE_AUTHTOKEN__"
+    env.update(
+        {
+            "GLIMPSE_DATA_DIR": str(root / "data"),
+            "GLIMPSE_LOG_LEVEL": "WARNING",
+            "GLIMPSE_PASTE_DEPLOY__FLAVOR": "keystone",
+            f"{section}WWW_AUTHENTICATE_URI": keystone.url,
+            f"{section}AUTH_URL": keystone.url,
+            f"{section}AUTH_TYPE": "password",
+            f"{section}USERNAME": "admin",
+            f"{section}PASSWORD": ADMIN_PASSWORD,
+            f"{section}PROJECT_NAME": "admin",
+            f"{section}USER_DOMAIN_NAME": "Default",
+            f"{section}PROJECT_DOMAIN_NAME": "Default",
+            f"{section}TOKEN_CACHE_TIME": str(CACHE_TIME),
+            f"{section}SERVICE_TOKEN_ROLES": "service",
+            f"{section}SERVICE_TOKEN_ROLES_REQUIRED": "true",
+            f"{section}HTTP_CONNECT_TIMEOUT": "3",
+            **extra,
+        }
+    )
+    server = Server(name="keystone-protected", port=free_port(), log_path=root / "server.log")
+    server.start(env)
+    server.wait_ready()
+    return server
+
+
+@pytest.fixture(scope="module")
+def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServer]:
+    with KeystoneServer(tmp_path_factory.getbasetemp().parent, tmp_path_factory.mktemp("keystone")) as ks:
+        yield ks
+
+
+@pytest.fixture(scope="module")
+def glimpse(keystone: KeystoneServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    server = start_glimpse(tmp_path_factory.mktemp("glimpse-keystone"), keystone)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30.0) as client:
+            yield client
+    finally:
+        server.stop()
+
+
+def account(keystone: KeystoneServer, *roles: str) -> Account:
+    return keystone.account(f"{'-'.join(roles)}-{next(_names)}", PASSWORD, roles)
+
+
+def token_of(keystone: KeystoneServer, who: Account) -> str:
+    return keystone.token(who.user_name, who.password, who.project_name)
+
+
+def new_image(client: httpx.Client, token: str, **fields: object) -> dict[str, object]:
+    body = {"name": "k", "disk_format": "raw", "container_format": "bare", **fields}
+    response = client.post("/v2/images", json=body, headers={"X-Auth-Token": token})
+    assert response.status_code == 201, response.text
+    image: dict[str, object] = response.json()
+    return image
+
+
+def test_the_version_documents_stay_open(glimpse: httpx.Client) -> None:
+    assert glimpse.get("/versions").status_code == 200
+    assert glimpse.get("/").status_code == 300
+
+
+@pytest.mark.parametrize("token", [None, "not-a-token", "gAAAAABn" + "x" * 180])
+def test_no_token_or_a_bad_one_is_401_with_the_keystone_challenge(
+    glimpse: httpx.Client, keystone: KeystoneServer, token: str | None
+) -> None:
+    headers = {"Accept": "application/json", **({"X-Auth-Token": token} if token else {})}
+    response = glimpse.get("/v2/images", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == f'Keystone uri="{keystone.url}"'
+    assert "token" in response.json()["message"]
+    # Also on routes that take no identity from the handler, such as the schemas.
+    assert glimpse.get("/v2/schemas/image", headers=headers).status_code == 401
+
+
+def test_a_password_token_acts_as_its_project_and_the_task_keeps_the_user(
+    glimpse: httpx.Client, keystone: KeystoneServer
+) -> None:
+    member = account(keystone, "member", "reader")
+    token = token_of(keystone, member)
+    image = new_image(glimpse, token)
+    assert image["owner"] == member.project_id
+    listed = glimpse.get("/v2/images", headers={"X-Auth-Token": token}).json()["images"]
+    assert [i["id"] for i in listed] == [image["id"]]
+    # The import task records the token's user and the request id.
+    headers = {"X-Auth-Token": token}
+    staged = glimpse.put(
+        f"/v2/images/{image['id']}/stage",
+        content=b"k" * 1024,
+        headers={**headers, "Content-Type": "application/octet-stream"},
+    )
+    assert staged.status_code == 204, staged.text
+    started = glimpse.post(
+        f"/v2/images/{image['id']}/import", json={"method": {"name": "glance-direct"}}, headers=headers
+    )
+    assert started.status_code == 202, started.text
+    tasks = glimpse.get(f"/v2/images/{image['id']}/tasks", headers=headers).json()["tasks"]
+    assert [(t["user_id"], t["request_id"]) for t in tasks] == [
+        (member.user_id, started.headers["X-Openstack-Request-Id"])
+    ]
+
+
+def test_an_application_credential_token_acts_as_its_project(
+    glimpse: httpx.Client, keystone: KeystoneServer
+) -> None:
+    member = account(keystone, "member", "reader")
+    credential_id, secret = keystone.application_credential(member, "ci")
+    token = keystone.application_credential_token(credential_id, secret)
+    assert new_image(glimpse, token)["owner"] == member.project_id
+
+
+def test_another_projects_token_sees_nothing_and_a_reader_cannot_write(
+    glimpse: httpx.Client, keystone: KeystoneServer
+) -> None:
+    owner = account(keystone, "member", "reader")
+    image = new_image(glimpse, token_of(keystone, owner))
+    other = {"X-Auth-Token": token_of(keystone, account(keystone, "member", "reader"))}
+    assert glimpse.get(f"/v2/images/{image['id']}", headers=other).status_code == 404
+    assert glimpse.delete(f"/v2/images/{image['id']}", headers=other).status_code == 404
+    assert glimpse.get("/v2/images", headers=other).json()["images"] == []
+    reader = {"X-Auth-Token": token_of(keystone, account(keystone, "reader"))}
+    refused = glimpse.post(
+        "/v2/images",
+        json={"name": "no", "disk_format": "raw", "container_format": "bare"},
+        headers={**reader, "Accept": "application/json"},
+    )
+    assert refused.status_code == 403
+    assert "add_image" in refused.json()["message"]
+
+
+def test_project_admin_sees_every_project_and_a_system_token_is_refused_by_scope(
+    glimpse: httpx.Client, keystone: KeystoneServer
+) -> None:
+    image = new_image(glimpse, token_of(keystone, account(keystone, "member", "reader")))
+    admin = {"X-Auth-Token": keystone.token("admin", ADMIN_PASSWORD, "admin")}
+    assert glimpse.get(f"/v2/images/{image['id']}", headers=admin).status_code == 200
+    # Image rules accept project-scoped tokens only ([oslo_policy] enforce_scope, on by default).
+    system = {"X-Auth-Token": keystone.token("admin", ADMIN_PASSWORD, None), "Accept": "application/json"}
+    listed = glimpse.get("/v2/images", headers=system)
+    assert listed.status_code == 403
+    assert "system-scoped token" in listed.json()["message"]
+    assert glimpse.get(f"/v2/images/{image['id']}", headers=system).status_code == 404
+
+
+def test_a_revoked_token_stops_working_within_the_cache_time(
+    glimpse: httpx.Client, keystone: KeystoneServer
+) -> None:
+    token = token_of(keystone, account(keystone, "member", "reader"))
+    headers = {"X-Auth-Token": token}
+    assert glimpse.get("/v2/images", headers=headers).status_code == 200
+    keystone.revoke(token)
+    revoked_at = time.monotonic()
+    while glimpse.get("/v2/images", headers=headers).status_code == 200:
+        assert time.monotonic() - revoked_at < CACHE_TIME + 5, "revoked token still accepted"
+        time.sleep(0.2)
+    assert glimpse.get("/v2/images", headers=headers).status_code == 401
+
+
+def test_a_service_token_needs_the_service_role_and_the_user_stays_the_caller(
+    glimpse: httpx.Client, keystone: KeystoneServer
+) -> None:
+    user = account(keystone, "member", "reader")
+    compute = token_of(keystone, account(keystone, "service"))
+    headers = {"X-Auth-Token": token_of(keystone, user), "X-Service-Token": compute}
+    image = new_image(glimpse, headers["X-Auth-Token"])
+    shown = glimpse.get(f"/v2/images/{image['id']}", headers=headers)
+    assert shown.status_code == 200
+    assert shown.json()["owner"] == user.project_id
+    # A token without the service role is not a service token (service_token_roles_required).
+    not_a_service = token_of(keystone, account(keystone, "member", "reader"))
+    refused = glimpse.get(
+        f"/v2/images/{image['id']}",
+        headers={**headers, "X-Service-Token": not_a_service, "Accept": "application/json"},
+    )
+    assert refused.status_code == 401
+    assert "service token is not valid" in refused.json()["message"]
+
+
+def test_keystone_down_is_503_never_a_pass_then_it_recovers(
+    glimpse: httpx.Client, keystone: KeystoneServer
+) -> None:
+    member = account(keystone, "member", "reader")
+    fresh = token_of(keystone, member)  # never shown to Glimpse, so not in its cache
+    keystone.stop()
+    try:
+        down = glimpse.get("/v2/images", headers={"X-Auth-Token": fresh, "Accept": "application/json"})
+        assert down.status_code == 503
+        assert "cannot be reached" in down.json()["message"]
+        assert glimpse.get("/v2/images").status_code == 401  # no token: refused without asking Keystone
+    finally:
+        keystone.start()
+    assert glimpse.get("/v2/images", headers={"X-Auth-Token": fresh}).status_code == 200
+
+
+def test_an_expired_token_is_401(tmp_path_factory: pytest.TempPathFactory) -> None:
+    base = tmp_path_factory.getbasetemp().parent
+    with KeystoneServer(base, tmp_path_factory.mktemp("keystone-short"), token_expiration=6) as short:
+        short.refresh_admin()
+        member = short.account("short-lived", PASSWORD, ("member", "reader"))
+        server = start_glimpse(
+            tmp_path_factory.mktemp("glimpse-short"),
+            short,
+            GLIMPSE_KEYSTONE_AUTHTOKEN__TOKEN_CACHE_TIME="300",
+        )
+        try:
+            with httpx.Client(base_url=server.url, timeout=30.0) as client:
+                token = short.token(member.user_name, PASSWORD, member.project_name)
+                issued = time.monotonic()
+                headers = {"X-Auth-Token": token}
+                assert client.get("/v2/images", headers=headers).status_code == 200
+                time.sleep(max(0.0, 7 - (time.monotonic() - issued)))
+                # Expired even though its validation is still cached.
+                assert client.get("/v2/images", headers=headers).status_code == 401
+        finally:
+            server.stop()
