@@ -1,4 +1,4 @@
-"""A real Keystone on loopback, and Glance's real token check (keystonemiddleware) in front of Glimpse.
+"""A real Keystone on loopback, Glimpse validating its tokens, and keystonemiddleware as a recording proxy.
 
 :class:`KeystoneServer` runs the ``keystone`` package (a Debian/PyPI install of the real identity
 service, not a stand-in) on 127.0.0.1 with an SQLite database and fernet tokens. The database is set
@@ -9,11 +9,13 @@ server starts from a copy of it.
 :class:`AuthTokenProxy` is what a Glance deployment puts in front of the image API: keystonemiddleware's
 ``auth_token`` validates every ``X-Auth-Token`` against that Keystone and passes the identity on as
 ``X-Project-Id``, ``X-User-Id`` and ``X-Roles``; the request then goes to a live ``glimpse-server``,
-whose no-auth mode reads exactly those headers.
+whose no-auth mode reads exactly those headers. It records the tokens it sees, for the client tests of
+retries. :func:`protected_server` is the real deployment: Glimpse validating tokens itself.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -29,9 +31,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import httpx
 from filelock import FileLock
 
-from livesupport import free_port, venv_script
+from livesupport import Server, free_port, venv_script
 
 ADMIN_PASSWORD = "admin-pw"
+#: Seconds a Keystone-protected Glimpse believes a validated token without asking Keystone again.
+CACHE_TIME = 2
 REGION = "RegionOne"
 START_TIMEOUT = 60.0
 SERVE_SCRIPT = Path(__file__).with_name("keystone_serve.py")
@@ -43,15 +47,16 @@ WSGIEnviron = dict[str, Any]
 StartResponse = Callable[..., Any]
 
 
-def _config(root: Path, token_expiration: int | None = None) -> str:
-    expiration = f"expiration = {token_expiration}\n" if token_expiration else ""
+def _config(root: Path) -> str:
     return (
         "[DEFAULT]\nuse_stderr = true\n"
         f"[database]\nconnection = sqlite:///{root / 'keystone.db'}\n"
         f"[fernet_tokens]\nkey_repository = {root / 'fernet-keys'}\n"
         f"[fernet_receipts]\nkey_repository = {root / 'fernet-keys'}\n"
         f"[credential]\nkey_repository = {root / 'credential-keys'}\n"
-        f"[token]\nprovider = fernet\n{expiration}"
+        "[token]\nprovider = fernet\n"
+        # bcrypt's fewest rounds: a password check costs milliseconds, not a quarter of a second.
+        "[identity]\npassword_hash_rounds = 4\n"
     )
 
 
@@ -69,7 +74,7 @@ def _manage(root: Path, *args: str) -> None:
 
 def _template(base: Path) -> Path:
     """The set-up database and keys, made once per test run (all xdist workers share it)."""
-    template = base / "keystone-template"
+    template = base / "keystone-template-2"  # -2: hashes made with the fewest rounds
     with FileLock(str(base / "keystone-template.lock")):
         if (template / "ready").exists():
             return template
@@ -111,14 +116,13 @@ class Account:
 class KeystoneServer:
     """A running Keystone; :meth:`admin` is an httpx client with an admin token.
 
-    ``token_expiration`` (seconds) shortens the life of every token it issues, for expiry tests.
     :meth:`stop` and :meth:`start` take it down and bring it back on the same port and data.
     """
 
-    def __init__(self, base: Path, root: Path, token_expiration: int | None = None) -> None:
+    def __init__(self, base: Path, root: Path) -> None:
         template = _template(base)
         shutil.copytree(template, root, dirs_exist_ok=True)
-        (root / "keystone.conf").write_text(_config(root, token_expiration))
+        (root / "keystone.conf").write_text(_config(root))
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -152,10 +156,6 @@ class KeystoneServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
-
-    def refresh_admin(self) -> None:
-        """A new admin token (for a Keystone whose tokens expire quickly)."""
-        self.admin.headers["X-Auth-Token"] = self.token("admin", ADMIN_PASSWORD, "admin")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -206,19 +206,27 @@ class KeystoneServer:
         }
         return self._issue({"auth": {"identity": identity, "scope": scope}}, user)
 
-    def application_credential(self, account: Account, name: str) -> tuple[str, str]:
-        """A new application credential of ``account`` (on its project): ``(id, secret)``."""
+    def application_credential(
+        self, account: Account, name: str, expires_at: str | None = None
+    ) -> tuple[str, str]:
+        """A new application credential of ``account`` (on its project): ``(id, secret)``.
+
+        Keystone ends the tokens it gives for the credential at ``expires_at`` (ISO 8601, UTC) at the latest.
+        """
         token = self.token(account.user_name, account.password, account.project_name)
+        credential: dict[str, Any] = {"name": name}
+        if expires_at:
+            credential["expires_at"] = expires_at
         response = httpx.post(
             f"{self.url}/v3/users/{account.user_id}/application_credentials",
-            json={"application_credential": {"name": name}},
+            json={"application_credential": credential},
             headers={"X-Auth-Token": token},
             timeout=30.0,
         )
         if response.status_code != 201:
             raise RuntimeError(f"application credential: {response.status_code} {response.text}")
-        credential = response.json()["application_credential"]
-        return str(credential["id"]), str(credential["secret"])
+        made = response.json()["application_credential"]
+        return str(made["id"]), str(made["secret"])
 
     def application_credential_token(self, credential_id: str, secret: str) -> str:
         identity = {
@@ -282,6 +290,38 @@ class KeystoneServer:
                 "url": url,
             }
             self._call("POST", "/endpoints", {"endpoint": endpoint})
+
+
+def protected_server(root: Path, keystone: KeystoneServer, **extra: str) -> Server:
+    """A live ``glimpse-server serve`` with ``auth_strategy = keystone`` (as Glance's paste flavor) that
+    validates tokens against ``keystone`` itself; ``extra`` adds or replaces environment settings."""
+    root.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLIMPSE_", "OS_"))}
+    section = "GLIMPSE_KEYSTONE_AUTHTOKEN__"
+    env.update(
+        {
+            "GLIMPSE_DATA_DIR": str(root / "data"),
+            "GLIMPSE_LOG_LEVEL": "WARNING",
+            "GLIMPSE_PASTE_DEPLOY__FLAVOR": "keystone",
+            f"{section}WWW_AUTHENTICATE_URI": keystone.url,
+            f"{section}AUTH_URL": keystone.url,
+            f"{section}AUTH_TYPE": "password",
+            f"{section}USERNAME": "admin",
+            f"{section}PASSWORD": ADMIN_PASSWORD,
+            f"{section}PROJECT_NAME": "admin",
+            f"{section}USER_DOMAIN_NAME": "Default",
+            f"{section}PROJECT_DOMAIN_NAME": "Default",
+            f"{section}TOKEN_CACHE_TIME": str(CACHE_TIME),
+            f"{section}SERVICE_TOKEN_ROLES": "service",
+            f"{section}SERVICE_TOKEN_ROLES_REQUIRED": "true",
+            f"{section}HTTP_CONNECT_TIMEOUT": "3",
+            **extra,
+        }
+    )
+    server = Server(name="keystone-protected", port=free_port(), log_path=root / "server.log")
+    server.start(env)
+    server.wait_ready()
+    return server
 
 
 # -- keystonemiddleware in front of glimpse-server --------------------------------------------

@@ -24,7 +24,6 @@ import pytest
 import yaml
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
-from keystonesupport import Account, AuthTokenProxy, KeystoneServer
 
 from glimpse_client import (
     AsyncClient,
@@ -36,6 +35,7 @@ from glimpse_client import (
     config_from_session,
 )
 from glimpse_client.cli import connection
+from keystonesupport import Account, AuthTokenProxy, KeystoneServer, protected_server
 from livesupport import Server, free_port, run_cli
 
 pytestmark = [
@@ -131,7 +131,17 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServe
 
 
 @pytest.fixture(scope="module")
+def protected(keystone: KeystoneServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Glimpse validating the tokens itself (``auth_strategy = keystone``), as a deployment runs it."""
+    live = protected_server(tmp_path_factory.mktemp("protected"), keystone)
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
 def proxy(server: Server, keystone: KeystoneServer) -> Iterator[AuthTokenProxy]:
+    """keystonemiddleware in front of the no-auth server, recording the tokens and refusals it sees:
+    for the tests of the client's catalog look-up and its retries."""
     with AuthTokenProxy(server.url, keystone, prefix="/image") as checked:
         keystone.image_service(
             {
@@ -166,18 +176,21 @@ def password_cloud(
     return {"auth_type": "password", "auth": auth, "region_name": "RegionOne", **extra}
 
 
-def test_a_fixed_token_reaches_the_server(
-    keystone: KeystoneServer, proxy: AuthTokenProxy, demo: Account, clean_environment: Path
+def test_a_fixed_token_is_validated_by_the_server(
+    keystone: KeystoneServer, protected: Server, demo: Account, clean_environment: Path
 ) -> None:
     token = keystone.token(demo.user_name, demo.password, demo.project_name)
     write_clouds(
-        clean_environment, fixed={"auth_type": "admin_token", "auth": {"endpoint": proxy.url, "token": token}}
+        clean_environment,
+        fixed={"auth_type": "admin_token", "auth": {"endpoint": protected.url, "token": token}},
+        wrong={"auth_type": "admin_token", "auth": {"endpoint": protected.url, "token": "wrong"}},
     )
-    seen = len(proxy.tokens())
     with Client(config_from_cloud("fixed")) as sdk:
         image = sdk.create_image(name="with-token", disk_format="raw", container_format="bare")
         assert image.owner == demo.project_id
-    assert proxy.tokens()[seen:] == [token]
+    with Client(config_from_cloud("wrong")) as sdk, pytest.raises(ClientError) as caught:
+        sdk.get_image(image.id)
+    assert caught.value.status == 401
 
 
 def test_a_fixed_token_is_not_retried(proxy: AuthTokenProxy) -> None:
@@ -274,7 +287,9 @@ def test_wrong_password_is_a_401(keystone: KeystoneServer, demo: Account, clean_
     assert caught.value.status == 401
 
 
-def test_config_from_a_session(keystone: KeystoneServer, proxy: AuthTokenProxy, demo: Account) -> None:
+def test_config_from_a_session(
+    keystone: KeystoneServer, proxy: AuthTokenProxy, protected: Server, demo: Account
+) -> None:
     plugin = v3.Password(
         auth_url=f"{keystone.url}/v3",
         username=demo.user_name,
@@ -290,7 +305,7 @@ def test_config_from_a_session(keystone: KeystoneServer, proxy: AuthTokenProxy, 
     assert (
         config_from_session(session, endpoint_override="http://x.invalid/v2").endpoint == "http://x.invalid"
     )
-    with Client(config) as sdk:
+    with Client(config_from_session(session, endpoint_override=protected.url)) as sdk:
         image = sdk.create_image(name="session", disk_format="raw", container_format="bare")
         assert image.owner == demo.project_id
 
@@ -339,10 +354,15 @@ def test_cli_timeout_is_the_clouds_unless_given(clean_environment: Path) -> None
 
 
 def test_cli_member_set_takes_the_project_of_the_token(
-    server: Server, keystone: KeystoneServer, proxy: AuthTokenProxy, demo: Account, clean_environment: Path
+    protected: Server, keystone: KeystoneServer, demo: Account, clean_environment: Path
 ) -> None:
-    write_clouds(clean_environment, demo=password_cloud(keystone, demo))
-    with Client(ClientConfig(server.url, project_id="p-owner", user_id="u-owner")) as owner:
+    sharer = keystone.account(f"sharer-{next(_accounts)}", PASSWORD, ("member", "reader"))
+    write_clouds(
+        clean_environment,
+        demo=password_cloud(keystone, demo, image_endpoint_override=protected.url),
+        sharer=password_cloud(keystone, sharer, image_endpoint_override=protected.url),
+    )
+    with Client(config_from_cloud("sharer")) as owner:
         image_id = owner.create_image(name="shared", visibility="shared").id
         owner.add_member(image_id, demo.project_id)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}

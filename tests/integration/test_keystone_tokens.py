@@ -8,52 +8,19 @@ No proxy in front: the server's own keystonemiddleware ``auth_token`` checks ``X
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
-from keystonesupport import ADMIN_PASSWORD, Account, KeystoneServer
-from livesupport import Server, free_port
+from keystonesupport import ADMIN_PASSWORD, CACHE_TIME, Account, KeystoneServer, protected_server
 
 pytestmark = pytest.mark.live
 
 PASSWORD = "s3cret"
-#: Seconds a validated token is believed without asking Keystone again.
-CACHE_TIME = 2
 _names = itertools.count(1)
-
-
-def start_glimpse(root: Path, keystone: KeystoneServer, **extra: str) -> Server:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLIMPSE_", "OS_"))}
-    section = "GLIMPSE_KEYSTONE_AUTHTOKEN__"
-    env.update(
-        {
-            "GLIMPSE_DATA_DIR": str(root / "data"),
-            "GLIMPSE_LOG_LEVEL": "WARNING",
-            "GLIMPSE_PASTE_DEPLOY__FLAVOR": "keystone",
-            f"{section}WWW_AUTHENTICATE_URI": keystone.url,
-            f"{section}AUTH_URL": keystone.url,
-            f"{section}AUTH_TYPE": "password",
-            f"{section}USERNAME": "admin",
-            f"{section}PASSWORD": ADMIN_PASSWORD,
-            f"{section}PROJECT_NAME": "admin",
-            f"{section}USER_DOMAIN_NAME": "Default",
-            f"{section}PROJECT_DOMAIN_NAME": "Default",
-            f"{section}TOKEN_CACHE_TIME": str(CACHE_TIME),
-            f"{section}SERVICE_TOKEN_ROLES": "service",
-            f"{section}SERVICE_TOKEN_ROLES_REQUIRED": "true",
-            f"{section}HTTP_CONNECT_TIMEOUT": "3",
-            **extra,
-        }
-    )
-    server = Server(name="keystone-protected", port=free_port(), log_path=root / "server.log")
-    server.start(env)
-    server.wait_ready()
-    return server
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +31,7 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServe
 
 @pytest.fixture(scope="module")
 def glimpse(keystone: KeystoneServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    server = start_glimpse(tmp_path_factory.mktemp("glimpse-keystone"), keystone)
+    server = protected_server(tmp_path_factory.mktemp("glimpse-keystone"), keystone)
     try:
         with httpx.Client(base_url=server.url, timeout=30.0) as client:
             yield client
@@ -225,24 +192,15 @@ def test_keystone_down_is_503_never_a_pass_then_it_recovers(
     assert glimpse.get("/v2/images", headers={"X-Auth-Token": fresh}).status_code == 200
 
 
-def test_an_expired_token_is_401(tmp_path_factory: pytest.TempPathFactory) -> None:
-    base = tmp_path_factory.getbasetemp().parent
-    with KeystoneServer(base, tmp_path_factory.mktemp("keystone-short"), token_expiration=6) as short:
-        short.refresh_admin()
-        member = short.account("short-lived", PASSWORD, ("member", "reader"))
-        server = start_glimpse(
-            tmp_path_factory.mktemp("glimpse-short"),
-            short,
-            GLIMPSE_KEYSTONE_AUTHTOKEN__TOKEN_CACHE_TIME="300",
-        )
-        try:
-            with httpx.Client(base_url=server.url, timeout=30.0) as client:
-                token = short.token(member.user_name, PASSWORD, member.project_name)
-                issued = time.monotonic()
-                headers = {"X-Auth-Token": token}
-                assert client.get("/v2/images", headers=headers).status_code == 200
-                time.sleep(max(0.0, 7 - (time.monotonic() - issued)))
-                # Expired even though its validation is still cached.
-                assert client.get("/v2/images", headers=headers).status_code == 401
-        finally:
-            server.stop()
+def test_an_expired_token_is_401(glimpse: httpx.Client, keystone: KeystoneServer) -> None:
+    # Keystone ends an application credential's tokens when the credential expires.
+    member = account(keystone, "member", "reader")
+    ends = datetime.now(UTC) + timedelta(seconds=4)
+    credential = keystone.application_credential(member, "short", ends.strftime("%Y-%m-%dT%H:%M:%S.%f"))
+    token = keystone.application_credential_token(*credential)
+    headers = {"X-Auth-Token": token, "Accept": "application/json"}
+    assert glimpse.get("/v2/images", headers=headers).status_code == 200
+    time.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds() + 0.5))
+    expired = glimpse.get("/v2/images", headers=headers)
+    assert expired.status_code == 401
+    assert expired.headers["WWW-Authenticate"] == f'Keystone uri="{keystone.url}"'

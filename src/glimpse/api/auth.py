@@ -163,7 +163,6 @@ class KeystoneAuthenticator:
         # Glimpse makes the decision itself and never passes a request on unvalidated; the catalog
         # header is not used, so keystonemiddleware need not build it.
         options.update({"delay_auth_decision": "false", "include_service_catalog": "false"})
-        options.setdefault("log_name", "glimpse.keystone")
         self._uri = options.get("www_authenticate_uri") or options.get("auth_url") or ""
         self._challenge = f'Keystone uri="{self._uri}"'
         self._where = options.get("auth_url") or self._uri
