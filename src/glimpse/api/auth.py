@@ -140,6 +140,18 @@ def _known_authtoken_options(auth_type: str) -> set[str]:
     return known
 
 
+class _PluginOptionsAreKnown(logging.Filter):
+    """keystonemiddleware warns that the auth plugin's options (``username``, ``password``...) are unknown
+    to it when they come as a mapping; they are read all the same, and Glimpse has already refused any
+    option that neither it nor the plugin reads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith('The option "%s" is not known to keystonemiddleware')
+
+
+_PLUGIN_OPTIONS_FILTER = _PluginOptionsAreKnown()
+
+
 def _accepted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """The application behind the middleware: reached only when the tokens were accepted."""
     environ["glimpse.accepted"] = True
@@ -160,6 +172,7 @@ class KeystoneAuthenticator:
                 f"[keystone_authtoken] has unknown option(s) {', '.join(unknown)}; "
                 "see docs/configuration.md for the options keystonemiddleware reads."
             )
+        logging.getLogger("keystonemiddleware._common.config").addFilter(_PLUGIN_OPTIONS_FILTER)
         # Glimpse makes the decision itself and never passes a request on unvalidated; the catalog
         # header is not used, so keystonemiddleware need not build it.
         options.update({"delay_auth_decision": "false", "include_service_catalog": "false"})
