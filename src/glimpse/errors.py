@@ -10,7 +10,9 @@ and the status the table gives it.
 
     GlimpseError                   anything else Glimpse raises on purpose (500)
     ├── InvalidInput               bad request data (400)
-    │   └── UnsupportedMediaType   the body's media type is not accepted (415)
+    │   ├── UnsupportedMediaType   the body's media type is not accepted (415)
+    │   │   └── FormatMismatch     the data is not in the image's disk_format (415)
+    │   └── UnsafeImage            the data fails a safety check of its format; carries ``check`` (400)
     ├── NotFound                   missing or invisible resource (404)
     ├── Forbidden                  policy says no (403)
     │   └── ReservedAttribute      os_glance_* and read-only attributes (403)
@@ -54,6 +56,25 @@ class InvalidInput(GlimpseError):
 
 class UnsupportedMediaType(InvalidInput):
     default_message = "The media type of the request body is not supported."
+
+
+class FormatMismatch(UnsupportedMediaType):
+    """The bytes given for an image are not in its ``disk_format`` (``require_image_format_match``)."""
+
+    default_message = "The image data does not match the image's disk_format."
+
+
+class UnsafeImage(InvalidInput):
+    """The bytes given for an image fail one of the safety checks of their format.
+
+    ``check`` names the failed check as ``<format>/<check>`` (for example ``qcow2/backing_file``).
+    """
+
+    default_message = "The image data failed a safety check."
+
+    def __init__(self, message: str | None = None, *, check: str = "") -> None:
+        super().__init__(message)
+        self.check = check
 
 
 class NotFound(GlimpseError):

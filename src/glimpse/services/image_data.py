@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from glimpse.context import RequestContext
-from glimpse.domain.images import Image, ImageStatus, Location, plain_virtual_size
+from glimpse.domain.images import Image, ImageStatus, Location
+from glimpse.domain.inspection import content_judge
 from glimpse.errors import (
     Conflict,
     Forbidden,
+    FormatMismatch,
     ImageGone,
     InvalidInput,
     NotFound,
@@ -24,10 +26,11 @@ from glimpse.errors import (
     StorageError,
     StoreNotFound,
     TooLarge,
+    UnsafeImage,
 )
 from glimpse.ports import ImageStore, Ports, Repositories
 from glimpse.services.images import ImageService
-from glimpse.streaming import StreamHasher, prefetch
+from glimpse.streaming import ContentInspector, StreamHasher, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +120,18 @@ class ImageDataService:
             return limit, image.disk_format
 
         limit, disk_format = await self.ports.run(begin)
-        hasher = StreamHasher(self.settings.hashing_algorithm)
+        inspector = ContentInspector(content_judge(disk_format, self.settings.content_rules))
+        hasher = StreamHasher(self.settings.hashing_algorithm, inspector)
         try:
             stored = await store.write(image_id, prefetch(hasher.wrap(body)), max_size=limit)
         except BaseException as exc:
             await self._revert_to_queued(image_id)
             if isinstance(exc, TooLarge):
                 raise self._too_large(limit) from None
+            if isinstance(exc, FormatMismatch | UnsafeImage):
+                exc.message += " Nothing was stored and the image is still queued."
+                log.info("image %s: upload refused: %s", image_id, exc.message)
+                raise exc from None
             raise
         if content_length is not None and stored.size != content_length:
             await self._discard(store, stored.location)
@@ -133,6 +141,10 @@ class ImageDataService:
                 f"{content_length}; nothing was stored."
             )
 
+        verdict = inspector.verdict
+        for warning in verdict.warnings if verdict else ():
+            log.warning("image %s: a safety check failed but is not fatal: %s", image_id, warning)
+
         def finish(repos: Repositories) -> None:
             repo = self._images(repos).images
             repo.set_status(
@@ -140,7 +152,7 @@ class ImageDataService:
                 [ImageStatus.SAVING],
                 ImageStatus.ACTIVE,
                 size=stored.size,
-                virtual_size=plain_virtual_size(disk_format, stored.size),
+                virtual_size=verdict.virtual_size if verdict else None,
                 checksum=hasher.checksum,
                 os_hash_algo=hasher.algorithm,
                 os_hash_value=hasher.multihash,
