@@ -195,6 +195,22 @@ class ContentInspector(Generic[V]):
         return ContentReport(formats=formats, failures=failures, broken=broken, size=self._size, final=final)
 
 
+async def inspected(blocks: AsyncIterator[bytes], inspector: ContentInspector[Any]) -> AsyncIterator[bytes]:
+    """Pass ``blocks`` through, inspecting them (where no hashing is wanted: the staging area).
+
+    The inspector reads only until every format has decided (a block or two), in a worker thread;
+    it is judged then, and again before the end of the stream is handed on.
+    """
+    size = 0
+    async for block in blocks:
+        if inspector.needs_data:
+            await asyncio.to_thread(inspector.feed, block)
+            inspector.check_early()
+        size += len(block)
+        yield block
+    inspector.finish(size)
+
+
 def _virtual_size(inspector: fi.FileInspector) -> int:
     try:
         return int(inspector.virtual_size)

@@ -140,3 +140,34 @@ def test_gpt_check_failures_are_not_fatal_unless_configured(make_client: Callabl
     status, text = put_file(strict, image["id"], data)
     assert status == 400, text
     assert "The image data is gpt and fails its safety check 'mbr': GPT MBR has invalid start LBA." in text
+
+
+@pytest.mark.parametrize(
+    ("name", "disk_format", "status", "words"),
+    [
+        ("qcow2-datafile.img", "qcow2", 400, "fails its safety check 'data_file'"),
+        ("qcow2.img", "raw", 415, "The image data is qcow2, but the image's disk_format is raw"),
+        ("vmdk-flat-passwd.vmdk", None, 400, "fails its safety check 'descriptor'"),  # no format yet
+    ],
+)
+def test_staging_refuses_what_an_upload_would(
+    sqlite_client: TestClient, disk_images: Path, name: str, disk_format: str | None, status: int, words: str
+) -> None:
+    image = new_image(sqlite_client, disk_format=disk_format)
+    response = sqlite_client.put(
+        f"/v2/images/{image['id']}/stage",
+        content=(disk_images / name).read_bytes(),
+        headers={**OWNER, **OCTET},
+    )
+    assert response.status_code == status, response.text
+    assert words in response.text
+    assert "Nothing was staged and the image is still queued." in response.text
+    assert sqlite_client.get(f"/v2/images/{image['id']}").json()["status"] == "queued"
+    runtime = sqlite_client.app.state.runtime  # type: ignore[attr-defined]
+    assert not any(runtime.stores.staging.datadir.iterdir())
+    good = sqlite_client.put(
+        f"/v2/images/{image['id']}/stage",
+        content=(disk_images / "raw.img").read_bytes(),
+        headers={**OWNER, **OCTET},
+    )
+    assert good.status_code == (204 if disk_format in ("raw", None) else 415), good.text
