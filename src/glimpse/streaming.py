@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from oslo_utils.imageutils import format_inspector as fi
-
-log = logging.getLogger(__name__)
 
 #: Bytes handed to a worker thread at once: large enough that thread hops cost nothing measurable.
 BLOCK_SIZE = 1024 * 1024
@@ -119,9 +116,8 @@ class ContentInspector(Generic[V]):
 
     def __init__(self, judge: Callable[[ContentReport], V]) -> None:
         self._judge = judge
-        self._candidates = [
-            _Candidate(cls()) for name, cls in fi.ALL_FORMATS.items() if name not in ("raw", "luks")
-        ]
+        # raw matches anything: it is what the data is when no other format matches.
+        self._candidates = [_Candidate(cls()) for name, cls in fi.ALL_FORMATS.items() if name != "raw"]
         self._size = 0
         self._judged_early = False
         self.verdict: V | None = None
