@@ -238,11 +238,15 @@ class StreamHasher:
     hashing is awaited before the next one starts, so the digests see bytes in order.
     """
 
-    def __init__(self, algorithm: str, inspector: ContentInspector[Any] | None = None) -> None:
+    def __init__(
+        self, algorithm: str, inspector: ContentInspector[Any] | None = None, *, also: str | None = None
+    ) -> None:
         self.algorithm = algorithm
         self.inspector = inspector
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._multi = hashlib.new(algorithm)
+        #: One more digest when asked for (a digest a client gave in another algorithm).
+        self._also = hashlib.new(also) if also not in (None, "md5", algorithm) else None
         self.size = 0
 
     async def wrap(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -257,6 +261,8 @@ class StreamHasher:
                     asyncio.to_thread(self._md5.update, block),
                     asyncio.to_thread(self._multi.update, block),
                 ]
+                if self._also is not None:
+                    jobs.append(asyncio.to_thread(self._also.update, block))
                 if self.inspector is not None and self.inspector.needs_data:
                     jobs.append(asyncio.to_thread(self.inspector.feed, block))
                 pending = asyncio.gather(*jobs)
@@ -280,3 +286,13 @@ class StreamHasher:
     @property
     def multihash(self) -> str:
         return self._multi.hexdigest()
+
+    def digest(self, algorithm: str) -> str | None:
+        """The hex digest in ``algorithm`` of what went through, if it was computed."""
+        if algorithm == "md5":
+            return self.checksum
+        if algorithm == self.algorithm:
+            return self.multihash
+        if self._also is not None and self._also.name == algorithm:
+            return self._also.hexdigest()
+        return None

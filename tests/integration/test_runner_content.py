@@ -5,6 +5,7 @@ refusal fails the task naming the check, reverts the image, releases the lock an
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,3 +182,53 @@ def test_copy_image_re_checks_the_data_it_copies(
     assert store_files(strict, "cheap") == []
     loose.close()
     strict.close()
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "md5", "sha512", "sha3_256"])
+def test_web_download_with_the_right_digest(
+    tmp_path: Path, migrated_sqlite_url: str, web: WebServer, disk_images: Path, algorithm: str
+) -> None:
+    runtime = make_runtime(tmp_path, migrated_sqlite_url, environ=web.filter_environ)
+    digest = hashlib.new(algorithm, (disk_images / "qcow2.img").read_bytes()).hexdigest()
+
+    async def scenario() -> tuple[str, str]:
+        image_id = create_image(runtime, disk_format="qcow2")
+        body = {
+            "method": {"name": "web-download", "uri": web.url("/qcow2.img")},
+            "validation_data": {"os_hash_algo": algorithm, "os_hash_value": digest},
+        }
+        task_id = await start_import(runtime, image_id, body)
+        await run_all(runtime)
+        return image_id, task_id
+
+    image_id, task_id = asyncio.run(scenario())
+    assert task_of(runtime, task_id).status == TaskStatus.SUCCESS, task_of(runtime, task_id).message
+    assert task_of(runtime, task_id).input["import_req"]["validation_data"]["os_hash_value"] == digest
+    assert image_of(runtime, image_id).status == ImageStatus.ACTIVE
+    runtime.close()
+
+
+@pytest.mark.parametrize("method", ["web-download", "glance-direct"])
+def test_a_digest_mismatch_fails_the_import_with_both_values(
+    tmp_path: Path, migrated_database_url: str, web: WebServer, disk_images: Path, method: str
+) -> None:
+    runtime = make_runtime(tmp_path, migrated_database_url, environ=web.filter_environ)
+    data = (disk_images / "qcow2.img").read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    wrong = hashlib.sha256(b"something else").hexdigest()
+
+    async def scenario() -> tuple[str, str]:
+        image_id = create_image(runtime, disk_format="qcow2")
+        body: dict[str, object] = {"validation_data": {"os_hash_algo": "sha256", "os_hash_value": wrong}}
+        if method == "glance-direct":
+            await stage(runtime, image_id, data)
+            body["method"] = {"name": "glance-direct"}
+        else:
+            body["method"] = {"name": "web-download", "uri": web.url("/qcow2.img")}
+        task_id = await start_import(runtime, image_id, body)
+        await run_all(runtime)
+        return image_id, task_id
+
+    image_id, task_id = asyncio.run(scenario())
+    assert_refused(runtime, image_id, task_id, f"has sha256 {actual}, but validation_data expects {wrong}")
+    runtime.close()

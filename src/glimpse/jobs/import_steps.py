@@ -204,6 +204,7 @@ class CopyToStores:
                 )
             if run.method is ImportMethod.COPY_IMAGE:
                 self._verify(image, hasher, source)
+            self._check_expected(run, hasher, source)
             await hb.beat(force=True)
 
         outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
@@ -285,7 +286,22 @@ class CopyToStores:
         if run.method is ImportMethod.COPY_IMAGE and image.os_hash_algo in hashlib.algorithms_available:
             algorithm = image.os_hash_algo or algorithm
         inspector = ContentInspector(content_judge(image.disk_format, settings.content_rules))
-        return StreamHasher(algorithm, inspector)
+        expected = None if run.request is None else run.request.validation_data
+        return StreamHasher(algorithm, inspector, also=expected.algorithm if expected else None)
+
+    @staticmethod
+    def _check_expected(run: ImportRun, hasher: StreamHasher, source: str) -> None:
+        """The digest the client gave (``validation_data``), checked before any store keeps the data."""
+        expected = None if run.request is None else run.request.validation_data
+        if expected is None:
+            return
+        actual = hasher.digest(expected.algorithm)
+        if actual != expected.value:
+            raise FlowFailed(
+                f"The data read from {source} has {expected.algorithm} {actual}, but validation_data "
+                f"expects {expected.value}; nothing was stored. Check the digest (or the URL) and "
+                "import again."
+            )
 
     @staticmethod
     def _verify(image: Image, hasher: StreamHasher, source: str) -> None:
