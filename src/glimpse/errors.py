@@ -12,7 +12,8 @@ and the status the table gives it.
     ├── InvalidInput               bad request data (400)
     │   ├── UnsupportedMediaType   the body's media type is not accepted (415)
     │   │   └── FormatMismatch     the data is not in the image's disk_format (415)
-    │   └── UnsafeImage            the data fails a safety check of its format; carries ``check`` (400)
+    │   ├── UnsafeImage            the data fails a safety check of its format; carries ``check`` (400)
+    │   └── DigestMismatch         the data does not have the digest the client gave (400)
     ├── NotFound                   missing or invisible resource (404)
     ├── Forbidden                  policy says no (403)
     │   └── ReservedAttribute      os_glance_* and read-only attributes (403)
@@ -75,6 +76,12 @@ class UnsafeImage(InvalidInput):
     def __init__(self, message: str | None = None, *, check: str = "") -> None:
         super().__init__(message)
         self.check = check
+
+
+class DigestMismatch(InvalidInput):
+    """The bytes given for an image do not have the digest the client said they have."""
+
+    default_message = "The image data does not have the digest the request gave."
 
 
 class NotFound(GlimpseError):

@@ -239,10 +239,18 @@ class StreamHasher:
     """
 
     def __init__(
-        self, algorithm: str, inspector: ContentInspector[Any] | None = None, *, also: str | None = None
+        self,
+        algorithm: str,
+        inspector: ContentInspector[Any] | None = None,
+        *,
+        also: str | None = None,
+        on_end: Callable[[StreamHasher], None] | None = None,
     ) -> None:
         self.algorithm = algorithm
         self.inspector = inspector
+        #: Called with the finished digests before the consumer sees the end of the stream (it
+        #: raises to refuse the data, which then fails the store's write).
+        self.on_end = on_end
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._multi = hashlib.new(algorithm)
         #: One more digest when asked for (a digest a client gave in another algorithm).
@@ -275,6 +283,8 @@ class StreamHasher:
                 # Judged before the consumer sees the end of the stream: a refused image fails
                 # the store's write, which then keeps nothing.
                 self.inspector.finish(self.size)
+            if self.on_end is not None:
+                self.on_end(self)
         finally:
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)

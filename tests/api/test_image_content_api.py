@@ -4,6 +4,7 @@ the check; either way the image is back to queued and no store keeps anything.""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import struct
 from collections.abc import Callable
@@ -171,3 +172,64 @@ def test_staging_refuses_what_an_upload_would(
         headers={**OWNER, **OCTET},
     )
     assert good.status_code == (204 if disk_format in ("raw", None) else 415), good.text
+
+
+def digest_header(algorithm: str, data: bytes) -> str:
+    name = {"sha256": "sha-256", "sha512": "sha-512"}[algorithm]
+    return f"{name}=:{base64.b64encode(hashlib.new(algorithm, data).digest()).decode()}:"
+
+
+@pytest.mark.parametrize(("header", "algorithm"), [("Content-Digest", "sha256"), ("Repr-Digest", "sha512")])
+def test_an_upload_with_the_right_digest_header(
+    sqlite_client: TestClient, disk_images: Path, header: str, algorithm: str
+) -> None:
+    data = (disk_images / "raw.img").read_bytes()
+    image = new_image(sqlite_client)
+    value = f"md5=:AAAA:, {digest_header(algorithm, data)}"  # unsupported algorithms are left out
+    response = sqlite_client.put(
+        f"/v2/images/{image['id']}/file", content=data, headers={**OWNER, **OCTET, header: value}
+    )
+    assert response.status_code == 204, response.text
+    assert sqlite_client.get(f"/v2/images/{image['id']}").json()["status"] == "active"
+
+
+def test_an_upload_with_another_digest_is_400_with_both_values(
+    sqlite_client: TestClient, disk_images: Path
+) -> None:
+    data = (disk_images / "qcow2.img").read_bytes()
+    image = new_image(sqlite_client, disk_format="qcow2")
+    response = sqlite_client.put(
+        f"/v2/images/{image['id']}/file",
+        content=data,
+        headers={**OWNER, **OCTET, "Content-Digest": digest_header("sha256", b"other bytes")},
+    )
+    assert response.status_code == 400, response.text
+    message = response.json()["message"]
+    assert (
+        f"The uploaded data has sha256 {hashlib.sha256(data).hexdigest()}, but the request's digest header "
+        f"says {hashlib.sha256(b'other bytes').hexdigest()}." in message
+    )
+    assert message.endswith("Nothing was stored and the image is still queued.")
+    assert sqlite_client.get(f"/v2/images/{image['id']}").json()["status"] == "queued"
+    assert store_files(sqlite_client) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("sha-256=abc", "is not valid (RFC 9530)"),
+        ("sha-256=:not base64!:", "is not valid (RFC 9530)"),
+        ("sha-256=:AAAA:", "has 3 bytes, not a sha-256 digest"),
+        ("md5=:AAAA:", "names no supported algorithm; use sha-256 or sha-512"),
+    ],
+)
+def test_a_bad_digest_header_is_400_before_any_data_is_read(
+    sqlite_client: TestClient, value: str, words: str
+) -> None:
+    image = new_image(sqlite_client)
+    response = sqlite_client.put(
+        f"/v2/images/{image['id']}/file", content=b"data", headers={**OWNER, **OCTET, "Content-Digest": value}
+    )
+    assert response.status_code == 400, response.text
+    assert words in response.json()["message"]
+    assert sqlite_client.get(f"/v2/images/{image['id']}").json()["status"] == "queued"

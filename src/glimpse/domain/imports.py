@@ -8,14 +8,25 @@ back with :meth:`ImportRequest.from_dict`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from glimpse.errors import InvalidInput
 
-__all__ = ["ALL_STORES_CONFLICT", "DIGEST_LENGTHS", "ExpectedDigest", "ImportMethod", "ImportRequest"]
+__all__ = [
+    "ALL_STORES_CONFLICT",
+    "DIGEST_LENGTHS",
+    "HTTP_DIGEST_ALGORITHMS",
+    "ExpectedDigest",
+    "ImportMethod",
+    "ImportRequest",
+    "parse_digest_header",
+]
 
 #: The digests a client may give in ``validation_data``: algorithm → length of its hex digest.
 DIGEST_LENGTHS: Mapping[str, int] = {
@@ -28,6 +39,41 @@ DIGEST_LENGTHS: Mapping[str, int] = {
     "blake2b": 128,
 }
 _HEX = frozenset("0123456789abcdef")
+#: The algorithms of RFC 9530's registry that are not deprecated, with their hashlib names.
+HTTP_DIGEST_ALGORITHMS: Mapping[str, str] = {"sha-256": "sha256", "sha-512": "sha512"}
+_DIGEST_MEMBER = re.compile(r"^\s*([a-z][a-z0-9_.*-]*)\s*=\s*:([A-Za-z0-9+/=]*):\s*$")
+
+
+def parse_digest_header(name: str, value: str) -> list[ExpectedDigest]:
+    """The digests of a ``Content-Digest`` or ``Repr-Digest`` header (RFC 9530: a dictionary of
+    algorithm = :base64:), those of unsupported algorithms left out; 400 when it is malformed or
+    names no supported algorithm."""
+    example = f"{name}: sha-256=:<base64 of the 32-byte SHA-256 digest>:"
+    digests: list[ExpectedDigest] = []
+    for member in value.split(","):
+        match = _DIGEST_MEMBER.match(member)
+        if match is None:
+            raise InvalidInput(f"The {name} header {value!r} is not valid (RFC 9530); send e.g. {example}.")
+        algorithm = HTTP_DIGEST_ALGORITHMS.get(match[1])
+        if algorithm is None:
+            continue
+        try:
+            raw = base64.b64decode(match[2], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput(
+                f"The {name} header's {match[1]} value is not base64; send e.g. {example}."
+            ) from None
+        if len(raw) * 2 != DIGEST_LENGTHS[algorithm]:
+            raise InvalidInput(
+                f"The {name} header's {match[1]} value has {len(raw)} bytes, not a {match[1]} digest."
+            )
+        digests.append(ExpectedDigest(algorithm=algorithm, value=raw.hex()))
+    if not digests:
+        raise InvalidInput(
+            f"The {name} header names no supported algorithm; use {' or '.join(HTTP_DIGEST_ALGORITHMS)}."
+        )
+    return digests
+
 
 ALL_STORES_CONFLICT = "All_stores parameter can't be used with x-image-meta-store header or stores parameter"
 
