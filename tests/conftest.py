@@ -45,6 +45,8 @@ SERVICES_DIR = REPO_ROOT / ".test-services"
 POSTGRES_SCRIPT = REPO_ROOT / "scripts" / "postgres.sh"
 POSTGRES_URL_ENV = "GLIMPSE_TEST_POSTGRES_URL"
 POSTGRES_START_TIMEOUT = 300  # seconds; the first start may install the server with apt-get
+IMAGES_SCRIPT = REPO_ROOT / "scripts" / "test-images.sh"
+IMAGES_TIMEOUT = 600  # seconds; the first run may install qemu-utils and xorriso with apt-get
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,6 +86,32 @@ def _start_postgres() -> str:
             pytrace=False,
         )
     return lines[-1]
+
+
+@pytest.fixture(scope="session")
+def disk_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of small disk images made by ``scripts/test-images.sh`` with qemu-img (every
+    format, plus unsafe ones); made once per run, shared by the xdist workers."""
+    shared = tmp_path_factory.getbasetemp().parent
+    target = shared / "disk-images"
+    with FileLock(str(shared / "disk-images.lock"), timeout=IMAGES_TIMEOUT + 60):
+        try:
+            proc = subprocess.run(
+                ["bash", str(IMAGES_SCRIPT), str(target)],
+                capture_output=True,
+                text=True,
+                timeout=IMAGES_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            pytest.fail(f"could not run `scripts/test-images.sh`: {exc}", pytrace=False)
+    if proc.returncode != 0:
+        pytest.fail(
+            f"`scripts/test-images.sh` failed with exit code {proc.returncode}; the content tests "
+            f"need its images.\n--- stderr ---\n{proc.stderr}",
+            pytrace=False,
+        )
+    return target
 
 
 @pytest.fixture(scope="session")

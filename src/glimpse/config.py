@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from glimpse.domain.images import DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS
 from glimpse.domain.imports import ImportMethod
+from glimpse.domain.inspection import ContentRules
 from glimpse.domain.url_rules import ImportFilter
 from glimpse.errors import ConfigError
 
@@ -91,6 +92,8 @@ class Settings:
     image_tag_quota: int = 128
     disk_formats: tuple[str, ...] = DEFAULT_DISK_FORMATS
     container_formats: tuple[str, ...] = DEFAULT_CONTAINER_FORMATS
+    #: ``[image_format] require_image_format_match`` and ``gpt_safety_checks_nonfatal``.
+    content_rules: ContentRules = field(default_factory=ContentRules)
     show_image_direct_url: bool = False
     #: ``noauth`` (identity from request headers; development only) or ``keystone`` (tokens validated).
     auth_strategy: str = "noauth"
@@ -419,6 +422,16 @@ def _check_authtoken(options: Mapping[str, str]) -> None:
         )
 
 
+def _content_rules(opt: _Options) -> ContentRules:
+    defaults = ContentRules()
+    match = opt.boolean("require_image_format_match", "image_format")
+    nonfatal = opt.boolean("gpt_safety_checks_nonfatal", "image_format")
+    return ContentRules(
+        require_image_format_match=defaults.require_image_format_match if match is None else match,
+        gpt_safety_checks_nonfatal=defaults.gpt_safety_checks_nonfatal if nonfatal is None else nonfatal,
+    )
+
+
 def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``config_file`` (optional) and ``environ`` (defaults to ``os.environ``).
 
@@ -505,6 +518,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "container_formats": _formats(
             opt.listed("container_formats", "image_format"), "[image_format] container_formats"
         ),
+        "content_rules": _content_rules(opt),
         "show_image_direct_url": opt.boolean("show_image_direct_url"),
         "auth_strategy": auth,
         "noauth_default_user": opt.text("noauth_default_user", "auth"),

@@ -10,7 +10,10 @@ and the status the table gives it.
 
     GlimpseError                   anything else Glimpse raises on purpose (500)
     ├── InvalidInput               bad request data (400)
-    │   └── UnsupportedMediaType   the body's media type is not accepted (415)
+    │   ├── UnsupportedMediaType   the body's media type is not accepted (415)
+    │   │   └── FormatMismatch     the data is not in the image's disk_format (415)
+    │   ├── UnsafeImage            the data fails a safety check of its format; carries ``check`` (400)
+    │   └── DigestMismatch         the data does not have the digest the client gave (400)
     ├── Unauthenticated            no token, or one Keystone refused; carries ``www_authenticate`` (401)
     ├── IdentityUnavailable        Keystone cannot be reached to validate a token (503)
     ├── NotFound                   missing or invisible resource (404)
@@ -70,6 +73,31 @@ class Unauthenticated(GlimpseError):
 
 class IdentityUnavailable(GlimpseError):
     default_message = "The identity service (Keystone) cannot be reached to validate the token."
+
+
+class FormatMismatch(UnsupportedMediaType):
+    """The bytes given for an image are not in its ``disk_format`` (``require_image_format_match``)."""
+
+    default_message = "The image data does not match the image's disk_format."
+
+
+class UnsafeImage(InvalidInput):
+    """The bytes given for an image fail one of the safety checks of their format.
+
+    ``check`` names the failed check as ``<format>/<check>`` (for example ``qcow2/backing_file``).
+    """
+
+    default_message = "The image data failed a safety check."
+
+    def __init__(self, message: str | None = None, *, check: str = "") -> None:
+        super().__init__(message)
+        self.check = check
+
+
+class DigestMismatch(InvalidInput):
+    """The bytes given for an image do not have the digest the client said they have."""
+
+    default_message = "The image data does not have the digest the request gave."
 
 
 class NotFound(GlimpseError):

@@ -1,11 +1,15 @@
-"""Checksums computed while bytes stream through, off the event loop, overlapping the store's writes."""
+"""Checksums and format inspection computed while bytes stream through, off the event loop,
+overlapping the store's writes."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from oslo_utils.imageutils import format_inspector as fi
 
 #: Bytes handed to a worker thread at once: large enough that thread hops cost nothing measurable.
 BLOCK_SIZE = 1024 * 1024
@@ -68,18 +72,189 @@ async def prefetch(source: AsyncIterator[bytes], depth: int = 2) -> AsyncIterato
         await asyncio.gather(reader, return_exceptions=True)
 
 
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class ContentReport:
+    """What an inspection found so far (``final``: after the last byte).
+
+    ``formats``: each recognised format (never ``raw``: raw is what matches nothing) → the virtual
+    size its header gives (0 when unknown); ``failures``: a recognised format → its failed safety
+    checks (check name → reason); ``broken``: a format → why its inspector gave up on the data.
+    """
+
+    formats: dict[str, int]
+    failures: dict[str, dict[str, str]]
+    broken: dict[str, str]
+    size: int
+    final: bool
+
+
+@dataclass(slots=True)
+class _Candidate:
+    inspector: fi.FileInspector
+    #: Still wants bytes: its header regions are incomplete, or it reads the end of the stream.
+    feeding: bool = True
+    #: Its fixed regions are all read and the format matches.
+    matched: bool = False
+    error: str | None = None
+    tail: bool = field(default=False)
+
+
+class ContentInspector(Generic[V]):
+    """Recognises the disk format of a stream block by block with oslo.utils' format inspectors.
+
+    Every inspector (except raw) sees the blocks until it has read the header regions it needs;
+    one that then does not match is dropped, one that matches keeps reading only if it also checks
+    the end of the stream (a streamOptimized VMDK's footer). Nothing is kept but those regions.
+
+    ``judge`` is given a :class:`ContentReport` as soon as every inspector has decided (usually
+    after the first block, so a refused image fails before it is written) and again at the end;
+    it raises to refuse the content, and what it returns at the end is :attr:`verdict`.
+    """
+
+    def __init__(self, judge: Callable[[ContentReport], V]) -> None:
+        self._judge = judge
+        # raw matches anything: it is what the data is when no other format matches.
+        self._candidates = [_Candidate(cls()) for name, cls in fi.ALL_FORMATS.items() if name != "raw"]
+        self._size = 0
+        self._judged_early = False
+        self.verdict: V | None = None
+
+    @property
+    def needs_data(self) -> bool:
+        return any(c.feeding for c in self._candidates)
+
+    def feed(self, block: bytes) -> None:
+        """Present the next block (called from a worker thread, one block at a time)."""
+        self._size += len(block)  # while it is fed; finish() is given the total
+        for cand in self._candidates:
+            if not cand.feeding:
+                continue
+            try:
+                cand.inspector.eat_chunk(block)
+                self._settle(cand)
+            except Exception as exc:  # a damaged header: this format is out
+                cand.feeding, cand.matched, cand.error = False, False, str(exc) or type(exc).__name__
+
+    @staticmethod
+    def _settle(cand: _Candidate) -> None:
+        insp = cand.inspector
+        regions = [insp.region(name) for name in insp.context_info]
+        tail = [r for r in regions if isinstance(r, fi.EndCaptureRegion)]
+        if not all(r.complete for r in regions if not isinstance(r, fi.EndCaptureRegion)):
+            return
+        cand.matched = bool(insp.format_match)
+        cand.tail = bool(tail)
+        cand.feeding = cand.matched and cand.tail
+
+    def check_early(self) -> None:
+        """Judge once every inspector has decided before the end (raises to refuse the content)."""
+        if self._judged_early or self.needs_data:
+            return
+        self._judged_early = True
+        self._judge(self._report(final=False))
+
+    def finish(self, size: int) -> V:
+        """After the last block (``size`` bytes in all): complete the inspection, judge it, and
+        return the verdict."""
+        self._size = size
+        for cand in self._candidates:
+            if cand.error is None:
+                try:
+                    cand.inspector.finish()
+                    self._settle(cand)
+                    cand.matched = cand.matched and cand.inspector.complete
+                except Exception as exc:
+                    cand.matched, cand.error = False, str(exc) or type(exc).__name__
+            cand.feeding = False
+        self.verdict = self._judge(self._report(final=True))
+        return self.verdict
+
+    def _report(self, *, final: bool) -> ContentReport:
+        formats: dict[str, int] = {}
+        failures: dict[str, dict[str, str]] = {}
+        broken: dict[str, str] = {}
+        for cand in self._candidates:
+            name = str(cand.inspector)
+            if cand.error is not None:
+                broken[name] = cand.error
+                continue
+            if not cand.matched:
+                continue
+            formats[name] = _virtual_size(cand.inspector)
+            if final or not cand.tail:
+                failed = _safety_failures(cand.inspector)
+                if failed:
+                    failures[name] = failed
+        return ContentReport(formats=formats, failures=failures, broken=broken, size=self._size, final=final)
+
+
+async def inspected(blocks: AsyncIterator[bytes], inspector: ContentInspector[Any]) -> AsyncIterator[bytes]:
+    """Pass ``blocks`` through, inspecting them (where no hashing is wanted: the staging area).
+
+    The inspector reads only until every format has decided (a block or two), in a worker thread;
+    it is judged then, and again before the end of the stream is handed on.
+    """
+    size = 0
+    async for block in blocks:
+        if inspector.needs_data:
+            await asyncio.to_thread(inspector.feed, block)
+            inspector.check_early()
+        size += len(block)
+        yield block
+    inspector.finish(size)
+
+
+def _virtual_size(inspector: fi.FileInspector) -> int:
+    try:
+        return int(inspector.virtual_size)
+    except Exception:  # a header that gives no usable size
+        return 0
+
+
+def _safety_failures(inspector: fi.FileInspector) -> dict[str, str]:
+    """The failed safety checks of a matched inspector: check name → reason."""
+    if not inspector.complete:
+        # Regions still open (a footer not read yet): only the checks that need no missing
+        # region can run, and the final report runs them all.
+        return {}
+    try:
+        inspector.safety_check()
+    except fi.SafetyCheckFailed as exc:
+        return {name: str(reason) or "failed" for name, reason in exc.failures.items()}
+    except fi.ImageFormatError as exc:
+        return {"format": str(exc)}
+    return {}
+
+
 class StreamHasher:
-    """MD5 (Glance's ``checksum``) and the configured multihash, fed block by block.
+    """MD5 (Glance's ``checksum``) and the configured multihash, fed block by block; with an
+    ``inspector``, the format inspection in the same pass.
 
     ``wrap`` yields each block as soon as its hashing has *started*: the two digests run in worker
     threads (hashlib releases the GIL) while the consumer writes the same block to a store. A block's
     hashing is awaited before the next one starts, so the digests see bytes in order.
     """
 
-    def __init__(self, algorithm: str) -> None:
+    def __init__(
+        self,
+        algorithm: str,
+        inspector: ContentInspector[Any] | None = None,
+        *,
+        also: str | None = None,
+        on_end: Callable[[StreamHasher], None] | None = None,
+    ) -> None:
         self.algorithm = algorithm
+        self.inspector = inspector
+        #: Called with the finished digests before the consumer sees the end of the stream (it
+        #: raises to refuse the data, which then fails the store's write).
+        self.on_end = on_end
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._multi = hashlib.new(algorithm)
+        #: One more digest when asked for (a digest a client gave in another algorithm).
+        self._also = hashlib.new(also) if also not in (None, "md5", algorithm) else None
         self.size = 0
 
     async def wrap(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -88,14 +263,28 @@ class StreamHasher:
             async for block in rebuffer(chunks):
                 if pending is not None:
                     await pending
-                pending = asyncio.gather(
-                    asyncio.to_thread(self._md5.update, block), asyncio.to_thread(self._multi.update, block)
-                )
+                    if self.inspector is not None:
+                        self.inspector.check_early()
+                jobs = [
+                    asyncio.to_thread(self._md5.update, block),
+                    asyncio.to_thread(self._multi.update, block),
+                ]
+                if self._also is not None:
+                    jobs.append(asyncio.to_thread(self._also.update, block))
+                if self.inspector is not None and self.inspector.needs_data:
+                    jobs.append(asyncio.to_thread(self.inspector.feed, block))
+                pending = asyncio.gather(*jobs)
                 self.size += len(block)
                 yield block
             if pending is not None:
                 await pending
                 pending = None
+            if self.inspector is not None:
+                # Judged before the consumer sees the end of the stream: a refused image fails
+                # the store's write, which then keeps nothing.
+                self.inspector.finish(self.size)
+            if self.on_end is not None:
+                self.on_end(self)
         finally:
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)
@@ -107,3 +296,13 @@ class StreamHasher:
     @property
     def multihash(self) -> str:
         return self._multi.hexdigest()
+
+    def digest(self, algorithm: str) -> str | None:
+        """The hex digest in ``algorithm`` of what went through, if it was computed."""
+        if algorithm == "md5":
+            return self.checksum
+        if algorithm == self.algorithm:
+            return self.multihash
+        if self._also is not None and self._also.name == algorithm:
+            return self._also.hexdigest()
+        return None

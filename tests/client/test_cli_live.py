@@ -9,6 +9,7 @@ that trickles a web-download's bytes until the test lets it finish.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -650,6 +651,33 @@ def test_failed_task_exit_3_and_copy_exit_0(server: Server, tmp_path: Path) -> N
     assert "Started copy-image task" in copied.err
     assert tasks_of(server, active)[-1]["status"] == "success"
     assert image_of(server, image_id)["status"] == "queued"
+
+
+def test_checksum_is_checked_by_the_import(server: Server, tmp_path: Path) -> None:
+    source, data = data_file(tmp_path, "digest.raw", 300 * 1024)
+    digest = hashlib.sha256(data).hexdigest()
+    good = glimpse(
+        server, "image", "create", "digest-ok", "--import", "glance-direct", "--file", str(source),
+        "--checksum", f"sha256:{digest}", "--wait", "-f", "json",
+    )  # fmt: skip
+    assert good.code == 0, good.explain()
+    image = json.loads(good.out)
+    assert image["status"] == "active"
+    assert tasks_of(server, image["id"])[-1]["input"]["import_req"]["validation_data"] == {
+        "os_hash_algo": "sha256",
+        "os_hash_value": digest,
+    }
+    wrong = "0" * 64
+    bad = glimpse(
+        server, "image", "create", "digest-bad", "--import", "glance-direct", "--file", str(source),
+        "--checksum", f"SHA256:{wrong}", "--wait", "-f", "value", "-c", "status",
+    )  # fmt: skip
+    assert bad.code == 3, bad.explain()
+    assert bad.out.split() == ["queued"]
+    assert f"has sha256 {digest}, but validation_data expects {wrong}" in bad.err
+    usage = glimpse(server, "image", "create", "digest-usage", "--checksum", "abc")
+    assert usage.code == 2, usage.explain()
+    assert "--checksum only apply to an import" in usage.err
 
 
 def test_conflict_paragraph_names_the_holder(server: Server, web: _TrickleServer) -> None:

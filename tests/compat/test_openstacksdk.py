@@ -133,13 +133,13 @@ def test_create_upload_get_and_download(conn: Connection, api: httpx.Client, tmp
 
 def test_cloud_layer_create_image_from_file(conn: Connection, api: httpx.Client, tmp_path: Path) -> None:
     data = os.urandom(200_000)
-    source = tmp_path / "cloud.qcow2"
+    source = tmp_path / "cloud.raw"
     source.write_bytes(data)
     name = f"sdk-cloud-{uuid.uuid4().hex[:8]}"
     image = conn.create_image(
         name,
         filename=str(source),
-        disk_format="qcow2",
+        disk_format="raw",
         container_format="bare",
         wait=True,
         timeout=60,
@@ -149,7 +149,7 @@ def test_cloud_layer_create_image_from_file(conn: Connection, api: httpx.Client,
     assert image.status == "active"
     assert image.size == len(data)
     on_server = server_image(api, image.id)
-    assert on_server["disk_format"] == "qcow2"
+    assert on_server["disk_format"] == "raw"
     assert on_server["compat_case"] == "cloud-layer"
     # With validate_checksum the SDK hashes the file, records the hashes as properties (to recognise
     # the same upload later) and compares them with what the server computed.

@@ -82,3 +82,51 @@ def test_only_enabled_methods_are_accepted() -> None:
     with pytest.raises(InvalidInput, match="Unknown import method name 'web-download'"):
         ImportRequest.from_dict(body, ("glance-direct", "copy-image"))
     assert ImportRequest.from_dict(body, ("web-download",)).method is ImportMethod.WEB_DOWNLOAD
+
+
+SHA256_OF_NOTHING = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_validation_data_is_parsed_and_kept_in_the_task_input() -> None:
+    body = {
+        "method": {"name": "web-download", "uri": "https://example.com/a.img"},
+        "validation_data": {"os_hash_algo": "sha256", "os_hash_value": SHA256_OF_NOTHING.upper()},
+    }
+    request = ImportRequest.from_dict(body)
+    assert request.validation_data is not None
+    assert (request.validation_data.algorithm, request.validation_data.value) == ("sha256", SHA256_OF_NOTHING)
+    assert request.to_dict()["validation_data"] == {
+        "os_hash_algo": "sha256",
+        "os_hash_value": SHA256_OF_NOTHING,
+    }
+    assert ImportRequest.from_dict(request.to_dict()) == request
+    assert ImportRequest.from_dict({"method": {"name": "glance-direct"}}).validation_data is None
+
+
+@pytest.mark.parametrize(
+    ("validation_data", "words"),
+    [
+        ("sha256:abc", "must be an object with exactly os_hash_algo and os_hash_value"),
+        ({"os_hash_algo": "sha256"}, "must be an object with exactly os_hash_algo and os_hash_value"),
+        ({"os_hash_algo": "crc32", "os_hash_value": "00"}, "os_hash_algo 'crc32' is not supported"),
+        (
+            {"os_hash_algo": "sha256", "os_hash_value": "abc"},
+            "the sha256 digest of the data as 64 hexadecimal",
+        ),
+        ({"os_hash_algo": "md5", "os_hash_value": "z" * 32}, "the md5 digest of the data as 32 hexadecimal"),
+    ],
+)
+def test_bad_validation_data_is_400(validation_data: object, words: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        ImportRequest.from_dict({"method": {"name": "glance-direct"}, "validation_data": validation_data})
+    assert words in caught.value.message
+
+
+def test_copy_image_takes_no_validation_data() -> None:
+    with pytest.raises(InvalidInput, match="'validation_data' is for the methods that bring new data"):
+        ImportRequest.from_dict(
+            {
+                "method": {"name": "copy-image"},
+                "validation_data": {"os_hash_algo": "sha256", "os_hash_value": SHA256_OF_NOTHING},
+            }
+        )

@@ -39,8 +39,22 @@ def import_info() -> Flow[dict[str, Any]]:
     return single(Call("GET", "/v2/info/import"), _info)
 
 
+def validation_data(checksum: str) -> dict[str, str]:
+    """``"sha256:<hex>"`` as the import body's ``validation_data``; ValueError when it is not
+    ``ALGORITHM:HEX``."""
+    algorithm, sep, value = checksum.partition(":")
+    if not sep or not algorithm.strip() or not value.strip():
+        raise ValueError(f"checksum {checksum!r} must look like ALGORITHM:HEX, e.g. sha256:9f86d08...")
+    return {"os_hash_algo": algorithm.strip().lower(), "os_hash_value": value.strip().lower()}
+
+
 def _import_body(
-    method: str, uri: str | None, stores: list[str] | None, all_stores: bool, allow_failure: bool
+    method: str,
+    uri: str | None,
+    stores: list[str] | None,
+    all_stores: bool,
+    allow_failure: bool,
+    checksum: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"method": {"name": method}}
     if uri is not None:
@@ -50,6 +64,8 @@ def _import_body(
     if all_stores:
         body["all_stores"] = True
     body["all_stores_must_succeed"] = not allow_failure
+    if checksum is not None:
+        body["validation_data"] = validation_data(checksum)
     return body
 
 
@@ -125,6 +141,7 @@ class SyncImports(SyncDriver):
         stores: list[str] | None = None,
         all_stores: bool = False,
         allow_failure: bool = False,
+        checksum: str | None = None,
     ) -> TaskHandle | None:
         """Start an import; the handle follows its task, ``None`` when there is no task to follow.
 
@@ -132,8 +149,11 @@ class SyncImports(SyncDriver):
         the image's tasks by the request id of the 202 (Glance stores it in the task). ``None`` means
         the server created no task (a copy to stores that all hold the image already) or offers no
         way to find it (a Glance older than API 2.12, without ``/v2/images/{id}/tasks``).
+
+        ``checksum`` (``"sha256:<hex>"``, web-download and glance-direct) is the digest the data
+        must have: sent as ``validation_data``, the server fails the import when the data differs.
         """
-        body = _import_body(method, uri, stores, all_stores, allow_failure)
+        body = _import_body(method, uri, stores, all_stores, allow_failure, checksum)
         started = self._run(start_import(self.config, image_id, body))
         if started is None:
             return None
@@ -169,10 +189,11 @@ class AsyncImports(AsyncDriver):
         stores: list[str] | None = None,
         all_stores: bool = False,
         allow_failure: bool = False,
+        checksum: str | None = None,
     ) -> AsyncTaskHandle | None:
         """Start an import; the handle follows its task, ``None`` when there is no task to follow
         (see :meth:`Client.import_image`)."""
-        body = _import_body(method, uri, stores, all_stores, allow_failure)
+        body = _import_body(method, uri, stores, all_stores, allow_failure, checksum)
         started = await self._run(start_import(self.config, image_id, body))
         if started is None:
             return None

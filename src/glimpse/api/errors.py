@@ -37,7 +37,9 @@ class CarriesFields(Protocol):
 STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (errors.RangeNotSatisfiable, 416),
     (errors.ImageGone, 410),
+    (errors.FormatMismatch, 415),
     (errors.UnsupportedMediaType, 415),
+    (errors.UnsafeImage, 400),
     (errors.InvalidInput, 400),
     (errors.Unauthenticated, 401),
     (errors.IdentityUnavailable, 503),

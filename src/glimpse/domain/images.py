@@ -29,14 +29,6 @@ S = ImageStatus
 #: The disk and container formats Glance accepts by default (``disk_formats``, ``container_formats``).
 DEFAULT_DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 DEFAULT_CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
-#: Formats whose virtual size is their byte size; other formats would need their headers inspected.
-PLAIN_DISK_FORMATS = frozenset({"raw", "iso"})
-
-
-def plain_virtual_size(disk_format: str | None, size: int | None) -> int | None:
-    """The virtual size of ``size`` bytes of data when the format alone tells it, else None."""
-    return size if disk_format in PLAIN_DISK_FORMATS else None
-
 
 #: Allowed status changes: the whole image status machine, as data.
 TRANSITIONS: Mapping[ImageStatus, frozenset[ImageStatus]] = {

@@ -8,14 +8,72 @@ back with :meth:`ImportRequest.from_dict`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from glimpse.errors import InvalidInput
 
-__all__ = ["ALL_STORES_CONFLICT", "ImportMethod", "ImportRequest"]
+__all__ = [
+    "ALL_STORES_CONFLICT",
+    "DIGEST_LENGTHS",
+    "HTTP_DIGEST_ALGORITHMS",
+    "ExpectedDigest",
+    "ImportMethod",
+    "ImportRequest",
+    "parse_digest_header",
+]
+
+#: The digests a client may give in ``validation_data``: algorithm → length of its hex digest.
+DIGEST_LENGTHS: Mapping[str, int] = {
+    "md5": 32,
+    "sha256": 64,
+    "sha384": 96,
+    "sha512": 128,
+    "sha3_256": 64,
+    "sha3_512": 128,
+    "blake2b": 128,
+}
+_HEX = frozenset("0123456789abcdef")
+#: The algorithms of RFC 9530's registry that are not deprecated, with their hashlib names.
+HTTP_DIGEST_ALGORITHMS: Mapping[str, str] = {"sha-256": "sha256", "sha-512": "sha512"}
+_DIGEST_MEMBER = re.compile(r"^\s*([a-z][a-z0-9_.*-]*)\s*=\s*:([A-Za-z0-9+/=]*):\s*$")
+
+
+def parse_digest_header(name: str, value: str) -> list[ExpectedDigest]:
+    """The digests of a ``Content-Digest`` or ``Repr-Digest`` header (RFC 9530: a dictionary of
+    algorithm = :base64:), those of unsupported algorithms left out; 400 when it is malformed or
+    names no supported algorithm."""
+    example = f"{name}: sha-256=:<base64 of the 32-byte SHA-256 digest>:"
+    digests: list[ExpectedDigest] = []
+    for member in value.split(","):
+        match = _DIGEST_MEMBER.match(member)
+        if match is None:
+            raise InvalidInput(f"The {name} header {value!r} is not valid (RFC 9530); send e.g. {example}.")
+        algorithm = HTTP_DIGEST_ALGORITHMS.get(match[1])
+        if algorithm is None:
+            continue
+        try:
+            raw = base64.b64decode(match[2], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput(
+                f"The {name} header's {match[1]} value is not base64; send e.g. {example}."
+            ) from None
+        if len(raw) * 2 != DIGEST_LENGTHS[algorithm]:
+            raise InvalidInput(
+                f"The {name} header's {match[1]} value has {len(raw)} bytes, not a {match[1]} digest."
+            )
+        digests.append(ExpectedDigest(algorithm=algorithm, value=raw.hex()))
+    if not digests:
+        raise InvalidInput(
+            f"The {name} header names no supported algorithm; use {' or '.join(HTTP_DIGEST_ALGORITHMS)}."
+        )
+    return digests
+
 
 ALL_STORES_CONFLICT = "All_stores parameter can't be used with x-image-meta-store header or stores parameter"
 
@@ -38,6 +96,39 @@ class ImportMethod(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ExpectedDigest:
+    """A digest the client expects the imported data to have (``validation_data``)."""
+
+    algorithm: str
+    value: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"os_hash_algo": self.algorithm, "os_hash_value": self.value}
+
+    @classmethod
+    def parse(cls, given: object) -> ExpectedDigest:
+        """``{"os_hash_algo": "sha256", "os_hash_value": "<hex>"}``, checked (400 otherwise)."""
+        example = 'e.g. {"os_hash_algo": "sha256", "os_hash_value": "<64 hex digits>"}'
+        if not isinstance(given, Mapping) or set(given) != {"os_hash_algo", "os_hash_value"}:
+            raise InvalidInput(
+                f"'validation_data' must be an object with exactly os_hash_algo and os_hash_value, {example}."
+            )
+        algorithm, value = given["os_hash_algo"], given["os_hash_value"]
+        if not isinstance(algorithm, str) or algorithm not in DIGEST_LENGTHS:
+            raise InvalidInput(
+                f"validation_data: os_hash_algo {algorithm!r} is not supported; use one of "
+                f"{', '.join(DIGEST_LENGTHS)}."
+            )
+        length = DIGEST_LENGTHS[algorithm]
+        if not isinstance(value, str) or len(value) != length or not set(value.lower()) <= _HEX:
+            raise InvalidInput(
+                f"validation_data: os_hash_value must be the {algorithm} digest of the data as "
+                f"{length} hexadecimal digits."
+            )
+        return cls(algorithm=algorithm, value=value.lower())
+
+
+@dataclass(frozen=True, slots=True)
 class ImportRequest:
     """One import request: the method, its source and the target stores as the caller gave them.
 
@@ -53,6 +144,9 @@ class ImportRequest:
     all_stores: bool = False
     all_stores_must_succeed: bool = True
     explicit: frozenset[str] = frozenset()
+    #: The digest the data must have (web-download and glance-direct), checked before any store
+    #: keeps it.
+    validation_data: ExpectedDigest | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The request as an import body (Glance's ``import_req``)."""
@@ -66,6 +160,8 @@ class ImportRequest:
             body["all_stores"] = self.all_stores
         if not self.all_stores_must_succeed or "all_stores_must_succeed" in self.explicit:
             body["all_stores_must_succeed"] = self.all_stores_must_succeed
+        if self.validation_data is not None:
+            body["validation_data"] = self.validation_data.to_dict()
         return body
 
     @classmethod
@@ -100,6 +196,7 @@ class ImportRequest:
             all_stores=all_stores,
             all_stores_must_succeed=all_stores_must_succeed,
             explicit=frozenset(_FLAGS.intersection(body)),
+            validation_data=_validation_data(parsed, body),
         )
 
 
@@ -115,6 +212,17 @@ def _uri(method: ImportMethod, uri: object) -> str | None:
             "import from as a string in method.uri)."
         )
     return uri
+
+
+def _validation_data(method: ImportMethod, body: Mapping[str, Any]) -> ExpectedDigest | None:
+    if "validation_data" not in body:
+        return None
+    if not method.brings_data:
+        raise InvalidInput(
+            "'validation_data' is for the methods that bring new data (glance-direct, web-download); "
+            "copy-image already checks the copied data against the image's own checksums."
+        )
+    return ExpectedDigest.parse(body["validation_data"])
 
 
 def _stores(body: Mapping[str, Any], all_stores: bool) -> tuple[str, ...] | None:

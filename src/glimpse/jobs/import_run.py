@@ -46,6 +46,8 @@ class ImportRun:
     image: Image | None = None
     #: Bytes of the image data (staged, downloaded or read from the source location).
     size: int | None = None
+    #: The virtual size the inspection of the data found (None when the format does not tell).
+    virtual_size: int | None = None
     #: The staging location this run wrote (web-download).
     staged: str | None = None
     #: Objects this run committed to target stores: store id → location.

@@ -13,19 +13,22 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
-from glimpse.domain.images import Image, ImageStatus, Location, plain_virtual_size
+from glimpse.domain.images import Image, ImageStatus, Location
 from glimpse.domain.imports import ImportMethod
+from glimpse.domain.inspection import ContentVerdict, content_judge
 from glimpse.domain.tasks import StoreState, TaskLost, TaskProgress, TaskType, copied_message
 from glimpse.errors import (
     Conflict,
     DatabaseUnavailable,
     DownloadFailed,
     FlowFailed,
+    FormatMismatch,
     InvalidInput,
     NotFound,
     StorageError,
     StoreNotFound,
     TooLarge,
+    UnsafeImage,
 )
 from glimpse.jobs.fanout import Outcome, StoreWriteFailed, Target, describe_error, fan_out
 from glimpse.jobs.image_state import check_holder, update_store_lists
@@ -40,7 +43,7 @@ from glimpse.jobs.objects import delete_object, remove_unreferenced
 from glimpse.jobs.steps import Why
 from glimpse.jobs.web_source import WebSource
 from glimpse.ports import Repositories
-from glimpse.streaming import StreamHasher, prefetch
+from glimpse.streaming import ContentInspector, StreamHasher, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +204,7 @@ class CopyToStores:
                 )
             if run.method is ImportMethod.COPY_IMAGE:
                 self._verify(image, hasher, source)
+            self._check_expected(run, hasher, source)
             await hb.beat(force=True)
 
         outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
@@ -219,6 +223,11 @@ class CopyToStores:
         try:
             await self._record_as_they_finish(run, copy, outcomes)
             copy.result()
+        except (FormatMismatch, UnsafeImage) as exc:
+            what = "copied" if run.method is ImportMethod.COPY_IMAGE else "imported"
+            raise FlowFailed(
+                f"The image data read from {source} was refused, so it was not {what}: {exc.message}"
+            ) from None
         except StoreWriteFailed as exc:
             raise FlowFailed(
                 f"The import to store '{exc.outcome.store_id}' failed ({describe_error(exc.outcome.error)}) "
@@ -235,6 +244,11 @@ class CopyToStores:
             details = "; ".join(f"{s}: {why}" for s, why in sorted(run.failed.items()))
             raise FlowFailed(f"No target store accepted the image data ({details}).")
         run.size = hasher.size
+        verdict = hasher.inspector.verdict if hasher.inspector else None
+        if isinstance(verdict, ContentVerdict):
+            run.virtual_size = verdict.virtual_size
+            for warning in verdict.warnings:
+                log.warning("image %s: a safety check failed but is not fatal: %s", run.image_id, warning)
         run.checksum, run.os_hash_algo, run.os_hash_value = (
             hasher.checksum,
             hasher.algorithm,
@@ -266,10 +280,28 @@ class CopyToStores:
 
     @staticmethod
     def _hasher(run: ImportRun, image: Image) -> StreamHasher:
-        algorithm = run.ports.settings.hashing_algorithm
+        """Hashes, and the inspection of the content (a copy re-checks the image it copies)."""
+        settings = run.ports.settings
+        algorithm = settings.hashing_algorithm
         if run.method is ImportMethod.COPY_IMAGE and image.os_hash_algo in hashlib.algorithms_available:
             algorithm = image.os_hash_algo or algorithm
-        return StreamHasher(algorithm)
+        inspector = ContentInspector(content_judge(image.disk_format, settings.content_rules))
+        expected = None if run.request is None else run.request.validation_data
+        return StreamHasher(algorithm, inspector, also=expected.algorithm if expected else None)
+
+    @staticmethod
+    def _check_expected(run: ImportRun, hasher: StreamHasher, source: str) -> None:
+        """The digest the client gave (``validation_data``), checked before any store keeps the data."""
+        expected = None if run.request is None else run.request.validation_data
+        if expected is None:
+            return
+        actual = hasher.digest(expected.algorithm)
+        if actual != expected.value:
+            raise FlowFailed(
+                f"The data read from {source} has {expected.algorithm} {actual}, but validation_data "
+                f"expects {expected.value}; nothing was stored. Check the digest (or the URL) and "
+                "import again."
+            )
 
     @staticmethod
     def _verify(image: Image, hasher: StreamHasher, source: str) -> None:
@@ -417,7 +449,7 @@ class Complete:
                         [ImageStatus.IMPORTING],
                         ImageStatus.ACTIVE,
                         size=run.size,
-                        virtual_size=plain_virtual_size(image.disk_format, run.size),
+                        virtual_size=run.virtual_size,
                         checksum=run.checksum,
                         os_hash_algo=run.os_hash_algo,
                         os_hash_value=run.os_hash_value,

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from glimpse.context import RequestContext
-from glimpse.domain.images import Image, ImageStatus, Location, plain_virtual_size
+from glimpse.domain.images import Image, ImageStatus, Location
+from glimpse.domain.imports import ExpectedDigest
+from glimpse.domain.inspection import content_judge
 from glimpse.errors import (
     Conflict,
+    DigestMismatch,
     Forbidden,
+    FormatMismatch,
     ImageGone,
     InvalidInput,
     NotFound,
@@ -24,10 +28,11 @@ from glimpse.errors import (
     StorageError,
     StoreNotFound,
     TooLarge,
+    UnsafeImage,
 )
 from glimpse.ports import ImageStore, Ports, Repositories
 from glimpse.services.images import ImageService
-from glimpse.streaming import StreamHasher, prefetch
+from glimpse.streaming import ContentInspector, StreamHasher, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,26 @@ class Download:
         return self.first is not None
 
 
+def _pick(expected: Sequence[ExpectedDigest], configured: str) -> ExpectedDigest | None:
+    """The one digest to check: the one computed anyway when there is one, else the first."""
+    for digest in expected:
+        if digest.algorithm in ("md5", configured):
+            return digest
+    return expected[0] if expected else None
+
+
+def _digest_check(expected: ExpectedDigest) -> Callable[[StreamHasher], None]:
+    def check(hasher: StreamHasher) -> None:
+        actual = hasher.digest(expected.algorithm)
+        if actual != expected.value:
+            raise DigestMismatch(
+                f"The uploaded data has {expected.algorithm} {actual}, but the request's digest header "
+                f"says {expected.value}."
+            )
+
+    return check
+
+
 class ImageDataService:
     def __init__(self, ports: Ports) -> None:
         self.ports = ports
@@ -93,7 +118,10 @@ class ImageDataService:
         *,
         content_length: int | None,
         store_id: str | None,
+        expected: Sequence[ExpectedDigest] = (),
     ) -> None:
+        """Store the body as the image's data. ``expected``: digests the client gave (the
+        ``Content-Digest``/``Repr-Digest`` headers); one of them is checked before the data is kept."""
         store = self.store_for(store_id)
 
         def begin(repos: Repositories) -> tuple[int, str | None]:
@@ -117,13 +145,24 @@ class ImageDataService:
             return limit, image.disk_format
 
         limit, disk_format = await self.ports.run(begin)
-        hasher = StreamHasher(self.settings.hashing_algorithm)
+        inspector = ContentInspector(content_judge(disk_format, self.settings.content_rules))
+        check = _pick(expected, self.settings.hashing_algorithm)
+        hasher = StreamHasher(
+            self.settings.hashing_algorithm,
+            inspector,
+            also=check.algorithm if check else None,
+            on_end=_digest_check(check) if check else None,
+        )
         try:
             stored = await store.write(image_id, prefetch(hasher.wrap(body)), max_size=limit)
         except BaseException as exc:
             await self._revert_to_queued(image_id)
             if isinstance(exc, TooLarge):
                 raise self._too_large(limit) from None
+            if isinstance(exc, FormatMismatch | UnsafeImage | DigestMismatch):
+                exc.message += " Nothing was stored and the image is still queued."
+                log.info("image %s: upload refused: %s", image_id, exc.message)
+                raise exc from None
             raise
         if content_length is not None and stored.size != content_length:
             await self._discard(store, stored.location)
@@ -133,6 +172,10 @@ class ImageDataService:
                 f"{content_length}; nothing was stored."
             )
 
+        verdict = inspector.verdict
+        for warning in verdict.warnings if verdict else ():
+            log.warning("image %s: a safety check failed but is not fatal: %s", image_id, warning)
+
         def finish(repos: Repositories) -> None:
             repo = self._images(repos).images
             repo.set_status(
@@ -140,7 +183,7 @@ class ImageDataService:
                 [ImageStatus.SAVING],
                 ImageStatus.ACTIVE,
                 size=stored.size,
-                virtual_size=plain_virtual_size(disk_format, stored.size),
+                virtual_size=verdict.virtual_size if verdict else None,
                 checksum=hasher.checksum,
                 os_hash_algo=hasher.algorithm,
                 os_hash_value=hasher.multihash,

@@ -33,6 +33,7 @@ import anyio
 from glimpse.context import RequestContext
 from glimpse.domain.images import Image, ImageStatus
 from glimpse.domain.imports import ALL_STORES_CONFLICT, ImportMethod, ImportRequest
+from glimpse.domain.inspection import content_judge
 from glimpse.domain.policy import PolicyRule
 from glimpse.domain.tasks import (
     EXPIRED_LOCK_MESSAGE,
@@ -46,6 +47,7 @@ from glimpse.domain.url_rules import check_url
 from glimpse.errors import (
     Conflict,
     Forbidden,
+    FormatMismatch,
     ImageGone,
     ImageLocked,
     InvalidInput,
@@ -53,11 +55,12 @@ from glimpse.errors import (
     StorageError,
     StoreNotFound,
     TooLarge,
+    UnsafeImage,
     UnsupportedMediaType,
 )
 from glimpse.ports import Ports, Repositories, TaskRepository
 from glimpse.services.images import ImageService
-from glimpse.streaming import prefetch, rebuffer
+from glimpse.streaming import ContentInspector, inspected, prefetch, rebuffer
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +192,16 @@ class ImportService:
     ) -> int:
         """Stream the body into the staging store under the image id; returns the bytes staged.
 
+        The data is inspected on the way (the content rules of :mod:`glimpse.domain.inspection`,
+        against the image's disk_format when it is already set): a refused image is not staged.
+
         The image moves ``queued → uploading`` first and back to ``queued`` (nothing staged) on any
         failure: client gone, too large, a size that does not match, a store error, cancellation.
         """
         self.check_stage_request(media_type)
         limit = self.settings.image_size_cap
 
-        def check(repos: Repositories) -> None:
+        def check(repos: Repositories) -> str | None:
             image, _ = self._images(repos).load(ctx, image_id, PolicyRule.MODIFY_IMAGE)
             if image.owner != ctx.project_id and not ctx.is_admin:
                 raise Forbidden("Only the image owner can stage its data.")
@@ -203,8 +209,9 @@ class ImportService:
                 raise Conflict(
                     f"Image {image_id} is '{image.status}'; data can only be staged for a queued image."
                 )
+            return image.disk_format
 
-        await self.ports.run(check, readonly=True)
+        disk_format = await self.ports.run(check, readonly=True)
         for declared in (content_length, declared_size):
             if declared is not None and declared > limit:
                 raise self._too_large(limit)
@@ -216,12 +223,19 @@ class ImportService:
             self._images(repos).images.set_status(image_id, [ImageStatus.QUEUED], ImageStatus.UPLOADING)
 
         await self.ports.run(begin)
+        inspector = ContentInspector(content_judge(disk_format, self.settings.content_rules))
         try:
-            stored = await staging.write(image_id, prefetch(rebuffer(body)), max_size=limit)
+            stored = await staging.write(
+                image_id, prefetch(inspected(rebuffer(body), inspector)), max_size=limit
+            )
         except BaseException as exc:
             await self._unstage(image_id, None)
             if isinstance(exc, TooLarge):
                 raise self._too_large(limit) from None
+            if isinstance(exc, FormatMismatch | UnsafeImage):
+                exc.message += " Nothing was staged and the image is still queued."
+                log.info("image %s: staging refused: %s", image_id, exc.message)
+                raise exc from None
             raise
         for what, declared in (("Content-Length", content_length), ("x-openstack-image-size", declared_size)):
             if declared is not None and declared != stored.size:

@@ -38,6 +38,13 @@ def add_target_options(parser: argparse.ArgumentParser, *, copying: bool) -> Non
         help="keep the stores that worked when others fail (all_stores_must_succeed=false); "
         "the exit code is then 4 if any requested store failed",
     )
+    if not copying:
+        parser.add_argument(
+            "--checksum",
+            metavar="ALGORITHM:HEX",
+            help="the digest the imported data must have, e.g. sha256:9f86d08... (the import fails "
+            "and keeps nothing when the data differs)",
+        )
     parser.add_argument(
         "--wait",
         action="store_true",
@@ -97,15 +104,20 @@ def start_import(
     targets = Targets.from_args(parsed_args)
     wait, timeout = parsed_args.wait, parsed_args.wait_timeout
     uri: str | None = getattr(parsed_args, "uri", None)
+    checksum: str | None = getattr(parsed_args, "checksum", None)
     client = command.client
-    handle = client.import_image(
-        image.id,
-        method,
-        uri=uri,
-        stores=targets.stores,
-        all_stores=targets.all_stores,
-        allow_failure=targets.allow_failure,
-    )
+    try:
+        handle = client.import_image(
+            image.id,
+            method,
+            uri=uri,
+            stores=targets.stores,
+            all_stores=targets.all_stores,
+            allow_failure=targets.allow_failure,
+            checksum=checksum,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if handle is None:
         return _without_task(command, image.id, ref, targets, wait=wait, timeout=timeout)
     command.say(f"Started {method} task {handle.task_id} on image {ref}.")
@@ -193,6 +205,7 @@ class CreateImage(GlimpseShowOne):
                     ("--stores", parsed_args.stores),
                     ("--all-stores", parsed_args.all_stores),
                     ("--allow-failure", parsed_args.allow_failure),
+                    ("--checksum", parsed_args.checksum),
                     ("--wait", parsed_args.wait),
                 )
                 if value
@@ -243,6 +256,8 @@ class ImportImage(GlimpseShowOne):
             raise UsageError("--method web-download needs --uri")
         if parsed_args.method != "web-download" and parsed_args.uri:
             raise UsageError("--uri only applies to --method web-download")
+        if parsed_args.method == "copy-image" and parsed_args.checksum:
+            raise UsageError("--checksum only applies to glance-direct and web-download")
         _check_wait(parsed_args)
         image = self.image(parsed_args.image)
         self.exit_code, image = start_import(self, image, parsed_args.image, parsed_args.method, parsed_args)

@@ -10,6 +10,7 @@ from starlette.responses import Response, StreamingResponse
 from glimpse.api import deps
 from glimpse.api.responses import empty
 from glimpse.api.v2.openapi import DOWNLOAD, OCTET_STREAM_BODY
+from glimpse.domain.imports import ExpectedDigest, parse_digest_header
 from glimpse.errors import InvalidInput, UnsupportedMediaType
 from glimpse.services.image_data import ByteRange, ImageDataService
 
@@ -43,6 +44,17 @@ def content_length(request: Request) -> int | None:
     return int(raw)
 
 
+def expected_digests(request: Request) -> list[ExpectedDigest]:
+    """The digests of the ``Content-Digest`` and ``Repr-Digest`` headers (RFC 9530); an upload is
+    sent without content coding, so both describe the same bytes."""
+    found: list[ExpectedDigest] = []
+    for name in ("Content-Digest", "Repr-Digest"):
+        value = request.headers.get(name)
+        if value is not None:
+            found.extend(parse_digest_header(name, value))
+    return found
+
+
 @router.put("/{image_id}/file", status_code=204, openapi_extra=OCTET_STREAM_BODY)
 async def upload_image_data(request: Request, image_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
@@ -57,6 +69,7 @@ async def upload_image_data(request: Request, image_id: str) -> Response:
         request.stream(),
         content_length=content_length(request),
         store_id=request.headers.get("x-image-meta-store"),
+        expected=expected_digests(request),
     )
     return empty()
 

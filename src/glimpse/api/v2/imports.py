@@ -66,6 +66,12 @@ IMPORT_BODY: dict[str, Any] = {
                         "stores": {"type": "array", "items": _STRING},
                         "all_stores": {"type": "boolean"},
                         "all_stores_must_succeed": {"type": "boolean"},
+                        "validation_data": {
+                            "type": "object",
+                            "description": "The digest the imported data must have.",
+                            "required": ["os_hash_algo", "os_hash_value"],
+                            "properties": {"os_hash_algo": _STRING, "os_hash_value": _STRING},
+                        },
                     },
                 }
             }
