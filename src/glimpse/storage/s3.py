@@ -237,7 +237,8 @@ class S3Store:
                     await upload.start()
                 if upload is not None:
                     while len(buffer) >= self.chunk_size:
-                        part = bytes(buffer[: self.chunk_size])
+                        with memoryview(buffer) as view:  # one copy, not two
+                            part = bytes(view[: self.chunk_size])
                         del buffer[: self.chunk_size]
                         await upload.add_part(part)
             if upload is None:
