@@ -9,6 +9,7 @@ prove that a failed write left nothing behind. To put a new driver under the con
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import gc
@@ -25,12 +26,15 @@ import boto3
 import botocore.config
 import botocore.exceptions
 import pytest
+import swiftclient.client
+import swiftclient.exceptions
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
 from glimpse.ports import Capabilities, ImageStore, StoredObject
 from glimpse.storage.filesystem import FilesystemStore
 from glimpse.storage.memory import InMemoryStore
 from glimpse.storage.s3 import S3Store
+from glimpse.storage.swift import SwiftStore
 from objectsupport import ObjectServer
 
 T = TypeVar("T")
@@ -135,12 +139,81 @@ def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
     )
 
 
+def _swift_connection(server: ObjectServer) -> swiftclient.client.Connection:
+    return swiftclient.client.Connection(
+        authurl=server.swift_auth_url, user=server.swift_user, key=server.swift_key, retries=1
+    )
+
+
+def _swift_container_contents(connection: swiftclient.client.Connection, container: str) -> list[str]:
+    try:
+        _, objects = connection.get_container(container, full_listing=True)
+    except swiftclient.exceptions.ClientException as exc:
+        if exc.http_status == 404:
+            return []
+        raise
+    return [item["name"] for item in objects]
+
+
+def _remove_swift_containers(connection: swiftclient.client.Connection, *containers: str) -> None:
+    for container in containers:
+        for name in _swift_container_contents(connection, container):
+            connection.delete_object(container, name)
+        with contextlib.suppress(swiftclient.exceptions.ClientException):
+            connection.delete_container(container)
+
+
+def _swift_contents(connection: swiftclient.client.Connection, container: str, segments: str) -> set[str]:
+    """The container's objects plus ``segment:<name>`` for every segment no manifest refers to."""
+    names = _swift_container_contents(connection, container)
+    used: set[str] = set()
+    for name in names:
+        with contextlib.suppress(swiftclient.exceptions.ClientException):  # gone meanwhile
+            headers, manifest = connection.get_object(container, name, query_string="multipart-manifest=get")
+            if headers.get("x-static-large-object") == "True":
+                used |= {entry["name"].split("/", 2)[2] for entry in json.loads(manifest)}
+    orphans = set(_swift_container_contents(connection, segments)) - used
+    return set(names) | {f"segment:{name}" for name in orphans}
+
+
+def _swift(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
+    """A Swift store on the test server (tempauth), in a container of its own that its first write
+    creates; 1 MiB segments and threshold, so that most tests write a Static Large Object."""
+    server: ObjectServer = request.getfixturevalue("s3_server")
+    container = f"glimpse-test-{uuid.uuid4().hex[:16]}"
+    store = SwiftStore(
+        "reliable",
+        auth_address=server.swift_auth_url,
+        user=server.swift_user,
+        key=server.swift_key,
+        container=container,
+        create_container_on_put=True,
+        large_object_size=MiB,
+        chunk_size=MiB,
+        thread_pools=3,
+        description="Swift",
+    )
+    connection = _swift_connection(server)
+    segments = f"{container}_segments"
+    request.addfinalizer(lambda: _remove_swift_containers(connection, container, segments))
+    return Driver(
+        store=store,
+        contents=lambda: _swift_contents(connection, container, segments),
+        capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
+        description_keys=frozenset({"container", "large_object_size", "large_object_chunk_size"}),
+    )
+
+
 DRIVERS: Mapping[str, Callable[[pytest.FixtureRequest, Path], Driver]] = {
     "memory": _memory,
     "filesystem": _filesystem,
     "s3": _s3,
+    "swift": _swift,
 }
-MARKS: Mapping[str, tuple[pytest.MarkDecorator, ...]] = {"s3": (pytest.mark.objects,)}
+MARKS: Mapping[str, tuple[pytest.MarkDecorator, ...]] = {
+    "s3": (pytest.mark.objects,),
+    "swift": (pytest.mark.objects,),
+}
 
 
 @pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, ())) for name in DRIVERS])

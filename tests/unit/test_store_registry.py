@@ -15,6 +15,7 @@ from glimpse.storage.filesystem import FilesystemStore
 from glimpse.storage.memory import InMemoryStore
 from glimpse.storage.registry import STAGING_STORE_ID, StoreRegistry, build_store, build_stores
 from glimpse.storage.s3 import S3Store
+from glimpse.storage.swift import SwiftStore
 
 
 def settings_for(tmp_path: Path, **env: str) -> Settings:
@@ -179,6 +180,56 @@ class TestBuildFromSettings:
             "auto",
             "us-east-1",
         )
+
+    def test_swift_store_from_glance_options(self, tmp_path: Path) -> None:
+        settings = settings_for(
+            tmp_path,
+            GLIMPSE_ENABLED_BACKENDS="fast:file,reliable:swift",
+            GLIMPSE_RELIABLE__SWIFT_STORE_AUTH_ADDRESS="http://127.0.0.1:8080/auth/v1.0",
+            GLIMPSE_RELIABLE__SWIFT_STORE_USER="account:user",
+            GLIMPSE_RELIABLE__SWIFT_STORE_KEY="secret",
+            GLIMPSE_RELIABLE__SWIFT_STORE_CONTAINER="images",
+            GLIMPSE_RELIABLE__SWIFT_STORE_CREATE_CONTAINER_ON_PUT="yes",
+            GLIMPSE_RELIABLE__SWIFT_STORE_LARGE_OBJECT_SIZE="1024",
+            GLIMPSE_RELIABLE__SWIFT_STORE_LARGE_OBJECT_CHUNK_SIZE="100",
+            GLIMPSE_RELIABLE__SWIFT_STORE_MULTI_TENANT="false",
+        )
+
+        store = build_stores(settings).get("reliable")
+
+        assert isinstance(store, SwiftStore)
+        assert store.type == "swift"
+        assert store.create_container_on_put is True
+        assert store.location_for("abc") == "swift+http://127.0.0.1:8080/images/abc"
+        assert store.describe() == {
+            "container": "images",
+            "large_object_size": 1024 * 2**20,
+            "large_object_chunk_size": 100 * 2**20,
+        }
+        assert "secret" not in repr(store)
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"swift_store_auth_address": ""}, "swift_store_auth_address is not set"),
+            ({"swift_store_key": ""}, "swift_store_key is not set"),
+            ({"swift_store_auth_address": "127.0.0.1:8080"}, "must be an http:// or https:// URL"),
+            ({"swift_store_auth_version": "3"}, "only 1 .tempauth"),
+            ({"swift_store_multi_tenant": "true"}, "multi_tenant = true is not available yet"),
+            ({"swift_store_large_object_chunk_size": "0"}, "must be at least 1"),
+            ({"swift_store_container": "a/b"}, "without '/'"),
+            ({"swift_store_region": "x"}, "unknown option"),
+        ],
+    )
+    def test_bad_swift_store_options(self, options: Mapping[str, str], message: str) -> None:
+        base = {
+            "swift_store_auth_address": "http://127.0.0.1:1/auth/v1.0",
+            "swift_store_user": "a:b",
+            "swift_store_key": "c",
+        }
+        with pytest.raises(ConfigError, match=message) as caught:
+            build_store(StoreSettings("reliable", "swift", options={**base, **options}))
+        assert "[reliable]" in caught.value.message
 
     @pytest.mark.parametrize(
         ("options", "message"),

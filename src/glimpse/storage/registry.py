@@ -16,6 +16,7 @@ from glimpse.errors import ConfigError, StoreNotFound, UnknownStore
 from glimpse.ports import ImageStore
 from glimpse.storage.filesystem import DEFAULT_CHUNK_SIZE, FilesystemStore
 from glimpse.storage.s3 import BUCKET_URL_FORMATS, MIN_PART_SIZE, S3Store
+from glimpse.storage.swift import SwiftStore
 
 __all__ = ["STAGING_STORE_ID", "StoreRegistry", "build_stores"]
 
@@ -121,7 +122,7 @@ _S3_OPTIONS: Final = (
 _MiB: Final = 1024 * 1024
 
 
-def _s3_whole_number(settings: StoreSettings, name: str, default: int, minimum: int) -> int:
+def _whole_number(settings: StoreSettings, name: str, default: int, minimum: int) -> int:
     raw = settings.options.get(name, "").strip()
     if not raw:
         return default
@@ -163,9 +164,9 @@ def _s3(settings: StoreSettings) -> ImageStore:
             f"{', '.join(BUCKET_URL_FORMATS)}."
         )
     # Sizes are whole MB, as in Glance; parts are at least S3's 5 MB minimum.
-    large = _s3_whole_number(settings, "s3_store_large_object_size", 100, 1)
-    chunk = _s3_whole_number(settings, "s3_store_large_object_chunk_size", 10, MIN_PART_SIZE // _MiB)
-    threads = _s3_whole_number(settings, "s3_store_thread_pools", 10, 1)
+    large = _whole_number(settings, "s3_store_large_object_size", 100, 1)
+    chunk = _whole_number(settings, "s3_store_large_object_chunk_size", 10, MIN_PART_SIZE // _MiB)
+    threads = _whole_number(settings, "s3_store_thread_pools", 10, 1)
     try:
         return S3Store(
             settings.id,
@@ -186,10 +187,72 @@ def _s3(settings: StoreSettings) -> ImageStore:
         raise ConfigError(f"[{settings.id}] {exc}") from None
 
 
+_SWIFT_OPTIONS: Final = (
+    "swift_store_auth_address",
+    "swift_store_user",
+    "swift_store_key",
+    "swift_store_container",
+    "swift_store_create_container_on_put",
+    "swift_store_large_object_size",
+    "swift_store_large_object_chunk_size",
+    "swift_store_auth_version",
+    "swift_store_multi_tenant",
+)
+
+
+def _swift(settings: StoreSettings) -> ImageStore:
+    """A Swift store from its ``enabled_backends`` entry and ``[<id>]`` section (Glance's names)."""
+    unknown = sorted(set(settings.options) - set(_SWIFT_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"[{settings.id}] has unknown option(s) {', '.join(unknown)} for a swift store; "
+            f"known options are {', '.join(_SWIFT_OPTIONS)}."
+        )
+    required = {}
+    for name in ("swift_store_auth_address", "swift_store_user", "swift_store_key"):
+        value = settings.options.get(name, "").strip()
+        if not value:
+            raise ConfigError(f"[{settings.id}] {name} is not set; a swift store needs it.")
+        required[name] = value
+    auth_version = settings.options.get("swift_store_auth_version", "").strip() or "1"
+    if auth_version != "1":
+        raise ConfigError(
+            f"[{settings.id}] swift_store_auth_version = {auth_version!r} is not available yet; only 1 "
+            "(tempauth and other v1 auth) is."
+        )
+    raw_multi = settings.options.get("swift_store_multi_tenant", "").strip()
+    if raw_multi and parse_bool(raw_multi, f"[{settings.id}] swift_store_multi_tenant"):
+        raise ConfigError(
+            f"[{settings.id}] swift_store_multi_tenant = true is not available yet; every image goes "
+            "into the one account of swift_store_user."
+        )
+    raw_create = settings.options.get("swift_store_create_container_on_put", "").strip()
+    option = f"[{settings.id}] swift_store_create_container_on_put"
+    create = parse_bool(raw_create, option) if raw_create else False
+    large = _whole_number(settings, "swift_store_large_object_size", 5120, 1)
+    chunk = _whole_number(settings, "swift_store_large_object_chunk_size", 200, 1)
+    try:
+        return SwiftStore(
+            settings.id,
+            auth_address=required["swift_store_auth_address"],
+            user=required["swift_store_user"],
+            key=required["swift_store_key"],
+            container=settings.options.get("swift_store_container", "").strip() or "glance",
+            create_container_on_put=create,
+            large_object_size=large * _MiB,
+            chunk_size=chunk * _MiB,
+            description=settings.description,
+            weight=settings.weight,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"[{settings.id}] {exc}") from None
+
+
 # Store type -> factory. A new driver is enabled by adding its type here (and to config.STORE_TYPES).
 _FACTORIES: Final[Mapping[str, Callable[[StoreSettings], ImageStore]]] = {
     "file": _filesystem,
     "s3": _s3,
+    "swift": _swift,
 }
 
 

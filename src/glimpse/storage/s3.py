@@ -32,7 +32,13 @@ import botocore.exceptions
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
 from glimpse.ports import Capabilities, StoredObject
-from glimpse.storage.base import KEY_PATTERN, check_write_arguments, validate_key
+from glimpse.storage.base import (
+    KEY_PATTERN,
+    check_write_arguments,
+    raise_first_error,
+    run_blocking,
+    validate_key,
+)
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
@@ -354,19 +360,8 @@ class S3Store:
     # -- plumbing -------------------------------------------------------------------------------
 
     async def _call(self, func: Callable[[], T], on_abandon: Callable[[T], None] | None = None) -> T:
-        """Run ``func`` in the store's thread pool. When the awaiting task is cancelled this waits
-        for ``func`` to finish before re-raising, so clean-up never races a request in flight; a
-        result nobody wants any more is handed to ``on_abandon``."""
-        future = asyncio.get_running_loop().run_in_executor(self._executor, func)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            while not future.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait((future,))
-            if not future.cancelled() and future.exception() is None and on_abandon is not None:
-                on_abandon(future.result())
-            raise
+        """Run ``func`` in the store's thread pool (see :func:`~glimpse.storage.base.run_blocking`)."""
+        return await run_blocking(self._executor, func, on_abandon)
 
     @contextlib.contextmanager
     def _translate(self, action: str, missing_is_not_found: bool = False) -> Iterator[None]:
@@ -441,8 +436,7 @@ class _MultipartUpload:
         while len(self._in_flight) >= self._store.thread_pools:
             done, _ = await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
             self._in_flight -= done
-            for future in done:
-                future.result()  # the first failed part fails the write
+            raise_first_error(done)  # the first failed part fails the write
         self._number += 1
         self._in_flight.add(asyncio.ensure_future(self._send(self._number, data)))
 
@@ -481,8 +475,7 @@ class _MultipartUpload:
         while self._in_flight:
             done, _ = await asyncio.wait(self._in_flight)
             self._in_flight -= done
-            for future in done:
-                future.result()
+            raise_first_error(done)
 
     async def abort(self) -> None:
         """Stop the parts in flight (waiting for the requests already sent), then abort the upload.

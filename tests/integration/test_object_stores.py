@@ -1,5 +1,5 @@
-"""What only the S3 driver promises, against the real Swift + s3api test server: multipart uploads
-with bounded parts in flight, bucket handling and the translation of the service's errors."""
+"""What only the object store drivers (S3, Swift) promise, against the real Swift + s3api test
+server: parts and segments, bucket and container handling and the translation of the services' errors."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 
 from glimpse.errors import StorageError, StoreNotFound, TooLarge
 from glimpse.storage.s3 import S3Store
+from glimpse.storage.swift import SwiftStore
 from objectsupport import ObjectServer
 
 pytestmark = pytest.mark.objects
@@ -186,5 +187,65 @@ def test_unreachable_service_is_a_storage_error(bucket: str) -> None:
         assert not isinstance(caught.value, StoreNotFound)
         with pytest.raises(StorageError, match="check s3_store_host"):
             await store.write("k", blocks(b"data"))
+
+    asyncio.run(scenario())
+
+
+# -- the Swift driver, on the same server's native API ---------------------------------------------
+
+
+def make_swift_store(server: ObjectServer, container: str, **overrides: Any) -> SwiftStore:
+    arguments: dict[str, Any] = {
+        "auth_address": server.swift_auth_url,
+        "user": server.swift_user,
+        "key": server.swift_key,
+        "container": container,
+        "large_object_size": MiB,
+        "chunk_size": MiB,
+        "retries": 0,
+    }
+    arguments.update(overrides)
+    return SwiftStore("reliable", **arguments)
+
+
+def test_swift_missing_container_without_create_on_put(s3_server: ObjectServer) -> None:
+    store = make_swift_store(s3_server, f"missing-{uuid.uuid4().hex[:12]}")
+
+    async def scenario() -> None:
+        with pytest.raises(StorageError, match="create it or set swift_store_create_container_on_put"):
+            await store.write("k", blocks(b"data"))
+        with pytest.raises(StorageError, match="create it or set swift_store_create_container_on_put"):
+            await store.write("big", blocks(random.Random(6).randbytes(3 * MiB)))
+        with pytest.raises(StoreNotFound):
+            await store.size(store.location_for("k"))
+        assert await store.keys() == []
+
+    asyncio.run(scenario())
+
+
+def test_swift_wrong_key_says_what_to_check(s3_server: ObjectServer) -> None:
+    store = make_swift_store(s3_server, "glance", key="not-the-key", create_container_on_put=True)
+
+    async def scenario() -> None:
+        with pytest.raises(StorageError) as caught:
+            await store.write("k", blocks(b"data"))
+        assert "check swift_store_user and swift_store_key" in caught.value.message
+        assert "not-the-key" not in caught.value.message
+
+    asyncio.run(scenario())
+
+
+def test_swift_unreachable_service_is_a_storage_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = SwiftStore(
+        "reliable", auth_address=f"http://127.0.0.1:{port}/auth/v1.0", user="a:b", key="c", retries=0
+    )
+
+    async def scenario() -> None:
+        with pytest.raises(StorageError, match="check swift_store_auth_address") as caught:
+            await store.size(store.location_for("k"))
+        assert not isinstance(caught.value, StoreNotFound)
 
     asyncio.run(scenario())
