@@ -56,11 +56,12 @@ test: install lint typecheck ## Full check: lint, typecheck, then the whole suit
 	@status=0; \
 	$(PYTEST) -n 2 $(PYTEST_ARGS) || status=$$?; \
 	bash scripts/postgres.sh stop || true; \
+	bash scripts/s3-server.sh stop || true; \
 	if [ "$$status" -ne 0 ]; then echo "make test: pytest exited with status $$status" >&2; fi; \
 	exit $$status
 
-test-fast: install ## Unit tests only, no services (tests/unit, skipping anything marked postgres/live)
-	$(PYTEST) tests/unit -m "not postgres and not live" $(PYTEST_ARGS)
+test-fast: install ## Unit tests only, no services (tests/unit, skipping anything marked postgres/live/objects)
+	$(PYTEST) tests/unit -m "not postgres and not live and not objects" $(PYTEST_ARGS)
 
 run: install ## Serve the API on HOST:PORT (127.0.0.1:9292) with embedded defaults (migrates the SQLite DB on start)
 	$(GLIMPSE) serve $(SERVE_ARGS)
@@ -77,11 +78,13 @@ db-upgrade: install ## Apply database migrations (glimpse-server db upgrade)
 db-check: install ## Check the database schema is at the latest migration (glimpse-server db check)
 	$(GLIMPSE) db check
 
-services-stop: ## Stop the test services (PostgreSQL) if running
+services-stop: ## Stop the test services (PostgreSQL, the Swift/S3 server) if running
 	@bash scripts/postgres.sh stop
+	@bash scripts/s3-server.sh stop
 
 clean: ## Stop and delete the test services' data, remove caches and build output (keeps .venv/.tools)
 	@bash scripts/postgres.sh destroy
+	@bash scripts/s3-server.sh destroy
 	rm -rf .test-services .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build htmlcov .coverage
 	find . -path ./.venv -prune -o -path ./.tools -prune -o -path ./.git -prune -o \
 		\( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 | xargs -0 rm -rf

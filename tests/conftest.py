@@ -20,6 +20,9 @@ Fixtures:
 * ``empty_database_url`` (function): URL of a fresh database with no tables at all (for migration
   tests); the PostgreSQL one is dropped after the test.
 * ``migrated_sqlite_url`` / ``empty_sqlite_url`` (function): the same on SQLite only (no services).
+* ``s3_server`` (session): the object store test server (``scripts/s3-server.sh start``: Swift with
+  its S3 API on loopback), as a ``objectsupport.ObjectServer``; started once per machine under a file lock
+  like PostgreSQL, left running, stopped by ``make test``. Tests marked ``objects``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from filelock import FileLock
 
 from glimpse.db import migrate
 from glimpse.db.session import make_engine
+from objectsupport import ObjectServer, start_s3_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES_DIR = REPO_ROOT / ".test-services"
@@ -260,3 +264,9 @@ def empty_sqlite_url(tmp_path: Path) -> str:
 def migrated_sqlite_url(tmp_path: Path, _sqlite_template: Path) -> str:
     """URL of a fresh SQLite database file at the latest migration (no services needed)."""
     return _migrated_sqlite_database(tmp_path, _sqlite_template)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> ObjectServer:
+    """The object store test server (Swift + S3 on loopback), started on first use."""
+    return start_s3_server()

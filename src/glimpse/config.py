@@ -29,7 +29,7 @@ DEFAULT_SECTION = "DEFAULT"
 RESERVED_STORE_PREFIX = "os_glance_"
 ALL_IMPORT_METHODS = tuple(str(method) for method in ImportMethod)
 SUPPORTED_HASH_ALGORITHMS = ("sha256", "sha384", "sha512", "sha3_256", "sha3_512", "blake2b")
-STORE_TYPES = ("file", "s3")
+STORE_TYPES = ("file", "s3", "swift")
 DEFAULT_BACKENDS = "fast:file,cheap:file,reliable:file"
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}

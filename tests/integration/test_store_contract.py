@@ -9,22 +9,33 @@ prove that a failed write left nothing behind. To put a new driver under the con
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import functools
 import gc
 import json
 import os
 import random
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import boto3
+import botocore.config
+import botocore.exceptions
 import pytest
+import swiftclient.client
+import swiftclient.exceptions
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
 from glimpse.ports import Capabilities, ImageStore, StoredObject
 from glimpse.storage.filesystem import FilesystemStore
 from glimpse.storage.memory import InMemoryStore
+from glimpse.storage.s3 import S3Store
+from glimpse.storage.swift import SwiftStore
+from objectsupport import ObjectServer
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -62,13 +73,150 @@ def _filesystem(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
     )
 
 
+@functools.cache
+def _s3_client(server: ObjectServer) -> Any:
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=server.s3_endpoint_url,
+        aws_access_key_id=server.s3_access_key,
+        aws_secret_access_key=server.s3_secret_key,
+        config=botocore.config.Config(region_name=server.s3_region, s3={"addressing_style": "path"}),
+    )
+
+
+def _s3_bucket_contents(client: Any, bucket: str) -> set[str]:
+    """Every object of ``bucket`` plus ``upload:<key>`` for each multipart upload not finished."""
+    try:
+        objects = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    except botocore.exceptions.ClientError as exc:
+        if exc.response["Error"]["Code"] == "NoSuchBucket":
+            return set()
+        raise
+    return {item["Key"] for item in objects} | {f"upload:{item['Key']}" for item in uploads}
+
+
+def _empty_and_remove_bucket(client: Any, bucket: str) -> None:
+    try:
+        for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=item["Key"])
+        client.delete_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchBucket":
+            raise
+
+
+def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
+    """An S3 store on the test server, in a bucket of its own that its first write creates. Parts
+    of 1 MiB (the test server's minimum) and a 1 MiB threshold make most tests go multipart."""
+    server: ObjectServer = request.getfixturevalue("s3_server")
+    bucket = f"glimpse-test-{uuid.uuid4().hex[:16]}"
+    store = S3Store(
+        "big",
+        endpoint_url=server.s3_endpoint_url,
+        access_key=server.s3_access_key,
+        secret_key=server.s3_secret_key,
+        bucket=bucket,
+        region=server.s3_region,
+        create_bucket_on_put=True,
+        large_object_size=MiB,
+        chunk_size=MiB,
+        thread_pools=3,
+        bucket_url_format="path",
+        description="Object storage",
+    )
+    client = _s3_client(server)
+    request.addfinalizer(lambda: _empty_and_remove_bucket(client, bucket))
+    return Driver(
+        store=store,
+        contents=lambda: _s3_bucket_contents(client, bucket),
+        capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
+        description_keys=frozenset(
+            {"bucket", "large_object_size", "large_object_chunk_size", "thread_pools"}
+        ),
+    )
+
+
+def _swift_connection(server: ObjectServer) -> swiftclient.client.Connection:
+    return swiftclient.client.Connection(
+        authurl=server.swift_auth_url, user=server.swift_user, key=server.swift_key, retries=1
+    )
+
+
+def _swift_container_contents(connection: swiftclient.client.Connection, container: str) -> list[str]:
+    try:
+        _, objects = connection.get_container(container, full_listing=True)
+    except swiftclient.exceptions.ClientException as exc:
+        if exc.http_status == 404:
+            return []
+        raise
+    return [item["name"] for item in objects]
+
+
+def _remove_swift_containers(connection: swiftclient.client.Connection, *containers: str) -> None:
+    for container in containers:
+        for name in _swift_container_contents(connection, container):
+            connection.delete_object(container, name)
+        with contextlib.suppress(swiftclient.exceptions.ClientException):
+            connection.delete_container(container)
+
+
+def _swift_contents(connection: swiftclient.client.Connection, container: str, segments: str) -> set[str]:
+    """The container's objects plus ``segment:<name>`` for every segment no manifest refers to."""
+    names = _swift_container_contents(connection, container)
+    used: set[str] = set()
+    for name in names:
+        with contextlib.suppress(swiftclient.exceptions.ClientException):  # gone meanwhile
+            headers, manifest = connection.get_object(container, name, query_string="multipart-manifest=get")
+            if headers.get("x-static-large-object") == "True":
+                used |= {entry["name"].split("/", 2)[2] for entry in json.loads(manifest)}
+    orphans = set(_swift_container_contents(connection, segments)) - used
+    return set(names) | {f"segment:{name}" for name in orphans}
+
+
+def _swift(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
+    """A Swift store on the test server (tempauth), in a container of its own that its first write
+    creates; 1 MiB segments and threshold, so that most tests write a Static Large Object."""
+    server: ObjectServer = request.getfixturevalue("s3_server")
+    container = f"glimpse-test-{uuid.uuid4().hex[:16]}"
+    store = SwiftStore(
+        "reliable",
+        auth_address=server.swift_auth_url,
+        user=server.swift_user,
+        key=server.swift_key,
+        container=container,
+        create_container_on_put=True,
+        large_object_size=MiB,
+        chunk_size=MiB,
+        thread_pools=3,
+        description="Swift",
+    )
+    connection = _swift_connection(server)
+    segments = f"{container}_segments"
+    request.addfinalizer(lambda: _remove_swift_containers(connection, container, segments))
+    return Driver(
+        store=store,
+        contents=lambda: _swift_contents(connection, container, segments),
+        capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
+        description_keys=frozenset({"container", "large_object_size", "large_object_chunk_size"}),
+    )
+
+
 DRIVERS: Mapping[str, Callable[[pytest.FixtureRequest, Path], Driver]] = {
     "memory": _memory,
     "filesystem": _filesystem,
+    "s3": _s3,
+    "swift": _swift,
+}
+MARKS: Mapping[str, tuple[pytest.MarkDecorator, ...]] = {
+    "s3": (pytest.mark.objects,),
+    "swift": (pytest.mark.objects,),
 }
 
 
-@pytest.fixture(params=list(DRIVERS))
+@pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, ())) for name in DRIVERS])
 def store_driver(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
     return DRIVERS[request.param](request, tmp_path)
 

@@ -14,6 +14,8 @@ from glimpse.ports import ImageStore
 from glimpse.storage.filesystem import FilesystemStore
 from glimpse.storage.memory import InMemoryStore
 from glimpse.storage.registry import STAGING_STORE_ID, StoreRegistry, build_store, build_stores
+from glimpse.storage.s3 import S3Store
+from glimpse.storage.swift import SwiftStore
 
 
 def settings_for(tmp_path: Path, **env: str) -> Settings:
@@ -118,11 +120,142 @@ class TestBuildFromSettings:
         assert (tmp_path / "stores" / "cheap" / "first").read_bytes() == b"data"
         assert not (tmp_path / "stores" / "fast").exists()
 
-    def test_s3_is_not_available_yet(self, tmp_path: Path) -> None:
-        settings = settings_for(tmp_path, GLIMPSE_ENABLED_BACKENDS="fast:file,bucket:s3")
+    def test_s3_store_from_glance_options(self, tmp_path: Path) -> None:
+        settings = settings_for(
+            tmp_path,
+            GLIMPSE_ENABLED_BACKENDS="fast:file,big:s3",
+            GLIMPSE_BIG__S3_STORE_HOST="http://127.0.0.1:8080",
+            GLIMPSE_BIG__S3_STORE_ACCESS_KEY="account:user",
+            GLIMPSE_BIG__S3_STORE_SECRET_KEY="secret",
+            GLIMPSE_BIG__S3_STORE_BUCKET="images",
+            GLIMPSE_BIG__S3_STORE_CREATE_BUCKET_ON_PUT="true",
+            GLIMPSE_BIG__S3_STORE_LARGE_OBJECT_SIZE="50",
+            GLIMPSE_BIG__S3_STORE_LARGE_OBJECT_CHUNK_SIZE="8",
+            GLIMPSE_BIG__S3_STORE_THREAD_POOLS="4",
+            GLIMPSE_BIG__S3_STORE_BUCKET_URL_FORMAT="path",
+            GLIMPSE_BIG__S3_STORE_REGION_NAME="eu-west-1",
+            GLIMPSE_BIG__STORE_DESCRIPTION="Object storage",
+        )
 
-        with pytest.raises(ConfigError, match="S3 stores are not available yet"):
-            build_stores(settings)
+        store = build_stores(settings).get("big")
+
+        assert isinstance(store, S3Store)
+        assert (store.type, store.description, store.region) == ("s3", "Object storage", "eu-west-1")
+        assert store.create_bucket_on_put is True
+        assert (store.large_object_size, store.chunk_size, store.thread_pools) == (50 * 2**20, 8 * 2**20, 4)
+        assert store.location_for("abc") == "s3+http://127.0.0.1:8080/images/abc"
+        assert store.describe() == {
+            "bucket": "images",
+            "large_object_size": 50 * 2**20,
+            "large_object_chunk_size": 8 * 2**20,
+            "thread_pools": 4,
+        }
+        assert "secret" not in repr(store)
+
+    def test_s3_host_without_scheme_is_https_with_glance_defaults(self, tmp_path: Path) -> None:
+        store = build_store(
+            StoreSettings(
+                "big",
+                "s3",
+                options={
+                    "s3_store_host": "s3.example.org",
+                    "s3_store_access_key": "a",
+                    "s3_store_secret_key": "b",
+                    "s3_store_bucket": "images",
+                },
+            )
+        )
+        assert isinstance(store, S3Store)
+        assert store.location_for("k") == "s3://s3.example.org/images/k"
+        assert store.owns("s3://s3.example.org/images/k")
+        assert not store.owns("s3://s3.example.org/other/k")
+        assert not store.owns("s3+http://s3.example.org/images/k")
+        assert (store.large_object_size, store.chunk_size, store.thread_pools) == (
+            100 * 2**20,
+            10 * 2**20,
+            10,
+        )
+        assert (store.create_bucket_on_put, store.bucket_url_format, store.region) == (
+            False,
+            "auto",
+            "us-east-1",
+        )
+
+    def test_swift_store_from_glance_options(self, tmp_path: Path) -> None:
+        settings = settings_for(
+            tmp_path,
+            GLIMPSE_ENABLED_BACKENDS="fast:file,reliable:swift",
+            GLIMPSE_RELIABLE__SWIFT_STORE_AUTH_ADDRESS="http://127.0.0.1:8080/auth/v1.0",
+            GLIMPSE_RELIABLE__SWIFT_STORE_USER="account:user",
+            GLIMPSE_RELIABLE__SWIFT_STORE_KEY="secret",
+            GLIMPSE_RELIABLE__SWIFT_STORE_CONTAINER="images",
+            GLIMPSE_RELIABLE__SWIFT_STORE_CREATE_CONTAINER_ON_PUT="yes",
+            GLIMPSE_RELIABLE__SWIFT_STORE_LARGE_OBJECT_SIZE="1024",
+            GLIMPSE_RELIABLE__SWIFT_STORE_LARGE_OBJECT_CHUNK_SIZE="100",
+            GLIMPSE_RELIABLE__SWIFT_STORE_MULTI_TENANT="false",
+        )
+
+        store = build_stores(settings).get("reliable")
+
+        assert isinstance(store, SwiftStore)
+        assert store.type == "swift"
+        assert store.create_container_on_put is True
+        assert store.location_for("abc") == "swift+http://127.0.0.1:8080/images/abc"
+        assert store.describe() == {
+            "container": "images",
+            "large_object_size": 1024 * 2**20,
+            "large_object_chunk_size": 100 * 2**20,
+        }
+        assert "secret" not in repr(store)
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"swift_store_auth_address": ""}, "swift_store_auth_address is not set"),
+            ({"swift_store_key": ""}, "swift_store_key is not set"),
+            ({"swift_store_auth_address": "127.0.0.1:8080"}, "must be an http:// or https:// URL"),
+            ({"swift_store_auth_version": "3"}, "only 1 .tempauth"),
+            ({"swift_store_multi_tenant": "true"}, "multi_tenant = true is not available yet"),
+            ({"swift_store_large_object_chunk_size": "0"}, "must be at least 1"),
+            ({"swift_store_container": "a/b"}, "without '/'"),
+            ({"swift_store_region": "x"}, "unknown option"),
+        ],
+    )
+    def test_bad_swift_store_options(self, options: Mapping[str, str], message: str) -> None:
+        base = {
+            "swift_store_auth_address": "http://127.0.0.1:1/auth/v1.0",
+            "swift_store_user": "a:b",
+            "swift_store_key": "c",
+        }
+        with pytest.raises(ConfigError, match=message) as caught:
+            build_store(StoreSettings("reliable", "swift", options={**base, **options}))
+        assert "[reliable]" in caught.value.message
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"s3_store_host": ""}, "s3_store_host is not set"),
+            ({"s3_store_bucket": ""}, "s3_store_bucket is not set"),
+            ({"s3_store_secret_key": ""}, "s3_store_secret_key is not set"),
+            ({"s3_store_host": "ftp://x"}, "must be a host name or an http"),
+            ({"s3_store_large_object_chunk_size": "4"}, "chunk_size = '4' must be at least 5"),
+            ({"s3_store_large_object_size": "big"}, "not a whole number"),
+            ({"s3_store_thread_pools": "0"}, "thread_pools = '0' must be at least 1"),
+            ({"s3_store_bucket_url_format": "dns"}, "must be one of auto, path, virtual"),
+            ({"s3_store_create_bucket_on_put": "perhaps"}, "s3_store_create_bucket_on_put"),
+            ({"s3_store_bucket_name": "x"}, "unknown option"),
+        ],
+    )
+    def test_bad_s3_store_options(self, options: Mapping[str, str], message: str) -> None:
+        base = {
+            "s3_store_host": "http://127.0.0.1:1",
+            "s3_store_access_key": "a",
+            "s3_store_secret_key": "b",
+            "s3_store_bucket": "images",
+        }
+        with pytest.raises(ConfigError, match=message) as caught:
+            build_store(StoreSettings("big", "s3", options={**base, **options}))
+        assert "[big]" in caught.value.message
 
     @pytest.mark.parametrize(
         ("env", "message"),

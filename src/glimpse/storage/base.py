@@ -6,10 +6,23 @@ and the task runner can use stores without importing any driver.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import re
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TypeVar
 
-__all__ = ["KEY_PATTERN", "MAX_KEY_LENGTH", "check_write_arguments", "validate_key"]
+__all__ = [
+    "KEY_PATTERN",
+    "MAX_KEY_LENGTH",
+    "check_write_arguments",
+    "raise_first_error",
+    "run_blocking",
+    "validate_key",
+]
+
+T = TypeVar("T")
 
 MAX_KEY_LENGTH: Final = 200
 KEY_PATTERN: Final = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_KEY_LENGTH - 1}}}")
@@ -34,3 +47,40 @@ def check_write_arguments(key: str, max_size: int | None) -> None:
     validate_key(key)
     if max_size is not None and max_size < 0:
         raise ValueError(f"max_size must be 0 or more, got {max_size}.")
+
+
+async def run_blocking(
+    executor: concurrent.futures.Executor,
+    func: Callable[[], T],
+    on_abandon: Callable[[T], None] | None = None,
+) -> T:
+    """Run the blocking ``func`` in ``executor`` and return its result.
+
+    A thread cannot be interrupted, so when the awaiting task is cancelled this waits for ``func``
+    to finish before re-raising the cancellation: clean-up that follows never races a request still
+    in flight. A result nobody wants any more is handed to ``on_abandon``.
+    """
+    future = asyncio.get_running_loop().run_in_executor(executor, func)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait((future,))
+        if not future.cancelled() and future.exception() is None and on_abandon is not None:
+            on_abandon(future.result())
+        raise
+
+
+def raise_first_error(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """Look at every finished future's outcome (so asyncio never reports one as not retrieved),
+    then raise the first error among them, if any."""
+    first: BaseException | None = None
+    for future in futures:
+        if future.cancelled():
+            continue
+        error = future.exception()
+        if error is not None and first is None:
+            first = error
+    if first is not None:
+        raise first

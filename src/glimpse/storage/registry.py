@@ -15,6 +15,8 @@ from glimpse.config import Settings, StoreSettings, parse_bool, parse_size
 from glimpse.errors import ConfigError, StoreNotFound, UnknownStore
 from glimpse.ports import ImageStore
 from glimpse.storage.filesystem import DEFAULT_CHUNK_SIZE, FilesystemStore
+from glimpse.storage.s3 import BUCKET_URL_FORMATS, MIN_PART_SIZE, S3Store
+from glimpse.storage.swift import SwiftStore
 
 __all__ = ["STAGING_STORE_ID", "StoreRegistry", "build_stores"]
 
@@ -105,14 +107,152 @@ def _filesystem(settings: StoreSettings) -> ImageStore:
     )
 
 
-def _unavailable_s3(settings: StoreSettings) -> ImageStore:
-    raise ConfigError(f"store {settings.id!r}: S3 stores are not available yet")
+_S3_OPTIONS: Final = (
+    "s3_store_host",
+    "s3_store_access_key",
+    "s3_store_secret_key",
+    "s3_store_bucket",
+    "s3_store_create_bucket_on_put",
+    "s3_store_large_object_size",
+    "s3_store_large_object_chunk_size",
+    "s3_store_thread_pools",
+    "s3_store_bucket_url_format",
+    "s3_store_region_name",
+)
+_MiB: Final = 1024 * 1024
+
+
+def _whole_number(settings: StoreSettings, name: str, default: int, minimum: int) -> int:
+    raw = settings.options.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        number = int(raw)
+    except ValueError:
+        raise ConfigError(f"[{settings.id}] {name} = {raw!r} is not a whole number.") from None
+    if number < minimum:
+        raise ConfigError(f"[{settings.id}] {name} = {raw!r} must be at least {minimum}.")
+    return number
+
+
+def _s3(settings: StoreSettings) -> ImageStore:
+    """An S3 store from its ``enabled_backends`` entry and ``[<id>]`` section (Glance's option names)."""
+    unknown = sorted(set(settings.options) - set(_S3_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"[{settings.id}] has unknown option(s) {', '.join(unknown)} for an s3 store; "
+            f"known options are {', '.join(_S3_OPTIONS)}."
+        )
+    required = {}
+    for name in ("s3_store_host", "s3_store_access_key", "s3_store_secret_key", "s3_store_bucket"):
+        value = settings.options.get(name, "").strip()
+        if not value:
+            raise ConfigError(f"[{settings.id}] {name} is not set; an s3 store needs it.")
+        required[name] = value
+    host = required["s3_store_host"]
+    endpoint = host if "://" in host else f"https://{host}"
+    if not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"[{settings.id}] s3_store_host = {host!r} must be a host name or an http:// or https:// URL."
+        )
+    raw_create = settings.options.get("s3_store_create_bucket_on_put", "").strip()
+    create = parse_bool(raw_create, f"[{settings.id}] s3_store_create_bucket_on_put") if raw_create else False
+    url_format = settings.options.get("s3_store_bucket_url_format", "").strip() or "auto"
+    if url_format not in BUCKET_URL_FORMATS:
+        raise ConfigError(
+            f"[{settings.id}] s3_store_bucket_url_format = {url_format!r} must be one of "
+            f"{', '.join(BUCKET_URL_FORMATS)}."
+        )
+    # Sizes are whole MB, as in Glance; parts are at least S3's 5 MB minimum.
+    large = _whole_number(settings, "s3_store_large_object_size", 100, 1)
+    chunk = _whole_number(settings, "s3_store_large_object_chunk_size", 10, MIN_PART_SIZE // _MiB)
+    threads = _whole_number(settings, "s3_store_thread_pools", 10, 1)
+    try:
+        return S3Store(
+            settings.id,
+            endpoint_url=endpoint,
+            access_key=required["s3_store_access_key"],
+            secret_key=required["s3_store_secret_key"],
+            bucket=required["s3_store_bucket"],
+            region=settings.options.get("s3_store_region_name", "").strip() or "us-east-1",
+            create_bucket_on_put=create,
+            large_object_size=large * _MiB,
+            chunk_size=chunk * _MiB,
+            thread_pools=threads,
+            bucket_url_format=url_format,
+            description=settings.description,
+            weight=settings.weight,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"[{settings.id}] {exc}") from None
+
+
+_SWIFT_OPTIONS: Final = (
+    "swift_store_auth_address",
+    "swift_store_user",
+    "swift_store_key",
+    "swift_store_container",
+    "swift_store_create_container_on_put",
+    "swift_store_large_object_size",
+    "swift_store_large_object_chunk_size",
+    "swift_store_auth_version",
+    "swift_store_multi_tenant",
+)
+
+
+def _swift(settings: StoreSettings) -> ImageStore:
+    """A Swift store from its ``enabled_backends`` entry and ``[<id>]`` section (Glance's names)."""
+    unknown = sorted(set(settings.options) - set(_SWIFT_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"[{settings.id}] has unknown option(s) {', '.join(unknown)} for a swift store; "
+            f"known options are {', '.join(_SWIFT_OPTIONS)}."
+        )
+    required = {}
+    for name in ("swift_store_auth_address", "swift_store_user", "swift_store_key"):
+        value = settings.options.get(name, "").strip()
+        if not value:
+            raise ConfigError(f"[{settings.id}] {name} is not set; a swift store needs it.")
+        required[name] = value
+    auth_version = settings.options.get("swift_store_auth_version", "").strip() or "1"
+    if auth_version != "1":
+        raise ConfigError(
+            f"[{settings.id}] swift_store_auth_version = {auth_version!r} is not available yet; only 1 "
+            "(tempauth and other v1 auth) is."
+        )
+    raw_multi = settings.options.get("swift_store_multi_tenant", "").strip()
+    if raw_multi and parse_bool(raw_multi, f"[{settings.id}] swift_store_multi_tenant"):
+        raise ConfigError(
+            f"[{settings.id}] swift_store_multi_tenant = true is not available yet; every image goes "
+            "into the one account of swift_store_user."
+        )
+    raw_create = settings.options.get("swift_store_create_container_on_put", "").strip()
+    option = f"[{settings.id}] swift_store_create_container_on_put"
+    create = parse_bool(raw_create, option) if raw_create else False
+    large = _whole_number(settings, "swift_store_large_object_size", 5120, 1)
+    chunk = _whole_number(settings, "swift_store_large_object_chunk_size", 200, 1)
+    try:
+        return SwiftStore(
+            settings.id,
+            auth_address=required["swift_store_auth_address"],
+            user=required["swift_store_user"],
+            key=required["swift_store_key"],
+            container=settings.options.get("swift_store_container", "").strip() or "glance",
+            create_container_on_put=create,
+            large_object_size=large * _MiB,
+            chunk_size=chunk * _MiB,
+            description=settings.description,
+            weight=settings.weight,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"[{settings.id}] {exc}") from None
 
 
 # Store type -> factory. A new driver is enabled by adding its type here (and to config.STORE_TYPES).
 _FACTORIES: Final[Mapping[str, Callable[[StoreSettings], ImageStore]]] = {
     "file": _filesystem,
-    "s3": _unavailable_s3,
+    "s3": _s3,
+    "swift": _swift,
 }
 
 

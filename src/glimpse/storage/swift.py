@@ -1,0 +1,476 @@
+"""``SwiftStore``: image bytes as objects of one container of OpenStack Swift (python-swiftclient).
+
+Each object is ``<container>/<key>``; its location is ``swift+http://<auth host>/<container>/<key>``
+(``swift+https://`` over HTTPS), without the credentials Glance puts into its locations. Only one
+account is used (``swift_store_multi_tenant = false``), reached with v1 (tempauth) authentication.
+
+A write buffers up to ``large_object_size`` bytes. A source that ends before that is sent with one
+PUT; a longer one is cut into ``chunk_size`` segments in the ``<container>_segments`` container (at
+most ``thread_pools`` in flight), named ``<key>/<random>/<number>``, and published by a Static Large
+Object manifest, so memory stays bounded whatever the size. Only the PUT or the manifest makes the
+object visible; any failure, ``max_size`` overrun or cancellation deletes the segments already sent.
+Replacing or deleting a large object also deletes its old segments. swiftclient is blocking: every
+call runs in the store's own thread pool, each thread with its own connection. Every error is
+translated in :meth:`SwiftStore._translate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import json
+import logging
+import threading
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any, Final, TypeVar
+
+import requests.exceptions
+import swiftclient.client
+import swiftclient.exceptions
+
+from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
+from glimpse.ports import Capabilities, StoredObject
+from glimpse.storage.base import (
+    KEY_PATTERN,
+    check_write_arguments,
+    raise_first_error,
+    run_blocking,
+    validate_key,
+)
+
+__all__ = ["SwiftStore"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MiB: Final = 1024 * 1024
+_READ_BLOCK: Final = MiB
+_SLO_HEADER: Final = "x-static-large-object"
+
+
+class _MissingContainer(Exception):
+    """A PUT found no container (and the store may not create it)."""
+
+
+class _ObjectReader:
+    """Async iterator over one object's body, read in blocks in the store's threads; the response is
+    released when the bytes run out, on an error, on :meth:`aclose` or on garbage collection."""
+
+    def __init__(self, store: SwiftStore, body: Any, remaining: int) -> None:
+        self._store = store
+        self._body: Any = body
+        self._remaining = remaining
+
+    def __aiter__(self) -> _ObjectReader:
+        return self
+
+    async def __anext__(self) -> bytes:
+        body = self._body
+        if body is None or self._remaining <= 0:
+            self._close()
+            raise StopAsyncIteration
+        wanted = min(_READ_BLOCK, self._remaining)
+        try:
+            with self._store._translate("read the image data"):
+                data: bytes = await self._store._call(functools.partial(body.read, wanted))
+        except BaseException:
+            self._close()
+            raise
+        if not data:
+            self._close()
+            raise StorageError(f"store '{self._store.id}' could not read the image data: it ended early.")
+        self._remaining -= len(data)
+        return data
+
+    async def aclose(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            with contextlib.suppress(Exception):
+                body.close()
+
+    def __del__(self) -> None:
+        self._close()
+
+
+class SwiftStore:
+    """An ``ImageStore`` keeping each object in one container of a Swift account."""
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        auth_address: str,
+        user: str,
+        key: str,
+        container: str = "glance",
+        create_container_on_put: bool = False,
+        large_object_size: int = 5 * 1024 * MiB,
+        chunk_size: int = 200 * MiB,
+        thread_pools: int = 4,
+        retries: int = 2,
+        description: str = "",
+        weight: int = 0,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(auth_address)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"auth_address must be an http:// or https:// URL, got {auth_address!r}.")
+        if not container or "/" in container:
+            raise ValueError(f"container must be a name without '/', got {container!r}.")
+        if chunk_size < 1 or large_object_size < 0 or thread_pools < 1:
+            raise ValueError("chunk_size and thread_pools must be at least 1, large_object_size 0 or more.")
+        self.id = id
+        self.type = "swift"
+        self.description = description
+        self.weight = weight
+        self.capabilities = Capabilities.WRITE | Capabilities.RANGE_READ
+        self.auth_address = auth_address
+        self.container = container
+        self.segments_container = f"{container}_segments"
+        self.create_container_on_put = create_container_on_put
+        self.large_object_size = large_object_size
+        self.chunk_size = chunk_size
+        self.thread_pools = thread_pools
+        self._user = user
+        self._key = key
+        self._retries = retries
+        scheme = "swift+http" if parsed.scheme == "http" else "swift+https"
+        self._prefix = f"{scheme}://{parsed.netloc}/{container}/"
+        self._local = threading.local()
+        self._containers_ready: set[str] = set()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=thread_pools * 2, thread_name_prefix=f"swift-{id}"
+        )
+
+    def __repr__(self) -> str:
+        return f"SwiftStore(id={self.id!r}, auth_address={self.auth_address!r}, container={self.container!r})"
+
+    def _connection(self) -> swiftclient.client.Connection:
+        """This thread's connection (a swiftclient connection must not be shared between threads)."""
+        connection: swiftclient.client.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = swiftclient.client.Connection(
+                authurl=self.auth_address,
+                user=self._user,
+                key=self._key,
+                auth_version="1",
+                retries=self._retries,
+                starting_backoff=0.2,
+                max_backoff=2,
+                timeout=60,
+            )
+            self._local.connection = connection
+        return connection
+
+    # -- locations ------------------------------------------------------------------------------
+
+    def location_for(self, key: str) -> str:
+        validate_key(key)
+        return f"{self._prefix}{key}"
+
+    def owns(self, location: str) -> bool:
+        return self._key_of(location) is not None
+
+    def _key_of(self, location: str) -> str | None:
+        if not location.startswith(self._prefix):
+            return None
+        key = location[len(self._prefix) :]
+        return key if KEY_PATTERN.fullmatch(key) else None
+
+    def _require_key(self, location: str) -> str:
+        key = self._key_of(location)
+        if key is None:
+            logger.info("store %s does not hold location %r", self.id, location)
+            raise StoreNotFound(f"The image data could not be found in store '{self.id}'.")
+        return key
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    async def write(
+        self, key: str, chunks: AsyncIterator[bytes], max_size: int | None = None
+    ) -> StoredObject:
+        check_write_arguments(key, max_size)
+        buffer = bytearray()
+        size = 0
+        upload: _SegmentedUpload | None = None
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise TooLarge(f"The image data is larger than the limit of {max_size} bytes.")
+                buffer += chunk
+                if upload is None and len(buffer) > self.large_object_size and len(buffer) >= self.chunk_size:
+                    upload = _SegmentedUpload(self, key)
+                if upload is not None:
+                    while len(buffer) >= self.chunk_size:
+                        with memoryview(buffer) as view:
+                            part = bytes(view[: self.chunk_size])
+                        del buffer[: self.chunk_size]
+                        await upload.add_segment(part)
+            with self._translate("save the image data"):
+                old_segments = await self._call(functools.partial(self._segments_of, key))
+            if upload is None:
+                body = bytes(buffer)
+                buffer = bytearray()
+                with self._translate("save the image data"):
+                    await self._call(functools.partial(self._put, self.container, key, body))
+            else:
+                if buffer:
+                    await upload.add_segment(bytes(buffer))
+                    buffer = bytearray()
+                await upload.commit()
+        except BaseException:
+            if upload is not None:
+                await upload.discard()
+            raise
+        if old_segments:
+            await self._call(functools.partial(self._delete_segments, old_segments))
+        return StoredObject(location=self.location_for(key), size=size)
+
+    def _put(self, container: str, name: str, body: bytes, query_string: str | None = None) -> str:
+        """PUT one object, creating its container first when allowed; returns its ETag."""
+        connection = self._connection()
+        if self.create_container_on_put and container not in self._containers_ready:
+            connection.put_container(container)
+            self._containers_ready.add(container)
+        try:
+            etag: str = connection.put_object(
+                container, name, body, content_length=len(body), query_string=query_string
+            )
+        except swiftclient.exceptions.ClientException as exc:
+            if exc.http_status == 404:
+                raise _MissingContainer() from exc
+            raise
+        return etag
+
+    def _segments_of(self, key: str) -> list[str]:
+        """The segment paths (``container/name``) of ``key`` if it is a large object, else ``[]``."""
+        connection = self._connection()
+        try:
+            headers = connection.head_object(self.container, key)
+            if headers.get(_SLO_HEADER, "").lower() != "true":
+                return []
+            _, manifest = connection.get_object(self.container, key, query_string="multipart-manifest=get")
+        except swiftclient.exceptions.ClientException as exc:
+            if exc.http_status == 404:
+                return []
+            raise
+        return [str(entry["name"]).lstrip("/") for entry in json.loads(manifest)]
+
+    def _delete_segments(self, paths: list[str]) -> None:
+        """Delete segments, logging (not raising) failures: this runs after the write succeeded."""
+        connection = self._connection()
+        for path in paths:
+            container, _, name = path.partition("/")
+            try:
+                connection.delete_object(container, name)
+            except swiftclient.exceptions.ClientException as exc:
+                if exc.http_status != 404:
+                    logger.error("store %s could not delete segment %s: %s", self.id, path, exc)
+            except requests.exceptions.RequestException as exc:
+                logger.error("store %s could not delete segment %s: %s", self.id, path, exc)
+
+    # -- reads, deletes, listings -----------------------------------------------------------------
+
+    async def open(self, location: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        if offset < 0:
+            raise ValueError(f"offset must be 0 or more, got {offset}.")
+        if length is not None and length < 0:
+            raise ValueError(f"length must be 0 or more, got {length}.")
+        key = self._require_key(location)
+        if length == 0:
+            await self.size(location)
+            return _ObjectReader(self, None, 0)
+        headers: dict[str, str] = {}
+        if offset or length is not None:
+            end = "" if length is None else str(offset + length - 1)
+            headers["Range"] = f"bytes={offset}-{end}"
+
+        def get() -> tuple[dict[str, str], Any]:
+            result: tuple[dict[str, str], Any] = self._connection().get_object(
+                self.container, key, resp_chunk_size=_READ_BLOCK, headers=headers
+            )
+            return result
+
+        try:
+            with self._translate("open the image data", missing_is_not_found=True):
+                response_headers, body = await self._call(get, on_abandon=lambda result: result[1].close())
+        except StorageError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, swiftclient.exceptions.ClientException) and cause.http_status == 416):
+                raise
+            await self.size(location)  # a range past the end of an existing object: no bytes
+            return _ObjectReader(self, None, 0)
+        return _ObjectReader(self, body, int(response_headers.get("content-length", 0)))
+
+    async def size(self, location: str) -> int:
+        key = self._require_key(location)
+        with self._translate("read the image size", missing_is_not_found=True):
+            headers = await self._call(functools.partial(self._head, key))
+        return int(headers["content-length"])
+
+    def _head(self, key: str) -> dict[str, str]:
+        headers: dict[str, str] = self._connection().head_object(self.container, key)
+        return headers
+
+    async def delete(self, location: str) -> None:
+        key = self._require_key(location)
+
+        def remove() -> None:
+            connection = self._connection()
+            headers = connection.head_object(self.container, key)
+            large = headers.get(_SLO_HEADER, "").lower() == "true"
+            # For a large object, Swift deletes the manifest and every segment it lists.
+            connection.delete_object(
+                self.container, key, query_string="multipart-manifest=delete" if large else None
+            )
+
+        with self._translate("delete the image data", missing_is_not_found=True):
+            await self._call(remove)
+
+    async def keys(self) -> list[str]:
+        def listing() -> list[str]:
+            try:
+                _, objects = self._connection().get_container(self.container, full_listing=True)
+            except swiftclient.exceptions.ClientException as exc:
+                if exc.http_status == 404:
+                    return []
+                raise
+            return sorted(str(item["name"]) for item in objects if KEY_PATTERN.fullmatch(str(item["name"])))
+
+        with self._translate("list the image data"):
+            return await self._call(listing)
+
+    def describe(self) -> Mapping[str, object]:
+        # The properties Glance shows for a swift store in GET /v2/info/stores/detail.
+        return {
+            "container": self.container,
+            "large_object_size": self.large_object_size,
+            "large_object_chunk_size": self.chunk_size,
+        }
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _call(self, func: Callable[[], T], on_abandon: Callable[[T], None] | None = None) -> T:
+        return await run_blocking(self._executor, func, on_abandon)
+
+    @contextlib.contextmanager
+    def _translate(self, action: str, missing_is_not_found: bool = False) -> Iterator[None]:
+        """The one place swiftclient's errors become ``StorageError``s; container names, paths and
+        credentials go to the log, not into the message."""
+        try:
+            yield
+        except _MissingContainer as exc:
+            raise StorageError(
+                f"store '{self.id}' could not {action}: its container does not exist; create it or set "
+                "swift_store_create_container_on_put = true."
+            ) from exc
+        except swiftclient.exceptions.ClientException as exc:
+            status = exc.http_status
+            logger.warning("store %s could not %s (container %s): %s", self.id, action, self.container, exc)
+            if status == 404 and missing_is_not_found:
+                raise StoreNotFound(f"The image data could not be found in store '{self.id}'.") from exc
+            if status in (413, 507):
+                raise StoreFull(f"store '{self.id}' has no space left for the image data.") from exc
+            if status in (401, 403):
+                raise StorageError(
+                    f"store '{self.id}' could not {action}: Swift refused the credentials ({status}); "
+                    "check swift_store_user and swift_store_key."
+                ) from exc
+            if status is None:
+                raise StorageError(
+                    f"store '{self.id}' could not {action}: Swift is unreachable or failed; check "
+                    "swift_store_auth_address and that the service is up."
+                ) from exc
+            raise StorageError(f"store '{self.id}' could not {action}: Swift answered {status}.") from exc
+        except requests.exceptions.RequestException as exc:
+            logger.warning("store %s could not %s at %s: %s", self.id, action, self.auth_address, exc)
+            raise StorageError(
+                f"store '{self.id}' could not {action}: Swift is unreachable or failed "
+                f"({type(exc).__name__}); check swift_store_auth_address and that the service is up."
+            ) from exc
+
+
+class _SegmentedUpload:
+    """The segments of one large object: sent ``thread_pools`` at a time, published by an SLO
+    manifest, deleted again by :meth:`discard`."""
+
+    def __init__(self, store: SwiftStore, key: str) -> None:
+        self._store = store
+        self._prefix = f"{key}/{uuid.uuid4().hex}/"
+        self._segments: dict[int, tuple[str, str, int]] = {}  # number -> (name, etag, size)
+        self._in_flight: set[asyncio.Future[None]] = set()
+        self._number = 0
+        self._key = key
+
+    async def add_segment(self, data: bytes) -> None:
+        while len(self._in_flight) >= self._store.thread_pools:
+            done, _ = await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+            self._in_flight -= done
+            raise_first_error(done)
+        self._number += 1
+        self._in_flight.add(asyncio.ensure_future(self._send(self._number, data)))
+
+    async def _send(self, number: int, data: bytes) -> None:
+        store = self._store
+        name = f"{self._prefix}{number:08d}"
+        # Recorded before the PUT: a segment whose PUT was interrupted may still have been stored.
+        self._segments[number] = (name, "", len(data))
+        with store._translate("save the image data"):
+            etag = await store._call(functools.partial(store._put, store.segments_container, name, data))
+        self._segments[number] = (name, etag, len(data))
+
+    async def commit(self) -> None:
+        while self._in_flight:
+            done, _ = await asyncio.wait(self._in_flight)
+            self._in_flight -= done
+            raise_first_error(done)
+        store = self._store
+        manifest = json.dumps(
+            [
+                {"path": f"/{store.segments_container}/{name}", "etag": etag, "size_bytes": size}
+                for _, (name, etag, size) in sorted(self._segments.items())
+            ]
+        ).encode()
+        with store._translate("save the image data"):
+            await store._call(
+                functools.partial(
+                    store._put, store.container, self._key, manifest, query_string="multipart-manifest=put"
+                )
+            )
+        self._segments.clear()
+
+    async def discard(self) -> None:
+        """Stop the segments in flight (waiting for the requests already sent), then delete every
+        segment sent. Never raises: it runs while another error is on its way to the caller."""
+        for part in self._in_flight:
+            part.cancel()
+        while any(not part.done() for part in self._in_flight):
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait(self._in_flight)
+        for part in self._in_flight:
+            if not part.cancelled():
+                part.exception()
+        self._in_flight.clear()
+        store = self._store
+        paths = [f"{store.segments_container}/{name}" for name, _, _ in self._segments.values()]
+        self._segments.clear()
+        if not paths:
+            return
+        future = asyncio.get_running_loop().run_in_executor(
+            store._executor, functools.partial(store._delete_segments, paths)
+        )
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait((future,))
+        if future.exception() is not None:
+            logger.error(
+                "store %s could not delete the segments of %s: %s", store.id, self._key, future.exception()
+            )
