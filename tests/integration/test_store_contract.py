@@ -672,7 +672,16 @@ class TestFilesystemStoreSpecifics:
         store = FilesystemStore("fast", tmp_path, chunk_size=1024)
 
         def open_files() -> int:
-            return len(os.listdir("/proc/self/fd"))
+            # Only this object's file: other tests of the same process may close their own files
+            # (sockets, pools) during gc.collect(), which a plain count would mistake for ours.
+            target = str(tmp_path / "k")
+            count = 0
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    count += os.readlink(f"/proc/self/fd/{fd}") == target
+                except OSError:
+                    continue
+            return count
 
         async def scenario() -> None:
             stored = await store.write("k", chunked(payload(10_000)))
