@@ -97,7 +97,7 @@ def tree_cpu_seconds(pids: list[int]) -> float:
     return sum(cpu_seconds(pid) for pid in pids)
 
 
-def _cpu_times() -> tuple[int, int]:
+def cpu_times() -> tuple[int, int]:
     """(busy, total) jiffies of the whole machine."""
     values = [int(v) for v in (PROC / "stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + (values[4] if len(values) > 4 else 0)
@@ -107,9 +107,9 @@ def _cpu_times() -> tuple[int, int]:
 
 def machine_busy_percent(seconds: float) -> float:
     """Share of all CPUs busy over the next ``seconds`` seconds."""
-    busy0, total0 = _cpu_times()
+    busy0, total0 = cpu_times()
     time.sleep(seconds)
-    busy1, total1 = _cpu_times()
+    busy1, total1 = cpu_times()
     return 100.0 * (busy1 - busy0) / max(1, total1 - total0)
 
 

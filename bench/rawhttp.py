@@ -168,13 +168,14 @@ def upload(
     chunked: bool = False,
     timeout: float = 120.0,
     progress: Callable[[int], None] | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> Response:
     """PUT ``stream`` as application/octet-stream, with Content-Length or chunked framing.
 
     ``timeout`` bounds each socket operation, not the whole transfer. ``progress`` is called with
-    the bytes sent so far after each block.
+    the bytes sent so far after each block. ``extra_headers`` are sent too (e.g. the target store).
     """
-    headers = {"Content-Type": "application/octet-stream"}
+    headers = {"Content-Type": "application/octet-stream", **(extra_headers or {})}
     if chunked:
         headers["Transfer-Encoding"] = "chunked"
     else:

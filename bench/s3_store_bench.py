@@ -20,7 +20,6 @@ import asyncio
 import concurrent.futures
 import json
 import os
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -29,8 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.config
+import objectserver
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -38,15 +36,6 @@ sys.path.insert(0, str(ROOT / "src"))
 from glimpse.storage.s3 import S3Store  # noqa: E402
 
 MiB = 1024 * 1024
-
-
-def start_server() -> dict[str, str]:
-    proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "s3-server.sh"), "start"], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        sys.exit(f"scripts/s3-server.sh start failed:\n{proc.stderr}")
-    return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
 
 
 def best_of(rounds: int, size: int, run: Callable[[], None]) -> float:
@@ -76,24 +65,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    env = start_server()
+    env = objectserver.start()
     size, part = args.size_mib * MiB, args.part_mib * MiB
     block = os.urandom(MiB)
     data = block * args.size_mib
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
-    client: Any = boto3.session.Session().client(
-        "s3",
-        endpoint_url=env["S3_ENDPOINT_URL"],
-        aws_access_key_id=env["S3_ACCESS_KEY"],
-        aws_secret_access_key=env["S3_SECRET_KEY"],
-        config=botocore.config.Config(
-            region_name=env["S3_REGION"],
-            s3={"addressing_style": "path"},
-            max_pool_connections=args.threads * 2,
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        ),
-    )
+    client: Any = objectserver.s3_client(env, args.threads)
     client.create_bucket(Bucket=bucket)
     store = S3Store(
         "bench",
