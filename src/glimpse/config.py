@@ -36,6 +36,25 @@ _SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 10
 
 
 @dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """What one client may send before its request is answered, how slowly, and how many at once."""
+
+    #: Longest request line or single header line, in bytes (Glance's ``max_header_line``).
+    max_header_line: int = 16384
+    #: Most bytes of a request's line and headers together.
+    max_header_size: int = 65536
+    #: Seconds a client has to send a request's line and headers, from its first byte (or from the
+    #: connection); then 408 and the connection is closed.
+    client_header_timeout: float = 60.0
+    #: Seconds a request body may stall (no byte arriving while the server waits for one); then the
+    #: connection is closed (Glance's ``client_socket_timeout``).
+    client_socket_timeout: float = 900.0
+    #: Connections one API process keeps at once; requests on connections beyond get 503 with
+    #: ``Retry-After``.
+    max_client_connections: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
 class StoreSettings:
     """One entry of ``enabled_backends`` plus its own ``[<id>]`` section."""
 
@@ -110,6 +129,7 @@ class Settings:
     log_level: str = "INFO"
     #: Units of work one process runs at once (0: 1 on SQLite, 4 on a database server).
     database_threads: int = 0
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
 
     @property
     def effective_database_threads(self) -> int:
@@ -432,6 +452,28 @@ def _content_rules(opt: _Options) -> ContentRules:
     )
 
 
+def _http_limits(opt: _Options) -> HttpLimits:
+    defaults = HttpLimits()
+    line = opt.integer("max_header_line", minimum=1024)
+    size = opt.integer("max_header_size", minimum=1024)
+    header_timeout = opt.number("client_header_timeout")
+    socket_timeout = opt.number("client_socket_timeout")
+    connections = opt.integer("max_client_connections", minimum=1)
+    limits = HttpLimits(
+        max_header_line=defaults.max_header_line if line is None else line,
+        max_header_size=defaults.max_header_size if size is None else size,
+        client_header_timeout=defaults.client_header_timeout if header_timeout is None else header_timeout,
+        client_socket_timeout=defaults.client_socket_timeout if socket_timeout is None else socket_timeout,
+        max_client_connections=defaults.max_client_connections if connections is None else connections,
+    )
+    if limits.max_header_size < limits.max_header_line:
+        raise ConfigError(
+            f"max_header_size = {limits.max_header_size} is smaller than max_header_line = "
+            f"{limits.max_header_line}; a request with one long header line could never be sent."
+        )
+    return limits
+
+
 def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``config_file`` (optional) and ``environ`` (defaults to ``os.environ``).
 
@@ -530,6 +572,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "enforce_new_defaults": opt.boolean("enforce_new_defaults", "oslo_policy"),
         "log_level": _log_level(log_level) if log_level else None,
         "database_threads": opt.integer("threads", "database"),
+        "http_limits": _http_limits(opt),
     }
     return Settings(
         data_dir=data_dir,

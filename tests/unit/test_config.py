@@ -294,3 +294,35 @@ def test_import_filter_typos_stop_the_load(options: dict[str, str], message: str
         settings(**env)
     assert caught.value.message.startswith("[import_filtering_opts] ")
     assert message in caught.value.message
+
+
+# -- HTTP limits -------------------------------------------------------------------------------------
+
+
+def test_http_limits_default_to_glance_sized_headers_and_can_be_set() -> None:
+    defaults = settings().http_limits
+    assert (defaults.max_header_line, defaults.max_header_size) == (16384, 65536)
+    limits = settings(
+        GLIMPSE_MAX_HEADER_LINE="4096",
+        GLIMPSE_MAX_HEADER_SIZE="8192",
+        GLIMPSE_CLIENT_HEADER_TIMEOUT="2.5",
+        GLIMPSE_CLIENT_SOCKET_TIMEOUT="30",
+        GLIMPSE_MAX_CLIENT_CONNECTIONS="50",
+    ).http_limits
+    assert (limits.max_header_line, limits.max_header_size) == (4096, 8192)
+    assert (limits.client_header_timeout, limits.client_socket_timeout) == (2.5, 30.0)
+    assert limits.max_client_connections == 50
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"GLIMPSE_MAX_HEADER_LINE": "8192", "GLIMPSE_MAX_HEADER_SIZE": "4096"}, "smaller than max_header_line"),
+        ({"GLIMPSE_MAX_HEADER_LINE": "100"}, "max_header_line"),
+        ({"GLIMPSE_CLIENT_HEADER_TIMEOUT": "0"}, "client_header_timeout"),
+        ({"GLIMPSE_MAX_CLIENT_CONNECTIONS": "0"}, "max_client_connections"),
+    ],
+)
+def test_unusable_http_limits_are_refused_by_name(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        settings(**env)

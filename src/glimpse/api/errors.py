@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Protocol, runtime_checkable
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,7 +20,6 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from glimpse import errors
-from glimpse.api.responses import JSONResponse
 
 log = logging.getLogger(__name__)
 
@@ -101,19 +101,19 @@ def negotiate_error_type(accept: str | None) -> str:
     return chosen
 
 
-def error_response(
+def error_body(
     status: int,
     message: str,
-    headers: dict[str, str] | None = None,
     accept: str | None = "application/json",
     extra: Mapping[str, object] | None = None,
-) -> Response:
+) -> tuple[str, bytes]:
+    """The media type and bytes of a Glance-shaped error body for ``status``, negotiated on ``accept``."""
     phrase = HTTPStatus(status).phrase
     body_type = negotiate_error_type(accept)
     if body_type == "application/json":
         body: dict[str, object] = {"message": message, "code": f"{status} {phrase}", "title": phrase}
         body.update((key, value) for key, value in (extra or {}).items() if key not in body)
-        return JSONResponse(body, status_code=status, headers=headers)
+        return "application/json", orjson.dumps(body)
     if body_type == "text/html":
         text = (
             f"<html>\n <head>\n  <title>{status} {phrase}</title>\n </head>\n <body>\n"
@@ -121,7 +121,18 @@ def error_response(
         )
     else:
         text = f"{status} {phrase}\n\n{message}\n\n   "
-    return Response(text, status_code=status, headers=headers, media_type=f"{body_type}; charset=UTF-8")
+    return f"{body_type}; charset=UTF-8", text.encode()
+
+
+def error_response(
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    accept: str | None = "application/json",
+    extra: Mapping[str, object] | None = None,
+) -> Response:
+    media_type, content = error_body(status, message, accept, extra)
+    return Response(content, status_code=status, headers=headers, media_type=media_type)
 
 
 def _describe_validation(exc: RequestValidationError) -> str:

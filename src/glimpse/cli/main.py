@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 from glimpse.api.auth import build_authenticator
 from glimpse.config import Settings, load_settings
@@ -48,7 +49,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import functools
+
     import uvicorn
+
+    from glimpse.api.http_protocol import GuardedHttpProtocol
 
     settings = _settings(args)
     configure_logging(settings.log_level)
@@ -71,7 +76,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.bind_port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        # A module-level class with its limits bound: picklable for the worker processes.
+        http=cast(Any, functools.partial(GuardedHttpProtocol, limits=settings.http_limits)),
         access_log=False,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,

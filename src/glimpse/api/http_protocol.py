@@ -1,0 +1,230 @@
+"""The HTTP/1.1 connection handler: uvicorn's httptools protocol with limits that answer.
+
+uvicorn parses requests with httptools and leaves several things unbounded: the size of a request's
+line and headers (a client may send megabytes of them), the time a client takes to send them (a
+slowloris holds a connection forever), the time a request body may stall, and the number of
+connections (its ``limit_concurrency`` answers a bare 503 with no ``Retry-After``).
+:class:`GuardedHttpProtocol` adds the :class:`~glimpse.config.HttpLimits` and answers each breach
+with a Glance-shaped error and a message that says what to do, then closes the connection:
+
+=====================================  ====  ==============================================
+request line longer than max_header_line  414  before the application sees the request
+a header line longer than max_header_line  431
+line + headers over max_header_size        431  counted as bytes arrive: memory stays bounded
+headers not complete within                408  from the connection or the request's first byte
+client_header_timeout
+more than max_client_connections open      503  ``Retry-After``; counted per process
+a body stalled for client_socket_timeout   --   connection closed: the upload is reverted as
+                                                for any client that goes away
+=====================================  ====  ==============================================
+
+A body does not count as stalled while the server itself has paused reading (flow control, when the
+application is slower than the client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from glimpse.api.errors import error_body
+from glimpse.config import HttpLimits
+
+log = logging.getLogger(__name__)
+
+#: Seconds a client refused for too many connections is asked to wait.
+RETRY_AFTER = 5
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """One client connection, with :class:`HttpLimits` enforced (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        limits: HttpLimits,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = limits
+        self._in_head = True
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_seen = 0.0
+        self._refusal: tuple[int, str, dict[str, str]] | None = None
+
+    # -- connection ---------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._refusal is None and self._in_head and self._head_bytes > self.limits.max_header_size:
+            self._refuse_head_size()
+        if self._refusal is not None and not self.transport.is_closing():
+            self._send_refusal()
+
+    # -- parser callbacks ---------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        self._arm_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if self._refusal is None and len(self.url) > self.limits.max_header_line:
+            self._refuse(
+                414,
+                f"The request line is longer than {self.limits.max_header_line} bytes (max_header_line); "
+                "use a shorter URL, for example fewer query parameters.",
+            )
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        if self._refusal is None and len(name) + len(value) + 2 > self.limits.max_header_line:
+            shown = name[:64].decode("latin-1")
+            self._refuse(
+                431,
+                f"The header {shown!r} is longer than {self.limits.max_header_line} bytes "
+                "(max_header_line); send a shorter value.",
+            )
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_head_timer()
+        if self._refusal is None:
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > self.limits.max_header_size:
+                self._refuse_head_size()
+        if self._refusal is not None:
+            return
+        if len(self.connections) > self.limits.max_client_connections:
+            self._refuse(
+                503,
+                f"This server process has {self.limits.max_client_connections} connections open "
+                f"(max_client_connections); retry in {RETRY_AFTER} seconds.",
+                {"Retry-After": str(RETRY_AFTER)},
+            )
+            return
+        super().on_headers_complete()
+        if self._expects_body():
+            self._body_seen = self.loop.time()
+            self._body_timer = self.loop.call_later(self.limits.client_socket_timeout, self._check_body)
+
+    def on_body(self, body: bytes) -> None:
+        if self._refusal is not None:
+            return
+        self._body_seen = self.loop.time()
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        if self._refusal is not None or self.cycle is None:
+            return
+        super().on_message_complete()
+
+    # -- limits -------------------------------------------------------------------------------------
+
+    def _expects_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"transfer-encoding" or (
+                name == b"content-length" and value.strip() not in (b"", b"0")
+            ):
+                return True
+        return False
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.limits.client_header_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _cancel_timers(self) -> None:
+        self._cancel_head_timer()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._in_head or self._refusal is not None or self.transport.is_closing():
+            return
+        self._refuse(
+            408,
+            f"The request line and headers did not arrive within {self.limits.client_header_timeout:g} "
+            "seconds (client_header_timeout); send them at once.",
+        )
+        self._send_refusal()
+
+    def _check_body(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing() or self.cycle is None or not self.cycle.more_body:
+            return
+        now = self.loop.time()
+        if self.flow.read_paused:
+            # The server holds the client back (the application is slower): not a stall.
+            self._body_seen = now
+        idle = now - self._body_seen
+        if idle < self.limits.client_socket_timeout:
+            self._body_timer = self.loop.call_later(
+                self.limits.client_socket_timeout - idle, self._check_body
+            )
+            return
+        log.warning(
+            "closing a connection from %s: its request body stalled for %g seconds (client_socket_timeout)",
+            self.client,
+            self.limits.client_socket_timeout,
+        )
+        self.transport.close()
+
+    def _refuse_head_size(self) -> None:
+        self._refuse(
+            431,
+            f"The request line and headers are longer than {self.limits.max_header_size} bytes "
+            "(max_header_size); send fewer or shorter headers.",
+        )
+
+    def _refuse(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self._refusal = (status, message, headers or {})
+
+    def _send_refusal(self) -> None:
+        assert self._refusal is not None
+        status, message, headers = self._refusal
+        log.warning("refusing a request from %s with %d: %s", self.client, status, message)
+        accept = next(
+            (value.decode("latin-1") for name, value in self.headers or () if name == b"accept"), None
+        )
+        media_type, body = error_body(status, message, accept or "application/json")
+        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", f"content-type: {media_type}"]
+        lines += [f"content-length: {len(body)}", "connection: close"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        self._cancel_timers()
+        self.transport.close()
