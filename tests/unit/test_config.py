@@ -317,7 +317,10 @@ def test_http_limits_default_to_glance_sized_headers_and_can_be_set() -> None:
 @pytest.mark.parametrize(
     ("env", "fragment"),
     [
-        ({"GLIMPSE_MAX_HEADER_LINE": "8192", "GLIMPSE_MAX_HEADER_SIZE": "4096"}, "smaller than max_header_line"),
+        (
+            {"GLIMPSE_MAX_HEADER_LINE": "8192", "GLIMPSE_MAX_HEADER_SIZE": "4096"},
+            "smaller than max_header_line",
+        ),
         ({"GLIMPSE_MAX_HEADER_LINE": "100"}, "max_header_line"),
         ({"GLIMPSE_CLIENT_HEADER_TIMEOUT": "0"}, "client_header_timeout"),
         ({"GLIMPSE_MAX_CLIENT_CONNECTIONS": "0"}, "max_client_connections"),
