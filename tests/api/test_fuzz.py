@@ -349,6 +349,9 @@ RAW_CASES: dict[str, Raw] = {
     "member-id-nul-in-path": Raw("DELETE", f"/v2/images/{ACTIVE_ID}/members/project-b%00", 400, NUL_IN_URL),
     "tag-nul-in-path": Raw("PUT", f"/v2/images/{QUEUED_ID}/tags/a%00b", 400, NUL_IN_URL),
     "filter-nul": Raw("GET", "/v2/images?name=%00", 400, NUL_IN_URL),
+    # Bodies on requests that take none.
+    "get-with-body": Raw("GET", "/v2/images", 400, "takes no body", JSON, _json({})),
+    "delete-with-body": Raw("DELETE", f"/v2/images/{QUEUED_ID}", 400, "takes no body", JSON, _json({})),
     # Image ids that are not UUIDs.
     "image-id-not-uuid": Raw("GET", "/v2/images/not-a-uuid", 404, "No image found"),
     "image-id-trailing-newline": Raw("GET", f"/v2/images/{QUEUED_ID}%0A", 404, "No image found"),

@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids, version-prefixed URLs, and one access-log line per request."""
+"""ASGI middleware: request ids, version-prefixed URLs, bodies where none belong, and one access-log
+line per request."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import re
 import time
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from glimpse.api.errors import error_body
 from glimpse.context import new_request_id
 
 access_log = logging.getLogger("glimpse.access")
@@ -25,13 +26,24 @@ _NUL_IN_URL = (
 )
 
 
-def _error(status: int, phrase: str, message: str, request_id: str) -> tuple[Message, Message]:
-    body = orjson.dumps({"message": message, "code": f"{status} {phrase}", "title": phrase})
+#: Methods whose requests carry no body in the Image API.
+_BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in (b"", b"0")):
+            return True
+    return False
+
+
+def _error(status: int, message: str, request_id: str) -> tuple[Message, Message]:
+    media_type, body = error_body(status, message)
     start: Message = {
         "type": "http.response.start",
         "status": status,
         "headers": [
-            (b"content-type", b"application/json"),
+            (b"content-type", media_type.encode()),
             (b"content-length", str(len(body)).encode()),
             (REQUEST_ID_HEADER, request_id.encode()),
         ],
@@ -65,7 +77,7 @@ class RequestContextMiddleware:
             await send(message)
 
         async def reject(problem: str) -> None:
-            start, body = _error(400, "Bad Request", problem, request_id)
+            start, body = _error(400, problem, request_id)
             status_holder["status"] = 400
             await send(start)
             await send(body)
@@ -77,6 +89,12 @@ class RequestContextMiddleware:
                     await reject(problem)
                     return
                 request_id = given if given.startswith("req-") else f"req-{given}"
+            if scope["method"] in _BODILESS_METHODS and _has_body(scope["headers"]):
+                await reject(
+                    f"A {scope['method']} request takes no body; send it without one "
+                    "(no Content-Length, or Content-Length: 0)."
+                )
+                return
             query = scope.get("query_string", b"")
             if "\x00" in path or b"%00" in query or b"\x00" in query:
                 await reject(_NUL_IN_URL)
