@@ -127,6 +127,8 @@ class Settings:
     #: ``[oslo_policy] enforce_new_defaults``: only True (the secure-RBAC defaults) is supported.
     enforce_new_defaults: bool = True
     log_level: str = "INFO"
+    #: One JSON object per log line (oslo.log's ``use_json``) instead of text lines.
+    use_json: bool = False
     #: Units of work one process runs at once (0: 1 on SQLite, 4 on a database server).
     database_threads: int = 0
     http_limits: HttpLimits = field(default_factory=HttpLimits)
@@ -571,6 +573,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "enforce_scope": opt.boolean("enforce_scope", "oslo_policy"),
         "enforce_new_defaults": opt.boolean("enforce_new_defaults", "oslo_policy"),
         "log_level": _log_level(log_level) if log_level else None,
+        "use_json": opt.boolean("use_json"),
         "database_threads": opt.integer("threads", "database"),
         "http_limits": _http_limits(opt),
     }

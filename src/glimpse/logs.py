@@ -1,19 +1,73 @@
-"""Process-wide logging set-up: one format for the service's own lines and the access log."""
+"""Process-wide logging set-up: text lines or one JSON object per line, with the request's context.
+
+The fields that say which request, caller, task and image a line is about (``request_id``,
+``user_id``, ``project_id``, ``task_id``, ``image_id``) are bound to the running asyncio task with
+:func:`log_fields` (the HTTP middleware and authentication for requests, the runner for tasks); the
+JSON format adds them to every line logged inside, the text format is unchanged.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import sys
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar, Token
+from datetime import UTC, datetime
+from types import MappingProxyType
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
 
+_FIELDS: ContextVar[Mapping[str, str]] = ContextVar("glimpse_log_fields", default=MappingProxyType({}))
 
-def configure_logging(level: str) -> None:
+
+def bind_log_fields(**fields: str | None) -> Token[Mapping[str, str]]:
+    """Add ``fields`` (those not ``None``) to the lines logged from here on in this context."""
+    given = {name: value for name, value in fields.items() if value is not None}
+    return _FIELDS.set({**_FIELDS.get(), **given})
+
+
+def reset_log_fields(token: Token[Mapping[str, str]]) -> None:
+    _FIELDS.reset(token)
+
+
+@contextlib.contextmanager
+def log_fields(**fields: str | None) -> Iterator[None]:
+    """``fields`` on every line logged inside the block (in this asyncio task and what it awaits)."""
+    token = bind_log_fields(**fields)
+    try:
+        yield
+    finally:
+        reset_log_fields(token)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, process, message, the bound fields, and the
+    traceback of an exception as one string."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.process,
+            "message": record.getMessage(),
+        }
+        for name, value in _FIELDS.get().items():
+            entry.setdefault(name, value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str, use_json: bool = False) -> None:
     """Log to stderr at ``level``; idempotent, so the parent and each worker process can call it."""
     root = logging.getLogger()
-    if not any(getattr(h, "_glimpse", False) for h in root.handlers):
+    handler = next((h for h in root.handlers if getattr(h, "_glimpse", False)), None)
+    if handler is None:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(FORMAT))
         handler._glimpse = True  # type: ignore[attr-defined]
         root.addHandler(handler)
+    handler.setFormatter(JsonFormatter() if use_json else logging.Formatter(FORMAT))
     root.setLevel(level)

@@ -19,5 +19,5 @@ def app() -> FastAPI:
     sys.setswitchinterval(0.0005)
     settings = load_settings()
     # Worker processes are fresh interpreters: each sets up its own logging.
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.use_json)
     return create_app(Runtime.build(settings))

@@ -34,6 +34,7 @@ from fastapi import Request
 from glimpse.config import Settings
 from glimpse.domain.images import MAX_STRING, check_text
 from glimpse.errors import ConfigError, IdentityUnavailable, InvalidInput, Unauthenticated
+from glimpse.logs import bind_log_fields
 
 log = logging.getLogger(__name__)
 
@@ -262,4 +263,7 @@ def build_authenticator(settings: Settings) -> Authenticator:
 async def authenticate(request: Request) -> None:
     """Dependency of every ``/v2`` route: the caller's identity, validated once, kept on the request."""
     authenticator: Authenticator = request.app.state.authenticator
-    request.state.identity = await authenticator.identify(request.headers)
+    identity = await authenticator.identify(request.headers)
+    request.state.identity = identity
+    # Reset with the request id the middleware bound, when the request ends.
+    bind_log_fields(user_id=identity.user_id, project_id=identity.project_id)

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glimpse.api.errors import error_body
 from glimpse.context import new_request_id
+from glimpse.logs import bind_log_fields, reset_log_fields
 
 access_log = logging.getLogger("glimpse.access")
 
@@ -66,6 +67,7 @@ class RequestContextMiddleware:
         given = next((v.decode("latin-1") for k, v in scope["headers"] if k == REQUEST_ID_HEADER), None)
         request_id = new_request_id()
         status_holder = {"status": 500}
+        fields = None
         path = scope["path"]
 
         async def send_with_id(message: Message) -> None:
@@ -101,6 +103,7 @@ class RequestContextMiddleware:
                 return
             state: dict[str, Any] = scope.setdefault("state", {})
             state["request_id"] = request_id
+            fields = bind_log_fields(request_id=request_id)
             match = _VERSIONED_PATH.match(path)
             if match and int(match.group(1)) <= MAX_MINOR_VERSION:
                 new_path = "/v2" + (match.group(2) or "/")
@@ -111,6 +114,8 @@ class RequestContextMiddleware:
             access_log.info(
                 "%s %s %s %s %.1fms", request_id, scope["method"], path, status_holder["status"], elapsed_ms
             )
+            if fields is not None:
+                reset_log_fields(fields)
 
     def _check_given(self, given: str) -> str | None:
         limit = self.max_request_id_length

@@ -56,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from glimpse.api.http_protocol import GuardedHttpProtocol
 
     settings = _settings(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.use_json)
     prepare(settings)
     # Build everything a worker process builds, once, so a bad store or policy file stops us here
     # with a clear message instead of crash-looping the worker processes.
@@ -79,6 +79,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # A module-level class with its limits bound: picklable for the worker processes.
         http=cast(Any, functools.partial(GuardedHttpProtocol, limits=settings.http_limits)),
         access_log=False,
+        # uvicorn's own lines go through the root logger, in the service's format (text or JSON).
+        log_config=None,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
     )
@@ -91,7 +93,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from glimpse.jobs.runner import run_worker
 
     settings = _settings(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.use_json)
     prepare(settings)
     runtime = Runtime.build(settings)
     try:
@@ -103,7 +105,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.use_json)
     if args.db_command == "purge":
         return _purge(settings, args.age_in_days)
     if args.db_command == "upgrade":

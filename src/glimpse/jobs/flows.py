@@ -28,6 +28,7 @@ from glimpse.jobs.import_run import NOT_KEPT, PHASE_FAILED, ImportRun
 from glimpse.jobs.import_steps import Begin, Complete, CopyToStores, Download
 from glimpse.jobs.progress import Heartbeat, ProgressWriter
 from glimpse.jobs.steps import Step, run_steps
+from glimpse.logs import log_fields
 from glimpse.ports import Ports, Repositories
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,18 @@ def _unexpected(run: ImportRun, exc: BaseException) -> str:
 async def execute_task(ports: Ports, task: Task, worker_id: str, heartbeat: Heartbeat) -> str:
     """Run a claimed task to its end; returns ``success``, ``failure``, ``requeued`` or ``lost``."""
     run = ImportRun.for_task(ports, task, worker_id, heartbeat)
+    with log_fields(
+        task_id=task.id,
+        image_id=run.image_id,
+        request_id=run.context.request_id,
+        user_id=run.context.user_id,
+        project_id=run.context.project_id,
+    ):
+        return await _execute(run)
+
+
+async def _execute(run: ImportRun) -> str:
+    task = run.task
     log.info(
         "task %s: %s of image %s to %s (request %s, user %s)",
         task.id,
@@ -111,7 +124,7 @@ async def execute_task(ports: Ports, task: Task, worker_id: str, heartbeat: Hear
         log.exception("task %s: unexpected error", task.id)
         run.mark_failed_stores(NOT_KEPT)
         return await _fail(run, _unexpected(run, exc))
-    log.info("task %s: success (%s)", task.id, heartbeat.progress.phase)
+    log.info("task %s: success (%s)", task.id, run.heartbeat.progress.phase)
     return "success"
 
 
