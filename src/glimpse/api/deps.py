@@ -80,8 +80,3 @@ async def _limited_body(request: Request) -> bytes:
         chunks.append(chunk)
     return b"".join(chunks)
 
-
-async def reject_body(request: Request) -> None:
-    """Some GETs take no body; sending one is a client error, as in Glance."""
-    if await _limited_body(request):
-        raise InvalidInput("A body is not expected with this request.")

@@ -16,7 +16,6 @@ router = APIRouter(prefix="/v2", tags=["discovery"])
 
 @router.get("/info/import")
 async def import_info(request: Request) -> Response:
-    await deps.reject_body(request)
     methods = list(deps.runtime(request).settings.enabled_import_methods)
     return JSONResponse(
         {"import-methods": {"description": "Import methods available.", "type": "array", "value": methods}}
@@ -34,7 +33,6 @@ def _store_entry(store_id: str, description: str, default: bool) -> dict[str, st
 
 @router.get("/info/stores")
 async def stores_info(request: Request) -> Response:
-    await deps.reject_body(request)
     stores = deps.runtime(request).stores
     return JSONResponse(
         {"stores": [_store_entry(s.id, s.description, s.id == stores.default.id) for s in stores.all()]}
@@ -43,7 +41,6 @@ async def stores_info(request: Request) -> Response:
 
 @router.get("/info/stores/detail")
 async def stores_info_detail(request: Request) -> Response:
-    await deps.reject_body(request)
     rt, ctx = deps.runtime(request), deps.context(request)
     rt.policy.enforce(PolicyRule.STORES_INFO_DETAIL, ctx, {})
     entries = []
@@ -58,7 +55,6 @@ async def stores_info_detail(request: Request) -> Response:
 
 @router.get("/info/usage")
 async def usage_info(request: Request) -> Response:
-    await deps.reject_body(request)
     rt, ctx = deps.runtime(request), deps.context(request)
     used = await rt.run(
         lambda repos: ImageService(repos, rt.settings, rt.policy).storage_used(ctx), readonly=True

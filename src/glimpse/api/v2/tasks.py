@@ -145,7 +145,6 @@ async def _event_stream(
 
 @router.get("/images/{image_id}/tasks")
 async def image_tasks(request: Request, image_id: str) -> Response:
-    await deps.reject_body(request)
     rt, ctx = deps.runtime(request), deps.context(request)
     watch = _watch_params(request.query_params)
     if task_events.wants_events(request.headers.get("accept")):
@@ -162,7 +161,6 @@ async def image_tasks(request: Request, image_id: str) -> Response:
 
 @router.get("/images/{image_id}/tasks/{task_id}")
 async def image_task(request: Request, image_id: str, task_id: str) -> Response:
-    await deps.reject_body(request)
     rt, ctx = deps.runtime(request), deps.context(request)
     task = await rt.run(lambda s: _service(rt, s).image_task(ctx, image_id, task_id), readonly=True)
     return JSONResponse(image_task_view(task))
