@@ -41,6 +41,8 @@ import swiftclient.exceptions
 from test_runner_support import MIB, WebServer, payload, serve
 
 from balancersupport import NODE_HEADER, Balancer
+from glimpse.db import migrate
+from glimpse.db.session import make_engine
 from livesupport import GLIMPSE_BIN, REPO_ROOT, Server, free_port
 from objectsupport import ObjectServer
 from tcprelay import TcpRelay
@@ -216,17 +218,13 @@ def topology(
         web=web,
     )
     try:
-        # Migrate once, so that the four processes start on a current schema.
-        upgrade = subprocess.run(
-            [str(GLIMPSE_BIN), "db", "upgrade"],
-            cwd=REPO_ROOT,
-            env=topo.node_environ("migrate"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert upgrade.returncode == 0, upgrade.stderr
+        # Migrate once, here (no extra process to start), so that the four processes start on a
+        # current schema.
+        engine = make_engine(database_url)
+        try:
+            migrate.upgrade(engine)
+        finally:
+            engine.dispose()
         for node in SERVE_NODES:
             server = Server(name=node, port=free_port(), log_path=topo.log_path(node))
             server.start(topo.node_environ(node))
