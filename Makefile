@@ -54,7 +54,7 @@ typecheck: install ## Type-check with mypy (strict; config in pyproject.toml)
 # exits with pytest's status (so "no tests collected", exit 5, fails too).
 test: install lint typecheck ## Full check: lint, typecheck, then the whole suite (pytest -n 2) with real services
 	@status=0; \
-	$(PYTEST) -n 2 $(PYTEST_ARGS) || status=$$?; \
+	$(PYTEST) -n 2 --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	bash scripts/postgres.sh stop || true; \
 	bash scripts/s3-server.sh stop || true; \
 	if [ "$$status" -ne 0 ]; then echo "make test: pytest exited with status $$status" >&2; fi; \

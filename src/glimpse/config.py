@@ -126,6 +126,13 @@ class Settings:
     enforce_scope: bool = True
     #: ``[oslo_policy] enforce_new_defaults``: only True (the secure-RBAC defaults) is supported.
     enforce_new_defaults: bool = True
+    #: ``[healthcheck] disable_by_file_path``: while this file exists, ``/healthcheck`` answers 503
+    #: (take a node out of its load balancer before stopping it).
+    healthcheck_disable_file: Path | None = None
+    #: ``[healthcheck] detailed``: the JSON answer of ``/healthcheck`` names each check and its time.
+    healthcheck_detailed: bool = False
+    #: ``[healthcheck] timeout``: seconds the database and the default store each have to answer.
+    healthcheck_timeout: float = 2.0
     log_level: str = "INFO"
     #: One JSON object per log line (oslo.log's ``use_json``) instead of text lines.
     use_json: bool = False
@@ -533,6 +540,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
     log_level = opt.text("log_level")
     public_endpoint = opt.text("public_endpoint")
     policy_file = opt.text("policy_file", "oslo_policy")
+    disable_file = opt.text("disable_by_file_path", "healthcheck")
 
     given: dict[str, Any] = {
         "bind_host": opt.text("bind_host"),
@@ -576,6 +584,9 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "use_json": opt.boolean("use_json"),
         "database_threads": opt.integer("threads", "database"),
         "http_limits": _http_limits(opt),
+        "healthcheck_disable_file": Path(disable_file) if disable_file else None,
+        "healthcheck_detailed": opt.boolean("detailed", "healthcheck"),
+        "healthcheck_timeout": opt.number("timeout", "healthcheck"),
     }
     return Settings(
         data_dir=data_dir,

@@ -89,6 +89,10 @@ class ImageStore(Protocol):
       still in progress or abandoned is not among them.
     * ``owns(location)`` tells whether a location belongs to this store.
     * ``describe()`` returns the type-specific ``properties`` of ``GET /v2/info/stores/detail``.
+    * ``await probe()`` is a cheap check that the backend can be reached and written to now (a
+      directory's permissions, S3 ``HeadBucket``, a Swift container ``HEAD``); it changes nothing and
+      raises ``StorageError`` saying what to check. A bucket or container the first write would create
+      (``*_create_*_on_put``) counts as usable. The health check calls it on the default store.
     """
 
     id: str
@@ -116,6 +120,8 @@ class ImageStore(Protocol):
     def describe(self) -> Mapping[str, object]: ...
 
     def owns(self, location: str) -> bool: ...
+
+    async def probe(self) -> None: ...
 
 
 class StoreCatalog(Protocol):

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from glimpse.config import Settings
 from glimpse.db.repositories import SqlRepositories
-from glimpse.db.session import make_engine, make_sessionmaker, unit_of_work
+from glimpse.db.session import make_engine, make_sessionmaker, ping, unit_of_work
 from glimpse.domain.policy import Policy
 from glimpse.domain.tasks import Clock, system_clock
 from glimpse.policy_file import load_policy
@@ -75,6 +75,10 @@ class Runtime:
                 return fn(SqlRepositories(session))
 
         return await anyio.to_thread.run_sync(_call, limiter=self.limiter)
+
+    def ping_database(self) -> None:
+        """One trivial query (blocking; the health check runs it in a thread of its own)."""
+        ping(self.engine)
 
     def task_watcher(self) -> TaskWatcher:
         """The hub that wakes requests watching an image's tasks, for the running event loop."""

@@ -16,6 +16,7 @@ import gc
 import json
 import os
 import random
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
@@ -599,6 +600,102 @@ class TestStoreContract:
 
         run(scenario())
         assert store_driver.contents() == set()
+
+    def test_probe_passes_before_and_after_writes_and_changes_nothing(self, store_driver: Driver) -> None:
+        store = store_driver.store
+
+        async def scenario() -> None:
+            await store.probe()  # nothing written yet: the first write would create what is missing
+            assert store_driver.contents() == set()
+            await store.write("probed", chunked(b"data"))
+            await store.probe()
+
+        run(scenario())
+        assert store_driver.contents() == {"probed"}
+
+
+def _unusable_filesystem(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[ImageStore, str]:
+    datadir = tmp_path / "not-a-directory"
+    datadir.write_bytes(b"a file where the store's directory should be")
+    return FilesystemStore("fast", datadir), "could not reach its data directory: its data directory is not"
+
+
+def _unusable_s3(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[ImageStore, str]:
+    server: ObjectServer = request.getfixturevalue("s3_server")
+    store = S3Store(
+        "big",
+        endpoint_url=server.s3_endpoint_url,
+        access_key=server.s3_access_key,
+        secret_key=server.s3_secret_key,
+        bucket=f"missing-{uuid.uuid4().hex[:12]}",
+        region=server.s3_region,
+        bucket_url_format="path",
+    )
+    return (
+        store,
+        "could not reach its bucket: it does not exist; create it or set s3_store_create_bucket_on_put",
+    )
+
+
+def _unreachable_s3(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[ImageStore, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    store = S3Store(
+        "big", endpoint_url=f"http://127.0.0.1:{port}", access_key="a", secret_key="b", bucket="b"
+    )
+    return store, "could not reach its bucket: the object store is unreachable or failed"
+
+
+def _unusable_swift(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[ImageStore, str]:
+    server: ObjectServer = request.getfixturevalue("s3_server")
+    store = SwiftStore(
+        "reliable",
+        auth_address=server.swift_auth_url,
+        user=server.swift_user,
+        key=server.swift_key,
+        container=f"missing-{uuid.uuid4().hex[:12]}",
+    )
+    return store, "could not reach its container: its container does not exist; create it or set"
+
+
+def _swift_wrong_key(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[ImageStore, str]:
+    server: ObjectServer = request.getfixturevalue("s3_server")
+    store = SwiftStore(
+        "reliable", auth_address=server.swift_auth_url, user=server.swift_user, key="not-the-key"
+    )
+    return store, "Swift refused the credentials (401); check swift_store_user and swift_store_key"
+
+
+UNUSABLE: Mapping[str, Callable[[pytest.FixtureRequest, Path], tuple[ImageStore, str]]] = {
+    "filesystem": _unusable_filesystem,
+    "s3-missing-bucket": _unusable_s3,
+    "s3-unreachable": _unreachable_s3,
+    "swift-missing-container": _unusable_swift,
+    "swift-wrong-key": _swift_wrong_key,
+}
+UNUSABLE_MARKS: Mapping[str, tuple[pytest.MarkDecorator, ...]] = {
+    "s3-missing-bucket": (pytest.mark.objects,),
+    "swift-missing-container": (pytest.mark.objects,),
+    "swift-wrong-key": (pytest.mark.objects,),
+}
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(name, marks=UNUSABLE_MARKS.get(name, ())) for name in UNUSABLE]
+)
+def test_probe_of_an_unusable_store_says_what_to_check(
+    case: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    store, expected = UNUSABLE[case](request, tmp_path)
+
+    async def scenario() -> None:
+        with pytest.raises(StorageError) as caught:
+            await store.probe()
+        assert expected in caught.value.message
+        assert not isinstance(caught.value, StoreNotFound)
+
+    run(scenario())
 
 
 class TestFilesystemStoreSpecifics:

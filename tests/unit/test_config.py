@@ -167,6 +167,21 @@ def test_a_glance_style_file_is_read_as_written(tmp_path: Path) -> None:
     )
 
 
+def test_healthcheck_options_are_oslo_middlewares(tmp_path: Path) -> None:
+    config = tmp_path / "glance-api.conf"
+    config.write_text(
+        "[healthcheck]\ndisable_by_file_path = /var/lib/glimpse/healthcheck_disable\ndetailed = true\n"
+        "timeout = 0.5\n",
+        encoding="utf-8",
+    )
+    loaded = load_settings(config, environ={})
+    assert loaded.healthcheck_disable_file == Path("/var/lib/glimpse/healthcheck_disable")
+    assert (loaded.healthcheck_detailed, loaded.healthcheck_timeout) == (True, 0.5)
+    defaults = load_settings(environ={})
+    assert (defaults.healthcheck_disable_file, defaults.healthcheck_detailed) == (None, False)
+    assert defaults.healthcheck_timeout == 2.0
+
+
 def test_an_empty_list_is_an_empty_list() -> None:
     loaded = settings(
         GLIMPSE_ENABLED_IMPORT_METHODS="",
@@ -233,6 +248,8 @@ def test_empty_scalar_values_count_as_unset() -> None:
             "[task] embedded_runner = 'sometimes' is not a boolean",
         ),
         ("GLIMPSE_LOG_LEVEL", "chatty", "log_level = 'chatty' is not a level"),
+        ("GLIMPSE_HEALTHCHECK__TIMEOUT", "0", "[healthcheck] timeout must be greater than 0."),
+        ("GLIMPSE_HEALTHCHECK__DETAILED", "maybe", "[healthcheck] detailed = 'maybe' is not a boolean"),
         ("GLIMPSE_ENABLED_IMPORT_METHODS", "[glance-direct, web_download]", "unknown method 'web_download'"),
     ],
 )

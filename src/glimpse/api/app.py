@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from glimpse import __version__
-from glimpse.api import auth, errors, versions
+from glimpse.api import auth, errors, healthcheck, versions
 from glimpse.api.middleware import RequestContextMiddleware
 from glimpse.api.responses import JSONResponse
 from glimpse.api.v2 import discovery, image_data, images, imports, members, schemas, tasks
@@ -49,8 +49,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.authenticator = auth.build_authenticator(runtime.settings)
-    # The version documents are open, as in Glance; everything under /v2 needs an identity.
+    # The version documents and the health check are open, as in Glance; everything under /v2
+    # needs an identity.
     app.include_router(versions.router)
+    app.include_router(healthcheck.router)
     for router in (
         images.router,
         image_data.router,

@@ -79,4 +79,3 @@ async def _limited_body(request: Request) -> bytes:
             raise TooLarge(f"Request body is larger than {MAX_JSON_BODY} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
-

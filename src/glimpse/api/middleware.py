@@ -20,6 +20,7 @@ REQUEST_ID_HEADER = b"x-openstack-request-id"
 #: ``/v2.N/...`` is served as ``/v2/...`` for every minor version this service lists.
 _VERSIONED_PATH = re.compile(r"^/v2\.(\d{1,2})(/.*)?$")
 MAX_MINOR_VERSION = 12
+HEALTHCHECK_PATH = "/healthcheck"
 _PRINTABLE = re.compile(r"^[\x21-\x7e]+$")
 _NUL_IN_URL = (
     "The request URL contains a NUL character (%00); no image id, member, tag, store or filter value "
@@ -111,8 +112,16 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
-            access_log.info(
-                "%s %s %s %s %.1fms", request_id, scope["method"], path, status_holder["status"], elapsed_ms
+            # A load balancer asks for /healthcheck every few seconds: log only the failed answers.
+            quiet = path == HEALTHCHECK_PATH and status_holder["status"] < 500
+            access_log.log(
+                logging.DEBUG if quiet else logging.INFO,
+                "%s %s %s %s %.1fms",
+                request_id,
+                scope["method"],
+                path,
+                status_holder["status"],
+                elapsed_ms,
             )
             if fields is not None:
                 reset_log_fields(fields)

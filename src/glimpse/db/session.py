@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,3 +77,12 @@ def unit_of_work(factory: sessionmaker[Session], *, readonly: bool = False) -> I
         raise
     finally:
         session.close()
+
+
+def ping(engine: Engine) -> None:
+    """Run ``SELECT 1`` on a pooled connection; ``DatabaseUnavailable`` when the database does not answer."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        raise DatabaseUnavailable(f"The database failed: {exc.orig}") from exc

@@ -292,6 +292,21 @@ class FilesystemStore:
 
         return await self._io("list the image data", self.datadir, listing)
 
+    async def probe(self) -> None:
+        """Usable when the directory, or the nearest existing parent a first write would create it
+        under, is a directory this process may write to. Creates and writes nothing."""
+
+        def check() -> None:
+            path = self.datadir
+            while not path.exists() and path != path.parent:
+                path = path.parent
+            if not path.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "its data directory is not a directory")
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "its data directory is not writable")
+
+        await self._io("reach its data directory", self.datadir, check)
+
     def describe(self) -> Mapping[str, object]:
         return {"data_dir": str(self.datadir), "chunk_size": self.chunk_size, "thin_provisioning": False}
 

@@ -94,6 +94,9 @@ class InMemoryStore:
     async def size(self, location: str) -> int:
         return len(self._objects[self._require_key(location)])
 
+    async def probe(self) -> None:
+        """Always usable: the bytes live in this process."""
+
     def describe(self) -> Mapping[str, object]:
         return {"chunk_size": self.chunk_size}
 

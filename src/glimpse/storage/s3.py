@@ -188,6 +188,15 @@ class S3Store:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
+        # The health probe's client answers fast or not at all: one attempt, short timeouts.
+        probe_config = config.merge(
+            botocore.config.Config(
+                retries={"mode": "standard", "max_attempts": 1},
+                connect_timeout=2,
+                read_timeout=2,
+                max_pool_connections=1,
+            )
+        )
         with _SESSION_LOCK:  # creating clients from one session is not thread-safe
             self._client: S3Client = _session().client(
                 "s3",
@@ -195,6 +204,13 @@ class S3Store:
                 aws_access_key_id=access_key,
                 aws_secret_access_key=secret_key,
                 config=config,
+            )
+            self._probe_client: S3Client = _session().client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
+                config=probe_config,
             )
 
     def __repr__(self) -> str:
@@ -348,6 +364,29 @@ class S3Store:
 
         with self._translate("list the image data"):
             return await self._call(listing)
+
+    async def probe(self) -> None:
+        """``HeadBucket``: the service answers, the credentials work and the bucket exists (or the
+        first write may create it)."""
+
+        def head() -> bool:
+            try:
+                self._probe_client.head_bucket(Bucket=self.bucket)
+            except botocore.exceptions.ClientError as exc:
+                if _error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                    return False
+                raise
+            return True
+
+        with self._translate("reach its bucket"):
+            # Not _call(): nothing to clean up after a probe, so a cancelled one need not be awaited.
+            found = await asyncio.get_running_loop().run_in_executor(self._executor, head)
+        if not found and not self.create_bucket_on_put:
+            logger.warning("store %s: bucket %s does not exist", self.id, self.bucket)
+            raise StorageError(
+                f"store '{self.id}' could not reach its bucket: it does not exist; create it or set "
+                "s3_store_create_bucket_on_put = true."
+            )
 
     def describe(self) -> Mapping[str, object]:
         return {

@@ -348,6 +348,34 @@ class SwiftStore:
         with self._translate("list the image data"):
             return await self._call(listing)
 
+    async def probe(self) -> None:
+        """``HEAD`` of the container: Swift answers, the credentials work and the container exists
+        (or the first write may create it). One attempt with a short timeout, on a connection of its
+        own so that a hung Swift does not hold one the transfers use."""
+
+        def head() -> None:
+            connection = swiftclient.client.Connection(
+                authurl=self.auth_address,
+                user=self._user,
+                key=self._key,
+                auth_version="1",
+                retries=0,
+                timeout=2,
+            )
+            try:
+                connection.head_container(self.container)
+            except swiftclient.exceptions.ClientException as exc:
+                if exc.http_status != 404:
+                    raise
+                if not self.create_container_on_put:
+                    raise _MissingContainer() from exc
+            finally:
+                connection.close()
+
+        with self._translate("reach its container"):
+            # Not _call(): nothing to clean up after a probe, so a cancelled one need not be awaited.
+            await asyncio.get_running_loop().run_in_executor(self._executor, head)
+
     def describe(self) -> Mapping[str, object]:
         # The properties Glance shows for a swift store in GET /v2/info/stores/detail.
         return {
