@@ -13,6 +13,7 @@ import hashlib
 import io
 import lzma
 import struct
+import subprocess
 import threading
 import time
 import zipfile
@@ -24,12 +25,14 @@ import pytest
 import zstandard
 from starlette.testclient import TestClient
 from test_runner_support import (
+    MIB,
     STORES,
     WebServer,
     WrappedStore,
     create_image,
     image_of,
     make_runtime,
+    payload,
     run_all,
     serve,
     stage,
@@ -38,6 +41,7 @@ from test_runner_support import (
     store_files,
     stored_bytes,
     task_of,
+    wait_for,
 )
 
 from glimpse.api.app import create_app
@@ -46,6 +50,7 @@ from glimpse.domain.import_plugins import ImportPlugin
 from glimpse.domain.tasks import TaskStatus
 from glimpse.errors import FormatMismatch
 from glimpse.jobs.housekeeping import sweep_staging
+from glimpse.jobs.runner import TaskRunner
 from glimpse.ports import ImageStore, StoredObject
 from glimpse.runtime import Runtime
 from glimpse.storage.registry import STAGING_STORE_ID
@@ -238,6 +243,88 @@ def test_data_already_in_the_output_format_is_not_converted(
     image_id, task_id = glance_direct(runtime, data, "qcow2")
     assert_active(runtime, image_id, task_id, data, "qcow2")
     assert task_of(runtime, task_id).progress.plugins == {"image_conversion": "skipped"}
+    runtime.close()
+
+
+def qemu_img_running(directory: Path) -> bool:
+    """Whether a qemu-img process works on a file of ``directory``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            command
+            and command[0].endswith(b"qemu-img")
+            and any(str(directory).encode() in a for a in command)
+        ):
+            return True
+    return False
+
+
+def test_a_stopping_runner_kills_qemu_img_and_the_next_run_converts_from_the_staged_data(
+    tmp_path: Path, migrated_sqlite_url: str
+) -> None:
+    """8 MiB of data converted at 1 MiB/s: the runner stops while qemu-img works; qemu-img is
+    killed, its scratch file removed, the task handed back with the staged data as it was; a
+    runner without the rate limit then finishes it."""
+    raw = payload(8 * MIB, seed=11)
+    (tmp_path / "disk.raw").write_bytes(raw)
+    subprocess.run(
+        [
+            "qemu-img",
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            str(tmp_path / "disk.raw"),
+            str(tmp_path / "disk.qcow2"),
+        ],
+        check=True,
+    )
+    qcow2 = (tmp_path / "disk.qcow2").read_bytes()
+    runtime = make_runtime(
+        tmp_path, migrated_sqlite_url, import_plugins=CONVERSION, conversion_rate_limit=1024 * 1024
+    )
+    staging_dir = runtime.settings.staging_dir
+
+    async def scenario() -> tuple[str, str]:
+        image_id = create_image(runtime, disk_format="qcow2")
+        await stage(runtime, image_id, qcow2)
+        task_id = await start_import(runtime, image_id, {"method": {"name": "glance-direct"}})
+        runner = TaskRunner(runtime, "stopping-runner")
+        job = asyncio.create_task(runner.run())
+        await wait_for(
+            lambda: (
+                task_of(runtime, task_id).progress.phase == "converting" and qemu_img_running(staging_dir)
+            ),
+            what="qemu-img converting",
+        )
+        assert any(name.endswith(".scratch") for name in staged_files(runtime))
+        runner.request_stop()
+        await asyncio.wait_for(job, 10)
+        assert runner.finished[task_id] == "requeued"
+        return image_id, task_id
+
+    image_id, task_id = asyncio.run(scenario())
+    assert not qemu_img_running(staging_dir)
+    assert staged_files(runtime) == [image_id]  # no scratch file, no output: the data as staged
+    image = image_of(runtime, image_id)
+    assert (image.status, image.disk_format, image.import_task_id) == (
+        ImageStatus.IMPORTING,
+        "qcow2",
+        task_id,
+    )
+    assert task_of(runtime, task_id).status == TaskStatus.PENDING
+
+    unlimited = Runtime.build(runtime.settings.with_overrides(conversion_rate_limit=0), stores=runtime.stores)
+    runner = asyncio.run(run_all(unlimited, "next-runner"))
+    assert runner.finished == {task_id: "success"}
+    assert_active(unlimited, image_id, task_id, raw, "raw")
+    unlimited.close()
     runtime.close()
 
 

@@ -483,7 +483,10 @@ class Convert(_PluginStep):
     async def _convert(self, run: ImportRun, plan: ConversionPlan, source: str, target: str) -> None:
         """Run qemu-img; its ``-p`` percentages become the progress. Killed if the task stops."""
         hb = run.heartbeat
-        command = [QEMU_IMG, "convert", "-p", "-f", plan.source, "-O", plan.output, source, target]
+        command = [QEMU_IMG, "convert", "-p", "-f", plan.source, "-O", plan.output]
+        if run.ports.settings.conversion_rate_limit:
+            command += ["-r", str(run.ports.settings.conversion_rate_limit)]
+        command += [source, target]
         log.info("task %s: %s", run.task.id, " ".join(command))
         try:
             process = await asyncio.create_subprocess_exec(
