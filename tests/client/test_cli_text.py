@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from rich.console import Console
 
 from glimpse_client import Task
 from glimpse_client.cli._text import plugin_states, progress_line, utc_time
+from glimpse_client.cli.progress import _LiveView
 
 
 @pytest.mark.parametrize(
@@ -46,3 +50,23 @@ def test_plugin_states_are_read_from_the_progress() -> None:
     )
     assert plugin_states(task) == {"image_decompression": "done", "image_conversion": "skipped"}
     assert plugin_states(_task({"phase": "stores"})) == {}
+
+
+def test_the_live_view_has_a_bar_per_import_plugin() -> None:
+    view = _LiveView(Console(file=io.StringIO(), width=120))
+    progress = {
+        "phase": "converting",
+        "percent": 42.0,
+        "plugins": {"image_decompression": "done", "image_conversion": "running"},
+        "stores": {"fast": {"state": "pending", "bytes_done": 0, "bytes_total": 100}},
+    }
+    view.update(_task(progress))
+    rows = {row.description: row for row in view.progress.tasks}
+    assert rows["image_decompression"].completed == 100
+    assert rows["image_conversion"].completed == 42.0
+    assert "converting" in rows["image_conversion"].fields["note"]
+    assert rows["fast"].completed == 0
+    view.update(
+        _task({**progress, "phase": "stores", "percent": None, "plugins": {"image_conversion": "done"}})
+    )
+    assert rows["image_conversion"].completed == 100
