@@ -402,8 +402,8 @@ class Convert(_PluginStep):
                 f"upload {output_format} data.",
             ) from None
         if plan is None:
-            if "iso" not in verdict.detected.split("+"):
-                run.disk_format = output_format
+            # Nothing to convert: the disk_format stays as the image declares it (an ``ami`` image
+            # whose data is raw stays ``ami``).
             await self._skip(run, f"the data already is {verdict.detected}")
             return
         limit = await run.data_limit()
