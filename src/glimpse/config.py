@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from glimpse.domain.images import DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS
+from glimpse.domain.import_plugins import ImportPlugin, parse_output_format, parse_plugins
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.inspection import ContentRules
 from glimpse.domain.url_rules import ImportFilter
@@ -99,6 +100,12 @@ class Settings:
     embedded_runner: bool = True
     #: Tasks one runner process executes at once.
     max_concurrent_tasks: int = 2
+    #: ``[image_import_opts] image_import_plugins``: the steps run on staged data, in this order.
+    import_plugins: tuple[ImportPlugin, ...] = ()
+    #: ``[image_conversion] output_format``: the disk format ``image_conversion`` converts to.
+    conversion_output_format: str = "raw"
+    #: ``[image_conversion] rate_limit``: bytes per second one conversion may read (0: no limit).
+    conversion_rate_limit: int = 0
     #: The ``[import_filtering_opts]`` section: which URLs web-download may fetch.
     import_filter: ImportFilter = field(default_factory=ImportFilter)
     hashing_algorithm: str = "sha512"
@@ -392,6 +399,18 @@ def _import_filter(options: Mapping[str, str]) -> ImportFilter:
         raise ConfigError(str(exc)) from None
 
 
+def _plugins(names: tuple[str, ...] | None) -> tuple[ImportPlugin, ...] | None:
+    return None if names is None else parse_plugins(names, "[image_import_opts] image_import_plugins")
+
+
+def _output_format(value: str | None) -> str | None:
+    return None if value is None else parse_output_format(value, "[image_conversion] output_format")
+
+
+def _rate_limit(value: str | None) -> int | None:
+    return None if value is None else parse_size(value, "[image_conversion] rate_limit")
+
+
 def _port(value: str, option: str) -> int:
     if not re.fullmatch(r"[0-9]{1,5}", value) or not 1 <= int(value) <= 65535:
         raise ConfigError(f"{option}: {value!r} is not a port number (1-65535).")
@@ -559,6 +578,9 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "embedded_runner": opt.boolean("embedded_runner", "task"),
         "max_concurrent_tasks": opt.integer("max_concurrent_tasks", "task", minimum=1),
         "import_filter": _import_filter(src.section("import_filtering_opts")),
+        "import_plugins": _plugins(opt.listed("image_import_plugins", "image_import_opts")),
+        "conversion_output_format": _output_format(opt.text("output_format", "image_conversion")),
+        "conversion_rate_limit": _rate_limit(opt.text("rate_limit", "image_conversion")),
         "hashing_algorithm": hashing,
         "max_request_id_length": opt.integer("max_request_id_length"),
         "limit_param_default": opt.integer("limit_param_default", minimum=1),

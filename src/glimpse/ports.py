@@ -33,6 +33,7 @@ __all__ = [
     "Capabilities",
     "ImageRepository",
     "ImageStore",
+    "LocalFiles",
     "LockState",
     "MemberRepository",
     "Ports",
@@ -55,6 +56,8 @@ class Capabilities(enum.Flag):
     WRITE = enum.auto()
     RANGE_READ = enum.auto()
     SERVER_SIDE_COPY = enum.auto()
+    #: Objects are files on this node: the store is also :class:`LocalFiles`.
+    LOCAL_FILES = enum.auto()
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,26 @@ class ImageStore(Protocol):
     def owns(self, location: str) -> bool: ...
 
     async def probe(self) -> None: ...
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """What a store whose objects are files on this node (the filesystem store) also offers, for
+    programs that need a file rather than a stream (``qemu-img``).
+
+    * ``local_path(location)`` is the path of the object's file; ``StoreNotFound`` when the
+      location is not this store's.
+    * ``scratch_path(key)`` is a fresh path in the store's directory for a temporary file that
+      ``keys()`` never lists; the caller creates it and removes it (or adopts it).
+    * ``await adopt(path, key)`` moves a file made at a ``scratch_path`` into the store as the
+      object ``key`` (atomically, replacing any object of that key) and returns it.
+    """
+
+    def local_path(self, location: str) -> str: ...
+
+    def scratch_path(self, key: str) -> str: ...
+
+    async def adopt(self, path: str, key: str) -> StoredObject: ...
 
 
 class StoreCatalog(Protocol):

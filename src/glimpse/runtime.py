@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,14 +18,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from glimpse.config import Settings
 from glimpse.db.repositories import SqlRepositories
 from glimpse.db.session import make_engine, make_sessionmaker, ping, unit_of_work
+from glimpse.domain.import_plugins import QEMU_IMG, ImportPlugin
 from glimpse.domain.policy import Policy
 from glimpse.domain.tasks import Clock, system_clock
+from glimpse.errors import ConfigError
 from glimpse.policy_file import load_policy
 from glimpse.ports import Repositories
 from glimpse.services.task_watch import TaskWatcher
 from glimpse.storage.registry import StoreRegistry, build_stores
 
 T = TypeVar("T")
+
+
+def check_tools(settings: Settings) -> None:
+    """The programs the configured import plugins run must be installed (ConfigError otherwise)."""
+    if ImportPlugin.IMAGE_CONVERSION in settings.import_plugins and shutil.which(QEMU_IMG) is None:
+        raise ConfigError(
+            "[image_import_opts] image_import_plugins includes image_conversion, which runs "
+            f"{QEMU_IMG}, but {QEMU_IMG} is not on the PATH; install it (Debian: apt-get install "
+            "qemu-utils) or remove the plugin."
+        )
 
 
 @dataclass
@@ -52,6 +65,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, *, stores: StoreRegistry | None = None) -> Runtime:
+        check_tools(settings)
         engine = make_engine(settings.database_connection)
         policy = load_policy(settings.policy_file, enforce_scope=settings.enforce_scope)
         return cls(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import io
 
-from glimpse_client.cli._text import utc_time
+import pytest
+from rich.console import Console
+
+from glimpse_client import Task
+from glimpse_client.cli._text import plugin_states, progress_line, utc_time
+from glimpse_client.cli.progress import _LiveView
 
 
 @pytest.mark.parametrize(
@@ -20,3 +25,48 @@ from glimpse_client.cli._text import utc_time
 )
 def test_task_times_are_shown_as_image_times(sent: str | None, shown: str) -> None:
     assert utc_time(sent) == shown
+
+
+def _task(progress: dict[str, object]) -> Task:
+    return Task(id="t1", status="processing", message="Copied 0 MiB", progress=progress)
+
+
+@pytest.mark.parametrize(
+    ("progress", "line"),
+    [
+        ({"phase": "converting", "percent": 42.4, "stores": {}}, "task t1 processing: converting, 42%"),
+        ({"phase": "decompressing", "percent": None, "stores": {}}, "task t1 processing: decompressing"),
+        ({"phase": "some_new_step"}, "task t1 processing: some_new_step"),
+        ({"phase": "staging", "staged_bytes": 2048}, "task t1 processing: downloading, 2.0 KiB so far"),
+    ],
+)
+def test_a_step_of_its_own_is_shown_by_name_and_percent(progress: dict[str, object], line: str) -> None:
+    assert progress_line(_task(progress)) == line
+
+
+def test_plugin_states_are_read_from_the_progress() -> None:
+    task = _task(
+        {"phase": "stores", "plugins": {"image_decompression": "done", "image_conversion": "skipped"}}
+    )
+    assert plugin_states(task) == {"image_decompression": "done", "image_conversion": "skipped"}
+    assert plugin_states(_task({"phase": "stores"})) == {}
+
+
+def test_the_live_view_has_a_bar_per_import_plugin() -> None:
+    view = _LiveView(Console(file=io.StringIO(), width=120))
+    progress = {
+        "phase": "converting",
+        "percent": 42.0,
+        "plugins": {"image_decompression": "done", "image_conversion": "running"},
+        "stores": {"fast": {"state": "pending", "bytes_done": 0, "bytes_total": 100}},
+    }
+    view.update(_task(progress))
+    rows = {row.description: row for row in view.progress.tasks}
+    assert rows["image_decompression"].completed == 100
+    assert rows["image_conversion"].completed == 42.0
+    assert "converting" in rows["image_conversion"].fields["note"]
+    assert rows["fast"].completed == 0
+    view.update(
+        _task({**progress, "phase": "stores", "percent": None, "plugins": {"image_conversion": "done"}})
+    )
+    assert rows["image_conversion"].completed == 100

@@ -80,3 +80,32 @@ def test_the_server_process_exits_2_on_a_typo(environ: Path, tmp_path: Path) -> 
     )
     assert done.returncode == 2, done.stderr
     assert "[image_format] disk_formats = '[raw, qcow2' has an unmatched bracket" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_an_unknown_import_plugin_stops_the_start(
+    environ: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    config = tmp_path / "plugins.conf"
+    config.write_text("[image_import_opts]\nimage_import_plugins = image_decompression, image_convertion\n")
+    assert main([command, "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "[image_import_opts] image_import_plugins: unknown plugin 'image_convertion'; "
+        "the plugins are image_conversion, image_decompression, no_op"
+    ) in err
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_conversion_without_qemu_img_stops_the_start(
+    environ: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    monkeypatch.setenv("GLIMPSE_IMAGE_IMPORT_OPTS__IMAGE_IMPORT_PLUGINS", "image_conversion")
+    monkeypatch.setenv("GLIMPSE_BIND_PORT", "1")  # never reached
+    monkeypatch.setenv("PATH", str(tmp_path))  # no qemu-img there
+    assert main([command]) == 2
+    assert "image_conversion, which runs qemu-img, but qemu-img is not on the PATH" in capsys.readouterr().err

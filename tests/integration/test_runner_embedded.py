@@ -63,7 +63,16 @@ def test_import_through_the_api_runs_on_the_embedded_runner(
         assert task["result"] == {"image_id": image_id}
         progress = task["progress"]
         assert progress["phase"] == "done"
-        assert set(progress) == {"phase", "staged_bytes", "bytes_per_second", "stores"}
+        assert set(progress) == {
+            "phase",
+            "staged_bytes",
+            "bytes_per_second",
+            "stores",
+            "percent",
+            "processed_bytes",
+            "plugins",
+        }
+        assert (progress["percent"], progress["processed_bytes"], progress["plugins"]) == (None, 0, {})
         for store in ("fast", "cheap"):
             assert progress["stores"][store]["state"] == "done"
             assert progress["stores"][store]["percent"] == 100.0

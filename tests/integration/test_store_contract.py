@@ -31,7 +31,7 @@ import swiftclient.client
 import swiftclient.exceptions
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
-from glimpse.ports import Capabilities, ImageStore, StoredObject
+from glimpse.ports import Capabilities, ImageStore, LocalFiles, StoredObject
 from glimpse.storage.filesystem import FilesystemStore
 from glimpse.storage.memory import InMemoryStore
 from glimpse.storage.s3 import S3Store
@@ -69,7 +69,7 @@ def _filesystem(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
     return Driver(
         store=store,
         contents=lambda: set(os.listdir(datadir)) if datadir.exists() else set(),
-        capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
+        capabilities=Capabilities.WRITE | Capabilities.RANGE_READ | Capabilities.LOCAL_FILES,
         description_keys=frozenset({"data_dir", "chunk_size", "thin_provisioning"}),
     )
 
@@ -813,3 +813,28 @@ class TestFilesystemStoreSpecifics:
             assert all(name.startswith(".k.") and name.endswith(".partial") for name in listing)
         assert len({name for listing in seen for name in listing}) >= 2
         assert os.listdir(tmp_path) == ["k"]
+
+    def test_local_files_for_programs_that_need_a_file(self, tmp_path: Path) -> None:
+        """``LocalFiles``: the object's file, a hidden scratch path no listing shows, and adopting
+        a scratch file as an object (replacing the old one atomically)."""
+        store = FilesystemStore("staging", tmp_path / "s", fsync=True)
+        assert isinstance(store, LocalFiles)
+        assert Capabilities.LOCAL_FILES in store.capabilities
+
+        async def scenario() -> None:
+            stored = await store.write("k", chunked(b"old"))
+            assert store.local_path(stored.location) == str(tmp_path / "s" / "k")
+            with pytest.raises(StoreNotFound):
+                store.local_path(f"file://{tmp_path / 'elsewhere' / 'k'}")
+            scratch = store.scratch_path("k.out")
+            assert scratch != store.scratch_path("k.out")
+            await asyncio.to_thread(Path(scratch).write_bytes, b"converted")
+            assert await store.keys() == ["k"]
+            adopted = await store.adopt(scratch, "k.out")
+            assert adopted == StoredObject(location=store.location_for("k.out"), size=9)
+            assert await store.keys() == ["k", "k.out"]
+            with pytest.raises(ValueError, match="is not a scratch path"):
+                await store.adopt(str(tmp_path / "s" / "k"), "k2")
+
+        run(scenario())
+        assert sorted(os.listdir(tmp_path / "s")) == ["k", "k.out"]

@@ -76,20 +76,34 @@ class StoreProgress:
         return round(min(100.0, 100.0 * self.bytes_done / self.bytes_total), 1)
 
 
+#: The phases in which the staged data is transformed by an import plugin (not per store).
+DATA_STEP_PHASES = frozenset({"decompressing", "converting"})
+
+
 @dataclass(slots=True)
 class TaskProgress:
-    """Structured progress: a phase (``staging`` or ``stores``), per-store state and the overall rate."""
+    """Structured progress: a phase (``staging``, ``decompressing``, ``converting``, ``stores``...),
+    per-store state, the overall rate, and for the plugin phases how far they are."""
 
     phase: str = "pending"
     staged_bytes: int = 0
     stores: dict[str, StoreProgress] = field(default_factory=dict)
     bytes_per_second: float | None = None
+    #: How far the current plugin phase is (decompressing, converting), 0-100; None otherwise.
+    percent: float | None = None
+    #: Bytes the current plugin phase has written to the staging area so far.
+    processed_bytes: int = 0
+    #: Each configured import plugin → ``pending``, ``running``, ``done``, ``skipped`` or ``failed``.
+    plugins: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "phase": self.phase,
             "staged_bytes": self.staged_bytes,
             "bytes_per_second": self.bytes_per_second,
+            "percent": self.percent,
+            "processed_bytes": self.processed_bytes,
+            "plugins": dict(self.plugins),
             "stores": {
                 store: {
                     "state": str(p.state),
@@ -119,20 +133,25 @@ class TaskProgress:
             )
             for name, raw in (data.get("stores") or {}).items()
         }
+        percent = data.get("percent")
+        plugins = data.get("plugins") or {}
         return cls(
             phase=str(data.get("phase") or "pending"),
             staged_bytes=int(data.get("staged_bytes") or 0),
             stores=stores,
             bytes_per_second=data.get("bytes_per_second"),
+            percent=float(percent) if isinstance(percent, int | float) else None,
+            processed_bytes=int(data.get("processed_bytes") or 0),
+            plugins={str(k): str(v) for k, v in plugins.items()} if isinstance(plugins, Mapping) else {},
         )
 
     def bytes_moved(self) -> int:
-        """Every byte moved so far (staging plus each store): the basis of ``bytes_per_second``."""
-        return self.staged_bytes + sum(p.bytes_done for p in self.stores.values())
+        """Every byte moved so far (staging, plugin output, each store): the basis of ``bytes_per_second``."""
+        return self.staged_bytes + self.processed_bytes + sum(p.bytes_done for p in self.stores.values())
 
     def bytes_copied(self) -> int:
         """The image bytes copied so far, counted once (see ``copied_message``)."""
-        if self.phase == "staging":
+        if self.phase == "staging" or self.phase in DATA_STEP_PHASES:
             return self.staged_bytes
         return max((p.bytes_done for p in self.stores.values()), default=self.staged_bytes)
 

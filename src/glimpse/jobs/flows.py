@@ -1,10 +1,13 @@
 """The import flows: glance-direct, web-download and copy-image, as linear lists of steps.
 
 ============== ==========================================================================
-glance-direct  Begin → CopyToStores (staging → targets) → Complete (image active)
-web-download   Begin → Download (URL → staging) → CopyToStores → Complete (image active)
+glance-direct  Begin → [plugins] → CopyToStores (staging → targets) → Complete (image active)
+web-download   Begin → Download (URL → staging) → [plugins] → CopyToStores → Complete
 copy-image     Begin → CopyToStores (an existing location → targets) → Complete
 ============== ==========================================================================
+
+``[plugins]`` are the steps of ``[image_import_opts] image_import_plugins`` in their configured
+order (:mod:`glimpse.jobs.content_steps`).
 
 :func:`execute_task` runs one claimed task to its end: success, failure (with a message that says
 what failed and what to do), or a clean hand-back to the queue when the runner is stopping. How a
@@ -15,12 +18,14 @@ are in :mod:`glimpse.jobs.import_steps`, and what they share in :mod:`glimpse.jo
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
+from glimpse.domain.import_plugins import ImportPlugin
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.tasks import Task, TaskLost, TaskProgress
 from glimpse.errors import FlowFailed
+from glimpse.jobs.content_steps import Convert, Decompress, NoOp
 from glimpse.jobs.errors import ImageDeleted, Interrupted, LockLost, TaskStopped
 from glimpse.jobs.fanout import describe_error
 from glimpse.jobs.image_state import check_holder
@@ -34,9 +39,22 @@ from glimpse.ports import Ports, Repositories
 log = logging.getLogger(__name__)
 
 
-def steps_for(method: ImportMethod | None) -> Sequence[Step[ImportRun]]:
+#: The step of each import plugin (``[image_import_opts] image_import_plugins``).
+PLUGIN_STEPS: Mapping[ImportPlugin, Callable[[], Step[ImportRun]]] = {
+    ImportPlugin.IMAGE_DECOMPRESSION: Decompress,
+    ImportPlugin.IMAGE_CONVERSION: Convert,
+    ImportPlugin.NO_OP: NoOp,
+}
+
+
+def steps_for(method: ImportMethod | None, plugins: Sequence[ImportPlugin] = ()) -> Sequence[Step[ImportRun]]:
+    """The steps of a task: the import plugins, in their configured order, run on the staged data
+    of glance-direct and web-download (after the download), never for copy-image."""
+    transform = [PLUGIN_STEPS[plugin]() for plugin in plugins]
     if method is ImportMethod.WEB_DOWNLOAD:
-        return (Begin(), Download(), CopyToStores(), Complete())
+        return (Begin(), Download(), *transform, CopyToStores(), Complete())
+    if method is ImportMethod.GLANCE_DIRECT:
+        return (Begin(), *transform, CopyToStores(), Complete())
     return (Begin(), CopyToStores(), Complete())
 
 
@@ -95,7 +113,7 @@ async def _execute(run: ImportRun) -> str:
         run.context.user_id,
     )
     try:
-        await run_steps(steps_for(run.method), run)
+        await run_steps(steps_for(run.method, run.ports.settings.import_plugins), run)
     except TaskLost:
         log.info("task %s: no longer ours (failed, busted or reclaimed); stopped", task.id)
         return "lost"

@@ -13,8 +13,10 @@ pass, takes such a task back:
   image that went back to ``queued`` (or was deleted).
 
 **Staging sweep.** Staged objects of images that are deleted or missing, or that have left the
-import path (active and the rest, with no lock held), are removed. Glance does the first part when
-the API starts; Glimpse's runners do both at start-up and then every hour.
+import path (active and the rest, with no lock held), are removed, and so is the output of an
+import plugin (decompressed or converted data) whose task no longer holds the image's lock.
+Glance does the first part when the API starts; Glimpse's runners do all at start-up and then
+every hour.
 
 **Purge.** ``glimpse-server db purge`` hard-deletes tasks that expired more than N days ago.
 """
@@ -29,6 +31,7 @@ from datetime import UTC, timedelta
 from typing import Final
 
 from glimpse.domain.images import ImageStatus, is_uuid
+from glimpse.domain.import_plugins import ImportPlugin, derived_key, derived_owner
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.tasks import StoreState, Task, TaskProgress
 from glimpse.errors import NotFound
@@ -171,8 +174,12 @@ async def _remove_debris(ports: Ports, task: Task, image_id: str, cleanup: _Clea
             except TypeError:
                 log.warning("image %s: store %s cannot be cleaned by name", image_id, store_id)
     await remove_unreferenced(ports, image_id, objects, task_id=task.id)
+    staging = ports.stores.staging
+    if task.method is not None and task.method.brings_data:
+        # What the task's import plugins wrote is its own, whatever became of the image.
+        for plugin in ImportPlugin:
+            await delete_object(staging, staging.location_for(derived_key(image_id, task.id, plugin)))
     if cleanup.staging or cleanup.image_gone:
-        staging = ports.stores.staging
         await delete_object(staging, staging.location_for(image_id))
 
 
@@ -194,13 +201,22 @@ async def reap_expired(ports: Ports, *, limit: int = 20) -> list[tuple[str, str]
 
 def _stale_staged(repos: Repositories, keys: Sequence[str]) -> list[str]:
     ids = [key for key in keys if is_uuid(key)]
-    rows = {state.id: state for state in repos.images.lock_states(ids)}
+    derived = {key: owner for key in keys if (owner := derived_owner(key)) is not None}
+    rows = {
+        state.id: state
+        for state in repos.images.lock_states(sorted({*ids, *(image for image, _ in derived.values())}))
+    }
     stale: list[str] = []
     for key in ids:
         row = rows.get(key)
         if row is None or row.deleted or (row.status not in _STAGING_STATUSES and row.import_task_id is None):
             stale.append(key)
-    return stale
+    for key, (image_id, task_id) in derived.items():
+        # An import plugin's output lives only as long as its task holds the image's lock.
+        row = rows.get(image_id)
+        if row is None or row.deleted or row.import_task_id != task_id:
+            stale.append(key)
+    return sorted(stale)
 
 
 async def sweep_staging(ports: Ports) -> list[str]:

@@ -21,6 +21,8 @@ T = TypeVar("T")
 #: Progress phases, in order.
 PHASE_PENDING: Final = "pending"
 PHASE_STAGING: Final = "staging"
+PHASE_DECOMPRESSING: Final = "decompressing"
+PHASE_CONVERTING: Final = "converting"
 PHASE_STORES: Final = "stores"
 PHASE_DONE: Final = "done"
 PHASE_FAILED: Final = "failed"
@@ -50,6 +52,14 @@ class ImportRun:
     virtual_size: int | None = None
     #: The staging location this run wrote (web-download).
     staged: str | None = None
+    #: The disk format of the data the stores get (an import plugin may convert it); None until
+    #: the image is loaded.
+    disk_format: str | None = None
+    #: The staging objects the import plugins wrote, in order; the last one is what the stores get.
+    derived: list[str] = field(default_factory=list)
+    #: Whether the client's ``validation_data`` was already checked (on the data as it came in,
+    #: before a plugin changed it).
+    validated: bool = False
     #: Objects this run committed to target stores: store id → location.
     written: dict[str, str] = field(default_factory=dict)
     #: Stores whose location row this run added.
@@ -100,6 +110,25 @@ class ImportRun:
     @property
     def staging(self) -> ImageStore:
         return self.ports.stores.staging
+
+    @property
+    def staged_source(self) -> str:
+        """The staging location whose data the stores get: the last plugin's output, or the data
+        as staged or downloaded."""
+        if self.derived:
+            return self.derived[-1]
+        return self.staged or self.staging.location_for(self.image_id)
+
+    async def data_limit(self) -> int:
+        """The most bytes the image may have: ``image_size_cap``, or less when the owner's
+        ``user_storage_quota`` leaves less."""
+        settings = self.ports.settings
+        image = self.image
+        if not settings.user_storage_quota or image is None or image.owner is None:
+            return settings.image_size_cap
+        owner = image.owner
+        used = await self.ports.run(lambda s: s.images.storage_used(owner), readonly=True)
+        return min(settings.image_size_cap, max(0, settings.user_storage_quota - used))
 
     async def locked(self, fn: Callable[[Repositories], T]) -> T:
         """Run ``fn`` in one unit of work that first re-asserts this task's hold on the lock."""

@@ -85,8 +85,12 @@ class Begin:
             )
         run.image = image
         run.size = image.size
+        run.disk_format = image.disk_format
         for store_id in run.targets:
             run.heartbeat.store(store_id).bytes_total = image.size
+        if run.brings_data:
+            for plugin in run.ports.settings.import_plugins:
+                run.progress.plugins.setdefault(plugin, "pending")
         run.heartbeat.start_phase(PHASE_PENDING)
         await run.heartbeat.beat(force=True)
 
@@ -125,7 +129,7 @@ class Download:
         uri = None if run.request is None else run.request.uri
         if not uri:
             raise FlowFailed("The web-download request has no method.uri, so there is nothing to download.")
-        limit = await self._limit(run)
+        limit = await run.data_limit()
         source = WebSource(run.ports.settings.import_filter, max_size=limit)
         hb = run.heartbeat
         hb.start_phase(PHASE_STAGING)
@@ -156,16 +160,6 @@ class Download:
             ) from None
         for store_id in run.targets:
             hb.store(store_id).bytes_total = run.size
-
-    @staticmethod
-    async def _limit(run: ImportRun) -> int:
-        settings = run.ports.settings
-        image = run.image
-        if not settings.user_storage_quota or image is None or image.owner is None:
-            return settings.image_size_cap
-        owner = image.owner
-        used = await run.ports.run(lambda s: s.images.storage_used(owner), readonly=True)
-        return min(settings.image_size_cap, max(0, settings.user_storage_quota - used))
 
     async def revert(self, run: ImportRun, reason: Why) -> None:
         if run.staged is None:
@@ -285,14 +279,15 @@ class CopyToStores:
         algorithm = settings.hashing_algorithm
         if run.method is ImportMethod.COPY_IMAGE and image.os_hash_algo in hashlib.algorithms_available:
             algorithm = image.os_hash_algo or algorithm
-        inspector = ContentInspector(content_judge(image.disk_format, settings.content_rules))
-        expected = None if run.request is None else run.request.validation_data
+        disk_format = run.disk_format or image.disk_format
+        inspector = ContentInspector(content_judge(disk_format, settings.content_rules))
+        expected = None if run.request is None or run.validated else run.request.validation_data
         return StreamHasher(algorithm, inspector, also=expected.algorithm if expected else None)
 
     @staticmethod
     def _check_expected(run: ImportRun, hasher: StreamHasher, source: str) -> None:
         """The digest the client gave (``validation_data``), checked before any store keeps the data."""
-        expected = None if run.request is None else run.request.validation_data
+        expected = None if run.request is None or run.validated else run.request.validation_data
         if expected is None:
             return
         actual = hasher.digest(expected.algorithm)
@@ -321,7 +316,7 @@ class CopyToStores:
     async def _open(run: ImportRun, image: Image) -> tuple[AsyncIterator[bytes], str]:
         if run.brings_data:
             staging = run.staging
-            staged = run.staged or staging.location_for(run.image_id)
+            staged = run.staged_source
             try:
                 if run.size is None:
                     run.size = await staging.size(staged)
@@ -453,6 +448,7 @@ class Complete:
                         checksum=run.checksum,
                         os_hash_algo=run.os_hash_algo,
                         os_hash_value=run.os_hash_value,
+                        disk_format=run.disk_format or image.disk_format,
                     )
                 except Conflict as exc:
                     raise FlowFailed(f"The image could not be activated: {exc.message}") from None
@@ -467,6 +463,9 @@ class Complete:
         await run.locked(complete)
         if run.brings_data:
             await delete_object(run.staging, run.staged or run.staging.location_for(run.image_id))
+            for location in run.derived:
+                await delete_object(run.staging, location)
+            run.derived.clear()
 
     async def revert(self, run: ImportRun, reason: Why) -> None:
         return  # one transaction: it either happened entirely or not at all

@@ -60,6 +60,8 @@ class Heartbeat:
     def start_phase(self, phase: str) -> None:
         """Enter ``phase`` (``staging``, ``stores``, ...); the transfer rate is measured per phase."""
         self.progress.phase = phase
+        self.progress.percent = None
+        self.progress.processed_bytes = 0
         self._phase_started = self.clock()
         self._phase_bytes = self.progress.bytes_moved()
         self.progress.bytes_per_second = None

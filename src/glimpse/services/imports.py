@@ -26,12 +26,13 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import anyio
 
 from glimpse.context import RequestContext
 from glimpse.domain.images import Image, ImageStatus
+from glimpse.domain.import_plugins import ImportPlugin, detect_compression
 from glimpse.domain.imports import ALL_STORES_CONFLICT, ImportMethod, ImportRequest
 from glimpse.domain.inspection import content_judge
 from glimpse.domain.policy import PolicyRule
@@ -180,6 +181,20 @@ class ImportService:
                 f"Staged data must be sent as application/octet-stream, not '{media_type or 'nothing'}'."
             )
 
+    async def _inspected(
+        self, blocks: AsyncIterator[bytes], inspector: ContentInspector[Any]
+    ) -> AsyncIterator[bytes]:
+        """The staged blocks, inspected; compressed data is not when the ``image_decompression``
+        plugin will decompress it at import (the import inspects what it finds inside)."""
+        first = await anext(blocks, b"")
+        source = _chain(first, blocks)
+        if not (
+            ImportPlugin.IMAGE_DECOMPRESSION in self.settings.import_plugins and detect_compression(first)
+        ):
+            source = inspected(source, inspector)
+        async for block in source:
+            yield block
+
     async def stage(
         self,
         ctx: RequestContext,
@@ -226,7 +241,7 @@ class ImportService:
         inspector = ContentInspector(content_judge(disk_format, self.settings.content_rules))
         try:
             stored = await staging.write(
-                image_id, prefetch(inspected(rebuffer(body), inspector)), max_size=limit
+                image_id, prefetch(self._inspected(rebuffer(body), inspector)), max_size=limit
             )
         except BaseException as exc:
             await self._unstage(image_id, None)
@@ -455,3 +470,10 @@ def _check_status(image: Image, method: ImportMethod) -> None:
     for attr in ("container_format", "disk_format"):
         if not getattr(image, attr):
             raise Conflict(f"'{attr}' needs to be set before import")
+
+
+async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for block in rest:
+        yield block

@@ -202,7 +202,7 @@ class FilesystemStore:
         self.type = "file"
         self.description = description
         self.weight = weight
-        self.capabilities = Capabilities.WRITE | Capabilities.RANGE_READ
+        self.capabilities = Capabilities.WRITE | Capabilities.RANGE_READ | Capabilities.LOCAL_FILES
         self.datadir = Path(os.path.abspath(datadir))
         self.fsync = fsync
         self.chunk_size = chunk_size
@@ -247,6 +247,36 @@ class FilesystemStore:
             if not temp.committed:
                 await _run_in_thread(temp.discard)
             raise
+        return StoredObject(location=f"{LOCATION_SCHEME}{target}", size=size)
+
+    def local_path(self, location: str) -> str:
+        """The file of the object at ``location`` (``LocalFiles``)."""
+        return str(self._require_path(location))
+
+    def scratch_path(self, key: str) -> str:
+        """A fresh hidden path in the store's directory that ``keys()`` never lists (``LocalFiles``)."""
+        validate_key(key)
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        return str(self.datadir / f".{key}.{uuid.uuid4().hex}.scratch")
+
+    async def adopt(self, path: str, key: str) -> StoredObject:
+        """Move the file at ``path`` (a ``scratch_path``) into the store as ``key`` (``LocalFiles``)."""
+        validate_key(key)
+        source = Path(path)
+        if source.parent != self.datadir or not source.name.startswith("."):
+            raise ValueError(f"{path} is not a scratch path of store '{self.id}'.")
+        target = self.datadir / key
+
+        def move() -> int:
+            if self.fsync:
+                with open(source, "rb+") as handle:
+                    os.fsync(handle.fileno())
+            os.replace(source, target)
+            if self.fsync:
+                _fsync_directory(self.datadir)
+            return target.stat().st_size
+
+        size = await self._io("save the image data", target, move)
         return StoredObject(location=f"{LOCATION_SCHEME}{target}", size=size)
 
     async def open(self, location: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:

@@ -177,11 +177,34 @@ def staged_bytes(task: Task) -> int:
     return value if isinstance(value, int) else 0
 
 
+#: The phases whose progress is the stores' (or nothing yet); any other phase is a step of its own.
+STORE_PHASES = frozenset({"pending", "stores", "done", "failed"})
+
+
+def phase_percent(task: Task) -> float | None:
+    """How far the current step is (``decompressing``, ``converting``...), when the server says."""
+    value = (task.progress or {}).get("percent")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def plugin_states(task: Task) -> dict[str, str]:
+    """Each import plugin of the task → its state (``pending``, ``running``, ``done``, ...)."""
+    raw = (task.progress or {}).get("plugins")
+    if not isinstance(raw, dict):
+        return {}
+    return {str(name): str(state) for name, state in raw.items()}
+
+
 def progress_line(task: Task) -> str:
-    """``task <id> processing: fast 45% (12.0 MiB/26.7 MiB), cheap 30% (…)`` for logs and pipes."""
+    """``task <id> processing: fast 45% (12.0 MiB/26.7 MiB), cheap 30% (…)`` for logs and pipes;
+    ``task <id> processing: converting, 42%`` while a step of its own runs."""
     head = f"task {task.id} {task.status}"
-    if phase(task) == "staging":
+    current = phase(task)
+    if current == "staging":
         return f"{head}: downloading, {human_size(staged_bytes(task))} so far"
+    if current is not None and current not in STORE_PHASES:
+        percent = phase_percent(task)
+        return f"{head}: {current}" + (f", {percent:.0f}%" if percent is not None else "")
     states = store_states(task)
     if not states:
         return f"{head}: {task.message}" if task.message else head

@@ -29,7 +29,18 @@ from rich.text import Text
 
 from glimpse_client import Task, TaskFailed, TaskHandle
 
-from ._text import human_duration, human_size, phase, progress_line, staged_bytes, store_states, task_method
+from ._text import (
+    STORE_PHASES,
+    human_duration,
+    human_size,
+    phase,
+    phase_percent,
+    plugin_states,
+    progress_line,
+    staged_bytes,
+    store_states,
+    task_method,
+)
 from .conflict import WatchHint, watch_command
 
 #: Seconds between two plain progress lines when nothing but the byte counts changed.
@@ -220,6 +231,7 @@ class _LiveView:
                 self.progress.update(row, completed=staged, note="[cyan]downloading", rate=rate)
             else:
                 self.progress.update(row, completed=staged, total=staged or 1, note="[green]done")
+        self._steps(task, current)
         for state in store_states(task):
             row = self._row(state.name, state.name, state.total)
             style = _STATE_STYLE.get(state.state, "")
@@ -233,6 +245,20 @@ class _LiveView:
                 total=state.total,
                 note=f"[{style}]{escape(note)}" if style else note,
             )
+
+    def _steps(self, task: Task, current: str | None) -> None:
+        """A bar per import plugin (decompression, conversion), in percent."""
+        for name, state in plugin_states(task).items():
+            row = self._row(f"plugin:{name}", name, 100)
+            if state == "running":
+                percent = phase_percent(task) if current not in STORE_PHASES else None
+                self.progress.update(row, completed=percent or 0, note=f"[cyan]{escape(current or state)}")
+            elif state == "done":
+                self.progress.update(row, completed=100, note="[green]done")
+            elif state == "failed":
+                self.progress.update(row, note="[red]failed")
+            else:
+                self.progress.update(row, note=escape(state))
 
     def finish(self, task: Task) -> None:
         self.update(task)
