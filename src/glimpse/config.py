@@ -80,6 +80,8 @@ class Settings:
     embedded_runner: bool = True
     #: Tasks one runner process executes at once.
     max_concurrent_tasks: int = 2
+    #: Seconds an object must have been in a store before the orphan sweep may remove it.
+    orphan_sweep_grace_time: float = 3600.0
     #: The ``[import_filtering_opts]`` section: which URLs web-download may fetch.
     import_filter: ImportFilter = field(default_factory=ImportFilter)
     hashing_algorithm: str = "sha512"
@@ -506,6 +508,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "task_watch_interval": opt.number("task_watch_interval", "task"),
         "embedded_runner": opt.boolean("embedded_runner", "task"),
         "max_concurrent_tasks": opt.integer("max_concurrent_tasks", "task", minimum=1),
+        "orphan_sweep_grace_time": opt.number("orphan_sweep_grace_time", "task"),
         "import_filter": _import_filter(src.section("import_filtering_opts")),
         "hashing_algorithm": hashing,
         "max_request_id_length": opt.integer("max_request_id_length"),
