@@ -19,11 +19,10 @@ the API starts; Glimpse's runners do both at start-up and then every hour.
 **Orphan sweep.** Objects of the configured stores that no image can use are removed: an object
 named for an image (its id) that was last written more than ``[task] orphan_sweep_grace_time``
 seconds ago, whose image is deleted or missing, or has no location in any store, holds no import
-lock and is not being uploaded (``saving``). This catches what a
-process that died between writing an object and recording it, or a clean-up that failed, left
-behind. Each candidate is checked again right before it is removed; a store that cannot be listed
-is skipped with a log line. The runners sweep at start-up and then every hour, with the staging
-sweep.
+lock and is not being uploaded (``saving``). This catches what a clean-up that failed (its store
+was down) or a runner that died left behind. Each candidate is checked again right before it is
+removed; a store that cannot be listed is skipped with a log line. The runners sweep at start-up
+and then every hour, with the staging sweep.
 
 **Purge.** ``glimpse-server db purge`` hard-deletes tasks that expired more than N days ago.
 """
