@@ -66,7 +66,7 @@ def make_store(server: ObjectServer, bucket: str, **overrides: Any) -> S3Store:
         "bucket_url_format": "path",
     }
     arguments.update(overrides)
-    return S3Store("big", **arguments)
+    return S3Store(arguments.pop("id", "big"), **arguments)
 
 
 async def blocks(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
@@ -205,7 +205,7 @@ def make_swift_store(server: ObjectServer, container: str, **overrides: Any) -> 
         "retries": 0,
     }
     arguments.update(overrides)
-    return SwiftStore("reliable", **arguments)
+    return SwiftStore(arguments.pop("id", "reliable"), **arguments)
 
 
 def test_swift_missing_container_without_create_on_put(s3_server: ObjectServer) -> None:

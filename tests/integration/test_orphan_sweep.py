@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from test_object_stores import make_store, make_swift_store
 from test_runner_support import (
     OWNER,
     WrappedStore,
@@ -38,8 +39,6 @@ from glimpse.jobs.runner import TaskRunner
 from glimpse.ports import ImageStore, StoreEntry
 from glimpse.runtime import Runtime
 from glimpse.services.image_data import ImageDataService
-from glimpse.storage.s3 import S3Store
-from glimpse.storage.swift import SwiftStore
 from objectsupport import ObjectServer
 
 DATA = payload(64 * 1024, seed=3)
@@ -137,24 +136,8 @@ def test_the_sweep_on_s3_and_swift(tmp_path: Path, migrated_sqlite_url: str, s3_
     2.5 s after the old ones (S3 keeps whole seconds)."""
     name = f"glimpse-sweep-{uuid.uuid4().hex[:12]}"
     bucket, container = f"{name}-s3", f"{name}-swift"  # one account: distinct places
-    s3 = S3Store(
-        "cheap",
-        endpoint_url=s3_server.s3_endpoint_url,
-        access_key=s3_server.s3_access_key,
-        secret_key=s3_server.s3_secret_key,
-        bucket=bucket,
-        region=s3_server.s3_region,
-        create_bucket_on_put=True,
-        bucket_url_format="path",
-    )
-    swift = SwiftStore(
-        "reliable",
-        auth_address=s3_server.swift_auth_url,
-        user=s3_server.swift_user,
-        key=s3_server.swift_key,
-        container=container,
-        create_container_on_put=True,
-    )
+    s3 = make_store(s3_server, bucket, id="cheap")
+    swift = make_swift_store(s3_server, container, id="reliable", create_container_on_put=True)
     stores: dict[str, ImageStore] = {"cheap": s3, "reliable": swift}
     runtime = make_runtime(
         tmp_path,

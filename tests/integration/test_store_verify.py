@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
+from test_object_stores import make_store
 from test_runner_support import (
     ADMIN,
     MIB,
@@ -35,7 +36,6 @@ from glimpse.api.app import create_app
 from glimpse.domain.images import ImageStatus
 from glimpse.domain.tasks import TaskStatus
 from glimpse.errors import StoreMismatch
-from glimpse.storage.s3 import S3Store
 from objectsupport import ObjectServer
 
 DATA = payload(2 * MIB + 4321, seed=11)
@@ -142,18 +142,10 @@ def test_a_flipped_byte_is_caught_by_the_s3_etag(
     bucket = f"glimpse-verify-{uuid.uuid4().hex[:12]}"
     client = _s3_client(s3_server)
 
-    def s3(_: object) -> CorruptingStore:
-        store = S3Store(
-            "cheap",
-            endpoint_url=s3_server.s3_endpoint_url,
-            access_key=s3_server.s3_access_key,
-            secret_key=s3_server.s3_secret_key,
-            bucket=bucket,
-            region=s3_server.s3_region,
-            create_bucket_on_put=True,
-            bucket_url_format="path",
+    def s3(_: object) -> CorruptingStore:  # one PutObject: its ETag is the md5
+        return CorruptingStore(
+            make_store(s3_server, bucket, id="cheap", large_object_size=64 * MIB), truncate=False
         )
-        return CorruptingStore(store, truncate=False)
 
     runtime = make_runtime(tmp_path, migrated_sqlite_url, wrap={"cheap": s3})
     try:
