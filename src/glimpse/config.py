@@ -106,6 +106,8 @@ class Settings:
     conversion_output_format: str = "raw"
     #: ``[image_conversion] rate_limit``: bytes per second one conversion may read (0: no limit).
     conversion_rate_limit: int = 0
+    #: Seconds an object must have been in a store before the orphan sweep may remove it.
+    orphan_sweep_grace_time: float = 3600.0
     #: The ``[import_filtering_opts]`` section: which URLs web-download may fetch.
     import_filter: ImportFilter = field(default_factory=ImportFilter)
     hashing_algorithm: str = "sha512"
@@ -577,6 +579,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "task_watch_interval": opt.number("task_watch_interval", "task"),
         "embedded_runner": opt.boolean("embedded_runner", "task"),
         "max_concurrent_tasks": opt.integer("max_concurrent_tasks", "task", minimum=1),
+        "orphan_sweep_grace_time": opt.number("orphan_sweep_grace_time", "task"),
         "import_filter": _import_filter(src.section("import_filtering_opts")),
         "import_plugins": _plugins(opt.listed("image_import_plugins", "image_import_opts")),
         "conversion_output_format": _output_format(opt.text("output_format", "image_conversion")),

@@ -31,6 +31,7 @@ and the status the table gives it.
     ├── StorageError               a store failed (503)
     │   ├── StoreNotFound          no object at that location (404)
     │   ├── StoreFull              no space left (413)
+    │   ├── StoreMismatch          a store kept other bytes than a write gave it (503)
     │   └── DatabaseUnavailable    the database cannot be reached or stays locked (503)
     ├── ConfigError                the configuration cannot be used; stops the server (500)
     ├── PolicyError                a policy rule or file cannot be used (500)
@@ -173,6 +174,12 @@ class StorageError(GlimpseError):
 
 class StoreNotFound(StorageError):
     default_message = "The image data could not be found in its store."
+
+
+class StoreMismatch(StorageError):
+    """Checked right after a write, the store's object differs (size or md5) from what was sent."""
+
+    default_message = "The store did not keep the bytes it was given."
 
 
 class StoreFull(StorageError):

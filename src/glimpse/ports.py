@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import enum
+import logging
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from glimpse.domain.members import ImageMember, Viewer
 from glimpse.domain.policy import Policy
 from glimpse.domain.queries import ImageListQuery
 from glimpse.domain.tasks import Task, TaskProgress
+from glimpse.errors import StorageError, StoreMismatch
 
 __all__ = [
     "Capabilities",
@@ -36,14 +38,19 @@ __all__ = [
     "LocalFiles",
     "LockState",
     "MemberRepository",
+    "ObjectStat",
     "Ports",
     "Repositories",
     "StoreCatalog",
+    "StoreEntry",
     "StoredObject",
     "TaskRepository",
+    "verify_write",
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 # -- image stores ------------------------------------------------------------------------------------
@@ -68,6 +75,32 @@ class StoredObject:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectStat:
+    """What a store says about one object without reading its data: its size and, where the
+    backend keeps it (the ETag of a plain S3 or Swift object), the md5 of its bytes in hex."""
+
+    size: int
+    md5: str | None = None
+
+    def differences(self, size: int, md5: str) -> list[str]:
+        """How this object differs from ``size`` bytes with ``md5`` (empty when it does not)."""
+        found: list[str] = []
+        if self.size != size:
+            found.append(f"{self.size} bytes where {size} were written")
+        if self.md5 is not None and self.md5 != md5:
+            found.append(f"md5 {self.md5} where the data written has {md5}")
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class StoreEntry:
+    """One complete object of a store listing: its key and when it was last written (UTC)."""
+
+    key: str
+    modified: datetime
+
+
 @runtime_checkable
 class ImageStore(Protocol):
     """A place image bytes live in. A driver moves bytes and nothing else: it knows no images,
@@ -85,11 +118,14 @@ class ImageStore(Protocol):
       (``length`` bytes, or to the end when ``None``). A missing object raises ``StoreNotFound`` from
       the ``await``, before any chunk is produced, so an HTTP handler can still answer 404.
     * ``delete(location)`` removes the object; a missing object raises ``StoreNotFound``.
-    * ``size(location)`` returns the stored size; missing → ``StoreNotFound``.
+    * ``stat(location)`` returns an :class:`ObjectStat`: the stored size and, when the backend keeps
+      it and gives it without reading the data, the md5 of the bytes (else None); missing →
+      ``StoreNotFound``.
     * ``location_for(key)`` is the location an object written under ``key`` has (whether or not it
       exists), so callers never build a store's locations themselves; a bad key raises ``ValueError``.
-    * ``await keys()`` lists the keys of the complete objects in the store, sorted; data of writes
-      still in progress or abandoned is not among them.
+    * ``await objects()`` lists the complete objects of the store as :class:`StoreEntry` (key and
+      last write time), sorted by key; data of writes still in progress or abandoned is not among
+      them, and neither are names that are no valid key.
     * ``owns(location)`` tells whether a location belongs to this store.
     * ``describe()`` returns the type-specific ``properties`` of ``GET /v2/info/stores/detail``.
     * ``await probe()`` is a cheap check that the backend can be reached and written to now (a
@@ -114,9 +150,9 @@ class ImageStore(Protocol):
 
     async def delete(self, location: str) -> None: ...
 
-    async def size(self, location: str) -> int: ...
+    async def stat(self, location: str) -> ObjectStat: ...
 
-    async def keys(self) -> list[str]: ...
+    async def objects(self) -> list[StoreEntry]: ...
 
     def location_for(self, key: str) -> str: ...
 
@@ -169,17 +205,45 @@ class StoreCatalog(Protocol):
     def for_location(self, location: str) -> ImageStore: ...
 
 
+async def verify_write(store: ImageStore, stored: StoredObject, *, size: int, md5: str) -> None:
+    """Check a finished write against the bytes that were sent (``size`` bytes with ``md5``): the
+    store's size and, where it gives one, its md5. A store that kept other bytes, or whose object
+    cannot be looked at right after the write, fails: the object is deleted and
+    :class:`~glimpse.errors.StoreMismatch` names the store and what differs."""
+    try:
+        found = await store.stat(stored.location)
+    except StorageError as exc:
+        problems = [f"the object could not be looked at after the write ({exc.message})"]
+    else:
+        problems = found.differences(size, md5)
+    if not problems:
+        return
+    log.error("store %s kept other bytes at %s: %s", store.id, stored.location, "; ".join(problems))
+    try:
+        await store.delete(stored.location)
+    except StorageError as exc:
+        log.warning(
+            "could not remove %s from store %s: %s; it is an orphan now", stored.location, store.id, exc
+        )
+    raise StoreMismatch(
+        f"store '{store.id}' did not keep the bytes it was given: {'; '.join(problems)}; "
+        "its copy was deleted (check the store's health before using it again)."
+    )
+
+
 # -- repositories ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class LockState:
-    """Just enough of an image row to decide whether its staged data is still wanted."""
+    """Just enough of an image row to decide whether its staged data, or an object named for it in
+    a store, is still wanted: its status, lock, and the stores holding its data."""
 
     id: str
     status: ImageStatus
     deleted: bool
     import_task_id: str | None
+    location_stores: frozenset[str] = frozenset()
 
 
 class ImageRepository(Protocol):

@@ -179,27 +179,46 @@ def digest_header(algorithm: str, data: bytes) -> str:
     return f"{name}=:{base64.b64encode(hashlib.new(algorithm, data).digest()).decode()}:"
 
 
+def kept_files(client: TestClient, where: str) -> list[Path]:
+    """What the stores (``file``) or the staging area (``stage``) hold."""
+    if where == "file":
+        return store_files(client)
+    staging = client.app.state.runtime.stores.staging  # type: ignore[attr-defined]
+    return list(staging.datadir.iterdir()) if staging.datadir.exists() else []
+
+
+#: Where digest headers are taken: the status a good request leaves, and what a refusal says.
+DIGEST_PATHS = {
+    "file": ("active", "Nothing was stored and the image is still queued."),
+    "stage": ("uploading", "Nothing was staged and the image is still queued."),
+}
+
+
+@pytest.mark.parametrize("where", sorted(DIGEST_PATHS))
 @pytest.mark.parametrize(("header", "algorithm"), [("Content-Digest", "sha256"), ("Repr-Digest", "sha512")])
-def test_an_upload_with_the_right_digest_header(
-    sqlite_client: TestClient, disk_images: Path, header: str, algorithm: str
+def test_data_with_the_right_digest_header(
+    sqlite_client: TestClient, disk_images: Path, header: str, algorithm: str, where: str
 ) -> None:
     data = (disk_images / "raw.img").read_bytes()
     image = new_image(sqlite_client)
     value = f"md5=:AAAA:, {digest_header(algorithm, data)}"  # unsupported algorithms are left out
     response = sqlite_client.put(
-        f"/v2/images/{image['id']}/file", content=data, headers={**OWNER, **OCTET, header: value}
+        f"/v2/images/{image['id']}/{where}", content=data, headers={**OWNER, **OCTET, header: value}
     )
     assert response.status_code == 204, response.text
-    assert sqlite_client.get(f"/v2/images/{image['id']}").json()["status"] == "active"
+    body = sqlite_client.get(f"/v2/images/{image['id']}").json()
+    assert (body["status"], body["size"]) == (DIGEST_PATHS[where][0], len(data))
+    assert len(kept_files(sqlite_client, where)) == 1
 
 
-def test_an_upload_with_another_digest_is_400_with_both_values(
-    sqlite_client: TestClient, disk_images: Path
+@pytest.mark.parametrize("where", sorted(DIGEST_PATHS))
+def test_data_with_another_digest_is_400_with_both_values(
+    sqlite_client: TestClient, disk_images: Path, where: str
 ) -> None:
     data = (disk_images / "qcow2.img").read_bytes()
     image = new_image(sqlite_client, disk_format="qcow2")
     response = sqlite_client.put(
-        f"/v2/images/{image['id']}/file",
+        f"/v2/images/{image['id']}/{where}",
         content=data,
         headers={**OWNER, **OCTET, "Content-Digest": digest_header("sha256", b"other bytes")},
     )
@@ -209,11 +228,18 @@ def test_an_upload_with_another_digest_is_400_with_both_values(
         f"The uploaded data has sha256 {hashlib.sha256(data).hexdigest()}, but the request's digest header "
         f"says {hashlib.sha256(b'other bytes').hexdigest()}." in message
     )
-    assert message.endswith("Nothing was stored and the image is still queued.")
+    assert message.endswith(DIGEST_PATHS[where][1])
     assert sqlite_client.get(f"/v2/images/{image['id']}").json()["status"] == "queued"
-    assert store_files(sqlite_client) == []
+    assert kept_files(sqlite_client, where) == []
+    again = sqlite_client.put(  # nothing was left behind: the right data goes in
+        f"/v2/images/{image['id']}/{where}",
+        content=data,
+        headers={**OWNER, **OCTET, "Repr-Digest": digest_header("sha512", data)},
+    )
+    assert again.status_code == 204, again.text
 
 
+@pytest.mark.parametrize("where", sorted(DIGEST_PATHS))
 @pytest.mark.parametrize(
     ("value", "words"),
     [
@@ -224,12 +250,15 @@ def test_an_upload_with_another_digest_is_400_with_both_values(
     ],
 )
 def test_a_bad_digest_header_is_400_before_any_data_is_read(
-    sqlite_client: TestClient, value: str, words: str
+    sqlite_client: TestClient, value: str, words: str, where: str
 ) -> None:
     image = new_image(sqlite_client)
     response = sqlite_client.put(
-        f"/v2/images/{image['id']}/file", content=b"data", headers={**OWNER, **OCTET, "Content-Digest": value}
+        f"/v2/images/{image['id']}/{where}",
+        content=b"data",
+        headers={**OWNER, **OCTET, "Content-Digest": value},
     )
     assert response.status_code == 400, response.text
     assert words in response.json()["message"]
     assert sqlite_client.get(f"/v2/images/{image['id']}").json()["status"] == "queued"
+    assert kept_files(sqlite_client, where) == []

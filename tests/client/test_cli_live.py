@@ -680,6 +680,22 @@ def test_checksum_is_checked_by_the_import(server: Server, tmp_path: Path) -> No
     assert "--checksum only apply to an import" in usage.err
 
 
+def test_stage_and_upload_send_the_checksum_as_content_digest(server: Server, tmp_path: Path) -> None:
+    source, data = data_file(tmp_path, "digest.raw", 100 * 1024)
+    right, wrong = f"sha256:{hashlib.sha256(data).hexdigest()}", f"sha256:{'0' * 64}"
+    for command, kept in (("stage", "uploading"), ("upload", "active")):
+        image_id = created_id(ok(server, "image", "create", f"{command}-digest", "-f", "json"))
+        bad = glimpse(server, "image", command, image_id, "--file", str(source), "--checksum", wrong)
+        assert bad.code == 1, bad.explain()
+        assert f"has sha256 {hashlib.sha256(data).hexdigest()}, but the request's digest header" in bad.err
+        assert image_of(server, image_id)["status"] == "queued"
+        ok(server, "image", command, image_id, "--file", str(source), "--checksum", right)
+        assert image_of(server, image_id)["status"] == kept
+    usage = glimpse(server, "image", "stage", image_id, "--file", str(source), "--checksum", "md5:abc")
+    assert usage.code == 2, usage.explain()
+    assert "must be sha256:HEX or sha512:HEX" in usage.err
+
+
 def test_conflict_paragraph_names_the_holder(server: Server, web: _TrickleServer) -> None:
     url, blob = web.add("conflict.raw", os.urandom(256 * 1024))
     started = ok(

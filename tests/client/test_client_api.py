@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -13,7 +14,16 @@ import httpx
 import pytest
 from bothclients import Connect
 
-from glimpse_client import AsyncClient, Client, ClientConfig, Conflict, NotFound, Task, TaskTimeout
+from glimpse_client import (
+    AsyncClient,
+    BadRequest,
+    Client,
+    ClientConfig,
+    Conflict,
+    NotFound,
+    Task,
+    TaskTimeout,
+)
 from livesupport import Server, free_port
 
 pytestmark = pytest.mark.live
@@ -115,6 +125,29 @@ def test_upload_into_a_named_store(client: Client, store: str) -> None:
     image_id = new_image(client)
     client.upload(image_id, PAYLOAD, store=store)
     assert client.get_image(image_id).stores == [store]
+
+
+def test_stage_and_upload_with_a_checksum(client: Client) -> None:
+    """``checksum`` goes as ``Content-Digest``: the right one is accepted, another refused (400)
+    with nothing kept, on PUT /stage and PUT /file alike."""
+    right = f"sha256:{hashlib.sha256(PAYLOAD).hexdigest()}"
+    wrong = f"sha512:{hashlib.sha512(b'other bytes').hexdigest()}"
+    staged = new_image(client)
+    with pytest.raises(BadRequest) as caught:
+        client.stage(staged, PAYLOAD, checksum=wrong)
+    assert f"has sha512 {hashlib.sha512(PAYLOAD).hexdigest()}" in str(caught.value)
+    assert "Nothing was staged and the image is still queued." in str(caught.value)
+    assert client.get_image(staged).status == "queued"
+    client.stage(staged, PAYLOAD, checksum=right)
+    assert client.get_image(staged).status == "uploading"
+
+    uploaded = new_image(client)
+    with pytest.raises(BadRequest, match="Nothing was stored"):
+        client.upload(uploaded, PAYLOAD, checksum=wrong)
+    client.upload(uploaded, PAYLOAD, checksum=right)
+    assert client.get_image(uploaded).status == "active"
+    with pytest.raises(ValueError, match="must be sha256:HEX or sha512:HEX"):
+        client.stage(new_image(client), PAYLOAD, checksum=f"md5:{hashlib.md5(PAYLOAD).hexdigest()}")  # noqa: S324
 
 
 def test_data_as_a_stream(client: Client) -> None:

@@ -66,7 +66,7 @@ def make_store(server: ObjectServer, bucket: str, **overrides: Any) -> S3Store:
         "bucket_url_format": "path",
     }
     arguments.update(overrides)
-    return S3Store("big", **arguments)
+    return S3Store(arguments.pop("id", "big"), **arguments)
 
 
 async def blocks(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
@@ -148,8 +148,8 @@ def test_missing_bucket_without_create_on_put(s3_server: ObjectServer, bucket: s
         with pytest.raises(StoreNotFound):
             await store.open(store.location_for("k"))
         with pytest.raises(StoreNotFound):
-            await store.size(store.location_for("k"))
-        assert await store.keys() == []
+            await store.stat(store.location_for("k"))
+        assert await store.objects() == []
 
     asyncio.run(scenario())
 
@@ -163,7 +163,7 @@ def test_wrong_credentials_say_what_to_check(s3_server: ObjectServer, bucket: st
         assert "check s3_store_access_key and s3_store_secret_key" in caught.value.message
         assert "not-the-secret" not in caught.value.message
         with pytest.raises(StorageError, match="refused the credentials"):
-            await store.keys()
+            await store.objects()
 
     asyncio.run(scenario())
 
@@ -183,7 +183,7 @@ def test_unreachable_service_is_a_storage_error(bucket: str) -> None:
 
     async def scenario() -> None:
         with pytest.raises(StorageError, match=r"unreachable or failed .*check s3_store_host") as caught:
-            await store.size(store.location_for("k"))
+            await store.stat(store.location_for("k"))
         assert not isinstance(caught.value, StoreNotFound)
         with pytest.raises(StorageError, match="check s3_store_host"):
             await store.write("k", blocks(b"data"))
@@ -205,7 +205,7 @@ def make_swift_store(server: ObjectServer, container: str, **overrides: Any) -> 
         "retries": 0,
     }
     arguments.update(overrides)
-    return SwiftStore("reliable", **arguments)
+    return SwiftStore(arguments.pop("id", "reliable"), **arguments)
 
 
 def test_swift_missing_container_without_create_on_put(s3_server: ObjectServer) -> None:
@@ -217,8 +217,8 @@ def test_swift_missing_container_without_create_on_put(s3_server: ObjectServer) 
         with pytest.raises(StorageError, match="create it or set swift_store_create_container_on_put"):
             await store.write("big", blocks(random.Random(6).randbytes(3 * MiB)))
         with pytest.raises(StoreNotFound):
-            await store.size(store.location_for("k"))
-        assert await store.keys() == []
+            await store.stat(store.location_for("k"))
+        assert await store.objects() == []
 
     asyncio.run(scenario())
 
@@ -245,7 +245,7 @@ def test_swift_unreachable_service_is_a_storage_error() -> None:
 
     async def scenario() -> None:
         with pytest.raises(StorageError, match="check swift_store_auth_address") as caught:
-            await store.size(store.location_for("k"))
+            await store.stat(store.location_for("k"))
         assert not isinstance(caught.value, StoreNotFound)
 
     asyncio.run(scenario())

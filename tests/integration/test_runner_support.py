@@ -27,7 +27,7 @@ from glimpse.domain.images import Image
 from glimpse.domain.tasks import Task
 from glimpse.errors import StorageError
 from glimpse.jobs.runner import TaskRunner
-from glimpse.ports import ImageStore, StoredObject
+from glimpse.ports import ImageStore, ObjectStat, StoredObject, StoreEntry
 from glimpse.runtime import Runtime
 from glimpse.services.image_data import ImageDataService
 from glimpse.services.images import ImageService
@@ -82,8 +82,11 @@ class WrappedStore:
     async def delete(self, location: str) -> None:
         await self.inner.delete(location)
 
-    async def size(self, location: str) -> int:
-        return await self.inner.size(location)
+    async def stat(self, location: str) -> ObjectStat:
+        return await self.inner.stat(location)
+
+    async def objects(self) -> list[StoreEntry]:
+        return await self.inner.objects()
 
     def describe(self) -> Mapping[str, object]:
         return self.inner.describe()
@@ -111,6 +114,31 @@ class FailingStore(WrappedStore):
                 yield chunk
 
         return await self.inner.write(key, breaking(), max_size)
+
+
+class CorruptingStore(WrappedStore):
+    """A store that keeps other bytes than it is given (a fault no real store shows on demand):
+    ``truncate`` drops the last byte, otherwise the first byte is flipped (same size)."""
+
+    def __init__(self, inner: ImageStore, *, truncate: bool) -> None:
+        super().__init__(inner)
+        self.truncate = truncate
+
+    async def write(
+        self, key: str, chunks: AsyncIterator[bytes], max_size: int | None = None
+    ) -> StoredObject:
+        async def corrupted() -> AsyncIterator[bytes]:
+            data = bytearray()
+            async for chunk in chunks:
+                data += chunk
+            if self.truncate:
+                del data[-1:]
+            elif data:
+                data[0] ^= 0xFF
+            yield bytes(data)
+
+        stored = await self.inner.write(key, corrupted(), max_size)
+        return StoredObject(stored.location, stored.size + 1 if self.truncate else stored.size)
 
 
 class SlowStore(WrappedStore):

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import functools
 import gc
+import hashlib
 import json
 import os
 import random
@@ -20,6 +21,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +33,7 @@ import swiftclient.client
 import swiftclient.exceptions
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
-from glimpse.ports import Capabilities, ImageStore, LocalFiles, StoredObject
+from glimpse.ports import Capabilities, ImageStore, LocalFiles, ObjectStat, StoredObject, StoreEntry
 from glimpse.storage.filesystem import FilesystemStore
 from glimpse.storage.memory import InMemoryStore
 from glimpse.storage.s3 import S3Store
@@ -51,6 +53,9 @@ class Driver:
     contents: Callable[[], set[str]]  # every name the backend holds, temporary files included
     capabilities: Capabilities
     description_keys: frozenset[str]
+    #: Which objects ``stat`` gives an md5 for: "never", "plain" (a single PUT, not a multipart or
+    #: segmented one) or "always".
+    md5: str = "never"
 
 
 def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
@@ -60,6 +65,7 @@ def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
         contents=lambda: set(store.peek_keys()),
         capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
         description_keys=frozenset({"chunk_size"}),
+        md5="always",
     )
 
 
@@ -137,6 +143,7 @@ def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
         description_keys=frozenset(
             {"bucket", "large_object_size", "large_object_chunk_size", "thread_pools"}
         ),
+        md5="plain",
     )
 
 
@@ -202,6 +209,7 @@ def _swift(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
         contents=lambda: _swift_contents(connection, container, segments),
         capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
         description_keys=frozenset({"container", "large_object_size", "large_object_chunk_size"}),
+        md5="plain",
     )
 
 
@@ -251,6 +259,10 @@ async def read_all(store: ImageStore, location: str, offset: int = 0, length: in
     return b"".join(parts)
 
 
+async def keys(store: ImageStore) -> list[str]:
+    return [entry.key for entry in await store.objects()]
+
+
 async def failing_source(data: bytes, error: BaseException) -> AsyncIterator[bytes]:
     async for chunk in chunked(data):
         yield chunk
@@ -287,7 +299,7 @@ class TestStoreContract:
             assert isinstance(stored, StoredObject)
             assert isinstance(stored.location, str)
             assert stored.size == len(data)
-            assert await store_driver.store.size(stored.location) == len(data)
+            assert (await store_driver.store.stat(stored.location)).size == len(data)
             assert await read_all(store_driver.store, stored.location) == data
 
         run(scenario())
@@ -300,7 +312,7 @@ class TestStoreContract:
 
         async def scenario() -> str:
             with pytest.raises(StoreNotFound):
-                await store.size(predicted)
+                await store.stat(predicted)
             stored = await store.write("named-1", chunked(b"abc"))
             return stored.location
 
@@ -322,21 +334,60 @@ class TestStoreContract:
             yield b" and the rest"
 
         async def scenario() -> tuple[list[str], list[str], list[str]]:
-            empty = await store.keys()
+            empty = await keys(store)
             for key in ("b-2", "a-1", "c-3"):
                 await store.write(key, chunked(b"x"))
             writing = asyncio.create_task(store.write("d-4", slow()))
             await started.wait()
-            during = await store.keys()
+            during = await keys(store)
             release.set()
             await writing
             await store.delete(store.location_for("a-1"))
-            return empty, during, await store.keys()
+            return empty, during, await keys(store)
 
         empty, during, after = run(scenario())
         assert empty == []
         assert during == ["a-1", "b-2", "c-3"]
         assert after == ["b-2", "c-3", "d-4"]
+
+    def test_stat_gives_the_size_and_the_md5_where_the_backend_keeps_it(self, store_driver: Driver) -> None:
+        small, large = payload(1000, seed=1), payload(2 * MiB + 17, seed=2)  # large: past 1 MiB parts
+
+        async def scenario() -> tuple[ObjectStat, ObjectStat]:
+            one = await store_driver.store.write("small-1", chunked(small))
+            two = await store_driver.store.write("large-1", chunked(large))
+            return await store_driver.store.stat(one.location), await store_driver.store.stat(two.location)
+
+        small_stat, large_stat = run(scenario())
+        assert isinstance(small_stat, ObjectStat)
+        assert (small_stat.size, large_stat.size) == (len(small), len(large))
+        md5 = {data: hashlib.md5(data, usedforsecurity=False).hexdigest() for data in (small, large)}
+        expected_small = md5[small] if store_driver.md5 in ("plain", "always") else None
+        expected_large = md5[large] if store_driver.md5 == "always" else None
+        assert (small_stat.md5, large_stat.md5) == (expected_small, expected_large)
+        assert small_stat.differences(len(small), md5[small]) == []
+        if small_stat.md5 is not None:
+            assert small_stat.differences(len(small), md5[large]) == [
+                f"md5 {md5[small]} where the data written has {md5[large]}"
+            ]
+
+    def test_objects_lists_each_key_with_its_write_time(self, store_driver: Driver) -> None:
+        store = store_driver.store
+        # Backends keep whole seconds (S3 rounds up): allow a second and a bit either way.
+        before = datetime.now(UTC) - timedelta(seconds=1.5)
+
+        async def scenario() -> list[StoreEntry]:
+            for key in ("k-2", "k-1"):
+                await store.write(key, chunked(b"x" * 10))
+            return await store.objects()
+
+        entries = run(scenario())
+        after = datetime.now(UTC) + timedelta(seconds=1.5)
+        assert [entry.key for entry in entries] == ["k-1", "k-2"]
+        for entry in entries:
+            assert isinstance(entry, StoreEntry)
+            assert entry.modified.utcoffset() == timedelta(0)
+            assert before <= entry.modified <= after
 
     def test_empty_object_and_empty_chunks(self, store_driver: Driver) -> None:
         async def nothing() -> AsyncIterator[bytes]:
@@ -346,7 +397,7 @@ class TestStoreContract:
         async def scenario() -> None:
             stored = await store_driver.store.write("empty", nothing())
             assert stored.size == 0
-            assert await store_driver.store.size(stored.location) == 0
+            assert (await store_driver.store.stat(stored.location)).size == 0
             assert await read_all(store_driver.store, stored.location) == b""
 
         run(scenario())
@@ -399,7 +450,7 @@ class TestStoreContract:
             with pytest.raises(StoreNotFound):
                 await store_driver.store.open(stored.location, 3, 2)
             with pytest.raises(StoreNotFound):
-                await store_driver.store.size(stored.location)
+                await store_driver.store.stat(stored.location)
             with pytest.raises(StoreNotFound):
                 await store_driver.store.delete(stored.location)
 
@@ -409,7 +460,7 @@ class TestStoreContract:
         async def scenario() -> None:
             for location in ("file:///etc/passwd", "memory://elsewhere/key", "s3://bucket/key", "nonsense"):
                 with pytest.raises(StoreNotFound):
-                    await store_driver.store.size(location)
+                    await store_driver.store.stat(location)
                 with pytest.raises(StoreNotFound):
                     await store_driver.store.open(location)
                 with pytest.raises(StoreNotFound):
@@ -429,7 +480,7 @@ class TestStoreContract:
             two = await store_driver.store.write("same", chunked(second))
             assert one.location == two.location
             assert two.size == len(second)
-            assert await store_driver.store.size(two.location) == len(second)
+            assert (await store_driver.store.stat(two.location)).size == len(second)
             assert await read_all(store_driver.store, two.location) == second
 
         run(scenario())

@@ -3,6 +3,8 @@ file, from an offset on with ``Range``."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
@@ -39,25 +41,61 @@ def _chunks(data: DataSource, on_progress: ProgressCallback | None, total: int |
             on_progress(done, total)
 
 
-def _put(path: str, data: DataSource, on_progress: ProgressCallback | None, store: str | None) -> Flow[None]:
-    """A data ``PUT`` of ``data``, sent as it is read; its size is announced when known."""
+#: The algorithms of RFC 9530 digest headers the server checks, by their hashlib names.
+DIGEST_ALGORITHMS = {"sha256": "sha-256", "sha512": "sha-512"}
+
+
+def content_digest(checksum: str) -> str:
+    """``"sha256:<hex>"`` as an RFC 9530 ``Content-Digest`` header value (``sha-256=:<base64>:``);
+    ValueError when it is not ``sha256:HEX`` or ``sha512:HEX`` of the right length."""
+    algorithm, sep, value = checksum.partition(":")
+    name = DIGEST_ALGORITHMS.get(algorithm.strip().lower())
+    try:
+        raw = bytes.fromhex(value.strip()) if sep and name else b""
+    except ValueError:
+        raw = b""
+    if name is None or len(raw) != hashlib.new(algorithm.strip().lower()).digest_size:
+        raise ValueError(
+            f"checksum {checksum!r} must be sha256:HEX or sha512:HEX (the digests an upload can be "
+            "checked against), e.g. sha256:9f86d08..."
+        )
+    return f"{name}=:{base64.b64encode(raw).decode()}:"
+
+
+def _put(
+    path: str,
+    data: DataSource,
+    on_progress: ProgressCallback | None,
+    store: str | None,
+    checksum: str | None,
+) -> Flow[None]:
+    """A data ``PUT`` of ``data``, sent as it is read; its size is announced when known, and with
+    ``checksum`` its digest (the server keeps nothing when the data differs)."""
     total = _path_size(data)
     headers = {"Content-Type": "application/octet-stream"}
     if total is not None:
         headers["Content-Length"] = str(total)
     if store is not None:
         headers["X-Image-Meta-Store"] = store
+    if checksum is not None:
+        headers["Content-Digest"] = content_digest(checksum)
     return send(Call("PUT", path, headers=headers, content=_chunks(data, on_progress, total)))
 
 
 def upload(
-    image_id: str, data: DataSource, on_progress: ProgressCallback | None, store: str | None
+    image_id: str,
+    data: DataSource,
+    on_progress: ProgressCallback | None,
+    store: str | None,
+    checksum: str | None = None,
 ) -> Flow[None]:
-    return _put(f"/v2/images/{image_id}/file", data, on_progress, store)
+    return _put(f"/v2/images/{image_id}/file", data, on_progress, store, checksum)
 
 
-def stage(image_id: str, data: DataSource, on_progress: ProgressCallback | None) -> Flow[None]:
-    return _put(f"/v2/images/{image_id}/stage", data, on_progress, None)
+def stage(
+    image_id: str, data: DataSource, on_progress: ProgressCallback | None, checksum: str | None = None
+) -> Flow[None]:
+    return _put(f"/v2/images/{image_id}/stage", data, on_progress, None, checksum)
 
 
 class _Cut:
@@ -134,14 +172,24 @@ class SyncData(SyncDriver):
         on_progress: ProgressCallback | None = None,
         *,
         store: str | None = None,
+        checksum: str | None = None,
     ) -> None:
         """Upload image data from a file path, bytes or an iterable of byte chunks; into ``store``
-        (``X-Image-Meta-Store``) instead of the server's default store when given."""
-        self._run(upload(image_id, data, on_progress, store))
+        (``X-Image-Meta-Store``) instead of the server's default store when given. ``checksum``
+        (``"sha256:<hex>"`` or ``"sha512:<hex>"``) is sent as ``Content-Digest``: data with another
+        digest is refused (400) and not kept."""
+        self._run(upload(image_id, data, on_progress, store, checksum))
 
-    def stage(self, image_id: str, data: DataSource, on_progress: ProgressCallback | None = None) -> None:
-        """Stage data for a ``glance-direct`` import."""
-        self._run(stage(image_id, data, on_progress))
+    def stage(
+        self,
+        image_id: str,
+        data: DataSource,
+        on_progress: ProgressCallback | None = None,
+        *,
+        checksum: str | None = None,
+    ) -> None:
+        """Stage data for a ``glance-direct`` import; ``checksum`` as for :meth:`upload`."""
+        self._run(stage(image_id, data, on_progress, checksum))
 
     def iter_data(
         self, image_id: str, *, offset: int = 0, on_progress: ProgressCallback | None = None
@@ -165,15 +213,21 @@ class AsyncData(AsyncDriver):
         on_progress: ProgressCallback | None = None,
         *,
         store: str | None = None,
+        checksum: str | None = None,
     ) -> None:
         """Upload image data (see :meth:`Client.upload`)."""
-        await self._run(upload(image_id, data, on_progress, store))
+        await self._run(upload(image_id, data, on_progress, store, checksum))
 
     async def stage(
-        self, image_id: str, data: DataSource, on_progress: ProgressCallback | None = None
+        self,
+        image_id: str,
+        data: DataSource,
+        on_progress: ProgressCallback | None = None,
+        *,
+        checksum: str | None = None,
     ) -> None:
-        """Stage data for a ``glance-direct`` import."""
-        await self._run(stage(image_id, data, on_progress))
+        """Stage data for a ``glance-direct`` import (see :meth:`Client.stage`)."""
+        await self._run(stage(image_id, data, on_progress, checksum))
 
     async def iter_data(
         self, image_id: str, *, offset: int = 0, on_progress: ProgressCallback | None = None

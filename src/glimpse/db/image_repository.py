@@ -330,17 +330,27 @@ class SqlImageRepository:
         return holder
 
     def lock_states(self, image_ids: Collection[str]) -> builtins.list[LockState]:
+        ids = list(image_ids)
         rows = self._session.execute(
             select(_IMAGES.c.id, _IMAGES.c.status, _IMAGES.c.deleted, _IMAGES.c.import_task_id).where(
-                _IMAGES.c.id.in_(list(image_ids))
+                _IMAGES.c.id.in_(ids)
             )
         )
+        stores: dict[str, set[str]] = {}
+        located = self._session.execute(
+            select(ImageLocationRow.image_id, ImageLocationRow.store_id).where(
+                ImageLocationRow.image_id.in_(ids)
+            )
+        )
+        for image_id, store_id in located:
+            stores.setdefault(image_id, set()).add(store_id)
         return [
             LockState(
                 id=row.id,
                 status=ImageStatus(row.status),
                 deleted=bool(row.deleted),
                 import_task_id=row.import_task_id,
+                location_stores=frozenset(stores.get(row.id, ())),
             )
             for row in rows
         ]

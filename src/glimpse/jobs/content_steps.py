@@ -168,7 +168,7 @@ class Decompress(_PluginStep):
         hb.start_phase(PHASE_DECOMPRESSING)
         await hb.beat(force=True)
         limit = await run.data_limit()
-        total = await staging.size(source)
+        total = (await staging.stat(source)).size
         digest = self._validator(run)
         if digest is not None and kind is Compression.ZIP:
             # The archive is read from its file, not streamed: the digest takes a pass of its own.
@@ -460,7 +460,7 @@ class Convert(_PluginStep):
         """Inspect the staged data against the image's disk_format (reading it all when the
         client's digest must be checked too)."""
         inspector = ContentInspector(content_judge(run.disk_format, run.ports.settings.content_rules))
-        size = await run.staging.size(location)
+        size = (await run.staging.stat(location)).size
         stream = await run.staging.open(location)
         try:
             async for block in rebuffer(stream):

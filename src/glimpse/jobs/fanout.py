@@ -107,6 +107,7 @@ async def fan_out(
     outcomes: asyncio.Queue[Outcome] | None = None,
     stop_on_failure: bool = False,
     depth: int = DEFAULT_DEPTH,
+    verify: Callable[[ImageStore, StoredObject], Awaitable[None]] | None = None,
 ) -> list[Outcome]:
     """Write every block of ``source`` to every target; one outcome per target, in finishing order.
 
@@ -114,7 +115,8 @@ async def fan_out(
     once the source is exhausted but before any store completes its write: raising there (a lost
     heartbeat, a size that does not match) stops the copy before a single object is committed.
     Errors of the source or of ``on_block`` propagate after every lane has been cancelled; with
-    ``stop_on_failure`` a store's failure raises :class:`StoreWriteFailed`.
+    ``stop_on_failure`` a store's failure raises :class:`StoreWriteFailed`. ``verify(store, stored)``
+    runs after each store's write and, by raising, fails that store as a failed write would.
     """
     lanes = [_Lane(target, depth, clock) for target in targets]
     results: list[Outcome] = []
@@ -132,10 +134,16 @@ async def fan_out(
         target = lane.target
         target.progress.state = StoreState.COPYING
         target.progress.started_at = target.progress.updated_at = clock()
+        stored: StoredObject | None = None
         try:
             stored = await target.store.write(target.key, lane.chunks(), max_size=target.max_size)
+            if verify is not None:
+                await verify(target.store, stored)
         except asyncio.CancelledError:
             lane.drop()
+            if stored is not None:  # written but not verified: nobody will record it
+                with contextlib.suppress(Exception):
+                    await target.store.delete(stored.location)
             raise
         except Exception as exc:
             lane.drop()

@@ -18,12 +18,21 @@ import plugin (decompressed or converted data) whose task no longer holds the im
 Glance does the first part when the API starts; Glimpse's runners do all at start-up and then
 every hour.
 
+**Orphan sweep.** Objects of the configured stores that no image can use are removed: an object
+named for an image (its id) that was last written more than ``[task] orphan_sweep_grace_time``
+seconds ago, whose image is deleted or missing, or has no location in any store, holds no import
+lock and is not being uploaded (``saving``). This catches what a clean-up that failed (its store
+was down) or a runner that died left behind. Each candidate is checked again right before it is
+removed; a store that cannot be listed is skipped with a log line. The runners sweep at start-up
+and then every hour, with the staging sweep.
+
 **Purge.** ``glimpse-server db purge`` hard-deletes tasks that expired more than N days ago.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,12 +43,12 @@ from glimpse.domain.images import ImageStatus, is_uuid
 from glimpse.domain.import_plugins import ImportPlugin, derived_key, derived_owner
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.tasks import StoreState, Task, TaskProgress
-from glimpse.errors import NotFound
+from glimpse.errors import NotFound, StorageError
 from glimpse.jobs.errors import ImageDeleted
 from glimpse.jobs.image_state import lock_holder, update_store_lists
 from glimpse.jobs.import_run import PHASE_FAILED, PHASE_PENDING
 from glimpse.jobs.objects import delete_object, remove_unreferenced
-from glimpse.ports import Ports, Repositories
+from glimpse.ports import ImageStore, Ports, Repositories
 
 log = logging.getLogger(__name__)
 
@@ -222,13 +231,84 @@ def _stale_staged(repos: Repositories, keys: Sequence[str]) -> list[str]:
 async def sweep_staging(ports: Ports) -> list[str]:
     """Remove staged data that no image can use any more; returns the keys removed."""
     staging = ports.stores.staging
-    keys = await staging.keys()
+    keys = [entry.key for entry in await staging.objects()]
     if not keys:
         return []
     stale = await ports.run(lambda s: _stale_staged(s, keys), readonly=True)
     removed = [key for key in stale if await delete_object(staging, staging.location_for(key))]
     if removed:
         log.info("staging sweep removed the data of %d image(s): %s", len(removed), ", ".join(removed))
+    return removed
+
+
+# -- orphan sweep ------------------------------------------------------------------------------------
+
+#: Image ids looked up in one query of the orphan sweep.
+_SWEEP_BATCH: Final = 500
+
+
+def _orphans(repos: Repositories, store: ImageStore, keys: Sequence[str]) -> list[str]:
+    """The keys among ``keys`` (image ids) whose object in ``store`` no image can use."""
+    rows = {state.id: state for state in repos.images.lock_states(keys)}
+    orphans: list[str] = []
+    for key in keys:
+        row = rows.get(key)
+        if row is not None and not row.deleted:
+            if row.location_stores:
+                # Its data, or a copy of it another store may share a place with (two stores on
+                # one directory or container see each other's objects): never judged here.
+                continue
+            if row.import_task_id is not None or row.status == ImageStatus.SAVING:
+                continue  # a task or an upload may be writing it right now
+        orphans.append(key)
+    return orphans
+
+
+async def _sweep_store(ports: Ports, store: ImageStore, grace: timedelta) -> list[str]:
+    try:
+        entries = await store.objects()
+    except StorageError as exc:
+        log.warning("orphan sweep: store %s cannot be listed, skipped: %s", store.id, exc.message)
+        return []
+    staging = ports.stores.staging
+    cutoff = ports.clock() - grace
+    old = [
+        entry
+        for entry in entries
+        if entry.modified <= cutoff
+        and is_uuid(entry.key)
+        and not store.owns(staging.location_for(entry.key))  # a store sharing the staging area
+    ]
+    removed: list[str] = []
+    for start in range(0, len(old), _SWEEP_BATCH):
+        batch = {entry.key: entry for entry in old[start : start + _SWEEP_BATCH]}
+        keys = list(batch)
+        candidates = await ports.run(functools.partial(_orphans, store=store, keys=keys), readonly=True)
+        for key in candidates:
+            # Again, just before the removal: a copy may have started since the batch was read.
+            if not await ports.run(functools.partial(_orphans, store=store, keys=[key]), readonly=True):
+                continue
+            if await delete_object(store, store.location_for(key)):
+                log.warning(
+                    "orphan sweep: removed the object of image %s from store %s (written %s, no "
+                    "image refers to it)",
+                    key,
+                    store.id,
+                    batch[key].modified.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                )
+                removed.append(key)
+    return removed
+
+
+async def sweep_orphans(ports: Ports) -> dict[str, list[str]]:
+    """Remove the objects of every configured store that no image can use and that were written
+    more than ``orphan_sweep_grace_time`` seconds ago; returns the keys removed, by store id."""
+    grace = timedelta(seconds=ports.settings.orphan_sweep_grace_time)
+    removed: dict[str, list[str]] = {}
+    for store in ports.stores.all():
+        keys = await _sweep_store(ports, store, grace)
+        if keys:
+            removed[store.id] = keys
     return removed
 
 

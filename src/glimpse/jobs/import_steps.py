@@ -42,7 +42,7 @@ from glimpse.jobs.import_run import (
 from glimpse.jobs.objects import delete_object, remove_unreferenced
 from glimpse.jobs.steps import Why
 from glimpse.jobs.web_source import WebSource
-from glimpse.ports import Repositories
+from glimpse.ports import Repositories, verify_write
 from glimpse.streaming import ContentInspector, StreamHasher, prefetch
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,9 @@ class CopyToStores:
                     on_block=on_block,
                     outcomes=outcomes,
                     stop_on_failure=run.must_succeed,
+                    verify=lambda store, stored: verify_write(
+                        store, stored, size=hasher.size, md5=hasher.checksum
+                    ),
                 )
             )
         )
@@ -319,7 +322,7 @@ class CopyToStores:
             staged = run.staged_source
             try:
                 if run.size is None:
-                    run.size = await staging.size(staged)
+                    run.size = (await staging.stat(staged)).size
                 stream = await staging.open(staged)
             except StoreNotFound:
                 raise FlowFailed(

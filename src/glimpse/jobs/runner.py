@@ -3,7 +3,7 @@
 Every pass (each ``runner_poll_interval`` seconds, or at once when woken) the runner
 
 1. reaps tasks whose lease expired (:mod:`glimpse.jobs.housekeeping`), and sweeps the staging
-   area at start-up and then hourly;
+   area and the stores' orphan objects at start-up and then hourly;
 2. claims pending tasks, oldest first, up to ``max_concurrent_tasks`` running at once: a claim is
    a compare-and-set ``pending → processing`` with this runner's id and a lease of
    ``task_lease_time`` seconds, so of several runners (in any number of processes) one wins;
@@ -30,13 +30,13 @@ from typing import Final
 
 from glimpse.domain.tasks import Task, TaskProgress
 from glimpse.jobs.flows import execute_task, heartbeat_writer
-from glimpse.jobs.housekeeping import reap_expired, sweep_staging
+from glimpse.jobs.housekeeping import reap_expired, sweep_orphans, sweep_staging
 from glimpse.jobs.progress import Heartbeat
 from glimpse.ports import Ports, Repositories
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two staging sweeps of one runner.
+#: Seconds between two sweeps (staging area, orphan objects) of one runner.
 SWEEP_INTERVAL: Final = 3600.0
 #: Outcomes of finished tasks a runner remembers (for logs and tests), newest last.
 FINISHED_KEPT: Final = 1000
@@ -164,6 +164,10 @@ class TaskRunner:
             await sweep_staging(self.ports)
         except Exception:
             log.exception("staging sweep failed; the next one tries again")
+        try:
+            await sweep_orphans(self.ports)
+        except Exception:
+            log.exception("orphan sweep failed; the next one tries again")
 
     async def _claim(self, task_id: str) -> Task | None:
         now = self.ports.clock()

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from glimpse.context import RequestContext
 from glimpse.domain.images import Image, ImageStatus, Location
@@ -26,11 +27,12 @@ from glimpse.errors import (
     NotFound,
     RangeNotSatisfiable,
     StorageError,
+    StoreMismatch,
     StoreNotFound,
     TooLarge,
     UnsafeImage,
 )
-from glimpse.ports import ImageStore, Ports, Repositories
+from glimpse.ports import ImageStore, Ports, Repositories, verify_write
 from glimpse.services.images import ImageService
 from glimpse.streaming import ContentInspector, StreamHasher, prefetch
 
@@ -91,6 +93,21 @@ def _digest_check(expected: ExpectedDigest) -> Callable[[StreamHasher], None]:
     return check
 
 
+def upload_hasher(
+    algorithm: str, inspector: ContentInspector[Any] | None, expected: Sequence[ExpectedDigest]
+) -> StreamHasher:
+    """The hashing (and inspection) of data a client sends, ``PUT /file`` and ``PUT /stage`` alike:
+    with ``expected`` (the ``Content-Digest``/``Repr-Digest`` headers), one of those digests is
+    checked once the last byte is in, before the store keeps the data (``DigestMismatch``)."""
+    check = _pick(expected, algorithm)
+    return StreamHasher(
+        algorithm,
+        inspector,
+        also=check.algorithm if check else None,
+        on_end=_digest_check(check) if check else None,
+    )
+
+
 class ImageDataService:
     def __init__(self, ports: Ports) -> None:
         self.ports = ports
@@ -146,13 +163,7 @@ class ImageDataService:
 
         limit, disk_format = await self.ports.run(begin)
         inspector = ContentInspector(content_judge(disk_format, self.settings.content_rules))
-        check = _pick(expected, self.settings.hashing_algorithm)
-        hasher = StreamHasher(
-            self.settings.hashing_algorithm,
-            inspector,
-            also=check.algorithm if check else None,
-            on_end=_digest_check(check) if check else None,
-        )
+        hasher = upload_hasher(self.settings.hashing_algorithm, inspector, expected)
         try:
             stored = await store.write(image_id, prefetch(hasher.wrap(body)), max_size=limit)
         except BaseException as exc:
@@ -171,6 +182,12 @@ class ImageDataService:
                 f"The request body had {stored.size} bytes but Content-Length said "
                 f"{content_length}; nothing was stored."
             )
+        try:
+            await verify_write(store, stored, size=hasher.size, md5=hasher.checksum)
+        except StoreMismatch as exc:
+            await self._revert_to_queued(image_id)
+            exc.message += " Nothing was stored and the image is still queued; upload again."
+            raise
 
         verdict = inspector.verdict
         for warning in verdict.warnings if verdict else ():

@@ -33,7 +33,7 @@ import anyio
 from glimpse.context import RequestContext
 from glimpse.domain.images import Image, ImageStatus
 from glimpse.domain.import_plugins import ImportPlugin, detect_compression
-from glimpse.domain.imports import ALL_STORES_CONFLICT, ImportMethod, ImportRequest
+from glimpse.domain.imports import ALL_STORES_CONFLICT, ExpectedDigest, ImportMethod, ImportRequest
 from glimpse.domain.inspection import content_judge
 from glimpse.domain.policy import PolicyRule
 from glimpse.domain.tasks import (
@@ -47,6 +47,7 @@ from glimpse.domain.tasks import (
 from glimpse.domain.url_rules import check_url
 from glimpse.errors import (
     Conflict,
+    DigestMismatch,
     Forbidden,
     FormatMismatch,
     ImageGone,
@@ -60,6 +61,7 @@ from glimpse.errors import (
     UnsupportedMediaType,
 )
 from glimpse.ports import Ports, Repositories, TaskRepository
+from glimpse.services.image_data import upload_hasher
 from glimpse.services.images import ImageService
 from glimpse.streaming import ContentInspector, inspected, prefetch, rebuffer
 
@@ -204,11 +206,15 @@ class ImportService:
         media_type: str | None,
         content_length: int | None,
         declared_size: int | None,
+        expected: Sequence[ExpectedDigest] = (),
     ) -> int:
         """Stream the body into the staging store under the image id; returns the bytes staged.
 
         The data is inspected on the way (the content rules of :mod:`glimpse.domain.inspection`,
         against the image's disk_format when it is already set): a refused image is not staged.
+        With ``expected`` (the ``Content-Digest``/``Repr-Digest`` headers) the data is hashed as an
+        upload is (:func:`~glimpse.services.image_data.upload_hasher`), and data whose digest
+        differs is not staged.
 
         The image moves ``queued → uploading`` first and back to ``queued`` (nothing staged) on any
         failure: client gone, too large, a size that does not match, a store error, cancellation.
@@ -239,15 +245,16 @@ class ImportService:
 
         await self.ports.run(begin)
         inspector = ContentInspector(content_judge(disk_format, self.settings.content_rules))
+        source = self._inspected(rebuffer(body), inspector)
+        if expected:
+            source = upload_hasher(self.settings.hashing_algorithm, None, expected).wrap(source)
         try:
-            stored = await staging.write(
-                image_id, prefetch(self._inspected(rebuffer(body), inspector)), max_size=limit
-            )
+            stored = await staging.write(image_id, prefetch(source), max_size=limit)
         except BaseException as exc:
             await self._unstage(image_id, None)
             if isinstance(exc, TooLarge):
                 raise self._too_large(limit) from None
-            if isinstance(exc, FormatMismatch | UnsafeImage):
+            if isinstance(exc, FormatMismatch | UnsafeImage | DigestMismatch):
                 exc.message += " Nothing was staged and the image is still queued."
                 log.info("image %s: staging refused: %s", image_id, exc.message)
                 raise exc from None
@@ -276,7 +283,8 @@ class ImportService:
 
     async def _staged_size(self, image_id: str) -> int | None:
         try:
-            return await self.ports.stores.staging.size(self.ports.stores.staging.location_for(image_id))
+            staging = self.ports.stores.staging
+            return (await staging.stat(staging.location_for(image_id))).size
         except StoreNotFound:
             return None
 

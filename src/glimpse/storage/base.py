@@ -1,4 +1,5 @@
-"""What every store driver shares: the rule for object keys and the checks a write starts with.
+"""What every store driver shares: the rule for object keys, the checks a write starts with, running
+blocking calls in a thread pool, and the reader that hands out an object's bytes block by block.
 
 The driver interface itself, ``ImageStore``, is a port (:mod:`glimpse.ports`), so that the services
 and the task runner can use stores without importing any driver.
@@ -11,12 +12,17 @@ import concurrent.futures
 import contextlib
 import re
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any, Final, TypeVar
+
+from glimpse.errors import StorageError
 
 __all__ = [
     "KEY_PATTERN",
     "MAX_KEY_LENGTH",
+    "BlockReader",
     "check_write_arguments",
+    "etag_md5",
     "raise_first_error",
     "run_blocking",
     "validate_key",
@@ -42,6 +48,15 @@ def validate_key(key: str) -> None:
         )
 
 
+_MD5_HEX: Final = re.compile(r"[0-9a-f]{32}")
+
+
+def etag_md5(etag: str | None) -> str | None:
+    """An HTTP ETag as an md5 in hex, when it has that shape (quotes stripped); else None."""
+    value = (etag or "").strip().strip('"').lower()
+    return value if _MD5_HEX.fullmatch(value) else None
+
+
 def check_write_arguments(key: str, max_size: int | None) -> None:
     """The argument checks every driver's ``write`` starts with (raises ``ValueError``)."""
     validate_key(key)
@@ -50,7 +65,7 @@ def check_write_arguments(key: str, max_size: int | None) -> None:
 
 
 async def run_blocking(
-    executor: concurrent.futures.Executor,
+    executor: concurrent.futures.Executor | None,
     func: Callable[[], T],
     on_abandon: Callable[[T], None] | None = None,
 ) -> T:
@@ -58,7 +73,8 @@ async def run_blocking(
 
     A thread cannot be interrupted, so when the awaiting task is cancelled this waits for ``func``
     to finish before re-raising the cancellation: clean-up that follows never races a request still
-    in flight. A result nobody wants any more is handed to ``on_abandon``.
+    in flight. A result nobody wants any more is handed to ``on_abandon``. ``executor`` None is the
+    event loop's default pool.
     """
     future = asyncio.get_running_loop().run_in_executor(executor, func)
     try:
@@ -84,3 +100,89 @@ def raise_first_error(futures: Iterable[asyncio.Future[Any]]) -> None:
             first = error
     if first is not None:
         raise first
+
+
+class BlockReader:
+    """Async iterator over ``remaining`` bytes of one object, read in blocks of at most
+    ``block_size`` by the blocking ``read(n)`` run in ``executor`` (see :func:`run_blocking`).
+
+    Errors of ``read`` pass through ``translate()``, the driver's error translation. ``close`` (the
+    file or the HTTP response) runs when the bytes run out, on an error, on :meth:`aclose` and, at the
+    latest, when the iterator is garbage-collected, so an abandoned download never leaks a descriptor
+    or a connection. ``read`` None is an empty object.
+    """
+
+    def __init__(
+        self,
+        store_id: str,
+        *,
+        read: Callable[[int], bytes] | None,
+        close: Callable[[], object],
+        remaining: int,
+        block_size: int,
+        executor: concurrent.futures.Executor | None,
+        translate: Callable[[], AbstractContextManager[object]],
+    ) -> None:
+        self._store_id = store_id
+        self._read = read
+        self._closer: Callable[[], object] | None = close
+        self._remaining = remaining
+        self._block_size = block_size
+        self._executor = executor
+        self._translate = translate
+
+    @classmethod
+    def of_body(
+        cls,
+        store_id: str,
+        body: Any,
+        remaining: int,
+        *,
+        block_size: int,
+        executor: concurrent.futures.Executor | None,
+        translate: Callable[[], AbstractContextManager[object]],
+    ) -> BlockReader:
+        """A reader over an HTTP response body with a blocking ``read(n)`` and ``close()`` (an
+        object store's GET); ``body`` None is an empty object."""
+        return cls(
+            store_id,
+            read=None if body is None else body.read,
+            close=(lambda: None) if body is None else body.close,
+            remaining=remaining,
+            block_size=block_size,
+            executor=executor,
+            translate=translate,
+        )
+
+    def __aiter__(self) -> BlockReader:
+        return self
+
+    async def __anext__(self) -> bytes:
+        read = self._read
+        if read is None or self._remaining <= 0:
+            self._close()
+            raise StopAsyncIteration
+        wanted = min(self._block_size, self._remaining)
+        try:
+            with self._translate():
+                data = await run_blocking(self._executor, lambda: read(wanted))
+        except BaseException:
+            self._close()
+            raise
+        if not data:
+            self._close()
+            raise StorageError(f"store '{self._store_id}' could not read the image data: it ended early.")
+        self._remaining -= len(data)
+        return data
+
+    async def aclose(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        closer, self._closer, self._read = self._closer, None, None
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                closer()
+
+    def __del__(self) -> None:
+        self._close()

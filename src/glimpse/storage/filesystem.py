@@ -10,7 +10,6 @@ of ``chunk_size`` bytes, and every ``OSError`` is translated into the ``StorageE
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import functools
@@ -18,12 +17,13 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final, TypeVar
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
-from glimpse.ports import Capabilities, StoredObject
-from glimpse.storage.base import KEY_PATTERN, check_write_arguments, validate_key
+from glimpse.ports import Capabilities, ObjectStat, StoredObject, StoreEntry
+from glimpse.storage.base import KEY_PATTERN, BlockReader, check_write_arguments, run_blocking, validate_key
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "FilesystemStore"]
 
@@ -41,25 +41,6 @@ def _check_range(offset: int, length: int | None) -> None:
         raise ValueError(f"offset must be 0 or more, got {offset}.")
     if length is not None and length < 0:
         raise ValueError(f"length must be 0 or more, got {length}.")
-
-
-async def _run_in_thread(func: Callable[[], T], on_abandon: Callable[[T], None] | None = None) -> T:
-    """Run ``func`` in a worker thread and return its result.
-
-    A thread cannot be interrupted, so when the awaiting task is cancelled this waits for ``func``
-    to finish before re-raising the cancellation: clean-up that follows never races a write still in
-    flight. If ``func`` succeeded but its result is no longer wanted, ``on_abandon`` releases it.
-    """
-    future = asyncio.ensure_future(asyncio.to_thread(func))
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        while not future.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait((future,))
-        if not future.cancelled() and future.exception() is None and on_abandon is not None:
-            on_abandon(future.result())
-        raise
 
 
 def _fsync_directory(path: Path) -> None:
@@ -117,54 +98,8 @@ class _PartialFile:
             logger.error("could not remove temporary file %s: %s", self.path, exc)
 
 
-class _FileReader:
-    """Async iterator over ``remaining`` bytes of an open file, read in ``chunk_size`` blocks.
-
-    The file is closed when the bytes run out, on a read error, on :meth:`aclose` and, at the latest,
-    when the iterator is garbage-collected, so an abandoned download never leaks a descriptor.
-    """
-
-    def __init__(self, store: FilesystemStore, path: Path, handle: BinaryIO | None, remaining: int) -> None:
-        self._store = store
-        self._path = path
-        self._handle: BinaryIO | None = handle
-        self._remaining = remaining
-
-    def __aiter__(self) -> _FileReader:
-        return self
-
-    async def __anext__(self) -> bytes:
-        handle = self._handle
-        if handle is None or self._remaining <= 0:
-            self._close()
-            raise StopAsyncIteration
-        wanted = min(self._store.chunk_size, self._remaining)
-        try:
-            with self._store._translate("read the image data", self._path):
-                data = await asyncio.to_thread(handle.read, wanted)
-        except BaseException:
-            self._close()
-            raise
-        if not data:
-            self._close()
-            raise StorageError(f"store '{self._store.id}' could not read the image data: it ended early.")
-        self._remaining -= len(data)
-        return data
-
-    async def aclose(self) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            handle.close()
-
-    def __del__(self) -> None:
-        self._close()
-
-
 def _open_at(path: Path, offset: int) -> tuple[BinaryIO, int]:
-    handle = open(path, "rb")  # noqa: SIM115 - handed to _FileReader, which closes it
+    handle = open(path, "rb")  # noqa: SIM115 - handed to a BlockReader, which closes it
     try:
         size = os.fstat(handle.fileno()).st_size
         if 0 < offset < size:
@@ -245,7 +180,7 @@ class FilesystemStore:
             await self._io("save the image data", target, functools.partial(temp.commit, target))
         except BaseException:
             if not temp.committed:
-                await _run_in_thread(temp.discard)
+                await run_blocking(None, temp.discard)
             raise
         return StoredObject(location=f"{LOCATION_SCHEME}{target}", size=size)
 
@@ -292,9 +227,16 @@ class FilesystemStore:
         available = max(0, size - offset)
         remaining = available if length is None else min(length, available)
         if remaining == 0:
-            handle.close()
-            return _FileReader(self, path, None, 0)
-        return _FileReader(self, path, handle, remaining)
+            handle.close()  # nothing to read: no descriptor held until the reader is dropped
+        return BlockReader(
+            self.id,
+            read=handle.read if remaining else None,
+            close=handle.close,
+            remaining=remaining,
+            block_size=self.chunk_size,
+            executor=None,
+            translate=lambda: self._translate("read the image data", path),
+        )
 
     async def delete(self, location: str) -> None:
         path = self._require_path(location)
@@ -302,23 +244,33 @@ class FilesystemStore:
             "delete the image data", path, functools.partial(self._remove, path), missing_is_not_found=True
         )
 
-    async def size(self, location: str) -> int:
+    async def stat(self, location: str) -> ObjectStat:
+        """The size only: a file keeps no digest of its bytes."""
         path = self._require_path(location)
         return await self._io(
-            "read the image size", path, lambda: path.stat().st_size, missing_is_not_found=True
+            "read the image size",
+            path,
+            lambda: ObjectStat(size=path.stat().st_size),
+            missing_is_not_found=True,
         )
 
-    async def keys(self) -> list[str]:
-        def listing() -> list[str]:
+    async def objects(self) -> list[StoreEntry]:
+        def listing() -> list[StoreEntry]:
+            found: list[StoreEntry] = []
             try:
-                names = os.listdir(self.datadir)
+                with os.scandir(self.datadir) as entries:
+                    for entry in entries:
+                        if KEY_PATTERN.fullmatch(entry.name) is None:
+                            continue  # temporary files of writes and foreign names
+                        try:
+                            if entry.is_file():
+                                modified = datetime.fromtimestamp(entry.stat().st_mtime, UTC)
+                                found.append(StoreEntry(entry.name, modified))
+                        except FileNotFoundError:
+                            continue  # deleted meanwhile
             except FileNotFoundError:
                 return []
-            return sorted(
-                name
-                for name in names
-                if KEY_PATTERN.fullmatch(name) and os.path.isfile(os.path.join(self.datadir, name))
-            )
+            return sorted(found, key=lambda entry: entry.key)
 
         return await self._io("list the image data", self.datadir, listing)
 
@@ -371,7 +323,7 @@ class FilesystemStore:
         on_abandon: Callable[[T], None] | None = None,
     ) -> T:
         with self._translate(action, path, missing_is_not_found=missing_is_not_found):
-            return await _run_in_thread(func, on_abandon)
+            return await run_blocking(None, func, on_abandon)
 
     @contextlib.contextmanager
     def _translate(self, action: str, path: Path, missing_is_not_found: bool = False) -> Iterator[None]:

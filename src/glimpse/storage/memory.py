@@ -8,11 +8,13 @@ which makes failed, oversized and cancelled writes leave nothing behind and rewr
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 from typing import Final
 
 from glimpse.errors import StoreNotFound, TooLarge
-from glimpse.ports import Capabilities, StoredObject
+from glimpse.ports import Capabilities, ObjectStat, StoredObject, StoreEntry
 from glimpse.storage.base import check_write_arguments, validate_key
 
 __all__ = ["InMemoryStore"]
@@ -46,12 +48,13 @@ class InMemoryStore:
         self.capabilities = Capabilities.WRITE | Capabilities.RANGE_READ
         self.chunk_size = chunk_size
         self._objects: dict[str, bytes] = {}
+        self._modified: dict[str, datetime] = {}
 
     def __repr__(self) -> str:
         return f"InMemoryStore(id={self.id!r}, objects={len(self._objects)})"
 
-    async def keys(self) -> list[str]:
-        return self.peek_keys()
+    async def objects(self) -> list[StoreEntry]:
+        return [StoreEntry(key, self._modified[key]) for key in self.peek_keys()]
 
     def peek_keys(self) -> list[str]:
         """The keys of every stored object, sorted, without awaiting (for assertions in tests)."""
@@ -76,6 +79,7 @@ class InMemoryStore:
                 raise TooLarge(f"The image data is larger than the limit of {max_size} bytes.")
             buffer += chunk
         self._objects[key] = bytes(buffer)
+        self._modified[key] = datetime.now(UTC)
         return StoredObject(location=self.location_for(key), size=len(buffer))
 
     async def open(self, location: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
@@ -89,10 +93,13 @@ class InMemoryStore:
         return _slices(data, start, stop, self.chunk_size)
 
     async def delete(self, location: str) -> None:
-        del self._objects[self._require_key(location)]
+        key = self._require_key(location)
+        del self._objects[key], self._modified[key]
 
-    async def size(self, location: str) -> int:
-        return len(self._objects[self._require_key(location)])
+    async def stat(self, location: str) -> ObjectStat:
+        """Size and md5: the bytes are at hand, so the md5 costs no read of a backend."""
+        data = self._objects[self._require_key(location)]
+        return ObjectStat(size=len(data), md5=hashlib.md5(data, usedforsecurity=False).hexdigest())
 
     async def probe(self) -> None:
         """Always usable: the bytes live in this process."""

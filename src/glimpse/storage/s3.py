@@ -24,6 +24,7 @@ import logging
 import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import boto3
@@ -31,10 +32,12 @@ import botocore.config
 import botocore.exceptions
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
-from glimpse.ports import Capabilities, StoredObject
+from glimpse.ports import Capabilities, ObjectStat, StoredObject, StoreEntry
 from glimpse.storage.base import (
     KEY_PATTERN,
+    BlockReader,
     check_write_arguments,
+    etag_md5,
     raise_first_error,
     run_blocking,
     validate_key,
@@ -76,52 +79,6 @@ def _error_code(exc: botocore.exceptions.ClientError) -> str:
     if code:
         return code
     return str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-
-
-class _ObjectReader:
-    """Async iterator over the body of one ``GetObject``, read in blocks in the store's threads.
-
-    The HTTP response is released when the bytes run out, on an error, on :meth:`aclose` and, at the
-    latest, when the iterator is garbage-collected.
-    """
-
-    def __init__(self, store: S3Store, body: Any, remaining: int) -> None:
-        self._store = store
-        self._body: Any = body
-        self._remaining = remaining
-
-    def __aiter__(self) -> _ObjectReader:
-        return self
-
-    async def __anext__(self) -> bytes:
-        body = self._body
-        if body is None or self._remaining <= 0:
-            self._close()
-            raise StopAsyncIteration
-        wanted = min(_READ_BLOCK, self._remaining)
-        try:
-            with self._store._translate("read the image data"):
-                data: bytes = await self._store._call(functools.partial(body.read, wanted))
-        except BaseException:
-            self._close()
-            raise
-        if not data:
-            self._close()
-            raise StorageError(f"store '{self._store.id}' could not read the image data: it ended early.")
-        self._remaining -= len(data)
-        return data
-
-    async def aclose(self) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        body, self._body = self._body, None
-        if body is not None:
-            with contextlib.suppress(Exception):
-                body.close()
-
-    def __del__(self) -> None:
-        self._close()
 
 
 class S3Store:
@@ -317,8 +274,8 @@ class S3Store:
             raise ValueError(f"length must be 0 or more, got {length}.")
         key = self._require_key(location)
         if length == 0:
-            await self.size(location)  # StoreNotFound when missing
-            return _ObjectReader(self, None, 0)
+            await self.stat(location)  # StoreNotFound when missing
+            return self._reader(None, 0)
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if offset or length is not None:
             end = "" if length is None else str(offset + length - 1)
@@ -331,36 +288,47 @@ class S3Store:
         except StorageError as exc:
             if isinstance(exc, StoreNotFound) or not _is_unsatisfiable_range(exc.__cause__):
                 raise
-            await self.size(location)  # a range past the end of an existing object: no bytes
-            return _ObjectReader(self, None, 0)
-        return _ObjectReader(self, response["Body"], int(response.get("ContentLength", 0)))
+            await self.stat(location)  # a range past the end of an existing object: no bytes
+            return self._reader(None, 0)
+        return self._reader(response["Body"], int(response.get("ContentLength", 0)))
 
-    async def size(self, location: str) -> int:
+    def _reader(self, body: Any, remaining: int) -> BlockReader:
+        """The bytes of one GET's body (None: no bytes), read in blocks in the store's threads."""
+        translate = functools.partial(self._translate, "read the image data")
+        return BlockReader.of_body(
+            self.id, body, remaining, block_size=_READ_BLOCK, executor=self._executor, translate=translate
+        )
+
+    async def stat(self, location: str) -> ObjectStat:
+        """``HeadObject``: the size, and the md5 when the ETag is one (see :func:`_object_md5`)."""
         key = self._require_key(location)
         with self._translate("read the image size", missing_is_not_found=True):
             response = await self._call(
                 functools.partial(self._client.head_object, Bucket=self.bucket, Key=key)
             )
-        return int(response["ContentLength"])
+        return ObjectStat(size=int(response["ContentLength"]), md5=_object_md5(response))
 
     async def delete(self, location: str) -> None:
         key = self._require_key(location)
-        await self.size(location)  # S3 deletes are idempotent; the contract wants StoreNotFound
+        await self.stat(location)  # S3 deletes are idempotent; the contract wants StoreNotFound
         with self._translate("delete the image data", missing_is_not_found=True):
             await self._call(functools.partial(self._client.delete_object, Bucket=self.bucket, Key=key))
 
-    async def keys(self) -> list[str]:
-        def listing() -> list[str]:
-            names: list[str] = []
+    async def objects(self) -> list[StoreEntry]:
+        def listing() -> list[StoreEntry]:
+            found: list[StoreEntry] = []
             paginator = self._client.get_paginator("list_objects_v2")
             try:
                 for page in paginator.paginate(Bucket=self.bucket):
-                    names.extend(item["Key"] for item in page.get("Contents", []) if "Key" in item)
+                    for item in page.get("Contents", []):
+                        key, modified = item.get("Key"), item.get("LastModified")
+                        if key is not None and modified is not None and KEY_PATTERN.fullmatch(key):
+                            found.append(StoreEntry(key, modified.astimezone(UTC)))
             except botocore.exceptions.ClientError as exc:
                 if _error_code(exc) in _MISSING_BUCKET_CODES:
                     return []
                 raise
-            return sorted(name for name in names if KEY_PATTERN.fullmatch(name))
+            return sorted(found, key=lambda entry: entry.key)
 
         with self._translate("list the image data"):
             return await self._call(listing)
@@ -436,6 +404,17 @@ class S3Store:
                 f"store '{self.id}' could not {action}: the object store is unreachable or failed "
                 f"({type(exc).__name__}); check s3_store_host and that the service is up."
             ) from exc
+
+
+def _object_md5(response: Mapping[str, Any]) -> str | None:
+    """The md5 of an object's bytes from its ETag, or None when the ETag is something else: a
+    multipart upload's (``<md5 of the part md5s>-<parts>``) or one under SSE-KMS or SSE-C
+    encryption (not the md5 of the plain bytes)."""
+    if response.get("SSECustomerAlgorithm") or str(response.get("ServerSideEncryption", "")).startswith(
+        "aws:kms"
+    ):
+        return None
+    return etag_md5(response.get("ETag"))
 
 
 def _close_body(response: Any) -> None:

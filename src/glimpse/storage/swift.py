@@ -26,6 +26,7 @@ import threading
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import requests.exceptions
@@ -33,10 +34,12 @@ import swiftclient.client
 import swiftclient.exceptions
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
-from glimpse.ports import Capabilities, StoredObject
+from glimpse.ports import Capabilities, ObjectStat, StoredObject, StoreEntry
 from glimpse.storage.base import (
     KEY_PATTERN,
+    BlockReader,
     check_write_arguments,
+    etag_md5,
     raise_first_error,
     run_blocking,
     validate_key,
@@ -53,51 +56,13 @@ _READ_BLOCK: Final = MiB
 _SLO_HEADER: Final = "x-static-large-object"
 
 
+def _listing_time(text: str) -> datetime:
+    """A container listing's ``last_modified`` (ISO 8601 in UTC, without a zone) as a UTC time."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
 class _MissingContainer(Exception):
     """A PUT found no container (and the store may not create it)."""
-
-
-class _ObjectReader:
-    """Async iterator over one object's body, read in blocks in the store's threads; the response is
-    released when the bytes run out, on an error, on :meth:`aclose` or on garbage collection."""
-
-    def __init__(self, store: SwiftStore, body: Any, remaining: int) -> None:
-        self._store = store
-        self._body: Any = body
-        self._remaining = remaining
-
-    def __aiter__(self) -> _ObjectReader:
-        return self
-
-    async def __anext__(self) -> bytes:
-        body = self._body
-        if body is None or self._remaining <= 0:
-            self._close()
-            raise StopAsyncIteration
-        wanted = min(_READ_BLOCK, self._remaining)
-        try:
-            with self._store._translate("read the image data"):
-                data: bytes = await self._store._call(functools.partial(body.read, wanted))
-        except BaseException:
-            self._close()
-            raise
-        if not data:
-            self._close()
-            raise StorageError(f"store '{self._store.id}' could not read the image data: it ended early.")
-        self._remaining -= len(data)
-        return data
-
-    async def aclose(self) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        body, self._body = self._body, None
-        if body is not None:
-            with contextlib.suppress(Exception):
-                body.close()
-
-    def __del__(self) -> None:
-        self._close()
 
 
 class SwiftStore:
@@ -286,8 +251,8 @@ class SwiftStore:
             raise ValueError(f"length must be 0 or more, got {length}.")
         key = self._require_key(location)
         if length == 0:
-            await self.size(location)
-            return _ObjectReader(self, None, 0)
+            await self.stat(location)
+            return self._reader(None, 0)
         headers: dict[str, str] = {}
         if offset or length is not None:
             end = "" if length is None else str(offset + length - 1)
@@ -306,15 +271,26 @@ class SwiftStore:
             cause = exc.__cause__
             if not (isinstance(cause, swiftclient.exceptions.ClientException) and cause.http_status == 416):
                 raise
-            await self.size(location)  # a range past the end of an existing object: no bytes
-            return _ObjectReader(self, None, 0)
-        return _ObjectReader(self, body, int(response_headers.get("content-length", 0)))
+            await self.stat(location)  # a range past the end of an existing object: no bytes
+            return self._reader(None, 0)
+        return self._reader(body, int(response_headers.get("content-length", 0)))
 
-    async def size(self, location: str) -> int:
+    def _reader(self, body: Any, remaining: int) -> BlockReader:
+        """The bytes of one GET's body (None: no bytes), read in blocks in the store's threads."""
+        translate = functools.partial(self._translate, "read the image data")
+        return BlockReader.of_body(
+            self.id, body, remaining, block_size=_READ_BLOCK, executor=self._executor, translate=translate
+        )
+
+    async def stat(self, location: str) -> ObjectStat:
+        """HEAD: the size, and the ETag as the md5 for a plain object (a large object's ETag is
+        derived from its segments' and says nothing of the bytes)."""
         key = self._require_key(location)
         with self._translate("read the image size", missing_is_not_found=True):
             headers = await self._call(functools.partial(self._head, key))
-        return int(headers["content-length"])
+        large = headers.get(_SLO_HEADER, "").lower() == "true" or "x-object-manifest" in headers
+        md5 = None if large else etag_md5(headers.get("etag"))
+        return ObjectStat(size=int(headers["content-length"]), md5=md5)
 
     def _head(self, key: str) -> dict[str, str]:
         headers: dict[str, str] = self._connection().head_object(self.container, key)
@@ -335,15 +311,22 @@ class SwiftStore:
         with self._translate("delete the image data", missing_is_not_found=True):
             await self._call(remove)
 
-    async def keys(self) -> list[str]:
-        def listing() -> list[str]:
+    async def objects(self) -> list[StoreEntry]:
+        def listing() -> list[StoreEntry]:
             try:
                 _, objects = self._connection().get_container(self.container, full_listing=True)
             except swiftclient.exceptions.ClientException as exc:
                 if exc.http_status == 404:
                     return []
                 raise
-            return sorted(str(item["name"]) for item in objects if KEY_PATTERN.fullmatch(str(item["name"])))
+            return sorted(
+                (
+                    StoreEntry(str(item["name"]), _listing_time(str(item["last_modified"])))
+                    for item in objects
+                    if KEY_PATTERN.fullmatch(str(item["name"]))
+                ),
+                key=lambda entry: entry.key,
+            )
 
         with self._translate("list the image data"):
             return await self._call(listing)

@@ -10,10 +10,11 @@ from pathlib import Path
 from rich.console import Console
 
 from glimpse_client import Client, Image
+from glimpse_client._data import content_digest
 
 from ._text import human_size
 from .base import GlimpseCommand
-from .errors import CommandError
+from .errors import CommandError, UsageError
 from .progress import TransferProgress
 
 _READ = 1024 * 1024
@@ -27,15 +28,37 @@ def readable_file(text: str) -> Path:
 
 
 def send_file(
-    client: Client, console: Console, image: Image, path: Path, *, stage: bool, store: str | None = None
+    client: Client,
+    console: Console,
+    image: Image,
+    path: Path,
+    *,
+    stage: bool,
+    store: str | None = None,
+    checksum: str | None = None,
 ) -> None:
-    """Upload (``PUT /file``, into ``store`` if given) or stage (``PUT /stage``) ``path`` with a bar."""
+    """Upload (``PUT /file``, into ``store`` if given) or stage (``PUT /stage``) ``path`` with a bar;
+    with ``checksum``, the server keeps the data only if it has that digest."""
+    if checksum is not None:
+        try:
+            content_digest(checksum)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     verb = "staging" if stage else "uploading"
     with TransferProgress(console, f"{verb} {path.name}", total=path.stat().st_size) as bar:
         if stage:
-            client.stage(image.id, path, on_progress=bar)
+            client.stage(image.id, path, on_progress=bar, checksum=checksum)
         else:
-            client.upload(image.id, path, on_progress=bar, store=store)
+            client.upload(image.id, path, on_progress=bar, store=store, checksum=checksum)
+
+
+def add_checksum_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checksum",
+        metavar="ALGORITHM:HEX",
+        help="the digest the data must have, sha256:HEX or sha512:HEX, sent as Content-Digest (the "
+        "server refuses data with another digest and keeps nothing)",
+    )
 
 
 class UploadImage(GlimpseCommand):
@@ -50,11 +73,20 @@ class UploadImage(GlimpseCommand):
         parser.add_argument(
             "--store", metavar="STORE", help="the store to upload to (default: the server's default store)"
         )
+        add_checksum_option(parser)
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> int:
         image = self.image(parsed_args.image)
-        send_file(self.client, self.console, image, parsed_args.file, stage=False, store=parsed_args.store)
+        send_file(
+            self.client,
+            self.console,
+            image,
+            parsed_args.file,
+            stage=False,
+            store=parsed_args.store,
+            checksum=parsed_args.checksum,
+        )
         return 0
 
 
@@ -65,11 +97,14 @@ class StageImage(GlimpseCommand):
         parser = super().get_parser(prog_name)
         parser.add_argument("image", metavar="IMAGE", help="image name or ID (status queued)")
         parser.add_argument("--file", required=True, type=readable_file, metavar="FILE", help="data to stage")
+        add_checksum_option(parser)
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> int:
         image = self.image(parsed_args.image)
-        send_file(self.client, self.console, image, parsed_args.file, stage=True)
+        send_file(
+            self.client, self.console, image, parsed_args.file, stage=True, checksum=parsed_args.checksum
+        )
         self.say(
             f"Staged. Import it with: {self.glimpse.PROG} image import {shlex.quote(parsed_args.image)} "
             "--method glance-direct --wait"

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from glimpse.api import deps
 from glimpse.api.responses import empty
-from glimpse.api.v2.image_data import content_length
+from glimpse.api.v2.image_data import content_length, expected_digests
 from glimpse.errors import InvalidInput
 from glimpse.services.imports import ImportService
 
@@ -120,6 +120,7 @@ async def stage_image_data(request: Request, image_id: str) -> Response:
         media_type=media_type,
         content_length=content_length(request),
         declared_size=_declared_size(request),
+        expected=expected_digests(request),
     )
     return empty()
 
