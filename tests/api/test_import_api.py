@@ -49,7 +49,7 @@ def set_clock(client: TestClient, now: datetime) -> None:
 
 
 def staged_files(client: TestClient) -> list[str]:
-    staging = runtime_of(client).settings.staging_dir
+    staging = runtime_of(client).settings.staging.datadir
     return sorted(p.name for p in staging.iterdir()) if staging.exists() else []
 
 
@@ -126,7 +126,7 @@ def test_stage_then_import_glance_direct(api: TestClient) -> None:
     assert body["status"] == "uploading"
     assert body["size"] == 3000
     assert staged_files(api) == [image["id"]]
-    assert (runtime_of(api).settings.staging_dir / image["id"]).read_bytes() == b"abc" * 1000
+    assert (runtime_of(api).settings.staging.datadir / image["id"]).read_bytes() == b"abc" * 1000
 
     woken: list[int] = []
     runtime_of(api).wake_runner = lambda: woken.append(1)
@@ -187,7 +187,7 @@ def test_stage_needs_the_owner_and_a_queued_image(api: TestClient) -> None:
     again = stage(api, image["id"], b"second")
     assert again.status_code == 409
     assert "queued" in again.json()["message"]
-    assert (runtime_of(api).settings.staging_dir / image["id"]).read_bytes() == b"first"
+    assert (runtime_of(api).settings.staging.datadir / image["id"]).read_bytes() == b"first"
     active = active_image(api)
     assert stage(api, active, b"x").status_code == 409
     assert stage(api, active, b"x", ADMIN).status_code == 409
@@ -195,7 +195,7 @@ def test_stage_needs_the_owner_and_a_queued_image(api: TestClient) -> None:
 
 def test_data_already_staged_is_409(api: TestClient) -> None:
     image = new_image(api)
-    staging = runtime_of(api).settings.staging_dir
+    staging = runtime_of(api).settings.staging.datadir
     staging.mkdir(parents=True, exist_ok=True)
     (staging / image["id"]).write_bytes(b"left over")
     response = stage(api, image["id"], b"new data")
