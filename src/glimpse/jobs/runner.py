@@ -2,8 +2,9 @@
 
 Every pass (each ``runner_poll_interval`` seconds, or at once when woken) the runner
 
-1. reaps tasks whose lease expired (:mod:`glimpse.jobs.housekeeping`), and sweeps the staging
-   area at start-up and then hourly;
+1. reaps tasks whose lease expired (:mod:`glimpse.jobs.housekeeping`), fails tasks stranded on a
+   node that never claimed them (at start-up, then every minute), and sweeps the staging area at
+   start-up and then hourly;
 2. claims pending tasks, oldest first, up to ``max_concurrent_tasks`` running at once: a claim is
    a compare-and-set ``pending → processing`` with this runner's id and a lease of
    ``task_lease_time`` seconds, so of several runners (in any number of processes) one wins. A task
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two staging sweeps of one runner.
 SWEEP_INTERVAL: Final = 3600.0
+#: Seconds between two looks of one runner for tasks stranded on a node (their window is hours).
+STRANDED_INTERVAL: Final = 60.0
 #: Outcomes of finished tasks a runner remembers (for logs and tests), newest last.
 FINISHED_KEPT: Final = 1000
 
@@ -81,6 +84,7 @@ class TaskRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._last_sweep: float | None = None
+        self._last_stranded: float | None = None
         #: Outcome of the tasks this runner ran, by task id: success, failure, requeued, lost, error
         #: or cancelled (the last FINISHED_KEPT of them).
         self.finished: dict[str, str] = {}
@@ -140,7 +144,7 @@ class TaskRunner:
     async def run_once(self) -> int:
         """One pass: reap, sweep when due, claim and start tasks; returns how many were started."""
         await reap_expired(self.ports)
-        await fail_stranded(self.ports)
+        await self._fail_stranded_when_due()
         await self._sweep_when_due()
         started = 0
         free = self.capacity - len(self._running)
@@ -172,6 +176,16 @@ class TaskRunner:
             await sweep_staging(self.ports)
         except Exception:
             log.exception("staging sweep failed; the next one tries again")
+
+    async def _fail_stranded_when_due(self) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        if self._last_stranded is not None and loop_time - self._last_stranded < STRANDED_INTERVAL:
+            return
+        self._last_stranded = loop_time
+        try:
+            await fail_stranded(self.ports)
+        except Exception:
+            log.exception("looking for stranded tasks failed; the next look tries again")
 
     async def _claim(self, task_id: str) -> Task | None:
         now = self.ports.clock()
