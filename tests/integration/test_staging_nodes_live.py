@@ -1,10 +1,16 @@
-"""Two live ``glimpse-server serve`` nodes on one database, each with its own staging directory and
-``worker_self_reference_url``: data staged through node A, imported through node B, while A is down
-and after it is back.
+"""Staging across nodes with real processes.
+
+* Two live ``glimpse-server serve`` nodes on one database, each with its own staging directory and
+  ``worker_self_reference_url``: data staged through node A, imported through node B, while A is
+  down and after it is back.
+* Staging on S3: staged through node A, imported through node B, run by a ``glimpse-server worker``
+  process of a third node.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
-from test_runner_support import MIB, payload
+from test_runner_support import MIB, create_image, image_of, payload, stage, start_import, task_of
+from test_runner_worker import start_worker
 
+from glimpse.domain.images import ImageStatus
+from glimpse.domain.tasks import TaskStatus
 from livesupport import Server, free_port
-from nodesupport import node_environ
+from nodesupport import make_node, node_environ, node_url, object_staging_environ
+from objectsupport import ObjectServer
 
 pytestmark = pytest.mark.live
 
@@ -111,3 +121,40 @@ def test_an_import_through_b_waits_for_node_a_and_runs_there(tmp_path: Path, nod
     assert f"task {task_id}: success" in a.log()
     assert f"task {task_id}:" not in nodes.servers["b"].log()
     assert list((tmp_path / "a" / "data" / "staging").iterdir()) == []
+
+
+@pytest.mark.objects
+def test_with_staging_on_s3_a_worker_process_of_a_third_node_runs_the_import(
+    tmp_path: Path, migrated_sqlite_url: str, s3_server: ObjectServer
+) -> None:
+    staging = object_staging_environ(s3_server, "s3")
+    a = make_node(tmp_path, "a", migrated_sqlite_url, url=node_url("a"), staging=staging)
+    b = make_node(tmp_path, "b", migrated_sqlite_url, url=node_url("b"), staging=staging)
+    worker = None
+    try:
+        image_id = create_image(a.runtime)
+        asyncio.run(stage(a.runtime, image_id, DATA))
+        task_id = asyncio.run(start_import(b.runtime, image_id, {"method": {"name": "glance-direct"}}))
+        assert task_of(b.runtime, task_id).stage_host is None
+
+        environ = node_environ(tmp_path, "c", migrated_sqlite_url, url=node_url("c"), staging=staging)
+        worker = start_worker(environ, tmp_path / "c-worker.log")
+        deadline = time.monotonic() + 60
+        while task_of(b.runtime, task_id).status in (TaskStatus.PENDING, TaskStatus.PROCESSING):
+            assert worker.poll() is None, (tmp_path / "c-worker.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "c-worker.log").read_text()
+            time.sleep(0.1)
+
+        done = task_of(b.runtime, task_id)
+        assert done.status == TaskStatus.SUCCESS, done.message
+        assert done.claimed_by is not None
+        assert done.claimed_by.split(":")[1] == str(worker.pid)  # host:pid:random of the worker
+        assert image_of(a.runtime, image_id).status == ImageStatus.ACTIVE
+        assert (tmp_path / "shared" / "fast" / image_id).read_bytes() == DATA
+        assert asyncio.run(a.runtime.stores.staging.keys()) == []
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+        a.close()
+        b.close()
