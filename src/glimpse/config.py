@@ -28,6 +28,9 @@ from glimpse.errors import ConfigError
 ENV_PREFIX = "GLIMPSE_"
 DEFAULT_SECTION = "DEFAULT"
 RESERVED_STORE_PREFIX = "os_glance_"
+#: Glance's reserved id of the staging store, and the name of its optional section.
+STAGING_STORE_ID = "os_glance_staging_store"
+STAGING_DESCRIPTION = "Staging area for interoperable image import"
 ALL_IMPORT_METHODS = tuple(str(method) for method in ImportMethod)
 SUPPORTED_HASH_ALGORITHMS = ("sha256", "sha384", "sha512", "sha3_256", "sha3_512", "blake2b")
 STORE_TYPES = ("file", "s3", "swift")
@@ -69,6 +72,12 @@ class StoreSettings:
     def datadir(self) -> Path:
         return Path(self.options["filesystem_store_datadir"])
 
+    @property
+    def node_local(self) -> bool:
+        """Whether the objects live on one node only: a ``file`` store is a directory of the node
+        (unless an operator mounts one shared directory everywhere), an object store is shared."""
+        return self.type == "file"
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -76,11 +85,14 @@ class Settings:
     database_connection: str
     stores: tuple[StoreSettings, ...]
     default_backend: str
-    staging_dir: Path
+    #: ``os_glance_staging_store``: a file store at ``node_staging_uri`` unless its section says otherwise.
+    staging: StoreSettings
     bind_host: str = "127.0.0.1"
     bind_port: int = 9292
     workers: int = 1
     public_endpoint: str | None = None
+    #: This node's own URL: its identity for data staged here and for the tasks that need that data.
+    worker_self_reference_url: str | None = None
     image_size_cap: int = 1099511627776
     user_storage_quota: int = 0
     enabled_import_methods: tuple[str, ...] = ALL_IMPORT_METHODS
@@ -148,6 +160,13 @@ class Settings:
     #: Units of work one process runs at once (0: 1 on SQLite, 4 on a database server).
     database_threads: int = 0
     http_limits: HttpLimits = field(default_factory=HttpLimits)
+
+    @property
+    def stage_host(self) -> str | None:
+        """The node that data staged by this process can be read from (``os_glance_stage_host``):
+        this node's ``worker_self_reference_url`` when staging is local to the node, else None (any
+        node can read it, or the node has no identity)."""
+        return self.worker_self_reference_url if self.staging.node_local else None
 
     @property
     def effective_database_threads(self) -> int:
@@ -301,13 +320,55 @@ def _parse_backends(raw: str) -> list[tuple[str, str]]:
     return backends
 
 
-def _staging_dir(raw: str | None, data_dir: Path) -> Path:
-    if not raw:
-        return data_dir / "staging"
+def _staging_store(src: _Source, raw_uri: str | None, data_dir: Path) -> StoreSettings:
+    """The staging store: ``[os_glance_staging_store]`` (``type`` and that type's options) or, by
+    default, a file store at ``node_staging_uri``."""
+    section = f"[{STAGING_STORE_ID}]"
+    options = src.section(STAGING_STORE_ID)
+    store_type = options.pop("type", "").strip() or "file"
+    if store_type not in STORE_TYPES:
+        raise ConfigError(
+            f"{section} type = {store_type!r} is not a store type; use one of {', '.join(STORE_TYPES)}."
+        )
+    for shown in ("store_description", "weight"):
+        if shown in options:
+            raise ConfigError(
+                f"{section} {shown} has no meaning for the staging store, which is never listed; remove it."
+            )
+    if store_type != "file":
+        if raw_uri:
+            raise ConfigError(
+                f"node_staging_uri = {raw_uri!r} is set, but {section} type = {store_type} puts staging on "
+                "an object store; remove node_staging_uri (or set the type to file)."
+            )
+        return StoreSettings(
+            id=STAGING_STORE_ID, type=store_type, description=STAGING_DESCRIPTION, options=options
+        )
+    if raw_uri:
+        parsed = urlparse(raw_uri)
+        if parsed.scheme != "file" or not parsed.path.startswith("/"):
+            raise ConfigError(f"node_staging_uri = {raw_uri!r} must be a file:// URI with an absolute path.")
+        given = options.get("filesystem_store_datadir", "").strip()
+        if given and Path(given) != Path(parsed.path):
+            raise ConfigError(
+                f"node_staging_uri = {raw_uri!r} and {section} filesystem_store_datadir = {given!r} name "
+                "two different staging directories; keep only one of them."
+            )
+        options["filesystem_store_datadir"] = parsed.path
+    options.setdefault("filesystem_store_datadir", str(data_dir / "staging"))
+    return StoreSettings(id=STAGING_STORE_ID, type="file", description=STAGING_DESCRIPTION, options=options)
+
+
+def _self_reference_url(raw: str | None) -> str | None:
+    if raw is None:
+        return None
     parsed = urlparse(raw)
-    if parsed.scheme != "file" or not parsed.path.startswith("/"):
-        raise ConfigError(f"node_staging_uri = {raw!r} must be a file:// URI with an absolute path.")
-    return Path(parsed.path)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(
+            f"worker_self_reference_url = {raw!r} must be this node's own http:// or https:// URL, "
+            "as the other nodes reach it (e.g. http://node-a.example.org:9292)."
+        )
+    return raw.rstrip("/")
 
 
 def _float(value: str, option: str) -> float:
@@ -568,6 +629,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "bind_port": opt.integer("bind_port", minimum=1),
         "workers": opt.integer("workers", minimum=1),
         "public_endpoint": public_endpoint.rstrip("/") or None if public_endpoint else None,
+        "worker_self_reference_url": _self_reference_url(opt.text("worker_self_reference_url")),
         "image_size_cap": opt.size("image_size_cap"),
         "user_storage_quota": opt.size("user_storage_quota"),
         "enabled_import_methods": _import_methods(opt.listed("enabled_import_methods")),
@@ -618,6 +680,6 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         database_connection=opt.text("connection", "database") or f"sqlite:///{data_dir / 'glimpse.sqlite'}",
         stores=tuple(stores),
         default_backend=default_backend,
-        staging_dir=_staging_dir(opt.text("node_staging_uri"), data_dir),
+        staging=_staging_store(src, opt.text("node_staging_uri"), data_dir),
         **{name: value for name, value in given.items() if value is not None},
     )

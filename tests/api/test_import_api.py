@@ -49,7 +49,7 @@ def set_clock(client: TestClient, now: datetime) -> None:
 
 
 def staged_files(client: TestClient) -> list[str]:
-    staging = runtime_of(client).settings.staging_dir
+    staging = runtime_of(client).settings.staging.datadir
     return sorted(p.name for p in staging.iterdir()) if staging.exists() else []
 
 
@@ -126,7 +126,7 @@ def test_stage_then_import_glance_direct(api: TestClient) -> None:
     assert body["status"] == "uploading"
     assert body["size"] == 3000
     assert staged_files(api) == [image["id"]]
-    assert (runtime_of(api).settings.staging_dir / image["id"]).read_bytes() == b"abc" * 1000
+    assert (runtime_of(api).settings.staging.datadir / image["id"]).read_bytes() == b"abc" * 1000
 
     woken: list[int] = []
     runtime_of(api).wake_runner = lambda: woken.append(1)
@@ -187,7 +187,7 @@ def test_stage_needs_the_owner_and_a_queued_image(api: TestClient) -> None:
     again = stage(api, image["id"], b"second")
     assert again.status_code == 409
     assert "queued" in again.json()["message"]
-    assert (runtime_of(api).settings.staging_dir / image["id"]).read_bytes() == b"first"
+    assert (runtime_of(api).settings.staging.datadir / image["id"]).read_bytes() == b"first"
     active = active_image(api)
     assert stage(api, active, b"x").status_code == 409
     assert stage(api, active, b"x", ADMIN).status_code == 409
@@ -195,7 +195,7 @@ def test_stage_needs_the_owner_and_a_queued_image(api: TestClient) -> None:
 
 def test_data_already_staged_is_409(api: TestClient) -> None:
     image = new_image(api)
-    staging = runtime_of(api).settings.staging_dir
+    staging = runtime_of(api).settings.staging.datadir
     staging.mkdir(parents=True, exist_ok=True)
     (staging / image["id"]).write_bytes(b"left over")
     response = stage(api, image["id"], b"new data")
@@ -662,3 +662,49 @@ def test_losing_the_compare_and_set_names_the_winner(
     assert winner in body["message"]
     assert body["lock"]["task_id"] == winner
     assert [t.id for t in image_tasks(api, image)] == [winner]
+
+
+# -- staging across nodes ----------------------------------------------------------------------------
+
+
+def test_the_stage_host_is_hidden_reserved_and_binds_the_import_to_its_node(
+    make_client: Callable[..., TestClient], migrated_database_url: str
+) -> None:
+    node_a = make_client(migrated_database_url, GLIMPSE_WORKER_SELF_REFERENCE_URL="http://node-a:9292")
+    node_b = make_client(migrated_database_url, GLIMPSE_WORKER_SELF_REFERENCE_URL="http://node-b:9292")
+    image = new_image(node_a)
+    assert stage(node_a, image["id"], b"abc" * 1000).status_code == 204
+    assert staged_files(node_a) == [image["id"]]
+    assert staged_files(node_b) == []
+
+    assert "os_glance_stage_host" not in show(node_b, image["id"])
+    listed = node_b.get("/v2/images").json()["images"]
+    assert [i for i in listed if i["id"] == image["id"] and "os_glance_stage_host" in i] == []
+    patched = node_b.patch(
+        f"/v2/images/{image['id']}",
+        content=json.dumps([{"op": "add", "path": "/os_glance_stage_host", "value": "http://node-b:9292"}]),
+        headers={**OWNER, "Content-Type": "application/openstack-images-v2.1-json-patch"},
+    )
+    assert patched.status_code == 403, patched.text
+
+    task_id = accepted(start(node_b, image["id"], {"method": {"name": "glance-direct"}}))
+    tasks = node_b.get(f"/v2/images/{image['id']}/tasks").json()["tasks"]
+    assert [(t["id"], t["status"]) for t in tasks] == [(task_id, "pending")]
+    assert "Waiting for a task runner on node http://node-a:9292" in tasks[0]["message"]
+
+
+def test_an_import_that_cannot_reach_the_staged_data_is_409_and_says_what_to_set(
+    make_client: Callable[..., TestClient], migrated_database_url: str
+) -> None:
+    node_a, node_b = make_client(migrated_database_url), make_client(migrated_database_url)
+    image = new_image(node_a)
+    assert stage(node_a, image["id"], b"abc" * 1000).status_code == 204
+
+    refused = start(node_b, image["id"], {"method": {"name": "glance-direct"}})
+
+    assert refused.status_code == 409, refused.text
+    message = refused.json()["message"]
+    assert "worker_self_reference_url" in message
+    assert "[os_glance_staging_store]" in message
+    assert show(node_b, image["id"])["status"] == "uploading"
+    accepted(start(node_a, image["id"], {"method": {"name": "glance-direct"}}))

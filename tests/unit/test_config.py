@@ -218,7 +218,12 @@ def test_unset_options_take_the_defaults_of_settings() -> None:
             assert getattr(loaded, option.name) == option.default_factory(), option.name
     assert [store.id for store in loaded.stores] == ["fast", "cheap", "reliable"]
     assert loaded.default_backend == "fast"
-    assert loaded.staging_dir == loaded.data_dir / "staging"
+    assert loaded.staging.datadir == loaded.data_dir / "staging"
+    assert (loaded.staging.id, loaded.staging.type, loaded.stage_host) == (
+        "os_glance_staging_store",
+        "file",
+        None,
+    )
 
 
 def test_empty_scalar_values_count_as_unset() -> None:
@@ -346,3 +351,65 @@ def test_http_limits_default_to_glance_sized_headers_and_can_be_set() -> None:
 def test_unusable_http_limits_are_refused_by_name(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         settings(**env)
+
+
+# -- staging and the node's identity -----------------------------------------------------------------
+
+
+def test_staging_section_may_name_any_store_type() -> None:
+    loaded = settings(
+        GLIMPSE_OS_GLANCE_STAGING_STORE__TYPE="s3",
+        GLIMPSE_OS_GLANCE_STAGING_STORE__S3_STORE_BUCKET="staging",
+        GLIMPSE_WORKER_SELF_REFERENCE_URL="http://node-a:9292/",
+    )
+    assert (loaded.staging.id, loaded.staging.type) == ("os_glance_staging_store", "s3")
+    assert loaded.staging.options == {"s3_store_bucket": "staging"}
+    assert not loaded.staging.node_local
+    assert loaded.worker_self_reference_url == "http://node-a:9292"
+    # Staged data on an object store can be read from any node: no node is recorded.
+    assert loaded.stage_host is None
+
+
+def test_file_staging_records_the_node() -> None:
+    loaded = settings(GLIMPSE_WORKER_SELF_REFERENCE_URL="https://node-b.example.org:9292")
+    assert loaded.staging.node_local
+    assert loaded.stage_host == "https://node-b.example.org:9292"
+
+
+def test_staging_directory_from_node_staging_uri_or_its_section(tmp_path: Path) -> None:
+    by_uri = settings(GLIMPSE_NODE_STAGING_URI=f"file://{tmp_path}/a")
+    by_section = settings(GLIMPSE_OS_GLANCE_STAGING_STORE__FILESYSTEM_STORE_DATADIR=str(tmp_path / "b"))
+    both = settings(
+        GLIMPSE_NODE_STAGING_URI=f"file://{tmp_path}/c",
+        GLIMPSE_OS_GLANCE_STAGING_STORE__FILESYSTEM_STORE_DATADIR=str(tmp_path / "c"),
+    )
+    assert [s.staging.datadir for s in (by_uri, by_section, both)] == [tmp_path / n for n in "abc"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"GLIMPSE_OS_GLANCE_STAGING_STORE__TYPE": "nfs"},
+            "[os_glance_staging_store] type = 'nfs' is not a store type; use one of file, s3, swift.",
+        ),
+        (
+            {"GLIMPSE_OS_GLANCE_STAGING_STORE__TYPE": "swift", "GLIMPSE_NODE_STAGING_URI": "file:///srv/s"},
+            "node_staging_uri = 'file:///srv/s' is set, but [os_glance_staging_store] type = swift",
+        ),
+        (
+            {
+                "GLIMPSE_NODE_STAGING_URI": "file:///srv/one",
+                "GLIMPSE_OS_GLANCE_STAGING_STORE__FILESYSTEM_STORE_DATADIR": "/srv/two",
+            },
+            "name two different staging directories",
+        ),
+        ({"GLIMPSE_NODE_STAGING_URI": "/srv/staging"}, "must be a file:// URI with an absolute path"),
+        ({"GLIMPSE_OS_GLANCE_STAGING_STORE__WEIGHT": "3"}, "[os_glance_staging_store] weight has no meaning"),
+        ({"GLIMPSE_WORKER_SELF_REFERENCE_URL": "node-a:9292"}, "worker_self_reference_url = 'node-a:9292'"),
+    ],
+)
+def test_bad_staging_settings_name_the_option(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=env)
+    assert message in caught.value.message

@@ -110,7 +110,7 @@ def test_the_plugins_run_between_the_data_and_the_stores() -> None:
 @pytest.mark.parametrize(
     ("data", "kind"),
     [
-        (gzip.compress(b"disk"), Compression.GZIP),
+        (gzip.compress(b"disk", mtime=0), Compression.GZIP),
         (bz2.compress(b"disk"), Compression.BZIP2),
         (lzma.compress(b"disk"), Compression.XZ),
         (zstandard.ZstdCompressor().compress(b"disk"), Compression.ZSTD),
@@ -119,6 +119,7 @@ def test_the_plugins_run_between_the_data_and_the_stores() -> None:
         (b"", None),
         (b"\x1f", None),
     ],
+    ids=["gzip", "bzip2", "xz", "zstd", "zip", "qcow2", "empty", "one-byte"],
 )
 def test_compression_is_recognised_by_its_first_bytes(data: bytes, kind: Compression | None) -> None:
     assert detect_compression(data[:6]) == kind

@@ -111,6 +111,40 @@ class TestBuildFromSettings:
 
         assert registry.staging.describe()["data_dir"] == str(tmp_path / "stage")
 
+    def test_staging_on_an_object_store_is_built_by_the_same_factories(self, tmp_path: Path) -> None:
+        s3 = build_stores(
+            settings_for(
+                tmp_path,
+                GLIMPSE_OS_GLANCE_STAGING_STORE__TYPE="s3",
+                GLIMPSE_OS_GLANCE_STAGING_STORE__S3_STORE_HOST="http://127.0.0.1:8080",
+                GLIMPSE_OS_GLANCE_STAGING_STORE__S3_STORE_ACCESS_KEY="account:user",
+                GLIMPSE_OS_GLANCE_STAGING_STORE__S3_STORE_SECRET_KEY="secret",
+                GLIMPSE_OS_GLANCE_STAGING_STORE__S3_STORE_BUCKET="staging",
+            )
+        )
+        swift = build_stores(
+            settings_for(
+                tmp_path,
+                GLIMPSE_OS_GLANCE_STAGING_STORE__TYPE="swift",
+                GLIMPSE_OS_GLANCE_STAGING_STORE__SWIFT_STORE_AUTH_ADDRESS="http://127.0.0.1:8080/auth/v1.0",
+                GLIMPSE_OS_GLANCE_STAGING_STORE__SWIFT_STORE_USER="test:tester",
+                GLIMPSE_OS_GLANCE_STAGING_STORE__SWIFT_STORE_KEY="testing",
+            )
+        )
+
+        assert isinstance(s3.staging, S3Store)
+        assert isinstance(swift.staging, SwiftStore)
+        for registry in (s3, swift):
+            assert registry.staging.id == STAGING_STORE_ID
+            assert STAGING_STORE_ID not in registry.ids()
+        assert s3.staging.location_for("k") == "s3+http://127.0.0.1:8080/staging/k"
+
+    def test_staging_section_errors_name_the_section(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"\[os_glance_staging_store\] s3_store_host is not set"):
+            build_stores(settings_for(tmp_path, GLIMPSE_OS_GLANCE_STAGING_STORE__TYPE="s3"))
+        with pytest.raises(ConfigError, match=r"\[os_glance_staging_store\] has unknown option\(s\) colour"):
+            build_stores(settings_for(tmp_path, GLIMPSE_OS_GLANCE_STAGING_STORE__COLOUR="blue"))
+
     def test_stores_create_their_directory_on_first_write(self, tmp_path: Path) -> None:
         registry = build_stores(settings_for(tmp_path))
         assert not (tmp_path / "stores").exists()

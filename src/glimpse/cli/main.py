@@ -21,9 +21,9 @@ log = logging.getLogger("glimpse")
 
 
 def prepare(settings: Settings) -> None:
-    """Create the data folders and bring the database schema to head (idempotent)."""
+    """Create the data folder and bring the database schema to head (idempotent). Store directories,
+    staging's included, are made by their stores on the first write."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.staging_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_connection)
     try:
         migrate.upgrade(engine)

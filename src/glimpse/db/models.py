@@ -156,6 +156,9 @@ class TaskRow(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    #: The node (its ``worker_self_reference_url``) whose runners alone may claim the task, because
+    #: the data it needs was staged there; NULL: any runner.
+    stage_host: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         Index("ix_tasks_image_id", "image_id", "created_at"),

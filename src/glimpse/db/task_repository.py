@@ -48,11 +48,19 @@ def _task_from(row: RowMapping) -> Task:
         heartbeat_at=row["heartbeat_at"],
         attempt=row["attempt"],
         progress=TaskProgress.from_dict(json.loads(row["progress"] or "{}")),
+        stage_host=row["stage_host"],
     )
 
 
 def _not_expired(now: datetime) -> ColumnElement[bool]:
     return and_(_TASKS.c.deleted.is_(False), or_(_TASKS.c.expires_at.is_(None), _TASKS.c.expires_at > now))
+
+
+def _claimable_by(node: str | None) -> ColumnElement[bool]:
+    """Tasks a runner of ``node`` may claim: those bound to no node, and those bound to ``node``."""
+    if node is None:
+        return _TASKS.c.stage_host.is_(None)
+    return or_(_TASKS.c.stage_host.is_(None), _TASKS.c.stage_host == node)
 
 
 class SqlTaskRepository:
@@ -155,6 +163,7 @@ class SqlTaskRepository:
                 updated_at=task.updated_at,
                 deleted=False,
                 attempt=task.attempt,
+                stage_host=task.stage_host,
             )
         )
 
@@ -175,12 +184,16 @@ class SqlTaskRepository:
         )
         return bool(result.rowcount == 1)
 
-    def claim(self, task_id: str, worker: str, now: datetime, lease: timedelta) -> bool:
-        """pending → processing for ``worker``, with a lease; True if this caller won the claim."""
+    def claim(
+        self, task_id: str, worker: str, now: datetime, lease: timedelta, *, node: str | None = None
+    ) -> bool:
+        """pending → processing for ``worker`` (a runner of ``node``), with a lease; True if this caller
+        won the claim. A task bound to another node's staged data is never claimed."""
         return self._transition(
             task_id,
             [TaskStatus.PENDING],
             TaskStatus.PROCESSING,
+            _claimable_by(node),
             claimed_by=worker,
             lease_expires_at=now + lease,
             heartbeat_at=now,
@@ -188,10 +201,13 @@ class SqlTaskRepository:
             attempt=_TASKS.c.attempt + 1,
         )
 
-    def pending_ids(self, limit: int) -> list[str]:
+    def pending_ids(self, limit: int, *, node: str | None = None) -> list[str]:
+        """Pending tasks a runner of ``node`` may claim, oldest first."""
         rows = self._session.connection().execute(
             select(_TASKS.c.id)
-            .where(_TASKS.c.status == str(TaskStatus.PENDING), _TASKS.c.deleted.is_(False))
+            .where(
+                _TASKS.c.status == str(TaskStatus.PENDING), _TASKS.c.deleted.is_(False), _claimable_by(node)
+            )
             .order_by(_TASKS.c.created_at)
             .limit(limit)
         )
@@ -265,8 +281,10 @@ class SqlTaskRepository:
             values["progress"] = json.dumps(progress.to_dict())
         return self._transition(task_id, sorted(ACTIVE), TaskStatus.FAILURE, *extra, **values)
 
-    def requeue(self, task_id: str, worker: str, now: datetime) -> bool:
-        """processing → pending (a lease that expired before any side effect): another runner retries."""
+    def requeue(self, task_id: str, worker: str, now: datetime, *, message: str | None = None) -> bool:
+        """processing → pending (a lease that expired before any side effect): another runner retries.
+        ``message``, when given, replaces the task's message."""
+        values: dict[str, Any] = {} if message is None else {"message": message}
         return self._transition(
             task_id,
             [TaskStatus.PROCESSING],
@@ -275,6 +293,7 @@ class SqlTaskRepository:
             claimed_by=None,
             lease_expires_at=None,
             updated_at=now,
+            **values,
         )
 
     def lease_still_expired(self, task: Task, now: datetime) -> bool:
@@ -302,6 +321,39 @@ class SqlTaskRepository:
             .mappings()
         )
         return [_task_from(row) for row in rows]
+
+    def stranded(self, before: datetime, limit: int = 20) -> list[Task]:
+        """Pending tasks bound to one node (``stage_host``) that have not changed since ``before``."""
+        rows = (
+            self._session.connection()
+            .execute(
+                select(_TASKS)
+                .where(
+                    _TASKS.c.status == str(TaskStatus.PENDING),
+                    _TASKS.c.deleted.is_(False),
+                    _TASKS.c.stage_host.is_not(None),
+                    _TASKS.c.updated_at < before,
+                )
+                .order_by(_TASKS.c.updated_at)
+                .limit(limit)
+            )
+            .mappings()
+        )
+        return [_task_from(row) for row in rows]
+
+    def fail_stranded(
+        self, task_id: str, before: datetime, now: datetime, ttl: timedelta, message: str
+    ) -> bool:
+        """pending → failure, only if the task is still pending and has not changed since ``before``."""
+        return self._transition(
+            task_id,
+            [TaskStatus.PENDING],
+            TaskStatus.FAILURE,
+            _TASKS.c.updated_at < before,
+            message=message,
+            expires_at=now + ttl,
+            updated_at=now,
+        )
 
     def purge_expired(self, now: datetime, older_than: timedelta = timedelta(0)) -> int:
         """Hard-delete tasks whose expiry passed (at least ``older_than`` ago); returns how many."""

@@ -116,8 +116,11 @@ READONLY_ATTRIBUTES = frozenset(
 #: Names no user may create or change, whatever their value.
 RESERVED_ATTRIBUTES = frozenset({"deleted", "deleted_at", "location"})
 RESERVED_PREFIX = "os_glance"
+#: The node whose own staging area holds an image's staged data (Glance's name; its value is that
+#: node's ``worker_self_reference_url``). Set by ``PUT /stage``, dropped when the import starts.
+STAGE_HOST_PROPERTY = "os_glance_stage_host"
 #: Properties the service maintains and that are never shown in responses.
-HIDDEN_PROPERTIES = frozenset({"os_glance_stage_host"})
+HIDDEN_PROPERTIES = frozenset({STAGE_HOST_PROPERTY})
 #: Updatable base attributes and the Python type each accepts.
 MUTABLE_BASE_TYPES: Mapping[str, tuple[type, ...]] = {
     "name": (str, type(None)),

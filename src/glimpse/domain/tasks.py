@@ -198,6 +198,8 @@ class Task:
     heartbeat_at: datetime | None = None
     attempt: int = 0
     progress: TaskProgress = field(default_factory=TaskProgress)
+    #: The node whose runners alone may claim the task (the data was staged there); None: any node.
+    stage_host: str | None = None
 
     @property
     def is_active(self) -> bool:
@@ -220,6 +222,16 @@ class Task:
     def method(self) -> ImportMethod | None:
         request = self.import_request
         return None if request is None else request.method
+
+
+def waiting_message(stage_host: str | None) -> str:
+    """The message of a pending task that only the runners of ``stage_host`` may claim ("" for any)."""
+    if stage_host is None:
+        return ""
+    return (
+        f"Waiting for a task runner on node {stage_host}, where the image data was staged; the task "
+        "stays pending while no runner of that node is running."
+    )
 
 
 def changed_after(tasks: Iterable[Task], moment: datetime) -> bool:

@@ -23,7 +23,7 @@ from datetime import timedelta
 
 from glimpse.domain.import_plugins import ImportPlugin
 from glimpse.domain.imports import ImportMethod
-from glimpse.domain.tasks import Task, TaskLost, TaskProgress
+from glimpse.domain.tasks import Task, TaskLost, TaskProgress, waiting_message
 from glimpse.errors import FlowFailed
 from glimpse.jobs.content_steps import Convert, Decompress, NoOp
 from glimpse.jobs.errors import ImageDeleted, Interrupted, LockLost, TaskStopped
@@ -175,7 +175,8 @@ async def _requeue(run: ImportRun) -> str:
         tasks = repos.tasks
         try:
             # Back to a fresh task's progress and message: the next run starts from nothing.
-            tasks.heartbeat(run.task.id, run.worker_id, now, lease, TaskProgress(), "")
+            message = waiting_message(run.task.stage_host)
+            tasks.heartbeat(run.task.id, run.worker_id, now, lease, TaskProgress(), message)
         except TaskLost:
             return False
         return tasks.requeue(run.task.id, run.worker_id, now)

@@ -12,11 +12,17 @@ pass, takes such a task back:
   stores that no location row refers to are removed afterwards, and so is the staged data of an
   image that went back to ``queued`` (or was deleted).
 
+**Stranded tasks.** A task bound to one node's staged data (``stage_host``) waits for a runner of
+that node. If none claims it within twice ``import_lock_stale_after`` (the window after which its
+import lock could be broken), any runner fails it and puts the image back to ``queued``.
+
 **Staging sweep.** Staged objects of images that are deleted or missing, or that have left the
-import path (active and the rest, with no lock held), are removed, and so is the output of an
-import plugin (decompressed or converted data) whose task no longer holds the image's lock.
+import path (queued, active and the rest, with no lock held), are removed, and so is the output of
+an import plugin (decompressed or converted data) whose task no longer holds the image's lock.
 Glance does the first part when the API starts; Glimpse's runners do all at start-up and then
-every hour.
+every hour. With a staging directory on each node, each node's runners sweep their own node's
+directory, so data staged on a node for an image deleted (or reverted) through another node is
+removed by the node that holds it.
 
 **Orphan sweep.** Objects of the configured stores that no image can use are removed: an object
 named for an image (its id) that was last written more than ``[task] orphan_sweep_grace_time``
@@ -42,7 +48,7 @@ from typing import Final
 from glimpse.domain.images import ImageStatus, is_uuid
 from glimpse.domain.import_plugins import ImportPlugin, derived_key, derived_owner
 from glimpse.domain.imports import ImportMethod
-from glimpse.domain.tasks import StoreState, Task, TaskProgress
+from glimpse.domain.tasks import StoreState, Task, TaskProgress, waiting_message
 from glimpse.errors import NotFound, StorageError
 from glimpse.jobs.errors import ImageDeleted
 from glimpse.jobs.image_state import lock_holder, update_store_lists
@@ -54,10 +60,10 @@ log = logging.getLogger(__name__)
 
 #: Claims a task may have before a lost runner makes it fail instead of going back to the queue.
 MAX_ATTEMPTS: Final = 3
-#: Statuses in which an image may legitimately have staged data.
-_STAGING_STATUSES: Final = frozenset(
-    {ImageStatus.QUEUED, ImageStatus.SAVING, ImageStatus.UPLOADING, ImageStatus.IMPORTING}
-)
+#: Statuses in which an image may legitimately have staged data. A ``queued`` image has none: every
+#: path back to ``queued`` removes it, except when the data lies on another node than the runner
+#: that reverted the image (node-local staging), and then that node's sweep removes it.
+_STAGING_STATUSES: Final = frozenset({ImageStatus.SAVING, ImageStatus.UPLOADING, ImageStatus.IMPORTING})
 
 
 def lease_expired_message(task: Task) -> str:
@@ -138,7 +144,7 @@ async def reap_task(ports: Ports, task: Task) -> str:
 
         def requeue(repos: Repositories) -> bool:
             return repos.tasks.lease_still_expired(task, now) and repos.tasks.requeue(
-                task.id, task.claimed_by or "", now
+                task.id, task.claimed_by or "", now, message=waiting_message(task.stage_host) or None
             )
 
         if await ports.run(requeue):
@@ -190,6 +196,49 @@ async def _remove_debris(ports: Ports, task: Task, image_id: str, cleanup: _Clea
             await delete_object(staging, staging.location_for(derived_key(image_id, task.id, plugin)))
     if cleanup.staging or cleanup.image_gone:
         await delete_object(staging, staging.location_for(image_id))
+
+
+def stranded_message(task: Task, minutes: int) -> str:
+    return (
+        f"No task runner of node {task.stage_host}, where the image data was staged, claimed this task "
+        f"within {minutes} minutes, so it failed and image {task.image_id} is back to 'queued' (the "
+        "staged data is removed from that node by its staging sweep). Check that node's task runners, "
+        "then stage the data again and import it again."
+    )
+
+
+async def fail_stranded(ports: Ports, *, limit: int = 20) -> list[str]:
+    """Fail the pending tasks bound to one node (their data was staged there) that no runner of that
+    node claimed within the pending lock window (twice ``import_lock_stale_after``), and revert their
+    images as a failed import would. Returns the ids of the tasks failed."""
+    now = ports.clock()
+    window = timedelta(minutes=2 * ports.settings.import_lock_stale_after)
+    before = now - window
+    found = await ports.run(lambda s: s.tasks.stranded(before, limit), readonly=True)
+    ttl = timedelta(hours=ports.settings.task_time_to_live)
+    failed: list[str] = []
+    for task in found:
+        message = stranded_message(task, int(window.total_seconds() // 60))
+
+        def fail(repos: Repositories, task: Task = task, message: str = message) -> _Cleanup | None:
+            if not repos.tasks.fail_stranded(task.id, before, now, ttl, message):
+                return None
+            cleanup = _Cleanup()
+            _revert_image(repos, task, cleanup)
+            return cleanup
+
+        try:
+            cleanup = await ports.run(fail)
+        except Exception:
+            log.exception("task %s: could not fail the stranded task; the next pass tries again", task.id)
+            continue
+        if cleanup is None:
+            continue
+        log.warning("task %s: no runner of node %s claimed it in time; failed", task.id, task.stage_host)
+        failed.append(task.id)
+        if task.image_id is not None:
+            ports.notify_task_change(task.image_id)
+    return failed
 
 
 async def reap_expired(ports: Ports, *, limit: int = 20) -> list[tuple[str, str]]:

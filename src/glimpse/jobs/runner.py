@@ -2,11 +2,14 @@
 
 Every pass (each ``runner_poll_interval`` seconds, or at once when woken) the runner
 
-1. reaps tasks whose lease expired (:mod:`glimpse.jobs.housekeeping`), and sweeps the staging
-   area and the stores' orphan objects at start-up and then hourly;
+1. reaps tasks whose lease expired (:mod:`glimpse.jobs.housekeeping`), fails tasks stranded on a
+   node that never claimed them (at start-up, then every minute), and sweeps the staging area and
+   the stores' orphan objects at start-up and then hourly;
 2. claims pending tasks, oldest first, up to ``max_concurrent_tasks`` running at once: a claim is
    a compare-and-set ``pending → processing`` with this runner's id and a lease of
-   ``task_lease_time`` seconds, so of several runners (in any number of processes) one wins;
+   ``task_lease_time`` seconds, so of several runners (in any number of processes) one wins. A task
+   whose data was staged in one node's own staging directory (``tasks.stage_host``) is claimed only
+   by the runners of that node (``worker_self_reference_url``);
 3. runs each claimed task's flow as an asyncio task with its own :class:`Heartbeat`.
 
 Stopping (:meth:`TaskRunner.request_stop`, SIGTERM in ``glimpse-server worker``, the API's shutdown) stops
@@ -30,7 +33,7 @@ from typing import Final
 
 from glimpse.domain.tasks import Task, TaskProgress
 from glimpse.jobs.flows import execute_task, heartbeat_writer
-from glimpse.jobs.housekeeping import reap_expired, sweep_orphans, sweep_staging
+from glimpse.jobs.housekeeping import fail_stranded, reap_expired, sweep_orphans, sweep_staging
 from glimpse.jobs.progress import Heartbeat
 from glimpse.ports import Ports, Repositories
 
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two sweeps (staging area, orphan objects) of one runner.
 SWEEP_INTERVAL: Final = 3600.0
+#: Seconds between two looks of one runner for tasks stranded on a node (their window is hours).
+STRANDED_INTERVAL: Final = 60.0
 #: Outcomes of finished tasks a runner remembers (for logs and tests), newest last.
 FINISHED_KEPT: Final = 1000
 
@@ -66,6 +71,9 @@ class TaskRunner:
         settings = ports.settings
         self.ports = ports
         self.worker_id = worker_id or default_worker_id()
+        #: This runner's node (``worker_self_reference_url``): besides the tasks any node may run, it
+        #: claims those whose data was staged on this node, and no other node's.
+        self.node = settings.worker_self_reference_url
         self.capacity = settings.max_concurrent_tasks
         self.poll_interval = settings.runner_poll_interval
         self.lease = timedelta(seconds=settings.task_lease_time)
@@ -76,6 +84,7 @@ class TaskRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._last_sweep: float | None = None
+        self._last_stranded: float | None = None
         #: Outcome of the tasks this runner ran, by task id: success, failure, requeued, lost, error
         #: or cancelled (the last FINISHED_KEPT of them).
         self.finished: dict[str, str] = {}
@@ -111,8 +120,9 @@ class TaskRunner:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         log.info(
-            "task runner %s started (up to %d task(s) at once, lease %.1fs)",
+            "task runner %s started (node %s, up to %d task(s) at once, lease %.1fs)",
             self.worker_id,
+            self.node or "unnamed",
             self.capacity,
             self.lease.total_seconds(),
         )
@@ -134,12 +144,14 @@ class TaskRunner:
     async def run_once(self) -> int:
         """One pass: reap, sweep when due, claim and start tasks; returns how many were started."""
         await reap_expired(self.ports)
+        await self._fail_stranded_when_due()
         await self._sweep_when_due()
         started = 0
         free = self.capacity - len(self._running)
         if free <= 0 or self._stopping:
             return 0
-        candidates = await self.ports.run(lambda s: s.tasks.pending_ids(free * 2), readonly=True)
+        node = self.node
+        candidates = await self.ports.run(lambda s: s.tasks.pending_ids(free * 2, node=node), readonly=True)
         for task_id in candidates:
             if started >= free or self._stopping:
                 break
@@ -169,12 +181,22 @@ class TaskRunner:
         except Exception:
             log.exception("orphan sweep failed; the next one tries again")
 
+    async def _fail_stranded_when_due(self) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        if self._last_stranded is not None and loop_time - self._last_stranded < STRANDED_INTERVAL:
+            return
+        self._last_stranded = loop_time
+        try:
+            await fail_stranded(self.ports)
+        except Exception:
+            log.exception("looking for stranded tasks failed; the next look tries again")
+
     async def _claim(self, task_id: str) -> Task | None:
         now = self.ports.clock()
 
         def claim(repos: Repositories) -> Task | None:
             tasks = repos.tasks
-            if not tasks.claim(task_id, self.worker_id, now, self.lease):
+            if not tasks.claim(task_id, self.worker_id, now, self.lease, node=self.node):
                 return None
             return tasks.find(task_id)
 

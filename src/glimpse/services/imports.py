@@ -16,7 +16,11 @@ Contract with the task runner (what a pending ``api_image_import`` task row hold
 * ``os_glance_importing_to_stores`` = the sorted, comma-joined ``backend``;
   ``os_glance_failed_import`` no longer names any of them (both exist, possibly ``""``).
 * glance-direct: the staged bytes are in ``ports.stores.staging`` under the key ``<image id>``,
-  and the image's ``size`` says how many there are.
+  and the image's ``size`` says how many there are. When staging is a directory of each node and
+  the nodes have names (``worker_self_reference_url``), ``PUT /stage`` records the node that holds
+  the bytes in the hidden property ``os_glance_stage_host``; the import moves it into the task's
+  ``stage_host``, and only that node's runners claim the task (the property is dropped, as in
+  Glance). With staging on an object store no node is recorded: any runner reads the bytes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any, Final
 import anyio
 
 from glimpse.context import RequestContext
-from glimpse.domain.images import Image, ImageStatus
+from glimpse.domain.images import STAGE_HOST_PROPERTY, Image, ImageStatus
 from glimpse.domain.import_plugins import ImportPlugin, detect_compression
 from glimpse.domain.imports import ALL_STORES_CONFLICT, ExpectedDigest, ImportMethod, ImportRequest
 from glimpse.domain.inspection import content_judge
@@ -43,6 +47,7 @@ from glimpse.domain.tasks import (
     TaskType,
     lock_breakable_at,
     lock_is_stale,
+    waiting_message,
 )
 from glimpse.domain.url_rules import check_url
 from glimpse.errors import (
@@ -267,10 +272,13 @@ class ImportService:
                     "nothing was staged and the image is still queued."
                 )
 
+        stage_host = self.settings.stage_host
+
         def finish(repos: Repositories) -> None:
-            self._images(repos).images.set_status(
-                image_id, [ImageStatus.UPLOADING], ImageStatus.UPLOADING, size=stored.size
-            )
+            images = self._images(repos).images
+            images.set_status(image_id, [ImageStatus.UPLOADING], ImageStatus.UPLOADING, size=stored.size)
+            if stage_host is not None:
+                images.set_property(image_id, STAGE_HOST_PROPERTY, stage_host)
 
         try:
             await self.ports.run(finish)
@@ -324,6 +332,7 @@ class ImportService:
     ) -> ImportStarted:
         """Validate the request, create the task and take the lock (one unit of work), then wake the
         runner. ``task_id`` is None when a copy to all stores found every store already done."""
+        await self._check_staged_data_reachable(ctx, image_id, body)
         started = await self.ports.run(
             lambda repos: self.begin_import(repos, ctx, image_id, body, store_header)
         )
@@ -331,6 +340,40 @@ class ImportService:
             self.ports.wake_runner()
             self.ports.notify_task_change(image_id)
         return started
+
+    async def _check_staged_data_reachable(self, ctx: RequestContext, image_id: str, body: object) -> None:
+        """glance-direct with staging local to each node and no ``os_glance_stage_host`` recorded:
+        the data must be in this node's staging area, or no runner will ever find it (409)."""
+        staging = self.settings.staging
+        if not staging.node_local:
+            return
+        try:
+            request = ImportRequest.from_dict(body, self.settings.enabled_import_methods)
+        except InvalidInput:
+            return  # begin_import answers with the precise 400
+        if request.method is not ImportMethod.GLANCE_DIRECT:
+            return
+
+        def look(repos: Repositories) -> Image | None:
+            try:
+                image, _ = self._images(repos).load(ctx, image_id)
+            except (NotFound, Forbidden):
+                return None  # begin_import answers 404/403 in Glance's order
+            return image
+
+        image = await self.ports.run(look, readonly=True)
+        if image is None or image.status != ImageStatus.UPLOADING:
+            return
+        if image.properties.get(STAGE_HOST_PROPERTY) or await self._staged_size(image_id) is not None:
+            return
+        raise Conflict(
+            f"Image {image_id} is staged, but its data is not in the staging area of the node that "
+            "received this import, and no node recorded holding it (os_glance_stage_host). With a "
+            "staging directory on each node (node_staging_uri), the import must reach the node that "
+            "staged the data: set worker_self_reference_url on every node, or put staging on an object "
+            "store ([os_glance_staging_store] type), so that any node can accept it. Until then, send "
+            "the import to the node that staged the data, or delete the image."
+        )
 
     def begin_import(
         self,
@@ -371,6 +414,9 @@ class ImportService:
             if value is not None and len(value) > MAX_ID_LENGTH:
                 raise InvalidInput(f"An import needs a {what} of at most {MAX_ID_LENGTH} characters.")
 
+        stage_host = None
+        if request.method is ImportMethod.GLANCE_DIRECT:
+            stage_host = image.properties.get(STAGE_HOST_PROPERTY) or None
         task = Task(
             id=str(uuid.uuid4()),
             type=TaskType.API_IMAGE_IMPORT,
@@ -382,6 +428,8 @@ class ImportService:
             input={"image_id": image.id, "import_req": request.to_dict(), "backend": list(stores)},
             created_at=now,
             updated_at=now,
+            message=waiting_message(stage_host),
+            stage_host=stage_host,
         )
         tasks.add(task)
         if bust is not None and bust.holder is not None:
@@ -410,6 +458,7 @@ class ImportService:
         properties = image.properties
         properties[FAILED_PROPERTY] = _without(properties.get(FAILED_PROPERTY), [*stale, *stores])
         properties[IMPORTING_PROPERTY] = ",".join(sorted(stores))
+        properties.pop(STAGE_HOST_PROPERTY, None)  # the task holds it now (Glance drops it here too)
         images.images.save(image, expected_status=status)
         return ImportStarted(task_id=task.id, stores=stores)
 

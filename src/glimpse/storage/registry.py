@@ -2,8 +2,8 @@
 
 :func:`build_stores` turns each ``enabled_backends`` entry into a driver through ``_FACTORIES``, the
 one table that maps a store type to the code that builds it. The staging area used by interoperable
-import (``os_glance_staging_store``) is a store too, reachable as :attr:`StoreRegistry.staging`,
-but it is never listed among the configured stores.
+import (``os_glance_staging_store``) is a store too, built by the same table from its own settings
+(any type), reachable as :attr:`StoreRegistry.staging`, but never listed among the configured stores.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
-from glimpse.config import Settings, StoreSettings, parse_bool, parse_size
+from glimpse.config import STAGING_STORE_ID, Settings, StoreSettings, parse_bool, parse_size
 from glimpse.errors import ConfigError, StoreNotFound, UnknownStore
 from glimpse.ports import ImageStore
 from glimpse.storage.filesystem import DEFAULT_CHUNK_SIZE, FilesystemStore
@@ -19,8 +19,6 @@ from glimpse.storage.s3 import BUCKET_URL_FORMATS, MIN_PART_SIZE, S3Store
 from glimpse.storage.swift import SwiftStore
 
 __all__ = ["STAGING_STORE_ID", "StoreRegistry", "build_stores"]
-
-STAGING_STORE_ID: Final = "os_glance_staging_store"
 
 
 class StoreRegistry:
@@ -257,7 +255,7 @@ _FACTORIES: Final[Mapping[str, Callable[[StoreSettings], ImageStore]]] = {
 
 
 def build_store(settings: StoreSettings) -> ImageStore:
-    """Build the driver for one ``enabled_backends`` entry."""
+    """Build the driver for one ``enabled_backends`` entry, or for the staging store."""
     try:
         factory = _FACTORIES[settings.type]
     except KeyError:
@@ -269,14 +267,13 @@ def build_store(settings: StoreSettings) -> ImageStore:
 
 
 def build_stores(settings: Settings) -> StoreRegistry:
-    """Build every configured store, the default one and the staging store from ``settings``."""
-    staging = FilesystemStore(
-        STAGING_STORE_ID,
-        settings.staging_dir,
-        description="Staging area for interoperable image import",
-    )
+    """Build every configured store, the default one and the staging store from ``settings``.
+
+    The staging store goes through the same factories as the others: a ``file`` store at
+    ``node_staging_uri`` by default, or whatever type ``[os_glance_staging_store]`` names.
+    """
     return StoreRegistry(
         [build_store(store) for store in settings.stores],
         settings.default_backend,
-        staging,
+        build_store(settings.staging),
     )
