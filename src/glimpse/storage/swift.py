@@ -474,23 +474,8 @@ class SwiftStore:
                 f"store '{self.id}' could not {action}: its container does not exist; create it or set "
                 "swift_store_create_container_on_put = true."
             ) from exc
-        except _NoEndpoint as exc:
-            keystone = self.keystone
-            assert keystone is not None  # v1 auth always answers with a storage URL
-            logger.warning(
-                "store %s: no %s endpoint (%s, region %s) in the catalog of %s",
-                self.id,
-                keystone.service_type,
-                keystone.endpoint_type,
-                keystone.region,
-                self.auth_address,
-            )
-            region = f"in region '{keystone.region}'" if keystone.region else "in any region"
-            raise StorageError(
-                f"store '{self.id}' could not {action}: Keystone's catalog has no "
-                f"'{keystone.service_type}' endpoint of type {keystone.endpoint_type} {region}; check "
-                "swift_store_service_type, swift_store_endpoint_type and swift_store_region."
-            ) from exc
+        except (_NoEndpoint, keystoneauth1.exceptions.EndpointNotFound) as exc:
+            raise self._no_endpoint_error(action) from exc
         except keystoneauth1.exceptions.ClientException as exc:
             raise self._keystone_error(action, exc) from exc
         except swiftclient.exceptions.ClientException as exc:
@@ -517,6 +502,24 @@ class SwiftStore:
                 f"store '{self.id}' could not {action}: Swift is unreachable or failed "
                 f"({type(exc).__name__}); check {self._address_option} and that the service is up."
             ) from exc
+
+    def _no_endpoint_error(self, action: str) -> StorageError:
+        keystone = self.keystone
+        assert keystone is not None  # v1 auth always answers with a storage URL
+        logger.warning(
+            "store %s: no %s endpoint (%s, region %s) in the catalog of %s",
+            self.id,
+            keystone.service_type,
+            keystone.endpoint_type,
+            keystone.region,
+            self.auth_address,
+        )
+        region = f"in region '{keystone.region}'" if keystone.region else "in any region"
+        return StorageError(
+            f"store '{self.id}' could not {action}: Keystone's catalog has no '{keystone.service_type}' "
+            f"endpoint of type {keystone.endpoint_type} {region}; check swift_store_service_type, "
+            "swift_store_endpoint_type and swift_store_region."
+        )
 
     def _keystone_error(self, action: str, exc: keystoneauth1.exceptions.ClientException) -> StorageError:
         """A keystoneauth error (raised while getting a token or the catalog) as a ``StorageError``."""
