@@ -40,6 +40,8 @@ S3_SCRIPT = REPO_ROOT / "scripts" / "s3-server.sh"
 S3_START_TIMEOUT = 600  # seconds; the first start installs Swift (and memcached with apt-get)
 S3_HELPER = REPO_ROOT / "scripts" / "s3_server_helper.py"
 PROXY_START_TIMEOUT = 60.0
+#: Seconds the Keystone-validating proxy believes a validated token without asking Keystone again.
+PROXY_TOKEN_CACHE_TIME = 2
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,8 @@ project_domain_id = default
 delay_auth_decision = true
 include_service_catalog = false
 http_connect_timeout = 5
+# Validations are believed for a few seconds only, so that a revoked token is refused soon after.
+token_cache_time = {PROXY_TOKEN_CACHE_TIME}
 
 [filter:keystoneauth]
 use = egg:swift#keystoneauth

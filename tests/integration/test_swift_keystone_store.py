@@ -5,6 +5,7 @@ Keystone-validating proxy: its errors say which option to check, and a reference
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from glimpse.errors import StorageError
 from glimpse.storage.registry import build_store
 from glimpse.storage.swift import SwiftStore
 from livesupport import free_port
-from objectsupport import KeystoneSwift
+from objectsupport import PROXY_TOKEN_CACHE_TIME, KeystoneSwift
 
 
 async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
@@ -154,3 +155,20 @@ def test_keystone_unreachable_names_the_auth_address() -> None:
 
     assert "Keystone cannot be reached (ConnectFailure)" in caught.value.message
     assert "check [reliable] swift_store_auth_address" in caught.value.message
+
+
+@pytest.mark.objects
+def test_a_token_swift_refuses_is_replaced_by_a_new_one(
+    swift_keystone: KeystoneSwift, container: str
+) -> None:
+    store = build(**direct_options(swift_keystone, container))
+    stored = asyncio.run(store.write("image-a", one_chunk(b"before the revocation")))
+    assert store._session is not None
+    first = store._session.get_token()
+    swift_keystone.keystone.revoke(first)
+    time.sleep(PROXY_TOKEN_CACHE_TIME + 0.5)  # the proxy no longer believes its earlier validation
+
+    # Swift answers 401 to the revoked token; the store gets a new one and the read goes through.
+    assert asyncio.run(read_all(store, stored.location)) == b"before the revocation"
+    assert store._session.get_token() != first
+    asyncio.run(store.delete(stored.location))
