@@ -77,7 +77,8 @@ class _NoEndpoint(Exception):
 class KeystoneAuth:
     """What Keystone v3 authentication needs besides the user name and password: the project the
     images go into, the domains (each ``None`` pair means the ``default`` domain) and where to find
-    the storage URL in the catalog. ``option_names`` say, in error messages, which settings to check."""
+    the storage URL in the catalog (Glance's ``swift_store_region``, ``swift_store_endpoint_type`` and
+    ``swift_store_service_type``)."""
 
     project_name: str
     user_domain_id: str | None = None
