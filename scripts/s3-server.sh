@@ -11,6 +11,8 @@
 #   S3_ENDPOINT_URL=http://127.0.0.1:<port>   S3, path-style buckets, region us-east-1
 #   S3_ACCESS_KEY=test:tester  S3_SECRET_KEY=testing
 #   SWIFT_AUTH_URL=http://127.0.0.1:<port>/auth/v1.0  SWIFT_USER=test:tester  SWIFT_KEY=testing
+#   SWIFT_DIR=<state>/etc  SWIFT_MEMCACHE=127.0.0.1:<port>  SWIFT_PYTHON=<the Swift venv's python>
+#       (for a second proxy on the same servers: tests/objectsupport.py's Keystone-validating one)
 #
 # Environment:
 #   GLIMPSE_TEST_S3_PORT           proxy port on 127.0.0.1 (default: GLIMPSE_TEST_PG_PORT + 1000,
@@ -253,6 +255,7 @@ EOF
 }
 
 print_env() {
+    local mport="$1"
     cat <<EOF
 S3_ENDPOINT_URL=http://127.0.0.1:$port
 S3_ACCESS_KEY=$account:$user_name
@@ -261,13 +264,18 @@ S3_REGION=us-east-1
 SWIFT_AUTH_URL=http://127.0.0.1:$port/auth/v1.0
 SWIFT_USER=$account:$user_name
 SWIFT_KEY=$secret
+SWIFT_DIR=$state/etc
+SWIFT_MEMCACHE=127.0.0.1:$mport
+SWIFT_PYTHON=$venv/bin/python
 EOF
 }
 
 # --- commands ---------------------------------------------------------------------------------
 
 cmd_start() {
-    if all_alive && [[ -s "$state/env" ]]; then
+    # Reused only when it was started from the same requirements and printed what is printed today.
+    if all_alive && grep -q '^SWIFT_PYTHON=' "$state/env" 2>/dev/null \
+        && cmp -s "$requirements" "$venv/.requirements"; then
         cat "$state/env"
         return 0
     fi
@@ -300,13 +308,18 @@ cmd_start() {
         cmd_stop
         die "the Swift servers in $state did not start"
     fi
-    print_env >"$state/env"
+    print_env "$mport" >"$state/env"
     cat "$state/env"
 }
 
 cmd_stop() {
     local name
     [[ -d "$state/run" ]] || return 0
+    # Keystone-validating proxies a test run started on these servers (tests/objectsupport.py) and
+    # left behind, for instance when pytest was killed.
+    for name in "$state"/run/keystone-proxy-*.pid; do
+        [[ -e "$name" ]] && stop_one "$(basename "$name" .pid)"
+    done
     for name in proxy object container account memcached; do
         stop_one "$name"
     done

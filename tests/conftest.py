@@ -23,6 +23,9 @@ Fixtures:
 * ``s3_server`` (session): the object store test server (``scripts/s3-server.sh start``: Swift with
   its S3 API on loopback), as a ``objectsupport.ObjectServer``; started once per machine under a file lock
   like PostgreSQL, left running, stopped by ``make test``. Tests marked ``objects``.
+* ``swift_keystone`` (session): a Keystone and a second Swift proxy on the same object servers that
+  validates its tokens, as an ``objectsupport.KeystoneSwift``; started on first use, stopped at the
+  end of the session. Tests marked ``objects``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from filelock import FileLock
 
 from glimpse.db import migrate
 from glimpse.db.session import make_engine
-from objectsupport import ObjectServer, start_s3_server
+from keystonesupport import KeystoneServer
+from objectsupport import KeystoneSwift, ObjectServer, start_s3_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES_DIR = REPO_ROOT / ".test-services"
@@ -270,3 +274,16 @@ def migrated_sqlite_url(tmp_path: Path, _sqlite_template: Path) -> str:
 def s3_server() -> ObjectServer:
     """The object store test server (Swift + S3 on loopback), started on first use."""
     return start_s3_server()
+
+
+@pytest.fixture(scope="session")
+def swift_keystone(
+    s3_server: ObjectServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KeystoneSwift]:
+    """A Keystone and a Swift proxy validating its tokens, on the object test server; one per session."""
+    root = tmp_path_factory.mktemp("swift-keystone")
+    with (
+        KeystoneServer(tmp_path_factory.getbasetemp().parent, root / "keystone", caching=True) as keystone,
+        KeystoneSwift(s3_server, keystone, root / "proxy") as swift,
+    ):
+        yield swift

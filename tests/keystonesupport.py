@@ -47,8 +47,10 @@ WSGIEnviron = dict[str, Any]
 StartResponse = Callable[..., Any]
 
 
-def _config(root: Path) -> str:
-    return (
+def _config(root: Path, caching: bool = False) -> str:
+    # caching: Keystone's in-process cache (tokens it issued validate in tens of ms, not hundreds).
+    cache = "[cache]\nenabled = true\nbackend = dogpile.cache.memory\n" if caching else ""
+    return cache + (
         "[DEFAULT]\nuse_stderr = true\n"
         f"[database]\nconnection = sqlite:///{root / 'keystone.db'}\n"
         f"[fernet_tokens]\nkey_repository = {root / 'fernet-keys'}\n"
@@ -119,10 +121,10 @@ class KeystoneServer:
     :meth:`stop` and :meth:`start` take it down and bring it back on the same port and data.
     """
 
-    def __init__(self, base: Path, root: Path) -> None:
+    def __init__(self, base: Path, root: Path, caching: bool = False) -> None:
         template = _template(base)
         shutil.copytree(template, root, dirs_exist_ok=True)
-        (root / "keystone.conf").write_text(_config(root))
+        (root / "keystone.conf").write_text(_config(root, caching))
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -266,6 +268,25 @@ class KeystoneServer:
             self._call("PUT", f"/projects/{project_id}/users/{user_id}/roles/{self._role_id(role)}")
         return Account(user_id, name, password, project_id, name)
 
+    def member_of(self, project_name: str, name: str, password: str, roles: Iterable[str]) -> Account:
+        """A user ``name`` holding ``roles`` on ``project_name``, which is created if it is missing
+        (several service users share the ``service`` project)."""
+        found = self._call("GET", f"/projects?name={project_name}")["projects"]
+        if found:
+            project_id = str(found[0]["id"])
+        else:
+            made = self._call(
+                "POST", "/projects", {"project": {"name": project_name, "domain_id": "default"}}
+            )
+            project_id = str(made["project"]["id"])
+        user = self._call(
+            "POST", "/users", {"user": {"name": name, "password": password, "domain_id": "default"}}
+        )
+        user_id = str(user["user"]["id"])
+        for role in roles:
+            self._call("PUT", f"/projects/{project_id}/users/{user_id}/roles/{self._role_id(role)}")
+        return Account(user_id, name, password, project_id, project_name)
+
     def set_password(self, account: Account, password: str) -> None:
         """Change a user's password; Keystone then revokes the tokens the user holds."""
         self._call("PATCH", f"/users/{account.user_id}", {"user": {"password": password}})
@@ -277,8 +298,12 @@ class KeystoneServer:
 
     def image_service(self, endpoints: dict[tuple[str, str], str]) -> None:
         """An ``image`` service whose endpoints are ``{(interface, region): url}``."""
+        self.service("image", "glance", endpoints)
+
+    def service(self, service_type: str, name: str, endpoints: dict[tuple[str, str], str]) -> None:
+        """A service of ``service_type`` in the catalog, with endpoints ``{(interface, region): url}``."""
         regions = {r["id"] for r in self._call("GET", "/regions")["regions"]}
-        service = self._call("POST", "/services", {"service": {"type": "image", "name": "glance"}})
+        service = self._call("POST", "/services", {"service": {"type": service_type, "name": name}})
         for (interface, region), url in endpoints.items():
             if region not in regions:
                 self._call("POST", "/regions", {"region": {"id": region}})

@@ -3,21 +3,45 @@
 ``start_s3_server()`` starts it once per machine (every xdist worker calls it; a file lock makes
 the first one start it and the others read its settings) and returns how to reach it. It is left
 running between pytest runs; ``make test`` and ``make services-stop`` stop it.
+
+:class:`KeystoneSwift` is a second Swift proxy in front of the same account, container and object
+servers, validating Keystone tokens as a cloud's Swift does (keystonemiddleware's ``authtoken``, then
+Swift's own ``keystoneauth``), with the Keystone it needs (``keystonesupport.KeystoneServer``) set up
+with a ``swift`` service user, an ``object-store`` service in the catalog and a ``glance`` user in the
+``service`` project. One per test session (``swift_keystone`` fixture); it stops with the session,
+and ``scripts/s3-server.sh stop`` stops one a killed run left behind.
 """
 
 from __future__ import annotations
 
+import functools
+import getpass
+import os
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
+import httpx
+import keystoneauth1.identity.v3
+import keystoneauth1.session
 import pytest
+import swiftclient.client
 from filelock import FileLock
+
+from keystonesupport import REGION, KeystoneServer
+from livesupport import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES_DIR = REPO_ROOT / ".test-services"
 S3_SCRIPT = REPO_ROOT / "scripts" / "s3-server.sh"
 S3_START_TIMEOUT = 600  # seconds; the first start installs Swift (and memcached with apt-get)
+S3_HELPER = REPO_ROOT / "scripts" / "s3_server_helper.py"
+PROXY_START_TIMEOUT = 60.0
+#: Seconds the Keystone-validating proxy believes a validated token without asking Keystone again.
+PROXY_TOKEN_CACHE_TIME = 2
 
 
 @dataclass(frozen=True)
@@ -31,6 +55,9 @@ class ObjectServer:
     swift_auth_url: str
     swift_user: str
     swift_key: str
+    swift_dir: str  # swift.conf and the rings, for a second proxy on the same servers
+    swift_memcache: str
+    swift_python: str  # the Swift virtualenv's interpreter
 
 
 def start_s3_server() -> ObjectServer:
@@ -57,6 +84,9 @@ def start_s3_server() -> ObjectServer:
             swift_auth_url=values["SWIFT_AUTH_URL"],
             swift_user=values["SWIFT_USER"],
             swift_key=values["SWIFT_KEY"],
+            swift_dir=values["SWIFT_DIR"],
+            swift_memcache=values["SWIFT_MEMCACHE"],
+            swift_python=values["SWIFT_PYTHON"],
         )
     except KeyError:
         pytest.fail(
@@ -65,3 +95,196 @@ def start_s3_server() -> ObjectServer:
             f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}",
             pytrace=False,
         )
+
+
+SWIFT_SERVICE_PASSWORD = "swift-service-pw"
+_PIPELINE = (
+    *("catch_errors", "gatekeeper", "healthcheck", "proxy-logging", "cache", "listing_formats"),
+    *("authtoken", "keystoneauth", "copy", "slo", "dlo", "proxy-logging", "proxy-server"),
+)
+GLANCE_PASSWORD = "glance-pw"
+
+
+def _proxy_config(server: ObjectServer, keystone: KeystoneServer, port: int) -> str:
+    # authtoken validates the token and sets the identity headers; keystoneauth lets a user with an
+    # operator role on a project into the account AUTH_<project id>.
+    return f"""[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = {port}
+workers = 1
+user = {getpass.getuser()}
+swift_dir = {server.swift_dir}
+log_name = proxy-keystone
+
+[pipeline:main]
+pipeline = {" ".join(_PIPELINE)}
+
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+
+[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+www_authenticate_uri = {keystone.url}/v3
+auth_url = {keystone.url}/v3
+auth_type = password
+username = swift
+password = {SWIFT_SERVICE_PASSWORD}
+project_name = service
+user_domain_id = default
+project_domain_id = default
+delay_auth_decision = true
+include_service_catalog = false
+http_connect_timeout = 5
+# Validations are believed for a few seconds only, so that a revoked token is refused soon after.
+token_cache_time = {PROXY_TOKEN_CACHE_TIME}
+
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+reseller_prefix = AUTH
+operator_roles = admin, member
+
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = {server.swift_memcache}
+
+[filter:catch_errors]
+use = egg:swift#catch_errors
+
+[filter:gatekeeper]
+use = egg:swift#gatekeeper
+
+[filter:healthcheck]
+use = egg:swift#healthcheck
+
+[filter:proxy-logging]
+use = egg:swift#proxy_logging
+
+[filter:listing_formats]
+use = egg:swift#listing_formats
+
+[filter:copy]
+use = egg:swift#copy
+
+[filter:slo]
+use = egg:swift#slo
+max_manifest_segments = 10000
+
+[filter:dlo]
+use = egg:swift#dlo
+"""
+
+
+class KeystoneSwift:
+    """A Keystone and a Swift proxy that validates its tokens, on the object servers of ``server``.
+
+    ``auth_url`` (Keystone v3), ``user`` (``service:glance``, Glance's spelling) and ``key`` are
+    what a store is configured with; ``project_id`` names the Swift account ``AUTH_<project_id>``.
+    """
+
+    def __init__(self, server: ObjectServer, keystone: KeystoneServer, root: Path) -> None:
+        self.keystone = keystone
+        self.auth_url = f"{keystone.url}/v3"
+        self.region = REGION
+        keystone.member_of("service", "swift", SWIFT_SERVICE_PASSWORD, ["admin"])
+        glance = keystone.member_of("service", "glance", GLANCE_PASSWORD, ["member"])
+        self.user = f"{glance.project_name}:{glance.user_name}"
+        self.key = GLANCE_PASSWORD
+        self.project_id = glance.project_id
+        self.port = free_port()
+        self.proxy_url = f"http://127.0.0.1:{self.port}"
+        template = f"{self.proxy_url}/v1/AUTH_%(project_id)s"
+        keystone.service(
+            "object-store",
+            "swift",
+            {(interface, REGION): template for interface in ("public", "internal", "admin")},
+        )
+        root.mkdir(parents=True, exist_ok=True)
+        conf = root / "proxy-keystone.conf"
+        conf.write_text(_proxy_config(server, keystone, self.port))
+        self.log_path = root / "proxy-keystone.log"
+        # Tagged and recorded like the servers of scripts/s3-server.sh, whose stop ends it if this
+        # session cannot.
+        state = Path(server.swift_dir).parent
+        self._pid_file = state / "run" / f"keystone-proxy-{self.port}.pid"
+        args = (str(conf), "proxy-server")
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [server.swift_python, "-I", "-W", "ignore", str(S3_HELPER), "serve", server.swift_dir, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "GLIMPSE_S3_SERVER_DIR": str(state)},
+            )
+        self._pid_file.write_text(f"{self._process.pid}\n")
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def session(self, password: str | None = None) -> keystoneauth1.session.Session:
+        """A keystoneauth session of the ``glance`` user on the ``service`` project."""
+        project, _, user = self.user.partition(":")
+        plugin = keystoneauth1.identity.v3.Password(
+            auth_url=self.auth_url,
+            username=user,
+            password=password or self.key,
+            project_name=project,
+            user_domain_id="default",
+            project_domain_id="default",
+        )
+        return keystoneauth1.session.Session(auth=plugin, timeout=30)
+
+    def connection(self) -> swiftclient.client.Connection:
+        """A swiftclient connection to the ``glance`` user's account, for looking behind a store; all
+        share one session, so that they need one token (each new token costs Keystone a validation)."""
+        return swiftclient.client.Connection(
+            session=self._shared_session, os_options={"region_name": self.region}, retries=1
+        )
+
+    @functools.cached_property
+    def _shared_session(self) -> keystoneauth1.session.Session:
+        return self.session()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + PROXY_START_TIMEOUT
+        last: object = None
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"the Keystone Swift proxy exited ({self._process.returncode}):\n{self.log()}"
+                )
+            try:
+                if httpx.get(f"{self.proxy_url}/healthcheck", timeout=2.0).status_code == 200:
+                    # A token of the glance user lets it into its account: authtoken and keystoneauth work.
+                    self.connection().head_account()
+                    return
+            except Exception as exc:  # not up yet; the last one is reported
+                last = exc
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"the Keystone Swift proxy was not ready after {PROXY_START_TIMEOUT}s: {last}\n{self.log()}"
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def close(self) -> None:
+        process = self._process
+        if process.poll() is None:
+            # The proxy leads its own process group, which holds its forked worker.
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        self._pid_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -37,8 +37,8 @@ from glimpse.ports import Capabilities, ImageStore, LocalFiles, ObjectStat, Stor
 from glimpse.storage.filesystem import FilesystemStore
 from glimpse.storage.memory import InMemoryStore
 from glimpse.storage.s3 import S3Store
-from glimpse.storage.swift import SwiftStore
-from objectsupport import ObjectServer
+from glimpse.storage.swift import KeystoneAuth, SwiftStore
+from objectsupport import KeystoneSwift, ObjectServer
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -213,15 +213,47 @@ def _swift(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
     )
 
 
+def _swift_keystone(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
+    """The same as ``_swift``, through the proxy that validates Keystone tokens: the store
+    authenticates with Keystone v3 and finds its storage URL in the token's catalog."""
+    swift: KeystoneSwift = request.getfixturevalue("swift_keystone")
+    container = f"glimpse-test-{uuid.uuid4().hex[:16]}"
+    project, _, user = swift.user.partition(":")
+    store = SwiftStore(
+        "reliable",
+        auth_address=swift.auth_url,
+        user=user,
+        key=swift.key,
+        keystone=KeystoneAuth(project_name=project, region=swift.region),
+        container=container,
+        create_container_on_put=True,
+        large_object_size=MiB,
+        chunk_size=MiB,
+        thread_pools=3,
+        description="Swift behind Keystone",
+    )
+    connection = swift.connection()
+    segments = f"{container}_segments"
+    request.addfinalizer(lambda: _remove_swift_containers(connection, container, segments))
+    return Driver(
+        store=store,
+        contents=lambda: _swift_contents(connection, container, segments),
+        capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
+        description_keys=frozenset({"container", "large_object_size", "large_object_chunk_size"}),
+    )
+
+
 DRIVERS: Mapping[str, Callable[[pytest.FixtureRequest, Path], Driver]] = {
     "memory": _memory,
     "filesystem": _filesystem,
     "s3": _s3,
     "swift": _swift,
+    "swift-keystone": _swift_keystone,
 }
 MARKS: Mapping[str, tuple[pytest.MarkDecorator, ...]] = {
     "s3": (pytest.mark.objects,),
     "swift": (pytest.mark.objects,),
+    "swift-keystone": (pytest.mark.objects,),
 }
 
 

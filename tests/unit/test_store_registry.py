@@ -248,11 +248,11 @@ class TestBuildFromSettings:
             ({"swift_store_auth_address": ""}, "swift_store_auth_address is not set"),
             ({"swift_store_key": ""}, "swift_store_key is not set"),
             ({"swift_store_auth_address": "127.0.0.1:8080"}, "must be an http:// or https:// URL"),
-            ({"swift_store_auth_version": "3"}, "only 1 .tempauth"),
+            ({"swift_store_auth_version": "2"}, "no longer offers the v2.0 identity API"),
             ({"swift_store_multi_tenant": "true"}, "multi_tenant = true is not available yet"),
             ({"swift_store_large_object_chunk_size": "0"}, "must be at least 1"),
             ({"swift_store_container": "a/b"}, "without '/'"),
-            ({"swift_store_region": "x"}, "unknown option"),
+            ({"swift_store_regions": "x"}, "unknown option"),
         ],
     )
     def test_bad_swift_store_options(self, options: Mapping[str, str], message: str) -> None:

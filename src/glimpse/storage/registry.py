@@ -8,7 +8,10 @@ import (``os_glance_staging_store``) is a store too, built by the same table fro
 
 from __future__ import annotations
 
+import configparser
+import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Final
 
 from glimpse.config import STAGING_STORE_ID, Settings, StoreSettings, parse_bool, parse_size
@@ -16,7 +19,7 @@ from glimpse.errors import ConfigError, StoreNotFound, UnknownStore
 from glimpse.ports import ImageStore
 from glimpse.storage.filesystem import DEFAULT_CHUNK_SIZE, FilesystemStore
 from glimpse.storage.s3 import BUCKET_URL_FORMATS, MIN_PART_SIZE, S3Store
-from glimpse.storage.swift import SwiftStore
+from glimpse.storage.swift import ENDPOINT_TYPES, KeystoneAuth, SwiftStore
 
 __all__ = ["STAGING_STORE_ID", "StoreRegistry", "build_stores"]
 
@@ -195,7 +198,186 @@ _SWIFT_OPTIONS: Final = (
     "swift_store_large_object_chunk_size",
     "swift_store_auth_version",
     "swift_store_multi_tenant",
+    "swift_store_region",
+    "swift_store_endpoint_type",
+    "swift_store_service_type",
+    "swift_store_auth_insecure",
+    "swift_store_cacert",
+    "swift_store_config_file",
+    "default_swift_reference",
 )
+# The credentials that may come either from the store's section or from a reference of
+# swift_store_config_file, never from both.
+_SWIFT_CREDENTIALS: Final = ("swift_store_auth_address", "swift_store_user", "swift_store_key")
+_SWIFT_REFERENCE_OPTIONS: Final = (
+    "auth_address",
+    "user",
+    "key",
+    "auth_version",
+    "user_domain_id",
+    "user_domain_name",
+    "project_domain_id",
+    "project_domain_name",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _SwiftAccount:
+    """The credentials of a swift store, from its section or from a reference, and how to name them."""
+
+    auth_address: str
+    user: str
+    key: str
+    auth_version: str
+    domains: Mapping[str, str]
+    credential_options: str
+    address_option: str
+    user_option: str
+    source: str
+
+
+def _swift_auth_version(raw: str, option: str) -> str:
+    version = raw.strip().lower().removeprefix("v")
+    if version in ("1", "1.0"):
+        return "1"
+    if version in ("3", "3.0"):
+        return "3"
+    if version in ("2", "2.0"):
+        raise ConfigError(
+            f"{option} = {raw!r}: Keystone no longer offers the v2.0 identity API; set it to 3 and "
+            "give the v3 identity URL (ending in /v3) as the auth address."
+        )
+    raise ConfigError(f"{option} = {raw!r} must be 1 (v1 auth, such as tempauth) or 3 (Keystone v3).")
+
+
+def _swift_account(settings: StoreSettings) -> _SwiftAccount:
+    """The store's credentials: its own options, or the ``default_swift_reference`` section of
+    ``swift_store_config_file`` (read here, once, when the store is built)."""
+    section = f"[{settings.id}]"
+    version_option = f"{section} swift_store_auth_version"
+    raw_version = settings.options.get("swift_store_auth_version", "").strip()
+    config_file = settings.options.get("swift_store_config_file", "").strip()
+    if not config_file:
+        if settings.options.get("default_swift_reference", "").strip():
+            raise ConfigError(
+                f"{section} default_swift_reference is set but swift_store_config_file is not; give the "
+                "file that holds the reference, or use swift_store_auth_address, swift_store_user and "
+                "swift_store_key instead."
+            )
+        values = {}
+        for name in _SWIFT_CREDENTIALS:
+            value = settings.options.get(name, "").strip()
+            if not value:
+                raise ConfigError(
+                    f"{section} {name} is not set; a swift store needs it (or swift_store_config_file "
+                    "with a reference that has auth_address, user and key)."
+                )
+            values[name] = value
+        return _SwiftAccount(
+            auth_address=values["swift_store_auth_address"],
+            user=values["swift_store_user"],
+            key=values["swift_store_key"],
+            auth_version=_swift_auth_version(raw_version, version_option) if raw_version else "1",
+            domains={},
+            credential_options=f"{section} swift_store_user and swift_store_key",
+            address_option=f"{section} swift_store_auth_address",
+            user_option=f"{section} swift_store_user",
+            source=section,
+        )
+    given = [name for name in _SWIFT_CREDENTIALS if settings.options.get(name, "").strip()]
+    if given:
+        raise ConfigError(
+            f"{section} sets both swift_store_config_file and {', '.join(given)}; keep the credentials "
+            "in one place: the reference in the file, or the options of the section."
+        )
+    reference = settings.options.get("default_swift_reference", "").strip() or "ref1"
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(config_file, encoding="utf-8") as stream:
+            parser.read_file(stream)
+    except OSError as exc:
+        raise ConfigError(
+            f"{section} swift_store_config_file = {config_file!r} cannot be read ({exc.strerror or exc}); "
+            "give the path of the file that holds the Swift credentials."
+        ) from None
+    except configparser.Error as exc:
+        raise ConfigError(
+            f"{section} swift_store_config_file {config_file!r} is not an INI file: "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
+    where = f"[{reference}] of swift_store_config_file {config_file!r}"
+    if not parser.has_section(reference):
+        known = ", ".join(parser.sections()) or "none"
+        raise ConfigError(
+            f"{section} default_swift_reference = {reference!r} names no section of swift_store_config_file "
+            f"{config_file!r} (its sections: {known})."
+        )
+    entries = {k: v.strip() for k, v in parser.items(reference, raw=True) if k not in parser.defaults()}
+    unknown = sorted(set(entries) - set(_SWIFT_REFERENCE_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"{where} has unknown option(s) {', '.join(unknown)}; known options are "
+            f"{', '.join(_SWIFT_REFERENCE_OPTIONS)}."
+        )
+    for name in ("auth_address", "user", "key"):
+        if not entries.get(name):
+            raise ConfigError(f"{where} has no {name}; a swift store needs auth_address, user and key.")
+    ref_version = entries.get("auth_version", "")
+    if ref_version:
+        version = _swift_auth_version(ref_version, f"{where} auth_version")
+    else:
+        version = _swift_auth_version(raw_version, version_option) if raw_version else "1"
+    domains = {name: entries[name] for name in _SWIFT_REFERENCE_OPTIONS[4:] if entries.get(name)}
+    if version == "1" and domains:
+        raise ConfigError(
+            f"{where} sets {', '.join(domains)}, which only Keystone (auth_version = 3) uses; remove them "
+            "or set auth_version = 3."
+        )
+    return _SwiftAccount(
+        auth_address=entries["auth_address"],
+        user=entries["user"],
+        key=entries["key"],
+        auth_version=version,
+        domains=domains,
+        credential_options=f"user and key of {where}",
+        address_option=f"auth_address of {where}",
+        user_option=f"user of {where}",
+        source=where,
+    )
+
+
+def _swift_keystone(settings: StoreSettings, account: _SwiftAccount) -> tuple[str, KeystoneAuth]:
+    """The user name and the Keystone v3 settings of a store whose user is ``project:user``."""
+    section = f"[{settings.id}]"
+    project, sep, user = account.user.partition(":")
+    if not sep or not project or not user or ":" in user:
+        raise ConfigError(
+            f"{account.user_option} = {account.user!r} must be 'project:user' for Keystone (auth version "
+            "3): the project whose Swift account holds the images, and the user."
+        )
+    endpoint_type = settings.options.get("swift_store_endpoint_type", "").strip() or "publicURL"
+    if endpoint_type not in ENDPOINT_TYPES:
+        raise ConfigError(
+            f"{section} swift_store_endpoint_type = {endpoint_type!r} must be one of "
+            f"{', '.join(ENDPOINT_TYPES)}."
+        )
+    domains = account.domains
+    for kind in ("user", "project"):
+        if domains.get(f"{kind}_domain_id") and domains.get(f"{kind}_domain_name"):
+            raise ConfigError(
+                f"{account.source} sets both {kind}_domain_id and {kind}_domain_name; keep one."
+            )
+    keystone = KeystoneAuth(
+        project_name=project,
+        user_domain_id=domains.get("user_domain_id"),
+        user_domain_name=domains.get("user_domain_name"),
+        project_domain_id=domains.get("project_domain_id"),
+        project_domain_name=domains.get("project_domain_name"),
+        region=settings.options.get("swift_store_region", "").strip() or None,
+        endpoint_type=endpoint_type,
+        service_type=settings.options.get("swift_store_service_type", "").strip() or "object-store",
+    )
+    return user, keystone
 
 
 def _swift(settings: StoreSettings) -> ImageStore:
@@ -206,24 +388,25 @@ def _swift(settings: StoreSettings) -> ImageStore:
             f"[{settings.id}] has unknown option(s) {', '.join(unknown)} for a swift store; "
             f"known options are {', '.join(_SWIFT_OPTIONS)}."
         )
-    required = {}
-    for name in ("swift_store_auth_address", "swift_store_user", "swift_store_key"):
-        value = settings.options.get(name, "").strip()
-        if not value:
-            raise ConfigError(f"[{settings.id}] {name} is not set; a swift store needs it.")
-        required[name] = value
-    auth_version = settings.options.get("swift_store_auth_version", "").strip() or "1"
-    if auth_version != "1":
-        raise ConfigError(
-            f"[{settings.id}] swift_store_auth_version = {auth_version!r} is not available yet; only 1 "
-            "(tempauth and other v1 auth) is."
-        )
     raw_multi = settings.options.get("swift_store_multi_tenant", "").strip()
     if raw_multi and parse_bool(raw_multi, f"[{settings.id}] swift_store_multi_tenant"):
         raise ConfigError(
             f"[{settings.id}] swift_store_multi_tenant = true is not available yet; every image goes "
             "into the one account of swift_store_user."
         )
+    account = _swift_account(settings)
+    user, keystone = account.user, None
+    if account.auth_version == "3":
+        user, keystone = _swift_keystone(settings, account)
+    cacert = settings.options.get("swift_store_cacert", "").strip() or None
+    if cacert is not None and not os.path.isfile(cacert):
+        raise ConfigError(
+            f"[{settings.id}] swift_store_cacert = {cacert!r} is not a file; give the CA bundle (PEM) "
+            "that signed the HTTPS certificates of Keystone and Swift."
+        )
+    raw_insecure = settings.options.get("swift_store_auth_insecure", "").strip()
+    option = f"[{settings.id}] swift_store_auth_insecure"
+    insecure = parse_bool(raw_insecure, option) if raw_insecure else False
     raw_create = settings.options.get("swift_store_create_container_on_put", "").strip()
     option = f"[{settings.id}] swift_store_create_container_on_put"
     create = parse_bool(raw_create, option) if raw_create else False
@@ -232,9 +415,14 @@ def _swift(settings: StoreSettings) -> ImageStore:
     try:
         return SwiftStore(
             settings.id,
-            auth_address=required["swift_store_auth_address"],
-            user=required["swift_store_user"],
-            key=required["swift_store_key"],
+            auth_address=account.auth_address,
+            user=user,
+            key=account.key,
+            keystone=keystone,
+            cacert=cacert,
+            insecure=insecure,
+            credential_options=account.credential_options,
+            address_option=account.address_option,
             container=settings.options.get("swift_store_container", "").strip() or "glance",
             create_container_on_put=create,
             large_object_size=large * _MiB,

@@ -2,7 +2,11 @@
 
 Each object is ``<container>/<key>``; its location is ``swift+http://<auth host>/<container>/<key>``
 (``swift+https://`` over HTTPS), without the credentials Glance puts into its locations. Only one
-account is used (``swift_store_multi_tenant = false``), reached with v1 (tempauth) authentication.
+account is used (``swift_store_multi_tenant = false``), reached with v1 authentication (tempauth:
+``auth_address`` is the v1 auth URL) or with Keystone v3 (``keystone`` given: ``auth_address`` is
+the identity URL, and the storage URL comes from the token's catalog). For Keystone, one
+keystoneauth session (thread-safe) holds the token for all the store's threads and gets a new one
+when it expires; swiftclient asks it again after a 401.
 
 A write buffers up to ``large_object_size`` bytes. A source that ends before that is sent with one
 PUT; a longer one is cut into ``chunk_size`` segments in the ``<container>_segments`` container (at
@@ -26,9 +30,13 @@ import threading
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
+import keystoneauth1.exceptions
+import keystoneauth1.identity.v3
+import keystoneauth1.session
 import requests.exceptions
 import swiftclient.client
 import swiftclient.exceptions
@@ -45,7 +53,7 @@ from glimpse.storage.base import (
     validate_key,
 )
 
-__all__ = ["SwiftStore"]
+__all__ = ["ENDPOINT_TYPES", "KeystoneAuth", "SwiftStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +69,68 @@ def _listing_time(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
+#: Glance's ``swift_store_endpoint_type`` values: the catalog interfaces a storage URL may come from.
+ENDPOINT_TYPES: Final = ("publicURL", "internalURL", "adminURL")
+
+
 class _MissingContainer(Exception):
     """A PUT found no container (and the store may not create it)."""
+
+
+class _NoEndpoint(Exception):
+    """The token's catalog has no storage URL for the configured service type, interface and region."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeystoneAuth:
+    """What Keystone v3 authentication needs besides the user name and password: the project the
+    images go into, the domains (each ``None`` pair means the ``default`` domain) and where to find
+    the storage URL in the catalog (Glance's ``swift_store_region``, ``swift_store_endpoint_type`` and
+    ``swift_store_service_type``)."""
+
+    project_name: str
+    user_domain_id: str | None = None
+    user_domain_name: str | None = None
+    project_domain_id: str | None = None
+    project_domain_name: str | None = None
+    region: str | None = None
+    endpoint_type: str = "publicURL"
+    service_type: str = "object-store"
+
+    def __post_init__(self) -> None:
+        if not self.project_name:
+            raise ValueError("Keystone authentication needs a project name.")
+        if self.endpoint_type not in ENDPOINT_TYPES:
+            raise ValueError(
+                f"endpoint_type must be one of {', '.join(ENDPOINT_TYPES)}, got {self.endpoint_type!r}."
+            )
+        if not self.service_type:
+            raise ValueError("service_type must not be empty.")
+
+    def plugin(self, auth_url: str, user: str, password: str) -> keystoneauth1.identity.v3.Password:
+        user_domain_id = self.user_domain_id or (None if self.user_domain_name else "default")
+        project_domain_id = self.project_domain_id or (None if self.project_domain_name else "default")
+        return keystoneauth1.identity.v3.Password(
+            auth_url=auth_url,
+            username=user,
+            password=password,
+            user_domain_id=user_domain_id,
+            user_domain_name=self.user_domain_name,
+            project_name=self.project_name,
+            project_domain_id=project_domain_id,
+            project_domain_name=self.project_domain_name,
+        )
+
+
+class _Connection(swiftclient.client.Connection):  # type: ignore[misc]  # swiftclient is untyped
+    """A swiftclient connection that says so when the catalog has no storage URL (swiftclient would
+    go on with none)."""
+
+    def get_auth(self) -> tuple[str, str]:
+        url, token = super().get_auth()
+        if not url:
+            raise _NoEndpoint()
+        return str(url), str(token)
 
 
 class SwiftStore:
@@ -81,6 +149,11 @@ class SwiftStore:
         chunk_size: int = 200 * MiB,
         thread_pools: int = 4,
         retries: int = 2,
+        keystone: KeystoneAuth | None = None,
+        cacert: str | None = None,
+        insecure: bool = False,
+        credential_options: str = "swift_store_user and swift_store_key",
+        address_option: str = "swift_store_auth_address",
         description: str = "",
         weight: int = 0,
     ) -> None:
@@ -103,9 +176,21 @@ class SwiftStore:
         self.large_object_size = large_object_size
         self.chunk_size = chunk_size
         self.thread_pools = thread_pools
+        self.keystone = keystone
         self._user = user
         self._key = key
         self._retries = retries
+        self._cacert = cacert
+        self._insecure = insecure
+        self._credential_options = credential_options
+        self._address_option = address_option
+        self._session: keystoneauth1.session.Session | None = None
+        if keystone is not None:
+            self._session = keystoneauth1.session.Session(
+                auth=keystone.plugin(auth_address, user, key),
+                verify=False if insecure else (cacert or True),
+                timeout=60,
+            )
         scheme = "swift+http" if parsed.scheme == "http" else "swift+https"
         self._prefix = f"{scheme}://{parsed.netloc}/{container}/"
         self._local = threading.local()
@@ -115,22 +200,40 @@ class SwiftStore:
         )
 
     def __repr__(self) -> str:
-        return f"SwiftStore(id={self.id!r}, auth_address={self.auth_address!r}, container={self.container!r})"
+        version = "1" if self.keystone is None else "3"
+        return (
+            f"SwiftStore(id={self.id!r}, auth_address={self.auth_address!r}, auth_version={version!r}, "
+            f"container={self.container!r})"
+        )
 
     def _connection(self) -> swiftclient.client.Connection:
         """This thread's connection (a swiftclient connection must not be shared between threads)."""
         connection: swiftclient.client.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            connection = swiftclient.client.Connection(
-                authurl=self.auth_address,
-                user=self._user,
-                key=self._key,
-                auth_version="1",
-                retries=self._retries,
-                starting_backoff=0.2,
-                max_backoff=2,
-                timeout=60,
-            )
+            common: dict[str, Any] = {
+                "retries": self._retries,
+                "starting_backoff": 0.2,
+                "max_backoff": 2,
+                "timeout": 60,
+                "cacert": self._cacert,
+                "insecure": self._insecure,
+            }
+            if self.keystone is None:
+                connection = _Connection(
+                    authurl=self.auth_address, user=self._user, key=self._key, auth_version="1", **common
+                )
+            else:
+                # The storage URL is looked up in the session's catalog, the token asked of the
+                # session (which renews it); after a 401 swiftclient invalidates it and tries once more.
+                connection = _Connection(
+                    session=self._session,
+                    os_options={
+                        "service_type": self.keystone.service_type,
+                        "endpoint_type": self.keystone.endpoint_type,
+                        "region_name": self.keystone.region,
+                    },
+                    **common,
+                )
             self._local.connection = connection
         return connection
 
@@ -239,7 +342,7 @@ class SwiftStore:
             except swiftclient.exceptions.ClientException as exc:
                 if exc.http_status != 404:
                     logger.error("store %s could not delete segment %s: %s", self.id, path, exc)
-            except requests.exceptions.RequestException as exc:
+            except (requests.exceptions.RequestException, keystoneauth1.exceptions.ClientException) as exc:
                 logger.error("store %s could not delete segment %s: %s", self.id, path, exc)
 
     # -- reads, deletes, listings -----------------------------------------------------------------
@@ -383,6 +486,10 @@ class SwiftStore:
                 f"store '{self.id}' could not {action}: its container does not exist; create it or set "
                 "swift_store_create_container_on_put = true."
             ) from exc
+        except (_NoEndpoint, keystoneauth1.exceptions.EndpointNotFound) as exc:
+            raise self._no_endpoint_error(action) from exc
+        except keystoneauth1.exceptions.ClientException as exc:
+            raise self._keystone_error(action, exc) from exc
         except swiftclient.exceptions.ClientException as exc:
             status = exc.http_status
             logger.warning("store %s could not %s (container %s): %s", self.id, action, self.container, exc)
@@ -393,20 +500,66 @@ class SwiftStore:
             if status in (401, 403):
                 raise StorageError(
                     f"store '{self.id}' could not {action}: Swift refused the credentials ({status}); "
-                    "check swift_store_user and swift_store_key."
+                    f"check {self._credential_options}."
                 ) from exc
             if status is None:
                 raise StorageError(
                     f"store '{self.id}' could not {action}: Swift is unreachable or failed; check "
-                    "swift_store_auth_address and that the service is up."
+                    f"{self._address_option} and that the service is up."
                 ) from exc
             raise StorageError(f"store '{self.id}' could not {action}: Swift answered {status}.") from exc
         except requests.exceptions.RequestException as exc:
             logger.warning("store %s could not %s at %s: %s", self.id, action, self.auth_address, exc)
             raise StorageError(
                 f"store '{self.id}' could not {action}: Swift is unreachable or failed "
-                f"({type(exc).__name__}); check swift_store_auth_address and that the service is up."
+                f"({type(exc).__name__}); check {self._address_option} and that the service is up."
             ) from exc
+
+    def _no_endpoint_error(self, action: str) -> StorageError:
+        keystone = self.keystone
+        assert keystone is not None  # v1 auth always answers with a storage URL
+        logger.warning(
+            "store %s: no %s endpoint (%s, region %s) in the catalog of %s",
+            self.id,
+            keystone.service_type,
+            keystone.endpoint_type,
+            keystone.region,
+            self.auth_address,
+        )
+        region = f"in region '{keystone.region}'" if keystone.region else "in any region"
+        return StorageError(
+            f"store '{self.id}' could not {action}: Keystone's catalog has no '{keystone.service_type}' "
+            f"endpoint of type {keystone.endpoint_type} {region}; check swift_store_service_type, "
+            "swift_store_endpoint_type and swift_store_region."
+        )
+
+    def _keystone_error(self, action: str, exc: keystoneauth1.exceptions.ClientException) -> StorageError:
+        """A keystoneauth error (raised while getting a token or the catalog) as a ``StorageError``."""
+        logger.warning("store %s could not %s: Keystone at %s: %r", self.id, action, self.auth_address, exc)
+        prefix = f"store '{self.id}' could not {action}"
+        status = getattr(exc, "http_status", None)
+        if isinstance(exc, keystoneauth1.exceptions.Unauthorized):
+            return StorageError(
+                f"{prefix}: Keystone refused the store's credentials (401); check "
+                f"{self._credential_options}, the project and the domains."
+            )
+        if isinstance(
+            exc, keystoneauth1.exceptions.ConnectionError | keystoneauth1.exceptions.DiscoveryFailure
+        ):
+            return StorageError(
+                f"{prefix}: Keystone cannot be reached ({type(exc).__name__}); check "
+                f"{self._address_option} and that the identity service is up."
+            )
+        if status in (403, 404):
+            return StorageError(
+                f"{prefix}: Keystone answered {status}; check that {self._address_option} is the v3 "
+                f"identity URL (ending in /v3) and that {self._credential_options} name a user of the "
+                "project."
+            )
+        return StorageError(
+            f"{prefix}: Keystone failed ({type(exc).__name__}); check {self._address_option} and that the "
+            "identity service is up."
+        )
 
 
 class _SegmentedUpload:
