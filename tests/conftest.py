@@ -15,8 +15,8 @@ Fixtures:
 * ``postgres_admin_url`` (session): admin URL of the test server, e.g.
   ``postgresql+psycopg://glimpse@127.0.0.1:54329/postgres``.
 * ``mariadb_admin_url`` (session): admin URL of the test MariaDB server (``scripts/mariadb.sh
-  start``), e.g. ``mysql+pymysql://glimpse:glimpse@127.0.0.1:33329/?charset=utf8mb4``; started once
-  per machine under a file lock like PostgreSQL, left running, stopped by ``make test``.
+  start``), e.g. ``mysql+pymysql://glimpse:glimpse@127.0.0.1:33329/?charset=utf8mb4&ssl_disabled=true``;
+  started once per machine under a file lock like PostgreSQL, left running, stopped by ``make test``.
 * ``database_backend`` (function, params ``sqlite`` / ``postgresql`` / ``mariadb``): the backend of
   this test's ``empty_database_url`` / ``migrated_database_url``; a test using either runs once on each.
 * ``migrated_database_url`` (function): URL of a fresh database whose schema is at the latest
