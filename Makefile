@@ -33,6 +33,7 @@ help: ## Show this help
 	@echo
 	@echo "variables: HOST=$(HOST) PORT=$(PORT) WORKERS=<n> (run); CONFIG=<file> (run, worker); PYTEST_ARGS=... (test, test-fast)"
 	@echo "           GLIMPSE_TEST_PG_PORT (test server port, default 54329)"
+	@echo "           GLIMPSE_TEST_MARIADB_PORT (MariaDB test server port, default GLIMPSE_TEST_PG_PORT - 21000)"
 
 install: ## Install uv (pinned, in .tools/) and the locked dependencies into .venv/
 	@bash scripts/bootstrap.sh
@@ -49,19 +50,20 @@ lint: install ## Lint: ruff check + ruff format --check + the import layers (lin
 typecheck: install ## Type-check with mypy (strict; config in pyproject.toml)
 	$(MYPY)
 
-# The PostgreSQL test server is started by the tests themselves (tests/conftest.py) and left
-# running between pytest runs for speed; this target stops it afterwards, pass or fail, and
-# exits with pytest's status (so "no tests collected", exit 5, fails too).
+# The PostgreSQL, MariaDB and object store test servers are started by the tests themselves
+# (tests/conftest.py) and left running between pytest runs for speed; this target stops them
+# afterwards, pass or fail, and exits with pytest's status (so "no tests collected", exit 5, fails too).
 test: install lint typecheck ## Full check: lint, typecheck, then the whole suite (pytest -n 2) with real services
 	@status=0; \
 	$(PYTEST) -n 2 --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	bash scripts/postgres.sh stop || true; \
+	bash scripts/mariadb.sh stop || true; \
 	bash scripts/s3-server.sh stop || true; \
 	if [ "$$status" -ne 0 ]; then echo "make test: pytest exited with status $$status" >&2; fi; \
 	exit $$status
 
-test-fast: install ## Unit tests only, no services (tests/unit, skipping anything marked postgres/live/objects)
-	$(PYTEST) tests/unit -m "not postgres and not live and not objects" $(PYTEST_ARGS)
+test-fast: install ## Unit tests only, no services (tests/unit, skipping anything marked postgres/mariadb/live/objects)
+	$(PYTEST) tests/unit -m "not postgres and not mariadb and not live and not objects" $(PYTEST_ARGS)
 
 run: install ## Serve the API on HOST:PORT (127.0.0.1:9292) with embedded defaults (migrates the SQLite DB on start)
 	$(GLIMPSE) serve $(SERVE_ARGS)
@@ -78,12 +80,14 @@ db-upgrade: install ## Apply database migrations (glimpse-server db upgrade)
 db-check: install ## Check the database schema is at the latest migration (glimpse-server db check)
 	$(GLIMPSE) db check
 
-services-stop: ## Stop the test services (PostgreSQL, the Swift/S3 server) if running
+services-stop: ## Stop the test services (PostgreSQL, MariaDB, the Swift/S3 server) if running
 	@bash scripts/postgres.sh stop
+	@bash scripts/mariadb.sh stop
 	@bash scripts/s3-server.sh stop
 
 clean: ## Stop and delete the test services' data, remove caches and build output (keeps .venv/.tools)
 	@bash scripts/postgres.sh destroy
+	@bash scripts/mariadb.sh destroy
 	@bash scripts/s3-server.sh destroy
 	rm -rf .test-services .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build htmlcov .coverage
 	find . -path ./.venv -prune -o -path ./.tools -prune -o -path ./.git -prune -o \

@@ -7,18 +7,22 @@ the tests that need it ERROR, never skip.
 
 Migrating a database takes far longer than copying one, so each test process (each xdist worker)
 migrates one template per backend the first time a test asks for a migrated database, and every such
-test then gets a copy: ``CREATE DATABASE … TEMPLATE`` on PostgreSQL, a file copy on SQLite.
+test then gets a copy: ``CREATE DATABASE … TEMPLATE`` on PostgreSQL, a file copy on SQLite, the
+template's ``SHOW CREATE TABLE`` statements replayed into a new database on MariaDB.
 
 Fixtures:
 
 * ``postgres_admin_url`` (session): admin URL of the test server, e.g.
   ``postgresql+psycopg://glimpse@127.0.0.1:54329/postgres``.
-* ``database_backend`` (function, params ``sqlite`` / ``postgresql``): the backend of this test's
-  ``empty_database_url`` / ``migrated_database_url``; a test using either runs once on each.
+* ``mariadb_admin_url`` (session): admin URL of the test MariaDB server (``scripts/mariadb.sh
+  start``), e.g. ``mysql+pymysql://glimpse:glimpse@127.0.0.1:33329/?charset=utf8mb4&ssl_disabled=true``;
+  started once per machine under a file lock like PostgreSQL, left running, stopped by ``make test``.
+* ``database_backend`` (function, params ``sqlite`` / ``postgresql`` / ``mariadb``): the backend of
+  this test's ``empty_database_url`` / ``migrated_database_url``; a test using either runs once on each.
 * ``migrated_database_url`` (function): URL of a fresh database whose schema is at the latest
-  migration and which holds no rows; the PostgreSQL one is dropped after the test.
+  migration and which holds no rows; a PostgreSQL or MariaDB one is dropped after the test.
 * ``empty_database_url`` (function): URL of a fresh database with no tables at all (for migration
-  tests); the PostgreSQL one is dropped after the test.
+  tests); a PostgreSQL or MariaDB one is dropped after the test.
 * ``migrated_sqlite_url`` / ``empty_sqlite_url`` (function): the same on SQLite only (no services).
 * ``s3_server`` (session): the object store test server (``scripts/s3-server.sh start``: Swift with
   its S3 API on loopback), as a ``objectsupport.ObjectServer``; started once per machine under a file lock
@@ -30,6 +34,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -53,6 +58,9 @@ SERVICES_DIR = REPO_ROOT / ".test-services"
 POSTGRES_SCRIPT = REPO_ROOT / "scripts" / "postgres.sh"
 POSTGRES_URL_ENV = "GLIMPSE_TEST_POSTGRES_URL"
 POSTGRES_START_TIMEOUT = 300  # seconds; the first start may install the server with apt-get
+MARIADB_SCRIPT = REPO_ROOT / "scripts" / "mariadb.sh"
+MARIADB_URL_ENV = "GLIMPSE_TEST_MARIADB_URL"
+MARIADB_START_TIMEOUT = 600  # seconds; the first start may install mariadb-server with apt-get
 IMAGES_SCRIPT = REPO_ROOT / "scripts" / "test-images.sh"
 IMAGES_TIMEOUT = 600  # seconds; the first run may install qemu-utils and xorriso with apt-get
 
@@ -67,33 +75,47 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             f"default: ${POSTGRES_URL_ENV}"
         ),
     )
+    parser.addoption(
+        "--mariadb-url",
+        default=os.environ.get(MARIADB_URL_ENV),
+        help=(
+            "admin URL of an already running MariaDB/MySQL server to test against (an account allowed "
+            "to CREATE/DROP DATABASE and KILL) instead of starting scripts/mariadb.sh; "
+            f"default: ${MARIADB_URL_ENV}"
+        ),
+    )
 
 
-def _start_postgres() -> str:
+def _start_service(script: Path, lock: str, timeout: int, marker: str) -> str:
+    """Run ``script start`` once per machine (the first xdist worker; the others wait on the lock, and
+    ``start`` is idempotent, so they then just read the URL); its last line of output is the URL."""
     SERVICES_DIR.mkdir(exist_ok=True)
-    # Every xdist worker gets here; the lock makes the first one start the server while the others
-    # wait, and the script's `start` is idempotent, so they then just read the URL.
-    with FileLock(str(SERVICES_DIR / "postgres.lock"), timeout=POSTGRES_START_TIMEOUT + 60):
+    command = f"scripts/{script.name} start"
+    with FileLock(str(SERVICES_DIR / lock), timeout=timeout + 60):
         try:
             proc = subprocess.run(
-                ["bash", str(POSTGRES_SCRIPT), "start"],
+                ["bash", str(script), "start"],
                 cwd=REPO_ROOT,
                 capture_output=True,
                 text=True,
-                timeout=POSTGRES_START_TIMEOUT,
+                timeout=timeout,
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.fail(f"could not run `scripts/postgres.sh start`: {exc}", pytrace=False)
+            pytest.fail(f"could not run `{command}`: {exc}", pytrace=False)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         pytest.fail(
-            f"`scripts/postgres.sh start` failed with exit code {proc.returncode}; the tests marked "
-            "`postgres` need this server.\n"
+            f"`{command}` failed with exit code {proc.returncode}; the tests marked "
+            f"`{marker}` need this server.\n"
             f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}",
             pytrace=False,
         )
     return lines[-1]
+
+
+def _start_postgres() -> str:
+    return _start_service(POSTGRES_SCRIPT, "postgres.lock", POSTGRES_START_TIMEOUT, "postgres")
 
 
 @pytest.fixture(scope="session")
@@ -149,7 +171,7 @@ def _database_name(kind: str) -> str:
     return f"glimpse_{kind}_{worker}_{uuid.uuid4().hex[:12]}"
 
 
-def _postgres_url(admin_url: str, name: str) -> str:
+def _server_url(admin_url: str, name: str) -> str:
     return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
@@ -172,7 +194,7 @@ def _postgres_template(postgres_admin_url: str, _postgres_admin_engine: sa.Engin
     with _postgres_admin_engine.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
-        _migrate(_postgres_url(postgres_admin_url, name))
+        _migrate(_server_url(postgres_admin_url, name))
         with _postgres_admin_engine.connect() as conn:
             conn.execute(sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
         yield name
@@ -189,10 +211,111 @@ def _fresh_postgres_database(request: pytest.FixtureRequest, template: str | Non
     with engine.connect() as conn:
         conn.execute(sa.text(create))
     try:
-        yield _postgres_url(admin_url, name)
+        yield _server_url(admin_url, name)
     finally:
         with engine.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def mariadb_admin_url(pytestconfig: pytest.Config) -> str:
+    """Admin URL (SQLAlchemy form) of the test MariaDB server, started on first use."""
+    given: str | None = pytestconfig.getoption("--mariadb-url")
+    if given:
+        return given
+    return _start_service(MARIADB_SCRIPT, "mariadb.lock", MARIADB_START_TIMEOUT, "mariadb")
+
+
+@pytest.fixture(scope="session")
+def _mariadb_admin_engine(mariadb_admin_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(mariadb_admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
+        pytest.fail(f"cannot connect to the test MariaDB server at {mariadb_admin_url}: {exc}")
+    yield engine
+    engine.dispose()
+
+
+class MariaDBTemplate:
+    """A migrated schema, as the statements that rebuild it: MariaDB has no ``CREATE DATABASE …
+    TEMPLATE``, and ``CREATE TABLE … LIKE`` loses foreign keys, so each test's database replays the
+    ``SHOW CREATE TABLE`` output of this worker's migrated template and copies its Alembic revision."""
+
+    def __init__(self, name: str, tables: list[str], revisions: list[str]) -> None:
+        self.name = name
+        self.tables = tables
+        self.revisions = revisions
+
+
+def _drop_mariadb_database(conn: sa.Connection, name: str) -> None:
+    """Drop ``name`` even while connections are left in it (a DROP would wait for their metadata locks):
+    kill them first, as PostgreSQL's ``DROP DATABASE … WITH (FORCE)`` does."""
+    ids = conn.execute(
+        sa.text("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = :name AND ID <> CONNECTION_ID()"),
+        {"name": name},
+    ).scalars()
+    for pid in list(ids):
+        with contextlib.suppress(sa.exc.DBAPIError):  # it may have ended meanwhile
+            conn.execute(sa.text(f"KILL CONNECTION {int(pid)}"))
+    conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+
+
+@pytest.fixture(scope="session")
+def _mariadb_template(mariadb_admin_url: str, _mariadb_admin_engine: sa.Engine) -> Iterator[MariaDBTemplate]:
+    """This worker's migrated MariaDB database, read back as the DDL that recreates it."""
+    name = _database_name("template")
+    with _mariadb_admin_engine.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
+    try:
+        _migrate(_server_url(mariadb_admin_url, name))
+        with _mariadb_admin_engine.connect() as conn:
+            tables = conn.execute(
+                sa.text(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :name "
+                    "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME"
+                ),
+                {"name": name},
+            ).scalars()
+            ddl = [
+                conn.execute(sa.text(f"SHOW CREATE TABLE `{name}`.`{table}`")).one()[1]
+                for table in list(tables)
+            ]
+            revisions = list(
+                conn.execute(sa.text(f"SELECT version_num FROM `{name}`.alembic_version")).scalars()  # noqa: S608
+            )
+        assert ddl
+        assert revisions
+        yield MariaDBTemplate(name, ddl, revisions)
+    finally:
+        with _mariadb_admin_engine.connect() as conn:
+            _drop_mariadb_database(conn, name)
+
+
+def _fresh_mariadb_database(
+    request: pytest.FixtureRequest, template: MariaDBTemplate | None
+) -> Iterator[str]:
+    admin_url: str = request.getfixturevalue("mariadb_admin_url")
+    engine: sa.Engine = request.getfixturevalue("_mariadb_admin_engine")
+    name = _database_name("test")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
+        if template is not None:
+            conn.execute(sa.text(f"USE `{name}`"))
+            conn.execute(sa.text("SET SESSION foreign_key_checks = 0"))
+            for statement in template.tables:
+                conn.exec_driver_sql(statement)
+            for revision in template.revisions:
+                conn.execute(
+                    sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": revision}
+                )
+    try:
+        yield _server_url(admin_url, name)
+    finally:
+        with engine.connect() as conn:
+            _drop_mariadb_database(conn, name)
 
 
 @pytest.fixture(scope="session")
@@ -228,10 +351,11 @@ def _migrated_sqlite_database(tmp_path: Path, template: Path) -> str:
     params=[
         pytest.param("sqlite", id="sqlite"),
         pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
     ]
 )
 def database_backend(request: pytest.FixtureRequest) -> str:
-    """``sqlite`` or ``postgresql``: the backend of this test's database fixtures."""
+    """``sqlite``, ``postgresql`` or ``mariadb``: the backend of this test's database fixtures."""
     backend: str = request.param
     return backend
 
@@ -240,9 +364,12 @@ def database_backend(request: pytest.FixtureRequest) -> str:
 def empty_database_url(
     request: pytest.FixtureRequest, database_backend: str, tmp_path: Path
 ) -> Iterator[str]:
-    """URL of a fresh database with no tables: an SQLite file, or a new PostgreSQL database dropped after."""
+    """URL of a fresh database with no tables: an SQLite file, or a new PostgreSQL or MariaDB database
+    dropped after."""
     if database_backend == "sqlite":
         yield _empty_sqlite_database(tmp_path)
+    elif database_backend == "mariadb":
+        yield from _fresh_mariadb_database(request, template=None)
     else:
         yield from _fresh_postgres_database(request, template=None)
 
@@ -254,6 +381,8 @@ def migrated_database_url(
     """URL of a fresh database at the latest migration, holding no rows: a copy of this worker's template."""
     if database_backend == "sqlite":
         yield _migrated_sqlite_database(tmp_path, request.getfixturevalue("_sqlite_template"))
+    elif database_backend == "mariadb":
+        yield from _fresh_mariadb_database(request, template=request.getfixturevalue("_mariadb_template"))
     else:
         yield from _fresh_postgres_database(request, template=request.getfixturevalue("_postgres_template"))
 

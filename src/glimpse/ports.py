@@ -372,12 +372,24 @@ class TaskRepository(Protocol):
         *,
         worker: str | None = None,
         progress: TaskProgress | None = None,
-    ) -> bool: ...
+        lease_expired_by: datetime | None = None,
+    ) -> bool:
+        """Any active task → failure, guarded in the same UPDATE: still held by ``worker`` and with its
+        lease run out before ``lease_expired_by``, when given. True if this call made the change."""
+        ...
 
-    def requeue(self, task_id: str, worker: str, now: datetime, *, message: str | None = None) -> bool: ...
-
-    def lease_still_expired(self, task: Task, now: datetime) -> bool:
-        """Whether ``task`` is still processing, claimed as it was, with its lease run out."""
+    def requeue(
+        self,
+        task_id: str,
+        worker: str,
+        now: datetime,
+        *,
+        message: str | None = None,
+        lease_expired_by: datetime | None = None,
+    ) -> bool:
+        """processing → pending while ``worker`` holds it (and its lease ran out before
+        ``lease_expired_by``, when given), in one guarded UPDATE; ``message`` replaces the task's
+        message. True if this call made the change."""
         ...
 
     def expired_leases(self, now: datetime, limit: int = 50) -> list[Task]: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from glimpse.db.models import TaskRow
 from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.images import ImageStatus, Location
 from glimpse.domain.tasks import TaskStatus
-from glimpse.jobs.housekeeping import MAX_ATTEMPTS, purge_tasks, reap_expired, sweep_staging
+from glimpse.jobs.housekeeping import MAX_ATTEMPTS, purge_tasks, reap_expired, reap_task, sweep_staging
 from glimpse.jobs.runner import TaskRunner
 from glimpse.runtime import Runtime
 from glimpse.services.image_data import ImageDataService
@@ -80,6 +81,42 @@ def test_an_untouched_task_goes_back_to_the_queue_a_few_times_then_fails(
     assert image.properties["os_glance_importing_to_stores"] == ""
     assert image.properties["os_glance_failed_import"] == "fast"
     assert staged_files(runtime) == []
+    runtime.close()
+
+
+@pytest.mark.parametrize("progressed", [False, True])
+def test_a_lease_renewed_after_the_reaper_looked_is_kept(
+    tmp_path: Path, migrated_database_url: str, progressed: bool
+) -> None:
+    """The reaper's requeue and fail carry "lease still expired" in their UPDATE (no row lock taken
+    by a read): a runner that heart-beats between the reaper's read and its write keeps its task."""
+    clock = ManualClock()
+    runtime = make_runtime(tmp_path, migrated_database_url)
+    runtime.clock = clock
+
+    async def scenario() -> tuple[str, str]:
+        image_id = create_image(runtime)
+        await stage(runtime, image_id, DATA)
+        task_id = await start_import(runtime, image_id, {"method": {"name": "glance-direct"}})
+        claim(runtime, task_id, "slow")
+        clock.advance(2)
+        expired = await runtime.run(lambda repos: repos.tasks.expired_leases(clock(), 10), readonly=True)
+        assert [t.id for t in expired] == [task_id]
+        seen = expired[0]
+        if progressed:  # past phase "pending": the reaper would fail it rather than requeue it
+            seen = replace(seen, progress=replace(seen.progress, phase="stores"))
+        with runtime.uow() as session:  # the runner wakes up and renews its lease
+            SqlTaskRepository(session).heartbeat(
+                task_id, "slow", clock(), timedelta(seconds=30), seen.progress, "still here"
+            )
+        return task_id, await reap_task(runtime, seen)
+
+    task_id, outcome = asyncio.run(scenario())
+    assert outcome == "skipped"
+    task = task_of(runtime, task_id)
+    assert task.status == TaskStatus.PROCESSING
+    assert task.claimed_by == "slow"
+    assert task.message == "still here"
     runtime.close()
 
 

@@ -53,7 +53,18 @@ def test_database_url_matches_its_backend(
     database_url: str = request.getfixturevalue(fixture)
     assert database_backend == request.node.callspec.params["database_backend"]
     url = sa.make_url(database_url)
-    assert url.get_backend_name() == database_backend
+    assert url.get_backend_name() == {"mariadb": "mysql"}.get(database_backend, database_backend)
+    if database_backend == "mariadb":
+        assert url.drivername == "mysql+pymysql"
+        engine = sa.create_engine(url, poolclass=sa.NullPool)
+        try:
+            with engine.connect() as conn:
+                version = conn.execute(sa.text("SELECT version()")).scalar_one()
+                current = conn.execute(sa.text("SELECT database()")).scalar_one()
+        finally:
+            engine.dispose()
+        assert "MariaDB" in version
+        assert current == url.database
     if database_backend == "postgresql":
         assert url.drivername == "postgresql+psycopg"
         engine = sa.create_engine(url, poolclass=sa.NullPool)
@@ -182,3 +193,82 @@ def test_postgres_database_is_dropped_after_the_test(
     conn = engine.connect()
     drop_check.held.append(conn)
     assert conn.execute(sa.text("SELECT current_database()")).scalar_one() == name
+
+
+@pytest.fixture
+def mariadb_drop_check(mariadb_admin_url: str) -> Iterator[_DropCheck]:
+    """Like ``drop_check``, on the MariaDB server."""
+    check = _DropCheck()
+    yield check
+    engine = sa.create_engine(mariadb_admin_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            left = (
+                conn.execute(
+                    sa.text(
+                        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN :names"
+                    ).bindparams(sa.bindparam("names", expanding=True)),
+                    {"names": check.names},
+                )
+                .scalars()
+                .all()
+            )
+    finally:
+        engine.dispose()
+        for held in check.held:
+            held.invalidate()
+    assert check.names
+    assert left == []
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("database_backend", ["mariadb"], indirect=True)
+@pytest.mark.parametrize("fixture", ["empty_database_url", "migrated_database_url"])
+def test_mariadb_database_is_dropped_after_the_test(
+    request: pytest.FixtureRequest, mariadb_drop_check: _DropCheck, database_backend: str, fixture: str
+) -> None:
+    database_url: str = request.getfixturevalue(fixture)
+    name = sa.make_url(database_url).database
+    assert name is not None
+    mariadb_drop_check.names.append(name)
+    # A connection left in an open transaction holds metadata locks that a plain DROP DATABASE
+    # would wait for: the fixture must end it.
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    conn = engine.connect()
+    mariadb_drop_check.held.append(conn)
+    conn.execute(sa.text("CREATE TABLE IF NOT EXISTS held (id INTEGER PRIMARY KEY)"))
+    conn.execute(sa.text("SELECT COUNT(*) FROM held")).scalar_one()
+    assert conn.execute(sa.text("SELECT database()")).scalar_one() == name
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("database_backend", ["mariadb"], indirect=True)
+def test_mariadb_copy_has_the_template_schema(migrated_database_url: str) -> None:
+    """The replayed schema keeps what ``CREATE TABLE … LIKE`` would lose: the foreign keys (a child
+    row of a missing image is refused) and the binary collation (tags differing only in case or a
+    trailing space are three tags, as on PostgreSQL)."""
+    engine = make_engine(migrated_database_url)
+    try:
+        fks = sa.inspect(engine).get_foreign_keys("image_tags")
+        assert [fk["referred_table"] for fk in fks] == ["images"]
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO image_tags (image_id, value) VALUES ('missing', 'x')"))
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO images (id, status, visibility, protected, os_hidden, min_ram, min_disk, "
+                    "created_at, updated_at, deleted) VALUES ('i1', 'queued', 'private', 0, 0, 0, 0, "
+                    "'2026-01-01 00:00:00.123456', '2026-01-01 00:00:00', 0)"
+                )
+            )
+            for value in ("Gold", "gold", "gold "):
+                conn.execute(
+                    sa.text("INSERT INTO image_tags (image_id, value) VALUES ('i1', :v)"), {"v": value}
+                )
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM image_tags WHERE value = 'gold'")).scalar() == 1
+            created = conn.execute(sa.text("SELECT created_at FROM images")).scalar()
+        assert created is not None
+        assert created.microsecond == 123456
+    finally:
+        engine.dispose()

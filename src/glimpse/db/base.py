@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator
+from sqlalchemy import DateTime, MetaData, Text, TypeDecorator
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -21,11 +24,25 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+#: Text of any length Glimpse accepts (a property value may have 65535 characters, each up to 4 bytes):
+#: TEXT on SQLite and PostgreSQL, MEDIUMTEXT on MariaDB/MySQL, whose TEXT holds only 65535 bytes.
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+
 class UTCDateTime(TypeDecorator[datetime]):
-    """Stores naive UTC (portable across SQLite, PostgreSQL and MariaDB); returns aware UTC datetimes."""
+    """Stores naive UTC (portable across SQLite, PostgreSQL and MariaDB); returns aware UTC datetimes.
+
+    On MariaDB/MySQL the column is ``DATETIME(6)``: a plain ``DATETIME`` drops the microseconds that
+    task leases, heartbeats and change feeds compare (PostgreSQL and SQLite keep them anyway).
+    """
 
     impl = DateTime
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

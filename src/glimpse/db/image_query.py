@@ -128,7 +128,12 @@ def marker_values(session: Session, query: ImageListQuery, viewer: Viewer) -> di
     return {key: getattr(row, key) for key, _ in _sort_keys(query)}
 
 
-def build_list_statement(query: ImageListQuery, viewer: Viewer, marker: dict[str, Any] | None) -> Select[Any]:
+def build_list_statement(
+    query: ImageListQuery, viewer: Viewer, marker: dict[str, Any] | None, *, nulls_sort_low: bool = False
+) -> Select[Any]:
+    """The listing's SELECT. NULLs come first in ascending order and last in descending order, on
+    every database: ``nulls_sort_low`` says the database already sorts them that way and has no
+    ``NULLS FIRST``/``NULLS LAST`` syntax (MariaDB and MySQL)."""
     keys = _sort_keys(query)
     stmt = base_statement(query, viewer)
     if marker is not None:
@@ -136,7 +141,7 @@ def build_list_statement(query: ImageListQuery, viewer: Viewer, marker: dict[str
     order = []
     for key, direction in keys:
         column = _column(key)
-        if column.nullable:
+        if column.nullable and not nulls_sort_low:
             order.append(column.asc().nulls_first() if direction == "asc" else column.desc().nulls_last())
         else:
             # No NULLS clause on NOT NULL columns: it would stop PostgreSQL from scanning an index

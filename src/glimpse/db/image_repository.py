@@ -125,7 +125,10 @@ class SqlImageRepository:
             marker = marker_values(self._session, query, viewer)
             if marker is None:
                 raise InvalidInput(f"Invalid marker: image {query.marker} could not be found.")
-        return self._load(build_list_statement(query, viewer, marker))
+        dialect = self._session.get_bind().dialect.name
+        return self._load(
+            build_list_statement(query, viewer, marker, nulls_sort_low=dialect in ("mysql", "mariadb"))
+        )
 
     def storage_used(self, owner: str) -> int:
         """Bytes held in stores by the owner's images (each location counts: a copy costs space)."""
@@ -302,11 +305,12 @@ class SqlImageRepository:
     def hold_lock(self, image_id: str, task_id: str) -> bool:
         """Whether ``task_id`` holds the image's lock, asserted for the rest of this transaction.
 
-        A compare-and-set that changes no value: it succeeds only while ``task_id`` holds the lock,
-        and on a database server it row-locks the image until the transaction ends, so a lock bust
-        (an UPDATE guarded by the old holder's id) waits for our commit and then sees the result. On
-        SQLite every writer holds the database lock for the whole transaction, which gives the same
-        order.
+        A compare-and-set on the holder that bumps ``import_lock_version``: it succeeds only while
+        ``task_id`` holds the lock, and on a database server it row-locks the image until the
+        transaction ends, so a lock bust (an UPDATE guarded by the old holder's id) waits for our
+        commit and then sees the result. Because it really changes the row, a Galera cluster also
+        sees it conflict with a bust made on another node (one of the two fails at commit). On SQLite
+        every writer holds the database lock for the whole transaction, which gives the same order.
         """
         result = self._session.execute(
             update(_IMAGES)
@@ -315,7 +319,7 @@ class SqlImageRepository:
                 _IMAGES.c.deleted.is_(False),
                 _IMAGES.c.import_task_id == task_id,
             )
-            .values(import_task_id=task_id)
+            .values(import_lock_version=func.coalesce(_IMAGES.c.import_lock_version, 0) + 1)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 

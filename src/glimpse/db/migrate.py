@@ -9,11 +9,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from glimpse.db.models import Base
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: The named lock that serialises concurrent upgrades on MariaDB/MySQL, and how long to wait for it.
+MYSQL_LOCK_NAME = "glimpse-db-upgrade"
+MYSQL_LOCK_TIMEOUT = 300
 
 
 def alembic_config(url: str) -> Config:
@@ -33,6 +36,21 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             # old table would cascade-delete every child row. The pragma only takes effect outside a
             # transaction, so it goes straight to the driver connection before SQLAlchemy begins one.
             connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        mysql = connection.dialect.name in ("mysql", "mariadb")
+        if mysql:
+            # Serialise concurrent upgrades with a named lock held by this connection (DDL commits
+            # implicitly on MariaDB/MySQL, so a transaction-scoped lock would not last).
+            # One lock per database (names are server-wide, at most 64 characters).
+            lock_name = f"{MYSQL_LOCK_NAME}:{engine.url.database or ''}"[:64]
+            got = connection.execute(
+                text("SELECT GET_LOCK(:name, :timeout)"), {"name": lock_name, "timeout": MYSQL_LOCK_TIMEOUT}
+            ).scalar()
+            connection.commit()
+            if got != 1:
+                raise RuntimeError(
+                    f"another process has been upgrading the database for {MYSQL_LOCK_TIMEOUT}s "
+                    f"(lock {lock_name!r}); wait for it to finish, then start again"
+                )
         try:
             with connection.begin():
                 if connection.dialect.name == "postgresql":
@@ -47,6 +65,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         finally:
             if sqlite:
                 connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+            if mysql:
+                connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock_name})
+                connection.commit()
 
 
 def head_revision() -> str:

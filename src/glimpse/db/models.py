@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from glimpse.db.base import Base, UTCDateTime
+from glimpse.db.base import Base, LongText, UTCDateTime
 
 __all__ = [
     "Base",
@@ -45,6 +45,8 @@ class ImageRow(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: The import lock: the id of the task that holds it (shown as ``os_glance_import_task``).
     import_task_id: Mapped[str | None] = mapped_column(String(36))
+    #: Bumped by every ``hold_lock``, so the holder's re-check is a real write of the row.
+    import_lock_version: Mapped[int | None] = mapped_column(Integer)
 
     properties: Mapped[list[ImagePropertyRow]] = relationship(
         back_populates="image", cascade="all, delete-orphan", lazy="raise", order_by="ImagePropertyRow.id"
@@ -71,7 +73,7 @@ class ImagePropertyRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     image_id: Mapped[str] = mapped_column(String(36), ForeignKey("images.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
-    value: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(LongText)
 
     image: Mapped[ImageRow] = relationship(back_populates="properties", lazy="raise")
 
@@ -102,8 +104,8 @@ class ImageLocationRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     image_id: Mapped[str] = mapped_column(String(36), ForeignKey("images.id", ondelete="CASCADE"))
     store_id: Mapped[str] = mapped_column(String(255))
-    url: Mapped[str] = mapped_column(Text)
-    meta_data: Mapped[str] = mapped_column(Text, default="{}")
+    url: Mapped[str] = mapped_column(LongText)
+    meta_data: Mapped[str] = mapped_column(LongText, default="{}")
     status: Mapped[str] = mapped_column(String(30), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -143,10 +145,10 @@ class TaskRow(Base):
     image_id: Mapped[str | None] = mapped_column(String(36))
     request_id: Mapped[str | None] = mapped_column(String(64))
     user_id: Mapped[str | None] = mapped_column(String(64))
-    input: Mapped[str] = mapped_column(Text, default="{}")
-    result: Mapped[str | None] = mapped_column(Text)
-    message: Mapped[str] = mapped_column(Text, default="")
-    progress: Mapped[str] = mapped_column(Text, default="{}")
+    input: Mapped[str] = mapped_column(LongText, default="{}")
+    result: Mapped[str | None] = mapped_column(LongText)
+    message: Mapped[str] = mapped_column(LongText, default="")
+    progress: Mapped[str] = mapped_column(LongText, default="{}")
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

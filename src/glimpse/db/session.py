@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,12 +15,33 @@ from glimpse.errors import DatabaseUnavailable
 READONLY_OPTION = "glimpse_readonly"
 
 
+MYSQL_CHARSET = "utf8mb4"
+
+
+def is_mysql(url: str) -> bool:
+    """Whether ``url`` names a MariaDB or MySQL server (any driver)."""
+    return url.split("://", 1)[0].split("+", 1)[0] in ("mysql", "mariadb")
+
+
 def normalize_url(url: str) -> str:
-    """Pick the driver we ship for URLs that name none (``postgresql://`` → psycopg 3)."""
+    """Pick the driver we ship for URLs that name none, and a full UTF-8 charset on MariaDB/MySQL.
+
+    ``postgresql://`` → psycopg 3; ``mysql://`` and ``mariadb://`` → PyMySQL. A MariaDB/MySQL URL always
+    gets ``charset=utf8mb4`` (Glance's usual ``charset=utf8`` is the 3-byte subset, which cannot carry
+    every character an image name or property may hold).
+    """
     for bare in ("postgresql://", "postgres://"):
         if url.startswith(bare):
             return "postgresql+psycopg://" + url[len(bare) :]
-    return url
+    if not is_mysql(url):
+        return url
+    for bare in ("mysql://", "mariadb://"):
+        if url.startswith(bare):
+            url = "mysql+pymysql://" + url[len(bare) :]
+    parsed = make_url(url)
+    if parsed.query.get("charset") != MYSQL_CHARSET:
+        parsed = parsed.update_query_dict({"charset": MYSQL_CHARSET})
+    return parsed.render_as_string(hide_password=False)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -53,6 +74,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    if is_mysql(url):
+        # PostgreSQL's default isolation: each statement sees what was committed before it, and a
+        # guarded UPDATE re-checks its WHERE against the latest committed row. InnoDB's default
+        # (REPEATABLE READ) would let a read after a lost compare-and-set see an older snapshot.
+        kwargs.setdefault("isolation_level", "READ COMMITTED")
+        # Servers close idle connections after wait_timeout (8 hours by default).
+        kwargs.setdefault("pool_recycle", 3600)
     return create_engine(url, **kwargs)
 
 

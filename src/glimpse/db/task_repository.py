@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, RowMapping, Table, and_, delete, func, or_, select, update
@@ -268,9 +268,13 @@ class SqlTaskRepository:
         *,
         worker: str | None = None,
         progress: TaskProgress | None = None,
+        lease_expired_by: datetime | None = None,
     ) -> bool:
-        """Any active task → failure (only if still held by ``worker`` when one is given)."""
+        """Any active task → failure (only if still held by ``worker``, and only if its lease ran out
+        before ``lease_expired_by``, when they are given)."""
         extra = [] if worker is None else [_TASKS.c.claimed_by == worker]
+        if lease_expired_by is not None:
+            extra.append(_TASKS.c.lease_expires_at < lease_expired_by)
         values: dict[str, Any] = {
             "message": message,
             "expires_at": now + ttl,
@@ -281,34 +285,33 @@ class SqlTaskRepository:
             values["progress"] = json.dumps(progress.to_dict())
         return self._transition(task_id, sorted(ACTIVE), TaskStatus.FAILURE, *extra, **values)
 
-    def requeue(self, task_id: str, worker: str, now: datetime, *, message: str | None = None) -> bool:
+    def requeue(
+        self,
+        task_id: str,
+        worker: str,
+        now: datetime,
+        *,
+        message: str | None = None,
+        lease_expired_by: datetime | None = None,
+    ) -> bool:
         """processing → pending (a lease that expired before any side effect): another runner retries.
-        ``message``, when given, replaces the task's message."""
+
+        ``message``, when given, replaces the task's message. With ``lease_expired_by``, only while the
+        lease is still run out at that time (the reaper's case).
+        """
         values: dict[str, Any] = {} if message is None else {"message": message}
+        extra = [] if lease_expired_by is None else [_TASKS.c.lease_expires_at < lease_expired_by]
         return self._transition(
             task_id,
             [TaskStatus.PROCESSING],
             TaskStatus.PENDING,
             _TASKS.c.claimed_by == worker,
+            *extra,
             claimed_by=None,
             lease_expires_at=None,
             updated_at=now,
             **values,
         )
-
-    def lease_still_expired(self, task: Task, now: datetime) -> bool:
-        """Re-read ``task`` under a row lock: still processing for the same runner, lease still expired."""
-        row = self._session.execute(
-            select(_TASKS.c.status, _TASKS.c.claimed_by, _TASKS.c.lease_expires_at)
-            .where(_TASKS.c.id == task.id)
-            .with_for_update()
-        ).first()
-        if row is None or row.status != TaskStatus.PROCESSING or row.claimed_by != task.claimed_by:
-            return False
-        lease: datetime | None = row.lease_expires_at
-        if lease is not None and lease.tzinfo is None:
-            lease = lease.replace(tzinfo=UTC)
-        return lease is not None and lease < now
 
     def expired_leases(self, now: datetime, limit: int = 50) -> list[Task]:
         rows = (

@@ -143,8 +143,14 @@ async def reap_task(ports: Ports, task: Task) -> str:
     if _untouched(task) and task.attempt < MAX_ATTEMPTS:
 
         def requeue(repos: Repositories) -> bool:
-            return repos.tasks.lease_still_expired(task, now) and repos.tasks.requeue(
-                task.id, task.claimed_by or "", now, message=waiting_message(task.stage_host) or None
+            # One guarded UPDATE (no row lock taken by a read first): a runner that renewed its
+            # lease since the list was read keeps its task.
+            return repos.tasks.requeue(
+                task.id,
+                task.claimed_by or "",
+                now,
+                message=waiting_message(task.stage_host) or None,
+                lease_expired_by=now,
             )
 
         if await ports.run(requeue):
@@ -159,10 +165,10 @@ async def reap_task(ports: Ports, task: Task) -> str:
     progress = _failed_progress(task)
 
     def fail(repos: Repositories) -> _Cleanup | None:
-        if not repos.tasks.lease_still_expired(task, now):
-            return None
         tasks = repos.tasks
-        if not tasks.fail(task.id, now, ttl, message, worker=task.claimed_by, progress=progress):
+        if not tasks.fail(
+            task.id, now, ttl, message, worker=task.claimed_by, progress=progress, lease_expired_by=now
+        ):
             return None
         cleanup = _Cleanup()
         _revert_image(repos, task, cleanup)

@@ -1,9 +1,10 @@
 """The image side of a running task: the lock re-check and the two store-list properties.
 
 A task writes image metadata only inside a unit of work that first calls :func:`hold_lock`, the
-image repository's compare-and-set on the lock holder (``ImageRepository.hold_lock``): it changes no
-value, but it succeeds only while this task holds the lock and keeps anyone from taking the lock
-until the transaction ends, so no write of ours can land after another task took the lock.
+image repository's compare-and-set on the lock holder (``ImageRepository.hold_lock``): it succeeds
+only while this task holds the lock and, being a write of the image row, keeps anyone from taking the
+lock until the transaction ends (on a Galera cluster: makes one of the two fail), so no write of ours
+can land after another task took the lock.
 
 Only the properties named here are written, one row at a time: a whole-image save would overwrite a
 user's concurrent PATCH of unrelated attributes.

@@ -1,7 +1,7 @@
 """the node a task must run on (tasks.stage_host)
 
-Revision ID: 20261206_01_expand
-Revises: 20261125_02_expand
+Revision ID: 20261206_03_expand
+Revises: 20261206_02_expand
 Create Date: 2026-12-06 03:00:00.000000
 
 Rule: an expand migration only adds (tables, nullable columns, indexes) so the previous release keeps
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "20261206_01_expand"
-down_revision = "20261125_02_expand"
+revision = "20261206_03_expand"
+down_revision = "20261206_02_expand"
 branch_labels = None
 depends_on = None
 
