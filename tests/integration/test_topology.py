@@ -82,6 +82,10 @@ class Topology:
         assert self.balancer is not None
         return self.balancer.url
 
+    @property
+    def staging_bucket(self) -> str:
+        return f"{self.bucket}-staging"
+
     def http(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=ADMIN, timeout=60, **kwargs)
 
@@ -111,6 +115,15 @@ class Topology:
             "GLIMPSE_SWIFT__SWIFT_STORE_CREATE_CONTAINER_ON_PUT": "true",
             "GLIMPSE_SWIFT__SWIFT_STORE_LARGE_OBJECT_SIZE": "1",
             "GLIMPSE_SWIFT__SWIFT_STORE_LARGE_OBJECT_CHUNK_SIZE": "1",
+            # Staging on the shared object store: data staged through one API node is imported by
+            # any worker, whichever node received the import.
+            "GLIMPSE_OS_GLANCE_STAGING_STORE__TYPE": "s3",
+            "GLIMPSE_OS_GLANCE_STAGING_STORE__S3_STORE_HOST": relayed,
+            "GLIMPSE_OS_GLANCE_STAGING_STORE__S3_STORE_ACCESS_KEY": self.objects.s3_access_key,
+            "GLIMPSE_OS_GLANCE_STAGING_STORE__S3_STORE_SECRET_KEY": self.objects.s3_secret_key,
+            "GLIMPSE_OS_GLANCE_STAGING_STORE__S3_STORE_BUCKET": self.staging_bucket,
+            "GLIMPSE_OS_GLANCE_STAGING_STORE__S3_STORE_CREATE_BUCKET_ON_PUT": "true",
+            "GLIMPSE_OS_GLANCE_STAGING_STORE__S3_STORE_BUCKET_URL_FORMAT": "path",
             "GLIMPSE_TASK__EMBEDDED_RUNNER": "false",
             "GLIMPSE_TASK__TASK_LEASE_TIME": str(LEASE),
             "GLIMPSE_TASK__TASK_PROGRESS_INTERVAL": "0.3",
@@ -245,6 +258,7 @@ def topology(
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
         _remove_bucket(_s3_client(s3_server), topo.bucket)
+        _remove_bucket(_s3_client(s3_server), topo.staging_bucket)
         _remove_containers(_swift(s3_server), topo.container, f"{topo.container}_segments")
 
 
@@ -390,6 +404,36 @@ def test_copy_image_into_s3_and_swift_with_progress(topology: Topology) -> None:
     headers = _swift(topology.objects).head_object(topology.container, image_id)
     assert int(headers["content-length"]) == len(data)
     assert headers["x-static-large-object"].lower() == "true"
+
+
+def test_stage_through_one_node_and_import_through_the_other(topology: Topology) -> None:
+    data = payload(6 * MIB, seed=11)
+    with topology.http() as http:
+        created = http.post("/v2/images", json={"disk_format": "raw", "container_format": "bare"})
+        image_id = created.json()["id"]
+        staged = http.put(
+            f"/v2/images/{image_id}/stage", content=data, headers={"Content-Type": "application/octet-stream"}
+        )
+        assert staged.status_code == 204, staged.text
+        stage_node = staged.headers[NODE_HEADER]
+        # Round robin: once a request lands on the staging node, the next one goes to the other.
+        deadline = time.monotonic() + 10
+        while http.get("/versions").headers[NODE_HEADER] != stage_node:
+            assert time.monotonic() < deadline, "the balancer never came back to the staging node"
+        started = http.post(f"/v2/images/{image_id}/import", json={"method": {"name": "glance-direct"}})
+        assert started.status_code == 202, started.text
+        assert started.headers[NODE_HEADER] != stage_node
+        task_id = started.headers["openstack-image-import-task-id"]
+        task = wait_task(http, image_id, task_id, ("success", "failure"))
+        assert task["status"] == "success", task["message"]
+        downloaded = http.get(f"/v2/images/{image_id}/file")
+    assert downloaded.content == data
+    ran_on = [node for node in WORKER_NODES if task_id in topology.log_path(node).read_text(errors="replace")]
+    assert len(ran_on) == 1, ran_on
+    leftovers = (
+        _s3_client(topology.objects).list_objects_v2(Bucket=topology.staging_bucket).get("Contents", [])
+    )
+    assert leftovers == [], leftovers
 
 
 def test_fifty_concurrent_imports_through_the_balancer_one_wins(topology: Topology) -> None:
