@@ -412,7 +412,7 @@ def swift_keystone(
     """A Keystone and a Swift proxy validating its tokens, on the object test server; one per session."""
     root = tmp_path_factory.mktemp("swift-keystone")
     with (
-        KeystoneServer(tmp_path_factory.getbasetemp().parent, root / "keystone", caching=True) as keystone,
+        KeystoneServer(tmp_path_factory.getbasetemp().parent, root / "keystone", cache=True) as keystone,
         KeystoneSwift(s3_server, keystone, root / "proxy") as swift,
     ):
         yield swift

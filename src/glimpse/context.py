@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -12,16 +12,42 @@ def new_request_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class RequestContext:
-    """Who is asking, and under which request id.
+class Identity:
+    """Who the caller is, as a validated Keystone token (or, without authentication, the headers) says.
 
-    Built by the auth layer (``glimpse.api.auth``: a validated Keystone token, or the no-auth headers) and
-    passed explicitly to every service. ``to_dict``/``from_dict`` let jobs carry the caller's context.
-
+    Built in one place, ``glimpse.api.auth.identity_from_headers``, from the headers keystonemiddleware
+    sets; a :class:`RequestContext` takes every one of these fields from it (:meth:`RequestContext.of`).
     The names, domains and scope come from the token; ``system_scope`` is ``"all"`` for a system-scoped
     token. ``service_*`` describe a valid service token sent beside the user's (``X-Service-Token``, as
     compute and volume services do when they act for a user): the request still runs as the user, and
     the service's roles are only kept for the policy and the logs.
+    """
+
+    user_id: str | None
+    project_id: str | None
+    roles: tuple[str, ...] = ()
+    user_name: str | None = None
+    project_name: str | None = None
+    user_domain_id: str | None = None
+    project_domain_id: str | None = None
+    domain_id: str | None = None
+    system_scope: str | None = None
+    service_user_id: str | None = None
+    service_project_id: str | None = None
+    service_roles: tuple[str, ...] = ()
+
+
+#: The fields a :class:`RequestContext` takes from an :class:`Identity`, in their order.
+IDENTITY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Identity))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Who is asking, and under which request id.
+
+    Built for a request by :meth:`of` from the caller's :class:`Identity` (``glimpse.api.deps.context``)
+    and passed explicitly to every service; the identity fields mean what they mean there.
+    ``to_dict``/``from_dict`` let jobs carry the caller's context.
     """
 
     user_id: str | None
@@ -38,6 +64,18 @@ class RequestContext:
     service_user_id: str | None = None
     service_project_id: str | None = None
     service_roles: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, identity: Identity, request_id: str, is_admin: bool = False) -> RequestContext:
+        """The context of a request made by ``identity``: every identity field as the identity has it."""
+        taken: dict[str, Any] = {name: getattr(identity, name) for name in IDENTITY_FIELDS}
+        return cls(**taken, request_id=request_id, is_admin=is_admin)
+
+    @property
+    def identity(self) -> Identity:
+        """The caller's identity, without the request's id and the admin flag."""
+        taken: dict[str, Any] = {name: getattr(self, name) for name in IDENTITY_FIELDS}
+        return Identity(**taken)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -25,13 +25,13 @@ import io
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
 from fastapi import Request
 
 from glimpse.config import Settings
+from glimpse.context import Identity
 from glimpse.domain.images import MAX_STRING, check_text
 from glimpse.errors import ConfigError, IdentityUnavailable, InvalidInput, Unauthenticated
 from glimpse.logs import bind_log_fields
@@ -42,24 +42,6 @@ log = logging.getLogger(__name__)
 VALIDATION_THREADS = 16
 #: Tokens longer than this are refused without asking Keystone (fernet tokens are about 200 characters).
 MAX_TOKEN_LENGTH = 8192
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who the caller is, as the token (or, without authentication, the headers) says."""
-
-    user_id: str | None
-    project_id: str | None
-    roles: tuple[str, ...] = ()
-    user_name: str | None = None
-    project_name: str | None = None
-    user_domain_id: str | None = None
-    project_domain_id: str | None = None
-    domain_id: str | None = None
-    system_scope: str | None = None
-    service_user_id: str | None = None
-    service_project_id: str | None = None
-    service_roles: tuple[str, ...] = ()
 
 
 def _roles(value: str | None) -> tuple[str, ...]:

@@ -8,8 +8,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
-from glimpse.api.auth import Identity
-from glimpse.context import RequestContext
+from glimpse.context import Identity, RequestContext
 from glimpse.errors import InvalidInput, TooLarge, Unauthenticated, UnsupportedMediaType
 from glimpse.runtime import Runtime
 
@@ -29,21 +28,7 @@ def context(request: Request) -> RequestContext:
     identity: Identity | None = getattr(request.state, "identity", None)
     if identity is None:  # a route outside the authenticated routers: never run it as anyone
         raise Unauthenticated("The request you have made requires authentication.")
-    ctx = RequestContext(
-        user_id=identity.user_id,
-        project_id=identity.project_id,
-        roles=identity.roles,
-        request_id=request.scope["state"]["request_id"],
-        user_name=identity.user_name,
-        project_name=identity.project_name,
-        user_domain_id=identity.user_domain_id,
-        project_domain_id=identity.project_domain_id,
-        domain_id=identity.domain_id,
-        system_scope=identity.system_scope,
-        service_user_id=identity.service_user_id,
-        service_project_id=identity.service_project_id,
-        service_roles=identity.service_roles,
-    )
+    ctx = RequestContext.of(identity, request_id=request.scope["state"]["request_id"])
     return replace(ctx, is_admin=runtime(request).policy.is_admin(ctx))
 
 
