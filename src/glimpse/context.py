@@ -42,28 +42,17 @@ IDENTITY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Identity))
 
 
 @dataclass(frozen=True, slots=True)
-class RequestContext:
-    """Who is asking, and under which request id.
+class RequestContext(Identity):
+    """Who is asking (every :class:`Identity` field, meaning what it means there), and under which
+    request id.
 
     Built for a request by :meth:`of` from the caller's :class:`Identity` (``glimpse.api.deps.context``)
-    and passed explicitly to every service; the identity fields mean what they mean there.
-    ``to_dict``/``from_dict`` let jobs carry the caller's context.
+    and passed explicitly to every service. ``to_dict``/``from_dict`` let jobs carry the caller's
+    context.
     """
 
-    user_id: str | None
-    project_id: str | None
-    roles: tuple[str, ...] = ()
     is_admin: bool = False
     request_id: str = field(default_factory=new_request_id)
-    user_name: str | None = None
-    project_name: str | None = None
-    user_domain_id: str | None = None
-    project_domain_id: str | None = None
-    domain_id: str | None = None
-    system_scope: str | None = None
-    service_user_id: str | None = None
-    service_project_id: str | None = None
-    service_roles: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, identity: Identity, request_id: str, is_admin: bool = False) -> RequestContext:
