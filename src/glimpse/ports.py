@@ -132,6 +132,12 @@ class ImageStore(Protocol):
       directory's permissions, S3 ``HeadBucket``, a Swift container ``HEAD``); it changes nothing and
       raises ``StorageError`` saying what to check. A bucket or container the first write would create
       (``*_create_*_on_put``) counts as usable. The health check calls it on the default store.
+    * ``await sweep_unfinished(older_than)`` removes the leftovers of writes that never finished (a
+      process killed mid-write skips the write's own clean-up): temporary files, multipart uploads
+      never completed, segments no manifest refers to. Only leftovers last written before
+      ``older_than`` are touched, so a write in progress elsewhere is safe as long as it lasts less
+      than the caller's margin; complete objects never are. Returns a description of each leftover
+      removed, for the log; a backend that fails raises ``StorageError``.
     """
 
     id: str
@@ -161,6 +167,8 @@ class ImageStore(Protocol):
     def owns(self, location: str) -> bool: ...
 
     async def probe(self) -> None: ...
+
+    async def sweep_unfinished(self, older_than: datetime) -> list[str]: ...
 
 
 @runtime_checkable

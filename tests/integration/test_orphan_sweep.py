@@ -11,6 +11,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,22 @@ def put(runtime: Runtime, store_id: str, key: str, *, age: float = 0) -> Path:
     return path
 
 
+def leftover(runtime: Runtime, store: ImageStore, *, age: float) -> Path:
+    """The temporary file of a write to a filesystem store whose process was killed mid-way."""
+    datadir = Path(store.datadir)  # type: ignore[attr-defined]
+    datadir.mkdir(parents=True, exist_ok=True)
+    path = datadir / f".{uuid.uuid4()}.{uuid.uuid4().hex}.partial"
+    path.write_bytes(DATA)
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return path
+
+
+class UnsweepableStore(WrappedStore):
+    async def sweep_unfinished(self, older_than: datetime) -> list[str]:
+        raise StorageError(f"store '{self.id}' could not remove unfinished writes: the service is down")
+
+
 class UnlistableStore(WrappedStore):
     async def objects(self) -> list[StoreEntry]:
         raise StorageError(f"store '{self.id}' could not list the image data: the service is down")
@@ -106,6 +123,32 @@ def test_old_orphans_go_and_everything_else_stays(
     assert image_of(runtime, stored).stores == ["fast"]
     assert sum("orphan sweep: removed the object of image" in r.getMessage() for r in caplog.records) == 3
     assert asyncio.run(sweep_orphans(runtime)) == {}  # nothing left to do
+    runtime.close()
+
+
+def test_the_leftovers_of_killed_writes_go_after_the_grace_time(
+    tmp_path: Path, migrated_sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = make_runtime(
+        tmp_path, migrated_sqlite_url, wrap={"fast": UnsweepableStore}, orphan_sweep_grace_time=HOUR
+    )
+    cheap, staging = runtime.stores.get("cheap"), runtime.stores.staging
+    gone = [leftover(runtime, cheap, age=2 * HOUR), leftover(runtime, staging, age=2 * HOUR)]
+    young = leftover(runtime, cheap, age=HOUR - 60)  # a write that may still be going on
+    with caplog.at_level(logging.WARNING, logger="glimpse.jobs.housekeeping"):
+        assert asyncio.run(sweep_orphans(runtime)) == {}  # complete objects only
+    assert [path.exists() for path in gone] == [False, False]
+    assert young.exists()
+    messages = [r.getMessage() for r in caplog.records]
+    for path, store in zip(gone, ("cheap", staging.id), strict=True):
+        assert (
+            f"orphan sweep: removed from store {store} the leftover of a write that never finished: "
+            f"{path.name}"
+        ) in messages
+    assert (
+        "orphan sweep: the unfinished writes of store fast could not be swept, skipped: store 'fast' "
+        "could not remove unfinished writes: the service is down"
+    ) in messages
     runtime.close()
 
 

@@ -56,6 +56,9 @@ class Driver:
     #: Which objects ``stat`` gives an md5 for: "never", "plain" (a single PUT, not a multipart or
     #: segmented one) or "always".
     md5: str = "never"
+    #: Leaves, with the backend's own client, what a write of ``key`` killed mid-way (no clean-up
+    #: run) leaves behind; None where such a write leaves nothing (the memory store).
+    abandon: Callable[[str], None] | None = None
 
 
 def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
@@ -77,7 +80,14 @@ def _filesystem(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
         contents=lambda: set(os.listdir(datadir)) if datadir.exists() else set(),
         capabilities=Capabilities.WRITE | Capabilities.RANGE_READ | Capabilities.LOCAL_FILES,
         description_keys=frozenset({"data_dir", "chunk_size", "thin_provisioning"}),
+        abandon=functools.partial(_abandon_file, datadir),
     )
+
+
+def _abandon_file(datadir: Path, key: str) -> None:
+    """A write's temporary file, as the write named it, with a few blocks in it."""
+    datadir.mkdir(parents=True, exist_ok=True)
+    (datadir / f".{key}.{uuid.uuid4().hex}.partial").write_bytes(payload(300 * 1024, seed=9))
 
 
 @functools.cache
@@ -144,7 +154,24 @@ def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
             {"bucket", "large_object_size", "large_object_chunk_size", "thread_pools"}
         ),
         md5="plain",
+        abandon=functools.partial(_abandon_multipart_upload, client, bucket),
     )
+
+
+def _abandon_multipart_upload(client: Any, bucket: str, key: str) -> None:
+    """A multipart upload with one part sent, never completed nor aborted."""
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key)
+    client.upload_part(
+        Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=payload(MiB, seed=9)
+    )
+
+
+def _abandon_segments(connection: swiftclient.client.Connection, segments: str, key: str) -> None:
+    """Two segments of a large object, named as a write names them, and no manifest."""
+    connection.put_container(segments)
+    prefix = f"{key}/{uuid.uuid4().hex}/"
+    for number in (1, 2):
+        connection.put_object(segments, f"{prefix}{number:08d}", payload(64 * 1024, seed=number))
 
 
 def _swift_connection(server: ObjectServer) -> swiftclient.client.Connection:
@@ -210,6 +237,7 @@ def _swift(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
         capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
         description_keys=frozenset({"container", "large_object_size", "large_object_chunk_size"}),
         md5="plain",
+        abandon=functools.partial(_abandon_segments, connection, segments),
     )
 
 
@@ -240,6 +268,7 @@ def _swift_keystone(request: pytest.FixtureRequest, tmp_path: Path) -> Driver:
         contents=lambda: _swift_contents(connection, container, segments),
         capabilities=Capabilities.WRITE | Capabilities.RANGE_READ,
         description_keys=frozenset({"container", "large_object_size", "large_object_chunk_size"}),
+        abandon=functools.partial(_abandon_segments, connection, segments),
     )
 
 
@@ -683,6 +712,32 @@ class TestStoreContract:
 
         run(scenario())
         assert store_driver.contents() == set()
+
+    def test_sweep_unfinished_removes_what_killed_writes_left_and_nothing_else(
+        self, store_driver: Driver
+    ) -> None:
+        store = store_driver.store
+        data = payload(3 * MiB, seed=5)  # a multipart upload or a segmented object where there are
+        live = run(store.write("live", chunked(data, sizes=[MiB // 2])))
+        complete = store_driver.contents()
+        if store_driver.abandon is not None:
+            # A killed write of a new key, and a killed rewrite of the live one.
+            store_driver.abandon("gone")
+            store_driver.abandon("live")
+        leftovers = store_driver.contents() - complete
+        assert len(leftovers) == (0 if store_driver.abandon is None else 2 + 2 * (store.type == "swift"))
+        assert run(keys(store)) == ["live"]
+
+        # Written after the cut-off: a write that may still be going on, so it stays.
+        assert run(store.sweep_unfinished(datetime.now(UTC) - timedelta(hours=1))) == []
+        assert store_driver.contents() == complete | leftovers
+
+        removed = run(store.sweep_unfinished(datetime.now(UTC) + timedelta(seconds=1)))
+        assert len(removed) == (0 if store_driver.abandon is None else 2)
+        assert sum("gone" in what for what in removed) == (store_driver.abandon is not None)
+        assert store_driver.contents() == complete
+        assert run(read_all(store, live.location)) == data
+        assert run(store.sweep_unfinished(datetime.now(UTC) + timedelta(seconds=1))) == []
 
     def test_probe_passes_before_and_after_writes_and_changes_nothing(self, store_driver: Driver) -> None:
         store = store_driver.store

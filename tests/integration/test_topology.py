@@ -28,6 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ import pytest
 import sqlalchemy as sa
 import swiftclient.client
 import swiftclient.exceptions
+from test_object_stores import make_store, make_swift_store
 from test_runner_support import MIB, WebServer, payload, serve
 
 from balancersupport import NODE_HEADER, Balancer
@@ -560,13 +562,27 @@ def test_sigkilled_worker_running_a_copy_is_reaped_by_the_other(topology: Topolo
     objects = {item["Key"] for item in s3.list_objects_v2(Bucket=topology.bucket).get("Contents", [])}
     assert image_id not in objects
     assert image_id not in _container_names(swift, topology.container)
-    # ... but what the killed process had in flight stays until an orphan sweeper exists: its S3
-    # multipart upload (the parts it had sent) and any Swift segment whose PUT had completed (named
-    # "<image id>/<random>/<number>"; at this link speed usually none).
+    # ... but what the killed process had in flight is left: its S3 multipart upload (the parts it
+    # had sent) and any Swift segment whose PUT had completed (named "<image id>/<random>/<number>";
+    # at this link speed usually none) ...
     uploads = s3.list_multipart_uploads(Bucket=topology.bucket).get("Uploads", [])
     assert [upload["Key"] for upload in uploads if upload["Key"] == image_id] == [image_id]
     segments = _container_names(swift, f"{topology.container}_segments")
     assert all(re.fullmatch(r"[0-9a-f-]{36}/[0-9a-f]{32}/\d{8}", name) for name in segments), segments
+    # ... until the orphan sweep's pass over unfinished writes once the grace time is over (here:
+    # the stores' sweep with a cut-off just ahead; nothing else writes to them now).
+    cutoff = datetime.now(UTC) + timedelta(seconds=1)
+    s3_store = make_store(topology.objects, topology.bucket, id="s3", create_bucket_on_put=False)
+    swift_store = make_swift_store(topology.objects, topology.container, id="swift")
+    removed = asyncio.run(s3_store.sweep_unfinished(cutoff))
+    assert len([what for what in removed if f" of {image_id} " in what]) == 1, removed
+    uploads = s3.list_multipart_uploads(Bucket=topology.bucket).get("Uploads", [])
+    assert [upload for upload in uploads if upload["Key"] == image_id] == []
+    unpublished = [name for name in segments if name.startswith(f"{image_id}/")]  # no manifest: failed
+    swept = asyncio.run(swift_store.sweep_unfinished(cutoff))
+    assert len([what for what in swept if f" of {image_id} " in what]) == (1 if unpublished else 0)
+    left = _container_names(swift, f"{topology.container}_segments")
+    assert left == [name for name in segments if name not in unpublished]  # other images' stay
     # And the topology works again: the same copy now succeeds on the remaining workers.
     with topology.http() as http:
         again = copy_image(http, image_id, ["s3", "swift"])

@@ -29,8 +29,11 @@ named for an image (its id) that was last written more than ``[task] orphan_swee
 seconds ago, whose image is deleted or missing, or has no location in any store, holds no import
 lock and is not being uploaded (``saving``). This catches what a clean-up that failed (its store
 was down) or a runner that died left behind. Each candidate is checked again right before it is
-removed; a store that cannot be listed is skipped with a log line. The runners sweep at start-up
-and then every hour, with the staging sweep.
+removed; a store that cannot be listed is skipped with a log line. The same pass removes, from
+every store and the staging store, the leftovers of writes that never finished (a process killed
+mid-write): temporary files, multipart uploads never completed, segments no manifest refers to,
+once last written more than the same grace time ago. The runners sweep at start-up and then every
+hour, with the staging sweep.
 
 **Purge.** ``glimpse-server db purge`` hard-deletes tasks that expired more than N days ago.
 """
@@ -357,13 +360,42 @@ async def _sweep_store(ports: Ports, store: ImageStore, grace: timedelta) -> lis
 
 async def sweep_orphans(ports: Ports) -> dict[str, list[str]]:
     """Remove the objects of every configured store that no image can use and that were written
-    more than ``orphan_sweep_grace_time`` seconds ago; returns the keys removed, by store id."""
+    more than ``orphan_sweep_grace_time`` seconds ago; returns the keys removed, by store id. Then
+    remove the leftovers of unfinished writes of every store and of the staging store, with the
+    same grace time (see :func:`sweep_unfinished`)."""
     grace = timedelta(seconds=ports.settings.orphan_sweep_grace_time)
     removed: dict[str, list[str]] = {}
     for store in ports.stores.all():
         keys = await _sweep_store(ports, store, grace)
         if keys:
             removed[store.id] = keys
+    stores = [*ports.stores.all()]
+    if not any(store is ports.stores.staging for store in stores):
+        stores.append(ports.stores.staging)
+    for store in stores:
+        await sweep_unfinished(ports, store, grace)
+    return removed
+
+
+async def sweep_unfinished(ports: Ports, store: ImageStore, grace: timedelta) -> list[str]:
+    """Remove what writes to ``store`` that never finished left behind (temporary files, multipart
+    uploads, segments without a manifest) and that was last written more than ``grace`` ago; a
+    store that fails is skipped with a log line. Returns the driver's descriptions of what went."""
+    try:
+        removed = await store.sweep_unfinished(ports.clock() - grace)
+    except StorageError as exc:
+        log.warning(
+            "orphan sweep: the unfinished writes of store %s could not be swept, skipped: %s",
+            store.id,
+            exc.message,
+        )
+        return []
+    for what in removed:
+        log.warning(
+            "orphan sweep: removed from store %s the leftover of a write that never finished: %s",
+            store.id,
+            what,
+        )
     return removed
 
 

@@ -15,6 +15,7 @@ import errno
 import functools
 import logging
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ T = TypeVar("T")
 DEFAULT_CHUNK_SIZE: Final = 1024 * 1024
 LOCATION_SCHEME: Final = "file://"
 _FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: The hidden files a write (``.<key>.<random>.partial``) or a ``scratch_path`` user leaves while it works.
+_UNFINISHED: Final = re.compile(r"\.(?P<key>.+)\.[0-9a-f]{32}\.(?:partial|scratch)")
 
 
 def _check_range(offset: int, length: int | None) -> None:
@@ -273,6 +276,37 @@ class FilesystemStore:
             return sorted(found, key=lambda entry: entry.key)
 
         return await self._io("list the image data", self.datadir, listing)
+
+    async def sweep_unfinished(self, older_than: datetime) -> list[str]:
+        """Remove the temporary files of writes (and scratch files of conversions) that were last
+        written before ``older_than``: a live write touches its file with every block."""
+        cutoff = older_than.timestamp()
+
+        def sweep() -> list[str]:
+            removed: list[str] = []
+            try:
+                with os.scandir(self.datadir) as entries:
+                    found = [
+                        entry
+                        for entry in entries
+                        if (match := _UNFINISHED.fullmatch(entry.name)) is not None
+                        and KEY_PATTERN.fullmatch(match["key"]) is not None
+                    ]
+            except FileNotFoundError:
+                return []
+            for entry in found:
+                try:
+                    if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime >= cutoff:
+                        continue
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue  # finished, or removed meanwhile
+                removed.append(entry.name)
+            if removed and self.fsync:
+                _fsync_directory(self.datadir)
+            return sorted(removed)
+
+        return await self._io("remove unfinished writes", self.datadir, sweep)
 
     async def probe(self) -> None:
         """Usable when the directory, or the nearest existing parent a first write would create it

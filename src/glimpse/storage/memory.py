@@ -104,6 +104,11 @@ class InMemoryStore:
     async def probe(self) -> None:
         """Always usable: the bytes live in this process."""
 
+    async def sweep_unfinished(self, older_than: datetime) -> list[str]:
+        """Nothing to sweep: an unfinished write keeps its bytes in its own buffer, which dies with
+        the write (or the process); only a finished one reaches the store."""
+        return []
+
     def describe(self) -> Mapping[str, object]:
         return {"chunk_size": self.chunk_size}
 

@@ -24,7 +24,7 @@ import logging
 import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import boto3
@@ -332,6 +332,57 @@ class S3Store:
 
         with self._translate("list the image data"):
             return await self._call(listing)
+
+    async def sweep_unfinished(self, older_than: datetime) -> list[str]:
+        """Abort the multipart uploads of this bucket's keys that were neither completed nor
+        aborted and whose last activity (start or newest part) was before ``older_than``."""
+
+        def sweep() -> list[str]:
+            removed: list[str] = []
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            try:
+                pages = list(paginator.paginate(Bucket=self.bucket))
+            except botocore.exceptions.ClientError as exc:
+                if _error_code(exc) in _MISSING_BUCKET_CODES:
+                    return []
+                raise
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    key, upload_id, started = (
+                        upload.get("Key"),
+                        upload.get("UploadId"),
+                        upload.get("Initiated"),
+                    )
+                    if key is None or upload_id is None or started is None or not KEY_PATTERN.fullmatch(key):
+                        continue
+                    if started >= older_than or self._last_part_time(key, upload_id, started) >= older_than:
+                        continue
+                    try:
+                        self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                    except botocore.exceptions.ClientError as exc:
+                        if _error_code(exc) != "NoSuchUpload":  # completed or aborted meanwhile
+                            raise
+                        continue
+                    removed.append(f"multipart upload {upload_id} of {key} (started {started.isoformat()})")
+            return removed
+
+        with self._translate("remove unfinished writes"):
+            return await self._call(sweep)
+
+    def _last_part_time(self, key: str, upload_id: str, started: datetime) -> datetime:
+        """The time of the newest part of an upload (its start when it has none or is gone)."""
+        newest = started
+        paginator = self._client.get_paginator("list_parts")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
+                for part in page.get("Parts", []):
+                    modified = part.get("LastModified")
+                    if modified is not None and modified > newest:
+                        newest = modified
+        except botocore.exceptions.ClientError as exc:
+            if _error_code(exc) != "NoSuchUpload":
+                raise
+        return newest
 
     async def probe(self) -> None:
         """``HeadBucket``: the service answers, the credentials work and the bucket exists (or the

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import json
 import logging
+import re
 import threading
 import urllib.parse
 import uuid
@@ -62,6 +63,8 @@ T = TypeVar("T")
 MiB: Final = 1024 * 1024
 _READ_BLOCK: Final = MiB
 _SLO_HEADER: Final = "x-static-large-object"
+#: A segment of a large object: ``<key>/<random of one upload>/<number>``.
+_SEGMENT_NAME: Final = re.compile(r"(?P<key>[^/]+)/(?P<upload>[0-9a-f]{32})/[0-9]+")
 
 
 def _listing_time(text: str) -> datetime:
@@ -433,6 +436,47 @@ class SwiftStore:
 
         with self._translate("list the image data"):
             return await self._call(listing)
+
+    async def sweep_unfinished(self, older_than: datetime) -> list[str]:
+        """Delete the segments of large objects whose manifest was never written: every segment
+        set (``<key>/<random>/``) in the segments container whose newest segment was written before
+        ``older_than`` and that the manifest of ``<key>`` does not refer to."""
+
+        def sweep() -> list[str]:
+            connection = self._connection()
+            try:
+                _, listing = connection.get_container(self.segments_container, full_listing=True)
+            except swiftclient.exceptions.ClientException as exc:
+                if exc.http_status == 404:
+                    return []
+                raise
+            sets: dict[str, tuple[str, datetime, list[str]]] = {}  # prefix -> (key, newest, names)
+            for item in listing:
+                name = str(item["name"])
+                match = _SEGMENT_NAME.fullmatch(name)
+                if match is None or KEY_PATTERN.fullmatch(match["key"]) is None:
+                    continue
+                prefix = f"{match['key']}/{match['upload']}/"
+                modified = _listing_time(str(item["last_modified"]))
+                key, newest, names = sets.get(prefix, (match["key"], modified, []))
+                names.append(name)
+                sets[prefix] = (key, max(newest, modified), names)
+            removed: list[str] = []
+            for prefix, (key, newest, names) in sorted(sets.items()):
+                if newest >= older_than:
+                    continue
+                published = self._segments_of(key)
+                if any(path.startswith(f"{self.segments_container}/{prefix}") for path in published):
+                    continue  # the key's current large object
+                self._delete_segments([f"{self.segments_container}/{name}" for name in names])
+                removed.append(
+                    f"{len(names)} segment(s) {prefix}* of {key} (last written {newest.isoformat()}), "
+                    "no manifest refers to them"
+                )
+            return removed
+
+        with self._translate("remove unfinished writes"):
+            return await self._call(sweep)
 
     async def probe(self) -> None:
         """``HEAD`` of the container: Swift answers, the credentials work and the container exists
