@@ -289,7 +289,7 @@ def test_a_stopping_runner_kills_qemu_img_and_the_next_run_converts_from_the_sta
     runtime = make_runtime(
         tmp_path, migrated_sqlite_url, import_plugins=CONVERSION, conversion_rate_limit=1024 * 1024
     )
-    staging_dir = runtime.settings.staging_dir
+    staging_dir = runtime.settings.staging.datadir
 
     async def scenario() -> tuple[str, str]:
         image_id = create_image(runtime, disk_format="qcow2")
@@ -341,7 +341,7 @@ def test_a_conversion_qemu_img_refuses_reverts_the_image_to_queued(
         "The import plugin image_conversion failed: qemu-img convert from qcow2 to raw exited with status 1:",
     )
     assert "stage the data again and import it again" in message
-    assert str(runtime.settings.staging_dir) not in message  # no machine paths in task messages
+    assert str(runtime.settings.staging.datadir) not in message  # no machine paths in task messages
     task = task_of(runtime, task_id)
     assert task.progress.plugins == {"image_conversion": "failed"}
     runtime.close()

@@ -47,7 +47,7 @@ DATA = payload(3 * MIB + 11, seed=12)
 
 
 def staged_keys(node: Node) -> list[str]:
-    return asyncio.run(node.runtime.stores.staging.keys())
+    return [entry.key for entry in asyncio.run(node.runtime.stores.staging.objects())]
 
 
 def shared_object(root: Path, store: str, image_id: str) -> bytes:

@@ -89,7 +89,7 @@ def test_a_config_file_reference_is_the_same_store_as_the_options(
     assert from_file.owns(stored.location)
     assert asyncio.run(read_all(from_file, stored.location)) == b"written with the options"
     asyncio.run(from_file.delete(stored.location))
-    assert asyncio.run(direct.keys()) == []
+    assert asyncio.run(direct.objects()) == []
 
 
 @pytest.mark.objects
@@ -119,7 +119,7 @@ def test_a_wrong_password_in_a_reference_names_the_file(
     with pytest.raises(
         StorageError, match="check user and key of \\[ref1\\] of swift_store_config_file"
     ) as caught:
-        asyncio.run(store.keys())
+        asyncio.run(store.objects())
     assert str(reference) in caught.value.message
 
 
@@ -130,7 +130,7 @@ def test_no_endpoint_in_the_catalog_names_the_catalog_options(
     store = build(**direct_options(swift_keystone, container, swift_store_service_type="no-such-service"))
 
     with pytest.raises(StorageError) as caught:
-        asyncio.run(store.keys())
+        asyncio.run(store.objects())
 
     assert "Keystone's catalog has no 'no-such-service' endpoint of type publicURL in region 'RegionOne'" in (
         caught.value.message
@@ -151,7 +151,7 @@ def test_keystone_unreachable_names_the_auth_address() -> None:
     )
 
     with pytest.raises(StorageError) as caught:
-        asyncio.run(store.size(store.location_for("image-a")))
+        asyncio.run(store.stat(store.location_for("image-a")))
 
     assert "Keystone cannot be reached (ConnectFailure)" in caught.value.message
     assert "check [reliable] swift_store_auth_address" in caught.value.message

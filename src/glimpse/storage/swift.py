@@ -213,32 +213,36 @@ class SwiftStore:
         """This thread's connection (a swiftclient connection must not be shared between threads)."""
         connection: swiftclient.client.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            common: dict[str, Any] = {
-                "retries": self._retries,
-                "starting_backoff": 0.2,
-                "max_backoff": 2,
-                "timeout": 60,
-                "cacert": self._cacert,
-                "insecure": self._insecure,
-            }
-            if self.keystone is None:
-                connection = _Connection(
-                    authurl=self.auth_address, user=self._user, key=self._key, auth_version="1", **common
-                )
-            else:
-                # The storage URL is looked up in the session's catalog, the token asked of the
-                # session (which renews it); after a 401 swiftclient invalidates it and tries once more.
-                connection = _Connection(
-                    session=self._session,
-                    os_options={
-                        "service_type": self.keystone.service_type,
-                        "endpoint_type": self.keystone.endpoint_type,
-                        "region_name": self.keystone.region,
-                    },
-                    **common,
-                )
+            connection = self._new_connection(retries=self._retries, timeout=60)
             self._local.connection = connection
         return connection
+
+    def _new_connection(self, *, retries: int, timeout: float) -> swiftclient.client.Connection:
+        """A connection authenticated as the store is configured: v1, or Keystone v3 through the
+        store's session."""
+        common: dict[str, Any] = {
+            "retries": retries,
+            "starting_backoff": 0.2,
+            "max_backoff": 2,
+            "timeout": timeout,
+            "cacert": self._cacert,
+            "insecure": self._insecure,
+        }
+        if self.keystone is None:
+            return _Connection(
+                authurl=self.auth_address, user=self._user, key=self._key, auth_version="1", **common
+            )
+        # The storage URL is looked up in the session's catalog, the token asked of the session
+        # (which renews it); after a 401 swiftclient invalidates it and tries once more.
+        return _Connection(
+            session=self._session,
+            os_options={
+                "service_type": self.keystone.service_type,
+                "endpoint_type": self.keystone.endpoint_type,
+                "region_name": self.keystone.region,
+            },
+            **common,
+        )
 
     # -- locations ------------------------------------------------------------------------------
 
@@ -484,14 +488,7 @@ class SwiftStore:
         own so that a hung Swift does not hold one the transfers use."""
 
         def head() -> None:
-            connection = swiftclient.client.Connection(
-                authurl=self.auth_address,
-                user=self._user,
-                key=self._key,
-                auth_version="1",
-                retries=0,
-                timeout=2,
-            )
+            connection = self._new_connection(retries=0, timeout=2)
             try:
                 connection.head_container(self.container)
             except swiftclient.exceptions.ClientException as exc:
