@@ -297,13 +297,15 @@ def test_a_stopping_runner_kills_qemu_img_and_the_next_run_converts_from_the_sta
         task_id = await start_import(runtime, image_id, {"method": {"name": "glance-direct"}})
         runner = TaskRunner(runtime, "stopping-runner")
         job = asyncio.create_task(runner.run())
+        # qemu-img is seen running before it has created its output: wait for both.
         await wait_for(
             lambda: (
-                task_of(runtime, task_id).progress.phase == "converting" and qemu_img_running(staging_dir)
+                task_of(runtime, task_id).progress.phase == "converting"
+                and qemu_img_running(staging_dir)
+                and any(name.endswith(".scratch") for name in staged_files(runtime))
             ),
-            what="qemu-img converting",
+            what="qemu-img converting into its scratch file",
         )
-        assert any(name.endswith(".scratch") for name in staged_files(runtime))
         runner.request_stop()
         await asyncio.wait_for(job, 10)
         assert runner.finished[task_id] == "requeued"
