@@ -44,7 +44,7 @@ def node_environ(
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment of node ``name``: data (and, by default, staging) under ``root/<name>``, the
-    target stores under ``root/shared``, the database given, ``worker_self_reference_url`` = ``url``
+    target stores under ``root/common``, the database given, ``worker_self_reference_url`` = ``url``
     (None: the node has no identity). ``staging`` adds ``[os_glance_staging_store]`` variables."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")},
@@ -56,7 +56,7 @@ def node_environ(
         **(extra or {}),
     }
     for store in SHARED_STORES:
-        env[f"GLIMPSE_{store.upper()}__FILESYSTEM_STORE_DATADIR"] = str(root / "shared" / store)
+        env[f"GLIMPSE_{store.upper()}__FILESYSTEM_STORE_DATADIR"] = str(root / "common" / store)
         env[f"GLIMPSE_{store.upper()}__FILESYSTEM_STORE_FSYNC"] = "false"
     if url is not None:
         env["GLIMPSE_WORKER_SELF_REFERENCE_URL"] = url

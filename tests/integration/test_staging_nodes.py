@@ -51,7 +51,7 @@ def staged_keys(node: Node) -> list[str]:
 
 
 def shared_object(root: Path, store: str, image_id: str) -> bytes:
-    return (root / "shared" / store / image_id).read_bytes()
+    return (root / "common" / store / image_id).read_bytes()
 
 
 @pytest.fixture

@@ -150,7 +150,7 @@ def test_with_staging_on_s3_a_worker_process_of_a_third_node_runs_the_import(
         assert done.claimed_by is not None
         assert done.claimed_by.split(":")[1] == str(worker.pid)  # host:pid:random of the worker
         assert image_of(a.runtime, image_id).status == ImageStatus.ACTIVE
-        assert (tmp_path / "shared" / "fast" / image_id).read_bytes() == DATA
+        assert (tmp_path / "common" / "fast" / image_id).read_bytes() == DATA
         assert asyncio.run(a.runtime.stores.staging.objects()) == []
     finally:
         if worker is not None:

@@ -1,16 +1,16 @@
 """Several nodes on one machine, behind a real load balancer.
 
 The module's topology: two ``glimpse-server serve`` nodes (one API process each, no embedded runner)
-and two ``glimpse-server worker`` nodes, each with a data directory of its own (local staging
-included), as separate machines would have; one PostgreSQL database; three stores shared by every
-node: ``file`` (a directory standing for a shared mount such as NFS, the default store), ``s3`` and
-``swift`` (the Swift + s3api test server, reached through a relay the tests can slow down); and
+and two ``glimpse-server worker`` nodes, each with a data directory of its own, as separate
+machines would have; one PostgreSQL database; three stores common to every node: ``file`` (a
+directory standing for a mount such as NFS, the default store), ``s3`` and ``swift`` (the Swift +
+s3api test server, reached through a relay the tests can slow down), and staging on that S3 server;
+and
 HAProxy in front of the two API nodes, round-robin, checking ``/healthcheck``. Every request of these
 tests goes through HAProxy unless it says otherwise, and HAProxy's ``X-Glimpse-Node`` header tells
 which node answered.
 
-To add a test that needs other settings on every node (for instance staging on a shared store, for
-stage-then-import across nodes), add them to ``shared_environ()``; per-node settings go into
+Settings every node has go into ``shared_environ()``; per-node settings go into
 ``Topology.node_environ()``. Select these tests with ``-m topology``.
 """
 
@@ -99,7 +99,7 @@ class Topology:
             "GLIMPSE_DATABASE__CONNECTION": self.database_url,
             "GLIMPSE_ENABLED_BACKENDS": "file:file, s3:s3, swift:swift",
             "GLIMPSE_GLANCE_STORE__DEFAULT_BACKEND": "file",
-            "GLIMPSE_FILE__FILESYSTEM_STORE_DATADIR": str(self.root / "shared" / "file-store"),
+            "GLIMPSE_FILE__FILESYSTEM_STORE_DATADIR": str(self.root / "common" / "file-store"),
             "GLIMPSE_FILE__FILESYSTEM_STORE_FSYNC": "false",
             "GLIMPSE_S3__S3_STORE_HOST": relayed,
             "GLIMPSE_S3__S3_STORE_ACCESS_KEY": self.objects.s3_access_key,
