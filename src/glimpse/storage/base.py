@@ -10,17 +10,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import re
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any, Final, TypeVar
 
-from glimpse.errors import StorageError
+from glimpse.errors import StorageError, StoreNotFound
+
+_logger = logging.getLogger("glimpse.storage")
 
 __all__ = [
     "KEY_PATTERN",
     "MAX_KEY_LENGTH",
     "BlockReader",
+    "PrefixLocations",
     "check_write_arguments",
     "etag_md5",
     "raise_first_error",
@@ -55,6 +59,36 @@ def etag_md5(etag: str | None) -> str | None:
     """An HTTP ETag as an md5 in hex, when it has that shape (quotes stripped); else None."""
     value = (etag or "").strip().strip('"').lower()
     return value if _MD5_HEX.fullmatch(value) else None
+
+
+class PrefixLocations:
+    """Locations of the form ``<prefix><key>``, as the object stores write them: a driver sets
+    ``id`` and ``_prefix`` (scheme, host and bucket or container) and inherits how a key becomes a
+    location and back."""
+
+    id: str
+    _prefix: str
+
+    def location_for(self, key: str) -> str:
+        validate_key(key)
+        return f"{self._prefix}{key}"
+
+    def owns(self, location: str) -> bool:
+        return self._key_of(location) is not None
+
+    def _key_of(self, location: str) -> str | None:
+        if not location.startswith(self._prefix):
+            return None
+        key = location[len(self._prefix) :]
+        return key if KEY_PATTERN.fullmatch(key) else None
+
+    def _require_key(self, location: str) -> str:
+        """The key of ``location``; ``StoreNotFound`` when it is not one of this store's."""
+        key = self._key_of(location)
+        if key is None:
+            _logger.info("store %s does not hold location %r", self.id, location)
+            raise StoreNotFound(f"The image data could not be found in store '{self.id}'.")
+        return key
 
 
 def check_write_arguments(key: str, max_size: int | None) -> None:

@@ -36,11 +36,11 @@ from glimpse.ports import Capabilities, ObjectStat, StoredObject, StoreEntry
 from glimpse.storage.base import (
     KEY_PATTERN,
     BlockReader,
+    PrefixLocations,
     check_write_arguments,
     etag_md5,
     raise_first_error,
     run_blocking,
-    validate_key,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def _error_code(exc: botocore.exceptions.ClientError) -> str:
     return str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
 
 
-class S3Store:
+class S3Store(PrefixLocations):
     """An ``ImageStore`` keeping each object in one bucket of an S3-compatible service."""
 
     def __init__(
@@ -172,28 +172,6 @@ class S3Store:
 
     def __repr__(self) -> str:
         return f"S3Store(id={self.id!r}, endpoint={self.endpoint_url!r}, bucket={self.bucket!r})"
-
-    # -- locations ------------------------------------------------------------------------------
-
-    def location_for(self, key: str) -> str:
-        validate_key(key)
-        return f"{self._prefix}{key}"
-
-    def owns(self, location: str) -> bool:
-        return self._key_of(location) is not None
-
-    def _key_of(self, location: str) -> str | None:
-        if not location.startswith(self._prefix):
-            return None
-        key = location[len(self._prefix) :]
-        return key if KEY_PATTERN.fullmatch(key) else None
-
-    def _require_key(self, location: str) -> str:
-        key = self._key_of(location)
-        if key is None:
-            logger.info("store %s does not hold location %r", self.id, location)
-            raise StoreNotFound(f"The image data could not be found in store '{self.id}'.")
-        return key
 
     # -- writes ---------------------------------------------------------------------------------
 

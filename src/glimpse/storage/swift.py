@@ -47,11 +47,11 @@ from glimpse.ports import Capabilities, ObjectStat, StoredObject, StoreEntry
 from glimpse.storage.base import (
     KEY_PATTERN,
     BlockReader,
+    PrefixLocations,
     check_write_arguments,
     etag_md5,
     raise_first_error,
     run_blocking,
-    validate_key,
 )
 
 __all__ = ["ENDPOINT_TYPES", "KeystoneAuth", "SwiftStore"]
@@ -136,7 +136,7 @@ class _Connection(swiftclient.client.Connection):  # type: ignore[misc]  # swift
         return str(url), str(token)
 
 
-class SwiftStore:
+class SwiftStore(PrefixLocations):
     """An ``ImageStore`` keeping each object in one container of a Swift account."""
 
     def __init__(
@@ -243,28 +243,6 @@ class SwiftStore:
             },
             **common,
         )
-
-    # -- locations ------------------------------------------------------------------------------
-
-    def location_for(self, key: str) -> str:
-        validate_key(key)
-        return f"{self._prefix}{key}"
-
-    def owns(self, location: str) -> bool:
-        return self._key_of(location) is not None
-
-    def _key_of(self, location: str) -> str | None:
-        if not location.startswith(self._prefix):
-            return None
-        key = location[len(self._prefix) :]
-        return key if KEY_PATTERN.fullmatch(key) else None
-
-    def _require_key(self, location: str) -> str:
-        key = self._key_of(location)
-        if key is None:
-            logger.info("store %s does not hold location %r", self.id, location)
-            raise StoreNotFound(f"The image data could not be found in store '{self.id}'.")
-        return key
 
     # -- writes ---------------------------------------------------------------------------------
 
