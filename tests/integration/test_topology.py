@@ -355,9 +355,14 @@ def test_requests_reach_both_nodes(topology: Topology) -> None:
     assert set(nodes) == set(SERVE_NODES), nodes
     assert min(nodes.values()) >= 3, nodes  # round-robin, give or take the health checks
     # The header tells the truth: each request id is in the access log of the node that answered.
+    # A node writes the access line just after the response has gone out: wait for it.
     for answer in answers:
-        log = topology.log_path(answer.headers[NODE_HEADER]).read_text()
-        assert answer.headers["x-openstack-request-id"] in log
+        request_id = answer.headers["x-openstack-request-id"]
+        log_path = topology.log_path(answer.headers[NODE_HEADER])
+        deadline = time.monotonic() + 10
+        while request_id not in log_path.read_text():
+            assert time.monotonic() < deadline, f"{request_id} is not in the log of {log_path.name}"
+            time.sleep(0.05)
 
 
 def test_balancer_drains_a_node_whose_health_check_fails(topology: Topology) -> None:
