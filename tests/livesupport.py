@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,18 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until(condition: Callable[[], bool], what: Callable[[], str], within: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; fail with ``what()`` (e.g. the logs) after ``within`` seconds.
+
+    For what a process does just after the state a test watched: a runner deletes the staged data
+    and logs its last line after it has recorded the task's success.
+    """
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, what()
+        time.sleep(0.05)
 
 
 class PortTaken(Exception):

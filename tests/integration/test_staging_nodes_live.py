@@ -23,7 +23,7 @@ from test_runner_worker import start_worker
 
 from glimpse.domain.images import ImageStatus
 from glimpse.domain.tasks import TaskStatus
-from livesupport import Server, free_port
+from livesupport import Server, free_port, wait_until
 from nodesupport import make_node, node_environ, node_url, object_staging_environ
 from objectsupport import ObjectServer
 
@@ -117,8 +117,9 @@ def test_an_import_through_b_waits_for_node_a_and_runs_there(tmp_path: Path, nod
 
         assert _task(on_b, image_id, task_id)["status"] == "success"
         assert on_b.get(f"/v2/images/{image_id}/file").content == DATA
-    # The runner's log lines ("task <id>: glance-direct of image ...", "task <id>: success") are A's.
-    assert f"task {task_id}: success" in a.log()
+    # The runner's log lines ("task <id>: glance-direct of image ...", "task <id>: success") are A's;
+    # the last one is written just after the task's success is recorded.
+    wait_until(lambda: f"task {task_id}: success" in a.log(), nodes.logs)
     assert f"task {task_id}:" not in nodes.servers["b"].log()
     assert list((tmp_path / "a" / "data" / "staging").iterdir()) == []
 
@@ -151,7 +152,11 @@ def test_with_staging_on_s3_a_worker_process_of_a_third_node_runs_the_import(
         assert done.claimed_by.split(":")[1] == str(worker.pid)  # host:pid:random of the worker
         assert image_of(a.runtime, image_id).status == ImageStatus.ACTIVE
         assert (tmp_path / "common" / "fast" / image_id).read_bytes() == DATA
-        assert asyncio.run(a.runtime.stores.staging.objects()) == []
+        # The runner deletes the staged object just after it has recorded the task's success.
+        wait_until(
+            lambda: asyncio.run(a.runtime.stores.staging.objects()) == [],
+            lambda: (tmp_path / "c-worker.log").read_text(),
+        )
     finally:
         if worker is not None:
             worker.send_signal(signal.SIGTERM)
