@@ -9,11 +9,13 @@ import random
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import botocore.config
 import pytest
+import swiftclient.exceptions
 
 from glimpse.errors import StorageError, StoreNotFound, TooLarge
 from glimpse.storage.s3 import S3Store
@@ -247,5 +249,44 @@ def test_swift_unreachable_service_is_a_storage_error() -> None:
         with pytest.raises(StorageError, match="check swift_store_auth_address") as caught:
             await store.stat(store.location_for("k"))
         assert not isinstance(caught.value, StoreNotFound)
+
+    asyncio.run(scenario())
+
+
+class _HeadSaysMissing:
+    """A Swift connection whose ``HEAD`` of one object answers 404 although the object is there:
+    what a stale proxy cache or a lagging replica can answer, which the test server cannot be made
+    to do on demand."""
+
+    def __init__(self, connection: Any, key: str) -> None:
+        self._connection = connection
+        self._key = key
+
+    def head_object(self, container: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == self._key:
+            raise swiftclient.exceptions.ClientException("Object HEAD failed", http_status=404)
+        return self._connection.head_object(container, name, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+def test_swift_sweep_keeps_the_segments_of_a_live_object_whose_head_says_missing(
+    s3_server: ObjectServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_swift_store(s3_server, f"sweep-{uuid.uuid4().hex[:12]}", create_container_on_put=True)
+    data = random.Random(7).randbytes(3 * MiB)
+    real_connection = store._connection
+
+    async def scenario() -> None:
+        live = await store.write("live", blocks(data))
+        with monkeypatch.context() as patch:
+            patch.setattr(store, "_connection", lambda: _HeadSaysMissing(real_connection(), "live"))
+            # The container listing still has the object: one 404 is not enough to delete its data.
+            assert await store.sweep_unfinished(datetime.now(UTC) + timedelta(seconds=1)) == []
+        chunks = [chunk async for chunk in await store.open(live.location)]
+        assert b"".join(chunks) == data
+        await store.delete(live.location)
+        assert await store.objects() == []
 
     asyncio.run(scenario())

@@ -317,6 +317,33 @@ class SwiftStore(PrefixLocations):
             raise
         return [str(entry["name"]).lstrip("/") for entry in json.loads(manifest)]
 
+    def _published_segments(self, key: str) -> list[str] | None:
+        """What the sweep may rely on before deleting segments of ``key``: the segment paths its
+        large object refers to, ``[]`` when there is certainly no large object at ``key``, ``None``
+        when Swift's answers disagree.
+
+        Unlike :meth:`_segments_of`, a missing object is not taken on one answer: a ``HEAD`` that
+        says 404 must be confirmed by the container listing, and an object whose manifest cannot be
+        read after its ``HEAD`` succeeded keeps its segments. Deleting a live object's segments
+        destroys its data; leaving an orphan set until the next sweep costs only space."""
+        connection = self._connection()
+        try:
+            headers = connection.head_object(self.container, key)
+        except swiftclient.exceptions.ClientException as exc:
+            if exc.http_status != 404:
+                raise
+            _, listing = connection.get_container(self.container, prefix=key, full_listing=True)
+            return None if any(str(item["name"]) == key for item in listing) else []
+        if headers.get(_SLO_HEADER, "").lower() != "true":
+            return []
+        try:
+            _, manifest = connection.get_object(self.container, key, query_string="multipart-manifest=get")
+        except swiftclient.exceptions.ClientException as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+        return [str(entry["name"]).lstrip("/") for entry in json.loads(manifest)]
+
     def _delete_segments(self, paths: list[str]) -> None:
         """Delete segments, logging (not raising) failures: this runs after the write succeeded."""
         connection = self._connection()
@@ -447,7 +474,9 @@ class SwiftStore(PrefixLocations):
             for prefix, (key, newest, names) in sorted(sets.items()):
                 if newest >= older_than:
                     continue
-                published = self._segments_of(key)
+                published = self._published_segments(key)
+                if published is None:
+                    continue  # Swift's answers about the key disagree: decide at a later sweep
                 if any(path.startswith(f"{self.segments_container}/{prefix}") for path in published):
                     continue  # the key's current large object
                 self._delete_segments([f"{self.segments_container}/{name}" for name in names])
