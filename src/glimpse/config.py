@@ -159,6 +159,9 @@ class Settings:
     use_json: bool = False
     #: Units of work one process runs at once (0: 1 on SQLite, 4 on a database server).
     database_threads: int = 0
+    #: ``[metrics] multiproc_dir``: where this node's processes keep their metrics; None:
+    #: ``<data_dir>/metrics`` (see :attr:`metrics_directory` and :mod:`glimpse.telemetry`).
+    metrics_dir: Path | None = None
     http_limits: HttpLimits = field(default_factory=HttpLimits)
 
     @property
@@ -167,6 +170,11 @@ class Settings:
         this node's ``worker_self_reference_url`` when staging is local to the node, else None (any
         node can read it, or the node has no identity)."""
         return self.worker_self_reference_url if self.staging.node_local else None
+
+    @property
+    def metrics_directory(self) -> Path:
+        """Where this node's processes keep their metrics (``[metrics] multiproc_dir``)."""
+        return self.metrics_dir or self.data_dir / "metrics"
 
     @property
     def effective_database_threads(self) -> int:
@@ -623,6 +631,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
     public_endpoint = opt.text("public_endpoint")
     policy_file = opt.text("policy_file", "oslo_policy")
     disable_file = opt.text("disable_by_file_path", "healthcheck")
+    metrics_dir = opt.text("multiproc_dir", "metrics")
 
     given: dict[str, Any] = {
         "bind_host": opt.text("bind_host"),
@@ -674,6 +683,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "healthcheck_disable_file": Path(disable_file) if disable_file else None,
         "healthcheck_detailed": opt.boolean("detailed", "healthcheck"),
         "healthcheck_timeout": opt.number("timeout", "healthcheck"),
+        "metrics_dir": Path(metrics_dir) if metrics_dir else None,
     }
     return Settings(
         data_dir=data_dir,

@@ -36,6 +36,19 @@ async def rebuffer(chunks: AsyncIterator[bytes], block_size: int = BLOCK_SIZE) -
         yield b"".join(parts)
 
 
+async def counted(chunks: AsyncIterator[bytes], add: Callable[[int], object]) -> AsyncIterator[bytes]:
+    """``chunks`` unchanged, with ``add(len(chunk))`` called as each one passes (a byte counter);
+    ``chunks`` is closed when the stream ends or is abandoned."""
+    try:
+        async for chunk in chunks:
+            add(len(chunk))
+            yield chunk
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
 class _End:
     """Marks the end of a prefetched stream."""
 

@@ -258,6 +258,7 @@ REQUIRED_RULES = {
     "modify_member", "delete_member", "get_task", "get_tasks", "add_task", "modify_task",
     "tasks_api_access", "stores_info_detail", "delete_image_location", "get_image_location",
     "set_image_location", "add_image_location", "fetch_image_location", "service_api",
+    "get_metrics",
 }  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from glimpse import __version__
-from glimpse.api import auth, errors, healthcheck, versions
+from glimpse.api import auth, errors, healthcheck, metrics, versions
 from glimpse.api.middleware import RequestContextMiddleware
 from glimpse.api.responses import JSONResponse
 from glimpse.api.v2 import discovery, image_data, images, imports, members, schemas, tasks
@@ -54,6 +54,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(versions.router)
     app.include_router(healthcheck.router)
     for router in (
+        metrics.router,
         images.router,
         image_data.router,
         imports.router,

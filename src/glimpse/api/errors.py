@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from glimpse import errors
+from glimpse.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,8 @@ def install(app: FastAPI) -> None:
             headers = {"WWW-Authenticate": exc.www_authenticate}
         if status >= 500:
             log.error("request failed: %s", exc.message)
+        if isinstance(exc, errors.ImageLocked):
+            metrics().lock_conflicts.inc()
         extra = exc.extra_fields if isinstance(exc, CarriesFields) else None
         return error_response(status, exc.message, headers, request.headers.get("accept"), extra)
 

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from glimpse.api.errors import error_body
 from glimpse.context import new_request_id
 from glimpse.logs import bind_log_fields, reset_log_fields
+from glimpse.telemetry import metrics
 
 access_log = logging.getLogger("glimpse.access")
 
@@ -51,6 +52,17 @@ def _error(status: int, message: str, request_id: str) -> tuple[Message, Message
         ],
     }
     return start, {"type": "http.response.body", "body": body}
+
+
+def _count(scope: Scope, status: int, elapsed: float) -> None:
+    """One request in the metrics, under its route's template (``/v2/images/{image_id}``): never the
+    path itself, whose ids would make a series per image."""
+    route = scope.get("route")
+    template = getattr(route, "path", None) or "unmatched"
+    method = scope["method"]
+    counters = metrics()
+    counters.requests.labels(method, template, str(status)).inc()
+    counters.request_seconds.labels(method, template).observe(elapsed)
 
 
 class RequestContextMiddleware:
@@ -111,7 +123,9 @@ class RequestContextMiddleware:
                 scope = {**scope, "path": new_path, "raw_path": new_path.encode()}
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
+            elapsed = time.perf_counter() - started
+            elapsed_ms = elapsed * 1000
+            _count(scope, status_holder["status"], elapsed)
             # A load balancer asks for /healthcheck every few seconds: log only the failed answers.
             quiet = path == HEALTHCHECK_PATH and status_holder["status"] < 500
             access_log.log(

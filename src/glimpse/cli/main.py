@@ -16,6 +16,7 @@ from glimpse.db.session import make_engine
 from glimpse.errors import ConfigError, PolicyError
 from glimpse.logs import configure_logging
 from glimpse.runtime import Runtime
+from glimpse.telemetry import prepare_directory
 
 log = logging.getLogger("glimpse")
 
@@ -48,6 +49,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(environ=environ)
 
 
+#: Seconds a server worker process may take to answer uvicorn's health ping (uvicorn's default, 5 s,
+#: is shorter than a worker's start-up on a loaded machine, which then kills it over and over).
+WORKER_HEALTHCHECK_TIMEOUT = 60
+
+
+def _prepare_metrics(settings: Settings) -> None:
+    """Every process of this node (the server's workers, ``glimpse-server worker``) counts into
+    the same directory, so one scrape of ``/metrics`` sees them all."""
+    prepare_directory(settings.metrics_directory)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import functools
 
@@ -57,6 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure_logging(settings.log_level, settings.use_json)
+    _prepare_metrics(settings)
     prepare(settings)
     # Build everything a worker process builds, once, so a bad store or policy file stops us here
     # with a clear message instead of crash-looping the worker processes.
@@ -83,6 +96,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=None,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
+        # With --workers N, uvicorn kills a worker that does not answer its health ping within this
+        # time, and a new worker answers only once its imports are done: seconds on a busy machine.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
     )
     return 0
 
@@ -94,6 +110,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure_logging(settings.log_level, settings.use_json)
+    _prepare_metrics(settings)
     prepare(settings)
     runtime = Runtime.build(settings)
     try:

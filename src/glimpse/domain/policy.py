@@ -89,6 +89,7 @@ class PolicyRule(enum.StrEnum):
     MODIFY_TASK = "modify_task"
     TASKS_API_ACCESS = "tasks_api_access"
     STORES_INFO_DETAIL = "stores_info_detail"
+    GET_METRICS = "get_metrics"
 
 
 #: The scopes a Keystone token can have (``glimpse.context.RequestContext``): see :func:`token_scope`.
@@ -231,6 +232,9 @@ DEFAULT_RULES: Final[tuple[RuleDefault, ...]] = (
         _R.STORES_INFO_DETAIL,
         f"{_ADMIN} or rule:service_api",
         "See store details (GET /v2/info/stores/detail).",
+    ),
+    RuleDefault(
+        _R.GET_METRICS, _ADMIN, "Read the node's Prometheus metrics (GET /metrics).", ("system", "project")
     ),
 )
 

@@ -33,6 +33,8 @@ class Target:
     key: str
     progress: StoreProgress
     max_size: int | None = None
+    #: Told the size of each block handed to the store (a byte counter of the metrics).
+    on_bytes: Callable[[int], object] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,8 @@ class _Lane:
                 return
             progress.bytes_done += len(item)
             progress.updated_at = self.clock()
+            if self.target.on_bytes is not None:
+                self.target.on_bytes(len(item))
             yield item
 
     def drop(self) -> None:

@@ -58,6 +58,7 @@ from glimpse.jobs.image_state import lock_holder, update_store_lists
 from glimpse.jobs.import_run import PHASE_FAILED, PHASE_PENDING
 from glimpse.jobs.objects import delete_object, remove_unreferenced
 from glimpse.ports import ImageStore, Ports, Repositories
+from glimpse.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,7 @@ async def fail_stranded(ports: Ports, *, limit: int = 20) -> list[str]:
         if cleanup is None:
             continue
         log.warning("task %s: no runner of node %s claimed it in time; failed", task.id, task.stage_host)
+        metrics().reaper_actions.labels("stranded_failed").inc()
         failed.append(task.id)
         if task.image_id is not None:
             ports.notify_task_change(task.image_id)
@@ -257,7 +259,10 @@ async def reap_expired(ports: Ports, *, limit: int = 20) -> list[tuple[str, str]
     done: list[tuple[str, str]] = []
     for task in expired:
         try:
-            done.append((task.id, await reap_task(ports, task)))
+            action = await reap_task(ports, task)
+            done.append((task.id, action))
+            if action != "skipped":
+                metrics().reaper_actions.labels(f"lease_expired_{action}").inc()
         except Exception:
             log.exception("task %s: reaping failed; the next pass tries again", task.id)
     return done
@@ -295,6 +300,7 @@ async def sweep_staging(ports: Ports) -> list[str]:
     stale = await ports.run(lambda s: _stale_staged(s, keys), readonly=True)
     removed = [key for key in stale if await delete_object(staging, staging.location_for(key))]
     if removed:
+        metrics().reaper_actions.labels("staged_data_removed").inc(len(removed))
         log.info("staging sweep removed the data of %d image(s): %s", len(removed), ", ".join(removed))
     return removed
 
@@ -347,6 +353,7 @@ async def _sweep_store(ports: Ports, store: ImageStore, grace: timedelta) -> lis
             if not await ports.run(functools.partial(_orphans, store=store, keys=[key]), readonly=True):
                 continue
             if await delete_object(store, store.location_for(key)):
+                metrics().reaper_actions.labels("orphan_object_removed").inc()
                 log.warning(
                     "orphan sweep: removed the object of image %s from store %s (written %s, no "
                     "image refers to it)",
@@ -390,6 +397,8 @@ async def sweep_unfinished(ports: Ports, store: ImageStore, grace: timedelta) ->
             exc.message,
         )
         return []
+    if removed:
+        metrics().reaper_actions.labels("unfinished_write_removed").inc(len(removed))
     for what in removed:
         log.warning(
             "orphan sweep: removed from store %s the leftover of a write that never finished: %s",

@@ -44,6 +44,7 @@ from glimpse.jobs.steps import Why
 from glimpse.jobs.web_source import WebSource
 from glimpse.ports import Repositories, verify_write
 from glimpse.streaming import ContentInspector, StreamHasher, prefetch
+from glimpse.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +136,12 @@ class Download:
         hb.start_phase(PHASE_STAGING)
         await hb.beat(force=True)
 
+        fetched = metrics().bytes.labels(run.staging.id, "fetched").inc
+
         async def counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             async for chunk in chunks:
                 hb.progress.staged_bytes += len(chunk)
+                fetched(len(chunk))
                 yield chunk
                 await hb.beat()
             await hb.beat(force=True)  # the last check before the staged object is committed
@@ -254,6 +258,7 @@ class CopyToStores:
 
     async def _targets(self, run: ImportRun, image: Image) -> list[Target]:
         present = set(image.stores)
+        direction = "copied" if run.method is ImportMethod.COPY_IMAGE else "imported"
         targets: list[Target] = []
         for store_id in run.targets:
             progress = run.heartbeat.store(store_id)
@@ -269,6 +274,7 @@ class CopyToStores:
                     key=run.image_id,
                     progress=progress,
                     max_size=run.size,
+                    on_bytes=metrics().bytes.labels(store_id, direction).inc,
                 )
             )
         if not targets:

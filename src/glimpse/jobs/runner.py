@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,6 +37,7 @@ from glimpse.jobs.flows import execute_task, heartbeat_writer
 from glimpse.jobs.housekeeping import fail_stranded, reap_expired, sweep_orphans, sweep_staging
 from glimpse.jobs.progress import Heartbeat
 from glimpse.ports import Ports, Repositories
+from glimpse.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +219,7 @@ class TaskRunner:
 
     async def _execute(self, task: Task, heartbeat: Heartbeat) -> str:
         outcome = "error"
+        started = time.monotonic()
         try:
             outcome = await execute_task(self.ports, task, self.worker_id, heartbeat)
         except asyncio.CancelledError:
@@ -228,6 +231,7 @@ class TaskRunner:
                 task.id,
             )
         finally:
+            _count_run(task, outcome, time.monotonic() - started)
             self.finished[task.id] = outcome
             while len(self.finished) > FINISHED_KEPT:
                 del self.finished[next(iter(self.finished))]
@@ -254,6 +258,13 @@ class TaskRunner:
                 len(late),
             )
             await asyncio.gather(*late, return_exceptions=True)
+
+
+def _count_run(task: Task, outcome: str, seconds: float) -> None:
+    method = str(task.method or "-")
+    counters = metrics()
+    counters.tasks_finished.labels(str(task.type), method, outcome).inc()
+    counters.task_seconds.labels(method, outcome).observe(seconds)
 
 
 async def run_worker(ports: Ports, worker_id: str | None = None) -> None:

@@ -34,7 +34,8 @@ from glimpse.errors import (
 )
 from glimpse.ports import ImageStore, Ports, Repositories, verify_write
 from glimpse.services.images import ImageService
-from glimpse.streaming import ContentInspector, StreamHasher, prefetch
+from glimpse.streaming import ContentInspector, StreamHasher, counted, prefetch
+from glimpse.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,7 @@ class ImageDataService:
             raise ImageGone(
                 f"Image {image_id} was deleted while its data was being uploaded; the data was discarded."
             ) from None
+        metrics().bytes.labels(store.id, "uploaded").inc(stored.size)
 
     def _size_limit(self, images: ImageService, image: Image) -> int:
         limit = self.settings.image_size_cap
@@ -278,6 +280,7 @@ class ImageDataService:
                     location.store_id,
                 )
                 continue
+            stream = counted(stream, metrics().bytes.labels(store.id, "downloaded").inc)
             if byte_range is None:
                 return Download(image=image, stream=stream, length=length, total=size)
             return Download(image=image, stream=stream, length=length, total=size, first=first, last=last)

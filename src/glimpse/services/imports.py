@@ -69,6 +69,7 @@ from glimpse.ports import Ports, Repositories, TaskRepository
 from glimpse.services.image_data import upload_hasher
 from glimpse.services.images import ImageService
 from glimpse.streaming import ContentInspector, inspected, prefetch, rebuffer
+from glimpse.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,10 @@ class ImportStarted:
 
     task_id: str | None
     stores: tuple[str, ...] = ()
+    #: The import method of the task created.
+    method: str | None = None
+    #: The stale task whose import lock this one took over, if any.
+    took_over: str | None = None
 
 
 def _iso(value: datetime) -> str:
@@ -287,6 +292,7 @@ class ImportService:
             raise ImageGone(
                 f"Image {image_id} was deleted while its data was being staged; the data was discarded."
             ) from None
+        metrics().bytes.labels(staging.id, "staged").inc(stored.size)
         return stored.size
 
     async def _staged_size(self, image_id: str) -> int | None:
@@ -337,6 +343,10 @@ class ImportService:
             lambda repos: self.begin_import(repos, ctx, image_id, body, store_header)
         )
         if started.task_id is not None:
+            counters = metrics()
+            counters.tasks_created.labels(str(TaskType.API_IMAGE_IMPORT), started.method or "-").inc()
+            if started.took_over is not None:
+                counters.lock_busts.inc()
             self.ports.wake_runner()
             self.ports.notify_task_change(image_id)
         return started
@@ -460,7 +470,7 @@ class ImportService:
         properties[IMPORTING_PROPERTY] = ",".join(sorted(stores))
         properties.pop(STAGE_HOST_PROPERTY, None)  # the task holds it now (Glance drops it here too)
         images.images.save(image, expected_status=status)
-        return ImportStarted(task_id=task.id, stores=stores)
+        return ImportStarted(task_id=task.id, stores=stores, method=str(request.method), took_over=replacing)
 
     def _check_lock(
         self, ctx: RequestContext, tasks: TaskRepository, image_id: str, holder_id: str, now: datetime

@@ -12,11 +12,12 @@ import concurrent.futures
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Final, TypeVar
 
 from glimpse.errors import StorageError, StoreNotFound
+from glimpse.telemetry import metrics
 
 _logger = logging.getLogger("glimpse.storage")
 
@@ -220,3 +221,16 @@ class BlockReader:
 
     def __del__(self) -> None:
         self._close()
+
+
+@contextlib.contextmanager
+def counting_failures(store_id: str) -> Iterator[None]:
+    """Count a :class:`StorageError` that leaves the block in ``glimpse_store_errors_total``, once
+    however many blocks it crosses; a missing object is an answer, not a failure of the store."""
+    try:
+        yield
+    except StorageError as exc:
+        if not isinstance(exc, StoreNotFound) and not getattr(exc, "_counted", False):
+            exc._counted = True  # type: ignore[attr-defined]
+            metrics().store_errors.labels(store_id).inc()
+        raise

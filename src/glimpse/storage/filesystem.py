@@ -24,7 +24,14 @@ from typing import BinaryIO, Final, TypeVar
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
 from glimpse.ports import Capabilities, ObjectStat, StoredObject, StoreEntry
-from glimpse.storage.base import KEY_PATTERN, BlockReader, check_write_arguments, run_blocking, validate_key
+from glimpse.storage.base import (
+    KEY_PATTERN,
+    BlockReader,
+    check_write_arguments,
+    counting_failures,
+    run_blocking,
+    validate_key,
+)
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "FilesystemStore"]
 
@@ -362,15 +369,16 @@ class FilesystemStore:
     @contextlib.contextmanager
     def _translate(self, action: str, path: Path, missing_is_not_found: bool = False) -> Iterator[None]:
         """The one place ``OSError`` becomes ``StorageError``: paths go to the log, not the message."""
-        try:
-            yield
-        except FileNotFoundError as exc:
-            if missing_is_not_found:
-                raise StoreNotFound(f"The image data could not be found in store '{self.id}'.") from exc
-            logger.warning("store %s could not %s (%s): %s", self.id, action, path, exc)
-            raise StorageError(f"store '{self.id}' could not {action}: {_reason(exc)}") from exc
-        except OSError as exc:
-            logger.warning("store %s could not %s (%s): %s", self.id, action, path, exc)
-            if exc.errno in _FULL_ERRNOS:
-                raise StoreFull(f"store '{self.id}' has no space left for the image data.") from exc
-            raise StorageError(f"store '{self.id}' could not {action}: {_reason(exc)}") from exc
+        with counting_failures(self.id):
+            try:
+                yield
+            except FileNotFoundError as exc:
+                if missing_is_not_found:
+                    raise StoreNotFound(f"The image data could not be found in store '{self.id}'.") from exc
+                logger.warning("store %s could not %s (%s): %s", self.id, action, path, exc)
+                raise StorageError(f"store '{self.id}' could not {action}: {_reason(exc)}") from exc
+            except OSError as exc:
+                logger.warning("store %s could not %s (%s): %s", self.id, action, path, exc)
+                if exc.errno in _FULL_ERRNOS:
+                    raise StoreFull(f"store '{self.id}' has no space left for the image data.") from exc
+                raise StorageError(f"store '{self.id}' could not {action}: {_reason(exc)}") from exc

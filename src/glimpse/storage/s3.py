@@ -38,6 +38,7 @@ from glimpse.storage.base import (
     BlockReader,
     PrefixLocations,
     check_write_arguments,
+    counting_failures,
     etag_md5,
     raise_first_error,
     run_blocking,
@@ -403,36 +404,39 @@ class S3Store(PrefixLocations):
     def _translate(self, action: str, missing_is_not_found: bool = False) -> Iterator[None]:
         """The one place botocore's errors become ``StorageError``s. Messages say what to check and
         never carry the bucket, the keys or the credentials (those go to the log)."""
-        try:
-            yield
-        except botocore.exceptions.ClientError as exc:
-            code = _error_code(exc)
-            logger.warning("store %s could not %s (bucket %s): %s", self.id, action, self.bucket, exc)
-            if code in _MISSING_CODES and missing_is_not_found:
-                raise StoreNotFound(f"The image data could not be found in store '{self.id}'.") from exc
-            if code in _MISSING_BUCKET_CODES:
-                if missing_is_not_found:
+        with counting_failures(self.id):
+            try:
+                yield
+            except botocore.exceptions.ClientError as exc:
+                code = _error_code(exc)
+                logger.warning("store %s could not %s (bucket %s): %s", self.id, action, self.bucket, exc)
+                if code in _MISSING_CODES and missing_is_not_found:
                     raise StoreNotFound(f"The image data could not be found in store '{self.id}'.") from exc
+                if code in _MISSING_BUCKET_CODES:
+                    if missing_is_not_found:
+                        raise StoreNotFound(
+                            f"The image data could not be found in store '{self.id}'."
+                        ) from exc
+                    raise StorageError(
+                        f"store '{self.id}' could not {action}: its bucket does not exist; create it or set "
+                        "s3_store_create_bucket_on_put = true."
+                    ) from exc
+                if code in _FULL_CODES:
+                    raise StoreFull(f"store '{self.id}' has no space left for the image data.") from exc
+                if code in _CREDENTIAL_CODES:
+                    raise StorageError(
+                        f"store '{self.id}' could not {action}: the object store refused the credentials "
+                        f"({code}); check s3_store_access_key and s3_store_secret_key."
+                    ) from exc
                 raise StorageError(
-                    f"store '{self.id}' could not {action}: its bucket does not exist; create it or set "
-                    "s3_store_create_bucket_on_put = true."
+                    f"store '{self.id}' could not {action}: the object store answered {code}."
                 ) from exc
-            if code in _FULL_CODES:
-                raise StoreFull(f"store '{self.id}' has no space left for the image data.") from exc
-            if code in _CREDENTIAL_CODES:
+            except botocore.exceptions.BotoCoreError as exc:
+                logger.warning("store %s could not %s at %s: %s", self.id, action, self.endpoint_url, exc)
                 raise StorageError(
-                    f"store '{self.id}' could not {action}: the object store refused the credentials "
-                    f"({code}); check s3_store_access_key and s3_store_secret_key."
+                    f"store '{self.id}' could not {action}: the object store is unreachable or failed "
+                    f"({type(exc).__name__}); check s3_store_host and that the service is up."
                 ) from exc
-            raise StorageError(
-                f"store '{self.id}' could not {action}: the object store answered {code}."
-            ) from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            logger.warning("store %s could not %s at %s: %s", self.id, action, self.endpoint_url, exc)
-            raise StorageError(
-                f"store '{self.id}' could not {action}: the object store is unreachable or failed "
-                f"({type(exc).__name__}); check s3_store_host and that the service is up."
-            ) from exc
 
 
 def _object_md5(response: Mapping[str, Any]) -> str | None:

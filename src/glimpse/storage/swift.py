@@ -49,6 +49,7 @@ from glimpse.storage.base import (
     BlockReader,
     PrefixLocations,
     check_write_arguments,
+    counting_failures,
     etag_md5,
     raise_first_error,
     run_blocking,
@@ -527,41 +528,44 @@ class SwiftStore(PrefixLocations):
     def _translate(self, action: str, missing_is_not_found: bool = False) -> Iterator[None]:
         """The one place swiftclient's errors become ``StorageError``s; container names, paths and
         credentials go to the log, not into the message."""
-        try:
-            yield
-        except _MissingContainer as exc:
-            raise StorageError(
-                f"store '{self.id}' could not {action}: its container does not exist; create it or set "
-                "swift_store_create_container_on_put = true."
-            ) from exc
-        except (_NoEndpoint, keystoneauth1.exceptions.EndpointNotFound) as exc:
-            raise self._no_endpoint_error(action) from exc
-        except keystoneauth1.exceptions.ClientException as exc:
-            raise self._keystone_error(action, exc) from exc
-        except swiftclient.exceptions.ClientException as exc:
-            status = exc.http_status
-            logger.warning("store %s could not %s (container %s): %s", self.id, action, self.container, exc)
-            if status == 404 and missing_is_not_found:
-                raise StoreNotFound(f"The image data could not be found in store '{self.id}'.") from exc
-            if status in (413, 507):
-                raise StoreFull(f"store '{self.id}' has no space left for the image data.") from exc
-            if status in (401, 403):
+        with counting_failures(self.id):
+            try:
+                yield
+            except _MissingContainer as exc:
                 raise StorageError(
-                    f"store '{self.id}' could not {action}: Swift refused the credentials ({status}); "
-                    f"check {self._credential_options}."
+                    f"store '{self.id}' could not {action}: its container does not exist; create it or set "
+                    "swift_store_create_container_on_put = true."
                 ) from exc
-            if status is None:
+            except (_NoEndpoint, keystoneauth1.exceptions.EndpointNotFound) as exc:
+                raise self._no_endpoint_error(action) from exc
+            except keystoneauth1.exceptions.ClientException as exc:
+                raise self._keystone_error(action, exc) from exc
+            except swiftclient.exceptions.ClientException as exc:
+                status = exc.http_status
+                logger.warning(
+                    "store %s could not %s (container %s): %s", self.id, action, self.container, exc
+                )
+                if status == 404 and missing_is_not_found:
+                    raise StoreNotFound(f"The image data could not be found in store '{self.id}'.") from exc
+                if status in (413, 507):
+                    raise StoreFull(f"store '{self.id}' has no space left for the image data.") from exc
+                if status in (401, 403):
+                    raise StorageError(
+                        f"store '{self.id}' could not {action}: Swift refused the credentials ({status}); "
+                        f"check {self._credential_options}."
+                    ) from exc
+                if status is None:
+                    raise StorageError(
+                        f"store '{self.id}' could not {action}: Swift is unreachable or failed; check "
+                        f"{self._address_option} and that the service is up."
+                    ) from exc
+                raise StorageError(f"store '{self.id}' could not {action}: Swift answered {status}.") from exc
+            except requests.exceptions.RequestException as exc:
+                logger.warning("store %s could not %s at %s: %s", self.id, action, self.auth_address, exc)
                 raise StorageError(
-                    f"store '{self.id}' could not {action}: Swift is unreachable or failed; check "
-                    f"{self._address_option} and that the service is up."
+                    f"store '{self.id}' could not {action}: Swift is unreachable or failed "
+                    f"({type(exc).__name__}); check {self._address_option} and that the service is up."
                 ) from exc
-            raise StorageError(f"store '{self.id}' could not {action}: Swift answered {status}.") from exc
-        except requests.exceptions.RequestException as exc:
-            logger.warning("store %s could not %s at %s: %s", self.id, action, self.auth_address, exc)
-            raise StorageError(
-                f"store '{self.id}' could not {action}: Swift is unreachable or failed "
-                f"({type(exc).__name__}); check {self._address_option} and that the service is up."
-            ) from exc
 
     def _no_endpoint_error(self, action: str) -> StorageError:
         keystone = self.keystone

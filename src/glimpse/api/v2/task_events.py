@@ -29,6 +29,7 @@ from glimpse.api.v2.views import image_task_view
 from glimpse.domain.tasks import Task, changed_after
 from glimpse.errors import GlimpseError
 from glimpse.services.task_watch import TaskWatcher
+from glimpse.telemetry import metrics
 
 MEDIA_TYPE = "text/event-stream"
 KEEPALIVE = 15.0
@@ -100,3 +101,10 @@ async def task_events(
             return
         threshold = max(threshold, changed)
         show = changed_after(tasks, seen)
+
+
+async def watched(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``events``, counted as one connected watcher (``glimpse_task_watchers``) while it lasts."""
+    with metrics().watching():
+        async for event in events:
+            yield event

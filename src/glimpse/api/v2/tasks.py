@@ -140,7 +140,7 @@ async def _event_stream(
         status_for,
     )
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(events, media_type=task_events.MEDIA_TYPE, headers=headers)
+    return StreamingResponse(task_events.watched(events), media_type=task_events.MEDIA_TYPE, headers=headers)
 
 
 @router.get("/images/{image_id}/tasks")
