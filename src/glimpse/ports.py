@@ -381,9 +381,11 @@ class TaskRepository(Protocol):
         worker: str | None = None,
         progress: TaskProgress | None = None,
         lease_expired_by: datetime | None = None,
+        silent_since: datetime | None = None,
     ) -> bool:
-        """Any active task → failure, guarded in the same UPDATE: still held by ``worker`` and with its
-        lease run out before ``lease_expired_by``, when given. True if this call made the change."""
+        """Any active task → failure, guarded in the same UPDATE: still held by ``worker``, with its
+        lease run out before ``lease_expired_by``, and with no sign of life (heartbeat, else update)
+        after ``silent_since``, when given. True if this call made the change."""
         ...
 
     def requeue(

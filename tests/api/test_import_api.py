@@ -588,6 +588,37 @@ def test_a_silent_processing_task_loses_the_lock_after_an_hour(api: TestClient) 
     assert shown["status"] == "active"
 
 
+def test_a_holder_that_beats_after_being_read_keeps_its_lock(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = active_image(api)
+    old = accepted(start(api, image, copy(stores=["cheap"]), ADMIN))
+    claim(api, old, T0 + timedelta(minutes=1))
+    later = T0 + timedelta(minutes=90)
+    set_clock(api, later)
+
+    # The holder's runner heart-beats between the moment the new import reads the holder (silent for
+    # 89 minutes: stale) and the moment it fails it: an interleaving of two transactions that cannot
+    # be timed for real, so the read itself triggers the beat.
+    read = SqlTaskRepository.find
+
+    def find_then_beat(self: SqlTaskRepository, task_id: str) -> Task | None:
+        found = read(self, task_id)
+        if task_id == old and found is not None and found.heartbeat_at == T0 + timedelta(minutes=1):
+            self.heartbeat(old, "runner-1", later, timedelta(seconds=30), found.progress, "copying")
+        return found
+
+    monkeypatch.setattr(SqlTaskRepository, "find", find_then_beat)
+    response = start(api, image, copy(stores=["reliable"]), ADMIN)
+    monkeypatch.undo()
+    assert response.status_code == 409, response.text
+    assert response.json()["lock"]["task_id"] == old
+    assert response.json()["lock"]["seconds_since_heartbeat"] == 0
+    assert task(api, old).status == "processing"
+    assert show(api, image)["os_glance_import_task"] == old
+    assert [t.id for t in image_tasks(api, image)] == [old]
+
+
 def test_a_pending_task_keeps_the_lock_for_two_hours(api: TestClient) -> None:
     image = active_image(api)
     old = accepted(start(api, image, copy(stores=["cheap"]), ADMIN))

@@ -269,12 +269,16 @@ class SqlTaskRepository:
         worker: str | None = None,
         progress: TaskProgress | None = None,
         lease_expired_by: datetime | None = None,
+        silent_since: datetime | None = None,
     ) -> bool:
-        """Any active task → failure (only if still held by ``worker``, and only if its lease ran out
-        before ``lease_expired_by``, when they are given)."""
+        """Any active task → failure (only if still held by ``worker``, only if its lease ran out
+        before ``lease_expired_by``, and only if it gave no sign of life after ``silent_since``, when
+        they are given)."""
         extra = [] if worker is None else [_TASKS.c.claimed_by == worker]
         if lease_expired_by is not None:
             extra.append(_TASKS.c.lease_expires_at < lease_expired_by)
+        if silent_since is not None:
+            extra.append(func.coalesce(_TASKS.c.heartbeat_at, _TASKS.c.updated_at) <= silent_since)
         values: dict[str, Any] = {
             "message": message,
             "expires_at": now + ttl,

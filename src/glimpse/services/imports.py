@@ -444,7 +444,12 @@ class ImportService:
         tasks.add(task)
         if bust is not None and bust.holder is not None:
             ttl = timedelta(hours=self.settings.task_time_to_live)
-            tasks.fail(bust.holder_id, now, ttl, EXPIRED_LOCK_MESSAGE)
+            holder = bust.holder
+            silent_since = holder.heartbeat_at or holder.updated_at
+            if not tasks.fail(bust.holder_id, now, ttl, EXPIRED_LOCK_MESSAGE, silent_since=silent_since):
+                # Not failed: it ended meanwhile (its lock is free to take), or it beat again since
+                # it was read, and then it still holds the lock.
+                self._check_lock(ctx, tasks, image.id, bust.holder_id, now)
         replacing = None if bust is None else bust.holder_id
         if not images.images.take_lock(image.id, task.id, replacing=replacing):
             raise self._lost_race(ctx, repos, image.id, now)
