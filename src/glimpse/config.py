@@ -120,6 +120,9 @@ class Settings:
     conversion_rate_limit: int = 0
     #: Seconds an object must have been in a store before the orphan sweep may remove it.
     orphan_sweep_grace_time: float = 3600.0
+    #: ``[task] upload_stale_after``: seconds an image may stay ``saving`` with no sign of its upload
+    #: before the housekeeping puts it back to ``queued`` (the upload's process died).
+    upload_stale_after: float = 900.0
     #: The ``[import_filtering_opts]`` section: which URLs web-download may fetch.
     import_filter: ImportFilter = field(default_factory=ImportFilter)
     hashing_algorithm: str = "sha512"
@@ -478,6 +481,12 @@ def _output_format(value: str | None) -> str | None:
     return None if value is None else parse_output_format(value, "[image_conversion] output_format")
 
 
+def _at_least(value: float | None, minimum: float, option: str) -> float | None:
+    if value is not None and value < minimum:
+        raise ConfigError(f"{option} must be at least {minimum:g} seconds, got {value:g}.")
+    return value
+
+
 def _rate_limit(value: str | None) -> int | None:
     return None if value is None else parse_size(value, "[image_conversion] rate_limit")
 
@@ -651,6 +660,9 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "embedded_runner": opt.boolean("embedded_runner", "task"),
         "max_concurrent_tasks": opt.integer("max_concurrent_tasks", "task", minimum=1),
         "orphan_sweep_grace_time": opt.number("orphan_sweep_grace_time", "task"),
+        "upload_stale_after": _at_least(
+            opt.number("upload_stale_after", "task"), 60.0, "[task] upload_stale_after"
+        ),
         "import_filter": _import_filter(src.section("import_filtering_opts")),
         "import_plugins": _plugins(opt.listed("image_import_plugins", "image_import_opts")),
         "conversion_output_format": _output_format(opt.text("output_format", "image_conversion")),

@@ -302,6 +302,14 @@ class ImageRepository(Protocol):
 
     def touch(self, image_id: str) -> datetime: ...
 
+    def silent_uploads(self, before: datetime, limit: int = 20) -> builtins.list[str]:
+        """Ids of images in ``saving`` not updated since ``before``: an upload that stopped touching them."""
+        ...
+
+    def revert_silent_upload(self, image_id: str, before: datetime) -> bool:
+        """``saving`` → ``queued`` if the image was still not updated since ``before`` (one UPDATE)."""
+        ...
+
 
 class MemberRepository(Protocol):
     def find(self, image_id: str, member_id: str | None) -> ImageMember | None: ...

@@ -379,3 +379,31 @@ class SqlImageRepository:
         now = utcnow()
         self._session.execute(update(ImageRow).where(ImageRow.id == image_id).values(updated_at=now))
         return now
+
+    def silent_uploads(self, before: datetime, limit: int = 20) -> builtins.list[str]:
+        rows = self._session.execute(
+            select(ImageRow.id)
+            .where(
+                ImageRow.status == str(ImageStatus.SAVING),
+                ImageRow.deleted.is_(False),
+                ImageRow.updated_at < before,
+            )
+            .order_by(ImageRow.updated_at)
+            .limit(limit)
+        )
+        return [str(image_id) for image_id in rows.scalars()]
+
+    def revert_silent_upload(self, image_id: str, before: datetime) -> bool:
+        require_transition(ImageStatus.SAVING, ImageStatus.QUEUED)
+        result = self._session.execute(
+            update(ImageRow)
+            .where(
+                ImageRow.id == image_id,
+                ImageRow.status == str(ImageStatus.SAVING),
+                ImageRow.deleted.is_(False),
+                ImageRow.updated_at < before,
+            )
+            .values(status=str(ImageStatus.QUEUED), updated_at=utcnow()),
+            execution_options={"synchronize_session": False},
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]

@@ -45,7 +45,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from glimpse.domain.images import ImageStatus, is_uuid
@@ -250,6 +250,32 @@ async def fail_stranded(ports: Ports, *, limit: int = 20) -> list[str]:
         if task.image_id is not None:
             ports.notify_task_change(task.image_id)
     return failed
+
+
+def _revert_upload(repos: Repositories, image_id: str, before: datetime) -> bool:
+    return repos.images.revert_silent_upload(image_id, before)
+
+
+async def revert_silent_uploads(ports: Ports, *, limit: int = 20) -> list[str]:
+    """Put back to ``queued`` the images left ``saving`` by an upload that gave no sign of life for
+    ``upload_stale_after`` seconds (an upload touches its image every minute; its process died), so
+    their owners can upload again. What that upload wrote is the sweeps' (a partial file or an
+    unfinished multipart write, or an object no location refers to). Returns the images reverted."""
+    before = ports.clock() - timedelta(seconds=ports.settings.upload_stale_after)
+    found = await ports.run(lambda s: s.images.silent_uploads(before, limit), readonly=True)
+    reverted: list[str] = []
+    for image_id in found:
+        if not await ports.run(functools.partial(_revert_upload, image_id=image_id, before=before)):
+            continue  # the upload touched it, finished or failed meanwhile
+        log.warning(
+            "image %s: its upload stopped (no sign of it since %s); the image is queued again for a "
+            "new upload",
+            image_id,
+            before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        metrics().reaper_actions.labels("stalled_upload_reverted").inc()
+        reverted.append(image_id)
+    return reverted
 
 
 async def reap_expired(ports: Ports, *, limit: int = 20) -> list[tuple[str, str]]:

@@ -34,7 +34,13 @@ from typing import Final
 
 from glimpse.domain.tasks import Task, TaskProgress
 from glimpse.jobs.flows import execute_task, heartbeat_writer
-from glimpse.jobs.housekeeping import fail_stranded, reap_expired, sweep_orphans, sweep_staging
+from glimpse.jobs.housekeeping import (
+    fail_stranded,
+    reap_expired,
+    revert_silent_uploads,
+    sweep_orphans,
+    sweep_staging,
+)
 from glimpse.jobs.progress import Heartbeat
 from glimpse.ports import Ports, Repositories
 from glimpse.telemetry import metrics
@@ -192,6 +198,10 @@ class TaskRunner:
             await fail_stranded(self.ports)
         except Exception:
             log.exception("looking for stranded tasks failed; the next look tries again")
+        try:
+            await revert_silent_uploads(self.ports)
+        except Exception:
+            log.exception("looking for stopped uploads failed; the next look tries again")
 
     async def _claim(self, task_id: str) -> Task | None:
         now = self.ports.clock()

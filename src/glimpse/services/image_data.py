@@ -7,6 +7,7 @@ concurrent delete or second upload is detected instead of overwritten.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -22,6 +23,7 @@ from glimpse.errors import (
     DigestMismatch,
     Forbidden,
     FormatMismatch,
+    GlimpseError,
     ImageGone,
     InvalidInput,
     NotFound,
@@ -38,6 +40,10 @@ from glimpse.streaming import ContentInspector, StreamHasher, counted, prefetch
 from glimpse.telemetry import metrics
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two touches of an image while its data is uploaded (``[task] upload_stale_after``
+#: is at least a minute, so a live upload always shows a recent sign of life).
+UPLOAD_TOUCH_INTERVAL = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +172,9 @@ class ImageDataService:
         inspector = ContentInspector(content_judge(disk_format, self.settings.content_rules))
         hasher = upload_hasher(self.settings.hashing_algorithm, inspector, expected)
         try:
-            stored = await store.write(image_id, prefetch(hasher.wrap(body)), max_size=limit)
+            stored = await store.write(
+                image_id, prefetch(hasher.wrap(self._touching(image_id, body))), max_size=limit
+            )
         except BaseException as exc:
             await self._revert_to_queued(image_id)
             if isinstance(exc, TooLarge):
@@ -218,6 +226,20 @@ class ImageDataService:
                 f"Image {image_id} was deleted while its data was being uploaded; the data was discarded."
             ) from None
         metrics().bytes.labels(store.id, "uploaded").inc(stored.size)
+
+    async def _touching(self, image_id: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """``chunks``, touching the image every :data:`UPLOAD_TOUCH_INTERVAL` seconds: the sign of life
+        that keeps the housekeeping from taking a ``saving`` image back to ``queued``."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + UPLOAD_TOUCH_INTERVAL
+        async for chunk in chunks:
+            if loop.time() >= due:
+                try:
+                    await self.ports.run(lambda repos: repos.images.touch(image_id))
+                except GlimpseError as exc:  # the write itself fails soon enough if this persists
+                    log.warning("image %s: could not record the upload's progress: %s", image_id, exc)
+                due = loop.time() + UPLOAD_TOUCH_INTERVAL
+            yield chunk
 
     def _size_limit(self, images: ImageService, image: Image) -> int:
         limit = self.settings.image_size_cap
