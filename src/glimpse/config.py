@@ -160,6 +160,8 @@ class Settings:
     log_level: str = "INFO"
     #: One JSON object per log line (oslo.log's ``use_json``) instead of text lines.
     use_json: bool = False
+    #: Seconds a stopping ``serve`` process lets its requests in flight finish (SIGTERM).
+    shutdown_grace_period: int = 30
     #: Units of work one process runs at once (0: 1 on SQLite, 4 on a database server).
     database_threads: int = 0
     #: ``[metrics] multiproc_dir``: where this node's processes keep their metrics; None:
@@ -690,6 +692,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "enforce_new_defaults": opt.boolean("enforce_new_defaults", "oslo_policy"),
         "log_level": _log_level(log_level) if log_level else None,
         "use_json": opt.boolean("use_json"),
+        "shutdown_grace_period": opt.integer("shutdown_grace_period", minimum=1),
         "database_threads": opt.integer("threads", "database"),
         "http_limits": _http_limits(opt),
         "healthcheck_disable_file": Path(disable_file) if disable_file else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -60,6 +61,10 @@ def _prepare_metrics(settings: Settings) -> None:
     prepare_directory(settings.metrics_directory)
 
 
+def _stopped(signum: int, frame: object) -> None:
+    log.info("stopped by signal %d", signum)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import functools
 
@@ -82,6 +87,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.workers,
         settings.database_connection.split("@")[-1],
     )
+    # uvicorn raises the signal that stopped it again once it has drained; this handler takes it
+    # so that a clean stop exits 0 (as ``glimpse-server worker`` does).
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _stopped)
     uvicorn.run(
         "glimpse.api.asgi:app",
         factory=True,
@@ -95,7 +104,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # uvicorn's own lines go through the root logger, in the service's format (text or JSON).
         log_config=None,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=10,
+        # SIGTERM: stop accepting, let the requests in flight finish for this long, then stop the
+        # task runner (it hands its tasks back). A second SIGINT stops at once.
+        timeout_graceful_shutdown=settings.shutdown_grace_period,
         # With --workers N, uvicorn kills a worker that does not answer its health ping within this
         # time, and a new worker answers only once its imports are done: seconds on a busy machine.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
