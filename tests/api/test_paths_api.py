@@ -66,6 +66,11 @@ def test_a_trailing_slash_is_another_path(client: TestClient) -> None:
         response = client.get(path, headers=ADMIN, follow_redirects=False)
         assert response.status_code == 404, (path, response.status_code, response.text)
     assert client.delete(f"/v2/images/{image_id}/").status_code == 404
+    assert client.get("/v2/", follow_redirects=False).status_code == 404
+    # Glance's version negotiation serves /versions/ as /versions
+    versions = client.get("/versions/", follow_redirects=False)
+    assert versions.status_code == 200
+    assert versions.json() == client.get("/versions").json()
     assert client.get(f"/v2/images/{image_id}").status_code == 200  # still there
     # the collections without the slash are as they were
     assert client.get("/v2/images").status_code == 200
