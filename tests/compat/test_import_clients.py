@@ -30,7 +30,7 @@ import openstack
 import pytest
 from openstack import exceptions as sdk_exceptions
 from openstack.connection import Connection
-from test_glance_cli import Glance, properties, table
+from test_glance_cli import Glance, properties, table, wrapped_json
 from test_openstacksdk import connect_as
 
 from glimpse.config import Settings
@@ -522,6 +522,42 @@ def test_web_download_and_filtering(
         left = properties(refused.stdout)["id"]
         assert get_image(api, left, watch)["status"] == "queued"
         assert tasks_of(api, left, watch) == []
+
+
+def test_glance_task_create_imports_from_a_url(
+    glance: Glance, owner: Server, admin: Server, api: httpx.Client, watch: dict[str, str], web: FileServer
+) -> None:
+    """``glance task-create --type import`` (the old task API, admin only): the task is created,
+    validated by the client against /v2/schemas/task, runs as a web-download of a new image, and
+    ``task-show`` and ``task-list`` follow it to success."""
+    data = os.urandom(MIB + 99)
+    uri = web.add(data)
+    task_input = {
+        "import_from": uri,
+        "import_from_format": "raw",
+        "image_properties": {"name": "from-cli-task", "disk_format": "raw", "container_format": "bare"},
+    }
+    refused = glance.run(
+        owner, "task-create", "--type", "import", "--input", json.dumps(task_input), expect_ok=False
+    )
+    assert "403" in refused.stderr, refused.explain()
+
+    created = properties(
+        glance.run(admin, "task-create", "--type", "import", "--input", json.dumps(task_input)).stdout
+    )
+    assert created["type"] == "import"
+    assert created["status"] in {"pending", "processing", "success"}
+    image_id = created["image_id"]
+    image, tasks = settle(api, image_id, watch)
+    expect_imported(image, tasks, data)
+    assert image["name"] == "from-cli-task"
+    assert api.get(f"/v2/images/{image_id}/file", headers=watch).content == data
+
+    shown = properties(glance.run(admin, "task-show", created["id"]).stdout)
+    assert shown["status"] == "success"
+    assert wrapped_json(shown["result"]) == {"image_id": image_id}
+    listed = table(glance.run(admin, "task-list", "--type", "import").stdout)
+    assert created["id"] in [row["ID"] for row in listed]
 
 
 def test_copy_image_as_admin_and_who_sees_which_task(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from glimpse.domain.imports import ALL_STORES_CONFLICT, ImportMethod, ImportRequest
+from glimpse.domain.tasks import ImportTaskRequest, Task, TaskStatus, TaskType
 from glimpse.errors import InvalidInput
 
 
@@ -130,3 +132,50 @@ def test_copy_image_takes_no_validation_data() -> None:
                 "validation_data": {"os_hash_algo": "sha256", "os_hash_value": SHA256_OF_NOTHING},
             }
         )
+
+
+# -- tasks of type import (POST /v2/tasks) ------------------------------------------------------------
+
+
+def _import_task(given: dict[str, object]) -> Task:
+    moment = datetime(2026, 12, 6, tzinfo=UTC)
+    return Task(
+        id="t",
+        type=TaskType.IMPORT,
+        status=TaskStatus.PENDING,
+        owner="p",
+        image_id="i",
+        request_id=None,
+        user_id=None,
+        input=given,
+        created_at=moment,
+        updated_at=moment,
+    )
+
+
+def test_an_import_task_runs_as_a_web_download_of_its_url() -> None:
+    given: dict[str, Any] = {
+        "import_from": "https://example.com/a.qcow2",
+        "import_from_format": "qcow2",
+        "image_properties": {"disk_format": "qcow2", "container_format": "bare"},
+        "backend": "cheap",
+    }
+    body = {"type": "import", "input": given}
+    parsed = ImportTaskRequest.from_body(body)
+    request = parsed.import_request()
+    assert (request.method, request.uri, request.stores) == (
+        ImportMethod.WEB_DOWNLOAD,
+        "https://example.com/a.qcow2",
+        ("cheap",),
+    )
+    stored = parsed.task_input(["cheap"])
+    assert stored == {**given, "backend": ["cheap"]}
+    task = _import_task(stored)
+    assert task.import_request is not None
+    assert (task.method, task.import_request.uri, task.stores) == (
+        ImportMethod.WEB_DOWNLOAD,
+        "https://example.com/a.qcow2",
+        ["cheap"],
+    )
+    # an input without a URL is no request: the runner fails such a task with a message
+    assert _import_task({"import_from_format": "raw"}).import_request is None

@@ -46,6 +46,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        # A path with a trailing slash is another path: GET /v2/images/ is a 404 (an empty image
+        # id), as in Glance, not a redirect to the image list.
+        redirect_slashes=False,
     )
     app.state.runtime = runtime
     app.state.authenticator = auth.build_authenticator(runtime.settings)

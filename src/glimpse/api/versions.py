@@ -26,6 +26,7 @@ def _base(request: Request) -> str:
 
 
 @router.get("/versions")
+@router.get("/versions/", include_in_schema=False)  # Glance answers this one with a slash too
 async def list_versions(request: Request) -> Response:
     return JSONResponse(versions_document(_base(request)))
 

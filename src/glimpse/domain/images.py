@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -216,6 +216,17 @@ class Image:
             if location.store_id not in seen:
                 seen.append(location.store_id)
         return seen
+
+
+def in_store_order(locations: Sequence[Location], configured: Sequence[str]) -> list[Location]:
+    """The locations in the configured order of their stores (``enabled_backends``), those of
+    stores no longer configured last, in the order they were added.
+
+    An image's ``stores`` and ``direct_url`` come from this order, so they do not depend on which
+    of several parallel copies happened to finish first.
+    """
+    rank = {store_id: index for index, store_id in enumerate(configured)}
+    return sorted(locations, key=lambda location: rank.get(location.store_id, len(rank)))
 
 
 def require_transition(current: ImageStatus, target: ImageStatus) -> None:

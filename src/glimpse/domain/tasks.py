@@ -6,7 +6,7 @@ import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from glimpse.domain.imports import ImportMethod, ImportRequest
 from glimpse.errors import InvalidInput, InvalidTransition
@@ -212,8 +212,13 @@ class Task:
 
     @property
     def import_request(self) -> ImportRequest | None:
-        """The import request the task runs, or None when its input holds no valid one."""
+        """The import request the task runs, or None when its input holds no valid one.
+
+        A task of type ``import`` (``POST /v2/tasks``) runs as a web-download of its ``import_from``.
+        """
         try:
+            if self.type == TaskType.IMPORT:
+                return web_download_request(self.input.get("import_from"))
             return ImportRequest.from_dict(self.input.get("import_req"))
         except InvalidInput:
             return None
@@ -222,6 +227,111 @@ class Task:
     def method(self) -> ImportMethod | None:
         request = self.import_request
         return None if request is None else request.method
+
+
+# -- tasks of type import (POST /v2/tasks) ------------------------------------------------------------
+
+#: What the input of an ``import`` task holds (Glance's names); ``backend`` is optional.
+IMPORT_TASK_FIELDS: Final = ("import_from", "import_from_format", "image_properties")
+_IMPORT_TASK_EXAMPLE: Final = (
+    '{"type": "import", "input": {"import_from": "https://example.com/cirros.qcow2", '
+    '"import_from_format": "qcow2", "image_properties": {"name": "cirros", "disk_format": "qcow2", '
+    '"container_format": "bare"}}}'
+)
+
+
+def web_download_request(uri: object, stores: tuple[str, ...] | None = None) -> ImportRequest:
+    """The web-download import request an ``import`` task runs as (400 when ``uri`` is no string)."""
+    body: dict[str, Any] = {"method": {"name": str(ImportMethod.WEB_DOWNLOAD), "uri": uri}}
+    if stores is not None:
+        body["stores"] = list(stores)
+    return ImportRequest.from_dict(body)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportTaskRequest:
+    """A ``POST /v2/tasks`` body: Glance's old ``import`` task, which creates an image with
+    ``image_properties`` and fills it from the URL ``import_from``. Glimpse runs it as a
+    web-download of that image, so the same URL filtering, progress, lock and revert apply."""
+
+    import_from: str
+    import_from_format: str
+    image_properties: dict[str, Any]
+    #: The store to import to (``backend`` in the input); None: the default store.
+    backend: str | None = None
+
+    @classmethod
+    def from_body(cls, body: object) -> ImportTaskRequest:
+        """Parse and check the body with Glance's messages where Glance has them (all 400)."""
+        if body is None:
+            raise InvalidInput("Body expected in request.")
+        if not isinstance(body, Mapping):
+            raise InvalidInput(f"The request body must be a JSON object such as {_IMPORT_TASK_EXAMPLE}.")
+        for name in ("type", "input"):
+            if name not in body:
+                raise InvalidInput(f"Task '{name}' is required")
+        task_type = body["type"]
+        if task_type != TaskType.IMPORT:
+            hint = (
+                " Imports of type api_image_import are started with POST /v2/images/{image_id}/import."
+                if task_type == TaskType.API_IMAGE_IMPORT
+                else ""
+            )
+            raise InvalidInput(f"Task type {task_type!r} cannot be created; only 'import' can.{hint}")
+        extra = set(body) - {"type", "input"}
+        if extra:
+            raise InvalidInput(f"Unknown task attribute(s): {', '.join(sorted(extra))}.")
+        given = body["input"]
+        if not isinstance(given, Mapping):
+            raise InvalidInput(f"Task 'input' must be an object, e.g. {_IMPORT_TASK_EXAMPLE}.")
+        for name in IMPORT_TASK_FIELDS:
+            if name not in given:
+                raise InvalidInput(f"Input does not contain '{name}' field")
+        unknown = set(given) - {*IMPORT_TASK_FIELDS, "backend"}
+        if unknown:
+            raise InvalidInput(
+                f"Unknown field(s) in the input of an import task: {', '.join(sorted(unknown))}; it "
+                f"takes {', '.join(IMPORT_TASK_FIELDS)} and optionally backend."
+            )
+        uri, source_format = given["import_from"], given["import_from_format"]
+        if not isinstance(uri, str) or not uri:
+            raise InvalidInput("'import_from' must be the http or https URL of the image data.")
+        if uri.startswith(("file:", "filesystem:")):
+            raise InvalidInput(
+                "File based imports are not allowed. Please use a non-local source of image data."
+            )
+        if not isinstance(source_format, str) or not source_format:
+            raise InvalidInput("'import_from_format' must be the disk format of the data, e.g. 'qcow2'.")
+        properties = given["image_properties"]
+        if not isinstance(properties, Mapping):
+            raise InvalidInput("'image_properties' must be an object of image attributes.")
+        for attr in ("container_format", "disk_format"):
+            if not properties.get(attr):
+                raise InvalidInput(
+                    f"'image_properties' must set '{attr}': the image is imported as soon as it is "
+                    "created, and an import needs both formats."
+                )
+        backend = given.get("backend")
+        if backend is not None and (not isinstance(backend, str) or not backend):
+            raise InvalidInput("'backend' must be the id of one store (GET /v2/info/stores lists them).")
+        return cls(
+            import_from=uri,
+            import_from_format=source_format,
+            image_properties=dict(properties),
+            backend=backend,
+        )
+
+    def import_request(self) -> ImportRequest:
+        return web_download_request(self.import_from, None if self.backend is None else (self.backend,))
+
+    def task_input(self, stores: Iterable[str]) -> dict[str, Any]:
+        """The input the task keeps: what was given, with ``backend`` the list of target stores."""
+        return {
+            "import_from": self.import_from,
+            "import_from_format": self.import_from_format,
+            "image_properties": dict(self.image_properties),
+            "backend": list(stores),
+        }
 
 
 def waiting_message(stage_host: str | None) -> str:

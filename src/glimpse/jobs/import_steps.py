@@ -56,11 +56,13 @@ class Begin:
 
     async def execute(self, run: ImportRun) -> None:
         task = run.task
-        if task.type != TaskType.API_IMAGE_IMPORT:
+        if task.type not in (TaskType.API_IMAGE_IMPORT, TaskType.IMPORT):
             raise FlowFailed(f"Tasks of type '{task.type}' are not run by Glimpse; use api_image_import.")
         if not run.image_id:
             raise FlowFailed("The task input names no image_id, so there is nothing to import.")
         if run.request is None:
+            if task.type == TaskType.IMPORT:
+                raise FlowFailed("The input of this import task holds no 'import_from' URL.")
             raise FlowFailed(
                 "The task input holds no valid import request ('import_req' with one of the methods "
                 f"{', '.join(ImportMethod)})."

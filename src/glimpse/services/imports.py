@@ -15,6 +15,10 @@ Contract with the task runner (what a pending ``api_image_import`` task row hold
   glance-direct and web-download and unchanged (``active``) for copy-image.
 * ``os_glance_importing_to_stores`` = the sorted, comma-joined ``backend``;
   ``os_glance_failed_import`` no longer names any of them (both exist, possibly ``""``).
+* A task of type ``import`` (``POST /v2/tasks``, :meth:`ImportService.create_import_task`) is a
+  web-download of an image created in the same unit of work; its input is Glance's
+  (``import_from``, ``import_from_format``, ``image_properties``) plus ``backend``, and
+  ``Task.import_request`` gives the runner the web-download request it stands for.
 * glance-direct: the staged bytes are in ``ports.stores.staging`` under the key ``<image id>``,
   and the image's ``size`` says how many there are. When staging is a directory of each node and
   the nodes have names (``worker_self_reference_url``), ``PUT /stage`` records the node that holds
@@ -42,6 +46,7 @@ from glimpse.domain.inspection import content_judge
 from glimpse.domain.policy import PolicyRule
 from glimpse.domain.tasks import (
     EXPIRED_LOCK_MESSAGE,
+    ImportTaskRequest,
     Task,
     TaskStatus,
     TaskType,
@@ -392,7 +397,12 @@ class ImportService:
         image_id: str,
         body: object,
         store_header: str | None,
+        *,
+        import_task: ImportTaskRequest | None = None,
     ) -> ImportStarted:
+        """Check the request, add the pending task and take the lock. With ``import_task`` (a
+        ``POST /v2/tasks`` body) ``body`` is its web-download request and the task is of type
+        ``import``, keeping that task's input."""
         request = ImportRequest.from_dict(body, self.settings.enabled_import_methods)
         images = self._images(repos)
         image, target = images.load(ctx, image_id)
@@ -427,15 +437,20 @@ class ImportService:
         stage_host = None
         if request.method is ImportMethod.GLANCE_DIRECT:
             stage_host = image.properties.get(STAGE_HOST_PROPERTY) or None
+        if import_task is None:
+            task_type = TaskType.API_IMAGE_IMPORT
+            task_input = {"image_id": image.id, "import_req": request.to_dict(), "backend": list(stores)}
+        else:
+            task_type, task_input = TaskType.IMPORT, import_task.task_input(stores)
         task = Task(
             id=str(uuid.uuid4()),
-            type=TaskType.API_IMAGE_IMPORT,
+            type=task_type,
             status=TaskStatus.PENDING,
             owner=ctx.project_id,
             image_id=image.id,
             request_id=ctx.request_id,
             user_id=ctx.user_id,
-            input={"image_id": image.id, "import_req": request.to_dict(), "backend": list(stores)},
+            input=task_input,
             created_at=now,
             updated_at=now,
             message=waiting_message(stage_host),
@@ -476,6 +491,41 @@ class ImportService:
         properties.pop(STAGE_HOST_PROPERTY, None)  # the task holds it now (Glance drops it here too)
         images.images.save(image, expected_status=status)
         return ImportStarted(task_id=task.id, stores=stores, method=str(request.method), took_over=replacing)
+
+    # -- POST /v2/tasks (type import) ----------------------------------------------------------------
+    def authorize_task_creation(self, ctx: RequestContext) -> None:
+        """``tasks_api_access`` (administrators by default), then ``add_task``: 403 otherwise."""
+        self.ports.policy.enforce(PolicyRule.TASKS_API_ACCESS, ctx, {})
+        self.ports.policy.enforce(PolicyRule.ADD_TASK, ctx, {})
+
+    async def create_import_task(self, ctx: RequestContext, body: object) -> Task:
+        """Glance's old ``import`` task: create an image with the given properties and run a
+        web-download of ``import_from`` into it, all in one unit of work (a refused request leaves
+        no image behind). The task runs on the task runners like any import."""
+        self.authorize_task_creation(ctx)
+        import_task = ImportTaskRequest.from_body(body)
+        if ImportMethod.WEB_DOWNLOAD not in self.settings.enabled_import_methods:
+            raise InvalidInput(
+                "Tasks of type 'import' download their data as the web-download import method does, "
+                "and web-download is not enabled at this site (enabled_import_methods)."
+            )
+        request = import_task.import_request()
+        if request.uri is not None:
+            self._check_uri(request.uri)  # before an image exists, so that nothing is undone
+
+        def unit(repos: Repositories) -> Task:
+            image = self._images(repos).create(ctx, import_task.image_properties)
+            started = self.begin_import(
+                repos, ctx, image.id, request.to_dict(), None, import_task=import_task
+            )
+            assert started.task_id is not None  # a web-download always has a target store
+            return repos.tasks.get(started.task_id, self.ports.clock())
+
+        task = await self.ports.run(unit)
+        self.ports.wake_runner()
+        if task.image_id is not None:
+            self.ports.notify_task_change(task.image_id)
+        return task
 
     def _check_lock(
         self, ctx: RequestContext, tasks: TaskRepository, image_id: str, holder_id: str, now: datetime

@@ -25,6 +25,7 @@ from glimpse.errors import InvalidInput, MethodNotAllowed
 from glimpse.ports import Repositories
 from glimpse.runtime import Runtime
 from glimpse.services.images import ImageService
+from glimpse.services.imports import ImportService
 from glimpse.services.tasks import TASK_FILTERS, TaskService
 
 router = APIRouter(prefix="/v2", tags=["tasks"])
@@ -198,6 +199,18 @@ async def list_tasks(request: Request) -> Response:
     if tasks and len(tasks) == limit:
         body["next"] = "/v2/tasks?" + urlencode([*kept, ("marker", tasks[-1].id)])
     return JSONResponse(body)
+
+
+@router.post("/tasks", status_code=201)
+async def create_task(request: Request) -> Response:
+    """Glance's old ``import`` task (admins, ``tasks_api_access`` and ``add_task``): an image
+    created from ``image_properties`` and filled by a web-download of ``import_from``."""
+    rt, ctx = deps.runtime(request), deps.context(request)
+    service = ImportService(rt)
+    service.authorize_task_creation(ctx)  # 403 before the body is read, as in Glance
+    body = await deps.json_body(request, required=False)
+    task = await service.create_import_task(ctx, body)
+    return JSONResponse(task_view(task), status_code=201)
 
 
 @router.get("/tasks/{task_id}")

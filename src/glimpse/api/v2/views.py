@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from glimpse.config import Settings
-from glimpse.domain.images import HIDDEN_PROPERTIES, Image
+from glimpse.domain.images import HIDDEN_PROPERTIES, Image, in_store_order
 from glimpse.domain.members import ImageMember
 from glimpse.domain.tasks import Task
 
@@ -47,9 +47,10 @@ def image_view(image: Image, settings: Settings) -> dict[str, Any]:
         }
     )
     if image.locations:
-        body["stores"] = ",".join(image.stores)
+        locations = in_store_order(image.locations, [store.id for store in settings.stores])
+        body["stores"] = ",".join(dict.fromkeys(location.store_id for location in locations))
         if settings.show_image_direct_url:
-            body["direct_url"] = image.locations[0].url
+            body["direct_url"] = locations[0].url
     return body
 
 
