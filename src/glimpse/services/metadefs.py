@@ -64,6 +64,39 @@ class NamespaceView:
     objects: list[MetaObject] = field(default_factory=list)
     tags: list[Tag] = field(default_factory=list)
 
+    def document(self) -> dict[str, Any]:
+        """The namespace in the definitions-file format (Glance's): what ``db load-metadefs`` reads."""
+        ns = self.namespace
+        body: dict[str, Any] = {"namespace": ns.namespace}
+        if ns.display_name is not None:
+            body["display_name"] = ns.display_name
+        if ns.description is not None:
+            body["description"] = ns.description
+        body.update({"visibility": ns.visibility, "protected": ns.protected})
+        if ns.owner is not None:
+            body["owner"] = ns.owner
+        associations = []
+        for association in self.associations:
+            entry = {"name": association.name}
+            if association.prefix is not None:
+                entry["prefix"] = association.prefix
+            if association.properties_target is not None:
+                entry["properties_target"] = association.properties_target
+            associations.append(entry)
+        body["resource_type_associations"] = associations
+        body["properties"] = {name: dict(definition) for name, definition in self.properties.items()}
+        body["objects"] = [
+            {
+                "name": obj.name,
+                **({"description": obj.description} if obj.description is not None else {}),
+                "required": list(obj.required),
+                "properties": {name: dict(definition) for name, definition in obj.properties.items()},
+            }
+            for obj in self.objects
+        ]
+        body["tags"] = [{"name": tag.name} for tag in self.tags]
+        return body
+
 
 def _object(entry: Entry) -> MetaObject:
     body = entry.body
