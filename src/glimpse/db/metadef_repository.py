@@ -105,7 +105,7 @@ class SqlMetadefRepository:
         descending = query.sort_dir == "desc"
         if query.marker is not None:
             marker = self._row(query.marker)
-            if marker is None:
+            if marker is None or not (admin or marker.visibility == "public" or marker.owner == project_id):
                 raise InvalidInput(f"Marker {query.marker} is not a namespace you can see; start without it.")
             value = getattr(marker, query.sort_key)
             if descending:

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from glimpse.context import RequestContext
+from glimpse.domain.images import check_text
 from glimpse.errors import InvalidInput, ReservedAttribute
 
 __all__ = [
@@ -247,7 +248,7 @@ def _text(value: object, what: str, limit: int) -> str | None:
         raise InvalidInput(f"{what} must be a string.")
     if len(value) > limit:
         raise InvalidInput(f"{what} is longer than {limit} characters.")
-    return value
+    return check_text(what, value)
 
 
 def _bool(value: object, what: str) -> bool:

@@ -11,6 +11,15 @@ from starlette.responses import Response
 
 from glimpse.api import deps
 from glimpse.api.responses import JSONResponse, empty
+from glimpse.api.v2.openapi import (
+    METADEF_ASSOCIATION_BODY,
+    METADEF_LIST_PARAMETERS,
+    METADEF_NAMESPACE_BODY,
+    METADEF_OBJECT_BODY,
+    METADEF_PROPERTY_BODY,
+    METADEF_TAG_BODY,
+    METADEF_TAGS_BODY,
+)
 from glimpse.api.v2.views import isotime
 from glimpse.domain.metadefs import Association, EntryKind, MetaObject, NamespaceQuery, Tag
 from glimpse.errors import InvalidInput
@@ -129,7 +138,7 @@ def _query(request: Request) -> NamespaceQuery:
 # -- namespaces ---------------------------------------------------------------------------------------
 
 
-@router.get("/namespaces")
+@router.get("/namespaces", openapi_extra=METADEF_LIST_PARAMETERS)
 async def list_namespaces(request: Request) -> Response:
     ctx, query = deps.context(request), _query(request)
     found = await _call(request, lambda svc: svc.list_namespaces(ctx, query), readonly=True)
@@ -144,7 +153,7 @@ async def list_namespaces(request: Request) -> Response:
     return JSONResponse(body)
 
 
-@router.post("/namespaces")
+@router.post("/namespaces", openapi_extra=METADEF_NAMESPACE_BODY)
 async def create_namespace(request: Request) -> Response:
     ctx, body = deps.context(request), await deps.json_body(request)
     view = await _call(request, lambda svc: svc.create_namespace(ctx, body))
@@ -158,7 +167,7 @@ async def show_namespace(request: Request, namespace: str) -> Response:
     return JSONResponse(namespace_view(view, full=True))
 
 
-@router.put("/namespaces/{namespace}")
+@router.put("/namespaces/{namespace}", openapi_extra=METADEF_NAMESPACE_BODY)
 async def update_namespace(request: Request, namespace: str) -> Response:
     ctx, body = deps.context(request), await deps.json_body(request)
     view = await _call(request, lambda svc: svc.update_namespace(ctx, namespace, body))
@@ -184,7 +193,7 @@ async def list_objects(request: Request, namespace: str) -> Response:
     )
 
 
-@router.post("/namespaces/{namespace}/objects")
+@router.post("/namespaces/{namespace}/objects", openapi_extra=METADEF_OBJECT_BODY)
 async def create_object(request: Request, namespace: str) -> Response:
     ctx, body = deps.context(request), await deps.json_body(request)
     obj = await _call(request, lambda svc: svc.create_object(ctx, namespace, body))
@@ -205,7 +214,7 @@ async def show_object(request: Request, namespace: str, name: str) -> Response:
     return JSONResponse(object_view(namespace, obj))
 
 
-@router.put("/namespaces/{namespace}/objects/{name}")
+@router.put("/namespaces/{namespace}/objects/{name}", openapi_extra=METADEF_OBJECT_BODY)
 async def update_object(request: Request, namespace: str, name: str) -> Response:
     ctx, body = deps.context(request), await deps.json_body(request)
     obj = await _call(request, lambda svc: svc.update_object(ctx, namespace, name, body))
@@ -234,7 +243,7 @@ async def list_properties(request: Request, namespace: str) -> Response:
     )
 
 
-@router.post("/namespaces/{namespace}/properties")
+@router.post("/namespaces/{namespace}/properties", openapi_extra=METADEF_PROPERTY_BODY)
 async def create_property(request: Request, namespace: str) -> Response:
     ctx, body = deps.context(request), await deps.json_body(request)
     name, definition = await _call(request, lambda svc: svc.create_property(ctx, namespace, body))
@@ -257,7 +266,7 @@ async def show_property(request: Request, namespace: str, name: str) -> Response
     return JSONResponse(property_view(shown, definition))
 
 
-@router.put("/namespaces/{namespace}/properties/{name}")
+@router.put("/namespaces/{namespace}/properties/{name}", openapi_extra=METADEF_PROPERTY_BODY)
 async def update_property(request: Request, namespace: str, name: str) -> Response:
     ctx, body = deps.context(request), await deps.json_body(request)
     shown, definition = await _call(request, lambda svc: svc.update_property(ctx, namespace, name, body))
@@ -281,7 +290,7 @@ async def list_tags(request: Request, namespace: str) -> Response:
     return JSONResponse({"tags": [tag_view(t) for t in found]})
 
 
-@router.post("/namespaces/{namespace}/tags")
+@router.post("/namespaces/{namespace}/tags", openapi_extra=METADEF_TAGS_BODY)
 async def create_tags(request: Request, namespace: str) -> Response:
     ctx, body = deps.context(request), await deps.json_body(request)
     append = request.headers.get("x-openstack-append", "false").strip().lower()
@@ -312,7 +321,7 @@ async def create_tag(request: Request, namespace: str, name: str) -> Response:
     return JSONResponse(tag_view(tag), status_code=201)
 
 
-@router.put("/namespaces/{namespace}/tags/{name}")
+@router.put("/namespaces/{namespace}/tags/{name}", openapi_extra=METADEF_TAG_BODY)
 async def update_tag(request: Request, namespace: str, name: str) -> Response:
     ctx, body = deps.context(request), await deps.json_body(request)
     tag = await _call(request, lambda svc: svc.update_tag(ctx, namespace, name, body))
@@ -343,7 +352,7 @@ async def list_associations(request: Request, namespace: str) -> Response:
     return JSONResponse({"resource_type_associations": [association_view(a) for a in found]})
 
 
-@router.post("/namespaces/{namespace}/resource_types")
+@router.post("/namespaces/{namespace}/resource_types", openapi_extra=METADEF_ASSOCIATION_BODY)
 async def add_association(request: Request, namespace: str) -> Response:
     ctx, body = deps.context(request), await deps.json_body(request)
     association = await _call(request, lambda svc: svc.add_association(ctx, namespace, body))
