@@ -56,6 +56,8 @@ def test_namespace_lifecycle_with_contents(client: TestClient) -> None:
     # Properties as an associated resource type sees them: with the association's prefix.
     prefixed = client.get(f"{NS}/OS::Test::Cpu", params={"resource_type": "OS::Glance::Image"}).json()
     assert list(prefixed["properties"]) == ["hw_cores"]
+    assert list(prefixed["objects"][0]["properties"]) == ["hw_sockets"]
+    assert prefixed["objects"][0]["required"] == ["hw_sockets"]
     by_prefix = client.get(
         f"{NS}/OS::Test::Cpu/properties/hw_cores", params={"resource_type": "OS::Glance::Image"}
     )
@@ -96,6 +98,9 @@ def test_visibility_and_policy(client: TestClient) -> None:
         "theirs",
     ]
     assert client.get(f"{NS}/theirs", headers=OWNER).status_code == 404
+    # Paging from a namespace one cannot see is refused like paging from one that does not exist.
+    assert client.get(NS, params={"marker": "theirs"}, headers=OWNER).status_code == 400
+    assert client.get(NS, params={"marker": "theirs"}, headers=ADMIN).status_code == 200
     assert client.get(f"{NS}/mine", headers=READER).status_code == 200
     # Writes are for metadef_admin (role admin): a member may not create or change, even their own.
     assert client.post(NS, json={"namespace": "nope"}, headers=OWNER).status_code == 403
@@ -140,6 +145,7 @@ def test_bad_namespace_documents(client: TestClient) -> None:
         ({"namespace": "v", "visibility": "shared"}, 400),
         ({"namespace": "v", "protected": "yes"}, 400),
         ({"namespace": "v", "colour": "red"}, 400),
+        ({"namespace": "v", "description": "nul \u0000 here"}, 400),
         ({"namespace": "v", "created_at": "2020-01-01T00:00:00Z"}, 403),
         ({"namespace": "v", "properties": {"p": {"type": "string"}}}, 400),
         ({"namespace": "v", "properties": {"p": {"title": "P", "type": "text"}}}, 400),

@@ -9,7 +9,7 @@ be deleted (403) until an update clears ``protected``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from glimpse.context import RequestContext
@@ -110,6 +110,17 @@ def _object(entry: Entry) -> MetaObject:
     )
 
 
+def _prefixed(obj: MetaObject, prefix: str) -> MetaObject:
+    """``obj`` with its property names (and required ones) as a resource type with ``prefix`` sees them."""
+    if not prefix:
+        return obj
+    return replace(
+        obj,
+        required=tuple(prefix + name for name in obj.required),
+        properties={prefix + name: definition for name, definition in obj.properties.items()},
+    )
+
+
 def _object_body(obj: MetaObject) -> dict[str, Any]:
     body: dict[str, Any] = {"properties": dict(obj.properties), "required": list(obj.required)}
     if obj.description is not None:
@@ -180,7 +191,7 @@ class MetadefService:
             namespace=namespace,
             associations=associations,
             properties={prefix + e.name: e.body for e in self.repo.entries(name, EntryKind.PROPERTY)},
-            objects=[_object(e) for e in self.repo.entries(name, EntryKind.OBJECT)],
+            objects=[_prefixed(_object(e), prefix) for e in self.repo.entries(name, EntryKind.OBJECT)],
             tags=[Tag(e.name, e.created_at, e.updated_at) for e in self.repo.entries(name, EntryKind.TAG)],
         )
 
