@@ -76,7 +76,7 @@ def test_standard_definitions_round_trip(
             "/v2/metadefs/namespaces/OS::Compute::CPUTopology", params={"resource_type": "OS::Nova::Flavor"}
         ).json()
         assert "hw:cpu_sockets" in shown["properties"]
-        assert shown["objects"][0]["required"] == ["cpu_sockets", "cpu_cores", "cpu_threads"]
+        assert shown["objects"][0]["required"] == ["hw:cpu_sockets", "hw:cpu_cores", "hw:cpu_threads"]
         listed = client.get(
             "/v2/metadefs/namespaces", params={"resource_types": "OS::Nova::Flavor", "limit": 100}
         ).json()
@@ -142,3 +142,19 @@ def test_load_reports_bad_files_and_loads_the_rest(
 
     assert main(["db", "load-metadefs", str(tmp_path / "nothing-here")]) == 2
     assert "no *.json files" in capsys.readouterr().err
+
+
+def test_export_from_a_database_without_tables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [n for n in os.environ if n.startswith("GLIMPSE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("GLIMPSE_DATA_DIR", str(tmp_path / "data"))
+    before = dict(os.environ)
+    try:
+        assert main(["db", "export-metadefs", str(tmp_path / "out")]) == 1
+        assert "glimpse-server db check" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+    finally:
+        os.environ.clear()
+        os.environ.update(before)

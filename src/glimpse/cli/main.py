@@ -204,6 +204,7 @@ def _export_metadefs(settings: Settings, directory: Path) -> int:
     import asyncio
     import json
 
+    from glimpse.errors import GlimpseError
     from glimpse.services.metadefs import MetadefService
 
     runtime = Runtime.build(settings)
@@ -211,6 +212,13 @@ def _export_metadefs(settings: Settings, directory: Path) -> int:
         views = asyncio.run(
             runtime.run(lambda repos: MetadefService(repos, runtime.policy).export_all(), readonly=True)
         )
+    except GlimpseError as exc:
+        print(
+            f"glimpse-server db export-metadefs: {exc.message} (is the database migrated? "
+            "`glimpse-server db check` says)",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         runtime.close()
     try:
