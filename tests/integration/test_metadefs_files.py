@@ -113,7 +113,13 @@ def test_load_reports_bad_files_and_loads_the_rest(
             {
                 "namespace": "Test::Good",
                 "visibility": "public",
-                "resource_type_associations": [{"name": "OS::Glance::Image", "prefix": "t_"}],
+                # Kept in the file's order (not the resource types'), as Glance's files list them.
+                "resource_type_associations": [
+                    {"name": "OS::Nova::Flavor", "prefix": "t:"},
+                    {"name": "OS::Glance::Image", "prefix": "t_"},
+                ],
+                # Object and property descriptions have no length limit (Glance's own run to 1500+).
+                "objects": [{"name": "Long", "description": "x" * 3000}],
                 "properties": {
                     "modes": {
                         "title": "Modes",
@@ -138,7 +144,13 @@ def test_load_reports_bad_files_and_loads_the_rest(
     out = tmp_path / "out"
     assert main(["db", "export-metadefs", str(out)]) == 0
     assert list(_documents(out)) == ["Test::Good"]
-    assert _documents(out)["Test::Good"]["properties"]["modes"]["items"]["enum"] == ["a", "b"]
+    good = _documents(out)["Test::Good"]
+    assert good["properties"]["modes"]["items"]["enum"] == ["a", "b"]
+    assert [a["name"] for a in good["resource_type_associations"]] == [
+        "OS::Nova::Flavor",
+        "OS::Glance::Image",
+    ]
+    assert len(good["objects"][0]["description"]) == 3000
 
     assert main(["db", "load-metadefs", str(tmp_path / "nothing-here")]) == 2
     assert "no *.json files" in capsys.readouterr().err

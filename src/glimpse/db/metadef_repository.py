@@ -191,7 +191,7 @@ class SqlMetadefRepository:
             .join(MetadefNamespaceRow, MetadefNamespaceRow.id == MetadefAssociationRow.namespace_id)
             .join(MetadefResourceTypeRow, MetadefResourceTypeRow.id == MetadefAssociationRow.resource_type_id)
             .where(MetadefNamespaceRow.namespace.in_(list(names)))
-            .order_by(MetadefAssociationRow.created_at, MetadefResourceTypeRow.id)
+            .order_by(MetadefAssociationRow.id)
         )
         for namespace, resource_type, row in rows:
             found[namespace].append(

@@ -229,15 +229,20 @@ class MetadefAssociationRow(Base):
 
     __tablename__ = "metadef_namespace_resource_types"
 
+    #: Insertion order: associations are listed in the order they were made (a file's order).
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     namespace_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE"), primary_key=True
+        Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE")
     )
     resource_type_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("metadef_resource_types.id", ondelete="CASCADE"), primary_key=True
+        Integer, ForeignKey("metadef_resource_types.id", ondelete="CASCADE")
     )
     prefix: Mapped[str | None] = mapped_column(String(80))
     properties_target: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_metadef_namespace_resource_types_resource_type_id", "resource_type_id"),)
+    __table_args__ = (
+        UniqueConstraint("namespace_id", "resource_type_id"),
+        Index("ix_metadef_namespace_resource_types_resource_type_id", "resource_type_id"),
+    )

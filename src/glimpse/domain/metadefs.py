@@ -52,7 +52,10 @@ __all__ = [
 
 #: Longest namespace, object, property, tag, resource type, prefix or properties_target name.
 NAME_MAX: Final = 80
+#: Longest namespace description (the namespace schema's limit).
 DESCRIPTION_MAX: Final = 500
+#: Longest description of a property or an object: no schema limit, only what a TEXT column holds.
+LONG_TEXT_MAX: Final = 65_535
 OWNER_MAX: Final = 255
 #: What Glance accepts as a property's ``type``.
 PROPERTY_TYPES: Final = ("array", "boolean", "integer", "number", "object", "string")
@@ -270,7 +273,7 @@ def parse_property(name: object, body: object, *, where: str = "") -> dict[str, 
         raise InvalidInput(f"{label}: 'type' must be one of {', '.join(PROPERTY_TYPES)}, not {kind!r}.")
     if not isinstance(definition.get("title"), str) or not definition["title"]:
         raise InvalidInput(f"{label}: 'title' is required and must be a non-empty string.")
-    _text(definition.get("description"), f"{label}: 'description'", 10_000)
+    _text(definition.get("description"), f"{label}: 'description'", LONG_TEXT_MAX)
     for key in ("minimum", "maximum"):
         value = definition.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -330,7 +333,7 @@ def parse_object(body: object) -> MetaObject:
         raise InvalidInput(f"'required'{where} names {', '.join(missing)}, which it does not define.")
     return MetaObject(
         name=name,
-        description=_text(document.get("description"), f"'description'{where}", DESCRIPTION_MAX),
+        description=_text(document.get("description"), f"'description'{where}", LONG_TEXT_MAX),
         required=tuple(required),
         properties=properties,
     )

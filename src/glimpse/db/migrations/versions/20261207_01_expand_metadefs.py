@@ -116,6 +116,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "metadef_namespace_resource_types",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("namespace_id", sa.Integer(), nullable=False),
         sa.Column("resource_type_id", sa.Integer(), nullable=False),
         sa.Column("prefix", sa.String(length=80), nullable=True),
@@ -133,8 +134,11 @@ def upgrade() -> None:
             name=op.f("fk_metadef_namespace_resource_types_resource_type_id_metadef_resource_types"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint(
-            "namespace_id", "resource_type_id", name=op.f("pk_metadef_namespace_resource_types")
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_metadef_namespace_resource_types")),
+        sa.UniqueConstraint(
+            "namespace_id",
+            "resource_type_id",
+            name=op.f("uq_metadef_namespace_resource_types_namespace_id_resource_type_id"),
         ),
         **options,
     )
