@@ -242,12 +242,14 @@ def _mariadb_admin_engine(mariadb_admin_url: str) -> Iterator[sa.Engine]:
 class MariaDBTemplate:
     """A migrated schema, as the statements that rebuild it: MariaDB has no ``CREATE DATABASE …
     TEMPLATE``, and ``CREATE TABLE … LIKE`` loses foreign keys, so each test's database replays the
-    ``SHOW CREATE TABLE`` output of this worker's migrated template and copies its Alembic revision."""
+    ``SHOW CREATE TABLE`` output of this worker's migrated template, copies its Alembic revision and
+    the rows the migrations wrote (``seeded``: the standard metadata-definition resource types)."""
 
-    def __init__(self, name: str, tables: list[str], revisions: list[str]) -> None:
+    def __init__(self, name: str, tables: list[str], revisions: list[str], seeded: list[str]) -> None:
         self.name = name
         self.tables = tables
         self.revisions = revisions
+        self.seeded = seeded
 
 
 def _drop_mariadb_database(conn: sa.Connection, name: str) -> None:
@@ -279,16 +281,24 @@ def _mariadb_template(mariadb_admin_url: str, _mariadb_admin_engine: sa.Engine) 
                 ),
                 {"name": name},
             ).scalars()
+            table_names = list(tables)
             ddl = [
                 conn.execute(sa.text(f"SHOW CREATE TABLE `{name}`.`{table}`")).one()[1]
-                for table in list(tables)
+                for table in table_names
             ]
             revisions = list(
                 conn.execute(sa.text(f"SELECT version_num FROM `{name}`.alembic_version")).scalars()  # noqa: S608
             )
+            # information_schema's TABLE_ROWS is an estimate for InnoDB: look at each table instead.
+            seeded = [
+                table
+                for table in table_names
+                if table != "alembic_version"
+                and conn.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM `{name}`.`{table}`)")).scalar()  # noqa: S608
+            ]
         assert ddl
         assert revisions
-        yield MariaDBTemplate(name, ddl, revisions)
+        yield MariaDBTemplate(name, ddl, revisions, seeded)
     finally:
         with _mariadb_admin_engine.connect() as conn:
             _drop_mariadb_database(conn, name)
@@ -311,6 +321,8 @@ def _fresh_mariadb_database(
                 conn.execute(
                     sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": revision}
                 )
+            for table in template.seeded:
+                conn.exec_driver_sql(f"INSERT INTO `{table}` SELECT * FROM `{template.name}`.`{table}`")  # noqa: S608
     try:
         yield _server_url(admin_url, name)
     finally:

@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from glimpse.config import Settings
 from glimpse.domain.images import Image, ImageStatus, Location, MemberStatus
 from glimpse.domain.members import ImageMember, Viewer
+from glimpse.domain.metadefs import Association, Entry, EntryKind, Namespace, NamespaceQuery, ResourceType
 from glimpse.domain.policy import Policy
 from glimpse.domain.queries import ImageListQuery
 from glimpse.domain.tasks import Task, TaskProgress
@@ -38,6 +39,7 @@ __all__ = [
     "LocalFiles",
     "LockState",
     "MemberRepository",
+    "MetadefRepository",
     "ObjectStat",
     "Ports",
     "Repositories",
@@ -425,6 +427,60 @@ class TaskRepository(Protocol):
     def purge_expired(self, now: datetime, older_than: timedelta = timedelta(0)) -> int: ...
 
 
+class MetadefRepository(Protocol):
+    """Metadata definitions: namespaces, their entries (objects, properties, tags) and resource types.
+
+    Names are the keys (a namespace by its name, an entry by namespace, kind and name). Writes raise
+    ``NotFound`` for a missing namespace or entry and ``Duplicate`` for a name already taken; none of
+    them checks visibility or policy, which is the service's business.
+    """
+
+    def find_namespace(self, name: str) -> Namespace | None: ...
+
+    def list_namespaces(
+        self, query: NamespaceQuery, *, project_id: str | None, admin: bool
+    ) -> list[Namespace]:
+        """One page of the namespaces the caller may see (all for ``admin``; else public and own);
+        an unknown ``marker`` is ``InvalidInput``."""
+        ...
+
+    def add_namespace(self, namespace: Namespace) -> Namespace: ...
+
+    def update_namespace(self, name: str, namespace: Namespace) -> Namespace:
+        """Replace the attributes of ``name`` (which may be renamed to ``namespace.namespace``)."""
+        ...
+
+    def delete_namespace(self, name: str) -> None:
+        """Remove the namespace with its entries and associations."""
+        ...
+
+    def associations(self, names: Sequence[str]) -> dict[str, list[Association]]:
+        """namespace name -> its resource type associations, for each of ``names``."""
+        ...
+
+    def add_association(self, namespace: str, association: Association) -> Association:
+        """Associate; a resource type not known yet is created (unprotected)."""
+        ...
+
+    def remove_association(self, namespace: str, resource_type: str) -> None: ...
+
+    def resource_types(self) -> list[ResourceType]: ...
+
+    def entries(self, namespace: str, kind: EntryKind) -> list[Entry]: ...
+
+    def find_entry(self, namespace: str, kind: EntryKind, name: str) -> Entry | None: ...
+
+    def add_entry(self, namespace: str, kind: EntryKind, name: str, body: Mapping[str, Any]) -> Entry: ...
+
+    def replace_entry(
+        self, namespace: str, kind: EntryKind, name: str, new_name: str, body: Mapping[str, Any]
+    ) -> Entry: ...
+
+    def remove_entry(self, namespace: str, kind: EntryKind, name: str) -> None: ...
+
+    def remove_entries(self, namespace: str, kind: EntryKind) -> None: ...
+
+
 class Repositories(Protocol):
     """The repositories of one unit of work."""
 
@@ -436,6 +492,9 @@ class Repositories(Protocol):
 
     @property
     def tasks(self) -> TaskRepository: ...
+
+    @property
+    def metadefs(self) -> MetadefRepository: ...
 
 
 # -- the process -------------------------------------------------------------------------------------

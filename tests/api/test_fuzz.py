@@ -46,6 +46,7 @@ from glimpse.config import load_settings
 from glimpse.runtime import Runtime
 
 MAX_EXAMPLES = 40
+METADEF_EXAMPLES = 10
 SEED = 20261125
 
 PATCH_V21 = "application/openstack-images-v2.1-json-patch"
@@ -64,6 +65,10 @@ FOREIGN_ID = "0f0e0d0c-0000-4000-8000-000000000006"
 PUBLIC_ID = "0f0e0d0c-0000-4000-8000-000000000007"
 SEEDED_IDS = (QUEUED_ID, BARE_ID, ACTIVE_ID, PROTECTED_ID, DEACTIVATED_ID, FOREIGN_ID, PUBLIC_ID)
 DATA = bytes(range(256)) * 8
+#: Seeded metadata definitions: a public namespace and another project's private one, and the names of
+#: the object, property, tag and resource type association in each.
+METADEF_NAMESPACES = ("OS::Fuzz::Public", "OS::Fuzz::Theirs")
+METADEF_NAMES = ("obj", "prop", "tag", "OS::Glance::Image")
 
 #: Values that make a path parameter or header name something that exists in the seeded app.
 KNOWN_VALUES: Mapping[str, tuple[str, ...]] = {
@@ -71,7 +76,8 @@ KNOWN_VALUES: Mapping[str, tuple[str, ...]] = {
     "member_id": ("project-a", "project-b", "project-c"),
     "tag": ("fuzz", "alpha"),
     "store_id": ("fast", "cheap", "reliable"),
-    "name": tuple(sorted(SCHEMA_NAMES)),
+    "name": (*sorted(SCHEMA_NAMES), *METADEF_NAMES),
+    "namespace": METADEF_NAMESPACES,
     "x-image-meta-store": ("fast", "cheap", "reliable"),
     "range": ("bytes=0-0", "bytes=100-199", "bytes=2000-", "bytes=-10"),
 }
@@ -105,6 +111,20 @@ def _seed(client: TestClient) -> None:
     assert response.status_code == 200, response.text
     new_image(client, headers=ADMIN, id=PUBLIC_ID, visibility="public", os_distro="fuzz")
     upload(client, PUBLIC_ID, DATA[:1], headers=ADMIN)
+    for namespace, visibility, owner in zip(
+        METADEF_NAMESPACES, ("public", "private"), ("project-a", "project-b"), strict=True
+    ):
+        body = {
+            "namespace": namespace,
+            "visibility": visibility,
+            "owner": owner,
+            "resource_type_associations": [{"name": "OS::Glance::Image", "prefix": "fuzz_"}],
+            "properties": {"prop": {"title": "P", "type": "string"}},
+            "objects": [{"name": "obj", "properties": {"prop": {"title": "P", "type": "integer"}}}],
+            "tags": [{"name": "tag"}],
+        }
+        response = client.post("/v2/metadefs/namespaces", json=body, headers=ADMIN)
+        assert response.status_code == 201, response.text
 
 
 def _assert_consistent(runtime: Runtime) -> None:
@@ -193,6 +213,14 @@ CONFIG = schemathesis.Config.from_dict(
             "database": "none",
         },
         "phases": {"stateful": {"enabled": False}},
+        # The many metadefs operations share one loading path and one body parser: fewer examples
+        # each keep the module fast.
+        "operations": [
+            {
+                "include-path-regex": "^/v2/metadefs/",
+                "generation": {"max-examples": METADEF_EXAMPLES},
+            }
+        ],
     }
 )
 schema = schemathesis.openapi.from_dict(_openapi_document(), config=CONFIG)

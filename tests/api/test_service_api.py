@@ -100,7 +100,24 @@ def test_import_methods_follow_configuration(make_client: object) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["image", "images", "member", "members", "task", "tasks", "metadefs/namespace", "metadefs/resource_type"],
+    [
+        "image",
+        "images",
+        "member",
+        "members",
+        "task",
+        "tasks",
+        "metadefs/namespace",
+        "metadefs/namespaces",
+        "metadefs/object",
+        "metadefs/objects",
+        "metadefs/property",
+        "metadefs/properties",
+        "metadefs/tag",
+        "metadefs/tags",
+        "metadefs/resource_type",
+        "metadefs/resource_types",
+    ],
 )
 def test_schemas_are_served(client: TestClient, name: str) -> None:
     response = client.get(f"/v2/schemas/{name}")

@@ -259,6 +259,15 @@ REQUIRED_RULES = {
     "tasks_api_access", "stores_info_detail", "delete_image_location", "get_image_location",
     "set_image_location", "add_image_location", "fetch_image_location", "service_api",
     "get_metrics",
+    "metadef_default", "metadef_admin", "get_metadef_namespace", "get_metadef_namespaces",
+    "modify_metadef_namespace", "add_metadef_namespace", "delete_metadef_namespace",
+    "get_metadef_object", "get_metadef_objects", "modify_metadef_object", "add_metadef_object",
+    "delete_metadef_object", "list_metadef_resource_types", "get_metadef_resource_type",
+    "add_metadef_resource_type_association", "remove_metadef_resource_type_association",
+    "get_metadef_property", "get_metadef_properties", "modify_metadef_property",
+    "add_metadef_property", "remove_metadef_property", "get_metadef_tag", "get_metadef_tags",
+    "modify_metadef_tag", "add_metadef_tag", "add_metadef_tags", "delete_metadef_tag",
+    "delete_metadef_tags",
 }  # fmt: skip
 
 

@@ -111,7 +111,15 @@ def test_schema_names_cover_what_glance_clients_fetch() -> None:
         "task",
         "tasks",
         "metadefs/namespace",
+        "metadefs/namespaces",
+        "metadefs/object",
+        "metadefs/objects",
+        "metadefs/property",
+        "metadefs/properties",
+        "metadefs/tag",
+        "metadefs/tags",
         "metadefs/resource_type",
+        "metadefs/resource_types",
     }
 
 
@@ -331,7 +339,9 @@ def test_metadefs_documents_fit_glanceclient(name: str, bundled: dict[str, Any])
     # Every property becomes a CLI option; glanceclient already builds options for all of these.
     assert set(doc["properties"]) <= set(bundled["properties"])
     for prop, spec in doc["properties"].items():
-        assert spec["type"] == bundled["properties"][prop]["type"], prop
+        assert spec.get("type") == bundled["properties"][prop].get("type"), prop
+        assert spec.get("$ref") == bundled["properties"][prop].get("$ref"), prop
+    assert set(doc.get("definitions", {})) == set(bundled.get("definitions", {}))
 
 
 # --- python-glanceclient reads the documents --------------------------------------------------------

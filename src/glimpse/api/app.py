@@ -12,7 +12,7 @@ from glimpse import __version__
 from glimpse.api import auth, errors, healthcheck, metrics, versions
 from glimpse.api.middleware import RequestContextMiddleware
 from glimpse.api.responses import JSONResponse
-from glimpse.api.v2 import discovery, image_data, images, imports, members, schemas, tasks
+from glimpse.api.v2 import discovery, image_data, images, imports, members, metadefs, schemas, tasks
 from glimpse.jobs.runner import TaskRunner
 from glimpse.runtime import Runtime
 
@@ -62,6 +62,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         image_data.router,
         imports.router,
         members.router,
+        metadefs.router,
         discovery.router,
         schemas.router,
         tasks.router,

@@ -35,7 +35,15 @@ __all__ = [
     "member_schema",
     "members_schema",
     "metadefs_namespace_schema",
+    "metadefs_namespaces_schema",
+    "metadefs_object_schema",
+    "metadefs_objects_schema",
+    "metadefs_properties_schema",
+    "metadefs_property_schema",
     "metadefs_resource_type_schema",
+    "metadefs_resource_types_schema",
+    "metadefs_tag_schema",
+    "metadefs_tags_schema",
     "task_schema",
     "tasks_schema",
 ]
@@ -365,14 +373,13 @@ def tasks_schema() -> JSONObject:
 
 
 def metadefs_namespace_schema() -> JSONObject:
-    """``GET /v2/schemas/metadefs/namespace``: a reduced metadata-definitions namespace document.
+    """``GET /v2/schemas/metadefs/namespace``: a metadata-definitions namespace with its contents.
 
-    The service has no metadata-definitions catalogue; python-glanceclient still downloads this
-    document when it starts and turns its properties into options of ``md-namespace-create`` and
-    ``md-namespace-update``. The scalar fields of Glance's namespace are enough for that; nested
-    properties, objects and tags (and the ``definitions`` they refer to) are left out.
+    python-glanceclient downloads this document when it starts, turns its scalar properties into
+    options of ``md-namespace-create`` and ``md-namespace-update``, and validates the namespaces it
+    receives against it, so the nested associations, properties, objects and tags are described too.
     """
-    return {
+    doc: JSONObject = {
         "name": "namespace",
         "properties": {
             "namespace": {
@@ -420,6 +427,201 @@ def metadefs_namespace_schema() -> JSONObject:
         "additionalProperties": False,
         "required": ["namespace"],
     }
+    doc["properties"].update(
+        {
+            "resource_type_associations": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        key: {"type": "string"} for key in ("name", "prefix", "properties_target")
+                    },
+                },
+            },
+            "properties": {"$ref": "#/definitions/property"},
+            "objects": {"type": "array", "items": _metadef_object_item()},
+            "tags": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+            },
+        }
+    )
+    doc["definitions"] = _metadef_definitions()
+    return doc
+
+
+_METADEF_TYPES: Final = ["array", "boolean", "integer", "number", "object", "string", None]
+
+
+def _metadef_property_fields() -> JSONObject:
+    """The fields of one property definition (a JSON-schema fragment describing an image property)."""
+    return {
+        "name": {"type": "string", "maxLength": 80},
+        "title": {"type": "string", "description": "Label shown to users."},
+        "description": {"type": "string", "description": "What the property means."},
+        "operators": {"type": "array", "items": {"type": "string"}},
+        "type": {"type": "string", "enum": list(_METADEF_TYPES)},
+        "required": {"$ref": "#/definitions/stringArray"},
+        "minimum": {"type": "number"},
+        "maximum": {"type": "number"},
+        "maxLength": {"$ref": "#/definitions/positiveInteger"},
+        "minLength": {"$ref": "#/definitions/positiveIntegerDefault0"},
+        "pattern": {"type": "string", "format": "regex"},
+        "enum": {"type": "array"},
+        "readonly": {"type": "boolean"},
+        "default": {},
+        "items": {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "enum": list(_METADEF_TYPES)},
+                "enum": {"type": "array"},
+            },
+        },
+        "maxItems": {"$ref": "#/definitions/positiveInteger"},
+        "minItems": {"$ref": "#/definitions/positiveIntegerDefault0"},
+        "uniqueItems": {"type": "boolean", "default": False},
+        "additionalItems": {"type": "boolean"},
+    }
+
+
+def _metadef_definitions() -> JSONObject:
+    return {
+        "positiveInteger": {"type": "integer", "minimum": 0},
+        "positiveIntegerDefault0": {"allOf": [{"$ref": "#/definitions/positiveInteger"}, {"default": 0}]},
+        "stringArray": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+        "property": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["title", "type"],
+                "properties": _metadef_property_fields(),
+            },
+        },
+    }
+
+
+def _metadef_object_item() -> JSONObject:
+    return {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 80},
+            "description": {"type": "string"},
+            "required": {"$ref": "#/definitions/stringArray"},
+            "properties": {"$ref": "#/definitions/property"},
+        },
+    }
+
+
+def _stamp_fields(what: str) -> JSONObject:
+    return {
+        "created_at": {
+            "type": "string",
+            "readOnly": True,
+            "description": f"When the {what} was created.",
+            "format": "date-time",
+        },
+        "updated_at": {
+            "type": "string",
+            "readOnly": True,
+            "description": f"When the {what} was last changed.",
+            "format": "date-time",
+        },
+    }
+
+
+def _metadef_collection(name: str, item: JSONObject, *, paged: bool = False) -> JSONObject:
+    """A list document: ``{name: [item, ...]}`` plus the links Glance gives its metadef collections."""
+    doc: JSONObject = {
+        "name": name,
+        "properties": {
+            name: {"type": "array", "items": item},
+            "schema": {"type": "string"},
+        },
+        "links": [{"rel": "describedby", "href": "{schema}"}],
+    }
+    if paged:
+        doc["properties"].update({"first": {"type": "string"}, "next": {"type": "string"}})
+        doc["links"] = [
+            {"rel": "first", "href": "{first}"},
+            {"rel": "next", "href": "{next}"},
+            {"rel": "describedby", "href": "{schema}"},
+        ]
+    if "definitions" in item:
+        doc["definitions"] = item.pop("definitions")
+    return doc
+
+
+def metadefs_namespaces_schema() -> JSONObject:
+    """``GET /v2/schemas/metadefs/namespaces``: one page of namespaces."""
+    return _metadef_collection("namespaces", metadefs_namespace_schema(), paged=True)
+
+
+def metadefs_object_schema() -> JSONObject:
+    """``GET /v2/schemas/metadefs/object``: a named group of property definitions."""
+    item = _metadef_object_item()
+    item["properties"].update(_stamp_fields("object"))
+    item["properties"].update(
+        {"schema": {"type": "string", "readOnly": True}, "self": {"type": "string", "readOnly": True}}
+    )
+    return {
+        "name": "object",
+        "properties": item["properties"],
+        "additionalProperties": False,
+        "required": ["name"],
+        "definitions": _metadef_definitions(),
+    }
+
+
+def metadefs_objects_schema() -> JSONObject:
+    """``GET /v2/schemas/metadefs/objects``: the objects of a namespace."""
+    return _metadef_collection("objects", metadefs_object_schema())
+
+
+def metadefs_property_schema() -> JSONObject:
+    """``GET /v2/schemas/metadefs/property``: one property definition."""
+    return {
+        "name": "property",
+        "properties": _metadef_property_fields(),
+        "additionalProperties": False,
+        "required": ["name", "title", "type"],
+        "definitions": {key: value for key, value in _metadef_definitions().items() if key != "property"},
+    }
+
+
+def metadefs_properties_schema() -> JSONObject:
+    """``GET /v2/schemas/metadefs/properties``: a namespace's properties, keyed by name."""
+    return {
+        "name": "properties",
+        "properties": {
+            "properties": {"$ref": "#/definitions/property"},
+            "schema": {"type": "string"},
+        },
+        "links": [{"rel": "describedby", "href": "{schema}"}],
+        "definitions": _metadef_definitions(),
+    }
+
+
+def metadefs_tag_schema() -> JSONObject:
+    """``GET /v2/schemas/metadefs/tag``: a tag of a namespace."""
+    return {
+        "name": "tag",
+        "properties": {
+            "name": {"type": "string", "maxLength": 80, "description": "The tag."},
+            **_stamp_fields("tag"),
+        },
+        "additionalProperties": False,
+        "required": ["name"],
+    }
+
+
+def metadefs_tags_schema() -> JSONObject:
+    """``GET /v2/schemas/metadefs/tags``: the tags of a namespace."""
+    return _metadef_collection("tags", metadefs_tag_schema())
+
+
+def metadefs_resource_types_schema() -> JSONObject:
+    """``GET /v2/schemas/metadefs/resource_types``: a namespace's resource type associations."""
+    return _metadef_collection("resource_type_associations", metadefs_resource_type_schema())
 
 
 def metadefs_resource_type_schema() -> JSONObject:
@@ -480,7 +682,15 @@ SCHEMA_NAMES: Final[Mapping[str, SchemaBuilder]] = MappingProxyType(
         "task": _without_formats(task_schema),
         "tasks": _without_formats(tasks_schema),
         "metadefs/namespace": _without_formats(metadefs_namespace_schema),
+        "metadefs/namespaces": _without_formats(metadefs_namespaces_schema),
+        "metadefs/object": _without_formats(metadefs_object_schema),
+        "metadefs/objects": _without_formats(metadefs_objects_schema),
+        "metadefs/property": _without_formats(metadefs_property_schema),
+        "metadefs/properties": _without_formats(metadefs_properties_schema),
+        "metadefs/tag": _without_formats(metadefs_tag_schema),
+        "metadefs/tags": _without_formats(metadefs_tags_schema),
         "metadefs/resource_type": _without_formats(metadefs_resource_type_schema),
+        "metadefs/resource_types": _without_formats(metadefs_resource_types_schema),
     }
 )
 """URL name (the part after ``/v2/schemas/``) -> ``builder(disk_formats, container_formats)``."""

@@ -136,6 +136,10 @@ def cmd_db(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.use_json)
     if args.db_command == "purge":
         return _purge(settings, args.age_in_days)
+    if args.db_command == "load-metadefs":
+        return _load_metadefs(settings, Path(args.path) if args.path else STANDARD_METADEFS, args.overwrite)
+    if args.db_command == "export-metadefs":
+        return _export_metadefs(settings, Path(args.path or "metadefs"))
     if args.db_command == "upgrade":
         prepare(settings)
         print(f"database is at revision {migrate.head_revision()}")
@@ -169,6 +173,97 @@ def _purge(settings: Settings, age_in_days: int) -> int:
     return 0
 
 
+#: The metadata definitions shipped with Glimpse (one JSON file per namespace, Glance's format).
+STANDARD_METADEFS = Path(__file__).resolve().parents[1] / "data" / "metadefs"
+
+
+def _load_metadefs(settings: Settings, directory: Path, overwrite: bool) -> int:
+    """Load every ``*.json`` file of ``directory``, one namespace each, each in its own transaction."""
+    import asyncio
+    import json
+
+    from glimpse.errors import GlimpseError
+    from glimpse.ports import Repositories
+    from glimpse.services.metadefs import MetadefService
+
+    files = sorted(directory.glob("*.json")) if directory.is_dir() else []
+    if not files:
+        print(f"glimpse-server db load-metadefs: no *.json files in {directory}", file=sys.stderr)
+        return 2
+    prepare(settings)
+    runtime = Runtime.build(settings)
+    counts = {"created": 0, "replaced": 0, "skipped": 0, "failed": 0}
+    try:
+        for path in files:
+            try:
+                document = json.loads(path.read_text(encoding="utf-8"))
+
+                def load(repos: Repositories, document: object = document) -> str:
+                    return MetadefService(repos, runtime.policy).load_document(document, overwrite=overwrite)
+
+                outcome = asyncio.run(runtime.run(load))
+            except (OSError, ValueError, GlimpseError) as exc:
+                message = exc.message if isinstance(exc, GlimpseError) else str(exc)
+                print(f"{path.name}: not loaded: {message}", file=sys.stderr)
+                counts["failed"] += 1
+                continue
+            counts[outcome] += 1
+            print(f"{path.name}: {outcome}")
+    finally:
+        runtime.close()
+    print(", ".join(f"{n} {what}" for what, n in counts.items()) + f" (from {directory})")
+    if counts["skipped"]:
+        print("namespaces that already exist were kept; --overwrite replaces them")
+    return 1 if counts["failed"] else 0
+
+
+def _file_name(namespace: str, taken: set[str]) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in namespace.replace("::", "-")).strip(".")
+    name, n = f"{stem or 'namespace'}.json", 1
+    while name.lower() in taken:
+        n += 1
+        name = f"{stem}-{n}.json"
+    taken.add(name.lower())
+    return name
+
+
+def _export_metadefs(settings: Settings, directory: Path) -> int:
+    """Write every namespace to ``directory``, one JSON file each (the files load-metadefs reads)."""
+    import asyncio
+    import json
+
+    from glimpse.errors import GlimpseError
+    from glimpse.services.metadefs import MetadefService
+
+    runtime = Runtime.build(settings)
+    try:
+        views = asyncio.run(
+            runtime.run(lambda repos: MetadefService(repos, runtime.policy).export_all(), readonly=True)
+        )
+    except GlimpseError as exc:
+        print(
+            f"glimpse-server db export-metadefs: {exc.message} (is the database migrated? "
+            "`glimpse-server db check` says)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        runtime.close()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        taken: set[str] = set()
+        for view in views:
+            path = directory / _file_name(view.namespace.namespace, taken)
+            path.write_text(
+                json.dumps(view.document(), indent=4, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+    except OSError as exc:
+        print(f"glimpse-server db export-metadefs: cannot write to {directory}: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported {len(views)} namespace(s) to {directory}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glimpse-server", description="Glimpse image service.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,9 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema management")
     db.add_argument(
         "db_command",
-        choices=["upgrade", "check", "purge"],
+        choices=["upgrade", "check", "purge", "load-metadefs", "export-metadefs"],
         help="upgrade: migrate to the latest schema; check: verify schema is current; "
-        "purge: delete tasks that expired more than --age-in-days days ago",
+        "purge: delete tasks that expired more than --age-in-days days ago; "
+        "load-metadefs: load metadata definitions (one JSON file per namespace) from PATH, by default "
+        "the standard ones shipped with Glimpse; export-metadefs: write every namespace to PATH "
+        "(default ./metadefs)",
+    )
+    db.add_argument("path", nargs="?", help="load-metadefs / export-metadefs: the directory of JSON files")
+    db.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="load-metadefs: replace namespaces that already exist (by default they are kept)",
     )
     db.add_argument(
         "--age-in-days",

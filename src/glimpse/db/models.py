@@ -16,6 +16,10 @@ __all__ = [
     "ImagePropertyRow",
     "ImageRow",
     "ImageTagRow",
+    "MetadefAssociationRow",
+    "MetadefEntryRow",
+    "MetadefNamespaceRow",
+    "MetadefResourceTypeRow",
     "TaskRow",
 ]
 
@@ -167,4 +171,78 @@ class TaskRow(Base):
         Index("ix_tasks_status", "status", "created_at"),
         Index("ix_tasks_owner", "owner"),
         Index("ix_tasks_expires_at", "expires_at"),
+    )
+
+
+class MetadefNamespaceRow(Base):
+    __tablename__ = "metadef_namespaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(80))
+    display_name: Mapped[str | None] = mapped_column(String(80))
+    description: Mapped[str | None] = mapped_column(LongText)
+    visibility: Mapped[str] = mapped_column(String(32))
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("namespace"),
+        Index("ix_metadef_namespaces_owner", "owner"),
+        Index("ix_metadef_namespaces_listing", "created_at", "id"),
+    )
+
+
+class MetadefEntryRow(Base):
+    """A namespace's objects, properties and tags (``kind``), each a JSON definition (``{}`` for a tag)."""
+
+    __tablename__ = "metadef_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(80))
+    body: Mapped[str] = mapped_column(LongText, default="{}")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("namespace_id", "kind", "name"),)
+
+
+class MetadefResourceTypeRow(Base):
+    __tablename__ = "metadef_resource_types"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80))
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("name"),)
+
+
+class MetadefAssociationRow(Base):
+    """A namespace's association with a resource type, with the prefix its property names take there."""
+
+    __tablename__ = "metadef_namespace_resource_types"
+
+    #: Insertion order: associations are listed in the order they were made (a file's order).
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_namespaces.id", ondelete="CASCADE")
+    )
+    resource_type_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("metadef_resource_types.id", ondelete="CASCADE")
+    )
+    prefix: Mapped[str | None] = mapped_column(String(80))
+    properties_target: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("namespace_id", "resource_type_id"),
+        Index("ix_metadef_namespace_resource_types_resource_type_id", "resource_type_id"),
     )

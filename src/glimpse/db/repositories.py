@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from glimpse.db.image_repository import SqlImageRepository
 from glimpse.db.member_repository import SqlMemberRepository
+from glimpse.db.metadef_repository import SqlMetadefRepository
 from glimpse.db.task_repository import SqlTaskRepository
 
 __all__ = ["SqlRepositories"]
@@ -30,3 +31,7 @@ class SqlRepositories:
     @cached_property
     def tasks(self) -> SqlTaskRepository:
         return SqlTaskRepository(self.session)
+
+    @cached_property
+    def metadefs(self) -> SqlMetadefRepository:
+        return SqlMetadefRepository(self.session)

@@ -90,6 +90,34 @@ class PolicyRule(enum.StrEnum):
     TASKS_API_ACCESS = "tasks_api_access"
     STORES_INFO_DETAIL = "stores_info_detail"
     GET_METRICS = "get_metrics"
+    METADEF_DEFAULT = "metadef_default"
+    METADEF_ADMIN = "metadef_admin"
+    GET_METADEF_NAMESPACE = "get_metadef_namespace"
+    GET_METADEF_NAMESPACES = "get_metadef_namespaces"
+    MODIFY_METADEF_NAMESPACE = "modify_metadef_namespace"
+    ADD_METADEF_NAMESPACE = "add_metadef_namespace"
+    DELETE_METADEF_NAMESPACE = "delete_metadef_namespace"
+    GET_METADEF_OBJECT = "get_metadef_object"
+    GET_METADEF_OBJECTS = "get_metadef_objects"
+    MODIFY_METADEF_OBJECT = "modify_metadef_object"
+    ADD_METADEF_OBJECT = "add_metadef_object"
+    DELETE_METADEF_OBJECT = "delete_metadef_object"
+    LIST_METADEF_RESOURCE_TYPES = "list_metadef_resource_types"
+    GET_METADEF_RESOURCE_TYPE = "get_metadef_resource_type"
+    ADD_METADEF_RESOURCE_TYPE_ASSOCIATION = "add_metadef_resource_type_association"
+    REMOVE_METADEF_RESOURCE_TYPE_ASSOCIATION = "remove_metadef_resource_type_association"
+    GET_METADEF_PROPERTY = "get_metadef_property"
+    GET_METADEF_PROPERTIES = "get_metadef_properties"
+    MODIFY_METADEF_PROPERTY = "modify_metadef_property"
+    ADD_METADEF_PROPERTY = "add_metadef_property"
+    REMOVE_METADEF_PROPERTY = "remove_metadef_property"
+    GET_METADEF_TAG = "get_metadef_tag"
+    GET_METADEF_TAGS = "get_metadef_tags"
+    MODIFY_METADEF_TAG = "modify_metadef_tag"
+    ADD_METADEF_TAG = "add_metadef_tag"
+    ADD_METADEF_TAGS = "add_metadef_tags"
+    DELETE_METADEF_TAG = "delete_metadef_tag"
+    DELETE_METADEF_TAGS = "delete_metadef_tags"
 
 
 #: The scopes a Keystone token can have (``glimpse.context.RequestContext``): see :func:`token_scope`.
@@ -129,6 +157,9 @@ _ADMIN_OR_OWNER_READER = f"{_ADMIN} or ({_OWNER_READER})"
 _ADMIN_OR_READER_OF_OWNER_OR_MEMBER = (
     f"{_ADMIN} or role:reader and (project_id:%(project_id)s or project_id:%(member_id)s)"
 )
+#: Metadata definitions: readers see public namespaces and their own project's; metadef_admin writes.
+_METADEF_READ = f"{_ADMIN} or (role:reader and (project_id:%(project_id)s or 'public':%(visibility)s))"
+_METADEF_WRITE = "rule:metadef_admin"
 
 _R = PolicyRule
 
@@ -236,6 +267,71 @@ DEFAULT_RULES: Final[tuple[RuleDefault, ...]] = (
     RuleDefault(
         _R.GET_METRICS, _ADMIN, "Read the node's Prometheus metrics (GET /metrics).", ("system", "project")
     ),
+    RuleDefault(
+        _R.METADEF_DEFAULT, "", "Fallback for custom metadata-definition rules; empty means anyone.", ()
+    ),
+    RuleDefault(
+        _R.METADEF_ADMIN,
+        "role:admin",
+        "Who may change metadata definitions; the write rules refer to it.",
+        (),
+    ),
+    RuleDefault(
+        _R.GET_METADEF_NAMESPACE,
+        _METADEF_READ,
+        "Show a metadata definition namespace (GET /v2/metadefs/namespaces/{namespace}).",
+    ),
+    RuleDefault(
+        _R.GET_METADEF_NAMESPACES,
+        _ADMIN_OR_OWNER_READER,
+        "List metadata definition namespaces; the target is the caller's project.",
+    ),
+    RuleDefault(
+        _R.MODIFY_METADEF_NAMESPACE, _METADEF_WRITE, "Change a namespace (PUT .../namespaces/{namespace})."
+    ),
+    RuleDefault(
+        _R.ADD_METADEF_NAMESPACE, _METADEF_WRITE, "Create a namespace (POST /v2/metadefs/namespaces)."
+    ),
+    RuleDefault(
+        _R.DELETE_METADEF_NAMESPACE,
+        _METADEF_WRITE,
+        "Delete a namespace, or all its objects, properties or tags.",
+    ),
+    RuleDefault(_R.GET_METADEF_OBJECT, _METADEF_READ, "Show an object of a namespace."),
+    RuleDefault(_R.GET_METADEF_OBJECTS, _METADEF_READ, "List the objects of a namespace."),
+    RuleDefault(_R.MODIFY_METADEF_OBJECT, _METADEF_WRITE, "Change an object of a namespace."),
+    RuleDefault(_R.ADD_METADEF_OBJECT, _METADEF_WRITE, "Add an object to a namespace."),
+    RuleDefault(_R.DELETE_METADEF_OBJECT, _METADEF_WRITE, "Remove an object from a namespace."),
+    RuleDefault(
+        _R.LIST_METADEF_RESOURCE_TYPES,
+        _ADMIN_OR_OWNER_READER,
+        "List resource types (GET /v2/metadefs/resource_types); the target is the caller's project.",
+    ),
+    RuleDefault(
+        _R.GET_METADEF_RESOURCE_TYPE, _METADEF_READ, "List a namespace's resource type associations."
+    ),
+    RuleDefault(
+        _R.ADD_METADEF_RESOURCE_TYPE_ASSOCIATION,
+        _METADEF_WRITE,
+        "Associate a namespace with a resource type.",
+    ),
+    RuleDefault(
+        _R.REMOVE_METADEF_RESOURCE_TYPE_ASSOCIATION,
+        _METADEF_WRITE,
+        "Remove a namespace's association with a resource type.",
+    ),
+    RuleDefault(_R.GET_METADEF_PROPERTY, _METADEF_READ, "Show a property of a namespace."),
+    RuleDefault(_R.GET_METADEF_PROPERTIES, _METADEF_READ, "List the properties of a namespace."),
+    RuleDefault(_R.MODIFY_METADEF_PROPERTY, _METADEF_WRITE, "Change a property of a namespace."),
+    RuleDefault(_R.ADD_METADEF_PROPERTY, _METADEF_WRITE, "Add a property to a namespace."),
+    RuleDefault(_R.REMOVE_METADEF_PROPERTY, _METADEF_WRITE, "Remove a property from a namespace."),
+    RuleDefault(_R.GET_METADEF_TAG, _METADEF_READ, "Show a tag of a namespace."),
+    RuleDefault(_R.GET_METADEF_TAGS, _METADEF_READ, "List the tags of a namespace."),
+    RuleDefault(_R.MODIFY_METADEF_TAG, _METADEF_WRITE, "Rename a tag of a namespace."),
+    RuleDefault(_R.ADD_METADEF_TAG, _METADEF_WRITE, "Add one tag to a namespace (POST .../tags/{tag})."),
+    RuleDefault(_R.ADD_METADEF_TAGS, _METADEF_WRITE, "Replace or extend a namespace's tags (POST .../tags)."),
+    RuleDefault(_R.DELETE_METADEF_TAG, _METADEF_WRITE, "Remove a tag from a namespace."),
+    RuleDefault(_R.DELETE_METADEF_TAGS, _METADEF_WRITE, "Remove every tag of a namespace (DELETE .../tags)."),
 )
 
 #: Rule name -> default rule string.

@@ -204,3 +204,105 @@ LIST_PARAMETERS: dict[str, Any] = {
         _query("disk_format", _STRING, "Disk format."),
     ]
 }
+
+
+# -- metadata definitions -----------------------------------------------------------------------------
+
+
+_METADEF_NAME = {"type": "string", "minLength": 1, "maxLength": 80}
+_METADEF_PROPERTY: dict[str, Any] = {
+    "type": "object",
+    "required": ["title", "type"],
+    "properties": {
+        "title": _STRING,
+        "description": _STRING,
+        "type": {"type": "string", "enum": ["array", "boolean", "integer", "number", "object", "string"]},
+        "default": {},
+        "minimum": {"type": "number"},
+        "maximum": {"type": "number"},
+        "minLength": {"type": "integer", "minimum": 0},
+        "maxLength": {"type": "integer", "minimum": 0},
+        "pattern": _STRING,
+        "enum": {"type": "array", "minItems": 1},
+        "readonly": {"type": "boolean"},
+        "operators": {"type": "array", "items": _STRING},
+        "items": {"type": "object", "properties": {"type": _STRING, "enum": {"type": "array"}}},
+    },
+}
+_METADEF_PROPERTIES = {"type": "object", "additionalProperties": _METADEF_PROPERTY}
+_METADEF_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": _METADEF_NAME,
+        "description": _STRING,
+        "required": {"type": "array", "items": _STRING},
+        "properties": _METADEF_PROPERTIES,
+    },
+}
+_METADEF_ASSOCIATION: dict[str, Any] = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": _METADEF_NAME, "prefix": _STRING, "properties_target": _STRING},
+}
+_METADEF_TAGS: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "object", "required": ["name"], "properties": {"name": _METADEF_NAME}},
+}
+
+METADEF_NAMESPACE_BODY = _json_body(
+    {
+        "type": "object",
+        "required": ["namespace"],
+        "properties": {
+            "namespace": _METADEF_NAME,
+            "display_name": _STRING,
+            "description": _STRING,
+            "visibility": {"type": "string", "enum": ["public", "private"]},
+            "protected": {"type": "boolean"},
+            "owner": _STRING,
+            "resource_type_associations": {"type": "array", "items": _METADEF_ASSOCIATION},
+            "properties": _METADEF_PROPERTIES,
+            "objects": {"type": "array", "items": _METADEF_OBJECT},
+            "tags": _METADEF_TAGS,
+        },
+    }
+)
+METADEF_OBJECT_BODY = _json_body(_METADEF_OBJECT)
+METADEF_PROPERTY_BODY = _json_body(
+    {
+        **_METADEF_PROPERTY,
+        "required": ["name", "title", "type"],
+        "properties": {"name": _METADEF_NAME, **_METADEF_PROPERTY["properties"]},
+    }
+)
+METADEF_TAGS_BODY = _json_body(
+    {"type": "object", "required": ["tags"], "properties": {"tags": _METADEF_TAGS}}
+)
+METADEF_TAG_BODY = _json_body({"type": "object", "required": ["name"], "properties": {"name": _METADEF_NAME}})
+METADEF_ASSOCIATION_BODY = _json_body(_METADEF_ASSOCIATION)
+METADEF_LIST_PARAMETERS: dict[str, Any] = {
+    "parameters": [
+        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+        {"name": "marker", "in": "query", "required": False, "schema": _STRING},
+        {
+            "name": "sort_key",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": ["created_at", "updated_at", "namespace"]},
+        },
+        {
+            "name": "sort_dir",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": ["asc", "desc"]},
+        },
+        {
+            "name": "visibility",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": ["public", "private"]},
+        },
+        {"name": "resource_types", "in": "query", "required": False, "schema": _STRING},
+    ]
+}
