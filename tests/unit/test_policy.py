@@ -256,7 +256,8 @@ REQUIRED_RULES = {
     "publicize_image", "communitize_image", "delete_image", "upload_image", "download_image",
     "deactivate", "reactivate", "copy_image", "add_member", "get_member", "get_members",
     "modify_member", "delete_member", "get_task", "get_tasks", "add_task", "modify_task",
-    "tasks_api_access", "stores_info_detail", "delete_image_location", "get_image_location",
+    "cancel_image_task", "tasks_api_access", "stores_info_detail", "delete_image_location",
+    "get_image_location",
     "set_image_location", "add_image_location", "fetch_image_location", "service_api",
 }  # fmt: skip
 

@@ -16,7 +16,14 @@ from datetime import timedelta
 from glimpse.domain.images import Image, ImageStatus, Location
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.inspection import ContentVerdict, content_judge
-from glimpse.domain.tasks import StoreState, TaskLost, TaskProgress, TaskType, copied_message
+from glimpse.domain.tasks import (
+    StoreState,
+    TaskCancelled,
+    TaskLost,
+    TaskProgress,
+    TaskType,
+    copied_message,
+)
 from glimpse.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -460,6 +467,11 @@ class Complete:
             if not tasks.succeed(
                 run.task.id, run.worker_id, now, ttl, result, progress, copied_message(progress)
             ):
+                # Nothing of this unit of work is kept: a cancel that came after the last heartbeat
+                # still wins (the steps undo the run), and so does whoever took the task over.
+                current = tasks.find(run.task.id)
+                if current is not None and current.cancel is not None and current.claimed_by == run.worker_id:
+                    raise TaskCancelled(run.task.id, current.cancel)
                 raise TaskLost(run.task.id)
             images.release_lock(run.image_id, run.task.id)
 
