@@ -65,8 +65,8 @@ def test_cancel_pending_glance_direct_keeps_the_staged_data(api: TestClient) -> 
         f"{response.headers['X-Openstack-Request-Id']}). It had not started. Image {image_id} is back "
         "to 'uploading' with its staged data kept; import it again (glance-direct) to start over."
     )
-    assert body["cancel"]["user_id"] == "user-a"
-    assert body["cancel"]["project_id"] == "project-a"
+    assert body["cancel_request"]["user_id"] == "user-a"
+    assert body["cancel_request"]["project_id"] == "project-a"
     assert body["result"] is None
     image = show(api, image_id)
     assert image["status"] == "uploading"
@@ -80,7 +80,7 @@ def test_cancel_pending_glance_direct_keeps_the_staged_data(api: TestClient) -> 
     again = cancel(api, image_id, task_id)
     assert again.status_code == 202, again.text
     assert again.json()["message"] == body["message"]
-    assert again.json()["cancel"] == body["cancel"]
+    assert again.json()["cancel_request"] == body["cancel_request"]
 
     # The staged data is still there, so the import can simply start again.
     retry = accepted(start(api, image_id, {"method": {"name": "glance-direct"}}))
@@ -128,15 +128,15 @@ def test_cancel_running_task_is_recorded_for_its_runner(api: TestClient) -> None
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["status"] == "processing"  # the runner ends it at its next heartbeat
-    assert body["cancel"]["user_id"] == "user-a2"
-    assert body["cancel"]["at"] == "2026-11-25T12:00:00.000000Z"
+    assert body["cancel_request"]["user_id"] == "user-a2"
+    assert body["cancel_request"]["at"] == "2026-11-25T12:00:00.000000Z"
     # The image stays the runner's until it has undone its work.
     assert show(api, image_id)["status"] == "importing"
 
     # A second cancel (by someone else) keeps the first request.
     again = cancel(api, image_id, task_id, ADMIN)
     assert again.status_code == 202, again.text
-    assert again.json()["cancel"] == body["cancel"]
+    assert again.json()["cancel_request"] == body["cancel_request"]
 
     # The runner learns it at its next heartbeat, and cannot record a success any more.
     with runtime_of(api).uow() as session:

@@ -805,3 +805,44 @@ def test_ctrl_c_exit_130_then_live_watch(server: Server, web: _TrickleServer) ->
     assert f"Tasks of image {image_id}" in screen
     assert re.search(r"│ success +│ reliable done", screen), screen
     assert "all tasks done" in screen
+
+
+def test_cancel_import_and_task_cancel(server: Server, web: _TrickleServer) -> None:
+    url, blob = web.add("cancel.raw", os.urandom(256 * 1024))
+    try:
+        started = ok(
+            server,
+            "image",
+            "create",
+            "cancelled",
+            "--uri",
+            url,
+            "--stores",
+            "fast,cheap",
+            "-f",
+            "value",
+            "-c",
+            "id",
+        )
+        image_id = started.out.strip()
+        task = running(server, image_id)
+        result = ok(server, "image", "cancel-import", image_id, "--wait", "--timeout", "20", "-f", "json")
+        shown = json.loads(result.out)
+        assert shown["id"] == task["id"]
+        assert shown["status"] == "failure"
+        assert shown["message"].startswith(f"Cancelled by user alice of project {PROJECT} at ")
+        assert shown["cancel_request"]["user_id"] == "alice"
+        image = image_of(server, image_id)
+        assert image["status"] == "queued"
+        assert image["os_glance_importing_to_stores"] == ""
+
+        # Again, by task id: the same answer. With nothing under way, cancel-import says so.
+        again = ok(server, "task", "cancel", image_id, task["id"], "-f", "json")
+        assert json.loads(again.out)["message"] == shown["message"]
+        nothing = glimpse(server, "image", "cancel-import", image_id)
+        assert nothing.code == 1, nothing.explain()
+        assert "has no import or copy under way; there is nothing to cancel" in nothing.err
+        usage = glimpse(server, "task", "cancel", image_id, task["id"], "--timeout", "3")
+        assert usage.code == 2, usage.explain()
+    finally:
+        blob.release.set()
