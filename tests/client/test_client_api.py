@@ -274,6 +274,15 @@ def test_task_handle_cancels(tmp_path: Path, connect: Connect) -> None:
         live.stop()
 
 
+def test_retry_failed_sends_stores_failed(client: Client) -> None:
+    image_id = new_image(client)
+    with pytest.raises(ValueError, match="retry_failed names the stores itself"):
+        client.import_image(image_id, "web-download", uri="http://x/y", stores=["fast"], retry_failed=True)
+    with pytest.raises(Conflict) as caught:
+        client.import_image(image_id, "web-download", uri="http://127.0.0.1/y", retry_failed=True)
+    assert caught.value.message.startswith(f"Image {image_id} has no failed stores to retry")
+
+
 def test_a_member_accepts_a_shared_image(client: Client, server: Server, connect: Connect) -> None:
     image_id = new_image(client, visibility="shared")
     assert client.add_member(image_id, "p2").status == "pending"
