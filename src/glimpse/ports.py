@@ -24,12 +24,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from glimpse.config import Settings
-from glimpse.domain.images import Image, ImageStatus, Location, MemberStatus
+from glimpse.domain.images import STAGE_HOST_PROPERTY, Image, ImageStatus, Location, MemberStatus
 from glimpse.domain.members import ImageMember, Viewer
 from glimpse.domain.metadefs import Association, Entry, EntryKind, Namespace, NamespaceQuery, ResourceType
 from glimpse.domain.policy import Policy
 from glimpse.domain.queries import ImageListQuery
-from glimpse.domain.tasks import Task, TaskProgress
+from glimpse.domain.tasks import CancelRequest, Task, TaskProgress, status_before_import
 from glimpse.errors import StorageError, StoreMismatch
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "StoreEntry",
     "StoredObject",
     "TaskRepository",
+    "undo_import_request",
     "verify_write",
 ]
 
@@ -368,7 +369,19 @@ class TaskRepository(Protocol):
 
     def heartbeat(
         self, task_id: str, worker: str, now: datetime, lease: timedelta, progress: TaskProgress, message: str
-    ) -> None: ...
+    ) -> None:
+        """Progress and a renewed lease; ``TaskCancelled`` once a cancel was requested."""
+        ...
+
+    def request_cancel(self, task_id: str, request: CancelRequest, now: datetime) -> bool:
+        """Record a cancel request on an active task that has none yet; True if this call did."""
+        ...
+
+    def cancel_pending(
+        self, task_id: str, request: CancelRequest, now: datetime, ttl: timedelta, message: str
+    ) -> bool:
+        """pending → failure with the cancel request recorded; True if this call did it."""
+        ...
 
     def succeed(
         self,
@@ -495,6 +508,38 @@ class Repositories(Protocol):
 
     @property
     def metadefs(self) -> MetadefRepository: ...
+
+
+def undo_import_request(repos: Repositories, task: Task) -> bool:
+    """Put the image back as it was before the import request that created ``task`` and release the
+    lock, when ``task`` still holds it (False otherwise: the image is someone else's business now).
+
+    What a cancel does to the image, from the API (a pending task) or from the runner that stopped
+    the task (after undoing its own objects): the status the import started from (a glance-direct
+    image goes back to ``uploading`` and keeps its staged data and the node that holds it; a
+    web-download one to ``queued``; a copy leaves the active image alone), the task's stores off
+    ``os_glance_importing_to_stores``.
+    """
+    image_id = task.image_id
+    images = repos.images
+    if image_id is None or not images.hold_lock(image_id, task.id):
+        return False
+    before = status_before_import(task.method)
+    if before is ImageStatus.UPLOADING:
+        images.set_status(image_id, [ImageStatus.IMPORTING], before)
+        if task.stage_host is not None:
+            images.set_property(image_id, STAGE_HOST_PROPERTY, task.stage_host)
+    elif before is not None:
+        images.set_status(image_id, [ImageStatus.IMPORTING], before, size=None, virtual_size=None)
+    importing = (images.get_property(image_id, _IMPORTING_PROPERTY) or "").split(",")
+    images.set_property(
+        image_id, _IMPORTING_PROPERTY, ",".join(s for s in importing if s and s not in task.stores)
+    )
+    images.release_lock(image_id, task.id)
+    return True
+
+
+_IMPORTING_PROPERTY = "os_glance_importing_to_stores"
 
 
 # -- the process -------------------------------------------------------------------------------------

@@ -805,3 +805,80 @@ def test_ctrl_c_exit_130_then_live_watch(server: Server, web: _TrickleServer) ->
     assert f"Tasks of image {image_id}" in screen
     assert re.search(r"│ success +│ reliable done", screen), screen
     assert "all tasks done" in screen
+
+
+def test_cancel_import_and_task_cancel(server: Server, web: _TrickleServer) -> None:
+    url, blob = web.add("cancel.raw", os.urandom(256 * 1024))
+    try:
+        started = ok(
+            server,
+            "image",
+            "create",
+            "cancelled",
+            "--uri",
+            url,
+            "--stores",
+            "fast,cheap",
+            "-f",
+            "value",
+            "-c",
+            "id",
+        )
+        image_id = started.out.strip()
+        task = running(server, image_id)
+        result = ok(server, "image", "cancel-import", image_id, "--wait", "--timeout", "20", "-f", "json")
+        shown = json.loads(result.out)
+        assert shown["id"] == task["id"]
+        assert shown["status"] == "failure"
+        assert shown["message"].startswith(f"Cancelled by user alice of project {PROJECT} at ")
+        assert shown["cancel_request"]["user_id"] == "alice"
+        image = image_of(server, image_id)
+        assert image["status"] == "queued"
+        assert image["os_glance_importing_to_stores"] == ""
+
+        # Again, by task id: the same answer. With nothing under way, cancel-import says so.
+        again = ok(server, "task", "cancel", image_id, task["id"], "-f", "json")
+        assert json.loads(again.out)["message"] == shown["message"]
+        nothing = glimpse(server, "image", "cancel-import", image_id)
+        assert nothing.code == 1, nothing.explain()
+        assert "has no import or copy under way; there is nothing to cancel" in nothing.err
+        usage = glimpse(server, "task", "cancel", image_id, task["id"], "--timeout", "3")
+        assert usage.code == 2, usage.explain()
+    finally:
+        blob.release.set()
+
+
+def test_retry_failed_targets_exactly_the_failed_stores(server: Server, tmp_path: Path) -> None:
+    source, _ = data_file(tmp_path, "retry.raw", 512 * 1024)
+    partial = glimpse(
+        server, "image", "create", "retry", "--import", "glance-direct", "--file", str(source),
+        "--stores", "fast,cheap,broken", "--allow-failure", "--wait", "-f", "value", "-c", "id",
+    )  # fmt: skip
+    assert partial.code == 4, partial.explain()
+    image_id = partial.out.strip()
+    assert image_of(server, image_id)["os_glance_failed_import"] == "broken"
+
+    # The owner retries its import: a copy to exactly the failed store, which still fails (exit 3).
+    retried = glimpse(
+        server, "image", "import", image_id, "--method", "glance-direct", "--retry-failed", "--wait",
+        env=cli_env(server, roles="member,reader"),
+    )  # fmt: skip
+    assert retried.code == 3, retried.explain()
+    last = tasks_of(server, image_id)[-1]
+    assert last["input"]["backend"] == ["broken"]
+    assert last["input"]["import_req"]["method"]["name"] == "copy-image"
+    image = image_of(server, image_id)
+    assert (image["status"], sorted(image["stores"].split(","))) == ("active", ["cheap", "fast"])
+    assert image["os_glance_failed_import"] == "broken"
+
+    copied = glimpse(server, "image", "copy", image_id, "--retry-failed", "--allow-failure", "--wait")
+    assert copied.code == 3, copied.explain()
+    assert tasks_of(server, image_id)[-1]["input"]["backend"] == ["broken"]
+
+    # Nothing failed: the server's 409 says so (exit 1); --retry-failed goes with no other target.
+    clean = created_id(ok(server, "image", "create", "clean", "--file", str(source), "-f", "json"))
+    nothing = glimpse(server, "image", "copy", clean, "--retry-failed")
+    assert nothing.code == 1, nothing.explain()
+    assert "has no failed stores to retry" in nothing.err
+    both = glimpse(server, "image", "copy", clean, "--retry-failed", "--stores", "cheap")
+    assert both.code == 2, both.explain()

@@ -20,6 +20,7 @@ from glimpse_client import (
     Client,
     ClientConfig,
     Conflict,
+    Forbidden,
     NotFound,
     Task,
     TaskTimeout,
@@ -237,6 +238,49 @@ def test_conflict_carries_the_lock(tmp_path: Path, connect: Connect) -> None:
         assert sdk.get_task(image_id, handle.task_id).status == "pending"
     finally:
         live.stop()
+
+
+def test_task_handle_cancels(tmp_path: Path, connect: Connect) -> None:
+    # Without a runner the task stays pending, so the cancel ends it at once.
+    live = start(tmp_path, "cancel", GLIMPSE_TASK__EMBEDDED_RUNNER="false")
+    try:
+        sdk = connect(config(live))
+        image_id = new_image(sdk)
+        sdk.stage(image_id, PAYLOAD)
+        handle = sdk.import_image(image_id, "glance-direct")
+        assert handle is not None
+        task = handle.cancel()
+        assert task.status == "failure"
+        assert task.cancel_request is not None
+        assert task.cancel_request["user_id"] == "u"
+        assert task.message is not None
+        assert task.message.startswith("Cancelled by user u of project p at ")
+        assert "staged data kept" in task.message
+        assert handle.cancel().message == task.message  # again: the same answer
+        assert sdk.get_image(image_id).status == "uploading"
+
+        # The staged data is still there: import again. Another project does not see the task (404),
+        # a reader of the owner project sees it but may not cancel it (403).
+        other = connect(ClientConfig(live.url, project_id="p", user_id="r", roles=("reader",)))
+        again = sdk.import_image(image_id, "glance-direct")
+        assert again is not None
+        with pytest.raises(NotFound):
+            connect(ClientConfig(live.url, project_id="q", user_id="v")).cancel_task(image_id, again.task_id)
+        with pytest.raises(Forbidden) as refused:
+            other.cancel_task(image_id, again.task_id)
+        assert "cancel_image_task" in refused.value.message
+        assert sdk.cancel_task(image_id, again.task_id).status == "failure"
+    finally:
+        live.stop()
+
+
+def test_retry_failed_sends_stores_failed(client: Client) -> None:
+    image_id = new_image(client)
+    with pytest.raises(ValueError, match="retry_failed names the stores itself"):
+        client.import_image(image_id, "web-download", uri="http://x/y", stores=["fast"], retry_failed=True)
+    with pytest.raises(Conflict) as caught:
+        client.import_image(image_id, "web-download", uri="http://127.0.0.1/y", retry_failed=True)
+    assert caught.value.message.startswith(f"Image {image_id} has no failed stores to retry")
 
 
 def test_a_member_accepts_a_shared_image(client: Client, server: Server, connect: Connect) -> None:

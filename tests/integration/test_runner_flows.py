@@ -34,6 +34,7 @@ from test_runner_support import (
 
 from glimpse.domain.images import ImageStatus
 from glimpse.domain.tasks import TaskStatus
+from glimpse.jobs.housekeeping import sweep_staging
 from glimpse.runtime import Runtime
 
 IMPORTING = "os_glance_importing_to_stores"
@@ -179,6 +180,10 @@ def test_partial_failure_allowed_keeps_the_stores_that_worked(
     assert image.import_task_id is None
     assert store_files(runtime, "cheap") == []
     assert stored_bytes(runtime, "reliable", image_id) == DATA
+    # The staged data stays for a retry of the failed store ("stores": "failed") until the next
+    # staging sweep, which removes it: the image is active and holds no lock.
+    assert staged_files(runtime) == [image_id]
+    assert asyncio.run(sweep_staging(runtime)) == [image_id]
     assert staged_files(runtime) == []
     runtime.close()
 

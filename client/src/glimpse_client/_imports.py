@@ -55,10 +55,15 @@ def _import_body(
     all_stores: bool,
     allow_failure: bool,
     checksum: str | None = None,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"method": {"name": method}}
     if uri is not None:
         body["method"]["uri"] = uri
+    if retry_failed:
+        if stores is not None or all_stores:
+            raise ValueError("retry_failed names the stores itself; give neither stores nor all_stores")
+        body["stores"] = "failed"
     if stores is not None:
         body["stores"] = stores
     if all_stores:
@@ -142,6 +147,7 @@ class SyncImports(SyncDriver):
         all_stores: bool = False,
         allow_failure: bool = False,
         checksum: str | None = None,
+        retry_failed: bool = False,
     ) -> TaskHandle | None:
         """Start an import; the handle follows its task, ``None`` when there is no task to follow.
 
@@ -152,8 +158,11 @@ class SyncImports(SyncDriver):
 
         ``checksum`` (``"sha256:<hex>"``, web-download and glance-direct) is the digest the data
         must have: sent as ``validation_data``, the server fails the import when the data differs.
+
+        ``retry_failed`` (Glimpse) sends ``"stores": "failed"``: exactly the stores the image's last
+        import or copy failed to write (``Image.failed_import``); ``Conflict`` when there are none.
         """
-        body = _import_body(method, uri, stores, all_stores, allow_failure, checksum)
+        body = _import_body(method, uri, stores, all_stores, allow_failure, checksum, retry_failed)
         started = self._run(start_import(self.config, image_id, body))
         if started is None:
             return None
@@ -161,9 +170,22 @@ class SyncImports(SyncDriver):
         return TaskHandle(cast("Client", self), image_id, started.task_id, started.location)
 
     def copy_image(
-        self, image_id: str, stores: list[str] | None = None, all_stores: bool = False
+        self,
+        image_id: str,
+        stores: list[str] | None = None,
+        all_stores: bool = False,
+        *,
+        retry_failed: bool = False,
+        allow_failure: bool = False,
     ) -> TaskHandle | None:
-        return self.import_image(image_id, "copy-image", stores=stores, all_stores=all_stores)
+        return self.import_image(
+            image_id,
+            "copy-image",
+            stores=stores,
+            all_stores=all_stores,
+            retry_failed=retry_failed,
+            allow_failure=allow_failure,
+        )
 
     def wait_for_import(self, image_id: str, timeout: float = 300.0) -> Image:
         """Wait until no import or copy is under way on the image (:attr:`Image.is_importing`) and
@@ -190,10 +212,11 @@ class AsyncImports(AsyncDriver):
         all_stores: bool = False,
         allow_failure: bool = False,
         checksum: str | None = None,
+        retry_failed: bool = False,
     ) -> AsyncTaskHandle | None:
         """Start an import; the handle follows its task, ``None`` when there is no task to follow
         (see :meth:`Client.import_image`)."""
-        body = _import_body(method, uri, stores, all_stores, allow_failure, checksum)
+        body = _import_body(method, uri, stores, all_stores, allow_failure, checksum, retry_failed)
         started = await self._run(start_import(self.config, image_id, body))
         if started is None:
             return None
@@ -201,9 +224,22 @@ class AsyncImports(AsyncDriver):
         return AsyncTaskHandle(cast("AsyncClient", self), image_id, started.task_id, started.location)
 
     async def copy_image(
-        self, image_id: str, stores: list[str] | None = None, all_stores: bool = False
+        self,
+        image_id: str,
+        stores: list[str] | None = None,
+        all_stores: bool = False,
+        *,
+        retry_failed: bool = False,
+        allow_failure: bool = False,
     ) -> AsyncTaskHandle | None:
-        return await self.import_image(image_id, "copy-image", stores=stores, all_stores=all_stores)
+        return await self.import_image(
+            image_id,
+            "copy-image",
+            stores=stores,
+            all_stores=all_stores,
+            retry_failed=retry_failed,
+            allow_failure=allow_failure,
+        )
 
     # Same signature as the sync client: the deadline spans many requests.
     async def wait_for_import(self, image_id: str, timeout: float = 300.0) -> Image:  # noqa: ASYNC109

@@ -90,6 +90,9 @@ class Task:
     deleted_at: str | None = None
     deleted: bool = False
     progress: dict[str, Any] | None = None
+    #: Who asked to cancel the task and when (Glimpse): ``at``, ``user_id``, ``project_id``,
+    #: ``request_id``; None while nobody did.
+    cancel_request: dict[str, Any] | None = None
 
     @property
     def is_done(self) -> bool:

@@ -49,6 +49,13 @@ def image_tasks(image_id: str) -> Flow[list[Task]]:
     return single(Call("GET", f"/v2/images/{image_id}/tasks"), _tasks)
 
 
+def cancel_task(image_id: str, task_id: str) -> Flow[Task]:
+    """``DELETE /v2/images/{id}/tasks/{task_id}`` (Glimpse): the task as it is after the cancel."""
+    return single(
+        Call("DELETE", f"/v2/images/{image_id}/tasks/{task_id}"), lambda r: Task.from_json(r.json())
+    )
+
+
 def get_task(traits: Traits, image_id: str, task_id: str) -> Flow[Task]:
     """The single-task route, or the task picked from the image's task list once the route turned
     out to be missing (plain Glance)."""
@@ -182,6 +189,10 @@ class TaskHandle:
     def get(self) -> Task:
         return self.client.get_task(self.image_id, self.task_id)
 
+    def cancel(self) -> Task:
+        """Cancel the task (see :meth:`Client.cancel_task`); :meth:`wait` then sees it end."""
+        return self.client.cancel_task(self.image_id, self.task_id)
+
     def wait(self, timeout: float = 300.0, on_progress: TaskCallback | None = None) -> Task:
         """Follow the task until it ends. Only reads from the server, even on timeout."""
         client = self.client
@@ -202,6 +213,10 @@ class AsyncTaskHandle:
     async def get(self) -> Task:
         return await self.client.get_task(self.image_id, self.task_id)
 
+    async def cancel(self) -> Task:
+        """Cancel the task (see :meth:`Client.cancel_task`)."""
+        return await self.client.cancel_task(self.image_id, self.task_id)
+
     # Same signature as the sync handle: the deadline spans many requests.
     async def wait(self, timeout: float = 300.0, on_progress: TaskCallback | None = None) -> Task:  # noqa: ASYNC109
         """Follow the task until it ends. Only reads from the server, even on timeout."""
@@ -219,6 +234,16 @@ class SyncTasks(SyncDriver):
         """One task of the image; picked from the image's task list on a server without
         ``/v2/images/{id}/tasks/{task_id}`` (plain Glance)."""
         return self._run(get_task(self._traits, image_id, task_id))
+
+    def cancel_task(self, image_id: str, task_id: str) -> Task:
+        """Cancel a pending or running import or copy of the image (Glimpse only).
+
+        A pending task comes back ``failure`` at once; a running one comes back ``processing`` with
+        its ``cancel_request`` set, and ends ``failure`` at its runner's next heartbeat. Cancelling a
+        cancelled task again answers the same; :class:`Conflict` when the task ended otherwise,
+        :class:`NotFound` when the caller cannot see it, :class:`Forbidden` when it may not cancel it.
+        """
+        return self._run(cancel_task(image_id, task_id))
 
     def watch_image_tasks(
         self, image_id: str, since: str | None = None, wait: float = 30
@@ -239,6 +264,10 @@ class AsyncTasks(AsyncDriver):
     async def get_task(self, image_id: str, task_id: str) -> Task:
         """One task of the image (see :meth:`Client.get_task`)."""
         return await self._run(get_task(self._traits, image_id, task_id))
+
+    async def cancel_task(self, image_id: str, task_id: str) -> Task:
+        """Cancel a pending or running import or copy (see :meth:`Client.cancel_task`)."""
+        return await self._run(cancel_task(image_id, task_id))
 
     async def watch_image_tasks(
         self, image_id: str, since: str | None = None, wait: float = 30

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 from glimpse.db.models import TaskRow
 from glimpse.domain.tasks import (
     ACTIVE,
+    CancelRequest,
     Task,
+    TaskCancelled,
     TaskLost,
     TaskProgress,
     TaskStatus,
@@ -24,9 +26,24 @@ from glimpse.errors import InvalidInput, NotFound
 
 _TASKS = cast(Table, TaskRow.__table__)
 TASK_SORT_KEYS = frozenset({"created_at", "updated_at", "id", "status", "type", "expires_at"})
+#: The key of the ``result`` column under which a cancel request is kept. An active task has no
+#: result, so a non-NULL ``result`` of an active task means "cancel requested": the guarded updates of
+#: the runner (heartbeat, success) check ``result IS NULL`` and so see a cancel without another read.
+CANCEL_KEY = "glimpse_cancel"
+
+
+def _result_and_cancel(raw: str | None) -> tuple[dict[str, Any] | None, CancelRequest | None]:
+    if raw is None:
+        return None, None
+    result = json.loads(raw)
+    if not isinstance(result, dict) or not isinstance(result.get(CANCEL_KEY), dict):
+        return result, None
+    cancel = CancelRequest.from_dict(result.pop(CANCEL_KEY))
+    return result or None, cancel
 
 
 def _task_from(row: RowMapping) -> Task:
+    result, cancel = _result_and_cancel(row["result"])
     return Task(
         id=row["id"],
         type=TaskType(row["type"]),
@@ -36,7 +53,7 @@ def _task_from(row: RowMapping) -> Task:
         request_id=row["request_id"],
         user_id=row["user_id"],
         input=json.loads(row["input"] or "{}"),
-        result=None if row["result"] is None else json.loads(row["result"]),
+        result=result,
         message=row["message"] or "",
         expires_at=row["expires_at"],
         created_at=row["created_at"],
@@ -49,6 +66,7 @@ def _task_from(row: RowMapping) -> Task:
         attempt=row["attempt"],
         progress=TaskProgress.from_dict(json.loads(row["progress"] or "{}")),
         stage_host=row["stage_host"],
+        cancel=cancel,
     )
 
 
@@ -216,13 +234,15 @@ class SqlTaskRepository:
     def heartbeat(
         self, task_id: str, worker: str, now: datetime, lease: timedelta, progress: TaskProgress, message: str
     ) -> None:
-        """Record progress and renew the lease; TaskLost if the task is no longer ours and running."""
+        """Record progress and renew the lease; TaskLost if the task is no longer ours and running,
+        TaskCancelled if someone asked to cancel it."""
         result = self._session.connection().execute(
             update(_TASKS)
             .where(
                 _TASKS.c.id == task_id,
                 _TASKS.c.status == str(TaskStatus.PROCESSING),
                 _TASKS.c.claimed_by == worker,
+                _TASKS.c.result.is_(None),
             )
             .values(
                 progress=json.dumps(progress.to_dict()),
@@ -233,7 +253,47 @@ class SqlTaskRepository:
             )
         )
         if result.rowcount != 1:
-            raise TaskLost(task_id)
+            self._raise_stopped(task_id, worker)
+
+    def _raise_stopped(self, task_id: str, worker: str) -> None:
+        """Why a guarded write of ``worker`` changed nothing: TaskCancelled or TaskLost."""
+        task = self.find(task_id)
+        if (
+            task is not None
+            and task.cancel is not None
+            and task.status == TaskStatus.PROCESSING
+            and task.claimed_by == worker
+        ):
+            raise TaskCancelled(task_id, task.cancel)
+        raise TaskLost(task_id)
+
+    def request_cancel(self, task_id: str, request: CancelRequest, now: datetime) -> bool:
+        """Record a cancel request on an active task that has none yet; True if this call did."""
+        result = self._session.connection().execute(
+            update(_TASKS)
+            .where(
+                _TASKS.c.id == task_id,
+                _TASKS.c.status.in_([str(s) for s in ACTIVE]),
+                _TASKS.c.result.is_(None),
+            )
+            .values(result=json.dumps({CANCEL_KEY: request.to_dict()}), updated_at=now)
+        )
+        return bool(result.rowcount == 1)
+
+    def cancel_pending(
+        self, task_id: str, request: CancelRequest, now: datetime, ttl: timedelta, message: str
+    ) -> bool:
+        """pending → failure for a cancel (no runner has it); True if this call did it."""
+        return self._transition(
+            task_id,
+            [TaskStatus.PENDING],
+            TaskStatus.FAILURE,
+            result=json.dumps({CANCEL_KEY: request.to_dict()}),
+            message=message,
+            expires_at=now + ttl,
+            updated_at=now,
+            lease_expires_at=None,
+        )
 
     def succeed(
         self,
@@ -250,6 +310,7 @@ class SqlTaskRepository:
             [TaskStatus.PROCESSING],
             TaskStatus.SUCCESS,
             _TASKS.c.claimed_by == worker,
+            _TASKS.c.result.is_(None),  # not once a cancel was requested
             result=json.dumps(result),
             progress=json.dumps(progress.to_dict()),
             message=message,

@@ -35,7 +35,8 @@ TRANSITIONS: Mapping[ImageStatus, frozenset[ImageStatus]] = {
     S.QUEUED: frozenset({S.SAVING, S.UPLOADING, S.IMPORTING, S.ACTIVE, S.DELETED}),
     S.SAVING: frozenset({S.ACTIVE, S.KILLED, S.DELETED, S.QUEUED}),
     S.UPLOADING: frozenset({S.IMPORTING, S.QUEUED, S.DELETED}),
-    S.IMPORTING: frozenset({S.ACTIVE, S.DELETED, S.QUEUED}),
+    # importing → uploading: a cancelled glance-direct import keeps its staged data.
+    S.IMPORTING: frozenset({S.ACTIVE, S.DELETED, S.QUEUED, S.UPLOADING}),
     S.ACTIVE: frozenset({S.PENDING_DELETE, S.DELETED, S.DEACTIVATED}),
     S.KILLED: frozenset({S.DELETED}),
     S.PENDING_DELETE: frozenset({S.DELETED}),

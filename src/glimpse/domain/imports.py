@@ -22,6 +22,7 @@ __all__ = [
     "ALL_STORES_CONFLICT",
     "DIGEST_LENGTHS",
     "HTTP_DIGEST_ALGORITHMS",
+    "RETRY_FAILED",
     "ExpectedDigest",
     "ImportMethod",
     "ImportRequest",
@@ -76,6 +77,8 @@ def parse_digest_header(name: str, value: str) -> list[ExpectedDigest]:
 
 
 ALL_STORES_CONFLICT = "All_stores parameter can't be used with x-image-meta-store header or stores parameter"
+#: ``"stores": "failed"`` (a Glimpse addition): the stores of the image's ``os_glance_failed_import``.
+RETRY_FAILED = "failed"
 
 
 class ImportMethod(enum.StrEnum):
@@ -133,7 +136,9 @@ class ImportRequest:
     """One import request: the method, its source and the target stores as the caller gave them.
 
     ``stores`` is None when the body named none (the ``X-Image-Meta-Store`` header or the default
-    store decides then); which stores an import really targets is the service's decision.
+    store decides then), or asked for ``"stores": "failed"`` (``retry_failed``: the stores the
+    image's ``os_glance_failed_import`` lists); which stores an import really targets is the
+    service's decision.
     ``explicit`` names the optional flags the body set itself, so that :meth:`to_dict` gives back
     the body as it was sent (a task shows its request as Glance's does).
     """
@@ -147,6 +152,8 @@ class ImportRequest:
     #: The digest the data must have (web-download and glance-direct), checked before any store
     #: keeps it.
     validation_data: ExpectedDigest | None = None
+    #: ``"stores": "failed"``: retry exactly the stores the last import or copy failed to write.
+    retry_failed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The request as an import body (Glance's ``import_req``)."""
@@ -156,6 +163,8 @@ class ImportRequest:
         body: dict[str, Any] = {"method": method}
         if self.stores is not None:
             body["stores"] = list(self.stores)
+        elif self.retry_failed:
+            body["stores"] = RETRY_FAILED
         if self.all_stores or "all_stores" in self.explicit:
             body["all_stores"] = self.all_stores
         if not self.all_stores_must_succeed or "all_stores_must_succeed" in self.explicit:
@@ -189,10 +198,14 @@ class ImportRequest:
         all_stores = body.get("all_stores", False)
         if not isinstance(all_stores, bool):
             raise InvalidInput("'all_stores' must be boolean value only")
+        retry_failed = body.get("stores") == RETRY_FAILED
+        if retry_failed and all_stores:
+            raise InvalidInput(ALL_STORES_CONFLICT)
         return cls(
             method=parsed,
             uri=_uri(parsed, method.get("uri")),
-            stores=_stores(body, all_stores),
+            stores=None if retry_failed else _stores(body, all_stores),
+            retry_failed=retry_failed,
             all_stores=all_stores,
             all_stores_must_succeed=all_stores_must_succeed,
             explicit=frozenset(_FLAGS.intersection(body)),
@@ -233,7 +246,7 @@ def _stores(body: Mapping[str, Any], all_stores: bool) -> tuple[str, ...] | None
     given = body["stores"]
     if not isinstance(given, list) or not given or not all(isinstance(s, str) for s in given):
         raise InvalidInput(
-            '\'stores\' must be a non-empty list of store ids, e.g. ["fast", "cheap"]; '
-            "GET /v2/info/stores lists them."
+            '\'stores\' must be a non-empty list of store ids, e.g. ["fast", "cheap"], or "failed" '
+            "for the stores the last import or copy failed to write; GET /v2/info/stores lists them."
         )
     return tuple(given)

@@ -87,6 +87,7 @@ class PolicyRule(enum.StrEnum):
     GET_TASKS = "get_tasks"
     ADD_TASK = "add_task"
     MODIFY_TASK = "modify_task"
+    CANCEL_IMAGE_TASK = "cancel_image_task"
     TASKS_API_ACCESS = "tasks_api_access"
     STORES_INFO_DETAIL = "stores_info_detail"
     GET_METRICS = "get_metrics"
@@ -256,6 +257,12 @@ DEFAULT_RULES: Final[tuple[RuleDefault, ...]] = (
     RuleDefault(_R.GET_TASKS, "rule:default", "List tasks (GET /v2/tasks)."),
     RuleDefault(_R.ADD_TASK, "rule:default", "Create a task (POST /v2/tasks)."),
     RuleDefault(_R.MODIFY_TASK, "rule:default", "Change a task."),
+    RuleDefault(
+        _R.CANCEL_IMAGE_TASK,
+        f"{_ADMIN} or user_id:%(task_user_id)s or ({_OWNER_MEMBER})",
+        "Cancel an image's pending or running import or copy (DELETE /v2/images/{image_id}/tasks/"
+        "{task_id}): the task's own user, or a member of the image's owner project. A Glimpse addition.",
+    ),
     RuleDefault(
         _R.TASKS_API_ACCESS, _ADMIN, "Use the /v2/tasks API at all (deprecated, for administrators)."
     ),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from glimpse.domain.images import ImageStatus
 from glimpse.domain.imports import ImportMethod, ImportRequest
 from glimpse.errors import InvalidInput, InvalidTransition
 
@@ -20,6 +21,57 @@ def system_clock() -> datetime:
 
 class TaskLost(Exception):
     """The runner no longer owns this task (its lease was taken over, or it was failed or busted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """Who asked to cancel a task, and when: recorded in the task row, so every runner sees it."""
+
+    at: datetime
+    user_id: str | None
+    project_id: str | None
+    request_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": _iso(self.at),
+            "user_id": self.user_id,
+            "project_id": self.project_id,
+            "request_id": self.request_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CancelRequest:
+        at = _parse(data.get("at"))
+        return cls(
+            at=at if at is not None else datetime.min.replace(tzinfo=UTC),
+            user_id=_str_or_none(data.get("user_id")),
+            project_id=_str_or_none(data.get("project_id")),
+            request_id=_str_or_none(data.get("request_id")),
+        )
+
+    def describe(self) -> str:
+        """``Cancelled by user U of project P at T (request R).``"""
+        when = self.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        request = f" (request {self.request_id})" if self.request_id else ""
+        return (
+            f"Cancelled by user {self.user_id or 'unknown'} of project {self.project_id or 'unknown'} "
+            f"at {when}{request}."
+        )
+
+
+class TaskCancelled(Exception):
+    """Someone cancelled the task (``DELETE /v2/images/{id}/tasks/{task_id}``): the runner stops,
+    undoes this run's work and ends the task ``failure``."""
+
+    def __init__(self, task_id: str, request: CancelRequest) -> None:
+        self.task_id = task_id
+        self.request = request
+        super().__init__(f"task {task_id}: {request.describe()}")
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class TaskStatus(enum.StrEnum):
@@ -200,6 +252,8 @@ class Task:
     progress: TaskProgress = field(default_factory=TaskProgress)
     #: The node whose runners alone may claim the task (the data was staged there); None: any node.
     stage_host: str | None = None
+    #: Who asked to cancel the task, once someone did (the task then ends ``failure``).
+    cancel: CancelRequest | None = None
 
     @property
     def is_active(self) -> bool:
@@ -332,6 +386,36 @@ class ImportTaskRequest:
             "image_properties": dict(self.image_properties),
             "backend": list(stores),
         }
+
+
+def status_before_import(method: ImportMethod | None) -> ImageStatus | None:
+    """The image status an import of ``method`` started from, which a cancel restores: a staged
+    image (glance-direct) keeps its data, a web-download starts again from ``queued``; a copy leaves
+    the (active) image alone (None)."""
+    if method is ImportMethod.GLANCE_DIRECT:
+        return ImageStatus.UPLOADING
+    if method is ImportMethod.WEB_DOWNLOAD:
+        return ImageStatus.QUEUED
+    return None
+
+
+def cancelled_outcome(method: ImportMethod | None, image_id: str) -> str:
+    """What a cancelled task left behind and how to start again."""
+    if method is ImportMethod.GLANCE_DIRECT:
+        return (
+            f"Image {image_id} is back to 'uploading' with its staged data kept; import it again "
+            "(glance-direct) to start over."
+        )
+    if method is ImportMethod.WEB_DOWNLOAD:
+        return (
+            f"Image {image_id} is back to 'queued' and the data downloaded for it was removed; "
+            "import it again to start over."
+        )
+    if method is ImportMethod.COPY_IMAGE:
+        return (
+            f"Image {image_id} is unchanged and the partial copies were removed; copy it again to start over."
+        )
+    return "Nothing was changed."
 
 
 def waiting_message(stage_host: str | None) -> str:

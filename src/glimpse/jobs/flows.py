@@ -23,7 +23,15 @@ from datetime import timedelta
 
 from glimpse.domain.import_plugins import ImportPlugin
 from glimpse.domain.imports import ImportMethod
-from glimpse.domain.tasks import Task, TaskLost, TaskProgress, waiting_message
+from glimpse.domain.tasks import (
+    CancelRequest,
+    Task,
+    TaskCancelled,
+    TaskLost,
+    TaskProgress,
+    cancelled_outcome,
+    waiting_message,
+)
 from glimpse.errors import FlowFailed
 from glimpse.jobs.content_steps import Convert, Decompress, NoOp
 from glimpse.jobs.errors import ImageDeleted, Interrupted, LockLost, TaskStopped
@@ -34,7 +42,7 @@ from glimpse.jobs.import_steps import Begin, Complete, CopyToStores, Download
 from glimpse.jobs.progress import Heartbeat, ProgressWriter
 from glimpse.jobs.steps import Step, run_steps
 from glimpse.logs import log_fields
-from glimpse.ports import Ports, Repositories
+from glimpse.ports import Ports, Repositories, undo_import_request
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +97,8 @@ def _unexpected(run: ImportRun, exc: BaseException) -> str:
 
 
 async def execute_task(ports: Ports, task: Task, worker_id: str, heartbeat: Heartbeat) -> str:
-    """Run a claimed task to its end; returns ``success``, ``failure``, ``requeued`` or ``lost``."""
+    """Run a claimed task to its end; returns ``success``, ``failure``, ``cancelled``, ``requeued``
+    or ``lost``."""
     run = ImportRun.for_task(ports, task, worker_id, heartbeat)
     with log_fields(
         task_id=task.id,
@@ -117,6 +126,8 @@ async def _execute(run: ImportRun) -> str:
     except TaskLost:
         log.info("task %s: no longer ours (failed, busted or reclaimed); stopped", task.id)
         return "lost"
+    except TaskCancelled as exc:
+        return await _cancelled(run, exc.request)
     except Interrupted:
         return await _requeue(run)
     except ImageDeleted:
@@ -167,6 +178,30 @@ async def _fail(run: ImportRun, message: str) -> str:
     return "lost"
 
 
+async def _cancelled(run: ImportRun, request: CancelRequest) -> str:
+    """The steps undid this run's work (as for an interrupted run): now undo the import request
+    (image status, importing list, lock) and end the task ``failure``, in one unit of work."""
+    progress = run.heartbeat.progress
+    progress.phase = PHASE_FAILED
+    run.mark_failed_stores(f"cancelled: {request.describe()}")
+    snapshot = TaskProgress.from_dict(progress.to_dict())
+    now = run.ports.clock()
+    ttl = timedelta(hours=run.ports.settings.task_time_to_live)
+    message = f"{request.describe()} {cancelled_outcome(run.method, run.image_id)}"
+
+    def finish(repos: Repositories) -> bool:
+        if not repos.tasks.fail(run.task.id, now, ttl, message, worker=run.worker_id, progress=snapshot):
+            return False
+        undo_import_request(repos, run.task)
+        return True
+
+    if await run.ports.run(finish):
+        log.warning("task %s: cancelled: %s", run.task.id, message)
+        return "cancelled"
+    log.info("task %s: ended elsewhere while it was being cancelled", run.task.id)
+    return "lost"
+
+
 async def _requeue(run: ImportRun) -> str:
     now = run.ports.clock()
     lease = timedelta(seconds=run.ports.settings.task_lease_time)
@@ -181,7 +216,12 @@ async def _requeue(run: ImportRun) -> str:
             return False
         return tasks.requeue(run.task.id, run.worker_id, now)
 
-    if await run.ports.run(requeue):
+    try:
+        requeued = await run.ports.run(requeue)
+    except TaskCancelled as exc:
+        # Cancelled while the runner was stopping: the work is undone already, end it here.
+        return await _cancelled(run, exc.request)
+    if requeued:
         log.info("task %s: handed back to the queue (runner stopping)", run.task.id)
         return "requeued"
     return "lost"

@@ -57,6 +57,8 @@ class ImportRun:
     disk_format: str | None = None
     #: The staging objects the import plugins wrote, in order; the last one is what the stores get.
     derived: list[str] = field(default_factory=list)
+    #: Whether a copy read the data the import left in the staging area (a retry of failed stores).
+    reused_staging: bool = False
     #: Whether the client's ``validation_data`` was already checked (on the data as it came in,
     #: before a plugin changed it).
     validated: bool = False

@@ -16,7 +16,14 @@ from datetime import timedelta
 from glimpse.domain.images import Image, ImageStatus, Location
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.inspection import ContentVerdict, content_judge
-from glimpse.domain.tasks import StoreState, TaskLost, TaskProgress, TaskType, copied_message
+from glimpse.domain.tasks import (
+    StoreState,
+    TaskCancelled,
+    TaskLost,
+    TaskProgress,
+    TaskType,
+    copied_message,
+)
 from glimpse.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -337,6 +344,10 @@ class CopyToStores:
                     f"The staging area holds no data for image {run.image_id}, so there is nothing to import."
                 ) from None
             return stream, "the staging area"
+        if run.request is not None and run.request.retry_failed:
+            kept = await CopyToStores._kept_staging(run, image)
+            if kept is not None:
+                return kept, "the staging area (the data the import left there)"
         default = run.ports.stores.default.id
         candidates = sorted(image.locations, key=lambda location: location.store_id != default)
         for location in candidates:
@@ -356,6 +367,22 @@ class CopyToStores:
         raise FlowFailed(
             f"None of the stores holding image {run.image_id} could be read, so it cannot be copied."
         )
+
+    @staticmethod
+    async def _kept_staging(run: ImportRun, image: Image) -> AsyncIterator[bytes] | None:
+        """A retry of the stores an import failed to write reads the data that import left in the
+        staging area, while it is there and has the image's size (the copy still checks every byte
+        against the image's checksums); None otherwise (the copy reads a store)."""
+        staging = run.staging
+        location = staging.location_for(run.image_id)
+        try:
+            if (await staging.stat(location)).size != image.size:
+                return None
+            stream = await staging.open(location)
+        except StorageError:
+            return None
+        run.reused_staging = True
+        return stream
 
     async def _record_as_they_finish(
         self, run: ImportRun, copy: asyncio.Future[list[Outcome]], outcomes: asyncio.Queue[Outcome]
@@ -468,15 +495,31 @@ class Complete:
             if not tasks.succeed(
                 run.task.id, run.worker_id, now, ttl, result, progress, copied_message(progress)
             ):
+                # Nothing of this unit of work is kept: a cancel that came after the last heartbeat
+                # still wins (the steps undo the run), and so does whoever took the task over.
+                current = tasks.find(run.task.id)
+                if current is not None and current.cancel is not None and current.claimed_by == run.worker_id:
+                    raise TaskCancelled(run.task.id, current.cancel)
                 raise TaskLost(run.task.id)
             images.release_lock(run.image_id, run.task.id)
 
         await run.locked(complete)
-        if run.brings_data:
-            await delete_object(run.staging, run.staged or run.staging.location_for(run.image_id))
-            for location in run.derived:
-                await delete_object(run.staging, location)
-            run.derived.clear()
+        if not (run.brings_data or run.reused_staging):
+            return
+        if run.failed and not run.derived:
+            # Some stores failed (all_stores_must_succeed = false): the staged data stays for a
+            # retry of those stores ("stores": "failed") until the staging sweep removes it.
+            log.info(
+                "task %s: stores %s failed; the staged data of image %s is kept for a retry",
+                run.task.id,
+                ",".join(sorted(run.failed)),
+                run.image_id,
+            )
+            return
+        await delete_object(run.staging, run.staged or run.staging.location_for(run.image_id))
+        for location in run.derived:
+            await delete_object(run.staging, location)
+        run.derived.clear()
 
     async def revert(self, run: ImportRun, reason: Why) -> None:
         return  # one transaction: it either happened entirely or not at all

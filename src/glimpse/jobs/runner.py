@@ -93,8 +93,9 @@ class TaskRunner:
         self._wake: asyncio.Event | None = None
         self._last_sweep: float | None = None
         self._last_stranded: float | None = None
-        #: Outcome of the tasks this runner ran, by task id: success, failure, requeued, lost, error
-        #: or cancelled (the last FINISHED_KEPT of them).
+        #: Outcome of the tasks this runner ran, by task id: success, failure, cancelled (someone
+        #: cancelled it), requeued, lost, error or aborted (the runner stopped it hard), the last
+        #: FINISHED_KEPT of them.
         self.finished: dict[str, str] = {}
 
     # -- control -----------------------------------------------------------------------------------
@@ -233,7 +234,7 @@ class TaskRunner:
         try:
             outcome = await execute_task(self.ports, task, self.worker_id, heartbeat)
         except asyncio.CancelledError:
-            outcome = "cancelled"
+            outcome = "aborted"
             raise
         except Exception:
             log.exception(

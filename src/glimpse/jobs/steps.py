@@ -5,7 +5,8 @@ one included, since it may have left partial work) is reverted in reverse order,
 raised again. What a revert undoes depends on *why* the flow stopped (:class:`Why`): a failure of a
 task that still holds the lock undoes everything it did to the image; a task that lost its claim or
 its lock removes only the objects it wrote and touches no metadata; an interrupted task (the runner
-is stopping) puts the image back exactly as the import request left it, so it can run again.
+is stopping) puts the image back exactly as the import request left it, so it can run again, and so
+does a cancelled one, before the runner undoes the import request too.
 
 A hard cancellation (``asyncio.CancelledError``) reverts nothing: the task's lease lapses and the
 reaper undoes its work from the database's point of view.
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
 
-from glimpse.domain.tasks import TaskLost
+from glimpse.domain.tasks import TaskCancelled, TaskLost
 from glimpse.jobs.errors import Interrupted, TaskStopped
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,13 @@ class Why(enum.Enum):
     FAILED = "failed"
     #: The task row or the image lock is no longer this run's (or the image is gone).
     LOST = "lost"
-    #: The runner is stopping: restore the state the import request created, then re-queue.
+    #: The runner is stopping (restore the state the import request created, then re-queue), or
+    #: the task was cancelled (the same undo, then the import request itself is undone).
     INTERRUPTED = "interrupted"
 
 
 def why(error: BaseException) -> Why:
-    if isinstance(error, Interrupted):
+    if isinstance(error, Interrupted | TaskCancelled):
         return Why.INTERRUPTED
     if isinstance(error, (TaskStopped, TaskLost)):
         return Why.LOST

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -408,6 +408,14 @@ class ImportService:
         image, target = images.load(ctx, image_id)
         tasks = repos.tasks
         now = self.ports.clock()
+        # Retrying the stores an import failed to write, once the image is active (the import
+        # succeeded in the other stores): a copy of the image's data to those stores, which the
+        # image's owner may ask for as it asked for the import.
+        owner_retry = (
+            request.retry_failed and request.method.brings_data and image.status == ImageStatus.ACTIVE
+        )
+        if owner_retry:
+            request = replace(request, method=ImportMethod.COPY_IMAGE, uri=None, validation_data=None)
         try:
             _check_status(image, request.method)
         except Conflict as exc:
@@ -417,7 +425,7 @@ class ImportService:
             holder = tasks.find(image.import_task_id)
             text, lock = describe_lock(ctx, image.id, image.import_task_id, holder, now, self.stale_after)
             raise ImageLocked(f"{exc.message}; {text}", lock) from None
-        if request.method is ImportMethod.COPY_IMAGE:
+        if request.method is ImportMethod.COPY_IMAGE and not owner_retry:
             images.policy.enforce(PolicyRule.COPY_IMAGE, ctx, target)
         else:
             images.policy.enforce(PolicyRule.MODIFY_IMAGE, ctx, target)
@@ -554,6 +562,12 @@ class ImportService:
     ) -> tuple[str, ...]:
         """The stores to import to, checked against the configured ones (Glance's rules and messages)."""
         registry = self.ports.stores
+        if request.retry_failed:
+            if store_header is not None:
+                raise InvalidInput(
+                    '"stores": "failed" and the x-image-meta-store header cannot be used together.'
+                )
+            return self._failed_stores(image, request.method)
         if request.all_stores:
             if store_header is not None:
                 raise InvalidInput(ALL_STORES_CONFLICT)
@@ -574,6 +588,21 @@ class ImportService:
                     if location.store_id in wanted:
                         raise InvalidInput(f"Image is already present at store '{location.store_id}'")
         return tuple(wanted)
+
+    def _failed_stores(self, image: Image, method: ImportMethod) -> tuple[str, ...]:
+        """``"stores": "failed"``: exactly the stores of ``os_glance_failed_import`` (in its order),
+        each still configured and, for a copy, not holding the image already; 409 when none."""
+        failed = _store_list(image.properties.get(FAILED_PROPERTY))
+        if method is ImportMethod.COPY_IMAGE:
+            failed = [store_id for store_id in failed if store_id not in image.stores]
+        if not failed:
+            raise Conflict(
+                f"Image {image.id} has no failed stores to retry (os_glance_failed_import is empty); "
+                "name the stores to import to with 'stores', or use 'all_stores'."
+            )
+        for store_id in failed:
+            self.ports.stores.get(store_id)  # UnknownStore (409) for a store no longer configured
+        return tuple(failed)
 
     def _check_uri(self, uri: str) -> None:
         check_url(uri, self.settings.import_filter)

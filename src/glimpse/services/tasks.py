@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, timedelta
 
 from glimpse.context import RequestContext
 from glimpse.domain.images import Image, is_uuid
 from glimpse.domain.policy import PolicyRule
-from glimpse.domain.tasks import Clock, Task
-from glimpse.errors import InvalidInput, NotFound
-from glimpse.ports import Repositories
+from glimpse.domain.tasks import (
+    TERMINAL,
+    CancelRequest,
+    Clock,
+    Task,
+    TaskStatus,
+    cancelled_outcome,
+)
+from glimpse.errors import Conflict, Forbidden, InvalidInput, NotFound
+from glimpse.ports import Repositories, undo_import_request
 from glimpse.services.images import ImageService
 
 TASK_FILTERS = ("type", "status")
@@ -32,6 +40,7 @@ def visible_task(ctx: RequestContext, image: Image, task: Task) -> Task | None:
 class TaskService:
     def __init__(self, repos: Repositories, images: ImageService, clock: Clock) -> None:
         self.images = images
+        self._repos = repos
         self.tasks = repos.tasks
         self.clock = clock
 
@@ -49,6 +58,54 @@ class TaskService:
             if task is not None:
                 return task
         raise NotFound(f"Image {image_id} has no task {task_id} that you can see.")
+
+    # -- DELETE /v2/images/{id}/tasks/{task_id} ------------------------------------------------------
+    def cancel_image_task(self, ctx: RequestContext, image_id: str, task_id: str, ttl: timedelta) -> Task:
+        """Cancel a pending or running task of the image; returns the task as the caller sees it.
+
+        A pending task ends ``failure`` at once (the image goes back to where the import request
+        found it and the lock is released, in the same unit of work). A running one gets the cancel
+        recorded in its row: whichever runner runs it stops at its next heartbeat, undoes its own
+        work and ends it ``failure``. Cancelling a cancelled task again changes nothing (the same
+        answer); a task that ended otherwise is a Conflict.
+        """
+        image, target = self.images.load(ctx, image_id, details=False)
+        task = self.image_task(ctx, image_id, task_id)
+        found = self.tasks.find(task.id)
+        assert found is not None  # image_task just read it
+        rule_target = {**target, "task_user_id": found.user_id}
+        try:
+            self.images.policy.enforce(PolicyRule.CANCEL_IMAGE_TASK, ctx, rule_target)
+        except Forbidden as exc:
+            exc.message += (
+                " Only the user who started the task, a member of the image's owner project or an "
+                "administrator may cancel it."
+            )
+            raise
+        now = self.clock()
+        request = found.cancel or CancelRequest(
+            at=now, user_id=ctx.user_id, project_id=ctx.project_id, request_id=ctx.request_id
+        )
+        message = f"{request.describe()} It had not started. {cancelled_outcome(found.method, image.id)}"
+        if found.status == TaskStatus.PENDING and self.tasks.cancel_pending(
+            found.id, request, now, ttl, message
+        ):
+            undo_import_request(self._repos, found)
+        elif found.cancel is None:
+            # Running (or claimed a moment ago): the runner sees it at its next heartbeat. A task
+            # that ended in the meantime is left as it is (the update is guarded by the status).
+            self.tasks.request_cancel(found.id, request, now)
+        current = self.tasks.find(found.id)
+        assert current is not None
+        if current.status in TERMINAL and current.cancel is None:
+            ended = current.updated_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            raise Conflict(
+                f"Task {current.id} already ended with status '{current.status}' at {ended}; there is "
+                "nothing to cancel. Its message says what it did."
+            )
+        shown = visible_task(ctx, image, current)
+        assert shown is not None  # the caller could see it a moment ago; visibility is per project
+        return shown
 
     # -- /v2/tasks (admin) -------------------------------------------------------------------------
     def list_tasks(

@@ -23,8 +23,9 @@ CREATE_METHODS = ("glance-direct", "web-download")
 IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
 
 
-def add_target_options(parser: argparse.ArgumentParser, *, copying: bool) -> None:
-    """Which stores, what a failing store means, and whether to wait."""
+def add_target_options(parser: argparse.ArgumentParser, *, copying: bool, retrying: bool = True) -> None:
+    """Which stores, what a failing store means, and whether to wait (``retrying``: an existing
+    image, whose failed stores ``--retry-failed`` may target)."""
     targets = parser.add_mutually_exclusive_group(required=copying)
     if not copying:
         targets.add_argument(
@@ -32,6 +33,13 @@ def add_target_options(parser: argparse.ArgumentParser, *, copying: bool) -> Non
         )
     targets.add_argument("--stores", type=store_list, metavar="A,B", help="the stores to import to")
     targets.add_argument("--all-stores", action="store_true", help="every store of the site")
+    if retrying:
+        targets.add_argument(
+            "--retry-failed",
+            action="store_true",
+            help="exactly the stores the image's last import or copy failed to write "
+            "(os_glance_failed_import; Glimpse only); on an active image an import retries them as a copy",
+        )
     parser.add_argument(
         "--allow-failure",
         action="store_true",
@@ -64,13 +72,17 @@ class Targets:
     stores: list[str] | None
     all_stores: bool
     allow_failure: bool
+    retry_failed: bool = False
 
     @classmethod
     def from_args(cls, parsed_args: argparse.Namespace) -> Targets:
         store = getattr(parsed_args, "store", None)
         stores = [store] if store else parsed_args.stores
         return cls(
-            stores=stores, all_stores=bool(parsed_args.all_stores), allow_failure=parsed_args.allow_failure
+            stores=stores,
+            all_stores=bool(parsed_args.all_stores),
+            allow_failure=parsed_args.allow_failure,
+            retry_failed=bool(getattr(parsed_args, "retry_failed", False)),
         )
 
 
@@ -115,6 +127,7 @@ def start_import(
             all_stores=targets.all_stores,
             allow_failure=targets.allow_failure,
             checksum=checksum,
+            retry_failed=targets.retry_failed,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -184,7 +197,7 @@ class CreateImage(GlimpseShowOne):
             help="import the data instead of uploading it (--uri alone means web-download)",
         )
         parser.add_argument("--uri", metavar="URL", help="where web-download fetches the data")
-        add_target_options(parser, copying=False)
+        add_target_options(parser, copying=False, retrying=False)
         return parser
 
     def _method(self, parsed_args: argparse.Namespace) -> str | None:

@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -167,6 +167,16 @@ async def image_task(request: Request, image_id: str, task_id: str) -> Response:
     return JSONResponse(image_task_view(task))
 
 
+@router.delete("/images/{image_id}/tasks/{task_id}")
+async def cancel_image_task(request: Request, image_id: str, task_id: str) -> Response:
+    """Cancel a pending or running import or copy (a Glimpse addition): 202 with the task."""
+    rt, ctx = deps.runtime(request), deps.context(request)
+    ttl = timedelta(hours=rt.settings.task_time_to_live)
+    task = await rt.run(lambda s: _service(rt, s).cancel_image_task(ctx, image_id, task_id, ttl))
+    rt.notify_task_change(image_id)
+    return JSONResponse(image_task_view(task), status_code=202)
+
+
 @router.get("/tasks")
 async def list_tasks(request: Request) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
@@ -222,4 +232,7 @@ async def show_task(request: Request, task_id: str) -> Response:
 
 @router.delete("/tasks/{task_id}", include_in_schema=False)
 async def delete_task(task_id: str) -> Response:
-    raise MethodNotAllowed("Tasks cannot be deleted; they expire task_time_to_live hours after they finish.")
+    raise MethodNotAllowed(
+        "Tasks cannot be deleted; they expire task_time_to_live hours after they finish. To cancel an "
+        "image's pending or running import or copy, use DELETE /v2/images/{image_id}/tasks/{task_id}."
+    )

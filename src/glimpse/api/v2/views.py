@@ -89,6 +89,7 @@ def image_task_view(task: Task) -> dict[str, Any]:
         "result": task.result,
         "message": task.message,
         "progress": task.progress.to_dict(),
+        "cancel_request": None if task.cancel is None else task.cancel.to_dict(),
     }
 
 
