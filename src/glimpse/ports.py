@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from glimpse.config import Settings
+from glimpse.domain.idempotency import Claim, KeyRecord, StoredAnswer
 from glimpse.domain.images import Image, ImageStatus, Location, MemberStatus
 from glimpse.domain.members import ImageMember, Viewer
 from glimpse.domain.policy import Policy
@@ -33,6 +34,7 @@ from glimpse.errors import StorageError, StoreMismatch
 
 __all__ = [
     "Capabilities",
+    "IdempotencyRepository",
     "ImageRepository",
     "ImageStore",
     "LocalFiles",
@@ -415,6 +417,33 @@ class TaskRepository(Protocol):
     def purge_expired(self, now: datetime, older_than: timedelta = timedelta(0)) -> int: ...
 
 
+class IdempotencyRepository(Protocol):
+    """The ``Idempotency-Key`` records (see :mod:`glimpse.domain.idempotency`), one per (scope, key).
+    Every write but :meth:`claim` is guarded by the writer's ``claim_id``."""
+
+    def find(self, scope: str, key: str) -> KeyRecord | None: ...
+
+    def claim(self, record: KeyRecord) -> KeyRecord | None:
+        """Insert ``record`` atomically: None when this call claimed the key, else the record found."""
+        ...
+
+    def take_over(self, previous: Claim, record: KeyRecord) -> bool:
+        """Replace the record of ``previous`` with ``record``; False when someone else did first."""
+        ...
+
+    def complete(self, claim: Claim, fingerprint: str, answer: StoredAnswer, expires_at: datetime) -> bool:
+        """Keep the claim's answer until ``expires_at``; False when the claim was lost meanwhile."""
+        ...
+
+    def release(self, claim: Claim) -> bool:
+        """Remove the claim's record (its request failed): the key may be used again."""
+        ...
+
+    def purge_expired(self, now: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` expired records; returns how many."""
+        ...
+
+
 class Repositories(Protocol):
     """The repositories of one unit of work."""
 
@@ -426,6 +455,9 @@ class Repositories(Protocol):
 
     @property
     def tasks(self) -> TaskRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
 
 
 # -- the process -------------------------------------------------------------------------------------

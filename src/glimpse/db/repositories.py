@@ -6,6 +6,7 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session
 
+from glimpse.db.idempotency_repository import SqlIdempotencyRepository
 from glimpse.db.image_repository import SqlImageRepository
 from glimpse.db.member_repository import SqlMemberRepository
 from glimpse.db.task_repository import SqlTaskRepository
@@ -30,3 +31,7 @@ class SqlRepositories:
     @cached_property
     def tasks(self) -> SqlTaskRepository:
         return SqlTaskRepository(self.session)
+
+    @cached_property
+    def idempotency(self) -> SqlIdempotencyRepository:
+        return SqlIdempotencyRepository(self.session)
