@@ -23,6 +23,7 @@ from glimpse.api import deps
 from glimpse.context import RequestContext
 from glimpse.domain.idempotency import Claim, KeyRecord, StoredAnswer, fingerprint, parse_key
 from glimpse.services.idempotency import IdempotencyService
+from glimpse.streaming import rebuffer
 
 HEADER: Final = "idempotency-key"
 #: Set on an answer repeated from the key's first request.
@@ -87,9 +88,11 @@ async def once(
 
 
 async def _hashed(chunks: AsyncIterator[bytes], digest: hashlib._Hash) -> AsyncIterator[bytes]:
-    async for chunk in chunks:
-        digest.update(chunk)
-        yield chunk
+    """The body in 1 MiB blocks, each added to ``digest`` in a worker thread (off the event loop;
+    the stage service reads ahead, so hashing a block overlaps the write of the one before)."""
+    async for block in rebuffer(chunks):
+        await anyio.to_thread.run_sync(digest.update, block)
+        yield block
 
 
 async def stage_once(
@@ -113,8 +116,8 @@ async def stage_once(
         return _fingerprint(request, digest.hexdigest(), headers)
 
     if isinstance(begun, KeyRecord):
-        async for chunk in request.stream():
-            digest.update(chunk)
+        async for _ in _hashed(request.stream(), digest):
+            pass
         return replay(service.check(begun, fingerprint_of()))
     return await _run_claimed(
         service, begun, lambda: produce(_hashed(request.stream(), digest)), fingerprint_of
