@@ -22,6 +22,7 @@ from glimpse.db.idempotency_repository import SqlIdempotencyRepository
 from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.domain.idempotency import Claim, key_scope
 from glimpse.jobs.housekeeping import expire_idempotency_keys
+from glimpse.jobs.runner import TaskRunner
 from glimpse.runtime import Runtime
 from glimpse.services.idempotency import IdempotencyService
 
@@ -330,6 +331,15 @@ def test_keys_expire_after_the_ttl_and_housekeeping_removes_them(api: TestClient
     assert stored(api, "daily") is None
     assert stored(api, "copy-key", project="project-admin") is None
     assert asyncio.run(expire_idempotency_keys(runtime)) == 0
+
+
+def test_a_runner_pass_expires_the_keys(api: TestClient) -> None:
+    runtime = runtime_of(api)
+    assert create(api, "swept", name="swept").status_code == 201
+    set_clock(api, T0 + timedelta(hours=25))
+    # The runner's first pass sweeps (staging, orphans, then the expired keys).
+    asyncio.run(TaskRunner(runtime, "sweeper").run_once())
+    assert stored(api, "swept") is None
 
 
 def test_the_ttl_is_configurable(make_client: Callable[..., TestClient], migrated_sqlite_url: str) -> None:
