@@ -3,8 +3,10 @@
 It lets a test cause real network faults without touching the shared service itself: ``stop()``
 closes the port and cuts every relayed connection (the service is unreachable), ``pause()`` keeps
 accepting connections but moves no byte (the service hangs), ``rate`` throttles every connection to
-that many bytes per second (a slow link), and ``start()`` / ``resume()`` bring it back on the same
-port. Plain threads, so it serves whatever event loop the code under test runs.
+that many bytes per second (a slow link), ``drop_replies(n)`` lets requests through but cuts the
+next ``n`` connections as the first answer on each starts to come back (the service did the work,
+the client never hears of it), and ``start()`` / ``resume()`` bring it back on the same port. Plain
+threads, so it serves whatever event loop the code under test runs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class TcpRelay:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._replies_to_drop = 0
+        #: How many answers were dropped so far.
+        self.dropped = 0
 
     def __enter__(self) -> TcpRelay:
         self.start()
@@ -70,6 +75,19 @@ class TcpRelay:
     def resume(self) -> None:
         self._flowing.set()
 
+    def drop_replies(self, count: int) -> None:
+        """Cut each of the next ``count`` connections whose first answer starts to arrive."""
+        with self._lock:
+            self._replies_to_drop = count
+
+    def _drop_this_reply(self) -> bool:
+        with self._lock:
+            if self._replies_to_drop <= 0:
+                return False
+            self._replies_to_drop -= 1
+            self.dropped += 1
+            return True
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -84,18 +102,22 @@ class TcpRelay:
                 continue
             with self._lock:
                 self._sockets |= {client, upstream}
-            for source, sink in ((client, upstream), (upstream, client)):
+            for source, sink, reply in ((client, upstream, False), (upstream, client, True)):
                 threading.Thread(
-                    target=self._pump, args=(source, sink), daemon=True, name="relay-pump"
+                    target=self._pump, args=(source, sink, reply), daemon=True, name="relay-pump"
                 ).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, reply: bool) -> None:
+        first = True
         try:
             while True:
                 data = source.recv(BLOCK)
                 if not data:
                     break
                 self._flowing.wait()
+                if reply and first and self._drop_this_reply():
+                    break
+                first = False
                 rate = self.rate
                 if rate:
                     for start in range(0, len(data), 16 * 1024):

@@ -99,6 +99,11 @@ class Settings:
     task_time_to_live: int = 48
     #: Minutes without a heartbeat after which an import lock may be broken (doubled while pending).
     import_lock_stale_after: int = 60
+    #: Hours the answer of a request sent with an ``Idempotency-Key`` is kept for its retries.
+    idempotency_key_ttl: int = 24
+    #: Seconds after which a request sent with an ``Idempotency-Key`` that never answered (its
+    #: process died) no longer holds the key, so that a retry runs it again.
+    idempotency_claim_timeout: float = 900.0
     #: Seconds between two progress writes (heartbeats) of a running task.
     task_progress_interval: float = 2.0
     #: Seconds a runner owns a claimed task without heart-beating; then the reaper takes it back.
@@ -655,6 +660,8 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "enabled_import_methods": _import_methods(opt.listed("enabled_import_methods")),
         "task_time_to_live": opt.integer("task_time_to_live", "task"),
         "import_lock_stale_after": opt.integer("import_lock_stale_after", minimum=1),
+        "idempotency_key_ttl": opt.integer("idempotency_key_ttl", minimum=1),
+        "idempotency_claim_timeout": opt.number("idempotency_claim_timeout"),
         "task_progress_interval": opt.number("task_progress_interval", "task"),
         "task_lease_time": opt.number("task_lease_time", "task"),
         "runner_poll_interval": opt.number("runner_poll_interval", "task"),

@@ -13,7 +13,8 @@ and the status the table gives it.
     │   ├── UnsupportedMediaType   the body's media type is not accepted (415)
     │   │   └── FormatMismatch     the data is not in the image's disk_format (415)
     │   ├── UnsafeImage            the data fails a safety check of its format; carries ``check`` (400)
-    │   └── DigestMismatch         the data does not have the digest the client gave (400)
+    │   ├── DigestMismatch         the data does not have the digest the client gave (400)
+    │   └── KeyReused              an Idempotency-Key sent again with another request (422)
     ├── Unauthenticated            no token, or one Keystone refused; carries ``www_authenticate`` (401)
     ├── IdentityUnavailable        Keystone cannot be reached to validate a token (503)
     ├── NotFound                   missing or invisible resource (404)
@@ -23,7 +24,8 @@ and the status the table gives it.
     │   ├── ImageLocked            another import holds the image's lock; carries ``lock`` (409)
     │   ├── UnknownStore           a store id that is not configured (409)
     │   ├── InvalidTransition      a status machine refused a transition (409)
-    │   └── Duplicate              an id / member / tag already exists (409)
+    │   ├── Duplicate              an id / member / tag already exists (409)
+    │   └── RequestInFlight        its key's first request still runs; carries ``retry_after`` (409)
     ├── ImageGone                  the image was deleted while its data was uploaded (410)
     ├── RangeNotSatisfiable        a Range outside the data; carries ``size`` (416)
     ├── TooLarge                   size cap, storage quota or a count limit exceeded (413)
@@ -101,6 +103,12 @@ class DigestMismatch(InvalidInput):
     default_message = "The image data does not have the digest the request gave."
 
 
+class KeyReused(InvalidInput):
+    """An ``Idempotency-Key`` the project already used for another request (method, path or body)."""
+
+    default_message = "This Idempotency-Key was already used for another request."
+
+
 class NotFound(GlimpseError):
     default_message = "The resource could not be found."
 
@@ -146,6 +154,19 @@ class InvalidTransition(Conflict):
 
 class Duplicate(Conflict):
     pass
+
+
+class RequestInFlight(Conflict):
+    """The first request sent with this ``Idempotency-Key`` is still being processed; ``retry_after``
+    is the number of seconds to wait before retrying (sent as ``Retry-After``)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def extra_fields(self) -> Mapping[str, object]:
+        return {"retry_after": self.retry_after}
 
 
 class ImageGone(GlimpseError):

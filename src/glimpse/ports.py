@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from glimpse.config import Settings
+from glimpse.domain.idempotency import Claim, KeyRecord, StoredAnswer
 from glimpse.domain.images import STAGE_HOST_PROPERTY, Image, ImageStatus, Location, MemberStatus
 from glimpse.domain.members import ImageMember, Viewer
 from glimpse.domain.metadefs import Association, Entry, EntryKind, Namespace, NamespaceQuery, ResourceType
@@ -34,6 +35,7 @@ from glimpse.errors import StorageError, StoreMismatch
 
 __all__ = [
     "Capabilities",
+    "IdempotencyRepository",
     "ImageRepository",
     "ImageStore",
     "LocalFiles",
@@ -494,6 +496,33 @@ class MetadefRepository(Protocol):
     def remove_entries(self, namespace: str, kind: EntryKind) -> None: ...
 
 
+class IdempotencyRepository(Protocol):
+    """The ``Idempotency-Key`` records (see :mod:`glimpse.domain.idempotency`), one per (scope, key).
+    Every write but :meth:`claim` is guarded by the writer's ``claim_id``."""
+
+    def find(self, scope: str, key: str) -> KeyRecord | None: ...
+
+    def claim(self, record: KeyRecord) -> KeyRecord | None:
+        """Insert ``record`` atomically: None when this call claimed the key, else the record found."""
+        ...
+
+    def take_over(self, previous: Claim, record: KeyRecord) -> bool:
+        """Replace the record of ``previous`` with ``record``; False when someone else did first."""
+        ...
+
+    def complete(self, claim: Claim, fingerprint: str, answer: StoredAnswer, expires_at: datetime) -> bool:
+        """Keep the claim's answer until ``expires_at``; False when the claim was lost meanwhile."""
+        ...
+
+    def release(self, claim: Claim) -> bool:
+        """Remove the claim's record (its request failed): the key may be used again."""
+        ...
+
+    def purge_expired(self, now: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` expired records; returns how many."""
+        ...
+
+
 class Repositories(Protocol):
     """The repositories of one unit of work."""
 
@@ -508,6 +537,9 @@ class Repositories(Protocol):
 
     @property
     def metadefs(self) -> MetadefRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
 
 
 def undo_import_request(repos: Repositories, task: Task) -> bool:

@@ -8,7 +8,9 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,13 +21,16 @@ from glimpse_client import (
     BadRequest,
     Client,
     ClientConfig,
+    ClientError,
     Conflict,
     Forbidden,
     NotFound,
     Task,
     TaskTimeout,
+    TransportError,
 )
 from livesupport import Server, free_port
+from tcprelay import TcpRelay
 
 pytestmark = pytest.mark.live
 
@@ -334,3 +339,74 @@ def test_a_server_that_ignores_range_still_gives_the_asked_part(tmp_path: Path, 
     target.write_bytes(b"x" * 1000)
     assert sdk.download("some-id", target) == len(PAYLOAD)
     assert target.read_bytes() == PAYLOAD  # started over, not appended
+
+
+# -- safe retries: Idempotency-Key ---------------------------------------------------------------
+
+
+def through(relay: TcpRelay, live: Server, **settings: Any) -> ClientConfig:
+    """The member of project p, reaching the server through ``relay``."""
+    return replace(config(live), endpoint=f"http://127.0.0.1:{relay.port}", retry_backoff=0.05, **settings)
+
+
+@pytest.fixture
+def relay(server: Server) -> Iterator[TcpRelay]:
+    url = httpx.URL(server.url)
+    with TcpRelay(url.host, url.port or 80) as running:
+        yield running
+
+
+def test_an_import_retried_after_a_dropped_connection_starts_one_task(
+    client: Client, server: Server, connect: Connect, relay: TcpRelay
+) -> None:
+    image_id = new_image(client)
+    client.stage(image_id, PAYLOAD)
+    sdk = connect(through(relay, server))
+    relay.drop_replies(1)
+    handle = sdk.import_image(image_id, "glance-direct")
+    assert relay.dropped == 1  # the first answer never reached the SDK; the retry got it again
+    assert handle is not None
+    assert handle.wait(timeout=20).status == "success"
+    assert [t.id for t in client.image_tasks(image_id)] == [handle.task_id]
+    assert client.get_image(image_id).status == "active"
+
+
+def test_an_image_create_retried_after_a_dropped_connection_makes_one_image(
+    client: Client, server: Server, connect: Connect, relay: TcpRelay
+) -> None:
+    name = f"retried-{uuid.uuid4()}"
+    sdk = connect(through(relay, server))
+    relay.drop_replies(1)
+    image = sdk.create_image(name=name, disk_format="raw", container_format="bare")
+    assert relay.dropped == 1
+    assert [i.id for i in client.list_images(name=name)] == [image.id]
+
+
+def test_retries_are_bounded_and_still_start_one_task(
+    client: Client, server: Server, connect: Connect, relay: TcpRelay
+) -> None:
+    image_id = new_image(client)
+    client.stage(image_id, PAYLOAD)
+    sdk = connect(through(relay, server, retries=2))
+    relay.drop_replies(10)
+    with pytest.raises(TransportError):
+        sdk.import_image(image_id, "glance-direct")
+    assert relay.dropped == 3  # the request and its two retries
+    relay.drop_replies(0)
+    tasks = client.image_tasks(image_id)
+    assert len(tasks) == 1
+
+
+def test_one_key_for_two_different_imports_is_422(client: Client) -> None:
+    image_id = new_image(client)
+    key = str(uuid.uuid4())
+    web = "https://images.example.com/first.raw"
+    handle = client.import_image(image_id, "web-download", uri=web, idempotency_key=key)
+    assert handle is not None
+    again = client.import_image(image_id, "web-download", uri=web, idempotency_key=key)
+    assert again is not None
+    assert again.task_id == handle.task_id
+    with pytest.raises(ClientError) as caught:
+        client.import_image(image_id, "web-download", uri=web.replace("first", "second"), idempotency_key=key)
+    assert caught.value.status == 422
+    assert "already used for another request" in caught.value.message

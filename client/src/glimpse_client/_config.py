@@ -33,6 +33,11 @@ class ClientConfig:
     keystoneauth session). ``verify`` is the TLS verification: ``True`` (system CAs), ``False`` or an
     ``ssl.SSLContext`` (a private CA, a client certificate). ``poll_interval`` is how long to sleep
     between two reads when the server cannot be asked to wait for a change (plain Glance).
+
+    ``retries`` is how many times a request that carries an ``Idempotency-Key`` (creating an image,
+    starting an import or a copy) is sent again when the connection breaks or times out before an
+    answer, after ``retry_backoff`` seconds, doubled at each retry; the server answers a retry with
+    the first request's answer. ``0`` never retries.
     """
 
     endpoint: str
@@ -45,6 +50,8 @@ class ClientConfig:
     auth: httpx.Auth | None = field(default=None, compare=False)
     verify: bool | ssl.SSLContext = field(default=True, compare=False)
     poll_interval: float = 1.0
+    retries: int = 3
+    retry_backoff: float = 0.5
 
     @property
     def effective_roles(self) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any, Generic, Self, TypeVar
 import httpx
 
 from ._config import ClientConfig
-from ._exceptions import GlimpseClientError, TransportError, error_from_response
+from ._exceptions import Conflict, GlimpseClientError, TransportError, error_from_response
 from ._glance import error_body
 
 CHUNK_SIZE = 64 * 1024
@@ -121,6 +122,35 @@ def read(body: Body) -> Flow[bytes | None]:
 
 def pause(seconds: float) -> Flow[None]:
     yield Sleep(seconds)
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def idempotent(call: Call, config: ClientConfig, key: str | None = None) -> Flow[httpx.Response]:
+    """Send ``call`` with an ``Idempotency-Key`` (``key``, or a new UUID) and send it again, with the
+    same key, when the connection breaks or times out before an answer: ``config.retries`` times at
+    most, after ``config.retry_backoff`` seconds doubled each time. A retry that finds the first
+    request still being processed (409 with ``retry_after``) waits that long and tries again, within
+    the same bound. The server answers a retry with the first request's answer, so the work is done
+    once. ``call.content`` must be None (a streamed body cannot be sent twice)."""
+    call.headers = {**call.headers, IDEMPOTENCY_HEADER: key or str(uuid.uuid4())}
+    delay = config.retry_backoff
+    for retry in range(config.retries + 1):
+        last = retry == config.retries
+        try:
+            return (yield from request(call))
+        except TransportError:
+            if last:
+                raise
+            wait = delay
+            delay *= 2
+        except Conflict as exc:
+            if retry == 0 or last or exc.retry_after is None:
+                raise
+            wait = exc.retry_after
+        yield from pause(wait)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _resume(flow: Generator[Any, Any, Any], outcome: Any) -> Any:

@@ -60,12 +60,19 @@ class NotFound(ClientError):
 
 
 class Conflict(ClientError):
-    """409. ``lock`` holds Glimpse's description of the import lock holder, when the server sent one."""
+    """409. ``lock`` holds Glimpse's description of the import lock holder, when the server sent one;
+    ``retry_after`` the seconds to wait when the first request sent with the same ``Idempotency-Key``
+    is still being processed (else ``None``)."""
 
     def __init__(self, status: int, message: str, request_id: str | None, body: Any) -> None:
         super().__init__(status, message, request_id, body)
-        lock = _error_object(body).get("lock")
+        error = _error_object(body)
+        lock = error.get("lock")
         self.lock: dict[str, Any] | None = lock if isinstance(lock, dict) else None
+        wait = error.get("retry_after")
+        self.retry_after: float | None = None
+        if isinstance(wait, int | float) and not isinstance(wait, bool) and wait >= 0:
+            self.retry_after = float(wait)
 
 
 class TooLarge(ClientError):

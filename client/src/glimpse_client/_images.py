@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-from ._core import AsyncDriver, Call, Emit, Feed, Flow, SyncDriver, request, send, single
+from ._config import ClientConfig
+from ._core import AsyncDriver, Call, Emit, Feed, Flow, SyncDriver, idempotent, request, send, single
 from ._models import Image
 
 PATCH_MEDIA_TYPE = "application/openstack-images-v2.1-json-patch"
@@ -43,8 +44,11 @@ def _patch_ops(current: Image, changes: Mapping[str, Any]) -> list[dict[str, Any
     return ops
 
 
-def create_image(fields: Mapping[str, Any]) -> Flow[Image]:
-    return single(Call("POST", "/v2/images", json=dict(fields)), _image)
+def create_image(config: ClientConfig, fields: Mapping[str, Any]) -> Flow[Image]:
+    """Create the image, with an ``Idempotency-Key``: a broken connection is retried without
+    creating a second image."""
+    response = yield from idempotent(Call("POST", "/v2/images", json=dict(fields)), config)
+    return _image(response)
 
 
 def get_image(image_id: str) -> Flow[Image]:
@@ -94,7 +98,7 @@ def reactivate_image(image_id: str) -> Flow[None]:
 
 class SyncImages(SyncDriver):
     def create_image(self, **fields: Any) -> Image:
-        return self._run(create_image(fields))
+        return self._run(create_image(self.config, fields))
 
     def get_image(self, image_id: str) -> Image:
         return self._run(get_image(image_id))
@@ -125,7 +129,7 @@ class SyncImages(SyncDriver):
 
 class AsyncImages(AsyncDriver):
     async def create_image(self, **fields: Any) -> Image:
-        return await self._run(create_image(fields))
+        return await self._run(create_image(self.config, fields))
 
     async def get_image(self, image_id: str) -> Image:
         return await self._run(get_image(image_id))

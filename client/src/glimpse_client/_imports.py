@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 
 from ._config import ClientConfig
-from ._core import AsyncDriver, Call, Flow, SyncDriver, pause, request, single
+from ._core import AsyncDriver, Call, Flow, SyncDriver, idempotent, pause, single
 from ._exceptions import ClientError, TaskTimeout
 from ._glance import started_task
 from ._images import get_image
@@ -91,11 +91,15 @@ class Started:
     location: str | None
 
 
-def start_import(config: ClientConfig, image_id: str, body: dict[str, Any]) -> Flow[Started | None]:
+def start_import(
+    config: ClientConfig, image_id: str, body: dict[str, Any], key: str | None = None
+) -> Flow[Started | None]:
     """Glimpse names the task in the 202. Plain Glance does not: the task is then looked up among
     the image's tasks by the request id of the 202 (Glance stores it in the task). ``None`` when the
-    server created no task or offers no way to find it."""
-    response = yield from request(Call("POST", f"/v2/images/{image_id}/import", json=body))
+    server created no task or offers no way to find it. The request carries an ``Idempotency-Key``
+    (``key`` or a new one), so a broken connection is retried and still starts one task."""
+    call = Call("POST", f"/v2/images/{image_id}/import", json=body)
+    response = yield from idempotent(call, config, key)
     task_id = response.headers.get("openstack-image-import-task-id") or None
     if task_id is None:
         try:
@@ -148,6 +152,7 @@ class SyncImports(SyncDriver):
         allow_failure: bool = False,
         checksum: str | None = None,
         retry_failed: bool = False,
+        idempotency_key: str | None = None,
     ) -> TaskHandle | None:
         """Start an import; the handle follows its task, ``None`` when there is no task to follow.
 
@@ -161,9 +166,14 @@ class SyncImports(SyncDriver):
 
         ``retry_failed`` (Glimpse) sends ``"stores": "failed"``: exactly the stores the image's last
         import or copy failed to write (``Image.failed_import``); ``Conflict`` when there are none.
+
+        The request carries an ``Idempotency-Key`` (``idempotency_key``, or a new UUID): when the
+        connection breaks or times out before the answer, it is sent again with the same key
+        (``config.retries`` times at most), and a Glimpse server answers with the first request's
+        task instead of a 409. Pass your own key to retry across restarts of your program.
         """
         body = _import_body(method, uri, stores, all_stores, allow_failure, checksum, retry_failed)
-        started = self._run(start_import(self.config, image_id, body))
+        started = self._run(start_import(self.config, image_id, body, idempotency_key))
         if started is None:
             return None
         # This class is only ever mixed into Client.
@@ -213,11 +223,12 @@ class AsyncImports(AsyncDriver):
         allow_failure: bool = False,
         checksum: str | None = None,
         retry_failed: bool = False,
+        idempotency_key: str | None = None,
     ) -> AsyncTaskHandle | None:
         """Start an import; the handle follows its task, ``None`` when there is no task to follow
         (see :meth:`Client.import_image`)."""
         body = _import_body(method, uri, stores, all_stores, allow_failure, checksum, retry_failed)
-        started = await self._run(start_import(self.config, image_id, body))
+        started = await self._run(start_import(self.config, image_id, body, idempotency_key))
         if started is None:
             return None
         # This class is only ever mixed into AsyncClient.

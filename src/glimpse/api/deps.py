@@ -33,11 +33,16 @@ def context(request: Request) -> RequestContext:
 
 
 async def json_body(
-    request: Request, *, media_types: tuple[str, ...] = ("application/json",), required: bool = True
+    request: Request,
+    *,
+    media_types: tuple[str, ...] = ("application/json",),
+    required: bool = True,
+    raw: bytes | None = None,
 ) -> Any:
-    """Parse the body as JSON, with messages that say exactly what was wrong."""
+    """Parse the body (``raw`` when it was read already) as JSON, with messages that say exactly what
+    was wrong."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    body = await _limited_body(request)
+    body = await limited_body(request) if raw is None else raw
     if not body:
         if required:
             raise InvalidInput("Body expected in request: send a JSON document.")
@@ -52,7 +57,8 @@ async def json_body(
         raise InvalidInput(f"Malformed JSON in request body: {exc}.") from None
 
 
-async def _limited_body(request: Request) -> bytes:
+async def limited_body(request: Request) -> bytes:
+    """The whole body of a request that carries a JSON document: 413 beyond 1 MiB."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_JSON_BODY:
         raise TooLarge(f"Request body is larger than {MAX_JSON_BODY} bytes.")

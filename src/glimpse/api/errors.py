@@ -41,6 +41,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (errors.FormatMismatch, 415),
     (errors.UnsupportedMediaType, 415),
     (errors.UnsafeImage, 400),
+    (errors.KeyReused, 422),
     (errors.InvalidInput, 400),
     (errors.Unauthenticated, 401),
     (errors.IdentityUnavailable, 503),
@@ -153,6 +154,8 @@ def install(app: FastAPI) -> None:
             headers = {"Content-Range": f"bytes */{exc.size}"}
         if isinstance(exc, errors.Unauthenticated) and exc.www_authenticate:
             headers = {"WWW-Authenticate": exc.www_authenticate}
+        if isinstance(exc, errors.RequestInFlight):
+            headers = {"Retry-After": str(exc.retry_after)}
         if status >= 500:
             log.error("request failed: %s", exc.message)
         if isinstance(exc, errors.ImageLocked):

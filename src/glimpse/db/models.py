@@ -11,6 +11,7 @@ from glimpse.db.base import Base, LongText, UTCDateTime
 
 __all__ = [
     "Base",
+    "IdempotencyKeyRow",
     "ImageLocationRow",
     "ImageMemberRow",
     "ImagePropertyRow",
@@ -246,3 +247,28 @@ class MetadefAssociationRow(Base):
         UniqueConstraint("namespace_id", "resource_type_id"),
         Index("ix_metadef_namespace_resource_types_resource_type_id", "resource_type_id"),
     )
+
+
+class IdempotencyKeyRow(Base):
+    """One ``Idempotency-Key`` of a project: the claim of its first request, then that request's answer.
+
+    The primary key is the claim: of two requests inserting the same (scope, key), one fails.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    #: The project the key belongs to (``user:<id>`` for a caller without one).
+    scope: Mapped[str] = mapped_column(String(255), primary_key=True)
+    idem_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(String(36))
+    #: SHA-256 (hex) of the request; NULL while a streamed body is still being hashed.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    #: The answer: NULL while the first request runs.
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[str | None] = mapped_column(LongText)
+    response_body: Mapped[str | None] = mapped_column(LongText)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)

@@ -6,6 +6,7 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session
 
+from glimpse.db.idempotency_repository import SqlIdempotencyRepository
 from glimpse.db.image_repository import SqlImageRepository
 from glimpse.db.member_repository import SqlMemberRepository
 from glimpse.db.metadef_repository import SqlMetadefRepository
@@ -35,3 +36,7 @@ class SqlRepositories:
     @cached_property
     def metadefs(self) -> SqlMetadefRepository:
         return SqlMetadefRepository(self.session)
+
+    @cached_property
+    def idempotency(self) -> SqlIdempotencyRepository:
+        return SqlIdempotencyRepository(self.session)

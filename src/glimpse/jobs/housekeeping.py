@@ -35,6 +35,11 @@ mid-write): temporary files, multipart uploads never completed, segments no mani
 once last written more than the same grace time ago. The runners sweep at start-up and then every
 hour, with the staging sweep.
 
+**Idempotency keys.** The answers kept for retries of requests sent with an ``Idempotency-Key``
+(``idempotency_key_ttl`` hours) are deleted once expired, by the runners' hourly sweep
+(:func:`expire_idempotency_keys`). An expired record is ignored by requests anyway, so the sweep
+only keeps the table small.
+
 **Purge.** ``glimpse-server db purge`` hard-deletes tasks that expired more than N days ago.
 """
 
@@ -431,6 +436,26 @@ async def sweep_unfinished(ports: Ports, store: ImageStore, grace: timedelta) ->
             store.id,
             what,
         )
+    return removed
+
+
+# -- idempotency keys ------------------------------------------------------------------------------
+
+#: Records deleted per unit of work, so that one sweep never holds a long transaction.
+IDEMPOTENCY_BATCH: Final = 500
+
+
+async def expire_idempotency_keys(ports: Ports, *, batch: int = IDEMPOTENCY_BATCH) -> int:
+    """Delete every expired ``Idempotency-Key`` record, a batch per unit of work; returns how many."""
+    now = ports.clock()
+    removed = 0
+    while True:
+        done = await ports.run(lambda s: s.idempotency.purge_expired(now, batch))
+        removed += done
+        if done < batch:
+            break
+    if removed:
+        log.info("removed %d expired Idempotency-Key record(s)", removed)
     return removed
 
 

@@ -35,6 +35,7 @@ from typing import Final
 from glimpse.domain.tasks import Task, TaskProgress
 from glimpse.jobs.flows import execute_task, heartbeat_writer
 from glimpse.jobs.housekeeping import (
+    expire_idempotency_keys,
     fail_stranded,
     reap_expired,
     revert_silent_uploads,
@@ -189,6 +190,10 @@ class TaskRunner:
             await sweep_orphans(self.ports)
         except Exception:
             log.exception("orphan sweep failed; the next one tries again")
+        try:
+            await expire_idempotency_keys(self.ports)
+        except Exception:
+            log.exception("expiring Idempotency-Key records failed; the next sweep tries again")
 
     async def _fail_stranded_when_due(self) -> None:
         loop_time = asyncio.get_running_loop().time()

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from glimpse.api import deps
+from glimpse.api import deps, idempotency
 from glimpse.api.responses import JSONResponse, empty
 from glimpse.api.v2.image_params import parse_list_query
 from glimpse.api.v2.openapi import IMAGE_BODY, LIST_PARAMETERS, PATCH_BODY
@@ -32,17 +32,22 @@ def _absolute(request: Request, path: str) -> str:
 @router.post("", status_code=201, openapi_extra=IMAGE_BODY)
 async def create_image(request: Request) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    body = await deps.json_body(request)
-    if not isinstance(body, dict):
-        raise InvalidInput("The request body must be a JSON object of image attributes.")
-    image = await rt.run(lambda s: ImageService(s, rt.settings, rt.policy).create(ctx, body))
-    headers = {
-        "Location": _absolute(request, f"/v2/images/{image.id}"),
-        "OpenStack-image-store-ids": ",".join(rt.stores.ids()),
-    }
-    if rt.settings.enabled_import_methods:
-        headers["OpenStack-image-import-methods"] = ",".join(rt.settings.enabled_import_methods)
-    return JSONResponse(image_view(image, rt.settings), status_code=201, headers=headers)
+    raw = await deps.limited_body(request)
+
+    async def create() -> Response:
+        body = await deps.json_body(request, raw=raw)
+        if not isinstance(body, dict):
+            raise InvalidInput("The request body must be a JSON object of image attributes.")
+        image = await rt.run(lambda s: ImageService(s, rt.settings, rt.policy).create(ctx, body))
+        headers = {
+            "Location": _absolute(request, f"/v2/images/{image.id}"),
+            "OpenStack-image-store-ids": ",".join(rt.stores.ids()),
+        }
+        if rt.settings.enabled_import_methods:
+            headers["OpenStack-image-import-methods"] = ",".join(rt.settings.enabled_import_methods)
+        return JSONResponse(image_view(image, rt.settings), status_code=201, headers=headers)
+
+    return await idempotency.once(request, ctx, raw, create)
 
 
 @router.get("", openapi_extra=LIST_PARAMETERS)

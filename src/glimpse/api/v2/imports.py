@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from glimpse.api import deps
+from glimpse.api import deps, idempotency
 from glimpse.api.responses import empty
 from glimpse.api.v2.image_data import content_length, expected_digests
+from glimpse.api.v2.openapi import IDEMPOTENCY_KEY
 from glimpse.errors import InvalidInput
 from glimpse.services.imports import ImportService
 
 router = APIRouter(prefix="/v2/images", tags=["import"])
 
 _STRING: dict[str, Any] = {"type": "string"}
+#: The request headers that change what a stage or an import does: part of an Idempotency-Key's
+#: request fingerprint, beside the method, path and body.
+STAGE_MEANING: Final = ("x-openstack-image-size",)
+IMPORT_MEANING: Final = ("x-image-meta-store",)
+
 
 STAGE_BODY: dict[str, Any] = {
     "parameters": [
@@ -25,7 +32,8 @@ STAGE_BODY: dict[str, Any] = {
             "required": False,
             "schema": _STRING,
             "description": "The number of bytes sent; a body of another size is refused (400).",
-        }
+        },
+        IDEMPOTENCY_KEY,
     ],
     "requestBody": {
         "required": True,
@@ -42,7 +50,8 @@ IMPORT_BODY: dict[str, Any] = {
             "required": False,
             "schema": _STRING,
             "description": "The one store to import to (instead of 'stores' or 'all_stores').",
-        }
+        },
+        IDEMPOTENCY_KEY,
     ],
     "requestBody": {
         "required": True,
@@ -113,31 +122,41 @@ async def stage_image_data(request: Request, image_id: str) -> Response:
     media_type = raw_type.split(";")[0].strip().lower() if raw_type is not None else None
     service = ImportService(rt)
     service.check_stage_request(media_type)
-    await service.stage(
-        ctx,
-        image_id,
-        request.stream(),
-        media_type=media_type,
-        content_length=content_length(request),
-        declared_size=_declared_size(request),
-        expected=expected_digests(request),
-    )
-    return empty()
+    declared, length, expected = _declared_size(request), content_length(request), expected_digests(request)
+
+    async def stage(chunks: AsyncIterator[bytes]) -> Response:
+        await service.stage(
+            ctx,
+            image_id,
+            chunks,
+            media_type=media_type,
+            content_length=length,
+            declared_size=declared,
+            expected=expected,
+        )
+        return empty()
+
+    return await idempotency.stage_once(request, ctx, stage, headers=STAGE_MEANING)
 
 
 @router.post("/{image_id}/import", status_code=202, response_class=Response, openapi_extra=IMPORT_BODY)
 async def import_image(request: Request, image_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    body = await deps.json_body(request, required=False)
-    started = await ImportService(rt).start_import(
-        ctx, image_id, body, store_header=request.headers.get("x-image-meta-store")
-    )
-    if started.task_id is None:
-        return empty(202)
-    return empty(
-        202,
-        {
-            "Location": f"/v2/images/{image_id}/tasks/{started.task_id}",
-            "OpenStack-image-import-task-id": started.task_id,
-        },
-    )
+    raw = await deps.limited_body(request)
+
+    async def start() -> Response:
+        body = await deps.json_body(request, required=False, raw=raw)
+        started = await ImportService(rt).start_import(
+            ctx, image_id, body, store_header=request.headers.get("x-image-meta-store")
+        )
+        if started.task_id is None:
+            return empty(202)
+        return empty(
+            202,
+            {
+                "Location": f"/v2/images/{image_id}/tasks/{started.task_id}",
+                "OpenStack-image-import-task-id": started.task_id,
+            },
+        )
+
+    return await idempotency.once(request, ctx, raw, start, headers=IMPORT_MEANING)

@@ -16,7 +16,21 @@ def _header(
     return {"description": description, "required": required, "schema": schema or _STRING}
 
 
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "idempotency-key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": (
+        "A unique value (such as a UUID) that makes retries of this request safe: the same request "
+        "sent again with the same key within idempotency_key_ttl hours gets the first answer "
+        "(another request with the key: 422; while the first still runs: 409 with Retry-After)."
+    ),
+}
+
+
 IMAGE_BODY: dict[str, Any] = {
+    "parameters": [IDEMPOTENCY_KEY],
     "requestBody": {
         "required": True,
         "content": {
