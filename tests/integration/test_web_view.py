@@ -3,9 +3,10 @@
 One live ``glimpse-server serve`` for the module with four stores: ``slow``, an S3 store on the object
 test server reached through a ``TcpRelay`` that the test throttles, and three file stores. A
 copy-image from ``slow`` reads its source through the throttled relay, so the bars move for seconds;
-the browser (one per session) watches them move to 100 % and the stores appear. The browser sends
-the no-auth identity headers on every request of its context, as an authenticating proxy in front of
-Glimpse would, so the page's own ``fetch()`` of the feed carries them too.
+the browser (``browser``, one per session, in conftest.py) watches them move to 100 % and the stores
+appear. The browser sends the no-auth identity headers on every request of its context, as an
+authenticating proxy in front of Glimpse would, so the page's own ``fetch()`` of the feed carries
+them too.
 
 ``GLIMPSE_SCREENSHOT_DIR=docs/media`` makes the copy test save the picture the docs show
 (``web-view-copy.png``, taken while the copy is under way).
@@ -28,9 +29,8 @@ import boto3
 import botocore.config
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Request, expect
 
-from browsersupport import launched_chromium
 from livesupport import PortTaken, Server, free_port
 from objectsupport import ObjectServer
 from tcprelay import TcpRelay
@@ -48,12 +48,6 @@ IMAGE_SIZE = 6 * 1024 * 1024
 #: Bytes per second for the copy's reads from ``slow``: a few seconds for the whole image.
 SLOW_RATE = 2 * 1024 * 1024
 TARGETS = ("fast", "cheap", "reliable")
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with launched_chromium() as chromium:
-        yield chromium
 
 
 @dataclass
@@ -184,6 +178,8 @@ def test_chromium_starts_and_renders(browser: Browser) -> None:
 
 def test_bars_move_live_to_100_and_the_stores_appear(view: ViewServer, page: Page) -> None:
     image_id = _image(view, "web <view> & copy")
+    feeds: list[Request] = []
+    page.on("request", lambda r: feeds.append(r) if r.headers.get("accept") == "text/event-stream" else None)
     page.goto(f"{view.url}/v2/images/{image_id}/tasks")
     assert page.title() == "Tasks of image web <view> & copy · Glimpse"
     assert page.inner_text("h1") == "Tasks of image web <view> & copy"  # escaped, shown as text
@@ -250,6 +246,11 @@ def test_bars_move_live_to_100_and_the_stores_appear(view: ViewServer, page: Pag
         assert page.inner_text(f"#stores li[data-store={store}]") == f"✓ {store}: holds a copy"
     assert "No import holds the lock" in page.inner_text("#lock")
     assert page.inner_text("#feed-status").startswith("Live: no task is running")
+    # The feed is the page's own fetch() of the same URL, with the identity the page request carried.
+    assert feeds, "the page never opened its feed"
+    for feed in feeds:
+        assert feed.url == f"{view.url}/v2/images/{image_id}/tasks"
+        assert feed.all_headers()["x-project-id"] == PROJECT
 
 
 def test_an_image_the_caller_cannot_see_is_a_404_page(view: ViewServer, browser: Browser) -> None:
