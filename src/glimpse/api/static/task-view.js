@@ -21,7 +21,8 @@
   let lastTasks = [];
   let retryMs = 2000;
 
-  const say = (text) => { feedStatus.textContent = text; };
+  // A live region: written only when its words change, so that a screen reader says each once.
+  const say = (text) => { if (feedStatus.textContent !== text) feedStatus.textContent = text; };
   const sayLive = () => say(lastTasks.some((task) => task.status === "pending" || task.status === "processing")
     ? "Live: the bars follow this image's tasks as they run."
     : "Live: no task is running; a new import or copy of this image will appear here.");
