@@ -25,7 +25,6 @@ from glimpse.errors import GlimpseError, InvalidInput, MethodNotAllowed
 from glimpse.ports import Repositories
 from glimpse.runtime import Runtime
 from glimpse.services.images import ImageService
-from glimpse.services.imports import describe_lock
 from glimpse.services.tasks import TASK_FILTERS, TaskService
 
 router = APIRouter(prefix="/v2", tags=["tasks"])
@@ -146,14 +145,11 @@ async def _event_stream(
 
 def _page_data(rt: Runtime, ctx: RequestContext, image_id: str, repos: Repositories) -> task_page.PageData:
     """What the task page shows, read in one unit of work with the API's visibility rules."""
-    image, _ = ImageService(repos, rt.settings, rt.policy).load(ctx, image_id)
-    tasks = _service(rt, repos).image_tasks(ctx, image.id)
-    now = rt.clock()
+    stale_after = timedelta(minutes=rt.settings.import_lock_stale_after)
+    work = _service(rt, repos).image_work(ctx, image_id, stale_after)
+    fields = work.lock
     lock = None
-    if image.import_task_id is not None:
-        holder = repos.tasks.find(image.import_task_id)
-        stale_after = timedelta(minutes=rt.settings.import_lock_stale_after)
-        _, fields = describe_lock(ctx, image.id, image.import_task_id, holder, now, stale_after)
+    if fields is not None:
         lock = task_page.LockView(
             task_id=str(fields["task_id"]),
             status=_text(fields["status"]),
@@ -163,12 +159,12 @@ def _page_data(rt: Runtime, ctx: RequestContext, image_id: str, repos: Repositor
             breakable_at=_text(fields["breakable_at"]),
         )
     return task_page.PageData(
-        image=image,
-        tasks=tasks,
+        image=work.image,
+        tasks=work.tasks,
         store_ids=rt.stores.ids(),
         lock=lock,
         stale_after_minutes=rt.settings.import_lock_stale_after,
-        now=now,
+        now=work.now,
     )
 
 
