@@ -47,7 +47,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from filelock import FileLock
+from playwright.sync_api import Browser
 
+from browsersupport import launched_chromium
 from glimpse.db import migrate
 from glimpse.db.session import make_engine
 from keystonesupport import KeystoneServer
@@ -428,3 +430,10 @@ def swift_keystone(
         KeystoneSwift(s3_server, keystone, root / "proxy") as swift,
     ):
         yield swift
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the session (Debian's, driven by Playwright); fails when it cannot start."""
+    with launched_chromium() as chromium:
+        yield chromium

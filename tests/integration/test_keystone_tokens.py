@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, expect
 
 from keystonesupport import ADMIN_PASSWORD, CACHE_TIME, Account, KeystoneServer, protected_server
 
@@ -204,3 +205,49 @@ def test_an_expired_token_is_401(glimpse: httpx.Client, keystone: KeystoneServer
     expired = glimpse.get("/v2/images", headers=headers)
     assert expired.status_code == 401
     assert expired.headers["WWW-Authenticate"] == f'Keystone uri="{keystone.url}"'
+
+
+def test_the_task_page_and_its_feed_use_the_token_the_browser_sends(
+    glimpse: httpx.Client, keystone: KeystoneServer, browser: Browser
+) -> None:
+    """The browser adds ``X-Auth-Token`` to every request (as a proxy or an extension would): the
+    page and its own ``fetch()`` of the event stream are authenticated by it, and the token is
+    written into neither the page nor a URL. Without a token the page is a 401; another project's
+    token sees a 404 page."""
+    member = account(keystone, "member", "reader")
+    token = token_of(keystone, member)
+    image = new_image(glimpse, token, name="seen through a token")
+    url = f"{glimpse.base_url}/v2/images/{image['id']}/tasks"
+    context = browser.new_context(extra_http_headers={"X-Auth-Token": token})
+    try:
+        page = context.new_page()
+        urls: list[str] = []
+        page.on("request", lambda request: urls.append(request.url))
+        response = page.goto(url)
+        assert response is not None
+        assert response.status == 200
+        assert page.inner_text("h1") == "Tasks of image seen through a token"
+        # "Live: ..." only once the feed answered 200; a refused feed says "Live updates stopped".
+        expect(page.locator("#feed-status")).to_have_text(
+            "Live: no task is running; a new import or copy of this image will appear here."
+        )
+        assert token not in page.content()
+        assert not [seen for seen in urls if token in seen]
+    finally:
+        context.close()
+    anonymous = browser.new_context()
+    stranger = browser.new_context(
+        extra_http_headers={"X-Auth-Token": token_of(keystone, account(keystone, "member", "reader"))}
+    )
+    try:
+        refused = anonymous.new_page().goto(url)
+        assert refused is not None
+        assert refused.status == 401
+        hidden = stranger.new_page()
+        missing = hidden.goto(url)
+        assert missing is not None
+        assert missing.status == 404
+        assert hidden.inner_text("h1") == "404 Not Found"
+    finally:
+        anonymous.close()
+        stranger.close()

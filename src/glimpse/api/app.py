@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from glimpse import __version__
-from glimpse.api import auth, errors, healthcheck, metrics, versions
+from glimpse.api import auth, errors, healthcheck, metrics, static_files, versions
 from glimpse.api.middleware import RequestContextMiddleware
 from glimpse.api.responses import JSONResponse
 from glimpse.api.v2 import discovery, image_data, images, imports, members, metadefs, schemas, tasks
@@ -56,6 +56,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     # needs an identity.
     app.include_router(versions.router)
     app.include_router(healthcheck.router)
+    app.include_router(static_files.router)  # the web view's script and style sheet: no data in them
     for router in (
         metrics.router,
         images.router,

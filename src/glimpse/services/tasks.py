@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import UTC, timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from glimpse.context import RequestContext
 from glimpse.domain.images import Image, is_uuid
@@ -19,6 +20,7 @@ from glimpse.domain.tasks import (
 from glimpse.errors import Conflict, Forbidden, InvalidInput, NotFound
 from glimpse.ports import Repositories, undo_import_request
 from glimpse.services.images import ImageService
+from glimpse.services.imports import describe_lock
 
 TASK_FILTERS = ("type", "status")
 
@@ -37,6 +39,17 @@ def visible_task(ctx: RequestContext, image: Image, task: Task) -> Task | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class ImageWork:
+    """An image with its tasks and its import lock, as one caller may see them (the task page)."""
+
+    image: Image
+    tasks: list[Task]
+    #: ``describe_lock``'s fields for the task holding the lock, None when no task holds it.
+    lock: Mapping[str, object] | None
+    now: datetime
+
+
 class TaskService:
     def __init__(self, repos: Repositories, images: ImageService, clock: Clock) -> None:
         self.images = images
@@ -49,6 +62,18 @@ class TaskService:
         image, _ = self.images.load(ctx, image_id, details=False)
         found = (visible_task(ctx, image, task) for task in self.tasks.for_image(image.id, self.clock()))
         return [task for task in found if task is not None]
+
+    def image_work(self, ctx: RequestContext, image_id: str, stale_after: timedelta) -> ImageWork:
+        """The image (with its locations), its tasks and who holds its lock: the 409's fields, with
+        the holder's user and request left out for another project's task, as there."""
+        image, _ = self.images.load(ctx, image_id)
+        found = (visible_task(ctx, image, task) for task in self.tasks.for_image(image.id, self.clock()))
+        now = self.clock()
+        lock = None
+        if image.import_task_id is not None:
+            holder = self.tasks.find(image.import_task_id)
+            _, lock = describe_lock(ctx, image.id, image.import_task_id, holder, now, stale_after)
+        return ImageWork(image, [task for task in found if task is not None], lock, now)
 
     def image_task(self, ctx: RequestContext, image_id: str, task_id: str) -> Task:
         image, _ = self.images.load(ctx, image_id, details=False)

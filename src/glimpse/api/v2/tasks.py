@@ -12,16 +12,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from glimpse.api import deps
 from glimpse.api.errors import status_for
 from glimpse.api.responses import JSONResponse
-from glimpse.api.v2 import task_events
+from glimpse.api.v2 import task_events, task_page
 from glimpse.api.v2.views import image_task_view, task_summary_view, task_view
 from glimpse.context import RequestContext
 from glimpse.domain.tasks import Task, changed_after
-from glimpse.errors import InvalidInput, MethodNotAllowed
+from glimpse.errors import GlimpseError, InvalidInput, MethodNotAllowed
 from glimpse.ports import Repositories
 from glimpse.runtime import Runtime
 from glimpse.services.images import ImageService
@@ -144,11 +144,57 @@ async def _event_stream(
     return StreamingResponse(task_events.watched(events), media_type=task_events.MEDIA_TYPE, headers=headers)
 
 
+def _page_data(rt: Runtime, ctx: RequestContext, image_id: str, repos: Repositories) -> task_page.PageData:
+    """What the task page shows, read in one unit of work with the API's visibility rules."""
+    stale_after = timedelta(minutes=rt.settings.import_lock_stale_after)
+    work = _service(rt, repos).image_work(ctx, image_id, stale_after)
+    fields = work.lock
+    lock = None
+    if fields is not None:
+        lock = task_page.LockView(
+            task_id=str(fields["task_id"]),
+            status=_text(fields["status"]),
+            user_id=_text(fields["user_id"]),
+            request_id=_text(fields["request_id"]),
+            seconds_since_heartbeat=_number(fields["seconds_since_heartbeat"]),
+            breakable_at=_text(fields["breakable_at"]),
+        )
+    return task_page.PageData(
+        image=work.image,
+        tasks=work.tasks,
+        store_ids=rt.stores.ids(),
+        lock=lock,
+        stale_after_minutes=rt.settings.import_lock_stale_after,
+        now=work.now,
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+async def _page(rt: Runtime, ctx: RequestContext, image_id: str) -> Response:
+    """The task page for a browser; an error (an image the caller cannot see: 404) as a page too."""
+    try:
+        data = await rt.run(lambda s: _page_data(rt, ctx, image_id, s), readonly=True)
+    except GlimpseError as error:
+        status = status_for(error)
+        return HTMLResponse(task_page.render_error(status, error.message), status, task_page.PAGE_HEADERS)
+    return HTMLResponse(task_page.render_page(data), headers=task_page.PAGE_HEADERS)
+
+
 @router.get("/images/{image_id}/tasks")
 async def image_tasks(request: Request, image_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
+    accept = request.headers.get("accept")
+    if task_page.wants_page(accept) and not task_events.wants_events(accept):
+        return await _page(rt, ctx, image_id)
     watch = _watch_params(request.query_params)
-    if task_events.wants_events(request.headers.get("accept")):
+    if task_events.wants_events(accept):
         return await _event_stream(rt, ctx, image_id, request, watch)
     if watch is None:
         tasks = await _reader(rt, ctx, image_id)()
