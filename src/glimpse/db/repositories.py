@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from glimpse.db.image_repository import SqlImageRepository
 from glimpse.db.member_repository import SqlMemberRepository
 from glimpse.db.task_repository import SqlTaskRepository
+from glimpse.ports import Outbox
 
 __all__ = ["SqlRepositories"]
 
@@ -18,6 +19,7 @@ class SqlRepositories:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.outbox = Outbox()
 
     @cached_property
     def images(self) -> SqlImageRepository:

@@ -35,6 +35,7 @@ from typing import Any, Final
 import anyio
 
 from glimpse.context import RequestContext
+from glimpse.domain import notifications as events
 from glimpse.domain.images import STAGE_HOST_PROPERTY, Image, ImageStatus
 from glimpse.domain.import_plugins import ImportPlugin, detect_compression
 from glimpse.domain.imports import ALL_STORES_CONFLICT, ExpectedDigest, ImportMethod, ImportRequest
@@ -460,6 +461,8 @@ class ImportService:
         properties[IMPORTING_PROPERTY] = ",".join(sorted(stores))
         properties.pop(STAGE_HOST_PROPERTY, None)  # the task holds it now (Glance drops it here too)
         images.images.save(image, expected_status=status)
+        images.announce(ctx, events.TASK_CREATE, events.task_payload(task))
+        images.announce(ctx, events.IMAGE_PREPARE, events.import_payload(image))
         return ImportStarted(task_id=task.id, stores=stores)
 
     def _check_lock(
