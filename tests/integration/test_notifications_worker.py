@@ -13,7 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_runner_support import MIB, STORES, create_image, make_runtime, payload, stage, start_import
+from test_runner_support import (
+    MIB,
+    STORES,
+    WebServer,
+    create_image,
+    make_runtime,
+    payload,
+    run_all,
+    serve,
+    stage,
+    start_import,
+)
 
 from glimpse.context import RequestContext
 from livesupport import REPO_ROOT, venv_script
@@ -136,3 +147,37 @@ def test_an_import_run_by_a_worker_process_is_announced_with_its_caller(
         assert outcome["error"] is None
     order = [r.event_type for r in listener.received]
     assert order.index("task.processing") < order.index("image.activate") < order.index("task.success")
+
+
+@pytest.fixture
+def web_404() -> Iterator[WebServer]:
+    yield from serve({})  # answers 404 to everything
+
+
+def test_a_failed_import_is_announced_with_its_reason_and_caller(
+    tmp_path: Path, migrated_sqlite_url: str, rabbitmq_url: str, listener: Listener, web_404: WebServer
+) -> None:
+    env = {**notification_environ(rabbitmq_url, listener.topic, "image.api-node"), **web_404.filter_environ}
+    runtime = make_runtime(tmp_path, migrated_sqlite_url, environ=env)
+    image_id = create_image(runtime, CALLER)
+    body = {"method": {"name": "web-download", "uri": web_404.url("/missing.raw")}, "stores": ["fast"]}
+
+    async def scenario() -> str:
+        task_id = await start_import(runtime, image_id, body, CALLER)
+        await run_all(runtime)
+        return task_id
+
+    try:
+        task_id = asyncio.run(scenario())
+        (failure,) = listener.wait_for("task.failure")
+    finally:
+        runtime.close()
+    assert failure.payload["id"] == task_id
+    assert failure.payload["status"] == "failure"
+    assert "404" in failure.payload["message"]
+    assert failure.payload["image_id"] == image_id
+    assert failure.payload["request_id"] == CALLER.request_id
+    assert failure.payload["user_id"] == CALLER.user_id
+    assert failure.context["request_id"] == CALLER.request_id
+    assert listener.of_type("task.success") == []
+    assert listener.of_type("image.activate") == []

@@ -168,3 +168,10 @@ def task_payload(task: Task, failed: Mapping[str, str] | None = None) -> dict[st
         "user_id": task.user_id,
         "stores": store_outcomes(task, failed),
     }
+
+
+def task_event(event_type: str, task: Task, failed: Mapping[str, str] | None = None) -> Event:
+    """A task event sent on behalf of the request that started the task (by the reaper, or by an
+    import that broke the task's stale lock): the context is the task's caller."""
+    context = {"request_id": task.request_id, "user_id": task.user_id, "project_id": task.owner}
+    return Event(event_type, task_payload(task, failed), context)

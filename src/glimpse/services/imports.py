@@ -435,7 +435,9 @@ class ImportService:
         tasks.add(task)
         if bust is not None and bust.holder is not None:
             ttl = timedelta(hours=self.settings.task_time_to_live)
-            tasks.fail(bust.holder_id, now, ttl, EXPIRED_LOCK_MESSAGE)
+            failed = tasks.fail(bust.holder_id, now, ttl, EXPIRED_LOCK_MESSAGE)
+            if failed and (busted := tasks.find(bust.holder_id)) is not None:
+                images.outbox.add(events.task_event(events.TASK_FAILURE, busted))
         replacing = None if bust is None else bust.holder_id
         if not images.images.take_lock(image.id, task.id, replacing=replacing):
             raise self._lost_race(ctx, repos, image.id, now)
