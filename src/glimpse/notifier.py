@@ -5,7 +5,8 @@
 
 Sending never slows or fails the code that announces an event: :meth:`QueuedNotifier.notify` puts
 the event into a bounded queue and returns; one daemon thread per process (started on the first
-event, so after a fork) takes events off the queue and sends them. A full queue drops the event; a
+event, so after a fork) takes events off the queue and sends them; oslo.messaging is imported and
+its transport built when the notifier is built, at start-up. A full queue drops the event; a
 broker that does not answer fails the send and the event is dropped too. Both are counted
 (:meth:`QueuedNotifier.stats`) and logged once per spell: one line when the broker stops answering
 and one when it answers again, not one per event.
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from glimpse.config import NotificationSettings
 from glimpse.domain.notifications import Event, is_disabled
+from glimpse.errors import ConfigError
 
 __all__ = ["NoopNotifier", "NotifierStats", "OsloSender", "QueuedNotifier", "build_notifier", "shown_url"]
 
@@ -251,11 +253,20 @@ class QueuedNotifier:
 
 
 def build_notifier(settings: NotificationSettings) -> QueuedNotifier | NoopNotifier:
-    """The notifier ``settings`` describe; building it connects to nothing yet."""
+    """The notifier ``settings`` describe. oslo.messaging is imported and its transport built here,
+    at start-up (seconds of imports that would otherwise hold the interpreter while the first
+    requests are served); no connection is made until the first event."""
     if not settings.enabled:
         return NoopNotifier()
+    try:
+        sender = OsloSender(settings)
+    except Exception as exc:
+        raise ConfigError(
+            f"[oslo_messaging_notifications] transport_url {shown_url(settings.transport_url)} cannot be "
+            f"used ({type(exc).__name__}: {exc}); write it as rabbit://user:password@host:5672/."
+        ) from None
     return QueuedNotifier(
-        lambda: OsloSender(settings),
+        lambda: sender,
         queue_size=settings.queue_size,
         disabled=settings.disabled,
         destination=shown_url(settings.transport_url),

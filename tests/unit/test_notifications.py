@@ -171,3 +171,14 @@ def test_close_stops_taking_events() -> None:
     notifier.close()
     notifier.notify(Event("image.delete", {}))
     assert sender.sent == ["image.create"]
+
+
+def test_a_transport_url_oslo_messaging_cannot_use_stops_the_start(tmp_path: Path) -> None:
+    broken = settings(
+        tmp_path,
+        GLIMPSE_OSLO_MESSAGING_NOTIFICATIONS__DRIVER="messagingv2",
+        GLIMPSE_TRANSPORT_URL="rabbit://glimpse:s3cret@mq:notaport/",
+    )
+    with pytest.raises(ConfigError, match="cannot be used") as caught:
+        build_notifier(broken)
+    assert "s3cret" not in str(caught.value)
