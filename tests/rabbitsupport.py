@@ -19,9 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import oslo_messaging
-from oslo_config import cfg
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RABBITMQ_SCRIPT = REPO_ROOT / "scripts" / "rabbitmq.sh"
 #: Seconds the first start may take (it may install rabbitmq-server with apt-get).
@@ -62,6 +59,11 @@ class Listener:
         self.topic = topic or f"glimpse-test-{uuid.uuid4().hex[:12]}"
         self.received: list[Received] = []
         self._cond = threading.Condition()
+        # Imported here, not at the top: conftest.py imports this module, and oslo.messaging takes
+        # seconds to import, which every pytest run would pay.
+        import oslo_messaging
+        from oslo_config import cfg
+
         conf = cfg.ConfigOpts()
         conf([], project="glimpse-tests", default_config_files=[], default_config_dirs=[])
         self._transport = oslo_messaging.get_notification_transport(conf, url=url)
