@@ -59,6 +59,7 @@ test: install lint typecheck ## Full check: lint, typecheck, then the whole suit
 	bash scripts/postgres.sh stop || true; \
 	bash scripts/mariadb.sh stop || true; \
 	bash scripts/s3-server.sh stop || true; \
+	bash scripts/rabbitmq.sh stop || true; \
 	if [ "$$status" -ne 0 ]; then echo "make test: pytest exited with status $$status" >&2; fi; \
 	exit $$status
 
@@ -80,14 +81,16 @@ db-upgrade: install ## Apply database migrations (glimpse-server db upgrade)
 db-check: install ## Check the database schema is at the latest migration (glimpse-server db check)
 	$(GLIMPSE) db check
 
-services-stop: ## Stop the test services (PostgreSQL, MariaDB, the Swift/S3 server) if running
+services-stop: ## Stop the test services (PostgreSQL, MariaDB, the Swift/S3 server, RabbitMQ) if running
 	@bash scripts/postgres.sh stop
 	@bash scripts/mariadb.sh stop
 	@bash scripts/s3-server.sh stop
+	@bash scripts/rabbitmq.sh stop
 
 clean: ## Stop and delete the test services' data, remove caches and build output (keeps .venv/.tools)
 	@bash scripts/postgres.sh destroy
 	@bash scripts/mariadb.sh destroy
+	@bash scripts/rabbitmq.sh destroy
 	@bash scripts/s3-server.sh destroy
 	rm -rf .test-services .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build htmlcov .coverage
 	find . -path ./.venv -prune -o -path ./.tools -prune -o -path ./.git -prune -o \

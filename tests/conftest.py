@@ -27,6 +27,9 @@ Fixtures:
 * ``s3_server`` (session): the object store test server (``scripts/s3-server.sh start``: Swift with
   its S3 API on loopback), as a ``objectsupport.ObjectServer``; started once per machine under a file lock
   like PostgreSQL, left running, stopped by ``make test``. Tests marked ``objects``.
+* ``rabbitmq_url`` (session): the transport URL of the test RabbitMQ broker (``scripts/rabbitmq.sh
+  start``), e.g. ``rabbit://guest:guest@127.0.0.1:56329/``; started once per machine under a file lock,
+  stopped at the end of the pytest run that started it. Tests marked ``rabbitmq``.
 * ``swift_keystone`` (session): a Keystone and a second Swift proxy on the same object servers that
   validates its tokens, as an ``objectsupport.KeystoneSwift``; started on first use, stopped at the
   end of the session. Tests marked ``objects``.
@@ -54,6 +57,7 @@ from glimpse.db import migrate
 from glimpse.db.session import make_engine
 from keystonesupport import KeystoneServer
 from objectsupport import KeystoneSwift, ObjectServer, start_s3_server
+from rabbitsupport import RABBITMQ_SCRIPT, RABBITMQ_START_TIMEOUT, USED_MARK
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES_DIR = REPO_ROOT / ".test-services"
@@ -114,6 +118,22 @@ def _start_service(script: Path, lock: str, timeout: int, marker: str) -> str:
             pytrace=False,
         )
     return lines[-1]
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    url = _start_service(RABBITMQ_SCRIPT, "rabbitmq.lock", RABBITMQ_START_TIMEOUT, "rabbitmq")
+    USED_MARK.touch()
+    return url
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run that used the RabbitMQ broker stops it (the controller, not an xdist worker: the
+    other workers may still be using it when one of them finishes)."""
+    if hasattr(session.config, "workerinput") or not USED_MARK.exists():
+        return
+    USED_MARK.unlink(missing_ok=True)
+    subprocess.run(["bash", str(RABBITMQ_SCRIPT), "stop"], cwd=REPO_ROOT, capture_output=True, check=False)
 
 
 def _start_postgres() -> str:

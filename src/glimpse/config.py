@@ -58,6 +58,35 @@ class HttpLimits:
     max_client_connections: int = 1000
 
 
+NOTIFICATION_DRIVERS = ("messagingv2", "noop")
+DEFAULT_PUBLISHER_ID = "image.localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSettings:
+    """``[oslo_messaging_notifications]`` plus the ``[DEFAULT]`` options Glance reads beside it."""
+
+    #: ``messagingv2`` (oslo.messaging's 2.0 envelope, to ``transport_url``) or ``noop`` (nothing sent).
+    driver: str = "noop"
+    #: ``[oslo_messaging_notifications] transport_url``, else ``[DEFAULT] transport_url``.
+    transport_url: str | None = None
+    topics: tuple[str, ...] = ("notifications",)
+    #: Times a failed send is tried again before the event is dropped (0: never; -1 is taken as 0:
+    #: a sender that waits forever would only fill its queue).
+    retry: int = 0
+    #: ``[DEFAULT] disabled_notifications``: events (``image.create``) or categories (``image``).
+    disabled: tuple[str, ...] = ()
+    #: ``[DEFAULT] default_publisher_id``.
+    publisher_id: str = DEFAULT_PUBLISHER_ID
+    #: ``[oslo_messaging_notifications] queue_size``: events one process holds for its sender; more
+    #: are dropped (counted and logged) rather than slowing a request.
+    queue_size: int = 1000
+
+    @property
+    def enabled(self) -> bool:
+        return self.driver != "noop"
+
+
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     """One entry of ``enabled_backends`` plus its own ``[<id>]`` section."""
@@ -173,6 +202,7 @@ class Settings:
     #: ``<data_dir>/metrics`` (see :attr:`metrics_directory` and :mod:`glimpse.telemetry`).
     metrics_dir: Path | None = None
     http_limits: HttpLimits = field(default_factory=HttpLimits)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
     @property
     def stage_host(self) -> str | None:
@@ -589,6 +619,46 @@ def _http_limits(opt: _Options) -> HttpLimits:
     return limits
 
 
+def _notifications(opt: _Options) -> NotificationSettings:
+    section = "oslo_messaging_notifications"
+    drivers = [d for d in opt.listed("driver", section) or () if d != "noop"]
+    if len(drivers) > 1 or (drivers and drivers[0] not in NOTIFICATION_DRIVERS):
+        raise ConfigError(
+            f"[{section}] driver = {','.join(drivers)} is not supported; use messagingv2 (send to "
+            "transport_url) or noop (send nothing)."
+        )
+    driver = drivers[0] if drivers else "noop"
+    transport_url = opt.text("transport_url", section) or opt.text("transport_url")
+    if driver != "noop":
+        if not transport_url:
+            raise ConfigError(
+                f"[{section}] driver = {driver} needs a broker: set [{section}] transport_url or "
+                "[DEFAULT] transport_url (for example rabbit://user:password@host:5672/)."
+            )
+        scheme = urlparse(transport_url).scheme
+        if scheme not in ("rabbit", "amqp", "kombu"):
+            raise ConfigError(
+                f"transport_url has the scheme {scheme!r}; Glimpse sends notifications to RabbitMQ: "
+                "use rabbit://user:password@host:5672/."
+            )
+    topics = opt.listed("topics", section)
+    if topics is not None and not topics:
+        raise ConfigError(f"[{section}] topics is empty; name at least one topic (default: notifications).")
+    retry = opt.integer("retry", section, minimum=-1)
+    given: dict[str, Any] = {
+        "topics": topics,
+        "retry": max(retry, 0) if retry is not None else None,
+        "disabled": opt.listed("disabled_notifications"),
+        "publisher_id": opt.text("default_publisher_id"),
+        "queue_size": opt.integer("queue_size", section, minimum=1),
+    }
+    return NotificationSettings(
+        driver=driver,
+        transport_url=transport_url,
+        **{name: value for name, value in given.items() if value is not None},
+    )
+
+
 def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``config_file`` (optional) and ``environ`` (defaults to ``os.environ``).
 
@@ -702,6 +772,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "shutdown_grace_period": opt.integer("shutdown_grace_period", minimum=1),
         "database_threads": opt.integer("threads", "database"),
         "http_limits": _http_limits(opt),
+        "notifications": _notifications(opt),
         "healthcheck_disable_file": Path(disable_file) if disable_file else None,
         "healthcheck_detailed": opt.boolean("detailed", "healthcheck"),
         "healthcheck_timeout": opt.number("timeout", "healthcheck"),

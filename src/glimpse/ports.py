@@ -8,6 +8,8 @@ fills it in) and work through the protocols here:
   unit of work (one transaction, committed when the function returns): the SQL repositories of
   ``glimpse.db`` implement :class:`ImageRepository`, :class:`MemberRepository` and
   :class:`TaskRepository`.
+* :class:`Notifier`, where events go (``glimpse.notifier`` sends them with oslo.messaging), and
+  :class:`Outbox`, the events of one unit of work, sent only once it has committed.
 * :class:`ImageStore`, the one interface every image store driver of ``glimpse.storage``
   implements (its contract suite is ``tests/integration/test_store_contract.py``), and
   :class:`StoreCatalog`, the configured stores of the process.
@@ -28,6 +30,7 @@ from glimpse.domain.idempotency import Claim, KeyRecord, StoredAnswer
 from glimpse.domain.images import STAGE_HOST_PROPERTY, Image, ImageStatus, Location, MemberStatus
 from glimpse.domain.members import ImageMember, Viewer
 from glimpse.domain.metadefs import Association, Entry, EntryKind, Namespace, NamespaceQuery, ResourceType
+from glimpse.domain.notifications import Event
 from glimpse.domain.policy import Policy
 from glimpse.domain.queries import ImageListQuery
 from glimpse.domain.tasks import CancelRequest, Task, TaskProgress, status_before_import
@@ -42,7 +45,9 @@ __all__ = [
     "LockState",
     "MemberRepository",
     "MetadefRepository",
+    "Notifier",
     "ObjectStat",
+    "Outbox",
     "Ports",
     "Repositories",
     "StoreCatalog",
@@ -523,8 +528,29 @@ class IdempotencyRepository(Protocol):
         ...
 
 
+class Outbox:
+    """The events of one unit of work: :meth:`Ports.run` hands them to the notifier once the unit
+    of work has committed, and drops them when it fails (nothing is announced that did not happen)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def add(self, event: Event) -> None:
+        self.events.append(event)
+
+
+class Notifier(Protocol):
+    """Sends events. ``notify`` never blocks and never raises: it queues the event for a background
+    sender (or drops it, counted and logged, when the queue is full or notifications are off)."""
+
+    def notify(self, event: Event) -> None: ...
+
+
 class Repositories(Protocol):
-    """The repositories of one unit of work."""
+    """The repositories of one unit of work, and its outbox."""
+
+    @property
+    def outbox(self) -> Outbox: ...
 
     @property
     def images(self) -> ImageRepository: ...
@@ -578,8 +604,8 @@ _IMPORTING_PROPERTY = "os_glance_importing_to_stores"
 
 
 class Ports(Protocol):
-    """Everything the services and the task runner use: settings, policy, stores, the clock, units of
-    work, and the two signals about tasks."""
+    """Everything the services and the task runner use: settings, policy, stores, the notifier, the
+    clock, units of work, and the two signals about tasks."""
 
     @property
     def settings(self) -> Settings: ...
@@ -589,6 +615,9 @@ class Ports(Protocol):
 
     @property
     def stores(self) -> StoreCatalog: ...
+
+    @property
+    def notifier(self) -> Notifier: ...
 
     def clock(self) -> datetime:
         """Now (tests inject a frozen or advanced clock)."""

@@ -22,6 +22,7 @@ from glimpse.domain.import_plugins import QEMU_IMG, ImportPlugin
 from glimpse.domain.policy import Policy
 from glimpse.domain.tasks import Clock, system_clock
 from glimpse.errors import ConfigError
+from glimpse.notifier import NoopNotifier, QueuedNotifier, build_notifier
 from glimpse.policy_file import load_policy
 from glimpse.ports import Repositories
 from glimpse.services.task_watch import TaskWatcher
@@ -52,6 +53,8 @@ class Runtime:
     #: Called after a unit of work that created a pending task committed; the embedded runner
     #: replaces it to wake up at once (other processes find the task by polling).
     wake_runner: Callable[[], None] = field(default=lambda: None)
+    #: Where events go ([oslo_messaging_notifications]); a unit of work's events once it commits.
+    notifier: QueuedNotifier | NoopNotifier = field(default_factory=NoopNotifier)
     limiter: anyio.CapacityLimiter = field(init=False)
     #: One task-watch hub per event loop (a served process has one loop, hence one hub and one poller).
     _watchers: WeakKeyDictionary[asyncio.AbstractEventLoop, TaskWatcher] = field(
@@ -74,6 +77,7 @@ class Runtime:
             sessions=make_sessionmaker(engine),
             stores=stores or build_stores(settings),
             policy=policy,
+            notifier=build_notifier(settings.notifications),
         )
 
     @contextmanager
@@ -82,11 +86,16 @@ class Runtime:
             yield session
 
     async def run(self, fn: Callable[[Repositories], T], *, readonly: bool = False) -> T:
-        """Run ``fn`` in one transaction on a worker thread, off the event loop."""
+        """Run ``fn`` in one transaction on a worker thread, off the event loop; the events it put
+        into its outbox are handed to the notifier once the transaction has committed."""
 
         def _call() -> T:
             with self.uow(readonly=readonly) as session:
-                return fn(SqlRepositories(session))
+                repos = SqlRepositories(session)
+                result = fn(repos)
+            for event in repos.outbox.events:
+                self.notifier.notify(event)
+            return result
 
         return await anyio.to_thread.run_sync(_call, limiter=self.limiter)
 
@@ -126,4 +135,5 @@ class Runtime:
         return await self.run(lambda repos: repos.tasks.latest_updates(image_ids), readonly=True)
 
     def close(self) -> None:
+        self.notifier.close()
         self.engine.dispose()

@@ -11,6 +11,7 @@ from glimpse.db.image_repository import SqlImageRepository
 from glimpse.db.member_repository import SqlMemberRepository
 from glimpse.db.metadef_repository import SqlMetadefRepository
 from glimpse.db.task_repository import SqlTaskRepository
+from glimpse.ports import Outbox
 
 __all__ = ["SqlRepositories"]
 
@@ -20,6 +21,7 @@ class SqlRepositories:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.outbox = Outbox()
 
     @cached_property
     def images(self) -> SqlImageRepository:

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
+from glimpse.domain import notifications as events
 from glimpse.domain.import_plugins import ImportPlugin
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.tasks import (
@@ -112,6 +113,9 @@ async def execute_task(ports: Ports, task: Task, worker_id: str, heartbeat: Hear
 
 async def _execute(run: ImportRun) -> str:
     task = run.task
+    run.ports.notifier.notify(
+        events.Event(events.TASK_PROCESSING, events.task_payload(task), run.context.to_dict())
+    )
     log.info(
         "task %s: %s of image %s to %s (request %s, user %s)",
         task.id,
@@ -169,6 +173,10 @@ async def _fail(run: ImportRun, message: str) -> str:
             return False
         if run.image_id:
             repos.images.release_lock(run.image_id, run.task.id)
+        failed = repos.tasks.find(run.task.id)
+        if failed is not None:
+            payload = events.task_payload(failed, run.failed)
+            repos.outbox.add(events.Event(events.TASK_FAILURE, payload, run.context.to_dict()))
         return True
 
     if await run.ports.run(fail):

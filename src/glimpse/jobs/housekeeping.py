@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from glimpse.domain import notifications as events
 from glimpse.domain.images import ImageStatus, is_uuid
 from glimpse.domain.import_plugins import ImportPlugin, derived_key, derived_owner
 from glimpse.domain.imports import ImportMethod
@@ -181,6 +182,8 @@ async def reap_task(ports: Ports, task: Task) -> str:
             return None
         cleanup = _Cleanup()
         _revert_image(repos, task, cleanup)
+        if (failed := tasks.find(task.id)) is not None:
+            repos.outbox.add(events.task_event(events.TASK_FAILURE, failed))
         return cleanup
 
     cleanup = await ports.run(fail)

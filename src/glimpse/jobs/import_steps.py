@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
+from glimpse.domain import notifications as events
 from glimpse.domain.images import Image, ImageStatus, Location
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.inspection import ContentVerdict, content_judge
@@ -429,6 +430,8 @@ class CopyToStores:
                     run.image_id, Location(store_id=store_id, url=location, metadata={"store": store_id})
                 )
                 update_store_lists(repos, run.image_id, finished=[store_id])
+                payload = events.import_payload(repos.images.get(run.image_id))
+                repos.outbox.add(events.Event(events.IMAGE_UPLOAD, payload, run.context.to_dict()))
 
             await run.locked(done)
             run.recorded.append(store_id)
@@ -502,6 +505,15 @@ class Complete:
                     raise TaskCancelled(run.task.id, current.cancel)
                 raise TaskLost(run.task.id)
             images.release_lock(run.image_id, run.task.id)
+            context = run.context.to_dict()
+            if run.brings_data and image is not None:
+                payload = events.import_payload(images.get(run.image_id))
+                repos.outbox.add(events.Event(events.IMAGE_ACTIVATE, payload, context))
+            done = tasks.find(run.task.id)
+            if done is not None:
+                repos.outbox.add(
+                    events.Event(events.TASK_SUCCESS, events.task_payload(done, run.failed), context)
+                )
 
         await run.locked(complete)
         if not (run.brings_data or run.reused_staging):

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from glimpse.context import RequestContext
+from glimpse.domain import notifications as events
 from glimpse.domain.images import Image, ImageStatus, Location
 from glimpse.domain.imports import ExpectedDigest
 from glimpse.domain.inspection import content_judge
@@ -166,6 +167,8 @@ class ImageDataService:
             if content_length is not None and content_length > limit:
                 raise self._too_large(limit)
             images.images.set_status(image.id, [ImageStatus.QUEUED], ImageStatus.SAVING)
+            saving = replace(image, status=ImageStatus.SAVING)
+            images.announce(ctx, events.IMAGE_PREPARE, events.image_payload(saving))
             return limit, image.disk_format
 
         limit, disk_format = await self.ports.run(begin)
@@ -203,7 +206,8 @@ class ImageDataService:
             log.warning("image %s: a safety check failed but is not fatal: %s", image_id, warning)
 
         def finish(repos: Repositories) -> None:
-            repo = self._images(repos).images
+            images = self._images(repos)
+            repo = images.images
             repo.set_status(
                 image_id,
                 [ImageStatus.SAVING],
@@ -217,6 +221,9 @@ class ImageDataService:
             repo.add_location(
                 image_id, Location(store_id=store.id, url=stored.location, metadata={"store": store.id})
             )
+            payload = events.image_payload(repo.get(image_id))
+            images.announce(ctx, events.IMAGE_UPLOAD, payload)
+            images.announce(ctx, events.IMAGE_ACTIVATE, payload)
 
         try:
             await self.ports.run(finish)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from glimpse.config import Settings
 from glimpse.context import RequestContext
 from glimpse.domain import images as rules
+from glimpse.domain import notifications as events
 from glimpse.domain.images import Image, ImageStatus, Location, Visibility
 from glimpse.domain.members import ImageMember, Viewer, is_visible
 from glimpse.domain.policy import Policy, image_target
@@ -40,6 +41,8 @@ class ImageService:
     def __init__(self, repos: Repositories, settings: Settings, policy: Policy) -> None:
         self.images = repos.images
         self.members = repos.members
+        #: Events of this unit of work, sent once it commits.
+        self.outbox = repos.outbox
         self.settings = settings
         self.policy = policy
 
@@ -120,7 +123,12 @@ class ImageService:
         if self.images.exists_ever(image.id):
             raise Duplicate(f"An image with identifier {image.id} already exists.")
         self.images.add(image)
+        self.announce(ctx, events.IMAGE_CREATE, events.image_payload(image))
         return image
+
+    def announce(self, ctx: RequestContext, event_type: str, payload: Mapping[str, Any]) -> None:
+        """Queue an event caused by ``ctx`` for when this unit of work commits."""
+        self.outbox.add(events.Event(event_type, payload, ctx.to_dict()))
 
     def _validated_base(self, name: str, value: object) -> Any:
         return rules.validate_base_value(
@@ -173,6 +181,7 @@ class ImageService:
             raise Forbidden("Only an administrator can give an image to another project.")
         self._check_property_quota(image)
         self.images.save(image, expected_status=expected)
+        self.announce(ctx, events.IMAGE_UPDATE, events.image_payload(image))
         return image
 
     def _apply(self, image: Image, op: PatchOp) -> None:
@@ -220,6 +229,8 @@ class ImageService:
             )
         self.images.mark_deleted(image.id, [image.status])
         self.members.remove_all(image.id)
+        gone = replace(image, status=ImageStatus.DELETED, updated_at=system_clock().replace(microsecond=0))
+        self.announce(ctx, events.IMAGE_DELETE, events.image_payload(gone, deleted=True))
         return image
 
     def deactivate(self, ctx: RequestContext, image_id: str) -> None:

@@ -39,6 +39,7 @@ from typing import Any, Final
 import anyio
 
 from glimpse.context import RequestContext
+from glimpse.domain import notifications as events
 from glimpse.domain.images import STAGE_HOST_PROPERTY, Image, ImageStatus
 from glimpse.domain.import_plugins import ImportPlugin, detect_compression
 from glimpse.domain.imports import ALL_STORES_CONFLICT, ExpectedDigest, ImportMethod, ImportRequest
@@ -469,7 +470,10 @@ class ImportService:
             ttl = timedelta(hours=self.settings.task_time_to_live)
             holder = bust.holder
             silent_since = holder.heartbeat_at or holder.updated_at
-            if not tasks.fail(bust.holder_id, now, ttl, EXPIRED_LOCK_MESSAGE, silent_since=silent_since):
+            if tasks.fail(bust.holder_id, now, ttl, EXPIRED_LOCK_MESSAGE, silent_since=silent_since):
+                if (busted := tasks.find(bust.holder_id)) is not None:
+                    images.outbox.add(events.task_event(events.TASK_FAILURE, busted))
+            else:
                 # Not failed: it ended meanwhile (its lock is free to take), or it beat again since
                 # it was read, and then it still holds the lock.
                 self._check_lock(ctx, tasks, image.id, bust.holder_id, now)
@@ -498,6 +502,8 @@ class ImportService:
         properties[IMPORTING_PROPERTY] = ",".join(sorted(stores))
         properties.pop(STAGE_HOST_PROPERTY, None)  # the task holds it now (Glance drops it here too)
         images.images.save(image, expected_status=status)
+        images.announce(ctx, events.TASK_CREATE, events.task_payload(task))
+        images.announce(ctx, events.IMAGE_PREPARE, events.import_payload(image))
         return ImportStarted(task_id=task.id, stores=stores, method=str(request.method), took_over=replacing)
 
     # -- POST /v2/tasks (type import) ----------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from glimpse.context import RequestContext
+from glimpse.domain import notifications as events
 from glimpse.domain.images import Image, MemberStatus, Visibility, check_text
 from glimpse.domain.members import ImageMember
 from glimpse.errors import Forbidden, InvalidInput, NotFound, TooLarge
@@ -40,7 +41,9 @@ class MemberService:
             raise TooLarge(
                 f"Image {image_id} already has the maximum of {self.settings.image_member_quota} members."
             )
-        return self.members.add(image.id, member_id)
+        member = self.members.add(image.id, member_id)
+        self.images.announce(ctx, events.MEMBER_CREATE, events.member_payload(member))
+        return member
 
     def list_members(self, ctx: RequestContext, image_id: str) -> list[ImageMember]:
         image, _ = self.images.load(ctx, image_id, "get_members")
@@ -71,10 +74,14 @@ class MemberService:
                 self.members.get(image.id, member_id)
                 raise Forbidden("Only the member itself can accept or reject an image shared with it.")
             raise NotFound(f"Member {member_id} of image {image_id} not found.")
-        return self.members.set_status(image.id, member_id, new_status)
+        member = self.members.set_status(image.id, member_id, new_status)
+        self.images.announce(ctx, events.MEMBER_UPDATE, events.member_payload(member))
+        return member
 
     def remove(self, ctx: RequestContext, image_id: str, member_id: str) -> None:
         image, _ = self.images.load(ctx, image_id, "delete_member")
         self._require_owner(ctx, image)
         self._require_shared(image)
+        member = self.members.get(image.id, member_id)
         self.members.remove(image.id, member_id)
+        self.images.announce(ctx, events.MEMBER_DELETE, events.member_payload(member, deleted=True))
