@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 from glimpse.config import NotificationSettings
 from glimpse.domain.notifications import Event, is_disabled
 from glimpse.errors import ConfigError
+from glimpse.telemetry import metrics
 
 __all__ = ["NoopNotifier", "NotifierStats", "OsloSender", "QueuedNotifier", "build_notifier", "shown_url"]
 
@@ -165,6 +166,7 @@ class QueuedNotifier:
         try:
             self._queue.put_nowait(event)
         except queue.Full:
+            metrics().notifications.labels("dropped").inc()
             with self._lock:
                 self._counts["dropped"] += 1
                 first = not self._full
@@ -223,6 +225,7 @@ class QueuedNotifier:
                 self._succeeded()
 
     def _failed(self, exc: Exception) -> None:
+        metrics().notifications.labels("failed").inc()
         with self._lock:
             self._counts["failed"] += 1
             first = not self._down
@@ -230,6 +233,7 @@ class QueuedNotifier:
                 self._down = True
                 self._counts["outages"] += 1
         if first:
+            metrics().notification_outages.inc()
             log.warning(
                 "notifications: the broker at %s cannot be reached (%s: %s); events are dropped and "
                 "counted until it answers again",
@@ -239,6 +243,7 @@ class QueuedNotifier:
             )
 
     def _succeeded(self) -> None:
+        metrics().notifications.labels("sent").inc()
         with self._lock:
             self._counts["sent"] += 1
             back = self._down

@@ -108,6 +108,18 @@ class Metrics:
             ["store"],
             registry=registry,
         )
+        self.notifications = Counter(
+            "glimpse_notifications",
+            "Notifications by outcome: sent to the broker, dropped (the queue was full) or failed "
+            "(the broker could not be reached or refused them).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.notification_outages = Counter(
+            "glimpse_notification_outages",
+            "Times the notification broker stopped answering (each outage counted once).",
+            registry=registry,
+        )
         self.watchers = Gauge(
             "glimpse_task_watchers",
             "Clients following an image's tasks (text/event-stream) right now.",

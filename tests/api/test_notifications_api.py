@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from glimpse.notifier import QueuedNotifier
 from glimpse.runtime import Runtime
+from glimpse.telemetry import metrics
 from livesupport import free_port
 from rabbitsupport import Listener, listening
 
@@ -144,6 +145,8 @@ def test_a_broker_that_is_down_never_fails_or_slows_a_request(
     notifier = runtime_of(client).notifier
     assert isinstance(notifier, QueuedNotifier)
     caplog.set_level(logging.WARNING, logger="glimpse.notifier")
+    failed_before = metrics().notifications.labels("failed")._value.get()
+    outages_before = metrics().notification_outages._value.get()
 
     started = time.monotonic()
     for n in range(20):
@@ -160,6 +163,9 @@ def test_a_broker_that_is_down_never_fails_or_slows_a_request(
     assert stats.failed == 80, stats
     assert stats.sent == 0, stats
     assert stats.outages == 1, stats
+    # The same counts in GET /metrics.
+    assert metrics().notifications.labels("failed")._value.get() - failed_before == 80
+    assert metrics().notification_outages._value.get() - outages_before == 1
     down = [r for r in caplog.records if "cannot be reached" in r.getMessage()]
     assert len(down) == 1, [r.getMessage() for r in caplog.records]
     assert "guest:***@127.0.0.1" in down[0].getMessage()
