@@ -2,7 +2,9 @@
 
 ``scripts/chromium.sh path`` installs the browser with apt-get when it is missing (as root, once per
 machine, under a file lock so that parallel workers wait for the first) and prints its executable;
-Playwright launches that executable, never a browser of its own download. A browser that cannot be
+Playwright launches that executable, never a browser of its own download. While Playwright's
+synchronous API runs, ``asyncio.run()`` cannot be called in the same thread, so the ``browser``
+fixture (conftest.py) lives for one module, not the session. A browser that cannot be
 installed or started makes the tests that need it fail with the script's or the browser's output;
 they are never skipped.
 """

@@ -452,8 +452,13 @@ def swift_keystone(
         yield swift
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the session (Debian's, driven by Playwright); fails when it cannot start."""
+    """A headless Chromium (Debian's, driven by Playwright) for one test module; fails when it cannot start.
+
+    Module-scoped, not session-scoped: while Playwright's synchronous API is started it keeps an event
+    loop running in the thread, so every later ``asyncio.run()`` of the session would fail; it is
+    stopped when the module ends.
+    """
     with launched_chromium() as chromium:
         yield chromium

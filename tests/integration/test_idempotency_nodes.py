@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from livesupport import Server, free_port
+from livesupport import PortTaken, Server, free_port
 from nodesupport import node_environ
 
 pytestmark = pytest.mark.live
@@ -26,27 +26,38 @@ IDENTITY = {"X-Project-Id": "p", "X-User-Id": "u", "X-Roles": "member,reader", "
 SENDERS = 8
 
 
+def start_node(tmp_path: Path, name: str, database_url: str) -> Server:
+    """Node ``name``, once it answers; a port another process took meanwhile is replaced."""
+    env = node_environ(
+        tmp_path,
+        name,
+        database_url,
+        url=None,
+        extra={"GLIMPSE_TASK__EMBEDDED_RUNNER": "false", "GLIMPSE_LOG_LEVEL": "WARNING"},
+    )
+    for attempt in range(3):
+        live = Server(name=f"idem-{name}", port=free_port(), log_path=tmp_path / f"{name}-{attempt}.log")
+        live.start(env)
+        try:
+            live.wait_ready()
+        except PortTaken:
+            continue
+        return live
+    pytest.fail(f"glimpse-server serve ({name}) found its port taken three times", pytrace=False)
+
+
 @pytest.fixture
 def nodes(tmp_path: Path, migrated_database_url: str) -> Iterator[tuple[Server, Server]]:
-    started: list[Server] = []
+    # One after the other: each start checks the database's migrations.
+    first = start_node(tmp_path, "a", migrated_database_url)
     try:
-        for name in ("a", "b"):
-            env = node_environ(
-                tmp_path,
-                name,
-                migrated_database_url,
-                url=None,
-                extra={"GLIMPSE_TASK__EMBEDDED_RUNNER": "false", "GLIMPSE_LOG_LEVEL": "WARNING"},
-            )
-            live = Server(name=f"idem-{name}", port=free_port(), log_path=tmp_path / f"{name}.log")
-            started.append(live)
-            live.start(env)
-        for live in started:
-            live.wait_ready()
-        yield started[0], started[1]
+        second = start_node(tmp_path, "b", migrated_database_url)
+        try:
+            yield first, second
+        finally:
+            second.stop()
     finally:
-        for live in started:
-            live.stop()
+        first.stop()
 
 
 def at_once(

@@ -3,7 +3,7 @@
 One live ``glimpse-server serve`` for the module with four stores: ``slow``, an S3 store on the object
 test server reached through a ``TcpRelay`` that the test throttles, and three file stores. A
 copy-image from ``slow`` reads its source through the throttled relay, so the bars move for seconds;
-the browser (``browser``, one per session, in conftest.py) watches them move to 100 % and the stores
+the browser (``browser``, one per module, in conftest.py) watches them move to 100 % and the stores
 appear. The browser sends the no-auth identity headers on every request of its context, as an
 authenticating proxy in front of Glimpse would, so the page's own ``fetch()`` of the feed carries
 them too.

@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from glimpse import __version__
-from glimpse.api import auth, errors, healthcheck, metrics, static_files, versions
+from glimpse.api import auth, errors, healthcheck, metrics, versions
 from glimpse.api.middleware import RequestContextMiddleware
 from glimpse.api.responses import JSONResponse
+from glimpse.api.static_files import router as static_files_router
 from glimpse.api.v2 import discovery, image_data, images, imports, members, metadefs, schemas, tasks
 from glimpse.jobs.runner import TaskRunner
 from glimpse.runtime import Runtime
@@ -56,7 +57,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     # needs an identity.
     app.include_router(versions.router)
     app.include_router(healthcheck.router)
-    app.include_router(static_files.router)  # the web view's script and style sheet: no data in them
+    app.include_router(static_files_router)  # the web view's script and style sheet: no data in them
     for router in (
         metrics.router,
         images.router,
