@@ -92,7 +92,8 @@ def wait_until_downloading(
         task = task_of(runtime, task_id)
         return task.status == TaskStatus.PROCESSING and task.progress.staged_bytes > 0
 
-    # Most of this is the worker process's start-up (its imports), which takes long on a busy machine.
+    # A worker process starts (imports, migration check) in about a second on an idle machine, but
+    # well over 20 s on a loaded one: the wait ends as soon as the download has begun.
     asyncio.run(wait_for(downloading, within=90, what="the worker to start downloading"))
 
 
