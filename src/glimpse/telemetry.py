@@ -66,7 +66,7 @@ class Metrics:
         self.tasks_finished = Counter(
             "glimpse_tasks_finished",
             "Task runs ended by a runner of this node, by type, import method and outcome "
-            "(success, failure, requeued, lost, error).",
+            "(success, failure, cancelled, requeued, lost, error, aborted).",
             ["type", "method", "outcome"],
             registry=registry,
         )
