@@ -207,6 +207,7 @@ def test_an_expired_token_is_401(glimpse: httpx.Client, keystone: KeystoneServer
     assert expired.headers["WWW-Authenticate"] == f'Keystone uri="{keystone.url}"'
 
 
+@pytest.mark.timeout(900)  # starts the browser, installing Debian's chromium first on a fresh machine
 def test_the_task_page_and_its_feed_use_the_token_the_browser_sends(
     glimpse: httpx.Client, keystone: KeystoneServer, browser: Browser
 ) -> None:

@@ -35,7 +35,9 @@ from livesupport import PortTaken, Server, free_port
 from objectsupport import ObjectServer
 from tcprelay import TcpRelay
 
-pytestmark = [pytest.mark.live, pytest.mark.objects]
+# The first test of a module starts the browser, installing Debian's chromium first on a fresh
+# machine (minutes): more than the suite's per-test timeout.
+pytestmark = [pytest.mark.live, pytest.mark.objects, pytest.mark.timeout(900)]
 
 PROJECT = "proj-web"
 IDENTITY = {"X-Project-Id": PROJECT, "X-User-Id": "alice", "X-Roles": "member,reader"}
