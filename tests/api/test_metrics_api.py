@@ -9,36 +9,18 @@ from pathlib import Path
 
 import pytest
 from apitools import ADMIN, OCTET, OWNER, new_image, upload
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+import metricsupport
 from glimpse.api.v2.task_events import watched
 from glimpse.telemetry import metrics
+from metricsupport import Samples, delta
 
 NO_RUNNER = {"GLIMPSE_TASK__EMBEDDED_RUNNER": "false", "GLIMPSE_ENABLED_BACKENDS": "fast:file,cheap:file"}
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
 
 def scrape(client: TestClient) -> Samples:
-    response = client.get("/metrics", headers=ADMIN)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """The sum of the samples named ``name`` whose labels include ``labels``."""
-    wanted = set(labels.items())
-    return sum(v for (n, found), v in samples.items() if n == name and wanted <= found)
-
-
-def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
-    return value(after, name, **labels) - value(before, name, **labels)
+    return metricsupport.scrape(client, ADMIN)
 
 
 @pytest.fixture

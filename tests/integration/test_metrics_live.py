@@ -11,18 +11,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from test_runner_support import MIB, WebServer, payload, serve
 from test_runner_worker import start_worker
 
+import metricsupport
 from livesupport import Server, free_port, wait_until
+from metricsupport import Samples, delta, value
 
 pytestmark = pytest.mark.live
 
 ADMIN = {"X-Project-Id": "ops", "X-User-Id": "admin", "X-Roles": "admin,member,reader"}
 DATA = payload(8 * MIB, seed=31)
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
@@ -32,18 +31,8 @@ def slow_web() -> Iterator[WebServer]:
 
 
 def scrape(url: str) -> Samples:
-    response = httpx.get(f"{url}/metrics", headers=ADMIN, timeout=10)
-    assert response.status_code == 200, response.text
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    wanted = set(labels.items())
-    return sum(v for (n, found), v in samples.items() if n == name and wanted <= found)
+    with httpx.Client(base_url=url, timeout=10) as client:
+        return metricsupport.scrape(client, ADMIN)
 
 
 def test_one_scrape_adds_up_the_server_processes_and_the_worker_process(
@@ -98,7 +87,7 @@ def test_one_scrape_adds_up_the_server_processes_and_the_worker_process(
         server.stop()
 
     def moved(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+        return delta(before, after, name, **labels)
 
     # Counted in the server processes ...
     assert moved("glimpse_http_requests_total", method="GET", route="/versions", status="200") == 10
