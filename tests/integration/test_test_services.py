@@ -155,29 +155,28 @@ class _DropCheck:
         self.names: list[str] = []
         self.held: list[sa.Connection] = []
 
+    def databases_left(self, admin_url: str, query: sa.TextClause) -> list[str]:
+        """Which of the test's databases ``query`` (given ``names``) still finds on the server; the
+        connections the test held are let go whatever the answer."""
+        engine = sa.create_engine(admin_url, poolclass=sa.NullPool)
+        try:
+            with engine.connect() as conn:
+                left = list(conn.execute(query, {"names": self.names}).scalars().all())
+        finally:
+            engine.dispose()
+            for held in self.held:
+                held.invalidate()
+        assert self.names
+        return left
+
 
 @pytest.fixture
 def drop_check(postgres_admin_url: str) -> Iterator[_DropCheck]:
     """Set up before the test's database fixture, so its teardown runs after that fixture's DROP DATABASE."""
     check = _DropCheck()
     yield check
-    engine = sa.create_engine(postgres_admin_url, poolclass=sa.NullPool)
-    try:
-        with engine.connect() as conn:
-            left = (
-                conn.execute(
-                    sa.text("SELECT datname FROM pg_database WHERE datname = ANY(:names)"),
-                    {"names": check.names},
-                )
-                .scalars()
-                .all()
-            )
-    finally:
-        engine.dispose()
-        for held in check.held:
-            held.invalidate()
-    assert check.names
-    assert left == []
+    query = sa.text("SELECT datname FROM pg_database WHERE datname = ANY(:names)")
+    assert check.databases_left(postgres_admin_url, query) == []
 
 
 @pytest.mark.postgres
@@ -202,25 +201,10 @@ def mariadb_drop_check(mariadb_admin_url: str) -> Iterator[_DropCheck]:
     """Like ``drop_check``, on the MariaDB server."""
     check = _DropCheck()
     yield check
-    engine = sa.create_engine(mariadb_admin_url, poolclass=sa.NullPool)
-    try:
-        with engine.connect() as conn:
-            left = (
-                conn.execute(
-                    sa.text(
-                        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN :names"
-                    ).bindparams(sa.bindparam("names", expanding=True)),
-                    {"names": check.names},
-                )
-                .scalars()
-                .all()
-            )
-    finally:
-        engine.dispose()
-        for held in check.held:
-            held.invalidate()
-    assert check.names
-    assert left == []
+    query = sa.text(
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN :names"
+    ).bindparams(sa.bindparam("names", expanding=True))
+    assert check.databases_left(mariadb_admin_url, query) == []
 
 
 @pytest.mark.mariadb
