@@ -121,7 +121,10 @@ class ImageStore(Protocol):
     * ``write(key, chunks)`` consumes the whole iterator and returns the object's location and size.
       The object becomes visible under its location only once the write has succeeded; if the
       iterator raises, the task is cancelled or the backend fails, no partial object is left
-      behind and the error propagates (backend failures as ``StorageError``). ``max_size`` makes the
+      behind and the error propagates (backend failures as ``StorageError``). That holds even when
+      the cancellation arrives while the publishing request runs (it cannot be stopped): an object
+      published by a write that then raises is deleted again, since its caller never records it.
+      ``max_size`` makes the
       write fail with ``glimpse.errors.TooLarge`` as soon as more than that many bytes arrive.
       Writing the same key again replaces the object atomically.
     * ``await open(location, offset, length)`` returns an async iterator of the bytes from ``offset``

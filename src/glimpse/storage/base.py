@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Final, TypeVar
 
 from glimpse.errors import StorageError, StoreNotFound
+from glimpse.ports import ImageStore
 from glimpse.telemetry import metrics
 
 _logger = logging.getLogger("glimpse.storage")
@@ -31,6 +32,7 @@ __all__ = [
     "raise_first_error",
     "run_blocking",
     "validate_key",
+    "withdraw",
 ]
 
 T = TypeVar("T")
@@ -90,6 +92,18 @@ class PrefixLocations:
             _logger.info("store %s does not hold location %r", self.id, location)
             raise StoreNotFound(f"The image data could not be found in store '{self.id}'.")
         return key
+
+
+async def withdraw(store: ImageStore, key: str) -> None:
+    """Delete the object ``key`` that a write published just before it failed (cancelled while its
+    last request ran, say), so that a write which raises leaves no object behind, as the store
+    contract promises. Never raises an ``Exception``: it runs while another error is on its way."""
+    try:
+        await store.delete(store.location_for(key))
+    except StoreNotFound:
+        return
+    except Exception as exc:
+        _logger.warning("store %s could not withdraw the object %s of a failed write: %s", store.id, key, exc)
 
 
 def check_write_arguments(key: str, max_size: int | None) -> None:

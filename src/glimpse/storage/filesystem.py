@@ -31,6 +31,7 @@ from glimpse.storage.base import (
     counting_failures,
     run_blocking,
     validate_key,
+    withdraw,
 )
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "FilesystemStore"]
@@ -189,7 +190,9 @@ class FilesystemStore:
                 await self._io("write the image data", temp.path, functools.partial(temp.write, buffer))
             await self._io("save the image data", target, functools.partial(temp.commit, target))
         except BaseException:
-            if not temp.committed:
+            if temp.committed:  # renamed into place, yet the caller hears of a failure (a cancellation)
+                await withdraw(self, key)
+            else:
                 await run_blocking(None, temp.discard)
             raise
         return StoredObject(location=f"{LOCATION_SCHEME}{target}", size=size)
@@ -212,16 +215,25 @@ class FilesystemStore:
             raise ValueError(f"{path} is not a scratch path of store '{self.id}'.")
         target = self.datadir / key
 
+        moved = False
+
         def move() -> int:
+            nonlocal moved
             if self.fsync:
                 with open(source, "rb+") as handle:
                     os.fsync(handle.fileno())
             os.replace(source, target)
+            moved = True
             if self.fsync:
                 _fsync_directory(self.datadir)
             return target.stat().st_size
 
-        size = await self._io("save the image data", target, move)
+        try:
+            size = await self._io("save the image data", target, move)
+        except BaseException:
+            if moved:  # in place, yet the caller hears of a failure: nobody will record the object
+                await withdraw(self, key)
+            raise
         return StoredObject(location=f"{LOCATION_SCHEME}{target}", size=size)
 
     async def open(self, location: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:

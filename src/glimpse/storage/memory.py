@@ -8,6 +8,7 @@ which makes failed, oversized and cancelled writes leave nothing behind and rewr
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -78,6 +79,9 @@ class InMemoryStore:
             if max_size is not None and len(buffer) + len(chunk) > max_size:
                 raise TooLarge(f"The image data is larger than the limit of {max_size} bytes.")
             buffer += chunk
+        # Publishing is a wait, as in every real store: a cancellation that arrived while the data
+        # was read lands here, before the object exists, and not after the write has returned.
+        await asyncio.sleep(0)
         self._objects[key] = bytes(buffer)
         self._modified[key] = datetime.now(UTC)
         return StoredObject(location=self.location_for(key), size=len(buffer))

@@ -42,6 +42,7 @@ from glimpse.storage.base import (
     etag_md5,
     raise_first_error,
     run_blocking,
+    withdraw,
 )
 
 if TYPE_CHECKING:
@@ -184,6 +185,13 @@ class S3Store(PrefixLocations):
         buffer = bytearray()
         size = 0
         upload: _MultipartUpload | None = None
+        published = False
+
+        def put(body: bytes) -> None:
+            nonlocal published
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=body)
+            published = True
+
         try:
             async for chunk in chunks:
                 size += len(chunk)
@@ -203,9 +211,7 @@ class S3Store(PrefixLocations):
                 body = bytes(buffer)
                 buffer = bytearray()
                 with self._translate("save the image data"):
-                    await self._call(
-                        functools.partial(self._client.put_object, Bucket=self.bucket, Key=key, Body=body)
-                    )
+                    await self._call(functools.partial(put, body))
             else:
                 if buffer:
                     await upload.add_part(bytes(buffer))
@@ -214,6 +220,8 @@ class S3Store(PrefixLocations):
         except BaseException:
             if upload is not None:
                 await upload.abort()
+            if published or (upload is not None and upload.completed):
+                await withdraw(self, key)  # published, yet the caller hears of a failure (a cancellation)
             raise
         return StoredObject(location=self.location_for(key), size=size)
 
@@ -469,6 +477,8 @@ class _MultipartUpload:
         self._store = store
         self._key = key
         self._upload_id: str | None = None
+        #: Set once S3 has assembled the object (even if the caller was cancelled meanwhile).
+        self.completed = False
         self._parts: dict[int, str] = {}
         self._in_flight: set[asyncio.Future[None]] = set()
         self._number = 0
@@ -510,17 +520,20 @@ class _MultipartUpload:
         await self._drain()
         store = self._store
         parts = [{"PartNumber": number, "ETag": etag} for number, etag in sorted(self._parts.items())]
-        with store._translate("save the image data"):
-            await store._call(
-                functools.partial(
-                    store._client.complete_multipart_upload,
-                    Bucket=store.bucket,
-                    Key=self._key,
-                    UploadId=self._upload_id or "",
-                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-                )
+        upload_id = self._upload_id or ""
+
+        def finish() -> None:
+            store._client.complete_multipart_upload(
+                Bucket=store.bucket,
+                Key=self._key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
             )
-        self._upload_id = None
+            self.completed = True
+            self._upload_id = None
+
+        with store._translate("save the image data"):
+            await store._call(finish)
 
     async def _drain(self) -> None:
         while self._in_flight:

@@ -53,6 +53,7 @@ from glimpse.storage.base import (
     etag_md5,
     raise_first_error,
     run_blocking,
+    withdraw,
 )
 
 __all__ = ["ENDPOINT_TYPES", "KeystoneAuth", "SwiftStore"]
@@ -254,6 +255,14 @@ class SwiftStore(PrefixLocations):
         buffer = bytearray()
         size = 0
         upload: _SegmentedUpload | None = None
+        old_segments: list[str] = []
+        published = False
+
+        def put(body: bytes) -> None:
+            nonlocal published
+            self._put(self.container, key, body)
+            published = True
+
         try:
             async for chunk in chunks:
                 size += len(chunk)
@@ -274,7 +283,7 @@ class SwiftStore(PrefixLocations):
                 body = bytes(buffer)
                 buffer = bytearray()
                 with self._translate("save the image data"):
-                    await self._call(functools.partial(self._put, self.container, key, body))
+                    await self._call(functools.partial(put, body))
             else:
                 if buffer:
                     await upload.add_segment(bytes(buffer))
@@ -283,6 +292,12 @@ class SwiftStore(PrefixLocations):
         except BaseException:
             if upload is not None:
                 await upload.discard()
+            if published or (upload is not None and upload.published):
+                # Published, yet the caller hears of a failure (a cancellation): take the new
+                # object (and its segments) back, and the segments of the object it replaced.
+                await withdraw(self, key)
+                if old_segments:
+                    await run_blocking(self._executor, functools.partial(self._delete_segments, old_segments))
             raise
         if old_segments:
             await self._call(functools.partial(self._delete_segments, old_segments))
@@ -625,6 +640,9 @@ class _SegmentedUpload:
         self._in_flight: set[asyncio.Future[None]] = set()
         self._number = 0
         self._key = key
+        #: Set once the manifest is in place (even if the caller was cancelled meanwhile); from
+        #: then on the segments belong to the object and :meth:`discard` leaves them alone.
+        self.published = False
 
     async def add_segment(self, data: bytes) -> None:
         while len(self._in_flight) >= self._store.thread_pools:
@@ -655,12 +673,13 @@ class _SegmentedUpload:
                 for _, (name, etag, size) in sorted(self._segments.items())
             ]
         ).encode()
+
+        def publish() -> None:
+            store._put(store.container, self._key, manifest, query_string="multipart-manifest=put")
+            self.published = True
+
         with store._translate("save the image data"):
-            await store._call(
-                functools.partial(
-                    store._put, store.container, self._key, manifest, query_string="multipart-manifest=put"
-                )
-            )
+            await store._call(publish)
         self._segments.clear()
 
     async def discard(self) -> None:
@@ -675,6 +694,8 @@ class _SegmentedUpload:
             if not part.cancelled():
                 part.exception()
         self._in_flight.clear()
+        if self.published:
+            return
         store = self._store
         paths = [f"{store.segments_container}/{name}" for name, _, _ in self._segments.values()]
         self._segments.clear()
