@@ -471,7 +471,7 @@ class ImportService:
             holder = bust.holder
             silent_since = holder.heartbeat_at or holder.updated_at
             if tasks.fail(bust.holder_id, now, ttl, EXPIRED_LOCK_MESSAGE, silent_since=silent_since):
-                if (busted := tasks.find(bust.holder_id)) is not None:
+                if images.outbox.wants(events.TASK_FAILURE) and (busted := tasks.find(bust.holder_id)):
                     images.outbox.add(events.task_event(events.TASK_FAILURE, busted))
             else:
                 # Not failed: it ended meanwhile (its lock is free to take), or it beat again since
