@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apitools import ADMIN, OTHER, OWNER, new_image, upload
+from apitools import ADMIN, OCTET, OTHER, OWNER, new_image, upload
 from starlette.testclient import TestClient
 from test_import_api import (
     NO_RUNNER,
@@ -275,3 +275,32 @@ def test_by_default_whoever_sees_the_image_reads_its_history(api: TestClient) ->
     assert len(history(api, image_id, reader)["history"]) == 2
     nobody = {**OWNER, "X-Roles": ""}
     assert api.get(f"/v2/images/{image_id}/history", headers=nobody).status_code == 404
+
+
+def test_a_store_deletion_and_a_refused_upload_are_recorded(
+    make_client: Callable[..., TestClient], migrated_database_url: str
+) -> None:
+    client = make_client(migrated_database_url, GLIMPSE_IMAGE_SIZE_CAP="2000", **NO_RUNNER)
+    set_clock(client, T0)
+    image_id = active_image(client)
+    accepted(start(client, image_id, copy(stores=["cheap"]), ADMIN))
+    run_tasks(runtime_of(client))
+    assert client.delete(f"/v2/stores/fast/{image_id}", headers=ADMIN).status_code == 204
+    removed = history(client, image_id)["history"][0]
+    assert (removed["action"], removed["outcome"], removed["stores"]) == ("store_delete", "success", ["fast"])
+    assert removed["status"] == "active"
+
+    refused = new_image(client)["id"]
+    # A declared size over the cap is refused before anything changes (nothing to record); a body
+    # that turns out too large is refused while it is written, and the image goes back to queued.
+    declared = client.put(f"/v2/images/{refused}/file", content=b"y" * 2001, headers={**OWNER, **OCTET})
+    assert declared.status_code == 413
+    assert [e["action"] for e in history(client, refused)["history"]] == ["create"]
+    streamed = client.put(
+        f"/v2/images/{refused}/file", content=iter([b"y" * 1000] * 3), headers={**OWNER, **OCTET}
+    )
+    assert streamed.status_code == 413
+    failed = history(client, refused)["history"][0]
+    assert (failed["action"], failed["outcome"], failed["status"]) == ("upload", "failure", "queued")
+    assert "larger than the limit of 2000 bytes" in failed["message"]
+    assert failed["message"].endswith("Nothing was kept; the image is queued again.")
