@@ -128,6 +128,8 @@ class Settings:
     task_time_to_live: int = 48
     #: Minutes without a heartbeat after which an import lock may be broken (doubled while pending).
     import_lock_stale_after: int = 60
+    #: Days an entry of an image's history is kept (``GET /v2/images/{id}/history``) before it is purged.
+    image_history_days: int = 365
     #: Hours the answer of a request sent with an ``Idempotency-Key`` is kept for its retries.
     idempotency_key_ttl: int = 24
     #: Seconds after which a request sent with an ``Idempotency-Key`` that never answered (its
@@ -731,6 +733,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "task_time_to_live": opt.integer("task_time_to_live", "task"),
         "import_lock_stale_after": opt.integer("import_lock_stale_after", minimum=1),
         "idempotency_key_ttl": opt.integer("idempotency_key_ttl", minimum=1),
+        "image_history_days": opt.integer("image_history_days", minimum=1),
         "idempotency_claim_timeout": opt.number("idempotency_claim_timeout"),
         "task_progress_interval": opt.number("task_progress_interval", "task"),
         "task_lease_time": opt.number("task_lease_time", "task"),

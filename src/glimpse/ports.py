@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from glimpse.config import Settings
+from glimpse.domain.history import HistoryEntry
 from glimpse.domain.idempotency import Claim, KeyRecord, StoredAnswer
 from glimpse.domain.images import STAGE_HOST_PROPERTY, Image, ImageStatus, Location, MemberStatus
 from glimpse.domain.members import ImageMember, Viewer
@@ -38,6 +39,7 @@ from glimpse.errors import StorageError, StoreMismatch
 
 __all__ = [
     "Capabilities",
+    "HistoryRepository",
     "IdempotencyRepository",
     "ImageRepository",
     "ImageStore",
@@ -531,6 +533,22 @@ class IdempotencyRepository(Protocol):
         ...
 
 
+class HistoryRepository(Protocol):
+    """The images' history (:mod:`glimpse.domain.history`). Entries are added in the unit of work of
+    the change they record, so a change is never committed without its entry."""
+
+    def add(self, entry: HistoryEntry) -> None: ...
+
+    def for_image(self, image_id: str, *, limit: int, marker: int | None = None) -> list[HistoryEntry]:
+        """Up to ``limit`` entries of the image, newest first, older than the entry ``marker`` when
+        given (``InvalidInput`` when the image has no entry ``marker``)."""
+        ...
+
+    def purge_older(self, before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` entries (the oldest first) made before ``before``; returns how many."""
+        ...
+
+
 def _every_event(event_type: str) -> bool:
     return True
 
@@ -581,6 +599,9 @@ class Repositories(Protocol):
 
     @property
     def idempotency(self) -> IdempotencyRepository: ...
+
+    @property
+    def history(self) -> HistoryRepository: ...
 
 
 def undo_import_request(repos: Repositories, task: Task) -> bool:

@@ -882,3 +882,34 @@ def test_retry_failed_targets_exactly_the_failed_stores(server: Server, tmp_path
     assert "has no failed stores to retry" in nothing.err
     both = glimpse(server, "image", "copy", clean, "--retry-failed", "--stores", "cheap")
     assert both.code == 2, both.explain()
+
+
+def test_image_history_table_json_and_limit(server: Server, tmp_path: Path) -> None:
+    source, data = data_file(tmp_path, "hist.raw", 20 * 1024)
+    image_id = created_id(ok(server, "image", "create", "hist", "--file", str(source), "-f", "json"))
+    ok(server, "image", "deactivate", image_id)
+    ok(server, "image", "reactivate", image_id)
+
+    table = ok(server, "image", "history", image_id)
+    lines = [line for line in table.out.splitlines() if line.startswith("|")]
+    assert "| Action" in lines[0] or " Action " in lines[0]
+    actions = [line.split("|")[3].strip() for line in lines[1:]]
+    assert actions == ["reactivate", "deactivate", "upload", "create"]
+    assert "20.0 KiB" in lines[3]
+    assert SECOND.search(lines[1])
+
+    entries = json.loads(ok(server, "image", "history", image_id, "--json").out)
+    assert [e["Action"] for e in entries] == actions
+    upload = entries[2]
+    assert upload["Moved"] == len(data)
+    assert upload["Stores"] == ["fast"]
+    assert upload["Outcome"] == "success"
+    assert upload["User"]
+
+    newest = json.loads(ok(server, "image", "history", image_id, "--limit", "1", "--long", "-f", "json").out)
+    assert len(newest) == 1
+    assert newest[0]["Status"] == "active"
+    assert newest[0]["Request ID"]
+    refused = glimpse(server, "image", "history", image_id, "--limit", "0")
+    assert refused.code != 0
+    assert "--limit must be 1 or more" in refused.err

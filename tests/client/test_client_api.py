@@ -211,6 +211,32 @@ def test_glance_direct_import_then_admin_copy(client: Client, server: Server, co
     assert sorted(client.wait_for_import(image_id, timeout=20).stores) == ["cheap", "fast", "reliable"]
 
 
+def test_image_history_pages_newest_first(client: Client, server: Server, connect: Connect) -> None:
+    image_id = new_image(client)
+    client.upload(image_id, PAYLOAD)
+    for _ in range(2):
+        client.deactivate_image(image_id)
+        client.reactivate_image(image_id)
+    entries = list(client.image_history(image_id, page_size=2))
+    assert [e.action for e in entries] == [
+        "reactivate",
+        "deactivate",
+        "reactivate",
+        "deactivate",
+        "upload",
+        "create",
+    ]
+    assert [e.id for e in entries] == sorted((e.id for e in entries), reverse=True)
+    uploaded = entries[4]
+    assert uploaded.bytes_moved == len(PAYLOAD)
+    assert uploaded.stores == ["fast"]
+    assert (uploaded.user_id, uploaded.project_id, uploaded.outcome) == ("u", "p", "success")
+    assert [e.action for e in client.image_history(image_id, limit=1)] == ["reactivate"]
+    stranger = connect(ClientConfig(server.url, project_id="q", user_id="v", roles=("member", "reader")))
+    with pytest.raises(NotFound):
+        list(stranger.image_history(image_id))
+
+
 def test_watch_yields_until_the_tasks_are_done(client: Client) -> None:
     image_id = new_image(client)
     client.stage(image_id, PAYLOAD)

@@ -17,7 +17,7 @@ from ._exceptions import (
     TooLarge,
     TransportError,
 )
-from ._models import Image, Member, Task
+from ._models import HistoryEntry, Image, Member, Task
 from ._tasks import AsyncTaskHandle, TaskHandle
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "GlimpseClientError",
+    "HistoryEntry",
     "Image",
     "Member",
     "NotFound",

@@ -105,6 +105,32 @@ class Task:
 
 
 @dataclass
+class HistoryEntry:
+    """One entry of ``GET /v2/images/{id}/history`` (Glimpse): what happened to the image, by whom
+    (``user_id``, ``project_id`` and ``request_id`` are None when the server hides another project's),
+    when, how it ended and the bytes it moved."""
+
+    id: int
+    image_id: str
+    action: str
+    outcome: str
+    created_at: str | None = None
+    user_id: str | None = None
+    project_id: str | None = None
+    request_id: str | None = None
+    task_id: str | None = None
+    stores: list[str] = field(default_factory=list)
+    bytes_moved: int | None = None
+    status: str | None = None
+    message: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HistoryEntry:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
 class Member:
     """A project an image is shared with."""
 

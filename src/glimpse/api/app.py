@@ -13,7 +13,17 @@ from glimpse.api import auth, errors, healthcheck, metrics, versions
 from glimpse.api.middleware import RequestContextMiddleware
 from glimpse.api.responses import JSONResponse
 from glimpse.api.static_files import router as static_files_router
-from glimpse.api.v2 import discovery, image_data, images, imports, members, metadefs, schemas, tasks
+from glimpse.api.v2 import (
+    discovery,
+    history,
+    image_data,
+    images,
+    imports,
+    members,
+    metadefs,
+    schemas,
+    tasks,
+)
 from glimpse.jobs.runner import TaskRunner
 from glimpse.runtime import Runtime
 
@@ -68,6 +78,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         discovery.router,
         schemas.router,
         tasks.router,
+        history.router,
     ):
         app.include_router(router, dependencies=[Depends(auth.authenticate)])
     errors.install(app)

@@ -159,7 +159,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 def _purge(settings: Settings, age_in_days: int) -> int:
     import asyncio
 
-    from glimpse.jobs.housekeeping import purge_tasks
+    from glimpse.jobs.housekeeping import purge_history, purge_tasks
 
     if age_in_days < 0:
         print("glimpse-server db purge: --age-in-days must be 0 or more", file=sys.stderr)
@@ -167,9 +167,11 @@ def _purge(settings: Settings, age_in_days: int) -> int:
     runtime = Runtime.build(settings)
     try:
         purged = asyncio.run(purge_tasks(runtime, age_in_days))
+        entries = asyncio.run(purge_history(runtime))
     finally:
         runtime.close()
     print(f"purged {purged} task(s) that expired more than {age_in_days} day(s) ago")
+    print(f"purged {entries} image history entries older than {settings.image_history_days} day(s)")
     return 0
 
 
@@ -281,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
         "db_command",
         choices=["upgrade", "check", "purge", "load-metadefs", "export-metadefs"],
         help="upgrade: migrate to the latest schema; check: verify schema is current; "
-        "purge: delete tasks that expired more than --age-in-days days ago; "
+        "purge: delete tasks that expired more than --age-in-days days ago and image history "
+        "entries older than image_history_days days; "
         "load-metadefs: load metadata definitions (one JSON file per namespace) from PATH, by default "
         "the standard ones shipped with Glimpse; export-metadefs: write every namespace to PATH "
         "(default ./metadefs)",
@@ -294,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db.add_argument(
         "--age-in-days",
+        "--age_in_days",
+        dest="age_in_days",
         type=int,
         default=0,
         help="purge: only tasks that expired more than this many days ago (default 0: every expired task)",

@@ -12,6 +12,7 @@ from glimpse.db.base import Base, LongText, UTCDateTime
 __all__ = [
     "Base",
     "IdempotencyKeyRow",
+    "ImageHistoryRow",
     "ImageLocationRow",
     "ImageMemberRow",
     "ImagePropertyRow",
@@ -272,3 +273,31 @@ class IdempotencyKeyRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
+
+
+class ImageHistoryRow(Base):
+    """One entry of an image's history (``glimpse.domain.history``). No foreign key to ``images``:
+    the history of a deleted image stays until it is purged by age."""
+
+    __tablename__ = "image_history"
+
+    #: Grows with every entry: the order of the history (newest first) and the paging marker.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    project_id: Mapped[str | None] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    #: The stores concerned, comma-separated.
+    stores: Mapped[str | None] = mapped_column(LongText)
+    bytes_moved: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str | None] = mapped_column(String(30))
+    message: Mapped[str | None] = mapped_column(LongText)
+
+    __table_args__ = (
+        Index("ix_image_history_image_id", "image_id", "id"),
+        Index("ix_image_history_created_at", "created_at"),
+    )

@@ -7,6 +7,7 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session
 
+from glimpse.db.history_repository import SqlHistoryRepository
 from glimpse.db.idempotency_repository import SqlIdempotencyRepository
 from glimpse.db.image_repository import SqlImageRepository
 from glimpse.db.member_repository import SqlMemberRepository
@@ -43,3 +44,7 @@ class SqlRepositories:
     @cached_property
     def idempotency(self) -> SqlIdempotencyRepository:
         return SqlIdempotencyRepository(self.session)
+
+    @cached_property
+    def history(self) -> SqlHistoryRepository:
+        return SqlHistoryRepository(self.session)

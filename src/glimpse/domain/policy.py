@@ -88,6 +88,7 @@ class PolicyRule(enum.StrEnum):
     ADD_TASK = "add_task"
     MODIFY_TASK = "modify_task"
     CANCEL_IMAGE_TASK = "cancel_image_task"
+    GET_IMAGE_HISTORY = "get_image_history"
     TASKS_API_ACCESS = "tasks_api_access"
     STORES_INFO_DETAIL = "stores_info_detail"
     GET_METRICS = "get_metrics"
@@ -262,6 +263,12 @@ DEFAULT_RULES: Final[tuple[RuleDefault, ...]] = (
         f"{_ADMIN} or user_id:%(task_user_id)s or ({_OWNER_MEMBER})",
         "Cancel an image's pending or running import or copy (DELETE /v2/images/{image_id}/tasks/"
         "{task_id}): the task's own user, or a member of the image's owner project. A Glimpse addition.",
+    ),
+    RuleDefault(
+        _R.GET_IMAGE_HISTORY,
+        f"{_ADMIN} or (role:reader and ({_ANY_VISIBLE}))",
+        "Read an image's history (GET /v2/images/{image_id}/history), as get_image by default. A "
+        "Glimpse addition.",
     ),
     RuleDefault(
         _R.TASKS_API_ACCESS, _ADMIN, "Use the /v2/tasks API at all (deprecated, for administrators)."

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
 from glimpse.domain import notifications as events
+from glimpse.domain.history import HistoryOutcome
 from glimpse.domain.import_plugins import ImportPlugin
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.tasks import (
@@ -37,7 +38,7 @@ from glimpse.errors import FlowFailed
 from glimpse.jobs.content_steps import Convert, Decompress, NoOp
 from glimpse.jobs.errors import ImageDeleted, Interrupted, LockLost, TaskStopped
 from glimpse.jobs.fanout import describe_error
-from glimpse.jobs.image_state import check_holder
+from glimpse.jobs.image_state import check_holder, record_task_end
 from glimpse.jobs.import_run import NOT_KEPT, PHASE_FAILED, ImportRun
 from glimpse.jobs.import_steps import Begin, Complete, CopyToStores, Download
 from glimpse.jobs.progress import Heartbeat, ProgressWriter
@@ -173,6 +174,7 @@ async def _fail(run: ImportRun, message: str) -> str:
             return False
         if run.image_id:
             repos.images.release_lock(run.image_id, run.task.id)
+        record_task_end(repos, run.task, now, HistoryOutcome.FAILURE, message, snapshot)
         failed = repos.tasks.find(run.task.id) if repos.outbox.wants(events.TASK_FAILURE) else None
         if failed is not None:
             payload = events.task_payload(failed, run.failed)
@@ -201,6 +203,8 @@ async def _cancelled(run: ImportRun, request: CancelRequest) -> str:
         if not repos.tasks.fail(run.task.id, now, ttl, message, worker=run.worker_id, progress=snapshot):
             return False
         undo_import_request(repos, run.task)
+        outcome = cancelled_outcome(run.method, run.image_id)
+        record_task_end(repos, run.task, now, HistoryOutcome.CANCELLED, outcome, snapshot)
         return True
 
     if await run.ports.run(finish):

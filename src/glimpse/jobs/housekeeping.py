@@ -40,7 +40,9 @@ hour, with the staging sweep.
 (:func:`expire_idempotency_keys`). An expired record is ignored by requests anyway, so the sweep
 only keeps the table small.
 
-**Purge.** ``glimpse-server db purge`` hard-deletes tasks that expired more than N days ago.
+**Purge.** ``glimpse-server db purge`` hard-deletes tasks that expired more than N days ago, and
+the image history entries older than ``image_history_days`` (:func:`purge_history`, which every
+runner's sweep pass runs too).
 """
 
 from __future__ import annotations
@@ -54,13 +56,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from glimpse.domain import notifications as events
+from glimpse.domain.history import HistoryOutcome
 from glimpse.domain.images import ImageStatus, is_uuid
 from glimpse.domain.import_plugins import ImportPlugin, derived_key, derived_owner
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.tasks import StoreState, Task, TaskProgress, waiting_message
 from glimpse.errors import NotFound, StorageError
 from glimpse.jobs.errors import ImageDeleted
-from glimpse.jobs.image_state import lock_holder, update_store_lists
+from glimpse.jobs.image_state import lock_holder, record_task_end, update_store_lists
 from glimpse.jobs.import_run import PHASE_FAILED, PHASE_PENDING
 from glimpse.jobs.objects import delete_object, remove_unreferenced
 from glimpse.ports import ImageStore, Ports, Repositories
@@ -182,6 +185,7 @@ async def reap_task(ports: Ports, task: Task) -> str:
             return None
         cleanup = _Cleanup()
         _revert_image(repos, task, cleanup)
+        record_task_end(repos, task, now, HistoryOutcome.FAILURE, message, progress)
         if repos.outbox.wants(events.TASK_FAILURE) and (failed := tasks.find(task.id)) is not None:
             repos.outbox.add(events.task_event(events.TASK_FAILURE, failed))
         return cleanup
@@ -243,6 +247,7 @@ async def fail_stranded(ports: Ports, *, limit: int = 20) -> list[str]:
                 return None
             cleanup = _Cleanup()
             _revert_image(repos, task, cleanup)
+            record_task_end(repos, task, now, HistoryOutcome.FAILURE, message)
             return cleanup
 
         try:
@@ -459,6 +464,29 @@ async def expire_idempotency_keys(ports: Ports, *, batch: int = IDEMPOTENCY_BATC
             break
     if removed:
         log.info("removed %d expired Idempotency-Key record(s)", removed)
+    return removed
+
+
+# -- image history -----------------------------------------------------------------------------------
+
+#: History entries deleted per unit of work, so that one purge never holds a long transaction.
+HISTORY_BATCH: Final = 1000
+
+
+async def purge_history(ports: Ports, *, batch: int = HISTORY_BATCH) -> int:
+    """Delete the history entries older than ``image_history_days``, a batch per unit of work;
+    returns how many."""
+    before = ports.clock() - timedelta(days=ports.settings.image_history_days)
+    removed = 0
+    while True:
+        done = await ports.run(lambda s: s.history.purge_older(before, batch))
+        removed += done
+        if done < batch:
+            break
+    if removed:
+        log.info(
+            "purged %d image history entr%s older than %s", removed, "y" if removed == 1 else "ies", before
+        )
     return removed
 
 

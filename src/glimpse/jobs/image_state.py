@@ -13,7 +13,10 @@ user's concurrent PATCH of unrelated attributes.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
+from glimpse.domain.history import HistoryEntry, HistoryOutcome
+from glimpse.domain.tasks import Task, TaskProgress
 from glimpse.errors import NotFound
 from glimpse.jobs.errors import ImageDeleted, LockLost
 from glimpse.ports import Repositories
@@ -78,3 +81,22 @@ def update_store_lists(
     failed_before = split_stores(repos.images.get_property(image_id, FAILED_PROPERTY))
     already = [s for s in failed_before if s not in cleared]
     repos.images.set_property(image_id, FAILED_PROPERTY, join_stores([*already, *failed]))
+
+
+def record_task_end(
+    repos: Repositories,
+    task: Task,
+    now: datetime,
+    outcome: HistoryOutcome,
+    message: str,
+    progress: TaskProgress | None = None,
+) -> None:
+    """Add how ``task`` ended to its image's history, in the unit of work that ends it, with the
+    bytes it moved and the image's status at that moment."""
+    if task.image_id is None:
+        return
+    states = repos.images.lock_states([task.image_id])
+    status = None if not states else "deleted" if states[0].deleted else str(states[0].status)
+    moved = (progress or task.progress).bytes_moved()
+    entry = HistoryEntry.of_task(task, now, outcome, bytes_moved=moved, status=status, message=message)
+    repos.history.add(entry)

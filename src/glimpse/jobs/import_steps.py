@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 from glimpse.domain import notifications as events
+from glimpse.domain.history import HistoryOutcome
 from glimpse.domain.images import Image, ImageStatus, Location
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.inspection import ContentVerdict, content_judge
@@ -39,7 +40,7 @@ from glimpse.errors import (
     UnsafeImage,
 )
 from glimpse.jobs.fanout import Outcome, StoreWriteFailed, Target, describe_error, fan_out
-from glimpse.jobs.image_state import check_holder, update_store_lists
+from glimpse.jobs.image_state import check_holder, record_task_end, update_store_lists
 from glimpse.jobs.import_run import (
     PHASE_DONE,
     PHASE_PENDING,
@@ -506,6 +507,7 @@ class Complete:
                     raise TaskCancelled(run.task.id, current.cancel)
                 raise TaskLost(run.task.id)
             images.release_lock(run.image_id, run.task.id)
+            record_task_end(repos, run.task, now, HistoryOutcome.SUCCESS, _end_text(run, progress), progress)
             context = run.context.to_dict()
             if run.brings_data and image is not None and repos.outbox.wants(events.IMAGE_ACTIVATE):
                 payload = events.import_payload(images.get(run.image_id))
@@ -536,6 +538,15 @@ class Complete:
 
     async def revert(self, run: ImportRun, reason: Why) -> None:
         return  # one transaction: it either happened entirely or not at all
+
+
+def _end_text(run: ImportRun, progress: TaskProgress) -> str:
+    """How a successful task ended, for the image's history: what it copied, and the stores that
+    failed when others succeeded (all_stores_must_succeed = false)."""
+    text = f"{copied_message(progress)} to {', '.join(s for s in run.targets if s not in run.failed) or '-'}."
+    if run.failed:
+        text += f" Failed: {', '.join(f'{s} ({why})' for s, why in sorted(run.failed.items()))}."
+    return text
 
 
 async def _close(stream: AsyncIterator[bytes]) -> None:

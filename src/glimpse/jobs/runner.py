@@ -37,6 +37,7 @@ from glimpse.jobs.flows import execute_task, heartbeat_writer
 from glimpse.jobs.housekeeping import (
     expire_idempotency_keys,
     fail_stranded,
+    purge_history,
     reap_expired,
     revert_silent_uploads,
     sweep_orphans,
@@ -194,6 +195,10 @@ class TaskRunner:
             await expire_idempotency_keys(self.ports)
         except Exception:
             log.exception("expiring Idempotency-Key records failed; the next sweep tries again")
+        try:
+            await purge_history(self.ports)
+        except Exception:
+            log.exception("purging old image history failed; the next sweep tries again")
 
     async def _fail_stranded_when_due(self) -> None:
         loop_time = asyncio.get_running_loop().time()

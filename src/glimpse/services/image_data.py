@@ -16,6 +16,7 @@ from typing import Any
 
 from glimpse.context import RequestContext
 from glimpse.domain import notifications as events
+from glimpse.domain.history import HistoryAction, HistoryOutcome
 from glimpse.domain.images import Image, ImageStatus, Location
 from glimpse.domain.imports import ExpectedDigest
 from glimpse.domain.inspection import content_judge
@@ -122,7 +123,7 @@ class ImageDataService:
         self.settings = ports.settings
 
     def _images(self, repos: Repositories) -> ImageService:
-        return ImageService(repos, self.settings, self.ports.policy)
+        return ImageService(repos, self.settings, self.ports.policy, self.ports.clock)
 
     def store_for(self, store_id: str | None) -> ImageStore:
         if store_id is None:
@@ -179,7 +180,7 @@ class ImageDataService:
                 image_id, prefetch(hasher.wrap(self._touching(image_id, body))), max_size=limit
             )
         except BaseException as exc:
-            await self._revert_to_queued(image_id)
+            await self._revert_to_queued(ctx, image_id, _failure_text(exc))
             if isinstance(exc, TooLarge):
                 raise self._too_large(limit) from None
             if isinstance(exc, FormatMismatch | UnsafeImage | DigestMismatch):
@@ -189,7 +190,9 @@ class ImageDataService:
             raise
         if content_length is not None and stored.size != content_length:
             await self._discard(store, stored.location)
-            await self._revert_to_queued(image_id)
+            await self._revert_to_queued(
+                ctx, image_id, f"The body had {stored.size} bytes but Content-Length said {content_length}."
+            )
             raise InvalidInput(
                 f"The request body had {stored.size} bytes but Content-Length said "
                 f"{content_length}; nothing was stored."
@@ -197,7 +200,7 @@ class ImageDataService:
         try:
             await verify_write(store, stored, size=hasher.size, md5=hasher.checksum)
         except StoreMismatch as exc:
-            await self._revert_to_queued(image_id)
+            await self._revert_to_queued(ctx, image_id, exc.message)
             exc.message += " Nothing was stored and the image is still queued; upload again."
             raise
 
@@ -220,6 +223,14 @@ class ImageDataService:
             )
             repo.add_location(
                 image_id, Location(store_id=store.id, url=stored.location, metadata={"store": store.id})
+            )
+            images.record(
+                ctx,
+                image_id,
+                HistoryAction.UPLOAD,
+                stores=(store.id,),
+                bytes_moved=stored.size,
+                status=ImageStatus.ACTIVE,
             )
             if images.outbox.wants(events.IMAGE_UPLOAD) or images.outbox.wants(events.IMAGE_ACTIVATE):
                 payload = events.image_payload(repo.get(image_id))
@@ -263,10 +274,20 @@ class ImageDataService:
             "was stored and the image is still queued."
         )
 
-    async def _revert_to_queued(self, image_id: str) -> None:
+    async def _revert_to_queued(self, ctx: RequestContext, image_id: str, reason: str) -> None:
         def revert(repos: Repositories) -> None:
-            repo = self._images(repos).images
-            repo.set_status(image_id, [ImageStatus.SAVING], ImageStatus.QUEUED, size=None, virtual_size=None)
+            images = self._images(repos)
+            images.images.set_status(
+                image_id, [ImageStatus.SAVING], ImageStatus.QUEUED, size=None, virtual_size=None
+            )
+            images.record(
+                ctx,
+                image_id,
+                HistoryAction.UPLOAD,
+                HistoryOutcome.FAILURE,
+                status=ImageStatus.QUEUED,
+                message=f"{reason} Nothing was kept; the image is queued again.",
+            )
 
         try:
             await self.ports.run(revert)
@@ -345,3 +366,12 @@ class ImageDataService:
             log.info("image %s: data already gone from store %s", image_id, location.store_id)
         except StorageError as exc:
             log.warning("image %s: could not delete data from store %s: %s", image_id, location.store_id, exc)
+
+
+def _failure_text(exc: BaseException) -> str:
+    """Why an upload stopped, for the image's history."""
+    if isinstance(exc, GlimpseError):
+        return exc.message
+    if isinstance(exc, asyncio.CancelledError):
+        return "The upload was interrupted (the client went away or the server stopped)."
+    return f"The upload failed ({type(exc).__name__})."

@@ -11,11 +11,12 @@ from glimpse.config import Settings
 from glimpse.context import RequestContext
 from glimpse.domain import images as rules
 from glimpse.domain import notifications as events
+from glimpse.domain.history import HistoryAction, HistoryEntry, HistoryOutcome
 from glimpse.domain.images import Image, ImageStatus, Location, Visibility
 from glimpse.domain.members import ImageMember, Viewer, is_visible
 from glimpse.domain.policy import Policy, image_target
 from glimpse.domain.queries import ImageListQuery
-from glimpse.domain.tasks import system_clock
+from glimpse.domain.tasks import Clock, system_clock
 from glimpse.errors import Conflict, Duplicate, Forbidden, InvalidInput, NotFound, TooLarge
 from glimpse.ports import Repositories
 
@@ -38,13 +39,18 @@ def viewer_of(ctx: RequestContext) -> Viewer:
 
 
 class ImageService:
-    def __init__(self, repos: Repositories, settings: Settings, policy: Policy) -> None:
+    def __init__(
+        self, repos: Repositories, settings: Settings, policy: Policy, clock: Clock = system_clock
+    ) -> None:
         self.images = repos.images
         self.members = repos.members
         #: Events of this unit of work, sent once it commits.
         self.outbox = repos.outbox
+        self.history = repos.history
         self.settings = settings
         self.policy = policy
+        #: The time of the history entries this service writes.
+        self.clock = clock
 
     # -- lookups -----------------------------------------------------------------------------------
     def target(
@@ -123,8 +129,35 @@ class ImageService:
         if self.images.exists_ever(image.id):
             raise Duplicate(f"An image with identifier {image.id} already exists.")
         self.images.add(image)
+        self.record(ctx, image.id, HistoryAction.CREATE, status=image.status)
         self.announce(ctx, events.IMAGE_CREATE, events.image_payload(image))
         return image
+
+    def record(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        action: HistoryAction,
+        outcome: HistoryOutcome = HistoryOutcome.SUCCESS,
+        *,
+        stores: tuple[str, ...] = (),
+        bytes_moved: int | None = None,
+        status: str | None = None,
+        message: str = "",
+    ) -> None:
+        """Add an entry to the image's history, in this unit of work (so with the change it records)."""
+        entry = HistoryEntry.by(
+            ctx,
+            image_id,
+            self.clock(),
+            action,
+            outcome,
+            stores=stores,
+            bytes_moved=bytes_moved,
+            status=None if status is None else str(status),
+            message=message,
+        )
+        self.history.add(entry)
 
     def announce(self, ctx: RequestContext, event_type: str, payload: Mapping[str, Any]) -> None:
         """Queue an event caused by ``ctx`` for when this unit of work commits."""
@@ -229,6 +262,7 @@ class ImageService:
             )
         self.images.mark_deleted(image.id, [image.status])
         self.members.remove_all(image.id)
+        self.record(ctx, image.id, HistoryAction.DELETE, status=ImageStatus.DELETED)
         gone = replace(image, status=ImageStatus.DELETED, updated_at=system_clock().replace(microsecond=0))
         self.announce(ctx, events.IMAGE_DELETE, events.image_payload(gone, deleted=True))
         return image
@@ -243,6 +277,7 @@ class ImageService:
                 "images can be deactivated."
             )
         self.images.set_status(image.id, [ImageStatus.ACTIVE], ImageStatus.DEACTIVATED)
+        self.record(ctx, image.id, HistoryAction.DEACTIVATE, status=ImageStatus.DEACTIVATED)
 
     def reactivate(self, ctx: RequestContext, image_id: str) -> None:
         image, _ = self.load(ctx, image_id, "reactivate")
@@ -254,6 +289,7 @@ class ImageService:
                 "deactivated images can be reactivated."
             )
         self.images.set_status(image.id, [ImageStatus.DEACTIVATED], ImageStatus.ACTIVE)
+        self.record(ctx, image.id, HistoryAction.REACTIVATE, status=ImageStatus.ACTIVE)
 
     # -- tags --------------------------------------------------------------------------------------
     def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
@@ -294,6 +330,7 @@ class ImageService:
             )
         self.images.remove_location(image.id, store_id)
         self.images.touch(image.id)
+        self.record(ctx, image.id, HistoryAction.STORE_DELETE, stores=(store_id,), status=image.status)
         return location
 
 

@@ -40,6 +40,7 @@ import anyio
 
 from glimpse.context import RequestContext
 from glimpse.domain import notifications as events
+from glimpse.domain.history import HistoryAction, HistoryEntry, HistoryOutcome
 from glimpse.domain.images import STAGE_HOST_PROPERTY, Image, ImageStatus
 from glimpse.domain.import_plugins import ImportPlugin, detect_compression
 from glimpse.domain.imports import ALL_STORES_CONFLICT, ExpectedDigest, ImportMethod, ImportRequest
@@ -61,6 +62,7 @@ from glimpse.errors import (
     DigestMismatch,
     Forbidden,
     FormatMismatch,
+    GlimpseError,
     ImageGone,
     ImageLocked,
     InvalidInput,
@@ -186,7 +188,7 @@ class ImportService:
         return timedelta(minutes=self.settings.import_lock_stale_after)
 
     def _images(self, repos: Repositories) -> ImageService:
-        return ImageService(repos, self.settings, self.ports.policy)
+        return ImageService(repos, self.settings, self.ports.policy, self.ports.clock)
 
     # -- PUT /v2/images/{id}/stage -----------------------------------------------------------------
     def check_stage_request(self, media_type: str | None) -> None:
@@ -267,7 +269,8 @@ class ImportService:
         try:
             stored = await staging.write(image_id, prefetch(source), max_size=limit)
         except BaseException as exc:
-            await self._unstage(image_id, None)
+            reason = exc.message if isinstance(exc, GlimpseError) else "The staging request stopped."
+            await self._unstage(ctx, image_id, None, reason)
             if isinstance(exc, TooLarge):
                 raise self._too_large(limit) from None
             if isinstance(exc, FormatMismatch | UnsafeImage | DigestMismatch):
@@ -277,7 +280,12 @@ class ImportService:
             raise
         for what, declared in (("Content-Length", content_length), ("x-openstack-image-size", declared_size)):
             if declared is not None and declared != stored.size:
-                await self._unstage(image_id, stored.location)
+                await self._unstage(
+                    ctx,
+                    image_id,
+                    stored.location,
+                    f"The body had {stored.size} bytes but {what} said {declared}.",
+                )
                 raise InvalidInput(
                     f"The request body had {stored.size} bytes but {what} said {declared}; "
                     "nothing was staged and the image is still queued."
@@ -286,10 +294,14 @@ class ImportService:
         stage_host = self.settings.stage_host
 
         def finish(repos: Repositories) -> None:
-            images = self._images(repos).images
+            service = self._images(repos)
+            images = service.images
             images.set_status(image_id, [ImageStatus.UPLOADING], ImageStatus.UPLOADING, size=stored.size)
             if stage_host is not None:
                 images.set_property(image_id, STAGE_HOST_PROPERTY, stage_host)
+            service.record(
+                ctx, image_id, HistoryAction.STAGE, bytes_moved=stored.size, status=ImageStatus.UPLOADING
+            )
 
         try:
             await self.ports.run(finish)
@@ -314,13 +326,22 @@ class ImportService:
         except StorageError:
             log.warning("could not remove staged data %s; it is an orphan now", location)
 
-    async def _unstage(self, image_id: str, location: str | None) -> None:
+    async def _unstage(self, ctx: RequestContext, image_id: str, location: str | None, reason: str) -> None:
         """Remove what was staged (if anything) and put the image back to ``queued``, even when the
         request is being cancelled."""
 
         def revert(repos: Repositories) -> None:
-            self._images(repos).images.set_status(
+            service = self._images(repos)
+            service.images.set_status(
                 image_id, [ImageStatus.UPLOADING], ImageStatus.QUEUED, size=None, virtual_size=None
+            )
+            service.record(
+                ctx,
+                image_id,
+                HistoryAction.STAGE,
+                HistoryOutcome.FAILURE,
+                status=ImageStatus.QUEUED,
+                message=f"{reason} Nothing was staged; the image is queued again.",
             )
 
         with anyio.CancelScope(shield=True):
@@ -473,6 +494,11 @@ class ImportService:
             if tasks.fail(bust.holder_id, now, ttl, EXPIRED_LOCK_MESSAGE, silent_since=silent_since):
                 if images.outbox.wants(events.TASK_FAILURE) and (busted := tasks.find(bust.holder_id)):
                     images.outbox.add(events.task_event(events.TASK_FAILURE, busted))
+                    if busted.image_id is not None:
+                        entry = HistoryEntry.of_task(
+                            busted, now, HistoryOutcome.FAILURE, message=EXPIRED_LOCK_MESSAGE
+                        )
+                        repos.history.add(entry)
             else:
                 # Not failed: it ended meanwhile (its lock is free to take), or it beat again since
                 # it was read, and then it still holds the lock.
@@ -502,6 +528,15 @@ class ImportService:
         properties[IMPORTING_PROPERTY] = ",".join(sorted(stores))
         properties.pop(STAGE_HOST_PROPERTY, None)  # the task holds it now (Glance drops it here too)
         images.images.save(image, expected_status=status)
+        repos.history.add(
+            HistoryEntry.of_task(
+                task,
+                now,
+                HistoryOutcome.ACCEPTED,
+                status=status,
+                message=f"{request.method} to {', '.join(stores)}",
+            )
+        )
         images.announce(ctx, events.TASK_CREATE, events.task_payload(task))
         images.announce(ctx, events.IMAGE_PREPARE, events.import_payload(image))
         return ImportStarted(task_id=task.id, stores=stores, method=str(request.method), took_over=replacing)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from glimpse.context import RequestContext
+from glimpse.domain.history import HistoryEntry, HistoryOutcome
 from glimpse.domain.images import Image, is_uuid
 from glimpse.domain.policy import PolicyRule
 from glimpse.domain.tasks import (
@@ -112,14 +113,19 @@ class TaskService:
             at=now, user_id=ctx.user_id, project_id=ctx.project_id, request_id=ctx.request_id
         )
         message = f"{request.describe()} It had not started. {cancelled_outcome(found.method, image.id)}"
+        history = self._repos.history
         if found.status == TaskStatus.PENDING and self.tasks.cancel_pending(
             found.id, request, now, ttl, message
         ):
             undo_import_request(self._repos, found)
-        elif found.cancel is None:
+            history.add(HistoryEntry.cancel(found, request, HistoryOutcome.SUCCESS))
+            history.add(
+                HistoryEntry.of_task(found, now, HistoryOutcome.CANCELLED, message="It had not started.")
+            )
+        elif found.cancel is None and self.tasks.request_cancel(found.id, request, now):
             # Running (or claimed a moment ago): the runner sees it at its next heartbeat. A task
             # that ended in the meantime is left as it is (the update is guarded by the status).
-            self.tasks.request_cancel(found.id, request, now)
+            history.add(HistoryEntry.cancel(found, request, HistoryOutcome.REQUESTED))
         current = self.tasks.find(found.id)
         assert current is not None
         if current.status in TERMINAL and current.cancel is None:

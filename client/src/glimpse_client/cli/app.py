@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "image deactivate": "images:DeactivateImage",
     "image reactivate": "images:ReactivateImage",
     "image tasks": "tasks:ListImageTasks",
+    "image history": "history:ImageHistory",
     "image cancel-import": "tasks:CancelImport",
     "task show": "tasks:ShowTask",
     "task cancel": "tasks:CancelTask",

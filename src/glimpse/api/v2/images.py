@@ -38,7 +38,7 @@ async def create_image(request: Request) -> Response:
         body = await deps.json_body(request, raw=raw)
         if not isinstance(body, dict):
             raise InvalidInput("The request body must be a JSON object of image attributes.")
-        image = await rt.run(lambda s: ImageService(s, rt.settings, rt.policy).create(ctx, body))
+        image = await rt.run(lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).create(ctx, body))
         headers = {
             "Location": _absolute(request, f"/v2/images/{image.id}"),
             "OpenStack-image-store-ids": ",".join(rt.stores.ids()),
@@ -55,7 +55,7 @@ async def list_images(request: Request) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
     query = parse_list_query(request.query_params, rt.settings)
     images = await rt.run(
-        lambda s: ImageService(s, rt.settings, rt.policy).list_images(ctx, query), readonly=True
+        lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).list_images(ctx, query), readonly=True
     )
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "marker"]
     first = "/v2/images" + (f"?{urlencode(params)}" if params else "")
@@ -72,7 +72,9 @@ async def list_images(request: Request) -> Response:
 @router.get("/{image_id}")
 async def show_image(request: Request, image_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    image = await rt.run(lambda s: ImageService(s, rt.settings, rt.policy).get(ctx, image_id), readonly=True)
+    image = await rt.run(
+        lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).get(ctx, image_id), readonly=True
+    )
     return JSONResponse(image_view(image, rt.settings))
 
 
@@ -104,7 +106,9 @@ async def update_image(request: Request, image_id: str) -> Response:
     if media_type not in (PATCH_V21, PATCH_V20):
         raise UnsupportedMediaType(f"Content-Type must be {PATCH_V21} (or {PATCH_V20}).")
     ops = _patch_ops(body, media_type)
-    image = await rt.run(lambda s: ImageService(s, rt.settings, rt.policy).update(ctx, image_id, ops))
+    image = await rt.run(
+        lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).update(ctx, image_id, ops)
+    )
     return JSONResponse(image_view(image, rt.settings))
 
 
@@ -118,26 +122,26 @@ async def delete_image(request: Request, image_id: str) -> Response:
 @router.post("/{image_id}/actions/deactivate", status_code=204)
 async def deactivate_image(request: Request, image_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    await rt.run(lambda s: ImageService(s, rt.settings, rt.policy).deactivate(ctx, image_id))
+    await rt.run(lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).deactivate(ctx, image_id))
     return empty()
 
 
 @router.post("/{image_id}/actions/reactivate", status_code=204)
 async def reactivate_image(request: Request, image_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    await rt.run(lambda s: ImageService(s, rt.settings, rt.policy).reactivate(ctx, image_id))
+    await rt.run(lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).reactivate(ctx, image_id))
     return empty()
 
 
 @router.put("/{image_id}/tags/{tag}", status_code=204)
 async def add_tag(request: Request, image_id: str, tag: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    await rt.run(lambda s: ImageService(s, rt.settings, rt.policy).add_tag(ctx, image_id, tag))
+    await rt.run(lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).add_tag(ctx, image_id, tag))
     return empty()
 
 
 @router.delete("/{image_id}/tags/{tag}", status_code=204)
 async def remove_tag(request: Request, image_id: str, tag: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    await rt.run(lambda s: ImageService(s, rt.settings, rt.policy).remove_tag(ctx, image_id, tag))
+    await rt.run(lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).remove_tag(ctx, image_id, tag))
     return empty()

@@ -220,6 +220,22 @@ LIST_PARAMETERS: dict[str, Any] = {
 }
 
 
+HISTORY_PARAMETERS: dict[str, Any] = {
+    "parameters": [
+        _query(
+            "limit",
+            {"type": "integer", "minimum": 0, "maximum": MAX_INT64},
+            "Page size (capped at api_limit_max).",
+        ),
+        _query(
+            "marker",
+            {"type": "integer", "minimum": 0},
+            "Id of the last entry of the previous page: the page starts with the next older entry.",
+        ),
+    ]
+}
+
+
 # -- metadata definitions -----------------------------------------------------------------------------
 
 

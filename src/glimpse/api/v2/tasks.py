@@ -38,7 +38,7 @@ _SPACED_OFFSET = re.compile(r"(T[0-9:.,]+) (\d\d(?::?\d\d)?)$")
 
 
 def _service(rt: Runtime, repos: Repositories) -> TaskService:
-    return TaskService(repos, ImageService(repos, rt.settings, rt.policy), rt.clock)
+    return TaskService(repos, ImageService(repos, rt.settings, rt.policy, rt.clock), rt.clock)
 
 
 def _watch_params(params: Mapping[str, str]) -> tuple[datetime, float] | None:

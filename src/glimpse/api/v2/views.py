@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from glimpse.config import Settings
+from glimpse.domain.history import HistoryEntry
 from glimpse.domain.images import HIDDEN_PROPERTIES, Image, in_store_order
 from glimpse.domain.members import ImageMember
 from glimpse.domain.tasks import Task
@@ -68,6 +69,25 @@ def member_view(member: ImageMember) -> dict[str, Any]:
 def _task_time(value: datetime | None) -> str | None:
     """The image-tasks format Glance emits: microseconds, no zone suffix."""
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def history_entry_view(entry: HistoryEntry) -> dict[str, Any]:
+    """One element of ``GET /v2/images/{id}/history`` (a Glimpse addition)."""
+    return {
+        "id": entry.id,
+        "image_id": entry.image_id,
+        "created_at": entry.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "action": str(entry.action),
+        "outcome": str(entry.outcome),
+        "user_id": entry.user_id,
+        "project_id": entry.project_id,
+        "request_id": entry.request_id,
+        "task_id": entry.task_id,
+        "stores": list(entry.stores),
+        "bytes_moved": entry.bytes_moved,
+        "status": entry.status,
+        "message": entry.message,
+    }
 
 
 def image_task_view(task: Task) -> dict[str, Any]:
