@@ -180,6 +180,10 @@ class Settings:
     noauth_default_project: str = "glimpse-project"
     noauth_default_roles: tuple[str, ...] = ("member", "reader")
     policy_file: Path | None = None
+    #: ``property_protection_file``: Glance's INI file of property protections (None: no protections).
+    property_protection_file: Path | None = None
+    #: ``property_protection_rule_format``: ``roles`` or ``policies`` (what the file's values name).
+    property_protection_rule_format: str = "roles"
     #: ``[oslo_policy] enforce_scope``: refuse tokens whose scope the rule does not accept (403).
     enforce_scope: bool = True
     #: ``[oslo_policy] enforce_new_defaults``: only True (the secure-RBAC defaults) is supported.
@@ -659,6 +663,16 @@ def _notifications(opt: _Options) -> NotificationSettings:
     )
 
 
+def _rule_format(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value.strip() not in ("roles", "policies"):
+        raise ConfigError(
+            f"property_protection_rule_format = {value!r} is not valid; write roles or policies."
+        )
+    return value.strip()
+
+
 def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``config_file`` (optional) and ``environ`` (defaults to ``os.environ``).
 
@@ -716,6 +730,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
     log_level = opt.text("log_level")
     public_endpoint = opt.text("public_endpoint")
     policy_file = opt.text("policy_file", "oslo_policy")
+    protection_file = opt.text("property_protection_file")
     disable_file = opt.text("disable_by_file_path", "healthcheck")
     metrics_dir = opt.text("multiproc_dir", "metrics")
 
@@ -764,6 +779,8 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "noauth_default_project": opt.text("noauth_default_project", "auth"),
         "noauth_default_roles": opt.listed("noauth_default_roles", "auth"),
         "policy_file": Path(policy_file) if policy_file else None,
+        "property_protection_file": Path(protection_file) if protection_file else None,
+        "property_protection_rule_format": _rule_format(opt.text("property_protection_rule_format")),
         "keystone_authtoken": authtoken,
         "enforce_scope": opt.boolean("enforce_scope", "oslo_policy"),
         "enforce_new_defaults": opt.boolean("enforce_new_defaults", "oslo_policy"),
