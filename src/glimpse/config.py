@@ -184,6 +184,12 @@ class Settings:
     property_protection_file: Path | None = None
     #: ``property_protection_rule_format``: ``roles`` or ``policies`` (what the file's values name).
     property_protection_rule_format: str = "roles"
+    #: ``delayed_delete``: DELETE leaves the image ``pending_delete`` with its data, for the scrubber.
+    delayed_delete: bool = False
+    #: ``scrub_time``: seconds a ``pending_delete`` image keeps its data before the scrubber removes it.
+    scrub_time: int = 0
+    #: ``wakeup_time``: seconds between two passes of ``glimpse-server scrubber`` (without ``--once``).
+    wakeup_time: int = 300
     #: ``[oslo_policy] enforce_scope``: refuse tokens whose scope the rule does not accept (403).
     enforce_scope: bool = True
     #: ``[oslo_policy] enforce_new_defaults``: only True (the secure-RBAC defaults) is supported.
@@ -781,6 +787,9 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "policy_file": Path(policy_file) if policy_file else None,
         "property_protection_file": Path(protection_file) if protection_file else None,
         "property_protection_rule_format": _rule_format(opt.text("property_protection_rule_format")),
+        "delayed_delete": opt.boolean("delayed_delete"),
+        "scrub_time": opt.integer("scrub_time", minimum=0),
+        "wakeup_time": opt.integer("wakeup_time", minimum=1),
         "keystone_authtoken": authtoken,
         "enforce_scope": opt.boolean("enforce_scope", "oslo_policy"),
         "enforce_new_defaults": opt.boolean("enforce_new_defaults", "oslo_policy"),

@@ -259,15 +259,26 @@ class ImageService:
         return 0 if ctx.project_id is None else self.images.storage_used(ctx.project_id)
 
     def delete(self, ctx: RequestContext, image_id: str) -> Image:
-        """Soft-delete the image; returns it as it was, so the caller can remove its data afterwards."""
+        """Soft-delete the image; returns it as it was, so the caller can remove its data afterwards.
+
+        With ``delayed_delete`` an active image with data goes to ``pending_delete`` instead: hidden
+        as deleted, its data, locations, properties and members kept until the scrubber removes
+        them; the image returned then has no locations (there is no data to remove now).
+        """
         image, _ = self.load(ctx, image_id, "delete_image")
         if image.protected:
             raise Forbidden(
                 f"Image {image_id} is protected and cannot be deleted; set 'protected' to false first."
             )
+        now = system_clock().replace(microsecond=0)
+        if self.settings.delayed_delete and image.status == ImageStatus.ACTIVE and image.locations:
+            self.images.mark_pending_delete(image.id)
+            pending = replace(image, status=ImageStatus.PENDING_DELETE, updated_at=now)
+            self.announce(ctx, events.IMAGE_DELETE, events.image_payload(pending, deleted=True))
+            return replace(image, locations=[])
         self.images.mark_deleted(image.id, [image.status])
         self.members.remove_all(image.id)
-        gone = replace(image, status=ImageStatus.DELETED, updated_at=system_clock().replace(microsecond=0))
+        gone = replace(image, status=ImageStatus.DELETED, updated_at=now)
         self.announce(ctx, events.IMAGE_DELETE, events.image_payload(gone, deleted=True))
         return image
 
