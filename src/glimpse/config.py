@@ -182,6 +182,16 @@ class Settings:
     noauth_default_project: str = "glimpse-project"
     noauth_default_roles: tuple[str, ...] = ("member", "reader")
     policy_file: Path | None = None
+    #: ``property_protection_file``: Glance's INI file of property protections (None: no protections).
+    property_protection_file: Path | None = None
+    #: ``property_protection_rule_format``: ``roles`` or ``policies`` (what the file's values name).
+    property_protection_rule_format: str = "roles"
+    #: ``delayed_delete``: DELETE leaves the image ``pending_delete`` with its data, for the scrubber.
+    delayed_delete: bool = False
+    #: ``scrub_time``: seconds a ``pending_delete`` image keeps its data before the scrubber removes it.
+    scrub_time: int = 0
+    #: ``wakeup_time``: seconds between two passes of ``glimpse-server scrubber`` (without ``--once``).
+    wakeup_time: int = 300
     #: ``[oslo_policy] enforce_scope``: refuse tokens whose scope the rule does not accept (403).
     enforce_scope: bool = True
     #: ``[oslo_policy] enforce_new_defaults``: only True (the secure-RBAC defaults) is supported.
@@ -661,6 +671,16 @@ def _notifications(opt: _Options) -> NotificationSettings:
     )
 
 
+def _rule_format(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value.strip() not in ("roles", "policies"):
+        raise ConfigError(
+            f"property_protection_rule_format = {value!r} is not valid; write roles or policies."
+        )
+    return value.strip()
+
+
 def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``config_file`` (optional) and ``environ`` (defaults to ``os.environ``).
 
@@ -718,6 +738,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
     log_level = opt.text("log_level")
     public_endpoint = opt.text("public_endpoint")
     policy_file = opt.text("policy_file", "oslo_policy")
+    protection_file = opt.text("property_protection_file")
     disable_file = opt.text("disable_by_file_path", "healthcheck")
     metrics_dir = opt.text("multiproc_dir", "metrics")
 
@@ -767,6 +788,11 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "noauth_default_project": opt.text("noauth_default_project", "auth"),
         "noauth_default_roles": opt.listed("noauth_default_roles", "auth"),
         "policy_file": Path(policy_file) if policy_file else None,
+        "property_protection_file": Path(protection_file) if protection_file else None,
+        "property_protection_rule_format": _rule_format(opt.text("property_protection_rule_format")),
+        "delayed_delete": opt.boolean("delayed_delete"),
+        "scrub_time": opt.integer("scrub_time", minimum=0),
+        "wakeup_time": opt.integer("wakeup_time", minimum=1),
         "keystone_authtoken": authtoken,
         "enforce_scope": opt.boolean("enforce_scope", "oslo_policy"),
         "enforce_new_defaults": opt.boolean("enforce_new_defaults", "oslo_policy"),

@@ -14,19 +14,26 @@ from pathlib import Path
 import yaml
 
 from glimpse.domain.policy import Policy
+from glimpse.domain.property_protections import PropertyProtections
 from glimpse.errors import PolicyError
 
 __all__ = ["load_policy", "read_overrides"]
 
 
-def load_policy(path: str | os.PathLike[str] | None, *, enforce_scope: bool = True) -> Policy:
-    """The policy in force: the defaults, plus the rules of the file at ``path`` when one is named."""
+def load_policy(
+    path: str | os.PathLike[str] | None,
+    *,
+    enforce_scope: bool = True,
+    protections: PropertyProtections | None = None,
+) -> Policy:
+    """The policy in force: the defaults, plus the rules of the file at ``path`` when one is named,
+    with the property ``protections`` (whose policy rules it must define)."""
     if path is None:
-        return Policy(enforce_scope=enforce_scope)
+        return Policy(enforce_scope=enforce_scope, protections=protections)
     file = Path(path)
     overrides = read_overrides(file)
     try:
-        return Policy(overrides, enforce_scope=enforce_scope)
+        return Policy(overrides, enforce_scope=enforce_scope, protections=protections)
     except PolicyError as exc:
         raise PolicyError(f"Policy file {file}: {exc.message}", rule=exc.rule, column=exc.column) from exc
 

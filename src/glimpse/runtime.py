@@ -25,6 +25,7 @@ from glimpse.errors import ConfigError
 from glimpse.notifier import NoopNotifier, QueuedNotifier, build_notifier
 from glimpse.policy_file import load_policy
 from glimpse.ports import Repositories
+from glimpse.property_protection_file import load_protections
 from glimpse.services.task_watch import TaskWatcher
 from glimpse.storage.registry import StoreRegistry, build_stores
 
@@ -70,7 +71,13 @@ class Runtime:
     def build(cls, settings: Settings, *, stores: StoreRegistry | None = None) -> Runtime:
         check_tools(settings)
         engine = make_engine(settings.database_connection)
-        policy = load_policy(settings.policy_file, enforce_scope=settings.enforce_scope)
+        policy = load_policy(
+            settings.policy_file,
+            enforce_scope=settings.enforce_scope,
+            protections=load_protections(
+                settings.property_protection_file, settings.property_protection_rule_format
+            ),
+        )
         return cls(
             settings=settings,
             engine=engine,

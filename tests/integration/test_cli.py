@@ -82,6 +82,38 @@ def test_the_server_process_exits_2_on_a_typo(environ: Path, tmp_path: Path) -> 
     assert "[image_format] disk_formats = '[raw, qcow2' has an unmatched bracket" in done.stderr
 
 
+def test_the_server_refuses_a_bad_property_protection_file(environ: Path, tmp_path: Path) -> None:
+    protections = tmp_path / "property-protections.conf"
+    protections.write_text("[^x_.*]\ncreate = admin\nread = admin\nupdate = admin\n")
+    config = tmp_path / "glimpse.conf"
+    config.write_text(f"[DEFAULT]\nproperty_protection_file = {protections}\nbind_port = 1\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "glimpse.cli.main", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
+    assert done.returncode == 2, done.stderr
+    assert (
+        f"configuration error: property_protection_file {protections}: [^x_.*] has no 'delete' option"
+    ) in done.stderr
+
+
+def test_serve_refuses_protections_naming_an_undefined_policy_rule(
+    environ: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    protections = tmp_path / "property-protections.conf"
+    protections.write_text("[.*]\ncreate = glance_creator\nread = @\nupdate = @\ndelete = @\n")
+    monkeypatch.setenv("GLIMPSE_PROPERTY_PROTECTION_FILE", str(protections))
+    monkeypatch.setenv("GLIMPSE_PROPERTY_PROTECTION_RULE_FORMAT", "policies")
+    monkeypatch.setenv("GLIMPSE_BIND_PORT", "1")  # never reached
+    assert main(["serve"]) == 2
+    assert "names the policy rule(s) glance_creator, which the policy does not define" in (
+        capsys.readouterr().err
+    )
+
+
 @pytest.mark.parametrize("command", ["serve", "worker"])
 def test_an_unknown_import_plugin_stops_the_start(
     environ: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str

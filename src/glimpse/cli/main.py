@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -128,6 +129,71 @@ def cmd_worker(args: argparse.Namespace) -> int:
         asyncio.run(run_worker(runtime))
     finally:
         runtime.close()
+    return 0
+
+
+def cmd_scrubber(args: argparse.Namespace) -> int:
+    """Remove the data of pending_delete images (``delayed_delete``), or restore one of them."""
+    import asyncio
+
+    from glimpse.errors import GlimpseError
+    from glimpse.jobs.scrubber import restore, scrub
+
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.use_json)
+    runtime = Runtime.build(settings)
+    try:
+        if args.restore:
+            try:
+                asyncio.run(restore(runtime, args.restore))
+            except GlimpseError as exc:
+                print(f"glimpse-server scrubber: {exc.message}", file=sys.stderr)
+                return 1
+            print(f"image {args.restore} restored to active")
+            return 0
+        if args.once:
+            report = asyncio.run(scrub(runtime))
+            _print_scrub(report.scrubbed, report.retry)
+            return 1 if report.retry else 0
+        return asyncio.run(_scrub_forever(runtime))
+    finally:
+        runtime.close()
+
+
+def _print_scrub(scrubbed: list[str], retry: dict[str, list[str]]) -> None:
+    for image_id in scrubbed:
+        print(f"image {image_id}: data removed, image deleted")
+    for image_id, stores in retry.items():
+        print(
+            f"image {image_id}: data left in store(s) {', '.join(stores)}; the next pass tries again",
+            file=sys.stderr,
+        )
+
+
+async def _scrub_forever(runtime: Runtime) -> int:
+    import asyncio
+
+    from glimpse.jobs.scrubber import scrub
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(stop_signal, stop.set)
+    log.info("scrubber: a pass every %d s (wakeup_time)", runtime.settings.wakeup_time)
+    while not stop.is_set():
+        try:
+            report = await scrub(runtime)
+            if report.scrubbed or report.retry:
+                log.info(
+                    "scrubber: %d image(s) deleted, %d left for the next pass",
+                    len(report.scrubbed),
+                    len(report.retry),
+                )
+        except Exception:
+            log.exception("scrubber: the pass failed; the next one tries again")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), runtime.settings.wakeup_time)
+    log.info("scrubber: stopped")
     return 0
 
 
@@ -278,6 +344,20 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run task runners (imports and copies) without the API")
     worker.add_argument("--config", help="INI configuration file (Glance layout)")
     worker.set_defaults(func=cmd_worker)
+    scrubber = sub.add_parser(
+        "scrubber",
+        help="remove the data of pending_delete images (delayed_delete) after scrub_time, "
+        "every wakeup_time seconds",
+    )
+    scrubber.add_argument("--once", action="store_true", help="one pass, then exit (1: data was left)")
+    scrubber.add_argument(
+        "--daemon", action="store_true", help="run a pass every wakeup_time seconds (the default)"
+    )
+    scrubber.add_argument(
+        "--restore", metavar="IMAGE_ID", help="put a pending_delete image back to active, then exit"
+    )
+    scrubber.add_argument("--config", help="INI configuration file (Glance layout)")
+    scrubber.set_defaults(func=cmd_scrubber)
     db = sub.add_parser("db", help="database schema management")
     db.add_argument(
         "db_command",

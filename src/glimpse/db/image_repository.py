@@ -8,13 +8,13 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import RowMapping, Select, Table, delete, func, select, update
+from sqlalchemy import RowMapping, Select, Table, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from glimpse.db.base import utcnow
 from glimpse.db.image_query import build_list_statement, marker_values
-from glimpse.db.models import ImageLocationRow, ImagePropertyRow, ImageRow, ImageTagRow
+from glimpse.db.models import ImageLocationRow, ImageMemberRow, ImagePropertyRow, ImageRow, ImageTagRow
 from glimpse.domain.images import (
     STORED_ATTRIBUTES,
     Image,
@@ -275,6 +275,167 @@ class SqlImageRepository:
         self.set_status(image_id, expected, ImageStatus.DELETED, deleted=True, deleted_at=utcnow())
         for table in (ImagePropertyRow, ImageTagRow, ImageLocationRow):
             self._session.execute(delete(table).where(table.image_id == image_id))
+
+    # -- delayed delete: pending_delete images and their scrub claims ----------------------------------
+    #
+    # A pending_delete image is a deleted row (hidden from every API read) that keeps its properties,
+    # tags, members and locations until the scrubber removes its data. Its ``updated_at`` is the
+    # scrub claim: equal to ``deleted_at`` while nobody holds it, else the time a scrubber claimed it
+    # (or renewed its claim). Every step is one UPDATE guarded by that value.
+
+    def _pending(self, image_id: str) -> Any:
+        return (
+            (ImageRow.id == image_id)
+            & (ImageRow.status == str(ImageStatus.PENDING_DELETE))
+            & ImageRow.deleted.is_(True)
+        )
+
+    def mark_pending_delete(self, image_id: str) -> None:
+        """``active`` → ``pending_delete``: hidden as deleted, everything kept for the scrubber."""
+        require_transition(ImageStatus.ACTIVE, ImageStatus.PENDING_DELETE)
+        now = utcnow()
+        result = self._session.execute(
+            update(ImageRow)
+            .where(
+                ImageRow.id == image_id,
+                ImageRow.deleted.is_(False),
+                ImageRow.status == str(ImageStatus.ACTIVE),
+            )
+            .values(status=str(ImageStatus.PENDING_DELETE), deleted=True, deleted_at=now, updated_at=now),
+            execution_options={"synchronize_session": False},
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            self._raise_changed(image_id)
+        self._session.execute(
+            update(ImageLocationRow)
+            .where(ImageLocationRow.image_id == image_id)
+            .values(status=str(ImageStatus.PENDING_DELETE))
+        )
+
+    def pending_delete_locations(self, image_id: str) -> builtins.list[Location]:
+        """The locations a pending_delete image still has (none for any other image)."""
+        rows = self._session.execute(
+            select(ImageLocationRow.store_id, ImageLocationRow.url)
+            .join(ImageRow, ImageRow.id == ImageLocationRow.image_id)
+            .where(self._pending(image_id))
+            .order_by(ImageLocationRow.id)
+        )
+        return [
+            Location(store_id=r.store_id, url=r.url, status=str(ImageStatus.PENDING_DELETE)) for r in rows
+        ]
+
+    def scrub_due(self, deleted_before: datetime, limit: int) -> builtins.list[str]:
+        """Ids of pending_delete images deleted at or before ``deleted_before``, oldest first."""
+        rows = self._session.execute(
+            select(ImageRow.id)
+            .where(
+                ImageRow.status == str(ImageStatus.PENDING_DELETE),
+                ImageRow.deleted.is_(True),
+                ImageRow.deleted_at <= deleted_before,
+            )
+            .order_by(ImageRow.deleted_at, ImageRow.id)
+            .limit(limit)
+        )
+        return [str(image_id) for image_id in rows.scalars()]
+
+    def _unclaimed(self, claim_expired_before: datetime) -> Any:
+        return or_(ImageRow.updated_at == ImageRow.deleted_at, ImageRow.updated_at <= claim_expired_before)
+
+    def claim_scrub(
+        self, image_id: str, deleted_before: datetime, claim_expired_before: datetime, stamp: datetime
+    ) -> bool:
+        """Take the scrub claim of a due image nobody holds (or whose claim expired); True if we won."""
+        result = self._session.execute(
+            update(ImageRow)
+            .where(
+                self._pending(image_id),
+                ImageRow.deleted_at <= deleted_before,
+                ImageRow.deleted_at != stamp,
+                self._unclaimed(claim_expired_before),
+            )
+            .values(updated_at=stamp),
+            execution_options={"synchronize_session": False},
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def renew_scrub(self, image_id: str, stamp: datetime, new_stamp: datetime) -> bool:
+        """Move our claim from ``stamp`` to ``new_stamp``; False if we no longer hold it."""
+        result = self._session.execute(
+            update(ImageRow)
+            .where(self._pending(image_id), ImageRow.updated_at == stamp)
+            .values(updated_at=new_stamp),
+            execution_options={"synchronize_session": False},
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def release_scrub(self, image_id: str, stamp: datetime) -> bool:
+        """Give our claim back (the next pass retries at once); False if we no longer held it."""
+        result = self._session.execute(
+            update(ImageRow)
+            .where(self._pending(image_id), ImageRow.updated_at == stamp)
+            .values(updated_at=ImageRow.deleted_at),
+            execution_options={"synchronize_session": False},
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def drop_scrubbed_location(self, image_id: str, store_id: str) -> None:
+        self._session.execute(
+            delete(ImageLocationRow).where(
+                ImageLocationRow.image_id == image_id, ImageLocationRow.store_id == store_id
+            )
+        )
+
+    def finish_scrub(self, image_id: str, stamp: datetime) -> bool:
+        """``pending_delete`` → ``deleted`` once no location is left, under our claim; then the
+        properties, tags and members go, as for an image deleted at once."""
+        require_transition(ImageStatus.PENDING_DELETE, ImageStatus.DELETED)
+        located = exists().where(ImageLocationRow.image_id == image_id)
+        result = self._session.execute(
+            update(ImageRow)
+            .where(self._pending(image_id), ImageRow.updated_at == stamp, ~located)
+            .values(status=str(ImageStatus.DELETED), updated_at=stamp),
+            execution_options={"synchronize_session": False},
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        for table in (ImagePropertyRow, ImageTagRow, ImageMemberRow):
+            self._session.execute(delete(table).where(table.image_id == image_id))
+        return True
+
+    def restore_pending_delete(self, image_id: str, claim_expired_before: datetime) -> None:
+        """``pending_delete`` → ``active`` with what it still has, unless a scrubber holds it now.
+
+        NotFound when no such image is pending deletion; Conflict when a scrubber holds it or has
+        already removed all of its data.
+        """
+        require_transition(ImageStatus.PENDING_DELETE, ImageStatus.ACTIVE)
+        located = exists().where(ImageLocationRow.image_id == image_id)
+        now = utcnow()
+        result = self._session.execute(
+            update(ImageRow)
+            .where(self._pending(image_id), self._unclaimed(claim_expired_before), located)
+            .values(status=str(ImageStatus.ACTIVE), deleted=False, deleted_at=None, updated_at=now),
+            execution_options={"synchronize_session": False},
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            self._session.execute(
+                update(ImageLocationRow)
+                .where(ImageLocationRow.image_id == image_id)
+                .values(status=str(ImageStatus.ACTIVE))
+            )
+            return
+        row = self._session.execute(
+            select(ImageRow.status, ImageRow.deleted).where(ImageRow.id == image_id)
+        ).first()
+        if row is None or row.status != str(ImageStatus.PENDING_DELETE):
+            state = "does not exist" if row is None else f"is '{row.status}'"
+            raise NotFound(f"Image {image_id} {state}; only an image in 'pending_delete' can be restored.")
+        if not self.pending_delete_locations(image_id):
+            raise Conflict(f"The scrubber has already removed all the data of image {image_id}.")
+        raise Conflict(
+            f"A scrubber is removing the data of image {image_id} right now; try again once it "
+            "is done (a scrubber that stopped gives its claim up after its lease)."
+        )
 
     # -- the import lock: compare-and-set on images.import_task_id ------------------------------------
     def take_lock(self, image_id: str, task_id: str, *, replacing: str | None = None) -> bool:

@@ -39,7 +39,8 @@ TRANSITIONS: Mapping[ImageStatus, frozenset[ImageStatus]] = {
     S.IMPORTING: frozenset({S.ACTIVE, S.DELETED, S.QUEUED, S.UPLOADING}),
     S.ACTIVE: frozenset({S.PENDING_DELETE, S.DELETED, S.DEACTIVATED}),
     S.KILLED: frozenset({S.DELETED}),
-    S.PENDING_DELETE: frozenset({S.DELETED}),
+    # pending_delete → active: the scrubber's --restore, before the data is gone.
+    S.PENDING_DELETE: frozenset({S.DELETED, S.ACTIVE}),
     S.DEACTIVATED: frozenset({S.ACTIVE, S.DELETED}),
     S.DELETED: frozenset(),
 }

@@ -37,6 +37,7 @@ from types import MappingProxyType
 from typing import Final
 
 from glimpse.context import RequestContext
+from glimpse.domain.property_protections import PropertyOperation, PropertyProtections
 from glimpse.domain.rule_language import RuleSet
 from glimpse.errors import Forbidden, PolicyError
 
@@ -391,13 +392,31 @@ class Policy:
     ``overrides`` maps rule names to rule strings; names that are not shipped become custom rules.
     Build it once at start-up (:func:`glimpse.policy_file.load_policy` reads ``[oslo_policy] policy_file``)
     and pass it down; it is immutable and safe to share between threads.
+
+    ``protections`` are the property protections in force (:meth:`property_allowed`); in the
+    ``policies`` format every rule they name must be a rule of this policy.
     """
 
-    __slots__ = ("_rules", "enforce_scope")
+    __slots__ = ("_rules", "enforce_scope", "protections")
 
-    def __init__(self, overrides: Mapping[str, str] | None = None, *, enforce_scope: bool = True) -> None:
+    def __init__(
+        self,
+        overrides: Mapping[str, str] | None = None,
+        *,
+        enforce_scope: bool = True,
+        protections: PropertyProtections | None = None,
+    ) -> None:
         self._rules = RuleSet({**DEFAULTS, **(overrides or {})})
         self.enforce_scope = enforce_scope
+        self.protections = protections or PropertyProtections.none()
+        missing = sorted(self.protections.policy_rules() - set(self._rules.sources))
+        if missing:
+            raise PolicyError(
+                f"The property protection file names the policy rule(s) {', '.join(missing)}, which the "
+                "policy does not define; add them to the [oslo_policy] policy_file (for example "
+                f"'{missing[0]}: role:admin') or name a defined rule.",
+                rule=missing[0],
+            )
 
     def scope_allows(self, rule: str, context: RequestContext) -> bool:
         """Whether the caller's token scope may use ``rule`` (always, unless ``enforce_scope`` is on)."""
@@ -436,6 +455,16 @@ class Policy:
             )
         if not self.check(rule, context, target):
             raise Forbidden(f"Policy doesn't allow {rule} to be performed.")
+
+    def property_allowed(self, context: RequestContext, name: str, operation: PropertyOperation) -> bool:
+        """Whether the property protections let ``context`` do ``operation`` to the custom property
+        ``name`` (always, when no property protection file is configured)."""
+        return self.protections.allows(
+            name,
+            operation,
+            (*context.roles, *context.service_roles),
+            lambda rule: self.check(rule, context, {}),
+        )
 
     def is_admin(self, context: RequestContext) -> bool:
         """Whether ``context_is_admin`` holds for the caller (how the auth layer sets ``is_admin``)."""

@@ -27,7 +27,8 @@ removed by the node that holds it.
 **Orphan sweep.** Objects of the configured stores that no image can use are removed: an object
 named for an image (its id) that was last written more than ``[task] orphan_sweep_grace_time``
 seconds ago, whose image is deleted or missing, or has no location in any store, holds no import
-lock and is not being uploaded (``saving``). This catches what a clean-up that failed (its store
+lock and is not being uploaded (``saving``); the data of a ``pending_delete`` image (delayed delete)
+is the scrubber's and stays. This catches what a clean-up that failed (its store
 was down) or a runner that died left behind. Each candidate is checked again right before it is
 removed; a store that cannot be listed is skipped with a log line. The same pass removes, from
 every store and the staging store, the leftovers of writes that never finished (a process killed
@@ -356,6 +357,8 @@ def _orphans(repos: Repositories, store: ImageStore, keys: Sequence[str]) -> lis
     orphans: list[str] = []
     for key in keys:
         row = rows.get(key)
+        if row is not None and row.status == ImageStatus.PENDING_DELETE:
+            continue  # deleted, but its data is kept until the scrubber removes it
         if row is not None and not row.deleted:
             if row.location_stores:
                 # Its data, or a copy of it another store may share a place with (two stores on

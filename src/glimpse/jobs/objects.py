@@ -35,7 +35,8 @@ def _references(repos: Repositories, image_id: str, task_id: str | None) -> tupl
     try:
         image = repos.images.get(image_id)
     except NotFound:
-        return set(), set()
+        # A pending_delete image keeps its data for the scrubber (or a restore).
+        return {location.url for location in repos.images.pending_delete_locations(image_id)}, set()
     referenced = {location.url for location in image.locations}
     busy: set[str] = set()
     holder = image.import_task_id

@@ -15,9 +15,18 @@ from glimpse.domain.history import HistoryAction, HistoryEntry, HistoryOutcome
 from glimpse.domain.images import Image, ImageStatus, Location, Visibility
 from glimpse.domain.members import ImageMember, Viewer, is_visible
 from glimpse.domain.policy import Policy, image_target
+from glimpse.domain.property_protections import PropertyOperation
 from glimpse.domain.queries import ImageListQuery
 from glimpse.domain.tasks import Clock, system_clock
-from glimpse.errors import Conflict, Duplicate, Forbidden, InvalidInput, NotFound, TooLarge
+from glimpse.errors import (
+    Conflict,
+    Duplicate,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ReservedAttribute,
+    TooLarge,
+)
 from glimpse.ports import Repositories
 
 #: Base attributes a user may write (create and update), besides tags and custom properties.
@@ -88,11 +97,34 @@ class ImageService:
         return image, target
 
     def get(self, ctx: RequestContext, image_id: str) -> Image:
-        return self.load(ctx, image_id)[0]
+        return self.shown(ctx, self.load(ctx, image_id)[0])
 
     def list_images(self, ctx: RequestContext, query: ImageListQuery) -> list[Image]:
         self.policy.enforce("get_images", ctx, {"project_id": ctx.project_id})
-        return self.images.list(query, viewer_of(ctx))
+        return [self.shown(ctx, image) for image in self.images.list(query, viewer_of(ctx))]
+
+    # -- property protections ------------------------------------------------------------------------
+    def may(self, ctx: RequestContext, name: str, operation: PropertyOperation) -> bool:
+        """Whether the property protections let the caller do ``operation`` to property ``name``.
+
+        The properties the service keeps (``os_glance_*``) are outside them: users never write
+        those, and they are shown to whoever sees the image.
+        """
+        return name.startswith(rules.RESERVED_PREFIX) or self.policy.property_allowed(ctx, name, operation)
+
+    def shown(self, ctx: RequestContext, image: Image) -> Image:
+        """The image as the caller may see it: without the properties it may not read."""
+        if not self.policy.protections.enabled:
+            return image
+        readable = {k: v for k, v in image.properties.items() if self.may(ctx, k, PropertyOperation.READ)}
+        return image if len(readable) == len(image.properties) else replace(image, properties=readable)
+
+    def _require(self, ctx: RequestContext, name: str, operation: PropertyOperation) -> None:
+        if not self.may(ctx, name, operation):
+            raise ReservedAttribute(
+                f"Property '{name}' is protected: your roles may not {operation} it "
+                "(the service's property protections); ask an operator if you need to."
+            )
 
     # -- create ------------------------------------------------------------------------------------
     def create(self, ctx: RequestContext, body: Mapping[str, Any]) -> Image:
@@ -119,6 +151,7 @@ class ImageService:
                 setattr(image, name, self._validated_base(name, value))
             else:
                 rules.check_property_name(name, creating=True)
+                self._require(ctx, name, PropertyOperation.CREATE)
                 image.properties[name] = rules.validate_property_value(name, value)
         if image.owner != ctx.project_id and not ctx.is_admin:
             raise Forbidden(f"You are not permitted to create images owned by '{image.owner}'.")
@@ -131,7 +164,7 @@ class ImageService:
         self.images.add(image)
         self.record(ctx, image.id, HistoryAction.CREATE, status=image.status)
         self.announce(ctx, events.IMAGE_CREATE, events.image_payload(image))
-        return image
+        return self.shown(ctx, image)
 
     def record(
         self,
@@ -207,7 +240,7 @@ class ImageService:
         expected = image.status
         old_visibility = image.visibility
         for op in ops:
-            self._apply(image, op)
+            self._apply(ctx, image, op)
         if image.visibility != old_visibility:
             self._check_visibility_policy(ctx, image.visibility, target)
         if image.owner != target["project_id"] and not ctx.is_admin:
@@ -215,9 +248,9 @@ class ImageService:
         self._check_property_quota(image)
         self.images.save(image, expected_status=expected)
         self.announce(ctx, events.IMAGE_UPDATE, events.image_payload(image))
-        return image
+        return self.shown(ctx, image)
 
-    def _apply(self, image: Image, op: PatchOp) -> None:
+    def _apply(self, ctx: RequestContext, image: Image, op: PatchOp) -> None:
         name = _attribute_of(op.path)
         if op.op not in ("add", "replace", "remove"):
             raise InvalidInput(f"Unsupported JSON-patch operation '{op.op}'; use add, replace or remove.")
@@ -239,13 +272,18 @@ class ImageService:
                 raise Forbidden(f"Attribute '{name}' is a base attribute and cannot be removed.")
             setattr(image, name, self._validated_base(name, op.value))
             return
+        # A property the caller may not read is, to it, a property that does not exist (the value
+        # it cannot see is kept when the image is saved, unless it creates the property anew).
+        exists = name in image.properties and self.may(ctx, name, PropertyOperation.READ)
         if op.op == "remove":
-            if name not in image.properties:
+            if not exists:
                 raise Conflict(f"Property {name} does not exist.")
+            self._require(ctx, name, PropertyOperation.DELETE)
             del image.properties[name]
-        elif op.op == "replace" and name not in image.properties:
+        elif op.op == "replace" and not exists:
             raise Conflict(f"Property {name} does not exist.")
         else:
+            self._require(ctx, name, PropertyOperation.UPDATE if exists else PropertyOperation.CREATE)
             image.properties[name] = rules.validate_property_value(name, op.value)
 
     # -- delete / deactivate -----------------------------------------------------------------------
@@ -254,16 +292,28 @@ class ImageService:
         return 0 if ctx.project_id is None else self.images.storage_used(ctx.project_id)
 
     def delete(self, ctx: RequestContext, image_id: str) -> Image:
-        """Soft-delete the image; returns it as it was, so the caller can remove its data afterwards."""
+        """Soft-delete the image; returns it as it was, so the caller can remove its data afterwards.
+
+        With ``delayed_delete`` an active image with data goes to ``pending_delete`` instead: hidden
+        as deleted, its data, locations, properties and members kept until the scrubber removes
+        them; the image returned then has no locations (there is no data to remove now).
+        """
         image, _ = self.load(ctx, image_id, "delete_image")
         if image.protected:
             raise Forbidden(
                 f"Image {image_id} is protected and cannot be deleted; set 'protected' to false first."
             )
+        now = system_clock().replace(microsecond=0)
+        if self.settings.delayed_delete and image.status == ImageStatus.ACTIVE and image.locations:
+            self.images.mark_pending_delete(image.id)
+            self.record(ctx, image.id, HistoryAction.DELETE, status=ImageStatus.PENDING_DELETE)
+            pending = replace(image, status=ImageStatus.PENDING_DELETE, updated_at=now)
+            self.announce(ctx, events.IMAGE_DELETE, events.image_payload(pending, deleted=True))
+            return replace(image, locations=[])
         self.images.mark_deleted(image.id, [image.status])
         self.members.remove_all(image.id)
         self.record(ctx, image.id, HistoryAction.DELETE, status=ImageStatus.DELETED)
-        gone = replace(image, status=ImageStatus.DELETED, updated_at=system_clock().replace(microsecond=0))
+        gone = replace(image, status=ImageStatus.DELETED, updated_at=now)
         self.announce(ctx, events.IMAGE_DELETE, events.image_payload(gone, deleted=True))
         return image
 
