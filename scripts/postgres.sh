@@ -10,6 +10,9 @@
 # Environment:
 #   GLIMPSE_TEST_PG_PORT            TCP port on 127.0.0.1 (default 54329)
 #   GLIMPSE_TEST_PG_START_TIMEOUT   seconds to wait for the server to accept connections (default 60)
+#   GLIMPSE_TEST_PG_LINK            the symlink to the server's directory (default
+#                                   <repo>/.test-services/postgres; empty: none, for a private server
+#                                   a test starts beside the shared one)
 #
 # Where the data lives, and why not inside the repository:
 #   initdb and postgres refuse to run as root, so as root the server runs as the `postgres` system
@@ -38,7 +41,7 @@ checkout_hash="$(printf '%s' "$repo_root" | sha256sum | cut -c1-8)"
 server_root="/tmp/glimpse-test-pg-${port}-${checkout_hash}"
 pgdata="$server_root/data"
 logfile="$server_root/server.log"
-link="$repo_root/.test-services/postgres"
+link="${GLIMPSE_TEST_PG_LINK-$repo_root/.test-services/postgres}"
 role="glimpse"
 admin_url="postgresql+psycopg://${role}@127.0.0.1:${port}/postgres"
 start_timeout="${GLIMPSE_TEST_PG_START_TIMEOUT:-60}"
@@ -145,7 +148,8 @@ port_answers() {
 }
 
 link_into_repo() {
-    mkdir -p "$repo_root/.test-services"
+    [[ -n "$link" ]] || return 0
+    mkdir -p "$(dirname "$link")"
     if [[ -e "$link" && ! -L "$link" ]]; then
         return 0 # something else is there; leave it alone
     fi
@@ -291,7 +295,7 @@ cmd_status() {
 cmd_destroy() {
     cmd_stop
     rm -rf "$server_root"
-    if [[ -L "$link" ]]; then
+    if [[ -n "$link" && -L "$link" ]]; then
         rm -f "$link"
     fi
     echo "postgres.sh: removed $server_root" >&2

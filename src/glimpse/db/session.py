@@ -88,6 +88,16 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
 
 
+def unavailable(exc: OperationalError) -> DatabaseUnavailable:
+    """The error a request or task gets when the database does not answer: what failed (the driver's
+    first line) and what to do about it."""
+    reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    return DatabaseUnavailable(
+        f"The database cannot be reached right now ({reason}), so this request was not completed; "
+        "try again in a few moments."
+    )
+
+
 @contextmanager
 def unit_of_work(factory: sessionmaker[Session], *, readonly: bool = False) -> Iterator[Session]:
     """One transaction: commit when the block ends normally, roll back on any exception."""
@@ -99,7 +109,7 @@ def unit_of_work(factory: sessionmaker[Session], *, readonly: bool = False) -> I
         session.commit()
     except OperationalError as exc:
         session.rollback()
-        raise DatabaseUnavailable(f"The database failed: {exc.orig}") from exc
+        raise unavailable(exc) from exc
     except BaseException:
         session.rollback()
         raise
@@ -113,4 +123,4 @@ def ping(engine: Engine) -> None:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except OperationalError as exc:
-        raise DatabaseUnavailable(f"The database failed: {exc.orig}") from exc
+        raise unavailable(exc) from exc

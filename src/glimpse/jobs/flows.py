@@ -17,8 +17,9 @@ are in :mod:`glimpse.jobs.import_steps`, and what they share in :mod:`glimpse.jo
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 
 from glimpse.domain import notifications as events
@@ -34,7 +35,7 @@ from glimpse.domain.tasks import (
     cancelled_outcome,
     waiting_message,
 )
-from glimpse.errors import FlowFailed
+from glimpse.errors import DatabaseUnavailable, FlowFailed
 from glimpse.jobs.content_steps import Convert, Decompress, NoOp
 from glimpse.jobs.errors import ImageDeleted, Interrupted, LockLost, TaskStopped
 from glimpse.jobs.fanout import describe_error
@@ -127,7 +128,9 @@ async def _execute(run: ImportRun) -> str:
         run.context.user_id,
     )
     try:
-        await run_steps(steps_for(run.method, run.ports.settings.import_plugins), run)
+        await run_steps(
+            steps_for(run.method, run.ports.settings.import_plugins), run, settle=_database_back(run)
+        )
     except TaskLost:
         log.info("task %s: no longer ours (failed, busted or reclaimed); stopped", task.id)
         return "lost"
@@ -149,6 +152,11 @@ async def _execute(run: ImportRun) -> str:
             f"{holder}); this task stopped and removed the data it had not recorded. See the "
             "image's tasks for the operation that holds it now.",
         )
+    except DatabaseUnavailable:
+        # Undone as for a stopping runner once the database answered again (see _database_back):
+        # the task goes back to the queue and runs again from the start.
+        log.warning("task %s: the database went away while it ran; queueing it again", task.id)
+        return await _requeue(run)
     except FlowFailed as exc:
         run.mark_failed_stores(NOT_KEPT)
         return await _fail(run, f"{exc.message} {_outcome_text(run)}")
@@ -160,6 +168,35 @@ async def _execute(run: ImportRun) -> str:
         return await _fail(run, _unexpected(run, exc))
     log.info("task %s: success (%s)", task.id, run.heartbeat.progress.phase)
     return "success"
+
+
+#: Seconds between the first two looks for the database after it failed a task; doubled each time, up
+#: to a third of the lease (so the task renews its lease soon after the database is back).
+DATABASE_RETRY = 0.25
+
+
+def _database_back(run: ImportRun) -> Callable[[BaseException], Awaitable[None]]:
+    """Before a flow stopped by the database is undone, wait until the database answers again (the
+    undo needs it), or until the runner stops (then the lease lapses and a reaper undoes it)."""
+
+    async def settle(error: BaseException) -> None:
+        if not isinstance(error, DatabaseUnavailable):
+            return
+        log.warning("task %s: %s; waiting for the database to undo and re-queue it", run.task.id, error)
+        ceiling = max(DATABASE_RETRY, run.ports.settings.task_lease_time / 3)
+        delay = DATABASE_RETRY
+        while not run.heartbeat.interrupted:
+            await asyncio.sleep(delay)
+            try:
+                await run.ports.run(lambda repos: None, readonly=True)
+            except DatabaseUnavailable:
+                delay = min(delay * 2, ceiling)
+                continue
+            log.info("task %s: the database answers again", run.task.id)
+            return
+        raise error
+
+    return settle
 
 
 async def _fail(run: ImportRun, message: str) -> str:
@@ -234,7 +271,7 @@ async def _requeue(run: ImportRun) -> str:
         # Cancelled while the runner was stopping: the work is undone already, end it here.
         return await _cancelled(run, exc.request)
     if requeued:
-        log.info("task %s: handed back to the queue (runner stopping)", run.task.id)
+        log.info("task %s: handed back to the queue", run.task.id)
         return "requeued"
     return "lost"
 

@@ -12,6 +12,11 @@ Every pass (each ``runner_poll_interval`` seconds, or at once when woken) the ru
    by the runners of that node (``worker_self_reference_url``);
 3. runs each claimed task's flow as an asyncio task with its own :class:`Heartbeat`.
 
+While the database does not answer, passes fail and are tried again; tasks it stopped wait for it,
+undo their work and go back to the queue. After an outage a runner reaps no lease for one lease time:
+nobody could renew a lease while the database was away, and the runners still alive renew theirs in
+that time.
+
 Stopping (:meth:`TaskRunner.request_stop`, SIGTERM in ``glimpse-server worker``, the API's shutdown) stops
 claiming at once and asks every running task to stop at its next heartbeat: each undoes its work and
 goes back to ``pending`` for another runner. A task that does not stop within ``stop_timeout``
@@ -33,6 +38,7 @@ from datetime import timedelta
 from typing import Final
 
 from glimpse.domain.tasks import Task, TaskProgress
+from glimpse.errors import DatabaseUnavailable
 from glimpse.jobs.flows import execute_task, heartbeat_writer
 from glimpse.jobs.housekeeping import (
     expire_idempotency_keys,
@@ -95,6 +101,9 @@ class TaskRunner:
         self._wake: asyncio.Event | None = None
         self._last_sweep: float | None = None
         self._last_stranded: float | None = None
+        #: Whether the last pass found the database away, and (loop time) when reaping starts again.
+        self._database_away = False
+        self._reap_from: float | None = None
         #: Outcome of the tasks this runner ran, by task id: success, failure, cancelled (someone
         #: cancelled it), requeued, lost, error or aborted (the runner stopped it hard), the last
         #: FINISHED_KEPT of them.
@@ -142,8 +151,14 @@ class TaskRunner:
                 self._wake.clear()
                 try:
                     await self.run_once()
+                except DatabaseUnavailable as exc:
+                    if not self._database_away:
+                        log.warning("task runner %s: %s; trying again", self.worker_id, exc.message)
+                    self._database_away = True
                 except Exception:
                     log.exception("task runner %s: pass failed; trying again", self.worker_id)
+                else:
+                    self._database_back()
                 if self._stopping:
                     break
                 with contextlib.suppress(TimeoutError):
@@ -154,7 +169,8 @@ class TaskRunner:
 
     async def run_once(self) -> int:
         """One pass: reap, sweep when due, claim and start tasks; returns how many were started."""
-        await reap_expired(self.ports)
+        if self._may_reap():
+            await reap_expired(self.ports)
         await self._fail_stranded_when_due()
         await self._sweep_when_due()
         started = 0
@@ -178,6 +194,23 @@ class TaskRunner:
             await asyncio.gather(*(r.job for r in list(self._running.values())), return_exceptions=True)
 
     # -- internals ---------------------------------------------------------------------------------
+    def _may_reap(self) -> bool:
+        if self._database_away:
+            return False
+        return self._reap_from is None or asyncio.get_running_loop().time() >= self._reap_from
+
+    def _database_back(self) -> None:
+        if not self._database_away:
+            return
+        self._database_away = False
+        self._reap_from = asyncio.get_running_loop().time() + self.lease.total_seconds()
+        log.warning(
+            "task runner %s: the database answers again; no lease is reaped for %.0fs so that the "
+            "runners still alive renew theirs",
+            self.worker_id,
+            self.lease.total_seconds(),
+        )
+
     async def _sweep_when_due(self) -> None:
         loop_time = asyncio.get_running_loop().time()
         if self._last_sweep is not None and loop_time - self._last_sweep < self.sweep_interval:

@@ -8,6 +8,9 @@ its lock removes only the objects it wrote and touches no metadata; an interrupt
 is stopping) puts the image back exactly as the import request left it, so it can run again, and so
 does a cancelled one, before the runner undoes the import request too.
 
+A flow stopped by the database (``DatabaseUnavailable``) is reverted as an interrupted one, once
+``settle`` (waiting for the database to answer again) has returned: undoing needs the database too.
+
 A hard cancellation (``asyncio.CancelledError``) reverts nothing: the task's lease lapses and the
 reaper undoes its work from the database's point of view.
 """
@@ -17,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from glimpse.domain.tasks import TaskCancelled, TaskLost
+from glimpse.errors import DatabaseUnavailable
 from glimpse.jobs.errors import Interrupted, TaskStopped
 
 log = logging.getLogger(__name__)
@@ -41,7 +45,7 @@ class Why(enum.Enum):
 
 
 def why(error: BaseException) -> Why:
-    if isinstance(error, Interrupted | TaskCancelled):
+    if isinstance(error, Interrupted | TaskCancelled | DatabaseUnavailable):
         return Why.INTERRUPTED
     if isinstance(error, (TaskStopped, TaskLost)):
         return Why.LOST
@@ -56,7 +60,12 @@ class Step(Protocol, Generic[R]):
     async def revert(self, run: R, reason: Why) -> None: ...
 
 
-async def run_steps(steps: Sequence[Step[R]], run: R) -> None:
+async def run_steps(
+    steps: Sequence[Step[R]],
+    run: R,
+    settle: Callable[[BaseException], Awaitable[None]] | None = None,
+) -> None:
+    """Execute ``steps``; when one raises, await ``settle(error)`` (if given), revert, raise again."""
     started: list[Step[R]] = []
     try:
         for step in steps:
@@ -65,6 +74,8 @@ async def run_steps(steps: Sequence[Step[R]], run: R) -> None:
     except asyncio.CancelledError:
         raise
     except BaseException as exc:
+        if settle is not None:
+            await settle(exc)
         reason = why(exc)
         log.debug("flow stopped in step %s (%s): reverting", started[-1].name, reason.value)
         for step in reversed(started):

@@ -22,6 +22,7 @@ from glimpse.domain.imports import ExpectedDigest
 from glimpse.domain.inspection import content_judge
 from glimpse.errors import (
     Conflict,
+    DatabaseUnavailable,
     DigestMismatch,
     Forbidden,
     FormatMismatch,
@@ -46,6 +47,12 @@ log = logging.getLogger(__name__)
 #: Seconds between two touches of an image while its data is uploaded (``[task] upload_stale_after``
 #: is at least a minute, so a live upload always shows a recent sign of life).
 UPLOAD_TOUCH_INTERVAL = 15.0
+#: Seconds between the first two tries to undo an upload the database failed; doubled each time, up
+#: to :data:`SETTLE_RETRY_MAX`.
+SETTLE_RETRY = 0.5
+SETTLE_RETRY_MAX = 10.0
+#: The background undos under way (a reference keeps each task alive until it ends).
+_settling: set[asyncio.Task[None]] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +251,17 @@ class ImageDataService:
             raise ImageGone(
                 f"Image {image_id} was deleted while its data was being uploaded; the data was discarded."
             ) from None
+        except DatabaseUnavailable as exc:
+            # Whether the commit went through is unknown until the database answers again: the data
+            # goes only once the image is known to be back in 'queued' (never under an active image).
+            await self._revert_to_queued(
+                ctx, image_id, f"The database stopped answering: {exc.message}", discard=(store, stored.location)
+            )
+            exc.message += (
+                f" The uploaded data was not kept: image {image_id} goes back to 'queued' as soon as "
+                "the database answers; upload it again then."
+            )
+            raise
         metrics().bytes.labels(store.id, "uploaded").inc(stored.size)
 
     async def _touching(self, image_id: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -274,7 +292,32 @@ class ImageDataService:
             "was stored and the image is still queued."
         )
 
-    async def _revert_to_queued(self, ctx: RequestContext, image_id: str, reason: str) -> None:
+    async def _revert_to_queued(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        reason: str,
+        discard: tuple[ImageStore, str] | None = None,
+    ) -> None:
+        """Put a failed upload's image back to ``queued`` (and then remove ``discard``, the object it
+        wrote). When the database does not answer, that is tried again in the background until it
+        does (for up to ``upload_stale_after``; after that the housekeeping does it)."""
+        try:
+            reverted = await self._revert_once(ctx, image_id, reason)
+        except DatabaseUnavailable as exc:
+            log.warning(
+                "image %s: the failed upload cannot be undone now (%s); trying again in the background",
+                image_id,
+                exc.message,
+            )
+            job = asyncio.get_running_loop().create_task(self._revert_when_back(ctx, image_id, reason, discard))
+            _settling.add(job)
+            job.add_done_callback(_settling.discard)
+            return
+        if reverted and discard is not None:
+            await self._discard(*discard)
+
+    async def _revert_once(self, ctx: RequestContext, image_id: str, reason: str) -> bool:
         def revert(repos: Repositories) -> None:
             images = self._images(repos)
             images.images.set_status(
@@ -293,6 +336,34 @@ class ImageDataService:
             await self.ports.run(revert)
         except (NotFound, Conflict):
             log.info("image %s left 'saving' before the failed upload could revert it", image_id)
+            return False
+        return True
+
+    async def _revert_when_back(
+        self, ctx: RequestContext, image_id: str, reason: str, discard: tuple[ImageStore, str] | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.upload_stale_after
+        delay = SETTLE_RETRY
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                reverted = await self._revert_once(ctx, image_id, reason)
+            except DatabaseUnavailable:
+                if loop.time() + delay > deadline:
+                    log.warning(
+                        "image %s: the database still does not answer; the housekeeping puts the image "
+                        "back to 'queued' once it does",
+                        image_id,
+                    )
+                    return
+                delay = min(delay * 2, SETTLE_RETRY_MAX)
+                continue
+            if reverted:
+                log.info("image %s: the database answers again; the failed upload is undone", image_id)
+                if discard is not None:
+                    await self._discard(*discard)
+            return
 
     async def _discard(self, store: ImageStore, location: str) -> None:
         try:
