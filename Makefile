@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 
 SERVE_ARGS := --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG)) $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help install fmt lint typecheck test test-fast run worker bench db-upgrade db-check \
+.PHONY: help install fmt lint typecheck test test-fast run worker bench soak db-upgrade db-check \
 	services-stop clean distclean
 
 help: ## Show this help
@@ -74,6 +74,9 @@ worker: install ## Run the task runners without the API (glimpse-server worker),
 
 bench: install ## Run the benchmarks (bench/bench.py)
 	$(BIN)/python bench/bench.py
+
+soak: install ## Mixed load for 10 minutes against a server of its own, a table row per minute (bench/soak.py)
+	$(BIN)/python bench/soak.py --minutes 10
 
 db-upgrade: install ## Apply database migrations (glimpse-server db upgrade)
 	$(GLIMPSE) db upgrade

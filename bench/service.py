@@ -37,8 +37,15 @@ def glimpse_command() -> list[str]:
 
 
 class Server:
-    def __init__(self, data_dir: Path, workers: int | None, log_level: str | None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        workers: int | None,
+        log_level: str | None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.environ = dict(environ or {})
         self.workers = workers
         self.log_level = log_level
         self.port = free_port()
@@ -59,6 +66,7 @@ class Server:
     def start(self, timeout: float = 60.0) -> None:
         env = dict(os.environ)
         env["GLIMPSE_DATA_DIR"] = str(self.data_dir)
+        env.update(self.environ)
         if self.log_level:
             env["GLIMPSE_LOG_LEVEL"] = self.log_level
         command = [*glimpse_command(), "serve", "--host", HOST, "--port", str(self.port)]

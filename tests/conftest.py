@@ -59,6 +59,9 @@ from keystonesupport import KeystoneServer
 from objectsupport import KeystoneSwift, ObjectServer, start_s3_server
 from rabbitsupport import RABBITMQ_SCRIPT, RABBITMQ_START_TIMEOUT, USED_MARK
 
+#: Fails the run when a known test secret appears in a log (tests/secretcheck.py).
+pytest_plugins = ["secretcheck"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES_DIR = REPO_ROOT / ".test-services"
 POSTGRES_SCRIPT = REPO_ROOT / "scripts" / "postgres.sh"

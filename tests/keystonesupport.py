@@ -32,8 +32,10 @@ import httpx
 from filelock import FileLock
 
 from livesupport import Server, free_port, venv_script
+from secretcheck import register_secret
 
 ADMIN_PASSWORD = "admin-pw"
+register_secret(ADMIN_PASSWORD, "the Keystone admin password")
 #: Seconds a Keystone-protected Glimpse believes a validated token without asking Keystone again.
 CACHE_TIME = 2
 REGION = "RegionOne"
@@ -231,6 +233,7 @@ class KeystoneServer:
         if response.status_code != 201:
             raise RuntimeError(f"application credential: {response.status_code} {response.text}")
         made = response.json()["application_credential"]
+        register_secret(str(made["secret"]), f"the secret of application credential {made['id']}")
         return str(made["id"]), str(made["secret"])
 
     def application_credential_token(self, credential_id: str, secret: str) -> str:
@@ -244,7 +247,9 @@ class KeystoneServer:
         response = httpx.post(f"{self.url}/v3/auth/tokens", json=body, timeout=30.0)
         if response.status_code != 201:
             raise RuntimeError(f"token for {who}: {response.status_code} {response.text}")
-        return response.headers["X-Subject-Token"]
+        token = response.headers["X-Subject-Token"]
+        register_secret(token, f"a Keystone token of {who}")
+        return token
 
     def _role_id(self, name: str) -> str:
         roles = self._call("GET", f"/roles?name={name}")["roles"]
@@ -269,6 +274,7 @@ class KeystoneServer:
         project_id, user_id = project["project"]["id"], user["user"]["id"]
         for role in roles:
             self._call("PUT", f"/projects/{project_id}/users/{user_id}/roles/{self._role_id(role)}")
+        register_secret(password, f"the Keystone password of {name}")
         return Account(user_id, name, password, project_id, name)
 
     def member_of(self, project_name: str, name: str, password: str, roles: Iterable[str]) -> Account:
@@ -288,9 +294,11 @@ class KeystoneServer:
         user_id = str(user["user"]["id"])
         for role in roles:
             self._call("PUT", f"/projects/{project_id}/users/{user_id}/roles/{self._role_id(role)}")
+        register_secret(password, f"the Keystone password of {name}")
         return Account(user_id, name, password, project_id, project_name)
 
     def set_password(self, account: Account, password: str) -> None:
+        register_secret(password, f"the new Keystone password of {account.user_name}")
         """Change a user's password; Keystone then revokes the tokens the user holds."""
         self._call("PATCH", f"/users/{account.user_id}", {"user": {"password": password}})
 

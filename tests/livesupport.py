@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from secretcheck import watch_log
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -87,6 +89,7 @@ class Server:
             return ""
 
     def start(self, environ: Mapping[str, str]) -> None:
+        watch_log(self.log_path)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [str(GLIMPSE_BIN), "serve", "--host", "127.0.0.1", "--port", str(self.port)],

@@ -33,6 +33,7 @@ from filelock import FileLock
 
 from keystonesupport import REGION, KeystoneServer
 from livesupport import free_port
+from secretcheck import register_secret
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES_DIR = REPO_ROOT / ".test-services"
@@ -75,6 +76,9 @@ def start_s3_server() -> ObjectServer:
         except (OSError, subprocess.TimeoutExpired) as exc:
             pytest.fail(f"could not run `scripts/s3-server.sh start`: {exc}", pytrace=False)
     values = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    for name in ("S3_SECRET_KEY", "SWIFT_KEY"):
+        if name in values:
+            register_secret(values[name], f"the object store test server's {name}")
     try:
         return ObjectServer(
             s3_endpoint_url=values["S3_ENDPOINT_URL"],
@@ -103,6 +107,8 @@ _PIPELINE = (
     *("authtoken", "keystoneauth", "copy", "slo", "dlo", "proxy-logging", "proxy-server"),
 )
 GLANCE_PASSWORD = "glance-pw"
+register_secret(SWIFT_SERVICE_PASSWORD, "the Keystone password of the Swift proxy")
+register_secret(GLANCE_PASSWORD, "the Keystone password of the glance service user")
 
 
 def _proxy_config(server: ObjectServer, keystone: KeystoneServer, port: int) -> str:

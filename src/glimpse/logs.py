@@ -4,6 +4,11 @@ The fields that say which request, caller, task and image a line is about (``req
 ``user_id``, ``project_id``, ``task_id``, ``image_id``) are bound to the running asyncio task with
 :func:`log_fields` (the HTTP middleware and authentication for requests, the runner for tasks); the
 JSON format adds them to every line logged inside, the text format is unchanged.
+
+Credentials never reach a log line: every URL in a message or a traceback is written without its user
+information and without the values of its credential-carrying query parameters
+(:func:`glimpse.redaction.redact_url`),
+whoever logged it (Glimpse itself, or a library such as httpx that logs each request's URL).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TextIO
+
+from glimpse.redaction import redact_text
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
 
@@ -57,7 +64,9 @@ class JsonFormatter(logging.Formatter):
         }
         for name, value in _FIELDS.get().items():
             entry.setdefault(name, value)
-        if record.exc_info:
+        if record.exc_text:  # already formatted (and redacted) by RedactingFilter
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
 
@@ -74,12 +83,31 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return sys.stderr
 
 
+class RedactingFilter(logging.Filter):
+    """Redacts the URLs of a record's message and traceback before any handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the format: the handler reports that itself
+            return True
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        return True
+
+
 def configure_logging(level: str, use_json: bool = False) -> None:
     """Log to stderr at ``level``; idempotent, so the parent and each worker process can call it."""
     root = logging.getLogger()
     handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
     if handler is None:
         handler = _StderrHandler()
+        handler.addFilter(RedactingFilter())
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter() if use_json else logging.Formatter(FORMAT))
     root.setLevel(level)

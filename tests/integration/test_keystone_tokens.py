@@ -11,12 +11,14 @@ import itertools
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
 from keystonesupport import ADMIN_PASSWORD, CACHE_TIME, Account, KeystoneServer, protected_server
+from secretcheck import leaks_in, register_secret
 
 pytestmark = pytest.mark.live
 
@@ -252,3 +254,26 @@ def test_the_task_page_and_its_feed_use_the_token_the_browser_sends(
     finally:
         anonymous.close()
         stranger.close()
+
+
+def test_a_wrong_service_password_is_503_and_stays_secret(keystone: KeystoneServer, tmp_path: Path) -> None:
+    """keystonemiddleware cannot log in with a wrong ``[keystone_authtoken] password``: the caller gets
+    a 503 that says what to check, and neither the answer nor the log (at DEBUG) shows the password."""
+    wrong = "wrong-service-password-5b2e"
+    register_secret(wrong, "a wrong [keystone_authtoken] password")
+    server = protected_server(
+        tmp_path / "wrong-password",
+        keystone,
+        GLIMPSE_KEYSTONE_AUTHTOKEN__PASSWORD=wrong,
+        GLIMPSE_LOG_LEVEL="DEBUG",
+    )
+    try:
+        member = account(keystone, "member", "reader")
+        headers = {"X-Auth-Token": token_of(keystone, member), "Accept": "application/json"}
+        answer = httpx.get(f"{server.url}/v2/images", headers=headers, timeout=60.0)
+        assert answer.status_code == 503, answer.text
+        assert "identity service" in answer.json()["message"]
+        assert leaks_in(answer.text) == []
+        assert leaks_in(server.log()) == []
+    finally:
+        server.stop()

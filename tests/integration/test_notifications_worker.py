@@ -29,6 +29,7 @@ from test_runner_support import (
 from glimpse.context import RequestContext
 from livesupport import REPO_ROOT, venv_script
 from rabbitsupport import Listener, listening
+from secretcheck import watch_log
 
 pytestmark = [pytest.mark.live, pytest.mark.rabbitmq]
 
@@ -78,6 +79,7 @@ def test_an_import_run_by_a_worker_process_is_announced_with_its_caller(
         **notification_environ(rabbitmq_url, listener.topic, "image.worker-node"),
     }
     log = tmp_path / "worker.log"
+    watch_log(log)
     with log.open("wb") as out:
         worker = subprocess.Popen(
             [str(venv_script("glimpse-server")), "worker"],

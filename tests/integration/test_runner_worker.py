@@ -33,6 +33,7 @@ from glimpse.domain.tasks import TaskStatus
 from glimpse.jobs.housekeeping import reap_expired
 from glimpse.runtime import Runtime
 from livesupport import REPO_ROOT, venv_script
+from secretcheck import watch_log
 
 pytestmark = pytest.mark.live
 
@@ -62,6 +63,7 @@ def worker_environ(tmp_path: Path, database_url: str, web: WebServer) -> dict[st
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    watch_log(log_path)
     with log_path.open("wb") as log:
         return subprocess.Popen(
             [str(venv_script("glimpse-server")), "worker"],

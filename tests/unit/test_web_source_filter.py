@@ -162,8 +162,8 @@ def test_malformed_urls_are_refused(url: str, reason: str) -> None:
 def test_refusal_message_names_the_uri_and_the_rule() -> None:
     message = refused("http://user:pw@example.com/image")
     assert message == (
-        f"{PREFIX}http://user:pw@example.com/image (user names and passwords in the URI are not accepted)."
-    )
+        f"{PREFIX}http://***@example.com/image (user names and passwords in the URI are not accepted)."
+    )  # the URI as written, except its credentials
     assert "\\n" in refused("http://example.com/\nInjected: header")
 
 

@@ -11,6 +11,7 @@ from typing import Any, Final
 from glimpse.domain.images import ImageStatus
 from glimpse.domain.imports import ImportMethod, ImportRequest
 from glimpse.errors import InvalidInput, InvalidTransition
+from glimpse.redaction import redact_url
 
 Clock = Callable[[], datetime]
 
@@ -281,6 +282,26 @@ class Task:
     def method(self) -> ImportMethod | None:
         request = self.import_request
         return None if request is None else request.method
+
+    @property
+    def shown_input(self) -> dict[str, Any]:
+        """:attr:`input` as the API shows it: the URL to import from without its credentials."""
+        shown: dict[str, Any] = _without_credentials(self.input)
+        return shown
+
+
+#: Keys of a task input whose value is a URL to import from (``import_req.method.uri``, ``import_from``).
+_URL_KEYS: Final = frozenset({"uri", "import_from"})
+
+
+def _without_credentials(value: Any, key: str | None = None) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_credentials(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_credentials(v) for v in value]
+    if isinstance(value, str) and key in _URL_KEYS:
+        return redact_url(value)
+    return value
 
 
 # -- tasks of type import (POST /v2/tasks) ------------------------------------------------------------

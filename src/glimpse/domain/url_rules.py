@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 import idna
 
 from glimpse.errors import InvalidInput
+from glimpse.redaction import redact_url
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -39,6 +40,7 @@ __all__ = [
     "check_addresses",
     "check_host",
     "check_url",
+    "redact_url",
     "shown_uri",
 ]
 
@@ -146,6 +148,11 @@ class ParsedURL:
     @property
     def url(self) -> str:
         return f"{self.scheme}://{self.authority}{self.target}"
+
+    @property
+    def shown(self) -> str:
+        """:attr:`url` as messages and log lines show it: its credentials replaced (:func:`redact_url`)."""
+        return shown_uri(self.url)
 
 
 def _normalise_host(raw: str) -> tuple[str, IPAddress | None]:
@@ -384,8 +391,9 @@ def _is_localhost(name: str) -> bool:
 
 
 def shown_uri(uri: str) -> str:
-    """``uri`` made safe to put in a message and a log line (controls escaped, length capped)."""
-    text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in uri)
+    """``uri`` made safe to put in a message and a log line: credentials redacted (:func:`redact_url`),
+    controls escaped, length capped."""
+    text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in redact_url(uri))
     return text if len(text) <= 2000 else text[:2000] + "..."
 
 

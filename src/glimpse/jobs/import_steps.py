@@ -26,6 +26,7 @@ from glimpse.domain.tasks import (
     TaskType,
     copied_message,
 )
+from glimpse.domain.url_rules import shown_uri
 from glimpse.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -166,7 +167,7 @@ class Download:
         try:
             run.size = await hb.guard(fetch())
         except (InvalidInput, DownloadFailed, TooLarge) as exc:
-            raise FlowFailed(f"web-download of {uri} failed: {exc.message}") from None
+            raise FlowFailed(f"web-download of {shown_uri(uri)} failed: {exc.message}") from None
         except StorageError as exc:
             if isinstance(exc, DatabaseUnavailable):
                 raise

@@ -131,16 +131,16 @@ class WebSource:
                 await response.aclose()
                 if not location:
                     raise DownloadFailed(
-                        f"The server at {parsed.url} answered {status} (a redirect) without saying where "
+                        f"The server at {parsed.shown} answered {status} (a redirect) without saying where "
                         "to; check the URL and import again."
                     )
-                previous, current = parsed.url, urljoin(parsed.url, location.strip())
+                previous, current = parsed.shown, urljoin(parsed.url, location.strip())
                 log.debug("web-download: %s redirected (%d) to %s", previous, status, shown_uri(current))
                 continue
             if not 200 <= status < 300:
                 await response.aclose()
                 raise DownloadFailed(
-                    f"The server at {parsed.url} answered {status} {response.reason_phrase}; "
+                    f"The server at {parsed.shown} answered {status} {response.reason_phrase}; "
                     "check the URL and import again."
                 )
             return response, parsed
@@ -194,12 +194,13 @@ class WebSource:
                 failure = exc
             except httpx.TimeoutException as exc:
                 raise DownloadFailed(
-                    f"The server at {parsed.url} did not answer within {self._timeout:g} seconds; "
+                    f"The server at {parsed.shown} did not answer within {self._timeout:g} seconds; "
                     "check the URL and import again."
                 ) from exc
             except httpx.TransportError as exc:
                 raise DownloadFailed(
-                    f"The request to {parsed.url} failed ({_describe(exc)}); check the URL and import again."
+                    f"The request to {parsed.shown} failed ({_describe(exc)}); "
+                    "check the URL and import again."
                 ) from exc
         if isinstance(failure, httpx.ConnectTimeout):
             detail = f"no answer within {self._timeout:g} seconds"
@@ -216,7 +217,7 @@ class WebSource:
             return None
         if self._max_size is not None and length > self._max_size:
             raise TooLarge(
-                f"The image at {parsed.url} is {length} bytes, more than the {self._max_size} bytes "
+                f"The image at {parsed.shown} is {length} bytes, more than the {self._max_size} bytes "
                 "allowed; it was not downloaded."
             )
         return length
@@ -236,24 +237,25 @@ class WebSource:
                 received += len(chunk)
                 if self._max_size is not None and received > self._max_size:
                     raise TooLarge(
-                        f"The image at {parsed.url} is larger than the {self._max_size} bytes allowed; "
+                        f"The image at {parsed.shown} is larger than the {self._max_size} bytes allowed; "
                         f"the download was stopped after {received} bytes."
                     )
                 yield chunk
         except httpx.TimeoutException as exc:
             raise DownloadFailed(
-                f"The server at {parsed.url} sent nothing for {self._timeout:g} seconds after "
+                f"The server at {parsed.shown} sent nothing for {self._timeout:g} seconds after "
                 f"{progress()}; check the URL and import again."
             ) from exc
         except httpx.RemoteProtocolError as exc:
             raise _cut_short(progress(), length) from exc
         except httpx.DecodingError as exc:
             raise DownloadFailed(
-                f"The body sent by {parsed.url} could not be decoded ({exc}); check the URL and import again."
+                f"The body sent by {parsed.shown} could not be decoded ({exc}); "
+                "check the URL and import again."
             ) from exc
         except httpx.TransportError as exc:
             raise DownloadFailed(
-                f"The download from {parsed.url} failed after {progress()} ({_describe(exc)}); "
+                f"The download from {parsed.shown} failed after {progress()} ({_describe(exc)}); "
                 "check the URL and import again."
             ) from exc
         if length is not None and identity and received < length:

@@ -105,7 +105,7 @@ def image_task_view(task: Task) -> dict[str, Any]:
         "image_id": task.image_id,
         "request_id": task.request_id,
         "user_id": task.user_id,
-        "input": task.input,
+        "input": task.shown_input,
         "result": task.result,
         "message": task.message,
         "progress": task.progress.to_dict(),
@@ -131,7 +131,7 @@ def task_view(task: Task) -> dict[str, Any]:
     """``GET /v2/tasks/{id}`` (admin): Glance's keys and its seconds-precision ``Z`` timestamps."""
     return {
         "id": task.id,
-        "input": task.input,
+        "input": task.shown_input,
         "type": str(task.type),
         "status": str(task.status),
         "owner": task.owner,
