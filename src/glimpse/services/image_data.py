@@ -255,7 +255,10 @@ class ImageDataService:
             # Whether the commit went through is unknown until the database answers again: the data
             # goes only once the image is known to be back in 'queued' (never under an active image).
             await self._revert_to_queued(
-                ctx, image_id, f"The database stopped answering: {exc.message}", discard=(store, stored.location)
+                ctx,
+                image_id,
+                f"The database stopped answering: {exc.message}",
+                discard=(store, stored.location),
             )
             exc.message += (
                 f" The uploaded data was not kept: image {image_id} goes back to 'queued' as soon as "
@@ -310,7 +313,9 @@ class ImageDataService:
                 image_id,
                 exc.message,
             )
-            job = asyncio.get_running_loop().create_task(self._revert_when_back(ctx, image_id, reason, discard))
+            job = asyncio.get_running_loop().create_task(
+                self._revert_when_back(ctx, image_id, reason, discard)
+            )
             _settling.add(job)
             job.add_done_callback(_settling.discard)
             return
