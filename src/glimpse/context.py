@@ -39,6 +39,8 @@ class Identity:
 
 #: The fields a :class:`RequestContext` takes from an :class:`Identity`, in their order.
 IDENTITY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Identity))
+#: The fields that hold several values (tuples, kept as lists by ``RequestContext.to_dict``).
+_LISTS: frozenset[str] = frozenset(f.name for f in fields(Identity) if f.default == ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,45 +69,25 @@ class RequestContext(Identity):
         return Identity(**taken)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "user_id": self.user_id,
-            "project_id": self.project_id,
-            "roles": list(self.roles),
-            "is_admin": self.is_admin,
-            "request_id": self.request_id,
-            "user_name": self.user_name,
-            "project_name": self.project_name,
-            "user_domain_id": self.user_domain_id,
-            "project_domain_id": self.project_domain_id,
-            "domain_id": self.domain_id,
-            "system_scope": self.system_scope,
-            "service_user_id": self.service_user_id,
-            "service_project_id": self.service_project_id,
-            "service_roles": list(self.service_roles),
-        }
+        """Every field, tuples as lists: what a task keeps of its caller, and an event's context."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestContext:
-        def text(key: str) -> str | None:
-            value = data.get(key)
-            return None if value is None else str(value)
-
-        return cls(
-            user_id=data.get("user_id"),
-            project_id=data.get("project_id"),
-            roles=tuple(data.get("roles") or ()),
-            is_admin=bool(data.get("is_admin")),
-            request_id=str(data.get("request_id") or new_request_id()),
-            user_name=text("user_name"),
-            project_name=text("project_name"),
-            user_domain_id=text("user_domain_id"),
-            project_domain_id=text("project_domain_id"),
-            domain_id=text("domain_id"),
-            system_scope=text("system_scope"),
-            service_user_id=text("service_user_id"),
-            service_project_id=text("service_project_id"),
-            service_roles=tuple(data.get("service_roles") or ()),
-        )
+        """The context ``to_dict`` gave (unknown keys ignored, missing ones defaulted)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            value = data.get(f.name)
+            if f.name in _LISTS:
+                values[f.name] = tuple(value or ())
+            elif f.name == "is_admin":
+                values[f.name] = bool(value)
+            elif f.name == "request_id":
+                values[f.name] = str(value or new_request_id())
+            else:
+                values[f.name] = None if value is None else str(value)
+        return cls(**values)
 
     @classmethod
     def admin(cls, request_id: str | None = None) -> RequestContext:

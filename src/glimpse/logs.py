@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import TextIO
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
 
@@ -61,13 +62,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes, not to the stream it was when the
+    handler was made (which may be closed by then: a replaced or captured stderr)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+
 def configure_logging(level: str, use_json: bool = False) -> None:
     """Log to stderr at ``level``; idempotent, so the parent and each worker process can call it."""
     root = logging.getLogger()
-    handler = next((h for h in root.handlers if getattr(h, "_glimpse", False)), None)
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
     if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
-        handler._glimpse = True  # type: ignore[attr-defined]
+        handler = _StderrHandler()
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter() if use_json else logging.Formatter(FORMAT))
     root.setLevel(level)

@@ -81,6 +81,9 @@ class NoopNotifier:
     def notify(self, event: Event) -> None:
         return None
 
+    def wants(self, event_type: str) -> bool:
+        return False
+
     def stats(self) -> NotifierStats:
         return NotifierStats()
 
@@ -159,8 +162,11 @@ class QueuedNotifier:
 
     # -- the caller's side: never blocks, never raises ------------------------------------------------
 
+    def wants(self, event_type: str) -> bool:
+        return not self._closed and not is_disabled(event_type, self._disabled)
+
     def notify(self, event: Event) -> None:
-        if self._closed or is_disabled(event.event_type, self._disabled):
+        if not self.wants(event.event_type):
             return
         self._ensure_thread()
         try:

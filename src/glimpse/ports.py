@@ -549,22 +549,34 @@ class HistoryRepository(Protocol):
         ...
 
 
+def _every_event(event_type: str) -> bool:
+    return True
+
+
 class Outbox:
     """The events of one unit of work: :meth:`Ports.run` hands them to the notifier once the unit
-    of work has committed, and drops them when it fails (nothing is announced that did not happen)."""
+    of work has committed, and drops them when it fails (nothing is announced that did not happen).
 
-    def __init__(self) -> None:
+    ``wants(event_type)`` tells whether anybody will send such an event (the notifier's answer), so
+    a caller skips the reads a payload needs when notifications are off; ``add`` keeps only those."""
+
+    def __init__(self, wants: Callable[[str], bool] = _every_event) -> None:
         self.events: list[Event] = []
+        self.wants = wants
 
     def add(self, event: Event) -> None:
-        self.events.append(event)
+        if self.wants(event.event_type):
+            self.events.append(event)
 
 
 class Notifier(Protocol):
     """Sends events. ``notify`` never blocks and never raises: it queues the event for a background
-    sender (or drops it, counted and logged, when the queue is full or notifications are off)."""
+    sender (or drops it, counted and logged, when the queue is full or notifications are off).
+    ``wants`` is false for events that would be dropped anyway (driver noop, disabled_notifications)."""
 
     def notify(self, event: Event) -> None: ...
+
+    def wants(self, event_type: str) -> bool: ...
 
 
 class Repositories(Protocol):

@@ -91,7 +91,7 @@ class Runtime:
 
         def _call() -> T:
             with self.uow(readonly=readonly) as session:
-                repos = SqlRepositories(session)
+                repos = SqlRepositories(session, self.notifier.wants)
                 result = fn(repos)
             for event in repos.outbox.events:
                 self.notifier.notify(event)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
+import sys
 
-from glimpse.logs import JsonFormatter, log_fields
+import pytest
+
+from glimpse.logs import JsonFormatter, configure_logging, log_fields
 
 
 def _format(message: str, exc: BaseException | None = None) -> dict[str, object]:
@@ -53,3 +57,28 @@ def test_fields_belong_to_the_task_that_bound_them() -> None:
 
     first, second = asyncio.run(both())
     assert (first["task_id"], second["task_id"]) == ("a", "b")
+
+
+def test_lines_go_to_the_stderr_of_the_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stderr replaced and closed after the set-up (a captured one) neither breaks logging nor
+    swallows lines: the handler looks ``sys.stderr`` up for every record."""
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        monkeypatch.setattr(sys, "stderr", first)
+        configure_logging("INFO")
+        configure_logging("INFO")  # idempotent: one handler
+        ours = [h for h in root.handlers if h not in before[0]]
+        assert len(ours) == 1
+        logging.getLogger("glimpse.test").info("to the first")
+        first.close()
+        monkeypatch.setattr(sys, "stderr", second)
+        logging.getLogger("glimpse.test").info("to the second")
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in before[0]:
+                root.removeHandler(handler)
+        root.setLevel(before[1])
+    assert second.getvalue().endswith(" INFO glimpse.test to the second\n")
+    assert "Logging error" not in second.getvalue()

@@ -17,6 +17,7 @@ from glimpse.domain.notifications import Event, import_payload, is_disabled, tas
 from glimpse.domain.tasks import StoreProgress, StoreState, Task, TaskProgress, TaskStatus, TaskType
 from glimpse.errors import ConfigError
 from glimpse.notifier import NoopNotifier, QueuedNotifier, build_notifier, shown_url
+from glimpse.ports import Outbox
 
 NOW = datetime(2026, 12, 6, 5, 0, 0, tzinfo=UTC)
 
@@ -161,6 +162,25 @@ def test_a_full_queue_drops_without_blocking_and_logs_once(caplog: pytest.LogCap
     assert sender.sent == ["image.create"] * stats.sent
     full = [r for r in caplog.records if "is full" in r.getMessage()]
     assert len(full) == 1
+
+
+def test_only_wanted_events_reach_the_outbox() -> None:
+    """A unit of work asks ``wants`` before it reads what a payload needs; events nobody will send
+    (driver noop, disabled_notifications) are not even kept."""
+    queued = QueuedNotifier(lambda: _StuckSender(), queue_size=5, disabled=("image.update", "task"))
+    assert queued.wants("image.create")
+    assert not queued.wants("image.update")
+    assert not queued.wants("task.success")
+    assert not NoopNotifier().wants("image.create")
+    outbox = Outbox(queued.wants)
+    for event_type in ("image.create", "image.update", "task.failure", "image.delete"):
+        outbox.add(Event(event_type, {}))
+    assert [e.event_type for e in outbox.events] == ["image.create", "image.delete"]
+    silent = Outbox(NoopNotifier().wants)
+    silent.add(Event("image.create", {}))
+    assert silent.events == []
+    queued.close()
+    assert not queued.wants("image.create")
 
 
 def test_close_stops_taking_events() -> None:

@@ -3,6 +3,7 @@ every one of them from the caller's identity (``RequestContext.of``)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 
 from glimpse.api.auth import identity_from_headers
@@ -45,7 +46,20 @@ def test_a_context_carries_every_field_the_headers_gave() -> None:
     assert ctx.roles == ("member", "reader")
     assert ctx.service_roles == ("service",)
     assert ctx.system_scope == "all"
-    assert RequestContext.from_dict(ctx.to_dict()) == ctx
+    carried = ctx.to_dict()
+    assert json.loads(json.dumps(carried)) == carried
+    assert carried["roles"] == ["member", "reader"]
+    assert set(carried) == {f.name for f in fields(RequestContext)}
+    assert RequestContext.from_dict(carried) == ctx
+
+
+def test_a_context_kept_by_an_older_release_reads_with_defaults() -> None:
+    ctx = RequestContext.from_dict({"user_id": "u1", "project_id": "p1", "roles": ["reader"], "extra": 1})
+    assert (ctx.user_id, ctx.project_id, ctx.roles) == ("u1", "p1", ("reader",))
+    assert ctx.service_roles == ()
+    assert ctx.user_name is None
+    assert ctx.is_admin is False
+    assert ctx.request_id.startswith("req-")
 
 
 def test_an_identity_without_headers_is_nobody() -> None:

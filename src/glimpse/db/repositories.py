@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 
 from sqlalchemy.orm import Session
@@ -20,9 +21,9 @@ __all__ = ["SqlRepositories"]
 class SqlRepositories:
     """Implements :class:`glimpse.ports.Repositories` over one session (one transaction)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, wants: Callable[[str], bool] | None = None) -> None:
         self.session = session
-        self.outbox = Outbox()
+        self.outbox = Outbox(wants) if wants is not None else Outbox()
 
     @cached_property
     def images(self) -> SqlImageRepository:

@@ -175,7 +175,7 @@ async def _fail(run: ImportRun, message: str) -> str:
         if run.image_id:
             repos.images.release_lock(run.image_id, run.task.id)
         record_task_end(repos, run.task, now, HistoryOutcome.FAILURE, message, snapshot)
-        failed = repos.tasks.find(run.task.id)
+        failed = repos.tasks.find(run.task.id) if repos.outbox.wants(events.TASK_FAILURE) else None
         if failed is not None:
             payload = events.task_payload(failed, run.failed)
             repos.outbox.add(events.Event(events.TASK_FAILURE, payload, run.context.to_dict()))

@@ -186,7 +186,7 @@ async def reap_task(ports: Ports, task: Task) -> str:
         cleanup = _Cleanup()
         _revert_image(repos, task, cleanup)
         record_task_end(repos, task, now, HistoryOutcome.FAILURE, message, progress)
-        if (failed := tasks.find(task.id)) is not None:
+        if repos.outbox.wants(events.TASK_FAILURE) and (failed := tasks.find(task.id)) is not None:
             repos.outbox.add(events.task_event(events.TASK_FAILURE, failed))
         return cleanup
 

@@ -431,8 +431,9 @@ class CopyToStores:
                     run.image_id, Location(store_id=store_id, url=location, metadata={"store": store_id})
                 )
                 update_store_lists(repos, run.image_id, finished=[store_id])
-                payload = events.import_payload(repos.images.get(run.image_id))
-                repos.outbox.add(events.Event(events.IMAGE_UPLOAD, payload, run.context.to_dict()))
+                if repos.outbox.wants(events.IMAGE_UPLOAD):
+                    payload = events.import_payload(repos.images.get(run.image_id))
+                    repos.outbox.add(events.Event(events.IMAGE_UPLOAD, payload, run.context.to_dict()))
 
             await run.locked(done)
             run.recorded.append(store_id)
@@ -508,10 +509,10 @@ class Complete:
             images.release_lock(run.image_id, run.task.id)
             record_task_end(repos, run.task, now, HistoryOutcome.SUCCESS, _end_text(run, progress), progress)
             context = run.context.to_dict()
-            if run.brings_data and image is not None:
+            if run.brings_data and image is not None and repos.outbox.wants(events.IMAGE_ACTIVATE):
                 payload = events.import_payload(images.get(run.image_id))
                 repos.outbox.add(events.Event(events.IMAGE_ACTIVATE, payload, context))
-            done = tasks.find(run.task.id)
+            done = tasks.find(run.task.id) if repos.outbox.wants(events.TASK_SUCCESS) else None
             if done is not None:
                 repos.outbox.add(
                     events.Event(events.TASK_SUCCESS, events.task_payload(done, run.failed), context)

@@ -224,7 +224,6 @@ class ImageDataService:
             repo.add_location(
                 image_id, Location(store_id=store.id, url=stored.location, metadata={"store": store.id})
             )
-            payload = events.image_payload(repo.get(image_id))
             images.record(
                 ctx,
                 image_id,
@@ -233,8 +232,10 @@ class ImageDataService:
                 bytes_moved=stored.size,
                 status=ImageStatus.ACTIVE,
             )
-            images.announce(ctx, events.IMAGE_UPLOAD, payload)
-            images.announce(ctx, events.IMAGE_ACTIVATE, payload)
+            if images.outbox.wants(events.IMAGE_UPLOAD) or images.outbox.wants(events.IMAGE_ACTIVATE):
+                payload = events.image_payload(repo.get(image_id))
+                images.announce(ctx, events.IMAGE_UPLOAD, payload)
+                images.announce(ctx, events.IMAGE_ACTIVATE, payload)
 
         try:
             await self.ports.run(finish)
