@@ -304,3 +304,18 @@ def test_a_store_deletion_and_a_refused_upload_are_recorded(
     assert (failed["action"], failed["outcome"], failed["status"]) == ("upload", "failure", "queued")
     assert "larger than the limit of 2000 bytes" in failed["message"]
     assert failed["message"].endswith("Nothing was kept; the image is queued again.")
+
+
+def test_a_task_whose_stale_lock_is_broken_gets_its_failure(api: TestClient) -> None:  # noqa: F811
+    image_id = active_image(api)
+    old = accepted(start(api, image_id, copy(stores=["cheap"]), ADMIN))
+    set_clock(api, T0 + timedelta(minutes=121))  # a pending task's lock is breakable after two hours
+    new = accepted(start(api, image_id, copy(stores=["cheap"]), ADMIN))
+    found = history(api, image_id, ADMIN)["history"]
+    assert [(e["action"], e["outcome"], e["task_id"]) for e in found[:3]] == [
+        ("copy", "accepted", new),
+        ("copy", "failure", old),
+        ("copy", "accepted", old),
+    ]
+    assert found[1]["user_id"] == "admin"  # in the name of the task's own caller
+    assert "lock" in found[1]["message"]

@@ -33,9 +33,10 @@ from test_task_cancel import cancel
 
 from glimpse.cli.main import main
 from glimpse.db.history_repository import SqlHistoryRepository
-from glimpse.db.models import ImageHistoryRow
+from glimpse.db.models import ImageHistoryRow, ImageRow
 from glimpse.domain.history import HistoryEntry
 from glimpse.domain.tasks import TaskStatus
+from glimpse.jobs.housekeeping import revert_silent_uploads
 from glimpse.jobs.runner import TaskRunner
 from glimpse.runtime import Runtime
 
@@ -180,4 +181,22 @@ def test_db_purge_removes_history_older_than_image_history_days(
     assert "purged 1 image history entries older than 30 day(s)" in out
     assert entries(runtime, old) == []
     assert summary(entries(runtime, recent)) == [("upload", "success"), ("create", "success")]
+    runtime.close()
+
+
+def test_an_upload_the_housekeeping_gave_up_on_is_recorded(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
+    runtime = make_runtime(tmp_path, migrated_database_url)
+    image_id = create_image(runtime)
+    stale = runtime.clock() - timedelta(seconds=runtime.settings.upload_stale_after + 60)
+    with runtime.uow() as session:
+        session.execute(
+            update(ImageRow).where(ImageRow.id == image_id).values(status="saving", updated_at=stale)
+        )
+    assert asyncio.run(revert_silent_uploads(runtime)) == [image_id]
+    gave_up = entries(runtime, image_id)[0]
+    assert (str(gave_up.action), str(gave_up.outcome), gave_up.status) == ("upload", "failure", "queued")
+    assert gave_up.user_id is None
+    assert "the housekeeping queued the image again" in gave_up.message
     runtime.close()

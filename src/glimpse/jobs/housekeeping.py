@@ -57,7 +57,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from glimpse.domain import notifications as events
-from glimpse.domain.history import HistoryOutcome
+from glimpse.domain.history import HistoryAction, HistoryEntry, HistoryOutcome
 from glimpse.domain.images import ImageStatus, is_uuid
 from glimpse.domain.import_plugins import ImportPlugin, derived_key, derived_owner
 from glimpse.domain.imports import ImportMethod
@@ -266,8 +266,21 @@ async def fail_stranded(ports: Ports, *, limit: int = 20) -> list[str]:
     return failed
 
 
-def _revert_upload(repos: Repositories, image_id: str, before: datetime) -> bool:
-    return repos.images.revert_silent_upload(image_id, before)
+def _revert_upload(repos: Repositories, image_id: str, before: datetime, now: datetime) -> bool:
+    if not repos.images.revert_silent_upload(image_id, before):
+        return False
+    since = before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    entry = HistoryEntry(
+        image_id=image_id,
+        at=now,
+        action=HistoryAction.UPLOAD,
+        outcome=HistoryOutcome.FAILURE,
+        status=str(ImageStatus.QUEUED),
+        message=f"The upload stopped (no sign of it since {since}); the housekeeping queued the image "
+        "again for a new upload.",
+    )
+    repos.history.add(entry)
+    return True
 
 
 async def revert_silent_uploads(ports: Ports, *, limit: int = 20) -> list[str]:
@@ -275,11 +288,12 @@ async def revert_silent_uploads(ports: Ports, *, limit: int = 20) -> list[str]:
     ``upload_stale_after`` seconds (an upload touches its image every minute; its process died), so
     their owners can upload again. What that upload wrote is the sweeps' (a partial file or an
     unfinished multipart write, or an object no location refers to). Returns the images reverted."""
-    before = ports.clock() - timedelta(seconds=ports.settings.upload_stale_after)
+    now = ports.clock()
+    before = now - timedelta(seconds=ports.settings.upload_stale_after)
     found = await ports.run(lambda s: s.images.silent_uploads(before, limit), readonly=True)
     reverted: list[str] = []
     for image_id in found:
-        if not await ports.run(functools.partial(_revert_upload, image_id=image_id, before=before)):
+        if not await ports.run(functools.partial(_revert_upload, image_id=image_id, before=before, now=now)):
             continue  # the upload touched it, finished or failed meanwhile
         log.warning(
             "image %s: its upload stopped (no sign of it since %s); the image is queued again for a "

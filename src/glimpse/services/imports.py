@@ -492,13 +492,14 @@ class ImportService:
             holder = bust.holder
             silent_since = holder.heartbeat_at or holder.updated_at
             if tasks.fail(bust.holder_id, now, ttl, EXPIRED_LOCK_MESSAGE, silent_since=silent_since):
-                if images.outbox.wants(events.TASK_FAILURE) and (busted := tasks.find(bust.holder_id)):
-                    images.outbox.add(events.task_event(events.TASK_FAILURE, busted))
-                    if busted.image_id is not None:
-                        entry = HistoryEntry.of_task(
-                            busted, now, HistoryOutcome.FAILURE, message=EXPIRED_LOCK_MESSAGE
-                        )
-                        repos.history.add(entry)
+                # The holder as failed (its image is this one): for its history entry, and for the
+                # notification when anyone wants it.
+                busted = replace(holder, image_id=image.id)
+                repos.history.add(
+                    HistoryEntry.of_task(busted, now, HistoryOutcome.FAILURE, message=EXPIRED_LOCK_MESSAGE)
+                )
+                if images.outbox.wants(events.TASK_FAILURE) and (failed := tasks.find(bust.holder_id)):
+                    images.outbox.add(events.task_event(events.TASK_FAILURE, failed))
             else:
                 # Not failed: it ended meanwhile (its lock is free to take), or it beat again since
                 # it was read, and then it still holds the lock.
