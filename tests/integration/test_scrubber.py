@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +40,7 @@ from glimpse.ports import ImageStore
 from glimpse.runtime import Runtime
 from glimpse.services.image_data import ImageDataService
 from glimpse.services.images import ImageService
+from livesupport import wait_until
 
 DATA = payload(64 * 1024, seed=11)
 HOUR = 3600
@@ -276,3 +280,45 @@ def test_the_scrubber_command(
         runtime.close()
         os.environ.clear()
         os.environ.update(before)
+
+
+def test_the_scrubber_process_makes_a_pass_every_wakeup_time_and_stops_on_sigterm(
+    tmp_path: Path, migrated_sqlite_url: str
+) -> None:
+    # The loop and the signal, in a real process; the database side is the tests' above, on each.
+    migrated_database_url = migrated_sqlite_url
+    env = {
+        "GLIMPSE_DATA_DIR": str(tmp_path / "data"),
+        "GLIMPSE_DATABASE__CONNECTION": migrated_database_url,
+        "GLIMPSE_DELAYED_DELETE": "true",
+        "GLIMPSE_SCRUB_TIME": "0",
+        "GLIMPSE_WAKEUP_TIME": "1",
+    }
+    runtime = make_runtime(tmp_path, migrated_database_url, environ=env)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "glimpse.cli.main", "scrubber"],
+        env={**clean, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        image_id = image_in_two_stores(runtime)
+        delete(runtime, image_id)  # after the scrubber's first pass, or before: either finds it
+        wait_until(
+            lambda: row(runtime, image_id)[0] == "deleted",
+            lambda: f"image {image_id} still {row(runtime, image_id)}",
+            within=60,
+        )
+        assert stored_bytes(runtime, "fast", image_id) is None
+        assert stored_bytes(runtime, "cheap", image_id) is None
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, output
+        assert "scrubber: stopped" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        runtime.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from glimpse.config import load_settings
 from glimpse.context import RequestContext
 from glimpse.domain.policy import Policy
 from glimpse.domain.property_protections import PropertyOperation as Op
@@ -91,3 +92,31 @@ def test_the_policies_format_takes_one_defined_rule(tmp_path: Path) -> None:
     assert policy.property_allowed(caller("billing"), "billing_x", Op.CREATE)
     assert not policy.property_allowed(caller("admin"), "billing_x", Op.CREATE)
     assert not policy.property_allowed(caller("billing"), "billing_x", Op.DELETE)
+
+
+def test_the_options_are_read_and_checked(tmp_path: Path) -> None:
+    base = {"GLIMPSE_DATA_DIR": str(tmp_path)}
+    settings = load_settings(
+        environ={
+            **base,
+            "GLIMPSE_PROPERTY_PROTECTION_FILE": str(FILES / "roles.conf"),
+            "GLIMPSE_PROPERTY_PROTECTION_RULE_FORMAT": "policies",
+            "GLIMPSE_DELAYED_DELETE": "true",
+            "GLIMPSE_SCRUB_TIME": "60",
+            "GLIMPSE_WAKEUP_TIME": "5",
+        }
+    )
+    assert (
+        settings.property_protection_file,
+        settings.property_protection_rule_format,
+        settings.delayed_delete,
+        settings.scrub_time,
+        settings.wakeup_time,
+    ) == (FILES / "roles.conf", "policies", True, 60, 5)
+    defaults = load_settings(environ=base)
+    assert (defaults.property_protection_file, defaults.property_protection_rule_format) == (None, "roles")
+    assert (defaults.delayed_delete, defaults.scrub_time, defaults.wakeup_time) == (False, 0, 300)
+    with pytest.raises(ConfigError, match="property_protection_rule_format = 'rbac' is not valid"):
+        load_settings(environ={**base, "GLIMPSE_PROPERTY_PROTECTION_RULE_FORMAT": "rbac"})
+    with pytest.raises(ConfigError, match="wakeup_time"):
+        load_settings(environ={**base, "GLIMPSE_WAKEUP_TIME": "0"})
