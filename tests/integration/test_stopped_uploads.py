@@ -218,31 +218,34 @@ def test_a_server_killed_during_uploads_and_stages_leaves_only_what_users_can_ac
     server = Server(name="crashed", port=free_port(), log_path=tmp_path / "server.log")
     server.start(env)
     server.wait_ready()
-    with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as http:
+    try:
+        with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as http:
 
-        def create() -> str:
-            image_id: str = http.post(
-                "/v2/images", json={"disk_format": "raw", "container_format": "bare"}
-            ).json()["id"]
-            return image_id
+            def create() -> str:
+                image_id: str = http.post(
+                    "/v2/images", json={"disk_format": "raw", "container_format": "bare"}
+                ).json()["id"]
+                return image_id
 
-        def status(image_id: str) -> str:
-            return str(http.get(f"/v2/images/{image_id}").json()["status"])
+            def status(image_id: str) -> str:
+                return str(http.get(f"/v2/images/{image_id}").json()["status"])
 
-        active, staged, uploaded, staging_now = create(), create(), create(), create()
-        # Done before the crash: an active image, and a finished stage waiting for its import.
-        assert http.put(f"/v2/images/{active}/file", content=data).status_code == 204
-        assert http.put(f"/v2/images/{staged}/stage", content=data, headers=OCTETS).status_code == 204
-        # Under way at the crash: an upload and a stage, half their bytes in.
-        upload = _partial_request(server.port, f"PUT /v2/images/{uploaded}/file", data, len(data) // 2)
-        stage = _partial_request(server.port, f"PUT /v2/images/{staging_now}/stage", data, len(data) // 2)
-        wait_until(lambda: status(uploaded) == "saving", server.log, within=30)
-        wait_until(lambda: status(staging_now) == "uploading", server.log, within=30)
-        # The halves are in the store's hidden temporary files before the process dies.
-        wait_until(lambda: len(_files(fast)) == 2 and len(_files(staging)) == 2, server.log, within=30)
-    assert server.process is not None
-    server.process.send_signal(signal.SIGKILL)
-    server.process.wait(timeout=10)
+            active, staged, uploaded, staging_now = create(), create(), create(), create()
+            # Done before the crash: an active image, and a finished stage waiting for its import.
+            assert http.put(f"/v2/images/{active}/file", content=data).status_code == 204
+            assert http.put(f"/v2/images/{staged}/stage", content=data, headers=OCTETS).status_code == 204
+            # Under way at the crash: an upload and a stage, half their bytes in.
+            upload = _partial_request(server.port, f"PUT /v2/images/{uploaded}/file", data, len(data) // 2)
+            stage = _partial_request(server.port, f"PUT /v2/images/{staging_now}/stage", data, len(data) // 2)
+            wait_until(lambda: status(uploaded) == "saving", server.log, within=30)
+            wait_until(lambda: status(staging_now) == "uploading", server.log, within=30)
+            # The halves are in the store's hidden temporary files before the process dies.
+            wait_until(lambda: len(_files(fast)) == 2 and len(_files(staging)) == 2, server.log, within=30)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=10)
+    finally:
+        server.stop()  # only when the test failed before the kill
     upload.close()
     stage.close()
     assert len(_files(fast)) == 2, _files(fast)  # the active image's file and the upload's partial one
