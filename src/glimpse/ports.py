@@ -318,11 +318,13 @@ class ImageRepository(Protocol):
     def touch(self, image_id: str) -> datetime: ...
 
     def silent_uploads(self, before: datetime, limit: int = 20) -> builtins.list[str]:
-        """Ids of images in ``saving`` not updated since ``before``: an upload that stopped touching them."""
+        """Ids of images in ``saving``, or ``uploading`` with no size (a stage under way), not updated
+        since ``before``: an upload or stage that stopped touching them."""
         ...
 
     def revert_silent_upload(self, image_id: str, before: datetime) -> bool:
-        """``saving`` → ``queued`` if the image was still not updated since ``before`` (one UPDATE)."""
+        """``saving`` (or ``uploading`` with no size) → ``queued`` if the image was still not updated
+        since ``before`` (one UPDATE)."""
         ...
 
     # Delayed delete (see SqlImageRepository): a pending_delete image's ``updated_at`` is its scrub

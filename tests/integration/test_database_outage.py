@@ -1,5 +1,6 @@
-"""PostgreSQL stopped (by its own control script) under a live ``glimpse-server serve`` with its
-embedded task runner, while an upload, a web-download import and listings run; then started again.
+"""PostgreSQL stopped (by its own control script) under a live ``glimpse-server serve`` and a
+``glimpse-server worker`` beside it, while an upload, a web-download import run by the worker and
+listings run; then started again. Neither process is restarted.
 
 What must hold: every request answers (503 with a message while the database is away, never 500), no
 image stays ``saving`` or ``importing`` with nothing behind it, no acknowledged write is lost, and
@@ -13,8 +14,10 @@ The database is a private PostgreSQL server on a port of its own (``scripts/post
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 from test_runner_support import MIB, STORES, WebServer, payload, serve
 
-from livesupport import REPO_ROOT, Server, free_port, wait_until
+from livesupport import GLIMPSE_BIN, REPO_ROOT, Server, free_port, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres]
 
@@ -122,9 +125,26 @@ def test_a_database_outage_answers_503_and_heals_itself(
     )
     for store in STORES:
         env[f"GLIMPSE_{store.upper()}__FILESYSTEM_STORE_FSYNC"] = "false"
+    # The API process runs no task; a `glimpse-server worker` process beside it does.
+    env["GLIMPSE_TASK__EMBEDDED_RUNNER"] = "false"
     server = Server(name=f"outage-{database.port}", port=free_port(), log_path=tmp_path / "server.log")
     server.start(env)
     answers: list[int] = []
+    worker_log = tmp_path / "worker.log"
+    with worker_log.open("wb") as log:
+        worker = subprocess.Popen(
+            [str(GLIMPSE_BIN), "worker"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def logs() -> str:
+        return f"{server.log()}\n--- worker ---\n{worker_log.read_text(errors='replace')}"
+
     try:
         server.wait_ready()
         http = httpx.Client(base_url=server.url, headers=HEADERS, timeout=60)
@@ -170,9 +190,10 @@ def test_a_database_outage_answers_503_and_heals_itself(
             progress = found.get("progress") or {}
             return found["status"] == "processing" and bool(progress.get("staged_bytes"))  # type: ignore[union-attr]
 
-        wait_until(downloading, server.log, within=60)
+        wait_until(downloading, logs, within=90)
 
         database.stop()
+        stopped_at = time.monotonic()
 
         listing = http.get("/v2/images")
         assert listing.status_code == 503, listing.text
@@ -191,14 +212,18 @@ def test_a_database_outage_answers_503_and_heals_itself(
         assert code == 503, text
         assert "upload it again" in text, text
         answers.extend([listing.status_code, refused.status_code, download.status_code, code])
+        # The worker noticed: its task waits for the database. The outage lasts longer than a lease, so
+        # every lease has lapsed when the database comes back (and must not be reaped at once).
+        wait_until(lambda: "waiting for the database to undo and re-queue it" in logs(), logs, within=60)
+        wait_until(lambda: time.monotonic() > stopped_at + 4, logs)
 
         database.start()
 
         # Without a restart: the pool reconnects, the upload's image is queued again, the import runs
         # again from the start and finishes.
         wait_until(lambda: status(uploaded) == "queued", server.log, within=60)
-        wait_until(lambda: task(imported)["status"] in ("success", "failure"), server.log, within=90)
-        assert task(imported)["status"] == "success", (task(imported), server.log())
+        wait_until(lambda: task(imported)["status"] in ("success", "failure"), logs, within=90)
+        assert task(imported)["status"] == "success", (task(imported), logs())
         assert status(imported) == "active"
         assert http.get(f"/v2/images/{imported}/file").content == DATA
         assert status(kept) == "active"
@@ -220,6 +245,14 @@ def test_a_database_outage_answers_503_and_heals_itself(
         wait_until(lambda: not any(staging.iterdir()), lambda: f"{list(staging.iterdir())}\n{server.log()}")
     finally:
         server.stop()
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(timeout=10)
+    assert "the database answers again" in worker_log.read_text(), logs()
+    assert "Traceback" not in worker_log.read_text(), logs()
     assert 500 not in answers
     statuses = [line.split()[-2] for line in server.log().splitlines() if " glimpse.access " in line]
     assert statuses, server.log()

@@ -12,10 +12,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glimpse.api.errors import error_body
 from glimpse.context import new_request_id
+from glimpse.errors import GlimpseError
 from glimpse.logs import bind_log_fields, reset_log_fields
 from glimpse.telemetry import metrics
 
 access_log = logging.getLogger("glimpse.access")
+log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = b"x-openstack-request-id"
 #: ``/v2.N/...`` is served as ``/v2/...`` for every minor version this service lists.
@@ -86,6 +88,7 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                status_holder["started"] = 1
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
                 headers.append((REQUEST_ID_HEADER, request_id.encode()))
                 message = {**message, "headers": headers}
@@ -121,7 +124,22 @@ class RequestContextMiddleware:
             if match and int(match.group(1)) <= MAX_MINOR_VERSION:
                 new_path = "/v2" + (match.group(2) or "/")
                 scope = {**scope, "path": new_path, "raw_path": new_path.encode()}
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                cause = _glimpse_cause(exc)
+                if not status_holder.get("started") or cause is None:
+                    raise
+                # The status and headers are gone already (a download whose store failed midway):
+                # the only answer left is to cut the connection, which the server does when the
+                # application returns without finishing the response.
+                log.warning(
+                    "%s %s %s: the answer was cut off after it had started: %s",
+                    request_id,
+                    scope["method"],
+                    path,
+                    cause.message,
+                )
         finally:
             elapsed = time.perf_counter() - started
             elapsed_ms = elapsed * 1000
@@ -150,3 +168,15 @@ class RequestContextMiddleware:
         if not _PRINTABLE.match(given):
             return "x-openstack-request-id must be printable ASCII without spaces."
         return None
+
+
+def _glimpse_cause(exc: BaseException) -> GlimpseError | None:
+    """The :class:`GlimpseError` behind ``exc`` (itself, or what caused it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, GlimpseError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

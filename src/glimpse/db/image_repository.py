@@ -8,7 +8,19 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import RowMapping, Select, Table, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    RowMapping,
+    Select,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,6 +70,15 @@ def _image_from(row: RowMapping) -> Image:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         import_task_id=row["import_task_id"],
+    )
+
+
+def _data_coming() -> ColumnElement[bool]:
+    """Images whose data is on its way: ``saving`` (an upload) or ``uploading`` without a size (a
+    stage under way; a finished stage records the size it staged)."""
+    return or_(
+        ImageRow.status == str(ImageStatus.SAVING),
+        and_(ImageRow.status == str(ImageStatus.UPLOADING), ImageRow.size.is_(None)),
     )
 
 
@@ -544,11 +565,7 @@ class SqlImageRepository:
     def silent_uploads(self, before: datetime, limit: int = 20) -> builtins.list[str]:
         rows = self._session.execute(
             select(ImageRow.id)
-            .where(
-                ImageRow.status == str(ImageStatus.SAVING),
-                ImageRow.deleted.is_(False),
-                ImageRow.updated_at < before,
-            )
+            .where(_data_coming(), ImageRow.deleted.is_(False), ImageRow.updated_at < before)
             .order_by(ImageRow.updated_at)
             .limit(limit)
         )
@@ -556,15 +573,16 @@ class SqlImageRepository:
 
     def revert_silent_upload(self, image_id: str, before: datetime) -> bool:
         require_transition(ImageStatus.SAVING, ImageStatus.QUEUED)
+        require_transition(ImageStatus.UPLOADING, ImageStatus.QUEUED)
         result = self._session.execute(
             update(ImageRow)
             .where(
                 ImageRow.id == image_id,
-                ImageRow.status == str(ImageStatus.SAVING),
+                _data_coming(),
                 ImageRow.deleted.is_(False),
                 ImageRow.updated_at < before,
             )
-            .values(status=str(ImageStatus.QUEUED), updated_at=utcnow()),
+            .values(status=str(ImageStatus.QUEUED), size=None, virtual_size=None, updated_at=utcnow()),
             execution_options={"synchronize_session": False},
         )
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from glimpse.errors import DatabaseUnavailable
@@ -88,7 +88,7 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
 
 
-def unavailable(exc: OperationalError) -> DatabaseUnavailable:
+def unavailable(exc: DBAPIError) -> DatabaseUnavailable:
     """The error a request or task gets when the database does not answer: what failed (the driver's
     first line) and what to do about it."""
     reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
@@ -110,6 +110,11 @@ def unit_of_work(factory: sessionmaker[Session], *, readonly: bool = False) -> I
     except OperationalError as exc:
         session.rollback()
         raise unavailable(exc) from exc
+    except DBAPIError as exc:
+        session.rollback()
+        if exc.connection_invalidated:  # the connection died under the statement (any error class)
+            raise unavailable(exc) from exc
+        raise
     except BaseException:
         session.rollback()
         raise

@@ -284,10 +284,11 @@ def _revert_upload(repos: Repositories, image_id: str, before: datetime, now: da
 
 
 async def revert_silent_uploads(ports: Ports, *, limit: int = 20) -> list[str]:
-    """Put back to ``queued`` the images left ``saving`` by an upload that gave no sign of life for
-    ``upload_stale_after`` seconds (an upload touches its image every minute; its process died), so
-    their owners can upload again. What that upload wrote is the sweeps' (a partial file or an
-    unfinished multipart write, or an object no location refers to). Returns the images reverted."""
+    """Put back to ``queued`` the images left ``saving`` by an upload, or ``uploading`` with no size
+    by a stage, that gave no sign of life for ``upload_stale_after`` seconds (both touch their image
+    every 15 seconds; their process died), so their owners can upload or stage again. What that
+    upload or stage wrote is the sweeps' (a partial file or an unfinished multipart write, or an
+    object no location refers to). Returns the images reverted."""
     now = ports.clock()
     before = now - timedelta(seconds=ports.settings.upload_stale_after)
     found = await ports.run(lambda s: s.images.silent_uploads(before, limit), readonly=True)
@@ -296,8 +297,8 @@ async def revert_silent_uploads(ports: Ports, *, limit: int = 20) -> list[str]:
         if not await ports.run(functools.partial(_revert_upload, image_id=image_id, before=before, now=now)):
             continue  # the upload touched it, finished or failed meanwhile
         log.warning(
-            "image %s: its upload stopped (no sign of it since %s); the image is queued again for a "
-            "new upload",
+            "image %s: its upload or stage stopped (no sign of it since %s); the image is queued again "
+            "for a new one",
             image_id,
             before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )

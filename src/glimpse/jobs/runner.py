@@ -152,9 +152,7 @@ class TaskRunner:
                 try:
                     await self.run_once()
                 except DatabaseUnavailable as exc:
-                    if not self._database_away:
-                        log.warning("task runner %s: %s; trying again", self.worker_id, exc.message)
-                    self._database_away = True
+                    self._database_gone(exc)
                 except Exception:
                     log.exception("task runner %s: pass failed; trying again", self.worker_id)
                 else:
@@ -199,6 +197,11 @@ class TaskRunner:
             return False
         return self._reap_from is None or asyncio.get_running_loop().time() >= self._reap_from
 
+    def _database_gone(self, exc: DatabaseUnavailable) -> None:
+        if not self._database_away:
+            log.warning("task runner %s: %s; trying again", self.worker_id, exc.message)
+        self._database_away = True
+
     def _database_back(self) -> None:
         if not self._database_away:
             return
@@ -218,14 +221,20 @@ class TaskRunner:
         self._last_sweep = loop_time
         try:
             await sweep_staging(self.ports)
+        except DatabaseUnavailable as exc:
+            self._database_gone(exc)
         except Exception:
             log.exception("staging sweep failed; the next one tries again")
         try:
             await sweep_orphans(self.ports)
+        except DatabaseUnavailable as exc:
+            self._database_gone(exc)
         except Exception:
             log.exception("orphan sweep failed; the next one tries again")
         try:
             await expire_idempotency_keys(self.ports)
+        except DatabaseUnavailable as exc:
+            self._database_gone(exc)
         except Exception:
             log.exception("expiring Idempotency-Key records failed; the next sweep tries again")
         try:
@@ -240,10 +249,14 @@ class TaskRunner:
         self._last_stranded = loop_time
         try:
             await fail_stranded(self.ports)
+        except DatabaseUnavailable as exc:
+            self._database_gone(exc)
         except Exception:
             log.exception("looking for stranded tasks failed; the next look tries again")
         try:
             await revert_silent_uploads(self.ports)
+        except DatabaseUnavailable as exc:
+            self._database_gone(exc)
         except Exception:
             log.exception("looking for stopped uploads failed; the next look tries again")
 

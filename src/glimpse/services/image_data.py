@@ -124,6 +124,22 @@ def upload_hasher(
     )
 
 
+async def touching(ports: Ports, image_id: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks``, touching the image every :data:`UPLOAD_TOUCH_INTERVAL` seconds: the sign of life
+    that keeps the housekeeping from taking an image whose data is coming (an upload's ``saving``,
+    a stage's ``uploading``) back to ``queued``."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + UPLOAD_TOUCH_INTERVAL
+    async for chunk in chunks:
+        if loop.time() >= due:
+            try:
+                await ports.run(lambda repos: repos.images.touch(image_id))
+            except GlimpseError as exc:  # the write itself fails soon enough if this persists
+                log.warning("image %s: could not record the transfer's progress: %s", image_id, exc)
+            due = loop.time() + UPLOAD_TOUCH_INTERVAL
+        yield chunk
+
+
 class ImageDataService:
     def __init__(self, ports: Ports) -> None:
         self.ports = ports
@@ -184,7 +200,7 @@ class ImageDataService:
         hasher = upload_hasher(self.settings.hashing_algorithm, inspector, expected)
         try:
             stored = await store.write(
-                image_id, prefetch(hasher.wrap(self._touching(image_id, body))), max_size=limit
+                image_id, prefetch(hasher.wrap(touching(self.ports, image_id, body))), max_size=limit
             )
         except BaseException as exc:
             await self._revert_to_queued(ctx, image_id, _failure_text(exc))
@@ -266,20 +282,6 @@ class ImageDataService:
             )
             raise
         metrics().bytes.labels(store.id, "uploaded").inc(stored.size)
-
-    async def _touching(self, image_id: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """``chunks``, touching the image every :data:`UPLOAD_TOUCH_INTERVAL` seconds: the sign of life
-        that keeps the housekeeping from taking a ``saving`` image back to ``queued``."""
-        loop = asyncio.get_running_loop()
-        due = loop.time() + UPLOAD_TOUCH_INTERVAL
-        async for chunk in chunks:
-            if loop.time() >= due:
-                try:
-                    await self.ports.run(lambda repos: repos.images.touch(image_id))
-                except GlimpseError as exc:  # the write itself fails soon enough if this persists
-                    log.warning("image %s: could not record the upload's progress: %s", image_id, exc)
-                due = loop.time() + UPLOAD_TOUCH_INTERVAL
-            yield chunk
 
     def _size_limit(self, images: ImageService, image: Image) -> int:
         limit = self.settings.image_size_cap

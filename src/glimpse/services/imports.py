@@ -74,7 +74,7 @@ from glimpse.errors import (
     UnsupportedMediaType,
 )
 from glimpse.ports import Ports, Repositories, TaskRepository
-from glimpse.services.image_data import upload_hasher
+from glimpse.services.image_data import touching, upload_hasher
 from glimpse.services.images import ImageService
 from glimpse.streaming import ContentInspector, inspected, prefetch, rebuffer
 from glimpse.telemetry import metrics
@@ -263,7 +263,7 @@ class ImportService:
 
         await self.ports.run(begin)
         inspector = ContentInspector(content_judge(disk_format, self.settings.content_rules))
-        source = self._inspected(rebuffer(body), inspector)
+        source = self._inspected(rebuffer(touching(self.ports, image_id, body)), inspector)
         if expected:
             source = upload_hasher(self.settings.hashing_algorithm, None, expected).wrap(source)
         try:
