@@ -8,6 +8,7 @@ the answers and the log lines themselves, including that the redacted form is wh
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,8 +143,6 @@ def test_a_secret_in_a_watched_log_is_found(tmp_path: Path) -> None:
     log = tmp_path / "leaky.log"
     log.write_text(f"first line\nGET http://h/x?token={URL_SIGNATURE}\n")  # a file: nothing redacts it
     secretcheck.watch_log(log)
-    import logging
-
     logging.getLogger("glimpse.test").warning("password is %s", URL_PASSWORD)
     logging.getLogger("glimpse.test").warning("fetching http://u:%s@h/x", URL_PASSWORD)  # redacted
     leaks = secretcheck._take_leaks()
