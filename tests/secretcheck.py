@@ -27,8 +27,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,10 +53,15 @@ class _Registry:
     pattern: re.Pattern[str] | None = None
 
     def find(self, text: str) -> list[str]:
+        return self.find_new(text, 0)
+
+    def find_new(self, text: str, seen: int) -> list[str]:
+        """What the secrets in ``text`` are, counting only those that end after its first ``seen``
+        characters (the part already looked at)."""
         pattern = self.pattern
         if pattern is None or not text:
             return []
-        return sorted({self.secrets[match.group(0)] for match in pattern.finditer(text)})
+        return sorted({self.secrets[m.group(0)] for m in pattern.finditer(text) if m.end() > seen})
 
 
 _REGISTRY = _Registry()
@@ -116,10 +123,23 @@ def _scan_logs() -> None:
         except OSError:
             continue  # not written yet, or removed with its test's directory after being read
         _REGISTRY.logs[path] = start + len(data)
-        for number, line in enumerate(data.decode(errors="replace").splitlines(), start=1):
-            found = _REGISTRY.find(line)
+        # The bytes before ``done`` were read already: re-read only so that a secret cut in two by the
+        # previous read is seen whole, and reported only when it ends in the new part.
+        fresh = done - start
+        for line_start, line in _lines(data):
+            if line_start + len(line) <= fresh:
+                continue
+            found = _REGISTRY.find_new(line.decode("latin-1"), fresh - line_start)  # one char a byte
             if found:
-                _REGISTRY.leaks.append(f"{path.name} (line {number} of the part read): {', '.join(found)}")
+                _REGISTRY.leaks.append(f"{path.name}, byte {start + line_start}: {', '.join(found)}")
+
+
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(offset, line without its newline) of every line of ``data``."""
+    offset = 0
+    for line in data.split(b"\n"):
+        yield offset, line
+        offset += len(line) + 1
 
 
 def _take_leaks() -> list[str]:
@@ -140,7 +160,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """After a test's teardown: the leaks since the previous one fail this test's teardown report."""
     outcome = yield
     if call.when != "teardown":
         return

@@ -273,6 +273,7 @@ def test_a_wrong_service_password_is_503_and_stays_secret(keystone: KeystoneServ
         answer = httpx.get(f"{server.url}/v2/images", headers=headers, timeout=60.0)
         assert answer.status_code == 503, answer.text
         assert "identity service" in answer.json()["message"]
+        assert "[keystone_authtoken] credentials" in answer.json()["message"]  # what to check
         assert leaks_in(answer.text) == []
         assert leaks_in(server.log()) == []
     finally:

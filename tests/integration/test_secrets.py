@@ -8,6 +8,7 @@ the answers and the log lines themselves, including that the redacted form is wh
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,13 +143,14 @@ def test_a_secret_in_a_watched_log_is_found(tmp_path: Path) -> None:
     log = tmp_path / "leaky.log"
     log.write_text(f"first line\nGET http://h/x?token={URL_SIGNATURE}\n")  # a file: nothing redacts it
     secretcheck.watch_log(log)
-    import logging
-
     logging.getLogger("glimpse.test").warning("password is %s", URL_PASSWORD)
     logging.getLogger("glimpse.test").warning("fetching http://u:%s@h/x", URL_PASSWORD)  # redacted
     leaks = secretcheck._take_leaks()
     assert leaks == [
         "log record of glimpse.test (WARNING): the password of a web-download URL",
-        "leaky.log (line 2 of the part read): the signature of a presigned URL",
+        "leaky.log, byte 11: the signature of a presigned URL",
     ]
+    with log.open("a") as more:
+        more.write("a line without secrets\n")
+    assert secretcheck._take_leaks() == []  # what was reported once is not reported again
     assert not any(URL_PASSWORD in leak or URL_SIGNATURE in leak for leak in leaks)

@@ -22,11 +22,13 @@ pytestmark = [pytest.mark.live, pytest.mark.timeout(180)]
 
 SOAK = REPO_ROOT / "bench" / "soak.py"
 SHORT = ["--minutes", "0.15", "--row-seconds", "3", "--rate", "4", "--size-kib", "32"]
+# Seconds are too short to tell growth from the connections and files of the moment: wide allowances.
+ALLOWANCES = ["--rss-allowance-mib", "256", "--fd-allowance", "256"]
 
 
 def soak(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SOAK), *SHORT, *args],
+        [sys.executable, str(SOAK), *SHORT, *ALLOWANCES, *args],
         cwd=REPO_ROOT,
         stdin=subprocess.DEVNULL,
         capture_output=True,

@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from glimpse.domain.url_rules import ImportFilter
 from glimpse.errors import DownloadFailed, InvalidInput, TooLarge
 from glimpse.jobs.web_source import WebSource
+from glimpse.redaction import redact_url
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -389,9 +390,10 @@ def test_redirect_to_a_forbidden_place_is_refused(server: LocalServer, target: s
     with pytest.raises(InvalidInput) as info:
         run(fetch(WebSource(private_ok(server)), start))
     message = info.value.message
-    assert message.startswith(f"URI for web-download does not pass filtering: {target} (")
+    # Both URLs as written, except a password (redact_url leaves the others unchanged).
+    assert message.startswith(f"URI for web-download does not pass filtering: {redact_url(target)} (")
     assert reason in message
-    assert message.endswith(f"The server at {start} redirected there.")
+    assert message.endswith(f"The server at {redact_url(start)} redirected there.")
     assert time.monotonic() - started < 5  # refused, not attempted and timed out
 
 

@@ -230,8 +230,9 @@ class KeystoneAuthenticator:
                 challenge,
             )
         raise IdentityUnavailable(
-            f"The identity service (Keystone at {self._where}) cannot be reached to validate the token; "
-            "try again later. Nothing was done."
+            f"The identity service (Keystone at {self._where}) cannot be reached to validate the token, "
+            "or it refused this service's own [keystone_authtoken] credentials; try again later, and if "
+            "it persists the operator should check the server log. Nothing was done."
         )
 
 
