@@ -882,3 +882,21 @@ def test_retry_failed_targets_exactly_the_failed_stores(server: Server, tmp_path
     assert "has no failed stores to retry" in nothing.err
     both = glimpse(server, "image", "copy", clean, "--retry-failed", "--stores", "cheap")
     assert both.code == 2, both.explain()
+
+
+def test_a_deadline_goes_with_the_import(server: Server, tmp_path: Path) -> None:
+    source, _ = data_file(tmp_path, "deadline.raw", 256 * 1024)
+    done = glimpse(
+        server, "image", "create", "deadline", "--import", "glance-direct", "--file", str(source),
+        "--deadline", "600", "--wait", "-f", "value", "-c", "id",
+    )  # fmt: skip
+    assert done.code == 0, done.explain()
+    image_id = done.out.strip()
+    assert tasks_of(server, image_id)[-1]["input"]["import_req"]["deadline"] == 600
+    copied = glimpse(server, "image", "copy", image_id, "--stores", "cheap", "--deadline", "300", "--wait")
+    assert copied.code == 0, copied.explain()
+    assert tasks_of(server, image_id)[-1]["input"]["import_req"]["deadline"] == 300
+    for wrong in ("0", "1.5", "soon"):
+        refused = glimpse(server, "image", "copy", image_id, "--stores", "cheap", "--deadline", wrong)
+        assert refused.code == 2, refused.explain()
+        assert "is not a whole number of seconds above 0" in refused.err
