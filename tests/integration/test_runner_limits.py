@@ -300,11 +300,11 @@ def test_a_silent_web_server_is_a_stall_named_with_its_last_progress(
         await runner.run_once()
 
         def moved_then_stopped() -> bool:
-            clock.advance(0.5)  # each look lets the next beat write
+            clock.advance(0.2)  # each look lets the next beat write (at most 300 s in 30 s: no stall)
             progress = task_of(runtime, task_id).progress
             return progress.staged_bytes == MIB and progress.stalled_since is not None
 
-        await wait_for(moved_then_stopped, what="the download to show its stall")
+        await wait_for(moved_then_stopped, within=30, what="the download to show its stall")
         progress = task_of(runtime, task_id).progress
         assert progress.phase == "staging"
         assert progress.staged_total == len(DATA)
