@@ -44,8 +44,12 @@ T = TypeVar("T")
 #: Writes one heartbeat: the progress snapshot and the message ``"Copied N MiB"``.
 ProgressWriter = Callable[[TaskProgress, str], Awaitable[None]]
 
-#: Seconds of recent progress the rate behind ``eta_seconds`` is measured over.
+#: Seconds of recent progress the rate behind ``eta_seconds`` is measured over, and the least time
+#: between two of the samples it is measured from.
 RATE_WINDOW: Final = 30.0
+SAMPLE_EVERY: Final = 0.5
+_RATE_WINDOW: Final = timedelta(seconds=RATE_WINDOW)
+_SAMPLE_EVERY: Final = timedelta(seconds=SAMPLE_EVERY)
 #: The phases in which bytes move, so that a pause in them is a stall; each with its step.
 MOVING_PHASES: Final = {
     "staging": "step 'download' (the web-download into the staging area)",
@@ -123,12 +127,11 @@ class Heartbeat:
         self._interrupted = False
         self._phase_started: datetime | None = None
         self._phase_bytes = 0
-        #: The last moment anything moved, what had moved then (to see the next move), and how
-        #: far it was, in words (for the stall message).
+        #: The last moment anything moved, and what had moved then (to see the next move).
         self._moved_at: datetime | None = None
         self._moved: tuple[int, float | None] | None = None
-        self._moved_text = ""
-        #: (moment, amount done in the phase's unit) of the last RATE_WINDOW seconds.
+        #: (moment, amount done in the phase's unit) of the last RATE_WINDOW seconds, at most one
+        #: every SAMPLE_EVERY seconds (a beat comes after every block: keep it cheap).
         self._samples: deque[tuple[datetime, float]] = deque()
 
     # -- what the runner and the flows call -----------------------------------------------------
@@ -235,12 +238,14 @@ class Heartbeat:
         if self._moved_at is not None and seen == self._moved:
             return
         self._moved, self._moved_at = seen, now
-        self._moved_text = self._describe_done()
+        samples = self._samples
+        if samples and now - samples[-1][0] < _SAMPLE_EVERY:
+            return
         done = self._done()
         if done is not None:
-            self._samples.append((now, done))
-            while len(self._samples) > 2 and (now - self._samples[1][0]).total_seconds() >= RATE_WINDOW:
-                self._samples.popleft()
+            samples.append((now, done))
+            while len(samples) > 2 and now - samples[1][0] >= _RATE_WINDOW:
+                samples.popleft()
 
     def _done(self) -> float | None:
         """How far the current phase is, in its own unit (bytes; a plugin's percentage)."""
@@ -318,5 +323,5 @@ class Heartbeat:
             raise Stalled(
                 f"Stalled: no bytes moved for {idle:g} seconds (the limit is {limits.stall_timeout:g}, "
                 f"[task] task_stall_timeout) in {step}; the last progress was at "
-                f"{_when(self._moved_at)}, with {self._moved_text}. It was stopped at {_when(now)}."
+                f"{_when(self._moved_at)}, with {self._describe_done()}. It was stopped at {_when(now)}."
             )
