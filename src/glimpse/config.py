@@ -139,6 +139,18 @@ class Settings:
     task_progress_interval: float = 2.0
     #: Seconds a runner owns a claimed task without heart-beating; then the reaper takes it back.
     task_lease_time: float = 30.0
+    #: ``[task] task_max_duration``: seconds after its import request by which any task must have
+    #: ended (it fails and undoes its work past them); 0: no limit.
+    task_max_duration: float = 0.0
+    #: ``[task] task_stall_timeout``: seconds a byte-moving step may move nothing before the task
+    #: fails as stalled; 0: never.
+    task_stall_timeout: float = 600.0
+    #: ``[task] web_download_connect_timeout``: seconds to resolve and connect to a web-download server.
+    web_download_connect_timeout: float = 30.0
+    #: ``[task] web_download_read_timeout``: seconds a web-download server may send nothing.
+    web_download_read_timeout: float = 60.0
+    #: ``[task] web_download_retries``: times a web-download cut short resumes (HTTP Range).
+    web_download_retries: int = 3
     #: Seconds between two looks for pending tasks or expired leases (a wake-up also comes at once
     #: from an import accepted by the same process).
     runner_poll_interval: float = 1.0
@@ -536,6 +548,19 @@ def _at_least(value: float | None, minimum: float, option: str) -> float | None:
     return value
 
 
+def _seconds_or_off(value: str | None, option: str) -> float | None:
+    """Seconds, where 0 turns the limit off."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0 or number == float("inf"):
+        raise ConfigError(f"{option} = {value!r} is not a number of seconds (0 turns it off).")
+    return number
+
+
 def _rate_limit(value: str | None) -> int | None:
     return None if value is None else parse_size(value, "[image_conversion] rate_limit")
 
@@ -758,6 +783,15 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "idempotency_claim_timeout": opt.number("idempotency_claim_timeout"),
         "task_progress_interval": opt.number("task_progress_interval", "task"),
         "task_lease_time": opt.number("task_lease_time", "task"),
+        "task_max_duration": _seconds_or_off(
+            opt.text("task_max_duration", "task"), "[task] task_max_duration"
+        ),
+        "task_stall_timeout": _seconds_or_off(
+            opt.text("task_stall_timeout", "task"), "[task] task_stall_timeout"
+        ),
+        "web_download_connect_timeout": opt.number("web_download_connect_timeout", "task"),
+        "web_download_read_timeout": opt.number("web_download_read_timeout", "task"),
+        "web_download_retries": opt.integer("web_download_retries", "task", minimum=0),
         "runner_poll_interval": opt.number("runner_poll_interval", "task"),
         "task_watch_interval": opt.number("task_watch_interval", "task"),
         "embedded_runner": opt.boolean("embedded_runner", "task"),

@@ -77,6 +77,13 @@ class Metrics:
             buckets=_TASK_BUCKETS,
             registry=registry,
         )
+        self.task_stalls = Counter(
+            "glimpse_task_stalls",
+            "Task runs stopped because a step moved no byte for [task] task_stall_timeout seconds, "
+            "by type and import method.",
+            ["type", "method"],
+            registry=registry,
+        )
         self.bytes = Counter(
             "glimpse_image_bytes",
             "Image bytes moved, by store and direction: uploaded (PUT /file), staged (PUT /stage), "

@@ -913,3 +913,21 @@ def test_image_history_table_json_and_limit(server: Server, tmp_path: Path) -> N
     refused = glimpse(server, "image", "history", image_id, "--limit", "0")
     assert refused.code != 0
     assert "--limit must be 1 or more" in refused.err
+
+
+def test_a_deadline_goes_with_the_import(server: Server, tmp_path: Path) -> None:
+    source, _ = data_file(tmp_path, "deadline.raw", 256 * 1024)
+    done = glimpse(
+        server, "image", "create", "deadline", "--import", "glance-direct", "--file", str(source),
+        "--deadline", "600", "--wait", "-f", "value", "-c", "id",
+    )  # fmt: skip
+    assert done.code == 0, done.explain()
+    image_id = done.out.strip()
+    assert tasks_of(server, image_id)[-1]["input"]["import_req"]["deadline"] == 600
+    copied = glimpse(server, "image", "copy", image_id, "--stores", "cheap", "--deadline", "300", "--wait")
+    assert copied.code == 0, copied.explain()
+    assert tasks_of(server, image_id)[-1]["input"]["import_req"]["deadline"] == 300
+    for wrong in ("0", "1.5", "soon"):
+        refused = glimpse(server, "image", "copy", image_id, "--stores", "cheap", "--deadline", wrong)
+        assert refused.code == 2, refused.explain()
+        assert "is not a whole number of seconds above 0" in refused.err

@@ -70,3 +70,65 @@ def test_the_live_view_has_a_bar_per_import_plugin() -> None:
         _task({**progress, "phase": "stores", "percent": None, "plugins": {"image_conversion": "done"}})
     )
     assert rows["image_conversion"].completed == 100
+
+
+@pytest.mark.parametrize(
+    ("progress", "line"),
+    [
+        (
+            {"phase": "staging", "staged_bytes": 2048, "eta_seconds": 83},
+            "task t1 processing: downloading, 2.0 KiB so far, eta 0:01:23",
+        ),
+        (
+            {"phase": "staging", "staged_bytes": 2048, "stalled_since": "2026-12-06T08:00:12.000000Z"},
+            "task t1 processing: downloading, 2.0 KiB so far, stalled since 2026-12-06T08:00:12Z",
+        ),
+        (
+            {
+                "phase": "stores",
+                "eta_seconds": 3725,
+                "stores": {
+                    "fast": {"state": "copying", "bytes_done": 1024, "bytes_total": 4096, "percent": 25.0}
+                },
+            },
+            "task t1 processing: fast 25% (1.0 KiB/4.0 KiB), eta 1:02:05",
+        ),
+        (
+            {"phase": "converting", "percent": 10.0, "eta_seconds": None},
+            "task t1 processing: converting, 10%",
+        ),
+    ],
+)
+def test_lines_show_the_servers_eta_or_the_stall(progress: dict[str, object], line: str) -> None:
+    assert progress_line(_task(progress)) == line
+
+
+def test_a_finished_task_and_a_glance_task_show_no_eta() -> None:
+    done = Task(id="t1", status="success", progress={"phase": "done", "eta_seconds": 5, "stores": {}})
+    assert done.eta_seconds == 5
+    assert "eta" not in progress_line(done)
+    glance = Task(id="t1", status="processing", message="Copied 0 MiB")
+    assert (glance.eta_seconds, glance.stalled_since) == (None, None)
+    assert progress_line(glance) == "task t1 processing: Copied 0 MiB"
+
+
+def test_the_live_bars_show_the_servers_eta_and_stalls() -> None:
+    console = Console(file=io.StringIO(), width=160)
+    view = _LiveView(console)
+    progress = {
+        "phase": "staging",
+        "staged_bytes": 1024,
+        "staged_total": 4096,
+        "eta_seconds": 83,
+        "stores": {"fast": {"state": "pending", "bytes_done": 0, "bytes_total": None}},
+    }
+    view.update(_task(progress))
+    rows = {row.description: row for row in view.progress.tasks}
+    assert rows["download"].total == 4096
+    assert rows["download"].fields["eta"] == 83
+    console.print(view.progress.make_tasks_table(view.progress.tasks))
+    assert "eta 0:01:23" in console.file.getvalue()  # type: ignore[attr-defined]
+    view.update(_task({**progress, "eta_seconds": None, "stalled_since": "2026-12-06T08:00:12Z"}))
+    console.print(view.progress.make_tasks_table(view.progress.tasks))
+    assert rows["download"].fields["stalled"] is True
+    assert "stalled" in console.file.getvalue()  # type: ignore[attr-defined]

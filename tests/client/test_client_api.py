@@ -436,3 +436,17 @@ def test_one_key_for_two_different_imports_is_422(client: Client) -> None:
         client.import_image(image_id, "web-download", uri=web.replace("first", "second"), idempotency_key=key)
     assert caught.value.status == 422
     assert "already used for another request" in caught.value.message
+
+
+def test_a_deadline_is_sent_with_the_import(client: Client) -> None:
+    image_id = new_image(client)
+    client.stage(image_id, PAYLOAD)
+    handle = client.import_image(image_id, "glance-direct", deadline=900)
+    assert handle is not None
+    task = handle.wait(timeout=30)
+    assert task.status == "success", task.message
+    assert (task.input or {})["import_req"]["deadline"] == 900
+    assert (task.eta_seconds, task.stalled_since) == (None, None)  # ended: nothing left to wait for
+    for wrong in (0, -3, True):
+        with pytest.raises(ValueError, match="deadline must be a whole number of seconds above 0"):
+            client.import_image(image_id, "copy-image", deadline=wrong)  # type: ignore[arg-type]

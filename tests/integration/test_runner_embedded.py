@@ -71,8 +71,12 @@ def test_import_through_the_api_runs_on_the_embedded_runner(
             "percent",
             "processed_bytes",
             "plugins",
+            "staged_total",
+            "eta_seconds",
+            "stalled_since",
         }
         assert (progress["percent"], progress["processed_bytes"], progress["plugins"]) == (None, 0, {})
+        assert (progress["eta_seconds"], progress["stalled_since"]) == (None, None)  # nothing to wait for
         for store in ("fast", "cheap"):
             assert progress["stores"][store]["state"] == "done"
             assert progress["stores"][store]["percent"] == 100.0

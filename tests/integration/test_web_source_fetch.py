@@ -40,6 +40,7 @@ pytestmark = pytest.mark.timeout(60)
 T = TypeVar("T")
 MiB = 1024 * 1024
 STALL_LIMIT = 10.0  # seconds a stalling route waits at most, so a failing test cannot hang the server
+LAST_MODIFIED = "Tue, 01 Dec 2026 10:00:00 GMT"
 
 
 def pattern(size: int) -> bytes:
@@ -143,6 +144,27 @@ class Handler(BaseHTTPRequestHandler):
         self.server.stop.wait(STALL_LIMIT)
         self.close_connection = True
 
+    def route_resumable(self, query: dict[str, str]) -> None:
+        """``size`` bytes offered as byte ranges with the validator ``validator`` (``lm``: a
+        Last-Modified date only, ``weak``: a weak ETag only); every answer is cut after ``cut``
+        bytes. The Range and If-Range of each request are recorded in ``server.ranges``."""
+        size, cut = int(query["size"]), int(query["cut"])
+        wanted, given = self.headers.get("Range"), self.headers.get("If-Range")
+        self.server.ranges.append((wanted, given))
+        validator = {"lm": ("Last-Modified", LAST_MODIFIED), "weak": ("ETag", 'W/"w1"')}[query["validator"]]
+        start = int(wanted.removeprefix("bytes=").rstrip("-")) if wanted and given == validator[1] else 0
+        body = pattern(size)[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header(*validator)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:cut])
+        self.wfile.flush()
+        self.close_connection = True
+
     def redirect(self, status: int, location: str) -> None:
         self.send_response(status)
         self.send_header("Location", location)
@@ -158,6 +180,7 @@ class LocalServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.stop = threading.Event()
         self.seen: list[tuple[str, str]] = []
+        self.ranges: list[tuple[str | None, str | None]] = []
         self.server_names: list[str | None] = []
         self.scheme = "http"
         if tls is not None:
@@ -484,6 +507,41 @@ def test_large_body_cut_short_counts_the_bytes_that_arrived(server: LocalServer)
 def test_chunked_body_cut_short(server: LocalServer) -> None:
     with pytest.raises(DownloadFailed, match="after 300000 bytes, before the end of the body"):
         run(fetch(WebSource(private_ok(server)), server.url("/chunked?size=300000&cut=1")))
+
+
+def test_a_cut_body_resumes_from_where_it_stopped_with_last_modified_as_validator() -> None:
+    for httpd in serve(LocalServer()):
+        url = httpd.url("/resumable?size=1000000&cut=300000&validator=lm")
+        got = run(fetch(WebSource(private_ok(httpd), retries=5, chunk_size=100_000), url))
+        assert got.body == pattern(1_000_000)
+        assert got.size == 1_000_000
+        # Each answer brought 300000 bytes: three resumes, each from the end of the last one.
+        assert httpd.ranges == [
+            (None, None),
+            ("bytes=300000-", LAST_MODIFIED),
+            ("bytes=600000-", LAST_MODIFIED),
+            ("bytes=900000-", LAST_MODIFIED),
+        ]
+
+
+def test_resumes_are_bounded_by_the_retries() -> None:
+    for httpd in serve(LocalServer()):
+        url = httpd.url("/resumable?size=1000000&cut=300000&validator=lm")
+        with pytest.raises(DownloadFailed) as info:
+            run(fetch(WebSource(private_ok(httpd), retries=2, chunk_size=100_000), url))
+        assert info.value.message == (
+            "The server closed the connection after 900000 of 1000000 bytes, again after 2 resume(s) "
+            "([task] web_download_retries = 2); check the URL and import again."
+        )
+        assert len(httpd.ranges) == 3
+
+
+def test_a_weak_etag_alone_cannot_resume() -> None:
+    for httpd in serve(LocalServer()):
+        url = httpd.url("/resumable?size=1000&cut=100&validator=weak")
+        with pytest.raises(DownloadFailed, match=r"after 100 of 1000 bytes, and the server does not offer"):
+            run(fetch(WebSource(private_ok(httpd), retries=3), url))
+        assert httpd.ranges == [(None, None)]
 
 
 @pytest.mark.parametrize(("code", "words"), [(404, "404 Not Found"), (500, "500 Internal Server Error")])

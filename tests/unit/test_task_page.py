@@ -184,3 +184,13 @@ def test_no_tasks_and_errors_are_pages_too() -> None:
     assert "<h1>404 Not Found</h1>" in error
     assert "No image found with ID &lt;script&gt;" in error
     assert 'id="view"' not in error  # the script finds nothing to follow on an error page
+
+
+def test_each_task_shows_the_time_left_or_since_when_it_is_stalled() -> None:
+    assert '<dt>Time left</dt><dd class="task-eta">—</dd>' in _page()  # no estimate yet
+    timed = _task()
+    timed.progress.eta_seconds = 3725
+    assert '<dd class="task-eta">1:02:05</dd>' in _page(tasks=[timed])
+    stalled = _task()
+    stalled.progress.stalled_since = T0 + timedelta(seconds=3)
+    assert '<dd class="task-eta">stalled since 2026-12-06T06:00:03Z</dd>' in _page(tasks=[stalled])

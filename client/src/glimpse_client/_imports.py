@@ -56,6 +56,7 @@ def _import_body(
     allow_failure: bool,
     checksum: str | None = None,
     retry_failed: bool = False,
+    deadline: int | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"method": {"name": method}}
     if uri is not None:
@@ -71,6 +72,10 @@ def _import_body(
     body["all_stores_must_succeed"] = not allow_failure
     if checksum is not None:
         body["validation_data"] = validation_data(checksum)
+    if deadline is not None:
+        if isinstance(deadline, bool) or not isinstance(deadline, int) or deadline <= 0:
+            raise ValueError(f"deadline must be a whole number of seconds above 0, not {deadline!r}")
+        body["deadline"] = deadline
     return body
 
 
@@ -153,6 +158,7 @@ class SyncImports(SyncDriver):
         checksum: str | None = None,
         retry_failed: bool = False,
         idempotency_key: str | None = None,
+        deadline: int | None = None,
     ) -> TaskHandle | None:
         """Start an import; the handle follows its task, ``None`` when there is no task to follow.
 
@@ -171,8 +177,11 @@ class SyncImports(SyncDriver):
         connection breaks or times out before the answer, it is sent again with the same key
         (``config.retries`` times at most), and a Glimpse server answers with the first request's
         task instead of a 409. Pass your own key to retry across restarts of your program.
+
+        ``deadline`` (Glimpse) is the seconds within which the task must end: past them the server
+        fails it and undoes its work, as a cancel does. Plain Glance ignores it.
         """
-        body = _import_body(method, uri, stores, all_stores, allow_failure, checksum, retry_failed)
+        body = _import_body(method, uri, stores, all_stores, allow_failure, checksum, retry_failed, deadline)
         started = self._run(start_import(self.config, image_id, body, idempotency_key))
         if started is None:
             return None
@@ -187,6 +196,7 @@ class SyncImports(SyncDriver):
         *,
         retry_failed: bool = False,
         allow_failure: bool = False,
+        deadline: int | None = None,
     ) -> TaskHandle | None:
         return self.import_image(
             image_id,
@@ -195,6 +205,7 @@ class SyncImports(SyncDriver):
             all_stores=all_stores,
             retry_failed=retry_failed,
             allow_failure=allow_failure,
+            deadline=deadline,
         )
 
     def wait_for_import(self, image_id: str, timeout: float = 300.0) -> Image:
@@ -224,10 +235,11 @@ class AsyncImports(AsyncDriver):
         checksum: str | None = None,
         retry_failed: bool = False,
         idempotency_key: str | None = None,
+        deadline: int | None = None,
     ) -> AsyncTaskHandle | None:
         """Start an import; the handle follows its task, ``None`` when there is no task to follow
         (see :meth:`Client.import_image`)."""
-        body = _import_body(method, uri, stores, all_stores, allow_failure, checksum, retry_failed)
+        body = _import_body(method, uri, stores, all_stores, allow_failure, checksum, retry_failed, deadline)
         started = await self._run(start_import(self.config, image_id, body, idempotency_key))
         if started is None:
             return None
@@ -242,6 +254,7 @@ class AsyncImports(AsyncDriver):
         *,
         retry_failed: bool = False,
         allow_failure: bool = False,
+        deadline: int | None = None,
     ) -> AsyncTaskHandle | None:
         return await self.import_image(
             image_id,
@@ -250,6 +263,7 @@ class AsyncImports(AsyncDriver):
             all_stores=all_stores,
             retry_failed=retry_failed,
             allow_failure=allow_failure,
+            deadline=deadline,
         )
 
     # Same signature as the sync client: the deadline spans many requests.

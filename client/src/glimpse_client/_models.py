@@ -98,6 +98,19 @@ class Task:
     def is_done(self) -> bool:
         return self.status in _DONE
 
+    @property
+    def eta_seconds(self) -> int | None:
+        """Seconds the current phase still needs at the recent rate, as the server estimates them
+        (Glimpse); None when unknown, stalled or finished, and on plain Glance."""
+        value = (self.progress or {}).get("eta_seconds")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def stalled_since(self) -> str | None:
+        """When the last byte moved, while none moves (Glimpse); None while bytes move."""
+        value = (self.progress or {}).get("stalled_since")
+        return value if isinstance(value, str) else None
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Task:
         known = {f.name for f in fields(cls)}

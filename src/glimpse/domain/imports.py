@@ -154,6 +154,9 @@ class ImportRequest:
     validation_data: ExpectedDigest | None = None
     #: ``"stores": "failed"``: retry exactly the stores the last import or copy failed to write.
     retry_failed: bool = False
+    #: ``"deadline"`` (a Glimpse addition): seconds after the request within which the task must
+    #: end; past them it fails and undoes its work. None: no deadline of the caller's own.
+    deadline: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The request as an import body (Glance's ``import_req``)."""
@@ -171,6 +174,8 @@ class ImportRequest:
             body["all_stores_must_succeed"] = self.all_stores_must_succeed
         if self.validation_data is not None:
             body["validation_data"] = self.validation_data.to_dict()
+        if self.deadline is not None:
+            body["deadline"] = self.deadline
         return body
 
     @classmethod
@@ -210,6 +215,7 @@ class ImportRequest:
             all_stores_must_succeed=all_stores_must_succeed,
             explicit=frozenset(_FLAGS.intersection(body)),
             validation_data=_validation_data(parsed, body),
+            deadline=_deadline(body),
         )
 
 
@@ -225,6 +231,18 @@ def _uri(method: ImportMethod, uri: object) -> str | None:
             "import from as a string in method.uri)."
         )
     return uri
+
+
+def _deadline(body: Mapping[str, Any]) -> int | None:
+    if "deadline" not in body:
+        return None
+    value = body["deadline"]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidInput(
+            "'deadline' must be a positive integer: the seconds within which the import must end "
+            f"(e.g. 3600), or left out for no deadline; got {value!r}."
+        )
+    return value
 
 
 def _validation_data(method: ImportMethod, body: Mapping[str, Any]) -> ExpectedDigest | None:

@@ -148,6 +148,12 @@ class TaskProgress:
     processed_bytes: int = 0
     #: Each configured import plugin → ``pending``, ``running``, ``done``, ``skipped`` or ``failed``.
     plugins: dict[str, str] = field(default_factory=dict)
+    #: The size the web server announced for a web-download (None: not announced, or no download).
+    staged_total: int | None = None
+    #: Seconds the current phase still needs at the recent rate; None when that is unknown.
+    eta_seconds: int | None = None
+    #: When the last byte moved, while none has moved for a while (a stall); None while bytes move.
+    stalled_since: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -157,6 +163,9 @@ class TaskProgress:
             "percent": self.percent,
             "processed_bytes": self.processed_bytes,
             "plugins": dict(self.plugins),
+            "staged_total": self.staged_total,
+            "eta_seconds": self.eta_seconds,
+            "stalled_since": _iso(self.stalled_since),
             "stores": {
                 store: {
                     "state": str(p.state),
@@ -188,6 +197,7 @@ class TaskProgress:
         }
         percent = data.get("percent")
         plugins = data.get("plugins") or {}
+        staged_total, eta = data.get("staged_total"), data.get("eta_seconds")
         return cls(
             phase=str(data.get("phase") or "pending"),
             staged_bytes=int(data.get("staged_bytes") or 0),
@@ -196,7 +206,16 @@ class TaskProgress:
             percent=float(percent) if isinstance(percent, int | float) else None,
             processed_bytes=int(data.get("processed_bytes") or 0),
             plugins={str(k): str(v) for k, v in plugins.items()} if isinstance(plugins, Mapping) else {},
+            staged_total=staged_total if isinstance(staged_total, int) else None,
+            eta_seconds=eta if isinstance(eta, int) else None,
+            stalled_since=_parse(data.get("stalled_since")),
         )
+
+    def end(self, phase: str) -> None:
+        """Enter a final phase (``done``, ``failed``): nothing is left to wait for or to stall."""
+        self.phase = phase
+        self.eta_seconds = None
+        self.stalled_since = None
 
     def bytes_moved(self) -> int:
         """Every byte moved so far (staging, plugin output, each store): the basis of ``bytes_per_second``."""

@@ -5,7 +5,10 @@
     TaskStopped                 the runner must stop this task now; only its own partial work is undone
     ├── LockLost                the image's import lock is no longer held by this task
     ├── ImageDeleted            the image was deleted (or never existed)
-    └── Interrupted             the runner is shutting down; the task is put back in the queue
+    ├── Interrupted             the runner is shutting down; the task is put back in the queue
+    └── LimitReached            a time limit of the task ran out; it fails, undoing its work as a cancel does
+        ├── DeadlineReached     the import request's ``deadline`` or ``[task] task_max_duration`` passed
+        └── Stalled             no byte moved for ``[task] task_stall_timeout`` seconds
 
 ``glimpse.domain.tasks.TaskLost`` (the task row is no longer this runner's: failed by a lock
 bust or by the reaper, or claimed again after a lease expired) is the fourth reason to stop. A flow
@@ -35,3 +38,20 @@ class ImageDeleted(TaskStopped):
 
 class Interrupted(TaskStopped):
     """The runner is stopping: undo this run's work and hand the task back as pending."""
+
+
+class LimitReached(TaskStopped):
+    """A time limit ran out: undo this run's work as for a cancel, then end the task ``failure``
+    with ``message``, which says which limit was reached and when."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class DeadlineReached(LimitReached):
+    """The task ran past its deadline (the import request's, or the server's longest task time)."""
+
+
+class Stalled(LimitReached):
+    """A step moved no byte for the stall timeout."""

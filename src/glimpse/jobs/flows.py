@@ -37,7 +37,7 @@ from glimpse.domain.tasks import (
 )
 from glimpse.errors import DatabaseUnavailable, FlowFailed
 from glimpse.jobs.content_steps import Convert, Decompress, NoOp
-from glimpse.jobs.errors import ImageDeleted, Interrupted, LockLost, TaskStopped
+from glimpse.jobs.errors import ImageDeleted, Interrupted, LimitReached, LockLost, Stalled, TaskStopped
 from glimpse.jobs.fanout import describe_error
 from glimpse.jobs.image_state import check_holder, record_task_end
 from glimpse.jobs.import_run import NOT_KEPT, PHASE_FAILED, ImportRun
@@ -46,6 +46,7 @@ from glimpse.jobs.progress import Heartbeat, ProgressWriter
 from glimpse.jobs.steps import Step, run_steps
 from glimpse.logs import log_fields
 from glimpse.ports import Ports, Repositories, undo_import_request
+from glimpse.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ async def _execute(run: ImportRun) -> str:
         # the task goes back to the queue and runs again from the start.
         log.warning("task %s: the database went away while it ran; queueing it again", task.id)
         return await _requeue(run)
+    except LimitReached as exc:
+        return await _out_of_time(run, exc)
     except FlowFailed as exc:
         run.mark_failed_stores(NOT_KEPT)
         return await _fail(run, f"{exc.message} {_outcome_text(run)}")
@@ -201,7 +204,7 @@ def _database_back(run: ImportRun) -> Callable[[BaseException], Awaitable[None]]
 
 async def _fail(run: ImportRun, message: str) -> str:
     progress = run.heartbeat.progress
-    progress.phase = PHASE_FAILED
+    progress.end(PHASE_FAILED)
     snapshot = TaskProgress.from_dict(progress.to_dict())
     now = run.ports.clock()
     ttl = timedelta(hours=run.ports.settings.task_time_to_live)
@@ -229,7 +232,7 @@ async def _cancelled(run: ImportRun, request: CancelRequest) -> str:
     """The steps undid this run's work (as for an interrupted run): now undo the import request
     (image status, importing list, lock) and end the task ``failure``, in one unit of work."""
     progress = run.heartbeat.progress
-    progress.phase = PHASE_FAILED
+    progress.end(PHASE_FAILED)
     run.mark_failed_stores(f"cancelled: {request.describe()}")
     snapshot = TaskProgress.from_dict(progress.to_dict())
     now = run.ports.clock()
@@ -248,6 +251,37 @@ async def _cancelled(run: ImportRun, request: CancelRequest) -> str:
         log.warning("task %s: cancelled: %s", run.task.id, message)
         return "cancelled"
     log.info("task %s: ended elsewhere while it was being cancelled", run.task.id)
+    return "lost"
+
+
+async def _out_of_time(run: ImportRun, exc: LimitReached) -> str:
+    """A time limit ran out (the deadline, or a stall): the steps undid this run's work as for a
+    cancel; now undo the import request and end the task ``failure`` with the limit's message."""
+    if isinstance(exc, Stalled):
+        metrics().task_stalls.labels(str(run.task.type), str(run.method or "-")).inc()
+    progress = run.heartbeat.progress
+    progress.end(PHASE_FAILED)
+    what = "stalled" if isinstance(exc, Stalled) else "out of time"
+    run.mark_failed_stores(f"{what}: {exc.message}")
+    snapshot = TaskProgress.from_dict(progress.to_dict())
+    now = run.ports.clock()
+    ttl = timedelta(hours=run.ports.settings.task_time_to_live)
+    message = f"{exc.message} {cancelled_outcome(run.method, run.image_id)}"
+
+    def finish(repos: Repositories) -> bool:
+        if not repos.tasks.fail(run.task.id, now, ttl, message, worker=run.worker_id, progress=snapshot):
+            return False
+        undo_import_request(repos, run.task)
+        failed = repos.tasks.find(run.task.id)
+        if failed is not None:
+            payload = events.task_payload(failed, run.failed)
+            repos.outbox.add(events.Event(events.TASK_FAILURE, payload, run.context.to_dict()))
+        return True
+
+    if await run.ports.run(finish):
+        log.warning("task %s: failure: %s", run.task.id, message)
+        return "failure"
+    log.info("task %s: ended elsewhere while it was being stopped", run.task.id)
     return "lost"
 
 

@@ -106,7 +106,7 @@ def _untouched(task: Task) -> bool:
 
 def _failed_progress(task: Task) -> TaskProgress:
     progress = TaskProgress.from_dict(task.progress.to_dict())
-    progress.phase = PHASE_FAILED
+    progress.end(PHASE_FAILED)
     for store in progress.stores.values():
         if store.state != StoreState.DONE:
             store.state = StoreState.FAILED

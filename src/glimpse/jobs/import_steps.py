@@ -143,7 +143,14 @@ class Download:
         if not uri:
             raise FlowFailed("The web-download request has no method.uri, so there is nothing to download.")
         limit = await run.data_limit()
-        source = WebSource(run.ports.settings.import_filter, max_size=limit)
+        settings = run.ports.settings
+        source = WebSource(
+            settings.import_filter,
+            max_size=limit,
+            timeout=settings.web_download_read_timeout,
+            connect_timeout=settings.web_download_connect_timeout,
+            retries=settings.web_download_retries,
+        )
         hb = run.heartbeat
         hb.start_phase(PHASE_STAGING)
         await hb.beat(force=True)
@@ -160,6 +167,7 @@ class Download:
 
         async def fetch() -> int:
             async with source.stream(uri) as download:
+                hb.progress.staged_total = download.size
                 stored = await run.staging.write(run.image_id, counted(download.chunks), max_size=limit)
                 run.staged = stored.location
                 return stored.size
@@ -473,7 +481,7 @@ class Complete:
 
     async def execute(self, run: ImportRun) -> None:
         hb = run.heartbeat
-        hb.progress.phase = PHASE_DONE
+        hb.progress.end(PHASE_DONE)
         progress = TaskProgress.from_dict(hb.progress.to_dict())
         image = run.image
         now = run.ports.clock()

@@ -49,7 +49,7 @@ from glimpse.jobs.housekeeping import (
     sweep_orphans,
     sweep_staging,
 )
-from glimpse.jobs.progress import Heartbeat
+from glimpse.jobs.progress import Heartbeat, TaskLimits
 from glimpse.ports import Ports, Repositories
 from glimpse.telemetry import metrics
 
@@ -272,12 +272,17 @@ class TaskRunner:
         return await self.ports.run(claim)
 
     def _start(self, task: Task) -> None:
+        settings = self.ports.settings
+        limits = TaskLimits.for_task(
+            task, max_duration=settings.task_max_duration, stall_timeout=settings.task_stall_timeout
+        )
         heartbeat = Heartbeat(
             TaskProgress(),
             heartbeat_writer(self.ports, task, self.worker_id),
             clock=self.ports.clock,
             # At least three beats per lease, whatever the configuration says.
-            interval=min(self.ports.settings.task_progress_interval, self.lease.total_seconds() / 3),
+            interval=min(settings.task_progress_interval, self.lease.total_seconds() / 3),
+            limits=limits,
         )
         job = asyncio.create_task(self._execute(task, heartbeat), name=f"task-{task.id}")
         self._running[task.id] = _Running(task, heartbeat, job)

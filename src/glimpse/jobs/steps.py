@@ -25,7 +25,7 @@ from typing import Generic, Protocol, TypeVar
 
 from glimpse.domain.tasks import TaskCancelled, TaskLost
 from glimpse.errors import DatabaseUnavailable
-from glimpse.jobs.errors import Interrupted, TaskStopped
+from glimpse.jobs.errors import Interrupted, LimitReached, TaskStopped
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,13 @@ class Why(enum.Enum):
     #: The task row or the image lock is no longer this run's (or the image is gone).
     LOST = "lost"
     #: The runner is stopping (restore the state the import request created, then re-queue), or
-    #: the task was cancelled (the same undo, then the import request itself is undone).
+    #: the task was cancelled or ran out of time (the same undo, then the import request itself is
+    #: undone).
     INTERRUPTED = "interrupted"
 
 
 def why(error: BaseException) -> Why:
-    if isinstance(error, Interrupted | TaskCancelled | DatabaseUnavailable):
+    if isinstance(error, Interrupted | TaskCancelled | DatabaseUnavailable | LimitReached):
         return Why.INTERRUPTED
     if isinstance(error, (TaskStopped, TaskLost)):
         return Why.LOST

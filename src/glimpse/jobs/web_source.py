@@ -5,6 +5,12 @@ and checked with the rules of :mod:`glimpse.domain.url_rules` (the name goes int
 the TLS server name, and the certificate is verified against the name), follows redirects itself and
 checks every hop again, and streams the body with a size cap, a timeout on silence and detection of
 bodies cut short.
+
+A body cut short (the connection dropped, or the server went silent for the read timeout) resumes
+where it stopped, up to ``retries`` times: a new request for the rest (``Range: bytes=N-``), made
+only when the first answer advertised ``Accept-Ranges: bytes`` and carried a validator (a strong
+``ETag``, else ``Last-Modified``), which the request sends as ``If-Range`` so that a file changed in
+the meantime is never stitched to the old one's first part. The caller sees one continuous stream.
 """
 
 from __future__ import annotations
@@ -50,10 +56,11 @@ class Download(NamedTuple):
 class WebSource:
     """Fetches a URL for web-download, checking it against the filter at every hop.
 
-    ``timeout`` bounds resolving a name, connecting, and every wait for the server (so a server
-    that stops sending fails after ``timeout`` seconds of silence; a slow but steady one does not).
-    ``max_size`` caps the body (``None``: no cap). ``transport`` and ``verify`` are passed to httpx;
-    a transport is meant for tests.
+    ``timeout`` bounds every wait for the server (so a server that stops sending fails after
+    ``timeout`` seconds of silence; a slow but steady one does not); ``connect_timeout`` (default:
+    ``timeout``) bounds resolving a name and connecting. ``max_size`` caps the body (``None``: no
+    cap). ``retries`` is how many times a body cut short may resume (see the module's docstring).
+    ``transport`` and ``verify`` are passed to httpx; a transport is meant for tests.
     """
 
     def __init__(
@@ -61,6 +68,8 @@ class WebSource:
         flt: ImportFilter,
         *,
         timeout: float = 60.0,
+        connect_timeout: float | None = None,
+        retries: int = 0,
         max_redirects: int = 5,
         max_size: int | None = None,
         resolver: Resolver = system_resolver,
@@ -68,8 +77,10 @@ class WebSource:
         transport: httpx.AsyncBaseTransport | None = None,
         chunk_size: int = CHUNK_SIZE,
     ) -> None:
-        if timeout <= 0:
-            raise ValueError("timeout must be positive.")
+        if timeout <= 0 or (connect_timeout is not None and connect_timeout <= 0):
+            raise ValueError("timeouts must be positive.")
+        if retries < 0:
+            raise ValueError("retries cannot be negative.")
         if max_redirects < 0:
             raise ValueError("max_redirects cannot be negative.")
         if max_size is not None and max_size < 0:
@@ -78,6 +89,8 @@ class WebSource:
             raise ValueError("chunk_size must be positive.")
         self._filter = flt
         self._timeout = timeout
+        self._connect_timeout = timeout if connect_timeout is None else connect_timeout
+        self._retries = retries
         self._max_redirects = max_redirects
         self._max_size = max_size
         self._resolver = resolver
@@ -106,7 +119,7 @@ class WebSource:
             response, parsed = await self._open(client, url)
             try:
                 size = self._announced_size(response, parsed)
-                chunks = self._body(response, parsed)
+                chunks = self._body(client, response, parsed)
                 try:
                     yield Download(size, chunks)
                 finally:
@@ -153,20 +166,23 @@ class WebSource:
         if parsed.address is not None:
             return [parsed.address]  # check_url has applied the address rules already
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._connect_timeout):
                 answers = await resolve_and_check(
                     parsed.host, parsed.port, self._filter, self._resolver, uri=url
                 )
         except TimeoutError:
             raise DownloadFailed(
-                f"Looking up {parsed.host} took longer than {self._timeout:g} seconds; "
+                f"Looking up {parsed.host} took longer than {self._connect_timeout:g} seconds; "
                 "check the URL and import again."
             ) from None
         return [ipaddress.ip_address(answer) for answer in answers]
 
-    def _request(self, parsed: ParsedURL, address: IPAddress) -> httpx.Request:
+    def _request(
+        self, parsed: ParsedURL, address: IPAddress, extra: dict[str, str] | None = None
+    ) -> httpx.Request:
         host = f"[{address}]" if address.version == 6 else str(address)
-        extensions: dict[str, Any] = {"timeout": httpx.Timeout(self._timeout).as_dict()}
+        timeout = httpx.Timeout(self._timeout, connect=self._connect_timeout)
+        extensions: dict[str, Any] = {"timeout": timeout.as_dict()}
         if parsed.scheme == "https" and parsed.address is None:
             # TLS: send the name as SNI and verify the certificate against it, not the address.
             extensions["sni_hostname"] = parsed.host
@@ -178,17 +194,22 @@ class WebSource:
                 "User-Agent": _USER_AGENT,
                 "Accept": "*/*",
                 "Accept-Encoding": "identity",
+                **(extra or {}),
             },
             extensions=extensions,
         )
 
     async def _send(
-        self, client: httpx.AsyncClient, parsed: ParsedURL, addresses: Sequence[IPAddress]
+        self,
+        client: httpx.AsyncClient,
+        parsed: ParsedURL,
+        addresses: Sequence[IPAddress],
+        extra: dict[str, str] | None = None,
     ) -> httpx.Response:
         failure: httpx.TransportError | None = None
         for address in addresses:
             try:
-                return await client.send(self._request(parsed, address), stream=True)
+                return await client.send(self._request(parsed, address, extra), stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 log.debug("web-download: connecting to %s at %s failed: %s", parsed.host, address, exc)
                 failure = exc
@@ -203,7 +224,7 @@ class WebSource:
                     "check the URL and import again."
                 ) from exc
         if isinstance(failure, httpx.ConnectTimeout):
-            detail = f"no answer within {self._timeout:g} seconds"
+            detail = f"no answer within {self._connect_timeout:g} seconds"
         else:
             detail = _describe(failure) if failure is not None else "no address to connect to"
         raise DownloadFailed(
@@ -222,44 +243,150 @@ class WebSource:
             )
         return length
 
-    async def _body(self, response: httpx.Response, parsed: ParsedURL) -> AsyncGenerator[bytes, None]:
+    async def _body(
+        self, client: httpx.AsyncClient, response: httpx.Response, parsed: ParsedURL
+    ) -> AsyncGenerator[bytes, None]:
         length = _content_length(response)
         identity = _is_identity(response)
+        validator = _validator(response)
         received = 0
+        resumes = 0
+        current = response
+
+        base = 0  # where the body of ``current`` starts in the file
 
         def progress() -> str:
             # Bytes off the wire: what the caller got plus what was still buffered for the next chunk.
-            done = max(received, response.num_bytes_downloaded) if identity else response.num_bytes_downloaded
+            wire = current.num_bytes_downloaded
+            done = max(received, base + wire) if identity else wire
             return f"{done} of {length} bytes" if length is not None else f"{done} bytes"
 
+        broken: tuple[str, Exception | None]
         try:
-            async for chunk in response.aiter_bytes(self._chunk_size):
-                received += len(chunk)
-                if self._max_size is not None and received > self._max_size:
-                    raise TooLarge(
-                        f"The image at {parsed.shown} is larger than the {self._max_size} bytes allowed; "
-                        f"the download was stopped after {received} bytes."
+            while True:
+                try:
+                    async for chunk in current.aiter_bytes(self._chunk_size):
+                        received += len(chunk)
+                        if self._max_size is not None and received > self._max_size:
+                            raise TooLarge(
+                                f"The image at {parsed.shown} is larger than the {self._max_size} bytes "
+                                f"allowed; the download was stopped after {received} bytes."
+                            )
+                        yield chunk
+                except httpx.DecodingError as exc:
+                    raise DownloadFailed(
+                        f"The body sent by {parsed.shown} could not be decoded ({exc}); check the URL and "
+                        "import again."
+                    ) from exc
+                except httpx.TimeoutException as exc:
+                    broken = (
+                        f"The server at {parsed.shown} sent nothing for {self._timeout:g} seconds after "
+                        f"{progress()}",
+                        exc,
                     )
-                yield chunk
-        except httpx.TimeoutException as exc:
+                except httpx.RemoteProtocolError as exc:
+                    broken = (_cut_short_text(progress(), length), exc)
+                except httpx.TransportError as exc:
+                    broken = (
+                        f"The download from {parsed.shown} failed after {progress()} ({_describe(exc)})",
+                        exc,
+                    )
+                else:
+                    if length is None or not identity or received >= length:
+                        return
+                    broken = (_cut_short_text(progress(), length), None)
+                what, cause = broken
+                if self._retries == 0:
+                    raise DownloadFailed(f"{what}; check the URL and import again.") from cause
+                refusal = _why_not_resume(identity, validator, resumes, self._retries)
+                if refusal is not None:
+                    raise DownloadFailed(f"{what}, {refusal}; check the URL and import again.") from cause
+                assert validator is not None
+                resumes += 1
+                log.info(
+                    "web-download: %s; resuming at byte %d (%d of %d)", what, received, resumes, self._retries
+                )
+                if current is not response:
+                    await current.aclose()
+                    current = response  # closed already; the first response is closed by stream()
+                current = await self._resume(client, parsed, received, validator, what)
+                base = received
+                length = _range_total(current, length)
+        finally:
+            if current is not response:
+                await current.aclose()
+
+    async def _resume(
+        self, client: httpx.AsyncClient, parsed: ParsedURL, offset: int, validator: str, what: str
+    ) -> httpx.Response:
+        """Ask for the body from ``offset`` on, provided the file is still the one first answered."""
+        addresses = await self._resolve(parsed, parsed.url)
+        try:
+            response = await self._send(
+                client, parsed, addresses, {"Range": f"bytes={offset}-", "If-Range": validator}
+            )
+        except DownloadFailed as exc:
+            raise DownloadFailed(f"{what}, and resuming it failed: {exc.message}") from None
+        status = response.status_code
+        start = _range_start(response)
+        etag = response.headers.get("etag")
+        changed = status == 200 or (etag is not None and validator.startswith('"') and etag != validator)
+        if status == 206 and start == offset and _is_identity(response) and not changed:
+            return response
+        await response.aclose()
+        if changed:
             raise DownloadFailed(
-                f"The server at {parsed.shown} sent nothing for {self._timeout:g} seconds after "
-                f"{progress()}; check the URL and import again."
-            ) from exc
-        except httpx.RemoteProtocolError as exc:
-            raise _cut_short(progress(), length) from exc
-        except httpx.DecodingError as exc:
-            raise DownloadFailed(
-                f"The body sent by {parsed.shown} could not be decoded ({exc}); "
-                "check the URL and import again."
-            ) from exc
-        except httpx.TransportError as exc:
-            raise DownloadFailed(
-                f"The download from {parsed.shown} failed after {progress()} ({_describe(exc)}); "
-                "check the URL and import again."
-            ) from exc
-        if length is not None and identity and received < length:
-            raise _cut_short(progress(), length)
+                f"{what}, and the file changed on the server since the download began (it no longer "
+                f"matches {validator}), so the download could not resume; import again to download "
+                "the new file."
+            )
+        raise DownloadFailed(
+            f"{what}, and the server answered the request for the rest (from byte {offset}) with "
+            f"{status} {response.reason_phrase}, so the download could not resume; check the URL "
+            "and import again."
+        )
+
+
+def _validator(response: httpx.Response) -> str | None:
+    """What ``If-Range`` can send to resume this body: a strong ETag, else Last-Modified; None when
+    the server does not accept byte ranges or gave no validator."""
+    ranges = response.headers.get("accept-ranges", "")
+    if "bytes" not in [unit.strip().lower() for unit in ranges.split(",")]:
+        return None
+    etag: str | None = response.headers.get("etag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    modified: str | None = response.headers.get("last-modified")
+    return modified or None
+
+
+def _why_not_resume(identity: bool, validator: str | None, resumes: int, retries: int) -> str | None:
+    """Why a body cut short cannot resume (None: it can)."""
+    if not identity:
+        return "and the body was encoded, so it cannot resume where it stopped"
+    if validator is None:
+        return (
+            "and the server does not offer to resume (no 'Accept-Ranges: bytes' with an ETag or "
+            "Last-Modified), so the download could not resume"
+        )
+    if resumes >= retries:
+        return f"again after {resumes} resume(s) ([task] web_download_retries = {retries})"
+    return None
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+([0-9]+)-([0-9]+)/([0-9]+|\*)")
+
+
+def _range_start(response: httpx.Response) -> int | None:
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+    return int(match.group(1)) if match else None
+
+
+def _range_total(response: httpx.Response, known: int | None) -> int | None:
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+    if match is None or match.group(3) == "*":
+        return known
+    return int(match.group(3))
 
 
 def _content_length(response: httpx.Response) -> int | None:
@@ -272,11 +399,9 @@ def _is_identity(response: httpx.Response) -> bool:
     return encoding.strip().lower() == "identity"
 
 
-def _cut_short(progress: str, length: int | None) -> DownloadFailed:
+def _cut_short_text(progress: str, length: int | None) -> str:
     ending = "" if length is not None else ", before the end of the body"
-    return DownloadFailed(
-        f"The server closed the connection after {progress}{ending}; check the URL and import again."
-    )
+    return f"The server closed the connection after {progress}{ending}"
 
 
 def _describe(exc: Exception) -> str:

@@ -177,6 +177,12 @@ def staged_bytes(task: Task) -> int:
     return value if isinstance(value, int) else 0
 
 
+def staged_total(task: Task) -> int | None:
+    """The size a web-download's server announced (Glimpse); None when unknown."""
+    value = (task.progress or {}).get("staged_total")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 #: The phases whose progress is the stores' (or nothing yet); any other phase is a step of its own.
 STORE_PHASES = frozenset({"pending", "stores", "done", "failed"})
 
@@ -195,17 +201,35 @@ def plugin_states(task: Task) -> dict[str, str]:
     return {str(name): str(state) for name, state in raw.items()}
 
 
+def clock_time(seconds: float) -> str:
+    """``0:01:23``: hours, minutes and seconds."""
+    minutes, secs = divmod(max(0, int(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}"
+
+
+def timing(task: Task) -> str:
+    """``, eta 0:01:23`` from the server's estimate, ``, stalled since 2026-…Z`` while no byte
+    moves, or nothing (Glance, a finished task, no estimate yet)."""
+    if task.is_done:
+        return ""
+    if task.stalled_since is not None:
+        return f", stalled since {utc_time(task.stalled_since)}"
+    eta = task.eta_seconds
+    return f", eta {clock_time(eta)}" if eta is not None else ""
+
+
 def progress_line(task: Task) -> str:
-    """``task <id> processing: fast 45% (12.0 MiB/26.7 MiB), cheap 30% (…)`` for logs and pipes;
-    ``task <id> processing: converting, 42%`` while a step of its own runs."""
+    """``task <id> processing: fast 45% (12.0 MiB/26.7 MiB), cheap 30% (…), eta 0:00:42`` for logs
+    and pipes; ``task <id> processing: converting, 42%`` while a step of its own runs."""
     head = f"task {task.id} {task.status}"
     current = phase(task)
     if current == "staging":
-        return f"{head}: downloading, {human_size(staged_bytes(task))} so far"
+        return f"{head}: downloading, {human_size(staged_bytes(task))} so far{timing(task)}"
     if current is not None and current not in STORE_PHASES:
         percent = phase_percent(task)
-        return f"{head}: {current}" + (f", {percent:.0f}%" if percent is not None else "")
+        return f"{head}: {current}" + (f", {percent:.0f}%" if percent is not None else "") + timing(task)
     states = store_states(task)
     if not states:
         return f"{head}: {task.message}" if task.message else head
-    return f"{head}: " + ", ".join(s.brief() for s in states)
+    return f"{head}: " + ", ".join(s.brief() for s in states) + timing(task)

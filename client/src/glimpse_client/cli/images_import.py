@@ -54,6 +54,13 @@ def add_target_options(parser: argparse.ArgumentParser, *, copying: bool, retryi
             "and keeps nothing when the data differs)",
         )
     parser.add_argument(
+        "--deadline",
+        type=_seconds,
+        metavar="SECONDS",
+        help="the task must end within this many seconds, or the server stops it and undoes its "
+        "work (Glimpse only)",
+    )
+    parser.add_argument(
         "--wait",
         action="store_true",
         help="follow the task with progress bars until it ends (see exit codes)",
@@ -65,6 +72,13 @@ def add_target_options(parser: argparse.ArgumentParser, *, copying: bool, retryi
         dest="wait_timeout",
         help="with --wait: stop waiting after this long (exit code 5; the task goes on)",
     )
+
+
+def _seconds(text: str) -> int:
+    """A whole number of seconds above 0 (``--deadline``)."""
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds above 0")
+    return int(text)
 
 
 @dataclass
@@ -128,6 +142,7 @@ def start_import(
             allow_failure=targets.allow_failure,
             checksum=checksum,
             retry_failed=targets.retry_failed,
+            deadline=getattr(parsed_args, "deadline", None),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -31,6 +31,7 @@ from glimpse_client import Task, TaskFailed, TaskHandle
 
 from ._text import (
     STORE_PHASES,
+    clock_time,
     human_duration,
     human_size,
     phase,
@@ -38,6 +39,7 @@ from ._text import (
     plugin_states,
     progress_line,
     staged_bytes,
+    staged_total,
     store_states,
     task_method,
 )
@@ -86,18 +88,26 @@ class RateColumn(ProgressColumn):
 
 
 class EtaColumn(ProgressColumn):
-    """Time left at the current rate (``eta 0:01:23``); nothing once finished or when the size is unknown."""
+    """Time left (``eta 0:01:23``): the server's estimate of a task's phase when it gave one (the
+    ``eta`` field), else the current rate's; ``stalled`` while the server sees no byte move (the
+    ``stalled`` field); nothing once finished or when the size is unknown."""
 
     def render(self, task: ProgressTask) -> Text:
-        if task.finished or task.total is None:
+        if task.finished:
+            return Text("")
+        if task.fields.get("stalled"):
+            return Text("stalled", style="red")
+        reported = task.fields.get("eta")
+        if isinstance(reported, int):
+            return Text(f"eta {clock_time(reported)}", style="progress.remaining")
+        if task.total is None:
             return Text("")
         speed = _rate(task)
         if not speed:
             return Text("eta -:--:--", style="progress.remaining")
-        left = int(max(task.total - task.completed, 0) / speed)
-        minutes, seconds = divmod(left, 60)
-        hours, minutes = divmod(minutes, 60)
-        return Text(f"eta {hours:d}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+        return Text(
+            f"eta {clock_time(max(task.total - task.completed, 0) / speed)}", style="progress.remaining"
+        )
 
 
 def _columns() -> list[ProgressColumn]:
@@ -204,7 +214,7 @@ class _LiveView:
     def _row(self, key: str, label: str, total: int | None) -> TaskID:
         row = self.rows.get(key)
         if row is None:
-            row = self.progress.add_task(label, total=total, note="", rate=None)
+            row = self.progress.add_task(label, total=total, note="", rate=None, eta=None, stalled=False)
             self.rows[key] = row
         return row
 
@@ -225,10 +235,14 @@ class _LiveView:
         current = phase(task)
         reported = (task.progress or {}).get("bytes_per_second")
         rate = float(reported) if isinstance(reported, int | float) else None
+        # The server's view of the phase under way: its time left, or that nothing moves.
+        eta, stalled = task.eta_seconds, task.stalled_since is not None
         if current == "staging" or staged:
-            row = self._row("", "download", None)
+            row = self._row("", "download", staged_total(task))
             if current == "staging":
-                self.progress.update(row, completed=staged, note="[cyan]downloading", rate=rate)
+                self.progress.update(
+                    row, completed=staged, note="[cyan]downloading", rate=rate, eta=eta, stalled=stalled
+                )
             else:
                 self.progress.update(row, completed=staged, total=staged or 1, note="[green]done")
         self._steps(task, current)
@@ -239,6 +253,8 @@ class _LiveView:
             completed = state.total if state.state == "done" and state.total is not None else state.done
             if rate is not None and (state.state == "copying" or self._rate_of(row) is None):
                 self.progress.update(row, rate=rate)
+            if state.state == "copying" and current == "stores":
+                self.progress.update(row, eta=eta, stalled=stalled)
             self.progress.update(
                 row,
                 completed=completed,

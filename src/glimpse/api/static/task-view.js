@@ -37,6 +37,17 @@
     return `${bytes} bytes`;
   }
 
+  // The server's estimate of the phase under way, or when the last byte moved while none moves.
+  function timeLeft(progress) {
+    if (progress.stalled_since) return `stalled since ${progress.stalled_since.replace(/\.\d+Z$/, "Z")}`;
+    const left = progress.eta_seconds;
+    if (left === null || left === undefined) return "—";
+    const hours = Math.floor(left / 3600);
+    const minutes = String(Math.floor((left % 3600) / 60)).padStart(2, "0");
+    const seconds = String(left % 60).padStart(2, "0");
+    return `${hours}:${minutes}:${seconds}`;
+  }
+
   function storeText(p) {
     const head = p.percent === null ? "size unknown" : `${p.percent} %`;
     let text = `${head} · ${p.state} · ${size(p.bytes_done)} of ${size(p.bytes_total)}`;
@@ -78,6 +89,8 @@
       article.querySelector(".task-phase").textContent = task.progress.phase;
       const rate = task.progress.bytes_per_second;
       article.querySelector(".task-rate").textContent = rate === null ? "—" : `${size(Math.floor(rate))}/s`;
+      const eta = article.querySelector(".task-eta");
+      if (eta) eta.textContent = timeLeft(task.progress);
       for (const [store, progress] of Object.entries(task.progress.stores || {})) {
         const item = article.querySelector(`li.store-bar[data-store="${CSS.escape(store)}"]`);
         if (item) setBar(item, progress); else missing = true;

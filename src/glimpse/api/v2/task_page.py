@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 
 from glimpse.domain.images import Image
-from glimpse.domain.tasks import StoreProgress, StoreState, Task, TaskStatus
+from glimpse.domain.tasks import StoreProgress, StoreState, Task, TaskProgress, TaskStatus
 
 MEDIA_TYPE = "text/html"
 #: Only Glimpse's own files; no inline code, no frames, no other origin.
@@ -190,6 +190,7 @@ def _task(task: Task) -> str:
         who.append(f"<dt>Request</dt><dd>{_e(task.request_id)}</dd>")
     rate = task.progress.bytes_per_second
     rate_text = "—" if rate is None else f"{_size(int(rate)).split(' (')[0]}/s"
+    left = _time_left(task.progress)
     return (
         f'<article class="task" id="task-{_e(task.id)}" data-task-id="{_e(task.id)}" '
         f'aria-labelledby="task-{_e(task.id)}-title">'
@@ -198,10 +199,23 @@ def _task(task: Task) -> str:
         f'<p class="task-message">{_e(task.message) or "No message yet."}</p>'
         f'<dl class="task-facts"><dt>Phase</dt><dd class="task-phase">{_e(task.progress.phase)}</dd>'
         f'<dt>Rate</dt><dd class="task-rate">{_e(rate_text)}</dd>'
+        f'<dt>Time left</dt><dd class="task-eta">{_e(left)}</dd>'
         f"<dt>Created</dt><dd>{_when(task.created_at)}</dd>"
         f'<dt>Updated</dt><dd class="task-updated">{_when(task.updated_at)}</dd>{"".join(who)}</dl>'
         f'<ul class="bars" aria-label="Target stores of task {_e(task.id)}">{bars}</ul></article>'
     )
+
+
+def _time_left(progress: TaskProgress) -> str:
+    """The server's estimate of the phase under way (``0:01:23``), ``stalled since …`` while no
+    byte moves, else a dash."""
+    if progress.stalled_since is not None:
+        return f"stalled since {progress.stalled_since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    if progress.eta_seconds is None:
+        return "—"
+    minutes, seconds = divmod(progress.eta_seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{seconds:02d}"
 
 
 def _image(image: Image) -> str:
