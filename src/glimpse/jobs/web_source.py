@@ -15,7 +15,7 @@ import ipaddress
 import logging
 import re
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 from urllib.parse import urljoin
 
@@ -86,8 +86,11 @@ class WebSource:
         self._chunk_size = chunk_size
 
     @contextlib.asynccontextmanager
-    async def stream(self, url: str) -> AsyncIterator[Download]:
+    async def stream(self, url: str, headers: Mapping[str, str] | None = None) -> AsyncIterator[Download]:
         """Open ``url`` (following redirects) and yield its body; everything is closed on exit.
+
+        ``headers`` (a token, for glance-download) are sent to the origin of ``url`` only: a
+        redirect to another scheme, host or port is followed without them.
 
         Raises ``InvalidInput`` when the URL or a redirect target does not pass the filter,
         :class:`DownloadFailed` when the server cannot be reached, answers with an error or stops
@@ -103,7 +106,7 @@ class WebSource:
             follow_redirects=False,
             limits=httpx.Limits(max_keepalive_connections=0),
         ) as client:
-            response, parsed = await self._open(client, url)
+            response, parsed = await self._open(client, url, headers or {})
             try:
                 size = self._announced_size(response, parsed)
                 chunks = self._body(response, parsed)
@@ -114,8 +117,11 @@ class WebSource:
             finally:
                 await response.aclose()
 
-    async def _open(self, client: httpx.AsyncClient, url: str) -> tuple[httpx.Response, ParsedURL]:
+    async def _open(
+        self, client: httpx.AsyncClient, url: str, headers: Mapping[str, str]
+    ) -> tuple[httpx.Response, ParsedURL]:
         current, previous = url, None
+        origin: tuple[str, str, int] | None = None
         for _ in range(self._max_redirects + 1):
             try:
                 parsed = check_url(current, self._filter)
@@ -124,7 +130,10 @@ class WebSource:
                 if previous is None:
                     raise
                 raise InvalidInput(f"{exc.message} The server at {previous} redirected there.") from None
-            response = await self._send(client, parsed, addresses)
+            here = (parsed.scheme, parsed.host, parsed.port)
+            origin = origin or here
+            extra = headers if here == origin else {}
+            response = await self._send(client, parsed, addresses, extra)
             status = response.status_code
             if status in REDIRECT_STATUSES:
                 location = response.headers.get("location")
@@ -141,7 +150,8 @@ class WebSource:
                 await response.aclose()
                 raise DownloadFailed(
                     f"The server at {parsed.url} answered {status} {response.reason_phrase}; "
-                    "check the URL and import again."
+                    "check the URL and import again.",
+                    status=status,
                 )
             return response, parsed
         raise DownloadFailed(
@@ -164,7 +174,7 @@ class WebSource:
             ) from None
         return [ipaddress.ip_address(answer) for answer in answers]
 
-    def _request(self, parsed: ParsedURL, address: IPAddress) -> httpx.Request:
+    def _request(self, parsed: ParsedURL, address: IPAddress, extra: Mapping[str, str]) -> httpx.Request:
         host = f"[{address}]" if address.version == 6 else str(address)
         extensions: dict[str, Any] = {"timeout": httpx.Timeout(self._timeout).as_dict()}
         if parsed.scheme == "https" and parsed.address is None:
@@ -178,17 +188,22 @@ class WebSource:
                 "User-Agent": _USER_AGENT,
                 "Accept": "*/*",
                 "Accept-Encoding": "identity",
+                **extra,
             },
             extensions=extensions,
         )
 
     async def _send(
-        self, client: httpx.AsyncClient, parsed: ParsedURL, addresses: Sequence[IPAddress]
+        self,
+        client: httpx.AsyncClient,
+        parsed: ParsedURL,
+        addresses: Sequence[IPAddress],
+        extra: Mapping[str, str],
     ) -> httpx.Response:
         failure: httpx.TransportError | None = None
         for address in addresses:
             try:
-                return await client.send(self._request(parsed, address), stream=True)
+                return await client.send(self._request(parsed, address, extra), stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 log.debug("web-download: connecting to %s at %s failed: %s", parsed.host, address, exc)
                 failure = exc
