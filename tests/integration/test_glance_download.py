@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import pytest
 from glimpse.errors import DownloadFailed, InvalidInput
 from glimpse.jobs.glance_source import find_image_endpoint
 from keystonesupport import Account, KeystoneServer, protected_server
-from livesupport import Server, free_port, wait_until
+from livesupport import Server, free_port, run_cli, wait_until
 
 pytestmark = pytest.mark.live
 
@@ -323,3 +324,41 @@ def test_a_revoked_token_cannot_read_the_catalog(
 def test_an_unreachable_identity_service_is_a_clear_failure() -> None:
     with pytest.raises(DownloadFailed, match="cannot be reached"):
         asyncio.run(find_image_endpoint(f"http://127.0.0.1:{free_port()}", "t", REMOTE_REGION, "public"))
+
+
+def test_the_glimpse_cli_imports_from_another_region_and_waits(
+    local: tuple[Server, Path], remote: Server, keystone: KeystoneServer, member: Account
+) -> None:
+    server, _ = local
+    headers = _token(keystone, member)
+    remote_id = _remote_image(remote, headers)
+    image_id = _create(server, headers)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLIMPSE_", "OS_"))}
+    env.update(
+        {"GLIMPSE_URL": server.url, "OS_TOKEN": headers["X-Auth-Token"], "HOME": env.get("HOME", "/tmp")}
+    )
+    refused = run_cli(
+        "image", "import", image_id, "--method", "glance-download", "--remote-image", remote_id, env=env
+    )
+    assert refused.returncode == 2
+    assert "--remote-region" in refused.stderr
+    done = run_cli(
+        "image",
+        "import",
+        image_id,
+        "--method",
+        "glance-download",
+        "--remote-image",
+        remote_id,
+        "--remote-region",
+        REMOTE_REGION,
+        "--remote-interface",
+        "internal",
+        "--wait",
+        env=env,
+    )
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    image = _show(server, headers, image_id)
+    assert image["status"] == "active"
+    assert image["os_distro"] == "rhel"
+    assert image["checksum"] == _show(remote, headers, remote_id)["checksum"]
