@@ -26,6 +26,7 @@ from glimpse.errors import DownloadFailed, InvalidInput
 from glimpse.jobs.glance_source import find_image_endpoint
 from keystonesupport import Account, KeystoneServer, protected_server
 from livesupport import Server, free_port, run_cli, wait_until
+from tcprelay import TcpRelay
 
 pytestmark = pytest.mark.live
 
@@ -43,16 +44,29 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServe
 
 
 @pytest.fixture(scope="module")
-def remote(keystone: KeystoneServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def slow_link() -> Iterator[TcpRelay]:
+    relay = TcpRelay("127.0.0.1", 1)  # pointed at RegionTwo's server once it runs
+    yield relay
+    relay.stop()
+
+
+@pytest.fixture(scope="module")
+def remote(
+    keystone: KeystoneServer, slow_link: TcpRelay, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """The Glimpse of RegionTwo, in the catalog with a public and an internal endpoint; a third
-    region names it by a host name the import filter does not allow."""
+    region names it by a host name the import filter does not allow, and region Slow reaches it
+    through a throttled relay."""
     server = protected_server(tmp_path_factory.mktemp("region-two"), keystone)
     try:
+        slow_link.target = ("127.0.0.1", server.port)
+        slow_link.start()
         keystone.image_service(
             {
                 ("public", REMOTE_REGION): server.url,
                 ("internal", REMOTE_REGION): f"{server.url}/v2",
                 ("public", "RegionThree"): f"http://localhost:{server.port}",
+                ("public", "Slow"): f"http://127.0.0.1:{slow_link.port}",
             }
         )
         yield server
@@ -60,22 +74,22 @@ def remote(keystone: KeystoneServer, tmp_path_factory: pytest.TempPathFactory) -
         server.stop()
 
 
-def _local_settings(remote: Server) -> dict[str, str]:
+def _local_settings(remote: Server, *ports: int) -> dict[str, str]:
     return {
         "GLIMPSE_ENABLED_IMPORT_METHODS": METHODS,
         "GLIMPSE_IMPORT_FILTERING_OPTS__ALLOWED_HOSTS": "127.0.0.1",
-        "GLIMPSE_IMPORT_FILTERING_OPTS__ALLOWED_PORTS": str(remote.port),
+        "GLIMPSE_IMPORT_FILTERING_OPTS__ALLOWED_PORTS": ",".join(str(p) for p in (remote.port, *ports)),
         "GLIMPSE_TASK__TASK_PROGRESS_INTERVAL": "0.2",
     }
 
 
 @pytest.fixture(scope="module")
 def local(
-    keystone: KeystoneServer, remote: Server, tmp_path_factory: pytest.TempPathFactory
+    keystone: KeystoneServer, remote: Server, slow_link: TcpRelay, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, Path]]:
     """The Glimpse that imports (SQLite), and its data directory."""
     root = tmp_path_factory.mktemp("region-one")
-    server = protected_server(root, keystone, **_local_settings(remote))
+    server = protected_server(root, keystone, **_local_settings(remote, slow_link.port))
     try:
         yield server, root / "data"
     finally:
@@ -362,3 +376,42 @@ def test_the_glimpse_cli_imports_from_another_region_and_waits(
     assert image["status"] == "active"
     assert image["os_distro"] == "rhel"
     assert image["checksum"] == _show(remote, headers, remote_id)["checksum"]
+
+
+def test_a_cancelled_glance_download_undoes_everything_and_forgets_the_token(
+    local: tuple[Server, Path], remote: Server, slow_link: TcpRelay, keystone: KeystoneServer, member: Account
+) -> None:
+    server, data_dir = local
+    headers = _token(keystone, member)
+    remote_id = _remote_image(remote, headers)
+    image_id = _create(server, headers, os_distro="windows")
+    slow_link.rate = 128 * 1024  # 2 MiB take 16 s: time to see the download move, then cancel it
+    try:
+        started = _import(server, headers, image_id, remote_id, glance_region="Slow")
+        assert started.status_code == 202, started.text
+        task_id = started.headers["OpenStack-image-import-task-id"]
+        tasks_url = f"{server.url}/v2/images/{image_id}/tasks"
+
+        def downloading() -> bool:
+            task = httpx.get(f"{tasks_url}/{task_id}", headers=headers, timeout=30).json()
+            return bool(task["progress"]["staged_bytes"] > 0 and task["status"] == "processing")
+
+        wait_until(downloading, lambda: f"the download did not start:\n{server.log()}", within=30)
+        # Mid-download the image already carries the remote image's metadata.
+        assert _show(server, headers, image_id)["os_distro"] == "rhel"
+        cancelled = httpx.delete(f"{tasks_url}/{task_id}", headers=headers, timeout=30)
+        assert cancelled.status_code == 202, cancelled.text
+        task = _finished_task(server, headers, image_id)
+    finally:
+        slow_link.rate = None
+    assert task["status"] == "failure"
+    assert "back to 'queued'" in task["message"]
+    image = _show(server, headers, image_id)
+    assert image["status"] == "queued"
+    assert (image["os_distro"], image["disk_format"]) == ("windows", "raw")
+    assert "hw_cpu_cores" not in image
+    assert "os_glance_import_task" not in image or not image["os_glance_import_task"]
+    assert not any(headers["X-Auth-Token"] in stored for stored in _stored_inputs(data_dir))
+    staging = data_dir / "staging"
+    assert staging.is_dir()
+    assert not any(image_id in path.name for path in staging.rglob("*"))
