@@ -328,9 +328,12 @@ class KeystoneServer:
             self._call("POST", "/endpoints", {"endpoint": endpoint})
 
 
-def protected_server(root: Path, keystone: KeystoneServer, **extra: str) -> Server:
+def protected_server(
+    root: Path, keystone: KeystoneServer, *, port: int | None = None, **extra: str
+) -> Server:
     """A live ``glimpse-server serve`` with ``auth_strategy = keystone`` (as Glance's paste flavor) that
-    validates tokens against ``keystone`` itself; ``extra`` adds or replaces environment settings."""
+    validates tokens against ``keystone`` itself, on ``port`` (a free one when None); ``extra`` adds
+    or replaces environment settings."""
     root.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GLIMPSE_", "OS_"))}
     section = "GLIMPSE_KEYSTONE_AUTHTOKEN__"
@@ -354,7 +357,7 @@ def protected_server(root: Path, keystone: KeystoneServer, **extra: str) -> Serv
             **extra,
         }
     )
-    server = Server(name="keystone-protected", port=free_port(), log_path=root / "server.log")
+    server = Server(name="keystone-protected", port=port or free_port(), log_path=root / "server.log")
     server.start(env)
     server.wait_ready()
     return server

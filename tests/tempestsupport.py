@@ -49,20 +49,22 @@ TEST_REGEX = r"^tempest\.api\.image\."
 STORE = "fast"
 
 
-def glimpse_settings(web: FileServer) -> dict[str, str]:
-    """Environment settings of the Glimpse under test, beyond :func:`keystonesupport.protected_server`'s."""
+def glimpse_settings(web: FileServer, port: int) -> dict[str, str]:
+    """Environment settings of the Glimpse under test (listening on ``port``), beyond
+    :func:`keystonesupport.protected_server`'s."""
     return {
         "GLIMPSE_ENABLED_BACKENDS": f"{STORE}:file",
-        "GLIMPSE_ENABLED_IMPORT_METHODS": "glance-direct,web-download,copy-image",
+        "GLIMPSE_ENABLED_IMPORT_METHODS": "glance-direct,web-download,copy-image,glance-download",
         # Tempest's listing tests upload random bytes as qcow2, vhd, ami...: they run only when the
         # data need not match its disk_format (Tempest's image_format_enforcement = false, below).
         # Glimpse's own tests cover the inspection (tests/integration/test_runner_content.py...).
         "GLIMPSE_IMAGE_FORMAT__REQUIRE_IMAGE_FORMAT_MATCH": "false",
         # Tempest uses a handful of users for minutes: validate each token once, not every 2 s.
         "GLIMPSE_KEYSTONE_AUTHTOKEN__TOKEN_CACHE_TIME": "300",
-        # web-download from the loopback file server, and from nowhere else on loopback.
+        # web-download from the loopback file server, glance-download from Glimpse itself (Tempest's
+        # region is the one Glimpse serves: its catalog endpoint), and nothing else on loopback.
         "GLIMPSE_IMPORT_FILTERING_OPTS__ALLOWED_HOSTS": "127.0.0.1",
-        "GLIMPSE_IMPORT_FILTERING_OPTS__ALLOWED_PORTS": str(web.port),
+        "GLIMPSE_IMPORT_FILTERING_OPTS__ALLOWED_PORTS": f"{web.port},{port}",
     }
 
 

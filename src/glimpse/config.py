@@ -32,6 +32,13 @@ RESERVED_STORE_PREFIX = "os_glance_"
 STAGING_STORE_ID = "os_glance_staging_store"
 STAGING_DESCRIPTION = "Staging area for interoperable image import"
 ALL_IMPORT_METHODS = tuple(str(method) for method in ImportMethod)
+#: Glance's default ``enabled_import_methods``: glance-download is offered only when listed.
+DEFAULT_IMPORT_METHODS = tuple(
+    str(method) for method in ImportMethod if method is not ImportMethod.GLANCE_DOWNLOAD
+)
+#: Glance's default ``[glance_download_properties] extra_properties``: the property names (or
+#: prefixes) a glance-download copies from the remote image.
+DEFAULT_DOWNLOAD_PROPERTIES = ("hw_", "trait:", "os_distro", "os_secure_boot", "os_type")
 SUPPORTED_HASH_ALGORITHMS = ("sha256", "sha384", "sha512", "sha3_256", "sha3_512", "blake2b")
 STORE_TYPES = ("file", "s3", "swift")
 DEFAULT_BACKENDS = "fast:file,cheap:file,reliable:file"
@@ -124,7 +131,10 @@ class Settings:
     worker_self_reference_url: str | None = None
     image_size_cap: int = 1099511627776
     user_storage_quota: int = 0
-    enabled_import_methods: tuple[str, ...] = ALL_IMPORT_METHODS
+    enabled_import_methods: tuple[str, ...] = DEFAULT_IMPORT_METHODS
+    #: ``[glance_download_properties] extra_properties``: the remote image's properties a
+    #: glance-download copies, by name or prefix (an item matches every name it begins).
+    download_properties: tuple[str, ...] = DEFAULT_DOWNLOAD_PROPERTIES
     task_time_to_live: int = 48
     #: Minutes without a heartbeat after which an import lock may be broken (doubled while pending).
     import_lock_stale_after: int = 60
@@ -234,6 +244,24 @@ class Settings:
         this node's ``worker_self_reference_url`` when staging is local to the node, else None (any
         node can read it, or the node has no identity)."""
         return self.worker_self_reference_url if self.staging.node_local else None
+
+    @property
+    def offered_import_methods(self) -> tuple[str, ...]:
+        """The import methods this site accepts: ``enabled_import_methods``, without glance-download
+        when tokens are not validated (``noauth``: there is no token whose service catalog could
+        name the other region)."""
+        if self.auth_strategy == "keystone":
+            return self.enabled_import_methods
+        return tuple(m for m in self.enabled_import_methods if m != ImportMethod.GLANCE_DOWNLOAD)
+
+    @property
+    def identity_url(self) -> str | None:
+        """The identity service a glance-download reads the caller's catalog from:
+        ``[keystone_authtoken] auth_url`` (the URL this service reaches Keystone at), else
+        ``www_authenticate_uri``."""
+        options = self.keystone_authtoken
+        url = options.get("auth_url") or options.get("www_authenticate_uri")
+        return url.rstrip("/") if url else None
 
     @property
     def metrics_directory(self) -> Path:
@@ -776,6 +804,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "image_size_cap": opt.size("image_size_cap"),
         "user_storage_quota": opt.size("user_storage_quota"),
         "enabled_import_methods": _import_methods(opt.listed("enabled_import_methods")),
+        "download_properties": opt.listed("extra_properties", "glance_download_properties"),
         "task_time_to_live": opt.integer("task_time_to_live", "task"),
         "import_lock_stale_after": opt.integer("import_lock_stale_after", minimum=1),
         "idempotency_key_ttl": opt.integer("idempotency_key_ttl", minimum=1),

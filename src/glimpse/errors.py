@@ -235,3 +235,8 @@ class DownloadFailed(GlimpseError):
     """The web-download did not produce the whole image; the message says why and what to do."""
 
     default_message = "The image could not be downloaded; check the URL and import again."
+
+    def __init__(self, message: str | None = None, *, status: int | None = None) -> None:
+        super().__init__(message)
+        #: The HTTP status the server answered with, when the failure is an error answer.
+        self.status = status

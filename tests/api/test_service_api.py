@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apitools import ADMIN, new_image
+from apitools import ADMIN, OWNER, new_image
 from starlette.testclient import TestClient
 
 
@@ -96,6 +96,35 @@ def test_import_methods_follow_configuration(make_client: object) -> None:
     assert client.get("/v2/info/import").json()["import-methods"]["value"] == ["web-download"]
     response = client.post("/v2/images", json={})
     assert response.headers["openstack-image-import-methods"] == "web-download"
+
+
+def test_glance_download_is_neither_offered_nor_accepted_without_keystone(make_client: object) -> None:
+    """No-auth mode has no token whose catalog could name the other region: the method is left out of
+    the discovery and a request for it is a 400 that says why, even when enabled_import_methods lists it."""
+    client = make_client(  # type: ignore[operator]
+        GLIMPSE_ENABLED_IMPORT_METHODS="web-download,glance-download"
+    )
+    assert client.get("/v2/info/import").json()["import-methods"]["value"] == ["web-download"]
+    image = new_image(client)
+    assert client.post("/v2/images", json={}).headers["openstack-image-import-methods"] == "web-download"
+    body = {
+        "method": {
+            "name": "glance-download",
+            "glance_image_id": "36d4b546-64a2-4bb9-bdd0-ba676aa48f2c",
+            "glance_region": "RegionTwo",
+        }
+    }
+    response = client.post(f"/v2/images/{image['id']}/import", json=body, headers=OWNER)
+    assert response.status_code == 400
+    assert "auth_strategy = noauth" in response.json()["message"]
+    assert client.get(f"/v2/images/{image['id']}", headers=OWNER).json()["status"] == "queued"
+    assert client.get(f"/v2/images/{image['id']}/tasks", headers=OWNER).json()["tasks"] == []
+    # Not enabled at all: the method is unknown, as in Glance.
+    default = make_client()  # type: ignore[operator]
+    other = new_image(default)
+    response = default.post(f"/v2/images/{other['id']}/import", json=body, headers=OWNER)
+    assert response.status_code == 400
+    assert response.json()["message"] == "Unknown import method name 'glance-download'."
 
 
 @pytest.mark.parametrize(

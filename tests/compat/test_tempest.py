@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from keystonesupport import REGION, KeystoneServer, protected_server
+from livesupport import free_port
 from tempestsupport import (
     FileServer,
     glimpse_settings,
@@ -48,7 +49,8 @@ def test_tempest_image_api(tmp_path_factory: pytest.TempPathFactory, disk_images
         KeystoneServer(tmp_path_factory.getbasetemp().parent, root / "keystone", cache=True) as keystone,
         FileServer({"/cirros.qcow2": qcow2}) as web,
     ):
-        server = protected_server(root / "glimpse", keystone, **glimpse_settings(web))
+        port = free_port()
+        server = protected_server(root / "glimpse", keystone, port=port, **glimpse_settings(web, port))
         try:
             keystone.image_service({("public", REGION): server.url, ("internal", REGION): server.url})
             workspace = write_workspace(venv, root, keystone, web.url("/cirros.qcow2"))

@@ -94,6 +94,13 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def route_token(self, query: dict[str, str]) -> None:
+        body = self.headers.get("X-Auth-Token", "-").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def route_chain(self, query: dict[str, str]) -> None:
         """``/chain?n=3`` redirects to ``n=2``, ... with a different redirect status each time."""
         left = int(query["n"])
@@ -334,8 +341,8 @@ class Fetched:
         self.body = b"".join(chunks)
 
 
-async def fetch(source: WebSource, url: str) -> Fetched:
-    async with source.stream(url) as download:
+async def fetch(source: WebSource, url: str, headers: dict[str, str] | None = None) -> Fetched:
+    async with source.stream(url, headers) as download:
         return Fetched(download.size, [chunk async for chunk in download.chunks])
 
 
@@ -392,6 +399,19 @@ def test_redirect_to_another_name_is_checked_and_resolved_again(server: LocalSer
     got = run(fetch(WebSource(flt, resolver=resolver), server.url(f"/redirect?to={target}", host="a.test")))
     assert got.body == f"b.test:{server.port}".encode()
     assert calls == ["a.test", "b.test"]
+
+
+def test_extra_headers_go_to_the_first_origin_only(server: LocalServer) -> None:
+    """A glance-download's token follows a redirect within the image service, never to another host."""
+    flt = ImportFilter(allowed_hosts=("a.test", "b.test"), allowed_ports=(server.port,))
+    resolver = fixed_resolver({"a.test": ["127.0.0.1"], "b.test": ["127.0.0.1"]})
+    source = WebSource(flt, resolver=resolver)
+    token = {"X-Auth-Token": "secret-token"}
+    same = server.url("/redirect?to=/token", host="a.test")
+    assert run(fetch(source, same, token)).body == b"secret-token"
+    elsewhere = server.url("/token", host="b.test")
+    away = server.url(f"/redirect?to={elsewhere}", host="a.test")
+    assert run(fetch(source, away, token)).body == b"-"
 
 
 @pytest.mark.parametrize(

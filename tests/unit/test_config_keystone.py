@@ -112,3 +112,26 @@ def test_the_authenticator_refuses_what_keystonemiddleware_would_not_read(
     settings = load_settings(environ={"GLIMPSE_AUTH_STRATEGY": "keystone", **AUTHTOKEN, **extra})
     with pytest.raises(ConfigError, match=message):
         build_authenticator(settings)
+
+
+def test_glance_download_is_offered_only_when_enabled_and_tokens_are_validated() -> None:
+    default = load_settings(environ={})
+    assert default.enabled_import_methods == ("glance-direct", "web-download", "copy-image")
+    assert default.download_properties == ("hw_", "trait:", "os_distro", "os_secure_boot", "os_type")
+    methods = {"GLIMPSE_ENABLED_IMPORT_METHODS": "web-download,glance-download"}
+    assert load_settings(environ=methods).offered_import_methods == ("web-download",)
+    protected = load_settings(environ={**AUTHTOKEN, **methods, "GLIMPSE_AUTH_STRATEGY": "keystone"})
+    assert protected.offered_import_methods == ("web-download", "glance-download")
+    assert protected.identity_url == "http://keystone.example:5000"
+    assert load_settings(
+        environ={**AUTHTOKEN, "GLIMPSE_AUTH_STRATEGY": "keystone"}
+    ).offered_import_methods == (
+        "glance-direct",
+        "web-download",
+        "copy-image",
+    )
+
+
+def test_the_properties_a_glance_download_copies_are_glances_option() -> None:
+    env = {"GLIMPSE_GLANCE_DOWNLOAD_PROPERTIES__EXTRA_PROPERTIES": "hw_, 'os_distro', custom:"}
+    assert load_settings(environ=env).download_properties == ("hw_", "os_distro", "custom:")

@@ -20,6 +20,15 @@ from glimpse.errors import InvalidInput
         {"method": {"name": "web-download", "uri": "https://example.com/a.img"}, "all_stores": True},
         {"method": {"name": "copy-image"}, "stores": ["b", "a", "b"], "all_stores_must_succeed": True},
         {"method": {"name": "copy-image"}, "all_stores": False, "all_stores_must_succeed": False},
+        {
+            "method": {
+                "name": "glance-download",
+                "glance_image_id": "36d4b546-64a2-4bb9-bdd0-ba676aa48f2c",
+                "glance_region": "RegionTwo",
+                "glance_service_interface": "internal",
+            },
+            "stores": ["fast"],
+        },
     ],
 )
 def test_a_body_comes_back_as_it_was_sent(body: dict[str, Any]) -> None:
@@ -42,13 +51,32 @@ def test_the_parsed_fields() -> None:
 
 
 def test_methods() -> None:
-    assert [str(m) for m in ImportMethod] == ["glance-direct", "web-download", "copy-image"]
+    assert [str(m) for m in ImportMethod] == [
+        "glance-direct",
+        "web-download",
+        "copy-image",
+        "glance-download",
+    ]
+    assert ImportMethod.GLANCE_DOWNLOAD.brings_data
     assert ImportMethod.GLANCE_DIRECT.brings_data
     assert ImportMethod.WEB_DOWNLOAD.brings_data
     assert not ImportMethod.COPY_IMAGE.brings_data
     assert ImportMethod.parse("copy-image") is ImportMethod.COPY_IMAGE
     assert ImportMethod.parse("copy_image") is None
     assert ImportMethod.parse(3) is None
+
+
+_REMOTE = "36d4b546-64a2-4bb9-bdd0-ba676aa48f2c"
+
+
+def test_glance_download_defaults_to_the_public_interface() -> None:
+    body = {"method": {"name": "glance-download", "glance_image_id": _REMOTE, "glance_region": "RegionTwo"}}
+    request = ImportRequest.from_dict(body)
+    assert (request.glance_image_id, request.glance_region) == (_REMOTE, "RegionTwo")
+    assert request.glance_service_interface == "public"
+    assert request.to_dict()["method"]["glance_service_interface"] == "public"
+    with pytest.raises(InvalidInput, match="Unknown import method name 'glance-download'"):
+        ImportRequest.from_dict(body, ["glance-direct", "web-download", "copy-image"])
 
 
 @pytest.mark.parametrize(
@@ -71,6 +99,33 @@ def test_methods() -> None:
         ({"method": {"name": "copy-image"}, "stores": ["a", 2]}, "'stores' must be a non-empty list"),
         ({"method": {"name": "web-download"}}, "URI for web-download does not pass filtering: None"),
         ({"method": {"name": "web-download", "uri": 7}}, "URI for web-download does not pass filtering: 7"),
+        (
+            {"method": {"name": "glance-download", "glance_image_id": _REMOTE}},
+            "Import request requires a 'glance_region' field",
+        ),
+        (
+            {"method": {"name": "glance-download", "glance_region": "RegionTwo"}},
+            "Import request requires a 'glance_image_id' field",
+        ),
+        (
+            {"method": {"name": "glance-download", "glance_region": "R", "glance_image_id": "foo"}},
+            "Remote image id does not look like a UUID: 'foo'",
+        ),
+        (
+            {"method": {"name": "glance-download", "glance_region": 3, "glance_image_id": _REMOTE}},
+            "'glance_region' must name a region",
+        ),
+        (
+            {
+                "method": {
+                    "name": "glance-download",
+                    "glance_region": "R",
+                    "glance_image_id": _REMOTE,
+                    "glance_service_interface": ["public"],
+                }
+            },
+            "'glance_service_interface' must be a catalog interface",
+        ),
     ],
 )
 def test_glance_checks_and_messages(body: object, message: str) -> None:

@@ -17,6 +17,7 @@ from ._exceptions import (
     TooLarge,
     TransportError,
 )
+from ._imports import RemoteImage
 from ._models import HistoryEntry, Image, Member, Task
 from ._tasks import AsyncTaskHandle, TaskHandle
 
@@ -35,6 +36,7 @@ __all__ = [
     "Image",
     "Member",
     "NotFound",
+    "RemoteImage",
     "ServerError",
     "Task",
     "TaskFailed",

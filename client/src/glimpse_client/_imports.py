@@ -48,6 +48,23 @@ def validation_data(checksum: str) -> dict[str, str]:
     return {"os_hash_algo": algorithm.strip().lower(), "os_hash_value": value.strip().lower()}
 
 
+@dataclass(frozen=True)
+class RemoteImage:
+    """The image a glance-download fetches: its id in the other region, the region (as the Keystone
+    catalog names it) and the catalog interface of that region's image service."""
+
+    image_id: str
+    region: str
+    interface: str = "public"
+
+    def method_fields(self) -> dict[str, str]:
+        return {
+            "glance_image_id": self.image_id,
+            "glance_region": self.region,
+            "glance_service_interface": self.interface,
+        }
+
+
 def _import_body(
     method: str,
     uri: str | None,
@@ -57,10 +74,13 @@ def _import_body(
     checksum: str | None = None,
     retry_failed: bool = False,
     deadline: int | None = None,
+    remote: RemoteImage | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"method": {"name": method}}
     if uri is not None:
         body["method"]["uri"] = uri
+    if remote is not None:
+        body["method"].update(remote.method_fields())
     if retry_failed:
         if stores is not None or all_stores:
             raise ValueError("retry_failed names the stores itself; give neither stores nor all_stores")
@@ -159,6 +179,7 @@ class SyncImports(SyncDriver):
         retry_failed: bool = False,
         idempotency_key: str | None = None,
         deadline: int | None = None,
+        remote: RemoteImage | None = None,
     ) -> TaskHandle | None:
         """Start an import; the handle follows its task, ``None`` when there is no task to follow.
 
@@ -169,6 +190,8 @@ class SyncImports(SyncDriver):
 
         ``checksum`` (``"sha256:<hex>"``, web-download and glance-direct) is the digest the data
         must have: sent as ``validation_data``, the server fails the import when the data differs.
+
+        ``remote`` (glance-download) names the image of another region to import.
 
         ``retry_failed`` (Glimpse) sends ``"stores": "failed"``: exactly the stores the image's last
         import or copy failed to write (``Image.failed_import``); ``Conflict`` when there are none.
@@ -181,7 +204,9 @@ class SyncImports(SyncDriver):
         ``deadline`` (Glimpse) is the seconds within which the task must end: past them the server
         fails it and undoes its work, as a cancel does. Plain Glance ignores it.
         """
-        body = _import_body(method, uri, stores, all_stores, allow_failure, checksum, retry_failed, deadline)
+        body = _import_body(
+            method, uri, stores, all_stores, allow_failure, checksum, retry_failed, deadline, remote
+        )
         started = self._run(start_import(self.config, image_id, body, idempotency_key))
         if started is None:
             return None
@@ -236,10 +261,13 @@ class AsyncImports(AsyncDriver):
         retry_failed: bool = False,
         idempotency_key: str | None = None,
         deadline: int | None = None,
+        remote: RemoteImage | None = None,
     ) -> AsyncTaskHandle | None:
         """Start an import; the handle follows its task, ``None`` when there is no task to follow
         (see :meth:`Client.import_image`)."""
-        body = _import_body(method, uri, stores, all_stores, allow_failure, checksum, retry_failed, deadline)
+        body = _import_body(
+            method, uri, stores, all_stores, allow_failure, checksum, retry_failed, deadline, remote
+        )
         started = await self._run(start_import(self.config, image_id, body, idempotency_key))
         if started is None:
             return None

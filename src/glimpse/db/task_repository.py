@@ -30,6 +30,9 @@ TASK_SORT_KEYS = frozenset({"created_at", "updated_at", "id", "status", "type", 
 #: result, so a non-NULL ``result`` of an active task means "cancel requested": the guarded updates of
 #: the runner (heartbeat, success) check ``result IS NULL`` and so see a cancel without another read.
 CANCEL_KEY = "glimpse_cancel"
+#: The key of the ``input`` column under which an active glance-download task keeps the caller's
+#: token (``Task.credential``); read out of ``Task.input`` and removed when the task ends.
+CREDENTIAL_KEY = "glimpse_credential"
 
 
 def _result_and_cancel(raw: str | None) -> tuple[dict[str, Any] | None, CancelRequest | None]:
@@ -42,8 +45,17 @@ def _result_and_cancel(raw: str | None) -> tuple[dict[str, Any] | None, CancelRe
     return result or None, cancel
 
 
+def _input_and_credential(raw: str | None) -> tuple[dict[str, Any], str | None]:
+    given = json.loads(raw or "{}")
+    if not isinstance(given, dict):
+        return given, None
+    credential = given.pop(CREDENTIAL_KEY, None)
+    return given, credential if isinstance(credential, str) else None
+
+
 def _task_from(row: RowMapping) -> Task:
     result, cancel = _result_and_cancel(row["result"])
+    task_input, credential = _input_and_credential(row["input"])
     return Task(
         id=row["id"],
         type=TaskType(row["type"]),
@@ -52,7 +64,7 @@ def _task_from(row: RowMapping) -> Task:
         image_id=row["image_id"],
         request_id=row["request_id"],
         user_id=row["user_id"],
-        input=json.loads(row["input"] or "{}"),
+        input=task_input,
         result=result,
         message=row["message"] or "",
         expires_at=row["expires_at"],
@@ -67,6 +79,7 @@ def _task_from(row: RowMapping) -> Task:
         progress=TaskProgress.from_dict(json.loads(row["progress"] or "{}")),
         stage_host=row["stage_host"],
         cancel=cancel,
+        credential=credential,
     )
 
 
@@ -163,6 +176,9 @@ class SqlTaskRepository:
 
     # -- writes ------------------------------------------------------------------------------------
     def add(self, task: Task) -> None:
+        stored_input = dict(task.input)
+        if task.credential is not None and task.is_active:
+            stored_input[CREDENTIAL_KEY] = task.credential
         self._session.connection().execute(
             _TASKS.insert().values(
                 id=task.id,
@@ -172,7 +188,7 @@ class SqlTaskRepository:
                 image_id=task.image_id,
                 request_id=task.request_id,
                 user_id=task.user_id,
-                input=json.dumps(task.input),
+                input=json.dumps(stored_input),
                 result=None if task.result is None else json.dumps(task.result),
                 message=task.message,
                 progress=json.dumps(task.progress.to_dict()),
@@ -200,7 +216,19 @@ class SqlTaskRepository:
             .where(_TASKS.c.id == task_id, _TASKS.c.status.in_([str(s) for s in expected]), *extra_where)
             .values(status=str(target), **values)
         )
-        return bool(result.rowcount == 1)
+        changed = bool(result.rowcount == 1)
+        if changed and target not in ACTIVE:
+            self._forget_credential(task_id)
+        return changed
+
+    def _forget_credential(self, task_id: str) -> None:
+        """An ended task keeps no token: drop the one a glance-download kept in its input."""
+        connection = self._session.connection()
+        raw = connection.execute(select(_TASKS.c.input).where(_TASKS.c.id == task_id)).scalar_one_or_none()
+        if raw is None or CREDENTIAL_KEY not in raw:
+            return
+        kept, _ = _input_and_credential(raw)
+        connection.execute(update(_TASKS).where(_TASKS.c.id == task_id).values(input=json.dumps(kept)))
 
     def claim(
         self, task_id: str, worker: str, now: datetime, lease: timedelta, *, node: str | None = None

@@ -16,11 +16,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from glimpse.domain.images import is_uuid
 from glimpse.errors import InvalidInput
 
 __all__ = [
     "ALL_STORES_CONFLICT",
     "DIGEST_LENGTHS",
+    "GLANCE_INTERFACES",
     "HTTP_DIGEST_ALGORITHMS",
     "RETRY_FAILED",
     "ExpectedDigest",
@@ -76,6 +78,9 @@ def parse_digest_header(name: str, value: str) -> list[ExpectedDigest]:
     return digests
 
 
+#: The catalog interfaces a glance-download may name (``glance_service_interface``).
+GLANCE_INTERFACES = ("public", "internal", "admin")
+
 ALL_STORES_CONFLICT = "All_stores parameter can't be used with x-image-meta-store header or stores parameter"
 #: ``"stores": "failed"`` (a Glimpse addition): the stores of the image's ``os_glance_failed_import``.
 RETRY_FAILED = "failed"
@@ -85,6 +90,9 @@ class ImportMethod(enum.StrEnum):
     GLANCE_DIRECT = "glance-direct"
     WEB_DOWNLOAD = "web-download"
     COPY_IMAGE = "copy-image"
+    #: The image and its data come from another region's Glance (or Glimpse), through the
+    #: Keystone catalog of the caller's token.
+    GLANCE_DOWNLOAD = "glance-download"
 
     @property
     def brings_data(self) -> bool:
@@ -157,12 +165,21 @@ class ImportRequest:
     #: ``"deadline"`` (a Glimpse addition): seconds after the request within which the task must
     #: end; past them it fails and undoes its work. None: no deadline of the caller's own.
     deadline: int | None = None
+    #: glance-download: the image to fetch, the region whose ``image`` endpoint serves it, and the
+    #: catalog interface of that endpoint.
+    glance_image_id: str | None = None
+    glance_region: str | None = None
+    glance_service_interface: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The request as an import body (Glance's ``import_req``)."""
         method: dict[str, Any] = {"name": str(self.method)}
         if self.uri is not None:
             method["uri"] = self.uri
+        if self.method is ImportMethod.GLANCE_DOWNLOAD:
+            method["glance_image_id"] = self.glance_image_id
+            method["glance_region"] = self.glance_region
+            method["glance_service_interface"] = self.glance_service_interface
         body: dict[str, Any] = {"method": method}
         if self.stores is not None:
             body["stores"] = list(self.stores)
@@ -206,9 +223,11 @@ class ImportRequest:
         retry_failed = body.get("stores") == RETRY_FAILED
         if retry_failed and all_stores:
             raise InvalidInput(ALL_STORES_CONFLICT)
+        remote = _remote_image(method) if parsed is ImportMethod.GLANCE_DOWNLOAD else {}
         return cls(
             method=parsed,
             uri=_uri(parsed, method.get("uri")),
+            **remote,
             stores=None if retry_failed else _stores(body, all_stores),
             retry_failed=retry_failed,
             all_stores=all_stores,
@@ -245,12 +264,41 @@ def _deadline(body: Mapping[str, Any]) -> int | None:
     return value
 
 
+def _remote_image(method: Mapping[str, Any]) -> dict[str, str]:
+    """glance-download's fields: the remote image id (a UUID), its region and the catalog interface
+    (``public`` when not given), all 400 when missing or malformed."""
+    example = (
+        'e.g. {"method": {"name": "glance-download", "glance_image_id": "<id of the image there>", '
+        '"glance_region": "RegionTwo", "glance_service_interface": "public"}}'
+    )
+    for name in ("glance_region", "glance_image_id"):
+        if name not in method:
+            raise InvalidInput(f"Import request requires a '{name}' field for glance-download, {example}.")
+    region, image_id = method["glance_region"], method["glance_image_id"]
+    if not isinstance(region, str) or not region.strip():
+        raise InvalidInput(f"'glance_region' must name a region of the service catalog, {example}.")
+    if not isinstance(image_id, str) or not is_uuid(image_id):
+        raise InvalidInput(
+            f"Remote image id does not look like a UUID: {image_id!r}; 'glance_image_id' is the id "
+            "of the image in the other region."
+        )
+    interface = method.get("glance_service_interface", "public")
+    if interface is None:
+        interface = "public"
+    if not isinstance(interface, str) or not interface.strip():
+        raise InvalidInput(
+            f"'glance_service_interface' must be a catalog interface ({', '.join(GLANCE_INTERFACES)})."
+        )
+    return {"glance_image_id": image_id, "glance_region": region, "glance_service_interface": interface}
+
+
 def _validation_data(method: ImportMethod, body: Mapping[str, Any]) -> ExpectedDigest | None:
     if "validation_data" not in body:
         return None
     if not method.brings_data:
         raise InvalidInput(
-            "'validation_data' is for the methods that bring new data (glance-direct, web-download); "
+            "'validation_data' is for the methods that bring new data (glance-direct, web-download, "
+            "glance-download); "
             "copy-image already checks the copied data against the image's own checksums."
         )
     return ExpectedDigest.parse(body["validation_data"])

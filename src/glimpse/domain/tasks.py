@@ -274,6 +274,10 @@ class Task:
     stage_host: str | None = None
     #: Who asked to cancel the task, once someone did (the task then ends ``failure``).
     cancel: CancelRequest | None = None
+    #: glance-download: the caller's Keystone token, which the runner needs to read the service
+    #: catalog and the remote image. Kept with the task row only while the task is active (never
+    #: in ``input``, never shown, never logged); None for every other task and once it has ended.
+    credential: str | None = field(default=None, repr=False)
 
     @property
     def is_active(self) -> bool:
@@ -434,7 +438,7 @@ def status_before_import(method: ImportMethod | None) -> ImageStatus | None:
     the (active) image alone (None)."""
     if method is ImportMethod.GLANCE_DIRECT:
         return ImageStatus.UPLOADING
-    if method is ImportMethod.WEB_DOWNLOAD:
+    if method in (ImportMethod.WEB_DOWNLOAD, ImportMethod.GLANCE_DOWNLOAD):
         return ImageStatus.QUEUED
     return None
 
@@ -446,7 +450,7 @@ def cancelled_outcome(method: ImportMethod | None, image_id: str) -> str:
             f"Image {image_id} is back to 'uploading' with its staged data kept; import it again "
             "(glance-direct) to start over."
         )
-    if method is ImportMethod.WEB_DOWNLOAD:
+    if method in (ImportMethod.WEB_DOWNLOAD, ImportMethod.GLANCE_DOWNLOAD):
         return (
             f"Image {image_id} is back to 'queued' and the data downloaded for it was removed; "
             "import it again to start over."

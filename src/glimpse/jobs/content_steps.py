@@ -101,19 +101,20 @@ class _PluginStep:
     def _validator(self, run: ImportRun) -> Any | None:
         """A hash of the client's ``validation_data`` algorithm, when the data must be checked here:
         the first plugin that changes the data checks it as it came in."""
-        expected = None if run.request is None else run.request.validation_data
-        if expected is None or run.validated:
+        expected = run.expected_digest
+        if expected is None:
             return None
         return hashlib.new(expected.algorithm)
 
     def _check_validation(self, run: ImportRun, digest: Any | None) -> None:
-        expected = None if run.request is None else run.request.validation_data
+        expected = run.expected_digest
         if digest is None or expected is None:
             return
         actual = digest.hexdigest()
         if actual != expected.value:
+            given = "the remote image records" if expected is run.remote_digest else "validation_data expects"
             raise FlowFailed(
-                f"The staged data has {expected.algorithm} {actual}, but validation_data expects "
+                f"The staged data has {expected.algorithm} {actual}, but {given} "
                 f"{expected.value}; nothing was stored. Check the digest (or the URL) and import again."
             )
         run.validated = True

@@ -1,10 +1,12 @@
-"""The import flows: glance-direct, web-download and copy-image, as linear lists of steps.
+"""The import flows: glance-direct, web-download, glance-download and copy-image, as linear lists
+of steps.
 
-============== ==========================================================================
-glance-direct  Begin → [plugins] → CopyToStores (staging → targets) → Complete (image active)
-web-download   Begin → Download (URL → staging) → [plugins] → CopyToStores → Complete
-copy-image     Begin → CopyToStores (an existing location → targets) → Complete
-============== ==========================================================================
+================ ========================================================================================
+glance-direct    Begin → [plugins] → CopyToStores (staging → targets) → Complete (image active)
+web-download     Begin → Download (URL → staging) → [plugins] → CopyToStores → Complete
+glance-download  Begin → GlanceDownload (remote image → staging) → [plugins] → CopyToStores → Complete
+copy-image       Begin → CopyToStores (an existing location → targets) → Complete
+================ ========================================================================================
 
 ``[plugins]`` are the steps of ``[image_import_opts] image_import_plugins`` in their configured
 order (:mod:`glimpse.jobs.content_steps`).
@@ -41,7 +43,7 @@ from glimpse.jobs.errors import ImageDeleted, Interrupted, LimitReached, LockLos
 from glimpse.jobs.fanout import describe_error
 from glimpse.jobs.image_state import check_holder, record_task_end
 from glimpse.jobs.import_run import NOT_KEPT, PHASE_FAILED, ImportRun
-from glimpse.jobs.import_steps import Begin, Complete, CopyToStores, Download
+from glimpse.jobs.import_steps import Begin, Complete, CopyToStores, Download, GlanceDownload
 from glimpse.jobs.progress import Heartbeat, ProgressWriter
 from glimpse.jobs.steps import Step, run_steps
 from glimpse.logs import log_fields
@@ -65,6 +67,8 @@ def steps_for(method: ImportMethod | None, plugins: Sequence[ImportPlugin] = ())
     transform = [PLUGIN_STEPS[plugin]() for plugin in plugins]
     if method is ImportMethod.WEB_DOWNLOAD:
         return (Begin(), Download(), *transform, CopyToStores(), Complete())
+    if method is ImportMethod.GLANCE_DOWNLOAD:
+        return (Begin(), GlanceDownload(), *transform, CopyToStores(), Complete())
     if method is ImportMethod.GLANCE_DIRECT:
         return (Begin(), *transform, CopyToStores(), Complete())
     return (Begin(), CopyToStores(), Complete())
@@ -85,7 +89,7 @@ def _outcome_text(run: ImportRun) -> str:
             f"Image {run.image_id} is back to 'queued' and the data written for it was removed; "
             "stage the data again and import it again."
         )
-    if run.method is ImportMethod.WEB_DOWNLOAD:
+    if run.method in (ImportMethod.WEB_DOWNLOAD, ImportMethod.GLANCE_DOWNLOAD):
         return (
             f"Image {run.image_id} is back to 'queued' and the data written for it was removed; "
             "import it again once the problem is fixed."

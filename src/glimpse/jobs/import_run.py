@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from glimpse.context import RequestContext, new_request_id
 from glimpse.domain.images import Image
-from glimpse.domain.imports import ImportMethod, ImportRequest
+from glimpse.domain.imports import ExpectedDigest, ImportMethod, ImportRequest
 from glimpse.domain.tasks import StoreState, Task, TaskProgress
 from glimpse.jobs.errors import ImageDeleted
 from glimpse.jobs.image_state import hold_lock, lock_holder
@@ -71,6 +71,10 @@ class ImportRun:
     checksum: str | None = None
     os_hash_algo: str | None = None
     os_hash_value: str | None = None
+    #: glance-download: the digest the remote image records, which the downloaded data must have.
+    remote_digest: ExpectedDigest | None = None
+    #: glance-download: the formats and properties the remote image's replaced, for the revert.
+    metadata_undo: dict[str, Any] | None = None
 
     @classmethod
     def for_task(cls, ports: Ports, task: Task, worker_id: str, heartbeat: Heartbeat) -> ImportRun:
@@ -101,8 +105,18 @@ class ImportRun:
         return None if self.request is None else self.request.method
 
     @property
+    def expected_digest(self) -> ExpectedDigest | None:
+        """The digest the data must have before any store keeps it (the client's
+        ``validation_data``, else the remote image's for glance-download); None once checked."""
+        if self.validated:
+            return None
+        given = None if self.request is None else self.request.validation_data
+        return given or self.remote_digest
+
+    @property
     def brings_data(self) -> bool:
-        """Whether this run fills a queued image with new data (glance-direct, web-download)."""
+        """Whether this run fills a queued image with new data (glance-direct, web-download,
+        glance-download)."""
         return self.request is not None and self.request.method.brings_data
 
     @property

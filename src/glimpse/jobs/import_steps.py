@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 
 from glimpse.domain import notifications as events
 from glimpse.domain.history import HistoryOutcome
-from glimpse.domain.images import Image, ImageStatus, Location
+from glimpse.domain.images import BASE_ATTRIBUTES, Image, ImageStatus, Location
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.inspection import ContentVerdict, content_judge
 from glimpse.domain.tasks import (
@@ -41,6 +41,13 @@ from glimpse.errors import (
     UnsafeImage,
 )
 from glimpse.jobs.fanout import Outcome, StoreWriteFailed, Target, describe_error, fan_out
+from glimpse.jobs.glance_source import (
+    RemoteImage,
+    data_url,
+    fetch_remote_image,
+    find_image_endpoint,
+    token_headers,
+)
 from glimpse.jobs.image_state import check_holder, record_task_end, update_store_lists
 from glimpse.jobs.import_run import (
     PHASE_DONE,
@@ -142,48 +149,13 @@ class Download:
         uri = None if run.request is None else run.request.uri
         if not uri:
             raise FlowFailed("The web-download request has no method.uri, so there is nothing to download.")
-        limit = await run.data_limit()
-        settings = run.ports.settings
-        source = WebSource(
-            settings.import_filter,
-            max_size=limit,
-            timeout=settings.web_download_read_timeout,
-            connect_timeout=settings.web_download_connect_timeout,
-            retries=settings.web_download_retries,
-        )
         hb = run.heartbeat
         hb.start_phase(PHASE_STAGING)
         await hb.beat(force=True)
-
-        fetched = metrics().bytes.labels(run.staging.id, "fetched").inc
-
-        async def counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-            async for chunk in chunks:
-                hb.progress.staged_bytes += len(chunk)
-                fetched(len(chunk))
-                yield chunk
-                await hb.beat()
-            await hb.beat(force=True)  # the last check before the staged object is committed
-
-        async def fetch() -> int:
-            async with source.stream(uri) as download:
-                hb.progress.staged_total = download.size
-                stored = await run.staging.write(run.image_id, counted(download.chunks), max_size=limit)
-                run.staged = stored.location
-                return stored.size
-
         try:
-            run.size = await hb.guard(fetch())
+            await _stage_from(run, uri)
         except (InvalidInput, DownloadFailed, TooLarge) as exc:
             raise FlowFailed(f"web-download of {shown_uri(uri)} failed: {exc.message}") from None
-        except StorageError as exc:
-            if isinstance(exc, DatabaseUnavailable):
-                raise
-            raise FlowFailed(
-                f"Writing the downloaded data to the staging area failed: {exc.message}"
-            ) from None
-        for store_id in run.targets:
-            hb.store(store_id).bytes_total = run.size
 
     async def revert(self, run: ImportRun, reason: Why) -> None:
         if run.staged is None:
@@ -192,6 +164,150 @@ class Download:
             return  # the task that failed us owns the clean-up of the image's staging data
         await delete_object(run.staging, run.staged)
         run.staged = None
+
+
+async def _stage_from(run: ImportRun, url: str, headers: Mapping[str, str] | None = None) -> None:
+    """Stream ``url`` into the staging area (filtered at every hop, capped at the data limit),
+    heart-beating as bytes arrive; sets ``run.staged`` and ``run.size``."""
+    limit = await run.data_limit()
+    settings = run.ports.settings
+    source = WebSource(
+        settings.import_filter,
+        max_size=limit,
+        timeout=settings.web_download_read_timeout,
+        connect_timeout=settings.web_download_connect_timeout,
+        retries=settings.web_download_retries,
+    )
+    hb = run.heartbeat
+    fetched = metrics().bytes.labels(run.staging.id, "fetched").inc
+
+    async def counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            hb.progress.staged_bytes += len(chunk)
+            fetched(len(chunk))
+            yield chunk
+            await hb.beat()
+        await hb.beat(force=True)  # the last check before the staged object is committed
+
+    async def fetch() -> int:
+        async with source.stream(url, headers) as download:
+            hb.progress.staged_total = download.size
+            stored = await run.staging.write(run.image_id, counted(download.chunks), max_size=limit)
+            run.staged = stored.location
+            return stored.size
+
+    try:
+        run.size = await hb.guard(fetch())
+    except StorageError as exc:
+        if isinstance(exc, DatabaseUnavailable):
+            raise
+        raise FlowFailed(f"Writing the downloaded data to the staging area failed: {exc.message}") from None
+    for store_id in run.targets:
+        hb.store(store_id).bytes_total = run.size
+
+
+class GlanceDownload(Download):
+    """glance-download: find the other region's image service in the caller's catalog, check the
+    remote image is active, take its formats and the configured properties, and stream its data
+    into the staging area as web-download does (the same filter, cap and heartbeats)."""
+
+    name = "glance-download"
+
+    async def execute(self, run: ImportRun) -> None:
+        request = run.request
+        if request is None or not request.glance_image_id or not request.glance_region:
+            raise FlowFailed("The glance-download request names no glance_image_id and glance_region.")
+        remote_id, region = request.glance_image_id, request.glance_region
+        interface = request.glance_service_interface or "public"
+        hb = run.heartbeat
+        hb.start_phase(PHASE_STAGING)
+        await hb.beat(force=True)
+        settings = run.ports.settings
+        token = run.task.credential
+        what = f"glance-download of image {remote_id} from region '{region}' failed"
+        if token is None:
+            raise FlowFailed(
+                f"{what}: the task no longer holds the token of the import request (it is kept only "
+                "while the task is active); import again."
+            )
+        if settings.identity_url is None:
+            raise FlowFailed(
+                f"{what}: this site has no identity service configured ([keystone_authtoken] auth_url) "
+                "to read the service catalog from."
+            )
+        try:
+            endpoint = await hb.guard(find_image_endpoint(settings.identity_url, token, region, interface))
+            remote = await hb.guard(
+                fetch_remote_image(settings.import_filter, endpoint, remote_id, token, region)
+            )
+            if remote.status != "active":
+                raise FlowFailed(
+                    f"{what}: the remote image is '{remote.status}', and only an active image can be "
+                    "downloaded; import again once it is active."
+                )
+            await self._take_metadata(run, remote)
+            await _stage_from(run, data_url(endpoint, remote_id), token_headers(token))
+        except (InvalidInput, DownloadFailed, TooLarge) as exc:
+            raise FlowFailed(f"{what}: {exc.message}") from None
+        if remote.size is not None and run.size != remote.size:
+            raise FlowFailed(
+                f"{what}: {run.size} bytes arrived, but the remote image has {remote.size}; import again."
+            )
+        run.remote_digest = remote.os_hash
+
+    @staticmethod
+    async def _take_metadata(run: ImportRun, remote: RemoteImage) -> None:
+        """The remote image's disk and container formats and the ``extra_properties`` it has, on
+        the image; what they replace is kept for the revert."""
+        settings = run.ports.settings
+        formats = {
+            "disk_format": remote.text("disk_format"),
+            "container_format": remote.text("container_format"),
+        }
+        allowed = {"disk_format": settings.disk_formats, "container_format": settings.container_formats}
+        for name, value in formats.items():
+            if value is None or value not in allowed[name]:
+                raise FlowFailed(
+                    f"The remote image's {name} is {value!r}, which this site does not accept "
+                    f"({', '.join(allowed[name])}); nothing was imported."
+                )
+        copied = remote.properties(settings.download_properties, BASE_ATTRIBUTES)
+
+        def apply(repos: Repositories) -> Image:
+            image = repos.images.get(run.image_id)
+            run.metadata_undo = {
+                "disk_format": image.disk_format,
+                "container_format": image.container_format,
+                "properties": {name: image.properties.get(name) for name in copied},
+            }
+            image.disk_format = formats["disk_format"]
+            image.container_format = formats["container_format"]
+            image.properties.update(copied)
+            repos.images.save(image, expected_status=ImageStatus.IMPORTING)
+            return repos.images.get(run.image_id)
+
+        run.image = await run.locked(apply)
+        run.disk_format = run.image.disk_format
+
+    async def revert(self, run: ImportRun, reason: Why) -> None:
+        await super().revert(run, reason)
+        undo = run.metadata_undo
+        if undo is None or reason in (Why.LOST,):
+            return
+
+        def restore(repos: Repositories) -> None:
+            image = repos.images.get(run.image_id)
+            image.disk_format = undo["disk_format"]
+            image.container_format = undo["container_format"]
+            for name, value in undo["properties"].items():
+                if value is None:
+                    image.properties.pop(name, None)
+                else:
+                    image.properties[name] = value
+            repos.images.save(image)
+
+        await run.locked(restore)
+        run.metadata_undo = None
 
 
 class CopyToStores:
@@ -310,16 +426,21 @@ class CopyToStores:
             algorithm = image.os_hash_algo or algorithm
         disk_format = run.disk_format or image.disk_format
         inspector = ContentInspector(content_judge(disk_format, settings.content_rules))
-        expected = None if run.request is None or run.validated else run.request.validation_data
+        expected = run.expected_digest
         return StreamHasher(algorithm, inspector, also=expected.algorithm if expected else None)
 
     @staticmethod
     def _check_expected(run: ImportRun, hasher: StreamHasher, source: str) -> None:
         """The digest the client gave (``validation_data``), checked before any store keeps the data."""
-        expected = None if run.request is None or run.validated else run.request.validation_data
+        expected = run.expected_digest
         if expected is None:
             return
         actual = hasher.digest(expected.algorithm)
+        if actual != expected.value and expected is run.remote_digest:
+            raise FlowFailed(
+                f"The data read from {source} has {expected.algorithm} {actual}, but the remote image "
+                f"records {expected.value}; the download was damaged and nothing was stored. Import again."
+            )
         if actual != expected.value:
             raise FlowFailed(
                 f"The data read from {source} has {expected.algorithm} {actual}, but validation_data "

@@ -21,7 +21,7 @@ import ipaddress
 import logging
 import re
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 from urllib.parse import urljoin
 
@@ -99,8 +99,11 @@ class WebSource:
         self._chunk_size = chunk_size
 
     @contextlib.asynccontextmanager
-    async def stream(self, url: str) -> AsyncIterator[Download]:
+    async def stream(self, url: str, headers: Mapping[str, str] | None = None) -> AsyncIterator[Download]:
         """Open ``url`` (following redirects) and yield its body; everything is closed on exit.
+
+        ``headers`` (a token, for glance-download) are sent to the origin of ``url`` only: a
+        redirect to another scheme, host or port is followed without them.
 
         Raises ``InvalidInput`` when the URL or a redirect target does not pass the filter,
         :class:`DownloadFailed` when the server cannot be reached, answers with an error or stops
@@ -116,10 +119,10 @@ class WebSource:
             follow_redirects=False,
             limits=httpx.Limits(max_keepalive_connections=0),
         ) as client:
-            response, parsed = await self._open(client, url)
+            response, parsed, sent = await self._open(client, url, headers or {})
             try:
                 size = self._announced_size(response, parsed)
-                chunks = self._body(client, response, parsed)
+                chunks = self._body(client, response, parsed, sent)
                 try:
                     yield Download(size, chunks)
                 finally:
@@ -127,8 +130,12 @@ class WebSource:
             finally:
                 await response.aclose()
 
-    async def _open(self, client: httpx.AsyncClient, url: str) -> tuple[httpx.Response, ParsedURL]:
+    async def _open(
+        self, client: httpx.AsyncClient, url: str, headers: Mapping[str, str]
+    ) -> tuple[httpx.Response, ParsedURL, Mapping[str, str]]:
+        """The answer with the body, where it came from, and the headers sent there."""
         current, previous = url, None
+        origin: tuple[str, str, int] | None = None
         for _ in range(self._max_redirects + 1):
             try:
                 parsed = check_url(current, self._filter)
@@ -137,7 +144,10 @@ class WebSource:
                 if previous is None:
                     raise
                 raise InvalidInput(f"{exc.message} The server at {previous} redirected there.") from None
-            response = await self._send(client, parsed, addresses)
+            here = (parsed.scheme, parsed.host, parsed.port)
+            origin = origin or here
+            extra = headers if here == origin else {}
+            response = await self._send(client, parsed, addresses, extra)
             status = response.status_code
             if status in REDIRECT_STATUSES:
                 location = response.headers.get("location")
@@ -154,9 +164,10 @@ class WebSource:
                 await response.aclose()
                 raise DownloadFailed(
                     f"The server at {parsed.shown} answered {status} {response.reason_phrase}; "
-                    "check the URL and import again."
+                    "check the URL and import again.",
+                    status=status,
                 )
-            return response, parsed
+            return response, parsed, extra
         raise DownloadFailed(
             f"The URL redirected more than {self._max_redirects} times (the last redirect went to "
             f"{shown_uri(current)}); import from the final URL or ask its owner to fix the redirects."
@@ -178,7 +189,7 @@ class WebSource:
         return [ipaddress.ip_address(answer) for answer in answers]
 
     def _request(
-        self, parsed: ParsedURL, address: IPAddress, extra: dict[str, str] | None = None
+        self, parsed: ParsedURL, address: IPAddress, extra: Mapping[str, str] | None = None
     ) -> httpx.Request:
         host = f"[{address}]" if address.version == 6 else str(address)
         timeout = httpx.Timeout(self._timeout, connect=self._connect_timeout)
@@ -204,7 +215,7 @@ class WebSource:
         client: httpx.AsyncClient,
         parsed: ParsedURL,
         addresses: Sequence[IPAddress],
-        extra: dict[str, str] | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         failure: httpx.TransportError | None = None
         for address in addresses:
@@ -244,7 +255,7 @@ class WebSource:
         return length
 
     async def _body(
-        self, client: httpx.AsyncClient, response: httpx.Response, parsed: ParsedURL
+        self, client: httpx.AsyncClient, response: httpx.Response, parsed: ParsedURL, sent: Mapping[str, str]
     ) -> AsyncGenerator[bytes, None]:
         length = _content_length(response)
         identity = _is_identity(response)
@@ -309,7 +320,7 @@ class WebSource:
                 if current is not response:
                     await current.aclose()
                     current = response  # closed already; the first response is closed by stream()
-                current = await self._resume(client, parsed, received, validator, what)
+                current = await self._resume(client, parsed, sent, received, validator, what)
                 base = received
                 length = _range_total(current, length)
         finally:
@@ -317,13 +328,19 @@ class WebSource:
                 await current.aclose()
 
     async def _resume(
-        self, client: httpx.AsyncClient, parsed: ParsedURL, offset: int, validator: str, what: str
+        self,
+        client: httpx.AsyncClient,
+        parsed: ParsedURL,
+        sent: Mapping[str, str],
+        offset: int,
+        validator: str,
+        what: str,
     ) -> httpx.Response:
         """Ask for the body from ``offset`` on, provided the file is still the one first answered."""
         addresses = await self._resolve(parsed, parsed.url)
         try:
             response = await self._send(
-                client, parsed, addresses, {"Range": f"bytes={offset}-", "If-Range": validator}
+                client, parsed, addresses, {**sent, "Range": f"bytes={offset}-", "If-Range": validator}
             )
         except DownloadFailed as exc:
             raise DownloadFailed(f"{what}, and resuming it failed: {exc.message}") from None

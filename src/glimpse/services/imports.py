@@ -361,13 +361,22 @@ class ImportService:
 
     # -- POST /v2/images/{id}/import ---------------------------------------------------------------
     async def start_import(
-        self, ctx: RequestContext, image_id: str, body: object, *, store_header: str | None = None
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        body: object,
+        *,
+        store_header: str | None = None,
+        auth_token: str | None = None,
     ) -> ImportStarted:
         """Validate the request, create the task and take the lock (one unit of work), then wake the
-        runner. ``task_id`` is None when a copy to all stores found every store already done."""
+        runner. ``task_id`` is None when a copy to all stores found every store already done.
+
+        ``auth_token`` is the caller's validated Keystone token: a glance-download task keeps it
+        while it is active (``Task.credential``), to read the catalog and the remote image."""
         await self._check_staged_data_reachable(ctx, image_id, body)
         started = await self.ports.run(
-            lambda repos: self.begin_import(repos, ctx, image_id, body, store_header)
+            lambda repos: self.begin_import(repos, ctx, image_id, body, store_header, auth_token=auth_token)
         )
         if started.task_id is not None:
             counters = metrics()
@@ -421,6 +430,7 @@ class ImportService:
         store_header: str | None,
         *,
         import_task: ImportTaskRequest | None = None,
+        auth_token: str | None = None,
     ) -> ImportStarted:
         """Check the request, add the pending task and take the lock. With ``import_task`` (a
         ``POST /v2/tasks`` body) ``body`` is its web-download request and the task is of type
@@ -437,7 +447,16 @@ class ImportService:
             request.retry_failed and request.method.brings_data and image.status == ImageStatus.ACTIVE
         )
         if owner_retry:
-            request = replace(request, method=ImportMethod.COPY_IMAGE, uri=None, validation_data=None)
+            request = replace(
+                request,
+                method=ImportMethod.COPY_IMAGE,
+                uri=None,
+                validation_data=None,
+                glance_image_id=None,
+                glance_region=None,
+                glance_service_interface=None,
+            )
+        credential = self._download_credential(request, auth_token)
         try:
             _check_status(image, request.method)
         except Conflict as exc:
@@ -485,6 +504,7 @@ class ImportService:
             updated_at=now,
             message=waiting_message(stage_host),
             stage_host=stage_host,
+            credential=credential,
         )
         tasks.add(task)
         if bust is not None and bust.holder is not None:
@@ -518,7 +538,7 @@ class ImportService:
         if request.method is ImportMethod.GLANCE_DIRECT:
             images.images.set_status(image.id, [ImageStatus.UPLOADING], ImageStatus.IMPORTING)
             status = ImageStatus.IMPORTING
-        elif request.method is ImportMethod.WEB_DOWNLOAD:
+        elif request.method in (ImportMethod.WEB_DOWNLOAD, ImportMethod.GLANCE_DOWNLOAD):
             images.images.set_status(image.id, [ImageStatus.QUEUED], ImageStatus.IMPORTING)
             status = ImageStatus.IMPORTING
         # Re-read under the lock just taken: a change committed since the first read is not undone.
@@ -646,6 +666,22 @@ class ImportService:
             self.ports.stores.get(store_id)  # UnknownStore (409) for a store no longer configured
         return tuple(failed)
 
+    def _download_credential(self, request: ImportRequest, auth_token: str | None) -> str | None:
+        """The token a glance-download task keeps (400 when there is none to keep); None for the
+        other methods."""
+        if request.method is not ImportMethod.GLANCE_DOWNLOAD:
+            return None
+        if self.settings.auth_strategy != "keystone":
+            raise InvalidInput(
+                "glance-download is not available at this site: it finds the other region's image "
+                "service in the Keystone service catalog of the caller's token, and this site does not "
+                "validate tokens (auth_strategy = noauth). Use web-download with the image's URL instead, "
+                "or run this site with auth_strategy = keystone."
+            )
+        if not auth_token:
+            raise InvalidInput("glance-download needs the caller's Keystone token in X-Auth-Token.")
+        return auth_token
+
     def _check_uri(self, uri: str) -> None:
         check_url(uri, self.settings.import_filter)
 
@@ -656,7 +692,10 @@ def _check_status(image: Image, method: ImportMethod) -> None:
         raise Conflict("Image with status active cannot be target for import")
     if image.status != ImageStatus.ACTIVE and method is ImportMethod.COPY_IMAGE:
         raise Conflict("Only images with status active can be targeted for copying")
-    if image.status != ImageStatus.QUEUED and method is ImportMethod.WEB_DOWNLOAD:
+    if image.status != ImageStatus.QUEUED and method in (
+        ImportMethod.WEB_DOWNLOAD,
+        ImportMethod.GLANCE_DOWNLOAD,
+    ):
         raise Conflict(f"Image needs to be in 'queued' state to use '{method}' method")
     if image.status != ImageStatus.UPLOADING and method is ImportMethod.GLANCE_DIRECT:
         raise Conflict("Image needs to be staged before 'glance-direct' method can be used")

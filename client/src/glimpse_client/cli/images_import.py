@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from glimpse_client import Image, Task, TaskTimeout
+from glimpse_client import Image, RemoteImage, Task, TaskTimeout
 
 from ._text import failed_stores, store_states
 from .base import GlimpseShowOne, _Shared, image_fields, store_list
@@ -20,7 +20,7 @@ from .images_data import readable_file, send_file
 from .progress import follow_task, still_running_hint
 
 CREATE_METHODS = ("glance-direct", "web-download")
-IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
+IMPORT_METHODS = ("glance-direct", "web-download", "copy-image", "glance-download")
 
 
 def add_target_options(parser: argparse.ArgumentParser, *, copying: bool, retrying: bool = True) -> None:
@@ -131,6 +131,13 @@ def start_import(
     wait, timeout = parsed_args.wait, parsed_args.wait_timeout
     uri: str | None = getattr(parsed_args, "uri", None)
     checksum: str | None = getattr(parsed_args, "checksum", None)
+    remote = None
+    if method == "glance-download":
+        remote = RemoteImage(
+            image_id=parsed_args.remote_image,
+            region=parsed_args.remote_region,
+            interface=parsed_args.remote_interface or "public",
+        )
     client = command.client
     try:
         handle = client.import_image(
@@ -143,6 +150,7 @@ def start_import(
             checksum=checksum,
             retry_failed=targets.retry_failed,
             deadline=getattr(parsed_args, "deadline", None),
+            remote=remote,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -269,13 +277,25 @@ class CreateImage(GlimpseShowOne):
 
 
 class ImportImage(GlimpseShowOne):
-    """Import data into an existing image (glance-direct after stage, web-download, copy-image)."""
+    """Import data into an existing image (glance-direct after stage, web-download, copy-image,
+    glance-download)."""
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
         parser.add_argument("image", metavar="IMAGE", help="image name or ID")
         parser.add_argument("--method", required=True, choices=IMPORT_METHODS, help="import method")
         parser.add_argument("--uri", metavar="URL", help="where web-download fetches the data")
+        parser.add_argument(
+            "--remote-image", metavar="ID", help="glance-download: the image's ID in the other region"
+        )
+        parser.add_argument(
+            "--remote-region", metavar="REGION", help="glance-download: the region to import from"
+        )
+        parser.add_argument(
+            "--remote-interface",
+            metavar="INTERFACE",
+            help="glance-download: the catalog interface of that region's image service (default public)",
+        )
         add_target_options(parser, copying=False)
         return parser
 
@@ -284,8 +304,18 @@ class ImportImage(GlimpseShowOne):
             raise UsageError("--method web-download needs --uri")
         if parsed_args.method != "web-download" and parsed_args.uri:
             raise UsageError("--uri only applies to --method web-download")
+        remote_options = (parsed_args.remote_image, parsed_args.remote_region, parsed_args.remote_interface)
+        if parsed_args.method == "glance-download":
+            if not (parsed_args.remote_image and parsed_args.remote_region):
+                raise UsageError("--method glance-download needs --remote-image and --remote-region")
+        elif any(option is not None for option in remote_options):
+            raise UsageError(
+                "--remote-image, --remote-region and --remote-interface only apply to glance-download"
+            )
         if parsed_args.method == "copy-image" and parsed_args.checksum:
-            raise UsageError("--checksum only applies to glance-direct and web-download")
+            raise UsageError(
+                "--checksum does not apply to copy-image (a copy checks the image's own checksums)"
+            )
         _check_wait(parsed_args)
         image = self.image(parsed_args.image)
         self.exit_code, image = start_import(self, image, parsed_args.image, parsed_args.method, parsed_args)

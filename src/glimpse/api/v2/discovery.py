@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v2", tags=["discovery"])
 
 @router.get("/info/import")
 async def import_info(request: Request) -> Response:
-    methods = list(deps.runtime(request).settings.enabled_import_methods)
+    methods = list(deps.runtime(request).settings.offered_import_methods)
     return JSONResponse(
         {"import-methods": {"description": "Import methods available.", "type": "array", "value": methods}}
     )

@@ -43,8 +43,8 @@ async def create_image(request: Request) -> Response:
             "Location": _absolute(request, f"/v2/images/{image.id}"),
             "OpenStack-image-store-ids": ",".join(rt.stores.ids()),
         }
-        if rt.settings.enabled_import_methods:
-            headers["OpenStack-image-import-methods"] = ",".join(rt.settings.enabled_import_methods)
+        if rt.settings.offered_import_methods:
+            headers["OpenStack-image-import-methods"] = ",".join(rt.settings.offered_import_methods)
         return JSONResponse(image_view(image, rt.settings), status_code=201, headers=headers)
 
     return await idempotency.once(request, ctx, raw, create)

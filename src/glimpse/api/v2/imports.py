@@ -147,7 +147,11 @@ async def import_image(request: Request, image_id: str) -> Response:
     async def start() -> Response:
         body = await deps.json_body(request, required=False, raw=raw)
         started = await ImportService(rt).start_import(
-            ctx, image_id, body, store_header=request.headers.get("x-image-meta-store")
+            ctx,
+            image_id,
+            body,
+            store_header=request.headers.get("x-image-meta-store"),
+            auth_token=(request.headers.get("x-auth-token") or "").strip() or None,
         )
         if started.task_id is None:
             return empty(202)
