@@ -36,6 +36,7 @@ from glimpse.domain.tasks import Task, TaskProgress
 from glimpse.jobs.flows import execute_task, heartbeat_writer
 from glimpse.jobs.housekeeping import (
     expire_idempotency_keys,
+    expire_quota_reservations,
     fail_stranded,
     reap_expired,
     revert_silent_uploads,
@@ -194,6 +195,10 @@ class TaskRunner:
             await expire_idempotency_keys(self.ports)
         except Exception:
             log.exception("expiring Idempotency-Key records failed; the next sweep tries again")
+        try:
+            await expire_quota_reservations(self.ports)
+        except Exception:
+            log.exception("expiring quota reservations failed; the next sweep tries again")
 
     async def _fail_stranded_when_due(self) -> None:
         loop_time = asyncio.get_running_loop().time()

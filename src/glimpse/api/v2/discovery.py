@@ -10,6 +10,7 @@ from glimpse.api.responses import JSONResponse, empty
 from glimpse.domain.policy import PolicyRule
 from glimpse.services.image_data import ImageDataService
 from glimpse.services.images import ImageService
+from glimpse.services.quotas import usage_report
 
 router = APIRouter(prefix="/v2", tags=["discovery"])
 
@@ -56,6 +57,8 @@ async def stores_info_detail(request: Request) -> Response:
 @router.get("/info/usage")
 async def usage_info(request: Request) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
+    if rt.settings.use_keystone_limits:
+        return JSONResponse({"usage": await usage_report(rt, ctx.project_id)})
     used = await rt.run(
         lambda repos: ImageService(repos, rt.settings, rt.policy).storage_used(ctx), readonly=True
     )
