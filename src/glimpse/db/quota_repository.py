@@ -37,47 +37,54 @@ class SqlQuotaRepository:
         if connection.execute(stmt).first() is not None:
             return
         try:
-            with self._session.begin_nested():
-                connection.execute(_PROJECTS.insert().values(project=project, created_at=now))
+            with self._session.begin_nested():  # its SAVEPOINT comes with the connection asked inside
+                self._session.connection().execute(_PROJECTS.insert().values(project=project, created_at=now))
         except IntegrityError:  # another transaction inserted it first: wait for its lock instead
             pass
         connection.execute(stmt).first()
 
     def usage(self, project: str, resource: Resource, now: datetime) -> int:
-        """What ``project`` uses of ``resource`` now: its images plus its live reservations."""
-        return self._from_images(project, resource) + self.reserved(project, resource, now)
+        """What ``project`` uses of ``resource`` now: its images plus its live reservations.
+
+        One statement, hence one snapshot even under READ COMMITTED: an upload that finishes
+        meanwhile (its location added and its reservation dropped in one commit) counts once,
+        never zero times."""
+        stmt = select(
+            self._from_images(project, resource).scalar_subquery()
+            + self._reserved(project, resource, now).scalar_subquery()
+        )
+        return int(self._session.connection().execute(stmt).scalar() or 0)
 
     def reserved(self, project: str, resource: Resource, now: datetime) -> int:
-        stmt = select(func.coalesce(func.sum(_RESERVATIONS.c.amount), 0)).where(
+        return int(self._session.connection().execute(self._reserved(project, resource, now)).scalar() or 0)
+
+    @staticmethod
+    def _reserved(project: str, resource: Resource, now: datetime) -> Select[Any]:
+        return select(func.coalesce(func.sum(_RESERVATIONS.c.amount), 0)).where(
             _RESERVATIONS.c.project == project,
             _RESERVATIONS.c.resource == resource.value,
             _RESERVATIONS.c.expires_at > now,
         )
-        return int(self._session.connection().execute(stmt).scalar() or 0)
 
-    def _from_images(self, project: str, resource: Resource) -> int:
+    @staticmethod
+    def _from_images(project: str, resource: Resource) -> Select[Any]:
         mine = (ImageRow.owner == project, ImageRow.deleted.is_(False))
-        stmt: Select[Any]
         if resource is Resource.IMAGE_SIZE_TOTAL:
-            stmt = (
+            return (
                 select(func.coalesce(func.sum(ImageRow.size), 0))
                 .select_from(ImageLocationRow)
                 .join(ImageRow, ImageRow.id == ImageLocationRow.image_id)
                 .where(*mine)
             )
-        elif resource is Resource.IMAGE_STAGE_TOTAL:
-            stmt = select(func.coalesce(func.sum(ImageRow.size), 0)).where(
+        if resource is Resource.IMAGE_STAGE_TOTAL:
+            return select(func.coalesce(func.sum(ImageRow.size), 0)).where(
                 *mine, ImageRow.status.in_(STAGED_STATUSES)
             )
-        elif resource is Resource.IMAGE_COUNT_TOTAL:
-            stmt = select(func.count()).select_from(ImageRow).where(*mine)
-        else:
-            stmt = (
-                select(func.count())
-                .select_from(ImageRow)
-                .where(*mine, ImageRow.status.in_(UPLOADING_STATUSES))
-            )
-        return int(self._session.scalar(stmt) or 0)
+        if resource is Resource.IMAGE_COUNT_TOTAL:
+            return select(func.count()).select_from(ImageRow).where(*mine)
+        return (
+            select(func.count()).select_from(ImageRow).where(*mine, ImageRow.status.in_(UPLOADING_STATUSES))
+        )
 
     def held(self, resource: Resource, holder: str, now: datetime) -> int:
         """The live reservation of ``holder`` for ``resource`` (0 when it has none)."""
