@@ -530,6 +530,19 @@ def _output_format(value: str | None) -> str | None:
     return None if value is None else parse_output_format(value, "[image_conversion] output_format")
 
 
+def _seconds_or_zero(value: str | None, option: str) -> float | None:
+    """Seconds, where 0 is allowed (no caching)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{option} = {value!r} is not a number of seconds.") from None
+    if number < 0:
+        raise ConfigError(f"{option} must be 0 (no caching) or more seconds, got {value}.")
+    return number
+
+
 def _at_least_bytes(value: str | None, minimum: int, option: str) -> int | None:
     if value is None:
         return None
@@ -775,7 +788,9 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "user_storage_quota": opt.size("user_storage_quota"),
         "use_keystone_limits": use_keystone_limits,
         "oslo_limit": oslo_limit,
-        "limits_cache_time": opt.number("limits_cache_time", "quota"),
+        "limits_cache_time": _seconds_or_zero(
+            opt.text("limits_cache_time", "quota"), "[quota] limits_cache_time"
+        ),
         "reservation_step": _at_least_bytes(step, 1024 * 1024, "[quota] reservation_step"),
         "reservation_timeout": _at_least(
             opt.number("reservation_timeout", "quota"), 60.0, "[quota] reservation_timeout"

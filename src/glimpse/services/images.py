@@ -229,10 +229,6 @@ class ImageService:
             image.properties[name] = rules.validate_property_value(name, op.value)
 
     # -- delete / deactivate -----------------------------------------------------------------------
-    def storage_used(self, ctx: RequestContext) -> int:
-        """Bytes of image data the caller's project keeps (``/v2/info/usage``)."""
-        return 0 if ctx.project_id is None else self.images.storage_used(ctx.project_id)
-
     def delete(self, ctx: RequestContext, image_id: str) -> Image:
         """Soft-delete the image; returns it as it was, so the caller can remove its data afterwards."""
         image, _ = self.load(ctx, image_id, "delete_image")

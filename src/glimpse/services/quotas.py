@@ -29,6 +29,14 @@ async def limits_for(ports: Ports, project: str | None) -> Limits:
     return NO_LIMITS if not project else await ports.limits.limits(project)
 
 
+async def usage_of(ports: Ports, project: str | None, resource: Resource) -> int:
+    """``project``'s usage of ``resource`` (bytes or a count), live reservations included."""
+    if not project:
+        return 0
+    now = ports.clock()
+    return await ports.run(lambda repos: repos.quotas.usage(project, resource, now), readonly=True)
+
+
 async def usage_report(ports: Ports, project: str | None) -> dict[str, dict[str, int]]:
     """``GET /v2/info/usage`` with unified limits: each of the four resources with its limit and
     usage in Keystone's units (MiB for sizes, rounded down; -1: unlimited). Usage includes the
