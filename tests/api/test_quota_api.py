@@ -84,3 +84,16 @@ def test_a_crashed_uploads_reservation_counts_until_it_expires(
     assert anyio.run(expire_quota_reservations, runtime_of(client)) == 1
     assert anyio.run(expire_quota_reservations, runtime_of(client)) == 0
     assert size_usage(client) == 10
+
+
+def test_a_live_uploads_renewal_keeps_its_reservation(
+    make_client: Callable[..., TestClient], migrated_database_url: str
+) -> None:
+    client = make_client(migrated_database_url, GLIMPSE_USER_STORAGE_QUOTA=str(QUOTA))
+    hold(client, "slow-upload", MIB, expires_in=timedelta(seconds=-1))
+    assert size_usage(client) == 0
+    runtime = runtime_of(client)
+    with runtime.uow() as session:
+        SqlRepositories(session).quotas.renew("slow-upload", runtime.clock() + timedelta(minutes=5))
+    assert size_usage(client) == MIB
+    assert anyio.run(expire_quota_reservations, runtime) == 0
