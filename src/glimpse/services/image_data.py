@@ -179,7 +179,9 @@ class ImageDataService:
             limit = self.settings.image_size_cap
             if content_length is not None and content_length > limit:
                 raise self._too_large(limit)
-            if image.owner is not None and image.owner == owner:
+            if image.owner != owner:
+                raise Conflict(f"The owner of image {image_id} changed during the request; upload again.")
+            if image.owner is not None:
                 admit(repos, limits, image.owner, Resource.IMAGE_COUNT_UPLOADING, self.ports.clock())
                 if content_length is not None and reservation.enforced:
                     reservation.grow(repos, content_length, content_length)
