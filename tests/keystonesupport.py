@@ -327,6 +327,34 @@ class KeystoneServer:
             }
             self._call("POST", "/endpoints", {"endpoint": endpoint})
 
+    def service_id(self, service_type: str) -> str:
+        return str(self._call("GET", f"/services?type={service_type}")["services"][0]["id"])
+
+    def register_limits(self, service_type: str, region: str, defaults: dict[str, int]) -> None:
+        """Registered limits (every project's defaults) of ``service_type``'s service in ``region``."""
+        service_id = self.service_id(service_type)
+        body = [
+            {"service_id": service_id, "region_id": region, "resource_name": name, "default_limit": limit}
+            for name, limit in defaults.items()
+        ]
+        self._call("POST", "/registered_limits", {"registered_limits": body})
+
+    def project_limit(self, service_type: str, region: str, project_id: str, name: str, limit: int) -> None:
+        """A limit of one project, over the registered default."""
+        body = {
+            "service_id": self.service_id(service_type),
+            "region_id": region,
+            "project_id": project_id,
+            "resource_name": name,
+            "resource_limit": limit,
+        }
+        self._call("POST", "/limits", {"limits": [body]})
+
+    def endpoint_id(self, service_type: str, interface: str) -> str:
+        service_id = self.service_id(service_type)
+        found = self._call("GET", f"/endpoints?service_id={service_id}&interface={interface}")["endpoints"]
+        return str(found[0]["id"])
+
 
 def protected_server(
     root: Path, keystone: KeystoneServer, *, port: int | None = None, **extra: str

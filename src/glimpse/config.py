@@ -131,6 +131,18 @@ class Settings:
     worker_self_reference_url: str | None = None
     image_size_cap: int = 1099511627776
     user_storage_quota: int = 0
+    #: ``[DEFAULT] use_keystone_limits``: the four quotas come from Keystone's unified limits
+    #: (``[oslo_limit]``); ``user_storage_quota`` is then not used.
+    use_keystone_limits: bool = False
+    #: The ``[oslo_limit]`` section as written (option name -> text): how to reach Keystone's limits.
+    oslo_limit: Mapping[str, str] = field(default_factory=dict)
+    #: ``[quota] limits_cache_time``: seconds a project's limits read from Keystone are believed.
+    limits_cache_time: float = 10.0
+    #: ``[quota] reservation_step``: bytes an upload of unknown size reserves at a time.
+    reservation_step: int = 64 * 1024 * 1024
+    #: ``[quota] reservation_timeout``: seconds a reservation lives without a sign of its upload
+    #: (a crashed process's reservations are then dropped by the housekeeping).
+    reservation_timeout: float = 900.0
     enabled_import_methods: tuple[str, ...] = DEFAULT_IMPORT_METHODS
     #: ``[glance_download_properties] extra_properties``: the remote image's properties a
     #: glance-download copies, by name or prefix (an item matches every name it begins).
@@ -570,6 +582,28 @@ def _output_format(value: str | None) -> str | None:
     return None if value is None else parse_output_format(value, "[image_conversion] output_format")
 
 
+def _seconds_or_zero(value: str | None, option: str) -> float | None:
+    """Seconds, where 0 is allowed (no caching)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{option} = {value!r} is not a number of seconds.") from None
+    if number < 0:
+        raise ConfigError(f"{option} must be 0 (no caching) or more seconds, got {value}.")
+    return number
+
+
+def _at_least_bytes(value: str | None, minimum: int, option: str) -> int | None:
+    if value is None:
+        return None
+    size = parse_size(value, option)
+    if size < minimum:
+        raise ConfigError(f"{option} must be at least {minimum} bytes (1MB), got {size}.")
+    return size
+
+
 def _at_least(value: float | None, minimum: float, option: str) -> float | None:
     if value is not None and value < minimum:
         raise ConfigError(f"{option} must be at least {minimum:g} seconds, got {value:g}.")
@@ -734,6 +768,26 @@ def _rule_format(value: str | None) -> str | None:
     return value.strip()
 
 
+OSLO_LIMIT_SECTION = "oslo_limit"
+
+
+def _check_oslo_limit(options: Mapping[str, str]) -> None:
+    """What ``use_keystone_limits = true`` needs before any limit can be read (the auth plugin checks
+    its own options when the limits reader is built)."""
+    name = f"[{OSLO_LIMIT_SECTION}]"
+    if not options.get("auth_url") or not options.get("auth_type"):
+        raise ConfigError(
+            f"use_keystone_limits = true needs {name} auth_url and auth_type (normally 'password', with "
+            "username, password, user_domain_name and system_scope = all); copy the section from "
+            "glance-api.conf."
+        )
+    if not options.get("endpoint_id") and not options.get("endpoint_service_type"):
+        raise ConfigError(
+            f"use_keystone_limits = true needs {name} endpoint_id (the image endpoint whose limits "
+            "apply), or endpoint_service_type (image) with endpoint_region_name and endpoint_interface."
+        )
+
+
 def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``config_file`` (optional) and ``environ`` (defaults to ``os.environ``).
 
@@ -794,6 +848,11 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
     protection_file = opt.text("property_protection_file")
     disable_file = opt.text("disable_by_file_path", "healthcheck")
     metrics_dir = opt.text("multiproc_dir", "metrics")
+    use_keystone_limits = opt.boolean("use_keystone_limits")
+    oslo_limit = src.section(OSLO_LIMIT_SECTION)
+    if use_keystone_limits:
+        _check_oslo_limit(oslo_limit)
+    step = opt.text("reservation_step", "quota")
 
     given: dict[str, Any] = {
         "bind_host": opt.text("bind_host"),
@@ -803,6 +862,15 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "worker_self_reference_url": _self_reference_url(opt.text("worker_self_reference_url")),
         "image_size_cap": opt.size("image_size_cap"),
         "user_storage_quota": opt.size("user_storage_quota"),
+        "use_keystone_limits": use_keystone_limits,
+        "oslo_limit": oslo_limit,
+        "limits_cache_time": _seconds_or_zero(
+            opt.text("limits_cache_time", "quota"), "[quota] limits_cache_time"
+        ),
+        "reservation_step": _at_least_bytes(step, 1024 * 1024, "[quota] reservation_step"),
+        "reservation_timeout": _at_least(
+            opt.number("reservation_timeout", "quota"), 60.0, "[quota] reservation_timeout"
+        ),
         "enabled_import_methods": _import_methods(opt.listed("enabled_import_methods")),
         "download_properties": opt.listed("extra_properties", "glance_download_properties"),
         "task_time_to_live": opt.integer("task_time_to_live", "task"),

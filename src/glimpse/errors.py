@@ -17,6 +17,7 @@ and the status the table gives it.
     │   └── KeyReused              an Idempotency-Key sent again with another request (422)
     ├── Unauthenticated            no token, or one Keystone refused; carries ``www_authenticate`` (401)
     ├── IdentityUnavailable        Keystone cannot be reached to validate a token (503)
+    │   └── LimitsUnavailable      Keystone cannot be reached to read a project's limits (503)
     ├── NotFound                   missing or invisible resource (404)
     ├── Forbidden                  policy says no (403)
     │   └── ReservedAttribute      os_glance_* and read-only attributes (403)
@@ -29,6 +30,7 @@ and the status the table gives it.
     ├── ImageGone                  the image was deleted while its data was uploaded (410)
     ├── RangeNotSatisfiable        a Range outside the data; carries ``size`` (416)
     ├── TooLarge                   size cap, storage quota or a count limit exceeded (413)
+    │   └── OverQuota              a project quota (unified limit) refused; carries ``resource`` (413)
     ├── MethodNotAllowed           (405)
     ├── StorageError               a store failed (503)
     │   ├── StoreNotFound          no object at that location (404)
@@ -109,6 +111,10 @@ class KeyReused(InvalidInput):
     default_message = "This Idempotency-Key was already used for another request."
 
 
+class LimitsUnavailable(IdentityUnavailable):
+    default_message = "The identity service (Keystone) cannot be reached to read the project's limits."
+
+
 class NotFound(GlimpseError):
     default_message = "The resource could not be found."
 
@@ -183,6 +189,14 @@ class RangeNotSatisfiable(GlimpseError):
 
 class TooLarge(GlimpseError):
     default_message = "The request is larger than this service accepts."
+
+
+class OverQuota(TooLarge):
+    """A project quota refused a request: ``resource`` is its name (``image_size_total``...)."""
+
+    def __init__(self, resource: str, message: str) -> None:
+        super().__init__(message)
+        self.resource = resource
 
 
 class MethodNotAllowed(GlimpseError):

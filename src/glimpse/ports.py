@@ -34,6 +34,7 @@ from glimpse.domain.metadefs import Association, Entry, EntryKind, Namespace, Na
 from glimpse.domain.notifications import Event
 from glimpse.domain.policy import Policy
 from glimpse.domain.queries import ImageListQuery
+from glimpse.domain.quotas import Limits, Resource
 from glimpse.domain.tasks import CancelRequest, Task, TaskProgress, status_before_import
 from glimpse.errors import StorageError, StoreMismatch
 
@@ -43,6 +44,7 @@ __all__ = [
     "IdempotencyRepository",
     "ImageRepository",
     "ImageStore",
+    "LimitSource",
     "LocalFiles",
     "LockState",
     "MemberRepository",
@@ -51,6 +53,7 @@ __all__ = [
     "ObjectStat",
     "Outbox",
     "Ports",
+    "QuotaRepository",
     "Repositories",
     "StoreCatalog",
     "StoreEntry",
@@ -278,8 +281,6 @@ class ImageRepository(Protocol):
     def exists_ever(self, image_id: str) -> bool: ...
 
     def list(self, query: ImageListQuery, viewer: Viewer) -> list[Image]: ...
-
-    def storage_used(self, owner: str) -> int: ...
 
     def add(self, image: Image) -> None: ...
 
@@ -605,6 +606,32 @@ class Notifier(Protocol):
     def wants(self, event_type: str) -> bool: ...
 
 
+class QuotaRepository(Protocol):
+    """A project's usage of the quota resources and its reservations (``glimpse.db.quota_repository``).
+
+    A check calls :meth:`lock_project` first: until its unit of work ends, every other check for the
+    project (on any node) waits, so what it counts and what it then adds are one step.
+    """
+
+    def lock_project(self, project: str, now: datetime) -> None: ...
+
+    def usage(self, project: str, resource: Resource, now: datetime) -> int:
+        """The images' usage of ``resource`` plus the live reservations."""
+        ...
+
+    def held(self, resource: Resource, holder: str, now: datetime) -> int: ...
+
+    def hold(
+        self, project: str, resource: Resource, holder: str, amount: int, now: datetime, expires_at: datetime
+    ) -> None: ...
+
+    def renew(self, holder: str, expires_at: datetime) -> None: ...
+
+    def release(self, holder: str, resource: Resource | None = None) -> None: ...
+
+    def purge_expired(self, now: datetime) -> int: ...
+
+
 class Repositories(Protocol):
     """The repositories of one unit of work, and its outbox."""
 
@@ -628,6 +655,9 @@ class Repositories(Protocol):
 
     @property
     def history(self) -> HistoryRepository: ...
+
+    @property
+    def quotas(self) -> QuotaRepository: ...
 
 
 def undo_import_request(repos: Repositories, task: Task) -> bool:
@@ -665,6 +695,14 @@ _IMPORTING_PROPERTY = "os_glance_importing_to_stores"
 # -- the process -------------------------------------------------------------------------------------
 
 
+class LimitSource(Protocol):
+    """Where a project's quota limits come from: ``user_storage_quota`` or Keystone's unified limits
+    (``glimpse.limits``). ``limits`` runs off the event loop and may raise
+    :class:`~glimpse.errors.LimitsUnavailable` (Keystone cannot be reached)."""
+
+    async def limits(self, project: str) -> Limits: ...
+
+
 class Ports(Protocol):
     """Everything the services and the task runner use: settings, policy, stores, the notifier, the
     clock, units of work, and the two signals about tasks."""
@@ -680,6 +718,9 @@ class Ports(Protocol):
 
     @property
     def notifier(self) -> Notifier: ...
+
+    @property
+    def limits(self) -> LimitSource: ...
 
     def clock(self) -> datetime:
         """Now (tests inject a frozen or advanced clock)."""

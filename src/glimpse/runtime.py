@@ -22,9 +22,10 @@ from glimpse.domain.import_plugins import QEMU_IMG, ImportPlugin
 from glimpse.domain.policy import Policy
 from glimpse.domain.tasks import Clock, system_clock
 from glimpse.errors import ConfigError
+from glimpse.limits import build_limits
 from glimpse.notifier import NoopNotifier, QueuedNotifier, build_notifier
 from glimpse.policy_file import load_policy
-from glimpse.ports import Repositories
+from glimpse.ports import LimitSource, Repositories
 from glimpse.property_protection_file import load_protections
 from glimpse.services.task_watch import TaskWatcher
 from glimpse.storage.registry import StoreRegistry, build_stores
@@ -56,6 +57,8 @@ class Runtime:
     wake_runner: Callable[[], None] = field(default=lambda: None)
     #: Where events go ([oslo_messaging_notifications]); a unit of work's events once it commits.
     notifier: QueuedNotifier | NoopNotifier = field(default_factory=NoopNotifier)
+    #: Where projects' quota limits come from; None: from the settings (:func:`build_limits`).
+    limit_source: LimitSource | None = None
     limiter: anyio.CapacityLimiter = field(init=False)
     #: One task-watch hub per event loop (a served process has one loop, hence one hub and one poller).
     _watchers: WeakKeyDictionary[asyncio.AbstractEventLoop, TaskWatcher] = field(
@@ -66,6 +69,13 @@ class Runtime:
         # Few threads beat many: database work is mostly Python (SQLAlchemy) holding the GIL, and
         # every extra thread adds GIL hand-offs that the event loop pays for (measured in bench/).
         self.limiter = anyio.CapacityLimiter(self.settings.effective_database_threads)
+        if self.limit_source is None:
+            self.limit_source = build_limits(self.settings)
+
+    @property
+    def limits(self) -> LimitSource:
+        assert self.limit_source is not None  # set by __post_init__
+        return self.limit_source
 
     @classmethod
     def build(cls, settings: Settings, *, stores: StoreRegistry | None = None) -> Runtime:

@@ -151,16 +151,6 @@ class SqlImageRepository:
             build_list_statement(query, viewer, marker, nulls_sort_low=dialect in ("mysql", "mariadb"))
         )
 
-    def storage_used(self, owner: str) -> int:
-        """Bytes held in stores by the owner's images (each location counts: a copy costs space)."""
-        stmt = (
-            select(func.coalesce(func.sum(ImageRow.size), 0))
-            .select_from(ImageLocationRow)
-            .join(ImageRow, ImageRow.id == ImageLocationRow.image_id)
-            .where(ImageRow.owner == owner, ImageRow.deleted.is_(False))
-        )
-        return int(self._session.scalar(stmt) or 0)
-
     # -- writes ------------------------------------------------------------------------------------
     def add(self, image: Image) -> None:
         row = ImageRow(

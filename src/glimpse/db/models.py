@@ -22,6 +22,8 @@ __all__ = [
     "MetadefEntryRow",
     "MetadefNamespaceRow",
     "MetadefResourceTypeRow",
+    "QuotaProjectRow",
+    "QuotaReservationRow",
     "TaskRow",
 ]
 
@@ -300,4 +302,35 @@ class ImageHistoryRow(Base):
     __table_args__ = (
         Index("ix_image_history_image_id", "image_id", "id"),
         Index("ix_image_history_created_at", "created_at"),
+    )
+
+
+class QuotaProjectRow(Base):
+    """One row per project that ever reserved quota: the row a quota check locks (``SELECT ... FOR
+    UPDATE``), so that two checks for one project run one after the other on every node."""
+
+    __tablename__ = "quota_projects"
+
+    project: Mapped[str] = mapped_column(String(255), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class QuotaReservationRow(Base):
+    """Bytes of a size quota held for data being written (an upload or a stage), until the data
+    counts through its image or the write fails; dropped once ``expires_at`` passes unrenewed."""
+
+    __tablename__ = "quota_reservations"
+
+    #: ``image_size_total`` or ``image_stage_total``.
+    resource: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: The image whose data is being written.
+    holder: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project: Mapped[str] = mapped_column(String(255))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_quota_reservations_project_resource", "project", "resource"),
+        Index("ix_quota_reservations_expires_at", "expires_at"),
     )

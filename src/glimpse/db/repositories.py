@@ -12,6 +12,7 @@ from glimpse.db.idempotency_repository import SqlIdempotencyRepository
 from glimpse.db.image_repository import SqlImageRepository
 from glimpse.db.member_repository import SqlMemberRepository
 from glimpse.db.metadef_repository import SqlMetadefRepository
+from glimpse.db.quota_repository import SqlQuotaRepository
 from glimpse.db.task_repository import SqlTaskRepository
 from glimpse.ports import Outbox
 
@@ -48,3 +49,7 @@ class SqlRepositories:
     @cached_property
     def history(self) -> SqlHistoryRepository:
         return SqlHistoryRepository(self.session)
+
+    @cached_property
+    def quotas(self) -> SqlQuotaRepository:
+        return SqlQuotaRepository(self.session)

@@ -41,6 +41,10 @@ hour, with the staging sweep.
 (:func:`expire_idempotency_keys`). An expired record is ignored by requests anyway, so the sweep
 only keeps the table small.
 
+**Quota reservations.** A reservation of quota for data being written (:mod:`glimpse.services.quotas`)
+whose upload's process died stops counting once its expiry passes (``[quota] reservation_timeout``
+after its last renewal); the same hourly sweep deletes it (:func:`expire_quota_reservations`).
+
 **Purge.** ``glimpse-server db purge`` hard-deletes tasks that expired more than N days ago, and
 the image history entries older than ``image_history_days`` (:func:`purge_history`, which every
 runner's sweep pass runs too).
@@ -505,6 +509,15 @@ async def purge_history(ports: Ports, *, batch: int = HISTORY_BATCH) -> int:
         log.info(
             "purged %d image history entr%s older than %s", removed, "y" if removed == 1 else "ies", before
         )
+    return removed
+
+
+async def expire_quota_reservations(ports: Ports) -> int:
+    """Delete the quota reservations whose expiry passed; returns how many."""
+    now = ports.clock()
+    removed = await ports.run(lambda s: s.quotas.purge_expired(now))
+    if removed:
+        log.info("removed %d expired quota reservation(s) of uploads that stopped", removed)
     return removed
 
 

@@ -10,6 +10,7 @@ from typing import Any, Final, TypeVar
 from glimpse.context import RequestContext, new_request_id
 from glimpse.domain.images import Image
 from glimpse.domain.imports import ExpectedDigest, ImportMethod, ImportRequest
+from glimpse.domain.quotas import Resource
 from glimpse.domain.tasks import StoreState, Task, TaskProgress
 from glimpse.jobs.errors import ImageDeleted
 from glimpse.jobs.image_state import hold_lock, lock_holder
@@ -136,15 +137,22 @@ class ImportRun:
         return self.staged or self.staging.location_for(self.image_id)
 
     async def data_limit(self) -> int:
-        """The most bytes the image may have: ``image_size_cap``, or less when the owner's
-        ``user_storage_quota`` leaves less."""
+        """The most bytes the image may have: ``image_size_cap``, or less when what the owner's
+        ``image_size_total`` limit (``user_storage_quota`` or Keystone's) leaves is less, as
+        counted when the step starts."""
         settings = self.ports.settings
         image = self.image
-        if not settings.user_storage_quota or image is None or image.owner is None:
+        if image is None or image.owner is None:
             return settings.image_size_cap
         owner = image.owner
-        used = await self.ports.run(lambda s: s.images.storage_used(owner), readonly=True)
-        return min(settings.image_size_cap, max(0, settings.user_storage_quota - used))
+        quota = (await self.ports.limits.limits(owner)).limit(Resource.IMAGE_SIZE_TOTAL)
+        if quota is None:
+            return settings.image_size_cap
+        now = self.ports.clock()
+        used = await self.ports.run(
+            lambda s: s.quotas.usage(owner, Resource.IMAGE_SIZE_TOTAL, now), readonly=True
+        )
+        return min(settings.image_size_cap, max(0, quota - used))
 
     async def locked(self, fn: Callable[[Repositories], T]) -> T:
         """Run ``fn`` in one unit of work that first re-asserts this task's hold on the lock."""

@@ -42,6 +42,7 @@ from glimpse.errors import DatabaseUnavailable
 from glimpse.jobs.flows import execute_task, heartbeat_writer
 from glimpse.jobs.housekeeping import (
     expire_idempotency_keys,
+    expire_quota_reservations,
     fail_stranded,
     purge_history,
     reap_expired,
@@ -239,8 +240,16 @@ class TaskRunner:
             log.exception("expiring Idempotency-Key records failed; the next sweep tries again")
         try:
             await purge_history(self.ports)
+        except DatabaseUnavailable as exc:
+            self._database_gone(exc)
         except Exception:
             log.exception("purging old image history failed; the next sweep tries again")
+        try:
+            await expire_quota_reservations(self.ports)
+        except DatabaseUnavailable as exc:
+            self._database_gone(exc)
+        except Exception:
+            log.exception("expiring quota reservations failed; the next sweep tries again")
 
     async def _fail_stranded_when_due(self) -> None:
         loop_time = asyncio.get_running_loop().time()

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
+
+import anyio
 
 from glimpse.context import RequestContext
 from glimpse.domain import notifications as events
@@ -20,6 +24,7 @@ from glimpse.domain.history import HistoryAction, HistoryOutcome
 from glimpse.domain.images import Image, ImageStatus, Location
 from glimpse.domain.imports import ExpectedDigest
 from glimpse.domain.inspection import content_judge
+from glimpse.domain.quotas import Resource
 from glimpse.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -30,6 +35,7 @@ from glimpse.errors import (
     ImageGone,
     InvalidInput,
     NotFound,
+    OverQuota,
     RangeNotSatisfiable,
     StorageError,
     StoreMismatch,
@@ -39,6 +45,7 @@ from glimpse.errors import (
 )
 from glimpse.ports import ImageStore, Ports, Repositories, verify_write
 from glimpse.services.images import ImageService
+from glimpse.services.quotas import Reservation, admit, limits_for
 from glimpse.streaming import ContentInspector, StreamHasher, counted, prefetch
 from glimpse.telemetry import metrics
 
@@ -133,11 +140,17 @@ async def touching(ports: Ports, image_id: str, chunks: AsyncIterator[bytes]) ->
     async for chunk in chunks:
         if loop.time() >= due:
             try:
-                await ports.run(lambda repos: repos.images.touch(image_id))
+                await ports.run(functools.partial(_alive, ports, image_id))
             except GlimpseError as exc:  # the write itself fails soon enough if this persists
                 log.warning("image %s: could not record the transfer's progress: %s", image_id, exc)
             due = loop.time() + UPLOAD_TOUCH_INTERVAL
         yield chunk
+
+
+def _alive(ports: Ports, image_id: str, repos: Repositories) -> None:
+    """A transfer's sign of life: the image's ``updated_at`` and its quota reservation's expiry."""
+    repos.images.touch(image_id)
+    repos.quotas.renew(image_id, ports.clock() + timedelta(seconds=ports.settings.reservation_timeout))
 
 
 class ImageDataService:
@@ -173,6 +186,13 @@ class ImageDataService:
         ``Content-Digest``/``Repr-Digest`` headers); one of them is checked before the data is kept."""
         store = self.store_for(store_id)
 
+        def owner_of(repos: Repositories) -> str | None:
+            return self._images(repos).load(ctx, image_id, "upload_image")[0].owner
+
+        owner = await self.ports.run(owner_of, readonly=True)
+        limits = await limits_for(self.ports, owner)
+        reservation = Reservation(self.ports, limits, owner, Resource.IMAGE_SIZE_TOTAL, image_id)
+
         def begin(repos: Repositories) -> tuple[int, str | None]:
             images = self._images(repos)
             image, _ = images.load(ctx, image_id, "upload_image")
@@ -187,9 +207,15 @@ class ImageDataService:
                     "Properties disk_format and container_format must be set before "
                     "uploading data; PATCH the image first."
                 )
-            limit = self._size_limit(images, image)
+            limit = self.settings.image_size_cap
             if content_length is not None and content_length > limit:
                 raise self._too_large(limit)
+            if image.owner != owner:
+                raise Conflict(f"The owner of image {image_id} changed during the request; upload again.")
+            if image.owner is not None:
+                admit(repos, limits, image.owner, Resource.IMAGE_COUNT_UPLOADING, self.ports.clock())
+                if content_length is not None and reservation.enforced:
+                    reservation.grow(repos, content_length, content_length)
             images.images.set_status(image.id, [ImageStatus.QUEUED], ImageStatus.SAVING)
             saving = replace(image, status=ImageStatus.SAVING)
             images.announce(ctx, events.IMAGE_PREPARE, events.image_payload(saving))
@@ -200,10 +226,16 @@ class ImageDataService:
         hasher = upload_hasher(self.settings.hashing_algorithm, inspector, expected)
         try:
             stored = await store.write(
-                image_id, prefetch(hasher.wrap(touching(self.ports, image_id, body))), max_size=limit
+                image_id,
+                prefetch(hasher.wrap(touching(self.ports, image_id, reservation.metered(body)))),
+                max_size=limit,
             )
         except BaseException as exc:
             await self._revert_to_queued(ctx, image_id, _failure_text(exc))
+            if isinstance(exc, OverQuota):
+                exc.message += " Nothing was stored and the image is still queued."
+                log.info("image %s: upload refused: %s", image_id, exc.message)
+                raise exc from None
             if isinstance(exc, TooLarge):
                 raise self._too_large(limit) from None
             if isinstance(exc, FormatMismatch | UnsafeImage | DigestMismatch):
@@ -259,10 +291,12 @@ class ImageDataService:
                 payload = events.image_payload(repo.get(image_id))
                 images.announce(ctx, events.IMAGE_UPLOAD, payload)
                 images.announce(ctx, events.IMAGE_ACTIVATE, payload)
+            repos.quotas.release(image_id)  # the size counts through the image's location now
 
         try:
             await self.ports.run(finish)
         except (NotFound, Conflict):
+            await self._release_quota(image_id)
             await self._discard(store, stored.location)
             raise ImageGone(
                 f"Image {image_id} was deleted while its data was being uploaded; the data was discarded."
@@ -283,19 +317,15 @@ class ImageDataService:
             raise
         metrics().bytes.labels(store.id, "uploaded").inc(stored.size)
 
-    def _size_limit(self, images: ImageService, image: Image) -> int:
-        limit = self.settings.image_size_cap
-        quota = self.settings.user_storage_quota
-        if quota and image.owner is not None:
-            limit = min(limit, max(0, quota - images.images.storage_used(image.owner)))
-        return limit
-
     def _too_large(self, limit: int) -> TooLarge:
         return TooLarge(
-            f"Image data is larger than the {limit} bytes this image may still hold (the "
-            "smaller of image_size_cap and the project's remaining storage quota); nothing "
+            f"Image data is larger than the {limit} bytes image_size_cap allows; nothing "
             "was stored and the image is still queued."
         )
+
+    async def _release_quota(self, image_id: str) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.ports.run(lambda repos: repos.quotas.release(image_id))
 
     async def _revert_to_queued(
         self,
@@ -327,6 +357,7 @@ class ImageDataService:
     async def _revert_once(self, ctx: RequestContext, image_id: str, reason: str) -> bool:
         def revert(repos: Repositories) -> None:
             images = self._images(repos)
+            repos.quotas.release(image_id)
             images.images.set_status(
                 image_id, [ImageStatus.SAVING], ImageStatus.QUEUED, size=None, virtual_size=None
             )
@@ -343,6 +374,7 @@ class ImageDataService:
             await self.ports.run(revert)
         except (NotFound, Conflict):
             log.info("image %s left 'saving' before the failed upload could revert it", image_id)
+            await self._release_quota(image_id)
             return False
         return True
 

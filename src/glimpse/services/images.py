@@ -17,6 +17,7 @@ from glimpse.domain.members import ImageMember, Viewer, is_visible
 from glimpse.domain.policy import Policy, image_target
 from glimpse.domain.property_protections import PropertyOperation
 from glimpse.domain.queries import ImageListQuery
+from glimpse.domain.quotas import NO_LIMITS, Limits, Resource
 from glimpse.domain.tasks import Clock, system_clock
 from glimpse.errors import (
     Conflict,
@@ -28,6 +29,7 @@ from glimpse.errors import (
     TooLarge,
 )
 from glimpse.ports import Repositories
+from glimpse.services.quotas import admit
 
 #: Base attributes a user may write (create and update), besides tags and custom properties.
 _WRITABLE = frozenset(rules.MUTABLE_BASE_TYPES)
@@ -47,10 +49,17 @@ def viewer_of(ctx: RequestContext) -> Viewer:
     return Viewer(project_id=ctx.project_id, is_admin=ctx.is_admin)
 
 
+def owner_of(ctx: RequestContext, body: Mapping[str, Any]) -> str | None:
+    """The project a new image with attributes ``body`` will belong to (whose quotas apply)."""
+    owner = body.get("owner")
+    return owner if isinstance(owner, str) and owner else ctx.project_id
+
+
 class ImageService:
     def __init__(
         self, repos: Repositories, settings: Settings, policy: Policy, clock: Clock = system_clock
     ) -> None:
+        self.repos = repos
         self.images = repos.images
         self.members = repos.members
         #: Events of this unit of work, sent once it commits.
@@ -127,7 +136,9 @@ class ImageService:
             )
 
     # -- create ------------------------------------------------------------------------------------
-    def create(self, ctx: RequestContext, body: Mapping[str, Any]) -> Image:
+    def create(self, ctx: RequestContext, body: Mapping[str, Any], limits: Limits = NO_LIMITS) -> Image:
+        """A new queued image; ``limits`` are its owner's quotas (``image_count_total`` is checked
+        in this unit of work, so concurrent creations never exceed it)."""
         now = system_clock().replace(microsecond=0)  # image timestamps are shown in whole seconds
         image = Image(id=str(uuid.uuid4()), owner=ctx.project_id, created_at=now, updated_at=now)
         for name, value in body.items():
@@ -161,6 +172,8 @@ class ImageService:
         self._check_visibility_policy(ctx, image.visibility, target)
         if self.images.exists_ever(image.id):
             raise Duplicate(f"An image with identifier {image.id} already exists.")
+        if image.owner is not None:
+            admit(self.repos, limits, image.owner, Resource.IMAGE_COUNT_TOTAL, system_clock())
         self.images.add(image)
         self.record(ctx, image.id, HistoryAction.CREATE, status=image.status)
         self.announce(ctx, events.IMAGE_CREATE, events.image_payload(image))
@@ -287,10 +300,6 @@ class ImageService:
             image.properties[name] = rules.validate_property_value(name, op.value)
 
     # -- delete / deactivate -----------------------------------------------------------------------
-    def storage_used(self, ctx: RequestContext) -> int:
-        """Bytes of image data the caller's project keeps (``/v2/info/usage``)."""
-        return 0 if ctx.project_id is None else self.images.storage_used(ctx.project_id)
-
     def delete(self, ctx: RequestContext, image_id: str) -> Image:
         """Soft-delete the image; returns it as it was, so the caller can remove its data afterwards.
 

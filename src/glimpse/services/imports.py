@@ -46,6 +46,7 @@ from glimpse.domain.import_plugins import ImportPlugin, detect_compression
 from glimpse.domain.imports import ALL_STORES_CONFLICT, ExpectedDigest, ImportMethod, ImportRequest
 from glimpse.domain.inspection import content_judge
 from glimpse.domain.policy import PolicyRule
+from glimpse.domain.quotas import Resource
 from glimpse.domain.tasks import (
     EXPIRED_LOCK_MESSAGE,
     ImportTaskRequest,
@@ -67,6 +68,7 @@ from glimpse.errors import (
     ImageLocked,
     InvalidInput,
     NotFound,
+    OverQuota,
     StorageError,
     StoreNotFound,
     TooLarge,
@@ -75,7 +77,8 @@ from glimpse.errors import (
 )
 from glimpse.ports import Ports, Repositories, TaskRepository
 from glimpse.services.image_data import touching, upload_hasher
-from glimpse.services.images import ImageService
+from glimpse.services.images import ImageService, owner_of
+from glimpse.services.quotas import Reservation, admit, limits_for
 from glimpse.streaming import ContentInspector, inspected, prefetch, rebuffer
 from glimpse.telemetry import metrics
 
@@ -240,7 +243,7 @@ class ImportService:
         self.check_stage_request(media_type)
         limit = self.settings.image_size_cap
 
-        def check(repos: Repositories) -> str | None:
+        def check(repos: Repositories) -> tuple[str | None, str | None]:
             image, _ = self._images(repos).load(ctx, image_id, PolicyRule.MODIFY_IMAGE)
             if image.owner != ctx.project_id and not ctx.is_admin:
                 raise Forbidden("Only the image owner can stage its data.")
@@ -248,9 +251,9 @@ class ImportService:
                 raise Conflict(
                     f"Image {image_id} is '{image.status}'; data can only be staged for a queued image."
                 )
-            return image.disk_format
+            return image.disk_format, image.owner
 
-        disk_format = await self.ports.run(check, readonly=True)
+        disk_format, owner = await self.ports.run(check, readonly=True)
         for declared in (content_length, declared_size):
             if declared is not None and declared > limit:
                 raise self._too_large(limit)
@@ -258,12 +261,22 @@ class ImportService:
         if await self._staged_size(image_id) is not None:
             raise Conflict(f"The image {image_id} has data on staging")
 
+        limits = await limits_for(self.ports, owner)
+        reservation = Reservation(self.ports, limits, owner, Resource.IMAGE_STAGE_TOTAL, image_id)
+        announced = declared_size if content_length is None else content_length
+
         def begin(repos: Repositories) -> None:
+            if owner is not None:
+                admit(repos, limits, owner, Resource.IMAGE_COUNT_UPLOADING, self.ports.clock())
+                if announced is not None and reservation.enforced:
+                    reservation.grow(repos, announced, announced)
             self._images(repos).images.set_status(image_id, [ImageStatus.QUEUED], ImageStatus.UPLOADING)
 
         await self.ports.run(begin)
         inspector = ContentInspector(content_judge(disk_format, self.settings.content_rules))
-        source = self._inspected(rebuffer(touching(self.ports, image_id, body)), inspector)
+        source = self._inspected(
+            rebuffer(touching(self.ports, image_id, reservation.metered(body))), inspector
+        )
         if expected:
             source = upload_hasher(self.settings.hashing_algorithm, None, expected).wrap(source)
         try:
@@ -271,6 +284,10 @@ class ImportService:
         except BaseException as exc:
             reason = exc.message if isinstance(exc, GlimpseError) else "The staging request stopped."
             await self._unstage(ctx, image_id, None, reason)
+            if isinstance(exc, OverQuota):
+                exc.message += " Nothing was staged and the image is still queued."
+                log.info("image %s: staging refused: %s", image_id, exc.message)
+                raise exc from None
             if isinstance(exc, TooLarge):
                 raise self._too_large(limit) from None
             if isinstance(exc, FormatMismatch | UnsafeImage | DigestMismatch):
@@ -297,6 +314,7 @@ class ImportService:
             service = self._images(repos)
             images = service.images
             images.set_status(image_id, [ImageStatus.UPLOADING], ImageStatus.UPLOADING, size=stored.size)
+            repos.quotas.release(image_id)  # the staged size counts through the image now
             if stage_host is not None:
                 images.set_property(image_id, STAGE_HOST_PROPERTY, stage_host)
             service.record(
@@ -306,6 +324,7 @@ class ImportService:
         try:
             await self.ports.run(finish)
         except (NotFound, Conflict):
+            await self.ports.run(lambda repos: repos.quotas.release(image_id))
             await self._discard_staged(stored.location)
             raise ImageGone(
                 f"Image {image_id} was deleted while its data was being staged; the data was discarded."
@@ -331,6 +350,7 @@ class ImportService:
         request is being cancelled."""
 
         def revert(repos: Repositories) -> None:
+            repos.quotas.release(image_id)
             service = self._images(repos)
             service.images.set_status(
                 image_id, [ImageStatus.UPLOADING], ImageStatus.QUEUED, size=None, virtual_size=None
@@ -351,6 +371,7 @@ class ImportService:
                 await self.ports.run(revert)
             except (NotFound, Conflict):
                 log.info("image %s left 'uploading' before the failed staging could revert it", image_id)
+                await self.ports.run(lambda repos: repos.quotas.release(image_id))
 
     @staticmethod
     def _too_large(limit: int) -> TooLarge:
@@ -583,8 +604,10 @@ class ImportService:
         if request.uri is not None:
             self._check_uri(request.uri)  # before an image exists, so that nothing is undone
 
+        limits = await limits_for(self.ports, owner_of(ctx, import_task.image_properties))
+
         def unit(repos: Repositories) -> Task:
-            image = self._images(repos).create(ctx, import_task.image_properties)
+            image = self._images(repos).create(ctx, import_task.image_properties, limits)
             started = self.begin_import(
                 repos, ctx, image.id, request.to_dict(), None, import_task=import_task
             )

@@ -8,8 +8,9 @@ from starlette.responses import Response
 from glimpse.api import deps
 from glimpse.api.responses import JSONResponse, empty
 from glimpse.domain.policy import PolicyRule
+from glimpse.domain.quotas import Resource
 from glimpse.services.image_data import ImageDataService
-from glimpse.services.images import ImageService
+from glimpse.services.quotas import usage_of, usage_report
 
 router = APIRouter(prefix="/v2", tags=["discovery"])
 
@@ -56,9 +57,9 @@ async def stores_info_detail(request: Request) -> Response:
 @router.get("/info/usage")
 async def usage_info(request: Request) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    used = await rt.run(
-        lambda repos: ImageService(repos, rt.settings, rt.policy).storage_used(ctx), readonly=True
-    )
+    if rt.settings.use_keystone_limits:
+        return JSONResponse({"usage": await usage_report(rt, ctx.project_id)})
+    used = await usage_of(rt, ctx.project_id, Resource.IMAGE_SIZE_TOTAL)
     quota = rt.settings.user_storage_quota
     return JSONResponse({"usage": {"image_size_total": {"limit": quota if quota else -1, "usage": used}}})
 

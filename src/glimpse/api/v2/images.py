@@ -15,7 +15,8 @@ from glimpse.api.v2.openapi import IMAGE_BODY, LIST_PARAMETERS, PATCH_BODY
 from glimpse.api.v2.views import image_view
 from glimpse.errors import InvalidInput, UnsupportedMediaType
 from glimpse.services.image_data import ImageDataService
-from glimpse.services.images import ImageService, PatchOp
+from glimpse.services.images import ImageService, PatchOp, owner_of
+from glimpse.services.quotas import limits_for
 
 router = APIRouter(prefix="/v2/images", tags=["images"])
 
@@ -38,7 +39,10 @@ async def create_image(request: Request) -> Response:
         body = await deps.json_body(request, raw=raw)
         if not isinstance(body, dict):
             raise InvalidInput("The request body must be a JSON object of image attributes.")
-        image = await rt.run(lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).create(ctx, body))
+        limits = await limits_for(rt, owner_of(ctx, body))
+        image = await rt.run(
+            lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).create(ctx, body, limits)
+        )
         headers = {
             "Location": _absolute(request, f"/v2/images/{image.id}"),
             "OpenStack-image-store-ids": ",".join(rt.stores.ids()),
