@@ -9,8 +9,8 @@
 #
 # Printed by start (and kept in <state>/env):
 #   S3_ENDPOINT_URL=http://127.0.0.1:<port>   S3, path-style buckets, region us-east-1
-#   S3_ACCESS_KEY=test:tester  S3_SECRET_KEY=testing
-#   SWIFT_AUTH_URL=http://127.0.0.1:<port>/auth/v1.0  SWIFT_USER=test:tester  SWIFT_KEY=testing
+#   S3_ACCESS_KEY=test:tester  S3_SECRET_KEY=s3-test-secret-7c41e0
+#   SWIFT_AUTH_URL=http://127.0.0.1:<port>/auth/v1.0  SWIFT_USER=test:tester  SWIFT_KEY=s3-test-secret-7c41e0
 #   SWIFT_DIR=<state>/etc  SWIFT_MEMCACHE=127.0.0.1:<port>  SWIFT_PYTHON=<the Swift venv's python>
 #       (for a second proxy on the same servers: tests/objectsupport.py's Keystone-validating one)
 #
@@ -46,7 +46,7 @@ helper="$repo_root/scripts/s3_server_helper.py"
 uv="$repo_root/.tools/bin/uv"
 user_name="tester"
 account="test"
-secret="testing"
+secret="s3-test-secret-7c41e0"
 servers="memcached account container object proxy"
 
 die() {
