@@ -32,6 +32,8 @@ from livesupport import GLIMPSE_BIN, REPO_ROOT, Server, free_port, wait_until
 pytestmark = [pytest.mark.live, pytest.mark.postgres]
 
 HEADERS = {"X-Project-Id": "p", "X-User-Id": "u", "X-Roles": "member,reader", "Accept": "application/json"}
+#: Seconds a starting server may take to answer: a restart on a loaded 2-core machine takes tens.
+START_ON_A_BUSY_MACHINE = 90.0
 SCRIPT = REPO_ROOT / "scripts" / "postgres.sh"
 DATA = payload(8 * MIB, seed=11)
 
@@ -146,7 +148,7 @@ def test_a_database_outage_answers_503_and_heals_itself(
         return f"{server.log()}\n--- worker ---\n{worker_log.read_text(errors='replace')}"
 
     try:
-        server.wait_ready()
+        server.wait_ready(timeout=START_ON_A_BUSY_MACHINE)
         http = httpx.Client(base_url=server.url, headers=HEADERS, timeout=60)
 
         def create() -> str:

@@ -27,6 +27,8 @@ from glimpse.services.imports import ImportService
 from livesupport import Server, free_port, wait_until
 
 HEADERS = {"X-Project-Id": "p", "X-User-Id": "u", "X-Roles": "member,reader"}
+#: Seconds a starting server may take to answer: a restart on a loaded 2-core machine takes tens.
+START_ON_A_BUSY_MACHINE = 90.0
 OCTETS = {"Content-Type": "application/octet-stream"}
 
 
@@ -134,7 +136,7 @@ def test_an_upload_whose_server_was_killed_can_be_done_again(
     )
     server = Server(name="killed", port=free_port(), log_path=tmp_path / "server.log")
     server.start(env)
-    server.wait_ready()
+    server.wait_ready(timeout=START_ON_A_BUSY_MACHINE)
     data = os.urandom(4 * 1024 * 1024)
     image_id = httpx.post(
         f"{server.url}/v2/images", json={"disk_format": "raw", "container_format": "bare"}, headers=HEADERS
@@ -166,7 +168,7 @@ def test_an_upload_whose_server_was_killed_can_be_done_again(
         runtime.close()
 
     server.start(env)
-    server.wait_ready()
+    server.wait_ready(timeout=START_ON_A_BUSY_MACHINE)
     try:
         with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as http:
             assert http.get(f"/v2/images/{image_id}").json()["status"] == "queued"
@@ -217,7 +219,7 @@ def test_a_server_killed_during_uploads_and_stages_leaves_only_what_users_can_ac
     data = os.urandom(4 * 1024 * 1024)
     server = Server(name="crashed", port=free_port(), log_path=tmp_path / "server.log")
     server.start(env)
-    server.wait_ready()
+    server.wait_ready(timeout=START_ON_A_BUSY_MACHINE)
     try:
         with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as http:
 
@@ -268,7 +270,7 @@ def test_a_server_killed_during_uploads_and_stages_leaves_only_what_users_can_ac
 
     server = Server(name="restarted", port=free_port(), log_path=tmp_path / "restarted.log")
     server.start(env)
-    server.wait_ready()
+    server.wait_ready(timeout=START_ON_A_BUSY_MACHINE)
     try:
         with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as http:
             assert http.get(f"/v2/images/{active}/file").content == data

@@ -34,6 +34,8 @@ HEADERS = {
     "X-Roles": "admin,member,reader",
     "Accept": "application/json",
 }
+#: Seconds a starting server may take to answer: a restart on a loaded 2-core machine takes tens.
+START_ON_A_BUSY_MACHINE = 90.0
 SCRIPT = REPO_ROOT / "scripts" / "s3-server.sh"
 DATA = payload(8 * MIB, seed=3)
 
@@ -107,7 +109,7 @@ def test_a_store_outage_fails_the_copy_to_it_and_downloads_answer_503(
     server = Server(name=f"store-outage-{objects.port}", port=free_port(), log_path=tmp_path / "server.log")
     server.start(env)
     try:
-        server.wait_ready()
+        server.wait_ready(timeout=START_ON_A_BUSY_MACHINE)
         http = httpx.Client(base_url=server.url, headers=HEADERS, timeout=60)
 
         def create() -> str:
