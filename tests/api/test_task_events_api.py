@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 from apitools import OTHER, new_image
 from starlette.testclient import TestClient
-from test_task_watch_api import touch
+from test_task_watch_api import touch, when_watched
 from test_tasks_api import add_task
 
 from glimpse.domain.tasks import TaskStatus
@@ -54,12 +53,11 @@ def test_finished_tasks_are_one_event_then_end(watched: TestClient) -> None:
 def test_a_running_task_is_followed_until_it_ends(watched: TestClient) -> None:
     image = new_image(watched)["id"]
     task = add_task(watched, image, status=TaskStatus.PROCESSING)
-    timer = threading.Timer(0.3, finish, args=(watched, task, 2.0))
-    timer.start()
+    changer = when_watched(watched, lambda: finish(watched, task, 2.0))
     try:
         response = watched.get(f"/v2/images/{image}/tasks", headers=EVENTS)
     finally:
-        timer.join()
+        changer.join()
     assert statuses(response.text) == [
         ("tasks", ["processing"]),
         ("tasks", ["success"]),
@@ -71,13 +69,12 @@ def test_a_running_task_is_followed_until_it_ends(watched: TestClient) -> None:
 def test_last_event_id_waits_for_the_next_change(watched: TestClient) -> None:
     image = new_image(watched)["id"]
     task = add_task(watched, image, status=TaskStatus.PROCESSING)
-    timer = threading.Timer(0.3, finish, args=(watched, task, 3.0))
-    timer.start()
+    changer = when_watched(watched, lambda: finish(watched, task, 3.0))
     try:
         headers = {**EVENTS, "Last-Event-ID": "2026-11-25T12:00:00.123456+00:00"}
         response = watched.get(f"/v2/images/{image}/tasks", headers=headers)
     finally:
-        timer.join()
+        changer.join()
     # The listing the client had seen is not sent again: only the change, then the end.
     assert [
         (kind, [t["status"] for t in data.get("tasks", [])]) for kind, data, _ in events(response.text)
