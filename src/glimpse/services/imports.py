@@ -542,9 +542,10 @@ class ImportService:
                 if images.outbox.wants(events.TASK_FAILURE) and (failed := tasks.find(bust.holder_id)):
                     images.outbox.add(events.task_event(events.TASK_FAILURE, failed))
             else:
-                # Not failed: it ended meanwhile (its lock is free to take), or it beat again since
-                # it was read, and then it still holds the lock.
-                self._check_lock(ctx, tasks, image.id, bust.holder_id, now)
+                # Not failed: it beat again since it was read (it still holds the lock), or it ended
+                # meanwhile. A second look in this transaction could see the old row again (MariaDB
+                # reads from a snapshot), so the request is refused: a retry sees the truth.
+                raise self._lost_race(ctx, repos, image.id, now)
         replacing = None if bust is None else bust.holder_id
         if not images.images.take_lock(image.id, task.id, replacing=replacing):
             raise self._lost_race(ctx, repos, image.id, now)
