@@ -341,6 +341,15 @@ def test_a_hung_store_is_a_stall_of_the_copy(tmp_path: Path, migrated_sqlite_url
         runner = TaskRunner(runtime, "runner-1")
         await runner.run_once()
         await asyncio.wait_for(held["cheap"].started.wait(), 10)
+
+        def stopped() -> bool:
+            # Small steps until a beat has seen the last bytes move and then none: a single jump
+            # could come before the beat that sees the store's first block, which restarts the clock.
+            clock.advance(0.2)
+            task = task_of(runtime, task_id)
+            return task.progress.stalled_since is not None or task.status == TaskStatus.FAILURE
+
+        await wait_for(stopped, within=30, what="the copy to show its stall")
         clock.advance(60)
         await asyncio.wait_for(runner.wait_idle(), 10)
         return image_id, task_id
