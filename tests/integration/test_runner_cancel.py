@@ -141,7 +141,8 @@ def test_a_stopping_runner_hands_the_task_back_and_another_finishes_it(
     slow: dict[str, SlowStore] = {}
 
     def throttle(store):  # type: ignore[no-untyped-def]
-        slow["cheap"] = SlowStore(store, delay=0.05)
+        # 'cheap' holds its last block: 'fast' is recorded while 'cheap' is still being written.
+        slow["cheap"] = SlowStore(store, delay=0.05, hold_last=True)
         return slow["cheap"]
 
     runtime = make_runtime(tmp_path, migrated_database_url, wrap={"cheap": throttle})
@@ -178,6 +179,7 @@ def test_a_stopping_runner_hands_the_task_back_and_another_finishes_it(
     assert staged_files(runtime) == [image_id]  # the user's staged data is kept for the retry
 
     slow["cheap"].delay = 0
+    slow["cheap"].hold_last = False
     runner = asyncio.run(run_all(runtime, "next-runner"))
     assert runner.finished == {task_id: "success"}
     finished = task_of(runtime, task_id)

@@ -142,21 +142,32 @@ class CorruptingStore(WrappedStore):
 
 
 class SlowStore(WrappedStore):
-    """A throttled store: sleeps ``delay`` seconds per chunk; ``started`` is set at the first chunk."""
+    """A throttled store: sleeps ``delay`` seconds per chunk; ``started`` is set at the first chunk.
+    With ``hold_last``, it takes every chunk but the last and then waits for ``release`` (so the
+    source has been read to its end while this store's write is still open)."""
 
-    def __init__(self, inner: ImageStore, delay: float) -> None:
+    def __init__(self, inner: ImageStore, delay: float, *, hold_last: bool = False) -> None:
         super().__init__(inner)
         self.delay = delay
         self.started = asyncio.Event()
+        self.hold_last = hold_last
+        self.release = asyncio.Event()
 
     async def write(
         self, key: str, chunks: AsyncIterator[bytes], max_size: int | None = None
     ) -> StoredObject:
         async def slow() -> AsyncIterator[bytes]:
+            previous: bytes | None = None
             async for chunk in chunks:
                 self.started.set()
                 await asyncio.sleep(self.delay)
-                yield chunk
+                if previous is not None:
+                    yield previous
+                previous = chunk
+            if previous is not None:
+                if self.hold_last:
+                    await self.release.wait()
+                yield previous
 
         return await self.inner.write(key, slow(), max_size)
 
