@@ -361,6 +361,8 @@ def test_a_hung_store_is_a_stall_of_the_copy(tmp_path: Path, migrated_sqlite_url
     assert "store 'cheap' " in task.message
     assert image_of(runtime, image_id).status == ImageStatus.UPLOADING
     assert image_id in staged_files(runtime)
+    newest = asyncio.run(runtime.run(lambda repos: repos.history.for_image(image_id, limit=1)))[0]
+    assert (newest.task_id, str(newest.outcome), newest.message) == (task_id, "failure", task.message)
     runtime.close()
 
 

@@ -235,56 +235,67 @@ async def _fail(run: ImportRun, message: str) -> str:
 async def _cancelled(run: ImportRun, request: CancelRequest) -> str:
     """The steps undid this run's work (as for an interrupted run): now undo the import request
     (image status, importing list, lock) and end the task ``failure``, in one unit of work."""
-    progress = run.heartbeat.progress
-    progress.end(PHASE_FAILED)
-    run.mark_failed_stores(f"cancelled: {request.describe()}")
-    snapshot = TaskProgress.from_dict(progress.to_dict())
-    now = run.ports.clock()
-    ttl = timedelta(hours=run.ports.settings.task_time_to_live)
-    message = f"{request.describe()} {cancelled_outcome(run.method, run.image_id)}"
-
-    def finish(repos: Repositories) -> bool:
-        if not repos.tasks.fail(run.task.id, now, ttl, message, worker=run.worker_id, progress=snapshot):
-            return False
-        undo_import_request(repos, run.task)
-        outcome = cancelled_outcome(run.method, run.image_id)
-        record_task_end(repos, run.task, now, HistoryOutcome.CANCELLED, outcome, snapshot)
-        return True
-
-    if await run.ports.run(finish):
-        log.warning("task %s: cancelled: %s", run.task.id, message)
-        return "cancelled"
-    log.info("task %s: ended elsewhere while it was being cancelled", run.task.id)
-    return "lost"
+    outcome = cancelled_outcome(run.method, run.image_id)
+    return await _end_undone(
+        run,
+        f"{request.describe()} {outcome}",
+        store_reason=f"cancelled: {request.describe()}",
+        history=(HistoryOutcome.CANCELLED, outcome),
+        result="cancelled",
+    )
 
 
 async def _out_of_time(run: ImportRun, exc: LimitReached) -> str:
     """A time limit ran out (the deadline, or a stall): the steps undid this run's work as for a
     cancel; now undo the import request and end the task ``failure`` with the limit's message."""
-    if isinstance(exc, Stalled):
+    stalled = isinstance(exc, Stalled)
+    if stalled:
         metrics().task_stalls.labels(str(run.task.type), str(run.method or "-")).inc()
+    message = f"{exc.message} {cancelled_outcome(run.method, run.image_id)}"
+    return await _end_undone(
+        run,
+        message,
+        store_reason=f"{'stalled' if stalled else 'out of time'}: {exc.message}",
+        history=(HistoryOutcome.FAILURE, message),
+        result="failure",
+        notify=True,
+    )
+
+
+async def _end_undone(
+    run: ImportRun,
+    message: str,
+    *,
+    store_reason: str,
+    history: tuple[HistoryOutcome, str],
+    result: str,
+    notify: bool = False,
+) -> str:
+    """End a task whose steps undid their work: undo the import request (image status, importing
+    list, lock), fail the task with ``message`` and record the end in the image's history, in one
+    unit of work. Returns ``result``, or ``"lost"`` when the task had ended elsewhere meanwhile."""
     progress = run.heartbeat.progress
     progress.end(PHASE_FAILED)
-    what = "stalled" if isinstance(exc, Stalled) else "out of time"
-    run.mark_failed_stores(f"{what}: {exc.message}")
+    run.mark_failed_stores(store_reason)
     snapshot = TaskProgress.from_dict(progress.to_dict())
     now = run.ports.clock()
     ttl = timedelta(hours=run.ports.settings.task_time_to_live)
-    message = f"{exc.message} {cancelled_outcome(run.method, run.image_id)}"
 
     def finish(repos: Repositories) -> bool:
         if not repos.tasks.fail(run.task.id, now, ttl, message, worker=run.worker_id, progress=snapshot):
             return False
         undo_import_request(repos, run.task)
-        failed = repos.tasks.find(run.task.id)
-        if failed is not None:
-            payload = events.task_payload(failed, run.failed)
-            repos.outbox.add(events.Event(events.TASK_FAILURE, payload, run.context.to_dict()))
+        record_task_end(repos, run.task, now, *history, snapshot)
+        if notify and repos.outbox.wants(events.TASK_FAILURE):
+            failed = repos.tasks.find(run.task.id)
+            if failed is not None:
+                payload = events.task_payload(failed, run.failed)
+                repos.outbox.add(events.Event(events.TASK_FAILURE, payload, run.context.to_dict()))
         return True
 
     if await run.ports.run(finish):
-        log.warning("task %s: failure: %s", run.task.id, message)
-        return "failure"
+        log.warning("task %s: %s: %s", run.task.id, result, message)
+        return result
     log.info("task %s: ended elsewhere while it was being stopped", run.task.id)
     return "lost"
 
