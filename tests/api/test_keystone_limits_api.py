@@ -37,7 +37,7 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServe
 
 @pytest.fixture(scope="module")
 def big_project(keystone: KeystoneServer) -> str:
-    account = keystone.account("quota-big", "pw", ["member", "reader"])
+    account = keystone.account("quota-big", "quota-big-password", ["member", "reader"])
     keystone.project_limit("image", REGION, account.project_id, "image_size_total", BIG_SIZE_TOTAL)
     return account.project_id
 

@@ -64,21 +64,23 @@ def test_lines_go_to_the_stderr_of_the_moment(monkeypatch: pytest.MonkeyPatch) -
     swallows lines: the handler looks ``sys.stderr`` up for every record."""
     root = logging.getLogger()
     before = list(root.handlers), root.level
+    for handler in before[0]:  # one set up by another test of this process
+        root.removeHandler(handler)
     first, second = io.StringIO(), io.StringIO()
     try:
         monkeypatch.setattr(sys, "stderr", first)
         configure_logging("INFO")
         configure_logging("INFO")  # idempotent: one handler
-        ours = [h for h in root.handlers if h not in before[0]]
-        assert len(ours) == 1
+        assert len(root.handlers) == 1
         logging.getLogger("glimpse.test").info("to the first")
         first.close()
         monkeypatch.setattr(sys, "stderr", second)
         logging.getLogger("glimpse.test").info("to the second")
     finally:
         for handler in root.handlers[:]:
-            if handler not in before[0]:
-                root.removeHandler(handler)
+            root.removeHandler(handler)
+        for handler in before[0]:
+            root.addHandler(handler)
         root.setLevel(before[1])
     assert second.getvalue().endswith(" INFO glimpse.test to the second\n")
     assert "Logging error" not in second.getvalue()

@@ -34,6 +34,19 @@ class SqlQuotaRepository:
         """Hold ``project``'s quota row until the transaction ends (created on first use)."""
         connection = self._session.connection()
         stmt = select(_PROJECTS.c.project).where(_PROJECTS.c.project == project).with_for_update()
+        if connection.dialect.name in ("mysql", "mariadb"):
+            # InnoDB: transactions that each failed to insert the row hold a shared lock on it
+            # from the duplicate-key check, and then all wait for the exclusive one (a deadlock).
+            # The row is made in a transaction of its own instead, which keeps no lock.
+            exists = select(_PROJECTS.c.project).where(_PROJECTS.c.project == project)
+            if connection.execute(exists).first() is None:
+                with connection.engine.connect() as apart:
+                    apart.execute(
+                        _PROJECTS.insert().prefix_with("IGNORE").values(project=project, created_at=now)
+                    )
+                    apart.commit()
+            connection.execute(stmt).first()
+            return
         if connection.execute(stmt).first() is not None:
             return
         try:

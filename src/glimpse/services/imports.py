@@ -543,8 +543,9 @@ class ImportService:
                     images.outbox.add(events.task_event(events.TASK_FAILURE, failed))
             else:
                 # Not failed: it beat again since it was read (it still holds the lock), or it ended
-                # meanwhile. A second look in this transaction could see the old row again (MariaDB
-                # reads from a snapshot), so the request is refused: a retry sees the truth.
+                # meanwhile. The guarded update is the one judge of that; a second read judged by
+                # this request's clock could disagree with it, so the request is refused (409) and
+                # a retry starts from what is there then.
                 raise self._lost_race(ctx, repos, image.id, now)
         replacing = None if bust is None else bust.holder_id
         if not images.images.take_lock(image.id, task.id, replacing=replacing):
