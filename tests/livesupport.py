@@ -141,3 +141,17 @@ class Server:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=STOP_TIMEOUT)
+
+
+def start_server(name: str, env: Mapping[str, str], log_dir: Path, attempts: int = 3) -> Server:
+    """A ``glimpse-server serve`` named ``name``, once it answers; a port another process took
+    between :func:`free_port` and the start is replaced by a fresh one."""
+    for attempt in range(attempts):
+        live = Server(name=name, port=free_port(), log_path=log_dir / f"{name}-{attempt}.log")
+        live.start(env)
+        try:
+            live.wait_ready()
+        except PortTaken:
+            continue
+        return live
+    pytest.fail(f"glimpse-server serve ({name}) found its port taken {attempts} times", pytrace=False)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from livesupport import PortTaken, Server, free_port
+from livesupport import Server, start_server
 from nodesupport import node_environ
 
 pytestmark = pytest.mark.live
@@ -35,15 +35,7 @@ def start_node(tmp_path: Path, name: str, database_url: str) -> Server:
         url=None,
         extra={"GLIMPSE_TASK__EMBEDDED_RUNNER": "false", "GLIMPSE_LOG_LEVEL": "WARNING"},
     )
-    for attempt in range(3):
-        live = Server(name=f"idem-{name}", port=free_port(), log_path=tmp_path / f"{name}-{attempt}.log")
-        live.start(env)
-        try:
-            live.wait_ready()
-        except PortTaken:
-            continue
-        return live
-    pytest.fail(f"glimpse-server serve ({name}) found its port taken three times", pytrace=False)
+    return start_server(f"idem-{name}", env, tmp_path)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from livesupport import PortTaken, Server, free_port
+from livesupport import Server, start_server
 from nodesupport import node_environ
 
 pytestmark = pytest.mark.live
@@ -45,15 +45,7 @@ def start_node(root: Path, name: str, database_url: str) -> Server:
             "GLIMPSE_LOG_LEVEL": "WARNING",
         },
     )
-    for attempt in range(3):
-        live = Server(name=f"quota-{name}", port=free_port(), log_path=root / f"{name}-{attempt}.log")
-        live.start(env)
-        try:
-            live.wait_ready()
-        except PortTaken:
-            continue
-        return live
-    pytest.fail(f"glimpse-server serve ({name}) found its port taken three times", pytrace=False)
+    return start_server(f"quota-{name}", env, root)
 
 
 @pytest.fixture
