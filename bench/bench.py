@@ -288,6 +288,29 @@ def verify_image(
         raise BenchFailed(f"image {image_id} after upload: " + "; ".join(problems))
 
 
+def download_once(
+    server: Server, image_id: str, size: int, md5_hex: str, args: argparse.Namespace
+) -> Transfer:
+    """GET /file of an image, counted and thrown away; its length and any Content-MD5 are checked."""
+    busy = quiet(args)
+    with cpu_meter(server) as meter:
+        response = rawhttp.download(HOST, server.port, f"/v2/images/{image_id}/file")
+    server.check_alive()
+    expect(response, 200, "GET /v2/images/{id}/file")
+    if response.length != size:
+        raise BenchFailed(f"download of {image_id}: {response.length} bytes, expected {size}")
+    sent_md5 = response.headers.get("content-md5")
+    if sent_md5 is not None and sent_md5 != md5_hex:
+        raise BenchFailed(f"download of {image_id}: Content-MD5 {sent_md5}, expected {md5_hex}")
+    return Transfer(
+        mib_s=size / MiB / response.elapsed,
+        seconds=response.elapsed,
+        server_cores=meter["server_cores"],
+        client_cores=meter["client_cores"],
+        busy_before=busy,
+    )
+
+
 def transfers(
     args: argparse.Namespace,
     server: Server,
@@ -313,24 +336,7 @@ def transfers(
         )
     downs: list[Transfer] = []
     for attempt in range(args.repeats):
-        image_id = ids[attempt % len(ids)]
-        busy = quiet(args)
-        with cpu_meter(server) as meter:
-            response = rawhttp.download(HOST, server.port, f"/v2/images/{image_id}/file")
-        server.check_alive()
-        expect(response, 200, "GET /v2/images/{id}/file")
-        if response.length != stream.size:
-            raise BenchFailed(f"download of {image_id}: {response.length} bytes, expected {stream.size}")
-        sent_md5 = response.headers.get("content-md5")
-        if sent_md5 is not None and sent_md5 != hashes.md5_hex:
-            raise BenchFailed(f"download of {image_id}: Content-MD5 {sent_md5}, expected {hashes.md5_hex}")
-        run = Transfer(
-            mib_s=stream.size / MiB / response.elapsed,
-            seconds=response.elapsed,
-            server_cores=meter["server_cores"],
-            client_cores=meter["client_cores"],
-            busy_before=busy,
-        )
+        run = download_once(server, ids[attempt % len(ids)], stream.size, hashes.md5_hex, args)
         downs.append(run)
         log(
             f"download {attempt + 1}/{args.repeats}: {run.mib_s:.1f} MiB/s in {run.seconds:.2f} s, server "

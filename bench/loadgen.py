@@ -138,12 +138,17 @@ def seed_images(
     *,
     timeout: float = 60.0,
     report: Callable[[int, float], None] | None = None,
+    first_index: int = 0,
+    max_failures: int | None = None,
 ) -> tuple[float, int]:
     """Create ``count`` images with POST /v2/images over ``connections`` keep-alive connections.
 
     The bodies are the ones the Glance peer uses (a tag and an extra property), so that listing
-    returns documents of the same shape. Returns (seconds, failures).
+    returns documents of the same shape; they are named ``bulk-<first_index + n>``. More failed
+    POSTs than ``max_failures`` (default: 1 % of ``count``, at least 10) abort the seeding.
+    Returns (seconds, failures).
     """
+    allowed = max(10, count // 100) if max_failures is None else max_failures
     next_index = 0
     created = 0
     failures = 0
@@ -153,7 +158,7 @@ def seed_images(
     async def worker(conn: AsyncConnection) -> None:
         nonlocal next_index, created, failures, last_report
         while next_index < count:
-            index = next_index
+            index = first_index + next_index
             next_index += 1
             body = orjson.dumps(
                 {
@@ -171,7 +176,7 @@ def seed_images(
                 created += 1
             else:
                 failures += 1
-                if failures > max(10, count // 100):
+                if failures > allowed:
                     raise RuntimeError(
                         f"POST /v2/images failed {failures} times; last: {status} {reply[:300]!r}"
                     )

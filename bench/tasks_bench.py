@@ -76,3 +76,58 @@ def copy_image(
         "message": task.get("message"),
         "progress": task.get("progress"),
     }
+
+
+def image_tasks(server: Server, image_id: str) -> list[dict[str, Any]]:
+    """``GET /v2/images/{id}/tasks``, oldest first (by ``created_at``; both servers have that route)."""
+    response = rawhttp.request(HOST, server.port, "GET", f"/v2/images/{image_id}/tasks", headers=ADMIN)
+    if response.status != 200:
+        raise CopyFailed(
+            f"GET /v2/images/{image_id}/tasks answered {response.status}: {response.body[:300]!r}"
+        )
+    reply = response.json()
+    tasks = reply.get("tasks") if isinstance(reply, dict) else None
+    if not isinstance(tasks, list):
+        raise CopyFailed(f"GET /v2/images/{image_id}/tasks has no task list")
+    return sorted((t for t in tasks if isinstance(t, dict)), key=lambda t: str(t.get("created_at", "")))
+
+
+def copy_image_polled(
+    server: Server, image_id: str, stores: list[str], size: int, poll: float = 0.5
+) -> dict[str, Any]:
+    """copy-image as any client of either server does it: POST the import, then poll the image's tasks.
+
+    Glance gives no task id in the 202, so the new task is the one beyond those the image had
+    before; it is polled every ``poll`` s until it ends. Wall time from the POST to the poll that
+    sees ``success``.
+    """
+    before = len(image_tasks(server, image_id))
+    started = time.perf_counter()
+    response = rawhttp.request(
+        HOST,
+        server.port,
+        "POST",
+        f"/v2/images/{image_id}/import",
+        json_body={"method": {"name": "copy-image"}, "stores": stores},
+        headers=ADMIN,
+    )
+    if response.status != 202:
+        raise CopyFailed(f"POST /import answered {response.status}: {response.body[:300]!r}")
+    deadline = time.monotonic() + COPY_TIMEOUT
+    task: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        time.sleep(poll)
+        tasks = image_tasks(server, image_id)
+        if len(tasks) > before and tasks[-1].get("status") in ("success", "failure"):
+            task = tasks[-1]
+            break
+    seconds = time.perf_counter() - started
+    if task is None:
+        raise CopyFailed(f"the copy-image task of {image_id} did not end within {COPY_TIMEOUT:.0f} s")
+    if task.get("status") != "success":
+        raise CopyFailed(f"copy-image task failed: {task.get('message')}")
+    image = rawhttp.request(HOST, server.port, "GET", f"/v2/images/{image_id}", headers=ADMIN).json()
+    held = set(str(image.get("stores", "")).split(",")) if isinstance(image, dict) else set()
+    if not set(stores) <= held:
+        raise CopyFailed(f"after the copy the image is in {sorted(held)}, expected {stores} too")
+    return {"stores": stores, "seconds": seconds, "written_mib_s": size * len(stores) / MiB / seconds}
