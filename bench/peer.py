@@ -578,8 +578,31 @@ def print_report(document: dict[str, Any], rows: list[SideRow]) -> None:
     for line in format_table(rows):
         print(line)
     for name, res in document.get("results", {}).items():
+        busy = busy_before(res)
+        if busy:
+            print(
+                f"note: {name}: machine busy just before its {len(busy)} measurements: median "
+                f"{bench.median(busy):.0f}%, max {max(busy):.0f}% (figures taken on a busy machine are low)"
+            )
         if res.get("log_errors"):
-            print(f"note: the {name} log has {res['log_errors']} ERROR/Traceback line(s)")
+            print(
+                f"note: {name}: {res['log_errors']} log lines with ERROR or Traceback "
+                "(oslo.log marks every line of a traceback)"
+            )
+
+
+def busy_before(res: dict[str, Any]) -> list[float]:
+    """How busy the machine was before each measurement of one server (loads and transfer runs)."""
+    found: list[float] = []
+    for item in res.values():
+        if not isinstance(item, dict):
+            continue
+        if "busy_before" in item:
+            found.append(float(item["busy_before"]))
+        for run in item.get("runs", []):
+            if isinstance(run, dict) and "busy_before" in run:
+                found.append(float(run["busy_before"]))
+    return found
 
 
 if __name__ == "__main__":

@@ -171,3 +171,13 @@ def test_shifted_timestamp_keeps_the_format(dbseed: ModuleType) -> None:
     assert dbseed.shifted_timestamp("2026-12-06 10:00:00.000000", 61) == "2026-12-06 09:58:59.000000"
     assert dbseed.shifted_timestamp("2026-12-06T10:00:00", 1) == "2026-12-06T09:59:59"
     assert dbseed.shifted_timestamp("2026-01-01 00:00:00", 1) == "2025-12-31 23:59:59"
+
+
+def test_busy_before_gathers_loads_and_runs(peer: ModuleType) -> None:
+    res = {
+        "versions": {"value": 900.0, "busy_before": 12.0},
+        "upload": {"value": 100.0, "runs": [{"mib_s": 1.0, "busy_before": 50.0}, {"busy_before": 7.0}]},
+        "post": {"value": 30.0},
+        "log_errors": 3,
+    }
+    assert sorted(peer.busy_before(res)) == [7.0, 12.0, 50.0]
