@@ -84,13 +84,14 @@ def slow_web() -> Iterator[WebServer]:
     yield from serve({"/big.raw": DATA}, delay=0.04)
 
 
-def start_upload(port: int, image_id: str, data: bytes, first: int) -> socket.socket:
-    """A ``PUT /file`` whose body stops after ``first`` bytes (the rest is sent by the test)."""
+def start_upload(port: int, image_id: str, data: bytes, first: int, what: str = "file") -> socket.socket:
+    """A ``PUT /file`` (or ``/stage``) whose body stops after ``first`` bytes (the rest is sent by
+    the test)."""
     upload = socket.create_connection(("127.0.0.1", port), timeout=60)
     head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
     upload.sendall(
         (
-            f"PUT /v2/images/{image_id}/file HTTP/1.1\r\nHost: x\r\n{head}"
+            f"PUT /v2/images/{image_id}/{what} HTTP/1.1\r\nHost: x\r\n{head}"
             f"Content-Type: application/octet-stream\r\nContent-Length: {len(data)}\r\n\r\n"
         ).encode()
         + data[:first]
@@ -186,6 +187,10 @@ def test_a_database_outage_answers_503_and_heals_itself(
         uploaded = create()
         upload = start_upload(server.port, uploaded, DATA, len(DATA) // 2)
         wait_until(lambda: status(uploaded) == "saving", server.log, within=60)
+        # A stage in flight too: its image is 'uploading' and half its body is in.
+        staged = create()
+        stage = start_upload(server.port, staged, DATA, len(DATA) // 2, what="stage")
+        wait_until(lambda: status(staged) == "uploading", server.log, within=60)
 
         def downloading() -> bool:
             found = task(imported)
@@ -213,7 +218,13 @@ def test_a_database_outage_answers_503_and_heals_itself(
         upload.close()
         assert code == 503, text
         assert "upload it again" in text, text
-        answers.extend([listing.status_code, refused.status_code, download.status_code, code])
+        # So does the rest of the stage: 503, nothing is kept.
+        stage.sendall(DATA[len(DATA) // 2 :])
+        stage_code, stage_text = read_answer(stage)
+        stage.close()
+        assert stage_code == 503, stage_text
+        assert "stage it again" in stage_text, stage_text
+        answers.extend([listing.status_code, refused.status_code, download.status_code, code, stage_code])
         # The worker noticed: its task waits for the database. The outage lasts longer than a lease, so
         # every lease has lapsed when the database comes back (and must not be reaped at once).
         wait_until(lambda: "waiting for the database to undo and re-queue it" in logs(), logs, within=60)
@@ -224,6 +235,9 @@ def test_a_database_outage_answers_503_and_heals_itself(
         # Without a restart: the pool reconnects, the upload's image is queued again, the import runs
         # again from the start and finishes.
         wait_until(lambda: status(uploaded) == "queued", server.log, within=60)
+        # The stage's image too, long before upload_stale_after (15 minutes): its process undoes
+        # the failed stage as soon as the database answers.
+        wait_until(lambda: status(staged) == "queued", server.log, within=60)
         wait_until(lambda: task(imported)["status"] in ("success", "failure"), logs, within=90)
         assert task(imported)["status"] == "success", (task(imported), logs())
         assert status(imported) == "active"
@@ -233,18 +247,25 @@ def test_a_database_outage_answers_503_and_heals_itself(
         again = http.put(f"/v2/images/{uploaded}/file", content=DATA)
         assert again.status_code == 204, again.text
         assert http.get(f"/v2/images/{uploaded}/file").content == DATA
+        staging = tmp_path / "data" / "staging"
+        wait_until(lambda: not any(staging.iterdir()), lambda: f"{list(staging.iterdir())}\n{server.log()}")
+        restaged = http.put(
+            f"/v2/images/{staged}/stage", content=DATA, headers={"Content-Type": "application/octet-stream"}
+        )
+        assert restaged.status_code == 204, restaged.text
+        assert status(staged) == "uploading"
+        assert http.get(f"/v2/images/{staged}").json()["size"] == len(DATA)
         listed = http.get("/v2/images")
         assert listed.status_code == 200
-        assert {i["id"] for i in listed.json()["images"]} == {kept, imported, uploaded}
+        assert {i["id"] for i in listed.json()["images"]} == {kept, imported, uploaded, staged}
         # Nothing was left behind: one object per active image in 'fast' (the failed upload's object
-        # goes just after its image is queued again), nothing staged.
+        # goes just after its image is queued again); in staging only the stage done again.
         fast = tmp_path / "data" / "stores" / "fast"
-        staging = tmp_path / "data" / "staging"
         wait_until(
             lambda: sorted(p.name for p in fast.iterdir()) == sorted([kept, imported, uploaded]),
             lambda: f"{sorted(p.name for p in fast.iterdir())}\n{server.log()}",
         )
-        wait_until(lambda: not any(staging.iterdir()), lambda: f"{list(staging.iterdir())}\n{server.log()}")
+        assert sorted(p.name for p in staging.iterdir()) == [staged], list(staging.iterdir())
     finally:
         server.stop()
         worker.send_signal(signal.SIGTERM)
