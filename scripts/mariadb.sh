@@ -11,6 +11,9 @@
 #   GLIMPSE_TEST_MARIADB_PORT           TCP port on 127.0.0.1 (default: GLIMPSE_TEST_PG_PORT - 21000,
 #                                       so 33329 next to PostgreSQL's default 54329)
 #   GLIMPSE_TEST_MARIADB_START_TIMEOUT  seconds to wait for the server to answer (default 60)
+#   GLIMPSE_TEST_MARIADB_LINK           the symlink to the server's directory (default
+#                                       <repo>/.test-services/mariadb; empty: none, for a private
+#                                       server a test starts beside the shared one)
 #
 # What it installs, only when missing: Debian's `mariadb-server` package, with apt-get as root. The
 # package's own service is not started by the install (a temporary policy-rc.d says no), and its
@@ -44,7 +47,7 @@ datadir="$server_root/data"
 logfile="$server_root/server.log"
 socket="$server_root/mariadb.sock"
 pidfile="$server_root/mariadb.pid"
-link="$repo_root/.test-services/mariadb"
+link="${GLIMPSE_TEST_MARIADB_LINK-$repo_root/.test-services/mariadb}"
 role="glimpse"
 password="glimpse"
 admin_url="mysql+pymysql://${role}:${password}@127.0.0.1:${port}/?charset=utf8mb4&ssl_disabled=true"
@@ -221,7 +224,7 @@ cmd_status() {
 cmd_destroy() {
     cmd_stop
     rm -rf "$server_root"
-    if [[ -L "$link" ]]; then
+    if [[ -n "$link" && -L "$link" ]]; then
         rm -f "$link"
     fi
     echo "mariadb.sh: removed $server_root" >&2

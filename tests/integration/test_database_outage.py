@@ -1,4 +1,4 @@
-"""PostgreSQL stopped (by its own control script) under a live ``glimpse-server serve`` and a
+"""PostgreSQL or MariaDB stopped (by its own control script) under a live ``glimpse-server serve`` and a
 ``glimpse-server worker`` beside it, while an upload, a web-download import run by the worker and
 listings run; then started again. Neither process is restarted.
 
@@ -7,8 +7,9 @@ image stays ``saving`` or ``importing`` with nothing behind it, no acknowledged 
 everything works again by itself once the database is back: the pool reconnects, the upload's image
 is ``queued`` again, the import task is handed back and run again. The server is never restarted.
 
-The database is a private PostgreSQL server on a port of its own (``scripts/postgres.sh`` with
-``GLIMPSE_TEST_PG_PORT``), so stopping it disturbs no other test.
+The database is a private PostgreSQL or MariaDB server on a port of its own (``scripts/postgres.sh``
+with ``GLIMPSE_TEST_PG_PORT``, ``scripts/mariadb.sh`` with ``GLIMPSE_TEST_MARIADB_PORT``), so
+stopping it disturbs no other test.
 """
 
 from __future__ import annotations
@@ -29,31 +30,42 @@ from test_runner_support import MIB, STORES, WebServer, payload, serve
 
 from livesupport import GLIMPSE_BIN, REPO_ROOT, Server, free_port, wait_until
 
-pytestmark = [pytest.mark.live, pytest.mark.postgres]
+pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.mariadb]
 
 HEADERS = {"X-Project-Id": "p", "X-User-Id": "u", "X-Roles": "member,reader", "Accept": "application/json"}
 #: Seconds a starting server may take to answer: a restart on a loaded 2-core machine takes tens.
 START_ON_A_BUSY_MACHINE = 90.0
-SCRIPT = REPO_ROOT / "scripts" / "postgres.sh"
 DATA = payload(8 * MIB, seed=11)
 
 
 @dataclass
-class PrivatePostgres:
-    """A PostgreSQL server of this module only, driven by ``scripts/postgres.sh`` on its own port."""
+class PrivateDatabase:
+    """A PostgreSQL or MariaDB server of this module only, driven by its ``scripts/<name>.sh`` on
+    its own port."""
 
+    name: str
     port: int
 
     def _script(self, command: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "GLIMPSE_TEST_PG_PORT": str(self.port), "GLIMPSE_TEST_PG_LINK": ""}
+        if self.name == "postgres":
+            private = {"GLIMPSE_TEST_PG_PORT": str(self.port), "GLIMPSE_TEST_PG_LINK": ""}
+        else:
+            private = {"GLIMPSE_TEST_MARIADB_PORT": str(self.port), "GLIMPSE_TEST_MARIADB_LINK": ""}
         return subprocess.run(
-            ["bash", str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=180, check=False
+            ["bash", str(REPO_ROOT / "scripts" / f"{self.name}.sh"), command],
+            env={**os.environ, **private},
+            capture_output=True,
+            text=True,
+            timeout=600,  # the first start may install the server's Debian package
+            check=False,
         )
 
     def start(self) -> str:
         done = self._script("start")
         if done.returncode != 0:
-            pytest.fail(f"scripts/postgres.sh start (port {self.port}) failed:\n{done.stderr}", pytrace=False)
+            pytest.fail(
+                f"scripts/{self.name}.sh start (port {self.port}) failed:\n{done.stderr}", pytrace=False
+            )
         return done.stdout.strip().splitlines()[-1]
 
     def stop(self) -> None:
@@ -64,16 +76,17 @@ class PrivatePostgres:
         self._script("destroy")
 
 
-@pytest.fixture(scope="module")
-def private_postgres() -> Iterator[tuple[PrivatePostgres, str]]:
-    server = PrivatePostgres(free_port())
+@pytest.fixture(scope="module", params=["postgres", "mariadb"])
+def private_database(request: pytest.FixtureRequest) -> Iterator[tuple[PrivateDatabase, str]]:
+    server = PrivateDatabase(request.param, free_port())
     try:
         admin_url = server.start()
         engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
         with engine.connect() as connection:
             connection.execute(sa.text("CREATE DATABASE glimpse_outage"))
         engine.dispose()
-        yield server, admin_url.rsplit("/", 1)[0] + "/glimpse_outage"
+        url = sa.make_url(admin_url).set(database="glimpse_outage")
+        yield server, url.render_as_string(hide_password=False)
     finally:
         server.destroy()
 
@@ -111,9 +124,9 @@ def read_answer(connection: socket.socket) -> tuple[int, str]:
 
 
 def test_a_database_outage_answers_503_and_heals_itself(
-    tmp_path: Path, private_postgres: tuple[PrivatePostgres, str], slow_web: WebServer
+    tmp_path: Path, private_database: tuple[PrivateDatabase, str], slow_web: WebServer
 ) -> None:
-    database, url = private_postgres
+    database, url = private_database
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
     env.update(
         {
