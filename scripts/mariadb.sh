@@ -11,6 +11,9 @@
 #   GLIMPSE_TEST_MARIADB_PORT           TCP port on 127.0.0.1 (default: GLIMPSE_TEST_PG_PORT - 21000,
 #                                       so 33329 next to PostgreSQL's default 54329)
 #   GLIMPSE_TEST_MARIADB_START_TIMEOUT  seconds to wait for the server to answer (default 60)
+#   GLIMPSE_TEST_MARIADB_LINK           the symlink to the server's directory (default
+#                                       <repo>/.test-services/mariadb; empty: none, for a private
+#                                       server a test starts beside the shared one)
 #
 # What it installs, only when missing: Debian's `mariadb-server` package, with apt-get as root. The
 # package's own service is not started by the install (a temporary policy-rc.d says no), and its
@@ -28,34 +31,28 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+service=mariadb
+# shellcheck source=scripts/lib/service.sh
+source "$repo_root/scripts/lib/service.sh"
 
 default_port=33329
 if [[ "${GLIMPSE_TEST_PG_PORT:-}" =~ ^[0-9]+$ ]]; then
     default_port=$((GLIMPSE_TEST_PG_PORT - 21000))
 fi
 port="${GLIMPSE_TEST_MARIADB_PORT:-$default_port}"
-if ! [[ "$port" =~ ^[0-9]+$ ]] || ((port < 1024 || port > 65535)); then
-    echo "mariadb.sh: GLIMPSE_TEST_MARIADB_PORT must be a port number in 1024-65535, got '$port'" >&2
-    exit 2
-fi
+check_port GLIMPSE_TEST_MARIADB_PORT "$port"
 
-checkout_hash="$(printf '%s' "$repo_root" | sha256sum | cut -c1-8)"
-server_root="/tmp/glimpse-test-mariadb-${port}-${checkout_hash}"
+server_root="/tmp/glimpse-test-mariadb-${port}-$(checkout_hash)"
 datadir="$server_root/data"
 logfile="$server_root/server.log"
 socket="$server_root/mariadb.sock"
 pidfile="$server_root/mariadb.pid"
-link="$repo_root/.test-services/mariadb"
+link="${GLIMPSE_TEST_MARIADB_LINK-$repo_root/.test-services/mariadb}"
 role="glimpse"
 password="glimpse"
 admin_url="mysql+pymysql://${role}:${password}@127.0.0.1:${port}/?charset=utf8mb4&ssl_disabled=true"
 start_timeout="${GLIMPSE_TEST_MARIADB_START_TIMEOUT:-60}"
 run_user="$(id -un)"
-
-die() {
-    echo "mariadb.sh: $*" >&2
-    exit 1
-}
 
 # --- locating and installing the binaries ------------------------------------------------------
 
@@ -74,56 +71,21 @@ ensure_binaries() {
         die "MariaDB server binaries not found; install them with: sudo apt-get install -y mariadb-server"
     fi
     echo "mariadb.sh: MariaDB not installed; installing the Debian 'mariadb-server' package" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    # Keep the package from starting its own server on port 3306: the tests start theirs.
-    local policy=/usr/sbin/policy-rc.d placed=0
-    if [[ ! -e "$policy" ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy"
-        chmod 0755 "$policy"
-        placed=1
-    fi
-    # Other test scripts may run apt-get at the same moment (their services start in parallel under
-    # pytest-xdist): wait for apt's locks, and try again if one was still held.
-    local rc=1 try
-    for try in 1 2 3; do
-        rc=0
-        {
-            apt-get -o DPkg::Lock::Timeout=300 update -qq &&
-                apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends mariadb-server
-        } >&2 || rc=$?
-        ((rc == 0)) && break
-        echo "mariadb.sh: apt-get failed (exit $rc, try $try of 3)" >&2
-        sleep 10
-    done
-    if ((placed)); then
-        rm -f "$policy"
-    fi
-    ((rc == 0)) || die "apt-get install mariadb-server failed (exit $rc)"
+    # The package's own server (port 3306) is not started: the tests start theirs.
+    apt_install mariadb-server
     find_binaries || die "mariadb-server installed but mariadbd, mariadb-install-db, mariadb or mariadb-admin is missing"
 }
 
 # --- state ------------------------------------------------------------------------------------
 
 server_pid() {
-    local pid
-    [[ -f "$pidfile" ]] || return 1
-    pid="$(head -n 1 "$pidfile" 2>/dev/null)" || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    echo "$pid"
-}
-
-pid_alive() {
-    local state
-    state="$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
-    [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
+    pidfile_pid "$pidfile"
 }
 
 is_running() {
-    local pid state
+    local pid
     pid="$(server_pid)" || return 1
-    state="$(sed -e 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
-    [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]] || return 1
-    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == mariadbd* ]]
+    pid_alive "$pid" mariadbd
 }
 
 is_ready() {
@@ -136,24 +98,8 @@ socket_ready() {
     "$admin" --no-defaults --socket="$socket" -u root --connect-timeout=2 ping >/dev/null 2>&1
 }
 
-port_taken() {
-    # Anything listening on the port (ours or not)?
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
-}
-
-link_into_repo() {
-    mkdir -p "$repo_root/.test-services"
-    if [[ -e "$link" && ! -L "$link" ]]; then
-        return 0
-    fi
-    ln -sfnT "$server_root" "$link"
-}
-
-show_log_tail() {
-    if [[ -r "$logfile" ]]; then
-        echo "---- last lines of $logfile ----" >&2
-        tail -n 30 "$logfile" >&2 || true
-    fi
+launched_alive() {
+    [[ -z "$launched_pid" ]] || pid_alive "$launched_pid"
 }
 
 # --- init -------------------------------------------------------------------------------------
@@ -219,33 +165,20 @@ cmd_start() {
     launched_pid=""
     if is_running; then
         : # ours, up or still starting: wait below
-    elif port_taken; then
+    elif port_taken "$port"; then
         die "port $port on 127.0.0.1 is already in use (not by the server in $datadir); set GLIMPSE_TEST_MARIADB_PORT to a free port"
     else
         init_datadir
-        link_into_repo
+        link_to "$server_root" "$link"
         launch
     fi
-    until socket_ready; do
-        if [[ -n "$launched_pid" ]] && ! pid_alive "$launched_pid"; then
-            show_log_tail
-            die "the server in $datadir is not running (log: $logfile)"
-        fi
-        if ((SECONDS >= deadline)); then
-            show_log_tail
-            die "the server in $datadir did not answer on $socket after ${start_timeout}s"
-        fi
-        sleep 0.2
-    done
+    wait_for "$deadline" 0.2 socket_ready launched_alive \
+        "the server in $datadir is not running (log: $logfile)" \
+        "the server in $datadir did not answer on $socket after ${start_timeout}s" "$logfile"
     is_ready || create_role >&2 || die "could not create the '$role' account"
-    until is_ready; do
-        if ((SECONDS >= deadline)); then
-            show_log_tail
-            die "the server in $datadir is not accepting '$role' on 127.0.0.1:$port after ${start_timeout}s"
-        fi
-        sleep 0.2
-    done
-    link_into_repo
+    wait_for "$deadline" 0.2 is_ready "" "" \
+        "the server in $datadir is not accepting '$role' on 127.0.0.1:$port after ${start_timeout}s" "$logfile"
+    link_to "$server_root" "$link"
     echo "$admin_url"
 }
 
@@ -263,7 +196,7 @@ cmd_stop() {
     local deadline=$((SECONDS + 60))
     while is_running; do
         if ((SECONDS >= deadline)); then
-            show_log_tail
+            show_log_tail "$logfile"
             die "the server in $datadir (pid $pid) did not stop within 60s"
         fi
         sleep 0.2
@@ -291,20 +224,10 @@ cmd_status() {
 cmd_destroy() {
     cmd_stop
     rm -rf "$server_root"
-    if [[ -L "$link" ]]; then
+    if [[ -n "$link" && -L "$link" ]]; then
         rm -f "$link"
     fi
     echo "mariadb.sh: removed $server_root" >&2
 }
 
-case "${1:-}" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    url) echo "$admin_url" ;;
-    destroy) cmd_destroy ;;
-    *)
-        echo "usage: $0 start|stop|status|url|destroy" >&2
-        exit 2
-        ;;
-esac
+service_main "$admin_url" "$@"

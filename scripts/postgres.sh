@@ -30,26 +30,20 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+service=postgres
+# shellcheck source=scripts/lib/service.sh
+source "$repo_root/scripts/lib/service.sh"
 
 port="${GLIMPSE_TEST_PG_PORT:-54329}"
-if ! [[ "$port" =~ ^[0-9]+$ ]] || ((port < 1024 || port > 65535)); then
-    echo "postgres.sh: GLIMPSE_TEST_PG_PORT must be a port number in 1024-65535, got '$port'" >&2
-    exit 2
-fi
+check_port GLIMPSE_TEST_PG_PORT "$port"
 
-checkout_hash="$(printf '%s' "$repo_root" | sha256sum | cut -c1-8)"
-server_root="/tmp/glimpse-test-pg-${port}-${checkout_hash}"
+server_root="/tmp/glimpse-test-pg-${port}-$(checkout_hash)"
 pgdata="$server_root/data"
 logfile="$server_root/server.log"
 link="${GLIMPSE_TEST_PG_LINK-$repo_root/.test-services/postgres}"
 role="glimpse"
 admin_url="postgresql+psycopg://${role}@127.0.0.1:${port}/postgres"
 start_timeout="${GLIMPSE_TEST_PG_START_TIMEOUT:-60}"
-
-die() {
-    echo "postgres.sh: $*" >&2
-    exit 1
-}
 
 # --- locating the server binaries -------------------------------------------------------------
 
@@ -73,9 +67,7 @@ ensure_binaries() {
         die "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin; install them with: sudo apt-get install -y postgresql"
     fi
     echo "postgres.sh: PostgreSQL server not installed; installing the Debian 'postgresql' package" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2 || die "apt-get update failed"
-    apt-get install -y -qq postgresql >&2 || die "apt-get install postgresql failed"
+    apt_install postgresql
     bindir="$(find_bindir)" || die "postgresql installed but no server binaries under /usr/lib/postgresql/*/bin"
 }
 
@@ -108,22 +100,12 @@ as_server_user() {
 
 # --- state ------------------------------------------------------------------------------------
 
-postmaster_pid() {
-    local pid
-    [[ -f "$pgdata/postmaster.pid" ]] || return 1
-    pid="$(head -n 1 "$pgdata/postmaster.pid" 2>/dev/null)" || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    echo "$pid"
-}
-
 is_running() {
     # pg_ctl status is not enough: it counts a killed postmaster that nobody has reaped yet
     # (a zombie, common in containers) as running, so look at the process state.
-    local pid state
-    pid="$(postmaster_pid)" || return 1
-    state="$(sed -e 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
-    [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]] || return 1
-    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == postgres* ]]
+    local pid
+    pid="$(pidfile_pid "$pgdata/postmaster.pid")" || return 1
+    pid_alive "$pid" postgres
 }
 
 remove_stale_pidfile() {
@@ -147,21 +129,6 @@ port_answers() {
     ((rc == 0 || rc == 1))
 }
 
-link_into_repo() {
-    [[ -n "$link" ]] || return 0
-    mkdir -p "$(dirname "$link")"
-    if [[ -e "$link" && ! -L "$link" ]]; then
-        return 0 # something else is there; leave it alone
-    fi
-    ln -sfnT "$server_root" "$link"
-}
-
-show_log_tail() {
-    if [[ -r "$logfile" ]]; then
-        echo "---- last lines of $logfile ----" >&2
-        tail -n 30 "$logfile" >&2 || true
-    fi
-}
 
 # --- init -------------------------------------------------------------------------------------
 
@@ -234,27 +201,20 @@ cmd_start() {
     else
         init_cluster
         remove_stale_pidfile
-        link_into_repo
+        link_to "$server_root" "$link"
         local out
         if ! out="$(as_server_user "$bindir/pg_ctl" -D "$pgdata" -l "$logfile" -w -t "$start_timeout" \
             -s start 2>&1)"; then
             echo "$out" >&2
-            show_log_tail
+            show_log_tail "$logfile"
             die "the server in $pgdata did not start (log: $logfile)"
         fi
     fi
-    until is_ready; do
-        if ! is_running; then
-            show_log_tail
-            die "the server in $pgdata is not running (log: $logfile)"
-        fi
-        if ((SECONDS >= deadline)); then
-            show_log_tail
-            die "the server in $pgdata is not accepting connections on 127.0.0.1:$port after ${start_timeout}s"
-        fi
-        sleep 0.2
-    done
-    link_into_repo
+    wait_for "$deadline" 0.2 is_ready is_running \
+        "the server in $pgdata is not running (log: $logfile)" \
+        "the server in $pgdata is not accepting connections on 127.0.0.1:$port after ${start_timeout}s" \
+        "$logfile"
+    link_to "$server_root" "$link"
     echo "$admin_url"
 }
 
@@ -269,7 +229,7 @@ cmd_stop() {
         return 0
     fi
     if ! as_server_user "$bindir/pg_ctl" -D "$pgdata" -m fast -w -t 60 -s stop; then
-        show_log_tail
+        show_log_tail "$logfile"
         die "could not stop the server in $pgdata"
     fi
     echo "postgres.sh: stopped ($pgdata)" >&2
@@ -301,14 +261,4 @@ cmd_destroy() {
     echo "postgres.sh: removed $server_root" >&2
 }
 
-case "${1:-}" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    url) echo "$admin_url" ;;
-    destroy) cmd_destroy ;;
-    *)
-        echo "usage: $0 start|stop|status|url|destroy" >&2
-        exit 2
-        ;;
-esac
+service_main "$admin_url" "$@"

@@ -27,30 +27,24 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+service=rabbitmq
+# shellcheck source=scripts/lib/service.sh
+source "$repo_root/scripts/lib/service.sh"
 
 default_port=56329
 if [[ "${GLIMPSE_TEST_PG_PORT:-}" =~ ^[0-9]+$ ]]; then
     default_port=$((GLIMPSE_TEST_PG_PORT + 2000))
 fi
 port="${GLIMPSE_TEST_RABBITMQ_PORT:-$default_port}"
-if ! [[ "$port" =~ ^[0-9]+$ ]] || ((port < 1024 || port > 65534)); then
-    echo "rabbitmq.sh: GLIMPSE_TEST_RABBITMQ_PORT must be a port number in 1024-65534, got '$port'" >&2
-    exit 2
-fi
+check_port GLIMPSE_TEST_RABBITMQ_PORT "$port" 65534
 dist_port=$((port + 1))
 
-checkout_hash="$(printf '%s' "$repo_root" | sha256sum | cut -c1-8)"
-state="/tmp/glimpse-test-rabbitmq-${port}-${checkout_hash}"
+state="/tmp/glimpse-test-rabbitmq-${port}-$(checkout_hash)"
 link="$repo_root/.test-services/rabbitmq"
 node="glimpse-${port}@localhost"
 url="rabbit://guest:guest@127.0.0.1:${port}/"
 start_timeout="${GLIMPSE_TEST_RABBITMQ_START_TIMEOUT:-120}"
 bindir=/usr/lib/rabbitmq/bin
-
-die() {
-    echo "rabbitmq.sh: $*" >&2
-    exit 1
-}
 
 # Everything the broker and rabbitmqctl read comes from here, never from /etc/rabbitmq.
 broker_env() {
@@ -79,37 +73,12 @@ ensure_binaries() {
         die "RabbitMQ not found; install it with: sudo apt-get install -y rabbitmq-server"
     fi
     echo "rabbitmq.sh: RabbitMQ not installed; installing the Debian 'rabbitmq-server' package" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    local policy=/usr/sbin/policy-rc.d placed=0
-    if [[ ! -e "$policy" ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy"
-        chmod 0755 "$policy"
-        placed=1
-    fi
-    local rc=1 try
-    for try in 1 2 3; do
-        rc=0
-        {
-            apt-get -o DPkg::Lock::Timeout=300 update -qq &&
-                apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends rabbitmq-server
-        } >&2 || rc=$?
-        ((rc == 0)) && break
-        echo "rabbitmq.sh: apt-get failed (exit $rc, try $try of 3)" >&2
-        sleep 10
-    done
-    if ((placed)); then
-        rm -f "$policy"
-    fi
-    ((rc == 0)) || die "apt-get install rabbitmq-server failed (exit $rc)"
+    apt_install rabbitmq-server
     find_binaries || die "rabbitmq-server installed but $bindir/rabbitmq-server or rabbitmqctl is missing"
 }
 
 server_pid() {
-    local pid
-    [[ -f "$state/rabbitmq.pid" ]] || return 1
-    pid="$(head -n 1 "$state/rabbitmq.pid" 2>/dev/null)" || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    echo "$pid"
+    pidfile_pid "$state/rabbitmq.pid"
 }
 
 is_running() {
@@ -120,20 +89,11 @@ is_running() {
 }
 
 is_ready() {
-    "$bindir/rabbitmqctl" -n "$node" -q status >/dev/null 2>&1 && port_taken
+    "$bindir/rabbitmqctl" -n "$node" -q status >/dev/null 2>&1 && port_taken "$port"
 }
 
-port_taken() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
-}
-
-show_log_tail() {
-    local f
-    for f in "$state"/log/*.log "$state/console.log"; do
-        [[ -r "$f" ]] || continue
-        echo "---- last lines of $f ----" >&2
-        tail -n 30 "$f" >&2 || true
-    done
+launched_alive() {
+    [[ -z "$launched" ]] || kill -0 "$launched" 2>/dev/null
 }
 
 prepare() {
@@ -154,17 +114,17 @@ EOF
     echo '[].' >"$state/advanced.config"
     echo '[].' >"$state/enabled_plugins"
     : >"$state/rabbitmq-env.conf"
-    mkdir -p "$repo_root/.test-services"
-    [[ -e "$link" && ! -L "$link" ]] || ln -sfnT "$state" "$link"
+    link_to "$state" "$link"
 }
 
 cmd_start() {
     ensure_binaries
     broker_env
-    local deadline=$((SECONDS + start_timeout)) launched=""
+    local deadline=$((SECONDS + start_timeout))
+    launched=""
     if is_running; then
         :
-    elif port_taken; then
+    elif port_taken "$port"; then
         die "port $port on 127.0.0.1 is already in use (not by the broker of $state); set GLIMPSE_TEST_RABBITMQ_PORT to a free port"
     else
         prepare
@@ -173,17 +133,9 @@ cmd_start() {
         setsid nohup "$bindir/rabbitmq-server" </dev/null >"$state/console.log" 2>&1 &
         launched=$!
     fi
-    until is_ready; do
-        if [[ -n "$launched" ]] && ! kill -0 "$launched" 2>/dev/null; then
-            show_log_tail
-            die "the broker of $state exited while starting"
-        fi
-        if ((SECONDS >= deadline)); then
-            show_log_tail
-            die "the broker of $state did not answer on 127.0.0.1:$port after ${start_timeout}s"
-        fi
-        sleep 0.5
-    done
+    wait_for "$deadline" 0.5 is_ready launched_alive "the broker of $state exited while starting" \
+        "the broker of $state did not answer on 127.0.0.1:$port after ${start_timeout}s" \
+        "$state"/log/*.log "$state/console.log"
     echo "$url"
 }
 
@@ -237,14 +189,4 @@ cmd_destroy() {
     echo "rabbitmq.sh: removed $state" >&2
 }
 
-case "${1:-}" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    url) echo "$url" ;;
-    destroy) cmd_destroy ;;
-    *)
-        echo "usage: $0 start|stop|status|url|destroy" >&2
-        exit 2
-        ;;
-esac
+service_main "$url" "$@"

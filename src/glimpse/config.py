@@ -65,6 +65,24 @@ class HttpLimits:
     max_client_connections: int = 1000
 
 
+@dataclass(frozen=True, slots=True)
+class DatabaseTimeouts:
+    """How long a process waits for a PostgreSQL or MariaDB server (``[database]``), so that a server
+    that stops answering (down, or its packets dropped) gives 503s instead of requests that hang."""
+
+    #: Seconds to open a connection, handshake and login included (Glimpse-only: oslo.db passes it in
+    #: ``connection_parameters``).
+    connect_timeout: float = 10.0
+    #: Seconds one statement (or commit, or the pool's ping) may wait for the server's answer; then
+    #: the connection is dropped and the request answers 503 (Glimpse-only). Longer than any lock
+    #: wait of the server (MariaDB's ``innodb_lock_wait_timeout`` is 50 s by default).
+    read_timeout: float = 60.0
+    #: Seconds to wait for a free connection of the process's pool (oslo.db's ``pool_timeout``).
+    pool_timeout: float = 30.0
+    #: Seconds after which a pooled connection is replaced (oslo.db's ``connection_recycle_time``).
+    connection_recycle_time: int = 3600
+
+
 NOTIFICATION_DRIVERS = ("messagingv2", "noop")
 DEFAULT_PUBLISHER_ID = "image.localhost"
 
@@ -248,6 +266,7 @@ class Settings:
     #: ``<data_dir>/metrics`` (see :attr:`metrics_directory` and :mod:`glimpse.telemetry`).
     metrics_dir: Path | None = None
     http_limits: HttpLimits = field(default_factory=HttpLimits)
+    database_timeouts: DatabaseTimeouts = field(default_factory=DatabaseTimeouts)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
     @property
@@ -718,6 +737,17 @@ def _http_limits(opt: _Options) -> HttpLimits:
     return limits
 
 
+def _database_timeouts(opt: _Options) -> DatabaseTimeouts:
+    defaults = DatabaseTimeouts()
+    chosen: dict[str, Any] = {}
+    for name in ("connect_timeout", "read_timeout", "pool_timeout"):
+        value = opt.number(name, "database")  # above 0, or a ConfigError
+        chosen[name] = getattr(defaults, name) if value is None else value
+    recycle = opt.integer("connection_recycle_time", "database", minimum=1)
+    chosen["connection_recycle_time"] = defaults.connection_recycle_time if recycle is None else recycle
+    return DatabaseTimeouts(**chosen)
+
+
 def _notifications(opt: _Options) -> NotificationSettings:
     section = "oslo_messaging_notifications"
     drivers = [d for d in opt.listed("driver", section) or () if d != "noop"]
@@ -932,6 +962,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "shutdown_grace_period": opt.integer("shutdown_grace_period", minimum=1),
         "database_threads": opt.integer("threads", "database"),
         "http_limits": _http_limits(opt),
+        "database_timeouts": _database_timeouts(opt),
         "notifications": _notifications(opt),
         "healthcheck_disable_file": Path(disable_file) if disable_file else None,
         "healthcheck_detailed": opt.boolean("detailed", "healthcheck"),

@@ -80,7 +80,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, stores: StoreRegistry | None = None) -> Runtime:
         check_tools(settings)
-        engine = make_engine(settings.database_connection)
+        engine = make_engine(settings.database_connection, settings.database_timeouts)
         policy = load_policy(
             settings.policy_file,
             enforce_scope=settings.enforce_scope,

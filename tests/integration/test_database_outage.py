@@ -1,4 +1,4 @@
-"""PostgreSQL stopped (by its own control script) under a live ``glimpse-server serve`` and a
+"""PostgreSQL or MariaDB stopped (by its own control script) under a live ``glimpse-server serve`` and a
 ``glimpse-server worker`` beside it, while an upload, a web-download import run by the worker and
 listings run; then started again. Neither process is restarted.
 
@@ -7,8 +7,9 @@ image stays ``saving`` or ``importing`` with nothing behind it, no acknowledged 
 everything works again by itself once the database is back: the pool reconnects, the upload's image
 is ``queued`` again, the import task is handed back and run again. The server is never restarted.
 
-The database is a private PostgreSQL server on a port of its own (``scripts/postgres.sh`` with
-``GLIMPSE_TEST_PG_PORT``), so stopping it disturbs no other test.
+The database is a private PostgreSQL or MariaDB server on a port of its own (``scripts/postgres.sh``
+with ``GLIMPSE_TEST_PG_PORT``, ``scripts/mariadb.sh`` with ``GLIMPSE_TEST_MARIADB_PORT``), so
+stopping it disturbs no other test.
 """
 
 from __future__ import annotations
@@ -29,31 +30,42 @@ from test_runner_support import MIB, STORES, WebServer, payload, serve
 
 from livesupport import GLIMPSE_BIN, REPO_ROOT, Server, free_port, wait_until
 
-pytestmark = [pytest.mark.live, pytest.mark.postgres]
+pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.mariadb]
 
 HEADERS = {"X-Project-Id": "p", "X-User-Id": "u", "X-Roles": "member,reader", "Accept": "application/json"}
 #: Seconds a starting server may take to answer: a restart on a loaded 2-core machine takes tens.
 START_ON_A_BUSY_MACHINE = 90.0
-SCRIPT = REPO_ROOT / "scripts" / "postgres.sh"
 DATA = payload(8 * MIB, seed=11)
 
 
 @dataclass
-class PrivatePostgres:
-    """A PostgreSQL server of this module only, driven by ``scripts/postgres.sh`` on its own port."""
+class PrivateDatabase:
+    """A PostgreSQL or MariaDB server of this module only, driven by its ``scripts/<name>.sh`` on
+    its own port."""
 
+    name: str
     port: int
 
     def _script(self, command: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "GLIMPSE_TEST_PG_PORT": str(self.port), "GLIMPSE_TEST_PG_LINK": ""}
+        if self.name == "postgres":
+            private = {"GLIMPSE_TEST_PG_PORT": str(self.port), "GLIMPSE_TEST_PG_LINK": ""}
+        else:
+            private = {"GLIMPSE_TEST_MARIADB_PORT": str(self.port), "GLIMPSE_TEST_MARIADB_LINK": ""}
         return subprocess.run(
-            ["bash", str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=180, check=False
+            ["bash", str(REPO_ROOT / "scripts" / f"{self.name}.sh"), command],
+            env={**os.environ, **private},
+            capture_output=True,
+            text=True,
+            timeout=600,  # the first start may install the server's Debian package
+            check=False,
         )
 
     def start(self) -> str:
         done = self._script("start")
         if done.returncode != 0:
-            pytest.fail(f"scripts/postgres.sh start (port {self.port}) failed:\n{done.stderr}", pytrace=False)
+            pytest.fail(
+                f"scripts/{self.name}.sh start (port {self.port}) failed:\n{done.stderr}", pytrace=False
+            )
         return done.stdout.strip().splitlines()[-1]
 
     def stop(self) -> None:
@@ -64,16 +76,17 @@ class PrivatePostgres:
         self._script("destroy")
 
 
-@pytest.fixture(scope="module")
-def private_postgres() -> Iterator[tuple[PrivatePostgres, str]]:
-    server = PrivatePostgres(free_port())
+@pytest.fixture(scope="module", params=["postgres", "mariadb"])
+def private_database(request: pytest.FixtureRequest) -> Iterator[tuple[PrivateDatabase, str]]:
+    server = PrivateDatabase(request.param, free_port())
     try:
         admin_url = server.start()
         engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
         with engine.connect() as connection:
             connection.execute(sa.text("CREATE DATABASE glimpse_outage"))
         engine.dispose()
-        yield server, admin_url.rsplit("/", 1)[0] + "/glimpse_outage"
+        url = sa.make_url(admin_url).set(database="glimpse_outage")
+        yield server, url.render_as_string(hide_password=False)
     finally:
         server.destroy()
 
@@ -84,13 +97,14 @@ def slow_web() -> Iterator[WebServer]:
     yield from serve({"/big.raw": DATA}, delay=0.04)
 
 
-def start_upload(port: int, image_id: str, data: bytes, first: int) -> socket.socket:
-    """A ``PUT /file`` whose body stops after ``first`` bytes (the rest is sent by the test)."""
+def start_upload(port: int, image_id: str, data: bytes, first: int, what: str = "file") -> socket.socket:
+    """A ``PUT /file`` (or ``/stage``) whose body stops after ``first`` bytes (the rest is sent by
+    the test)."""
     upload = socket.create_connection(("127.0.0.1", port), timeout=60)
     head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
     upload.sendall(
         (
-            f"PUT /v2/images/{image_id}/file HTTP/1.1\r\nHost: x\r\n{head}"
+            f"PUT /v2/images/{image_id}/{what} HTTP/1.1\r\nHost: x\r\n{head}"
             f"Content-Type: application/octet-stream\r\nContent-Length: {len(data)}\r\n\r\n"
         ).encode()
         + data[:first]
@@ -110,9 +124,9 @@ def read_answer(connection: socket.socket) -> tuple[int, str]:
 
 
 def test_a_database_outage_answers_503_and_heals_itself(
-    tmp_path: Path, private_postgres: tuple[PrivatePostgres, str], slow_web: WebServer
+    tmp_path: Path, private_database: tuple[PrivateDatabase, str], slow_web: WebServer
 ) -> None:
-    database, url = private_postgres
+    database, url = private_database
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
     env.update(
         {
@@ -186,6 +200,10 @@ def test_a_database_outage_answers_503_and_heals_itself(
         uploaded = create()
         upload = start_upload(server.port, uploaded, DATA, len(DATA) // 2)
         wait_until(lambda: status(uploaded) == "saving", server.log, within=60)
+        # A stage in flight too: its image is 'uploading' and half its body is in.
+        staged = create()
+        stage = start_upload(server.port, staged, DATA, len(DATA) // 2, what="stage")
+        wait_until(lambda: status(staged) == "uploading", server.log, within=60)
 
         def downloading() -> bool:
             found = task(imported)
@@ -213,7 +231,13 @@ def test_a_database_outage_answers_503_and_heals_itself(
         upload.close()
         assert code == 503, text
         assert "upload it again" in text, text
-        answers.extend([listing.status_code, refused.status_code, download.status_code, code])
+        # So does the rest of the stage: 503, nothing is kept.
+        stage.sendall(DATA[len(DATA) // 2 :])
+        stage_code, stage_text = read_answer(stage)
+        stage.close()
+        assert stage_code == 503, stage_text
+        assert "stage it again" in stage_text, stage_text
+        answers.extend([listing.status_code, refused.status_code, download.status_code, code, stage_code])
         # The worker noticed: its task waits for the database. The outage lasts longer than a lease, so
         # every lease has lapsed when the database comes back (and must not be reaped at once).
         wait_until(lambda: "waiting for the database to undo and re-queue it" in logs(), logs, within=60)
@@ -224,6 +248,9 @@ def test_a_database_outage_answers_503_and_heals_itself(
         # Without a restart: the pool reconnects, the upload's image is queued again, the import runs
         # again from the start and finishes.
         wait_until(lambda: status(uploaded) == "queued", server.log, within=60)
+        # The stage's image too, long before upload_stale_after (15 minutes): its process undoes
+        # the failed stage as soon as the database answers.
+        wait_until(lambda: status(staged) == "queued", server.log, within=60)
         wait_until(lambda: task(imported)["status"] in ("success", "failure"), logs, within=90)
         assert task(imported)["status"] == "success", (task(imported), logs())
         assert status(imported) == "active"
@@ -233,18 +260,25 @@ def test_a_database_outage_answers_503_and_heals_itself(
         again = http.put(f"/v2/images/{uploaded}/file", content=DATA)
         assert again.status_code == 204, again.text
         assert http.get(f"/v2/images/{uploaded}/file").content == DATA
+        staging = tmp_path / "data" / "staging"
+        wait_until(lambda: not any(staging.iterdir()), lambda: f"{list(staging.iterdir())}\n{server.log()}")
+        restaged = http.put(
+            f"/v2/images/{staged}/stage", content=DATA, headers={"Content-Type": "application/octet-stream"}
+        )
+        assert restaged.status_code == 204, restaged.text
+        assert status(staged) == "uploading"
+        assert http.get(f"/v2/images/{staged}").json()["size"] == len(DATA)
         listed = http.get("/v2/images")
         assert listed.status_code == 200
-        assert {i["id"] for i in listed.json()["images"]} == {kept, imported, uploaded}
+        assert {i["id"] for i in listed.json()["images"]} == {kept, imported, uploaded, staged}
         # Nothing was left behind: one object per active image in 'fast' (the failed upload's object
-        # goes just after its image is queued again), nothing staged.
+        # goes just after its image is queued again); in staging only the stage done again.
         fast = tmp_path / "data" / "stores" / "fast"
-        staging = tmp_path / "data" / "staging"
         wait_until(
             lambda: sorted(p.name for p in fast.iterdir()) == sorted([kept, imported, uploaded]),
             lambda: f"{sorted(p.name for p in fast.iterdir())}\n{server.log()}",
         )
-        wait_until(lambda: not any(staging.iterdir()), lambda: f"{list(staging.iterdir())}\n{server.log()}")
+        assert sorted(p.name for p in staging.iterdir()) == [staged], list(staging.iterdir())
     finally:
         server.stop()
         worker.send_signal(signal.SIGTERM)

@@ -94,9 +94,12 @@ def slow_web() -> Iterator[WebServer]:
     yield from serve({"/big.raw": DATA}, delay=0.1)
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
 def test_a_second_sigterm_stops_at_once_and_leaves_everything_recoverable(
-    tmp_path: Path, migrated_sqlite_url: str, slow_web: WebServer
+    tmp_path: Path, migrated_sqlite_url: str, slow_web: WebServer, workers: int
 ) -> None:
+    """With ``--workers 2`` the signals go to uvicorn's supervisor, which must pass the second one on
+    to the worker processes (the upload and the task are in them)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
     env.update(
         {
@@ -107,10 +110,11 @@ def test_a_second_sigterm_stops_at_once_and_leaves_everything_recoverable(
             "GLIMPSE_TASK__TASK_LEASE_TIME": "2",
             "GLIMPSE_TASK__TASK_PROGRESS_INTERVAL": "0.2",
             "GLIMPSE_TASK__RUNNER_POLL_INTERVAL": "0.2",
+            "GLIMPSE_WORKERS": str(workers),
             **slow_web.filter_environ,
         }
     )
-    server = Server(name="impatient", port=free_port(), log_path=tmp_path / "server.log")
+    server = Server(name=f"impatient-{workers}", port=free_port(), log_path=tmp_path / "server.log")
     server.start(env)
     server.wait_ready(timeout=START_ON_A_BUSY_MACHINE)
     assert server.process is not None
@@ -165,6 +169,8 @@ def test_a_second_sigterm_stops_at_once_and_leaves_everything_recoverable(
         assert server.process.wait(timeout=30) == 0, server.log()
         assert time.monotonic() - stopped_at < 30
         assert "signal 15 again: stopping now" in server.log(), server.log()
+        # No process of the server is left behind (the worker processes are in its group).
+        wait_until(lambda: not group_alive(server.process.pid), server.log, 30)
         upload.close()
     finally:
         server.stop()
@@ -196,6 +202,14 @@ def test_a_second_sigterm_stops_at_once_and_leaves_everything_recoverable(
             assert http.get(f"/v2/images/{uploaded}/file").content == DATA
     finally:
         server.stop()
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def answers(url: str) -> bool:

@@ -1,5 +1,6 @@
 """The object store stopped (by its own control script) under a live ``glimpse-server serve`` with its
-embedded task runner, during a copy-image task and downloads; then started again.
+embedded task runner, during a copy-image task and downloads; then started again. Once as an S3
+store, once as a Swift store (the same server speaks both APIs).
 
 What must hold: the copy fails that store with a message, records no location for the bytes it did
 not finish, leaves the image as it was and can be retried once the store is back; a download from
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,8 +81,37 @@ def object_server() -> Iterator[tuple[PrivateObjectServer, dict[str, str]]]:
         server.destroy()
 
 
+def store_environ(kind: str, values: dict[str, str], relay: TcpRelay) -> dict[str, str]:
+    """The ``obj`` store's options: its API ``kind`` on the server, reached through ``relay``."""
+    name = f"outage-{uuid.uuid4().hex[:12]}"
+    if kind == "s3":
+        return {
+            "GLIMPSE_OBJ__S3_STORE_HOST": f"http://127.0.0.1:{relay.port}",
+            "GLIMPSE_OBJ__S3_STORE_ACCESS_KEY": values["S3_ACCESS_KEY"],
+            "GLIMPSE_OBJ__S3_STORE_SECRET_KEY": values["S3_SECRET_KEY"],
+            "GLIMPSE_OBJ__S3_STORE_BUCKET": name,
+            "GLIMPSE_OBJ__S3_STORE_REGION_NAME": values["S3_REGION"],
+            "GLIMPSE_OBJ__S3_STORE_BUCKET_URL_FORMAT": "path",
+            "GLIMPSE_OBJ__S3_STORE_CREATE_BUCKET_ON_PUT": "true",
+            "GLIMPSE_OBJ__S3_STORE_LARGE_OBJECT_SIZE": "4",
+            "GLIMPSE_OBJ__S3_STORE_LARGE_OBJECT_CHUNK_SIZE": "5",
+        }
+    # tempauth hands out storage URLs on the host the client asked for: the relay's too.
+    auth = urllib.parse.urlsplit(values["SWIFT_AUTH_URL"])._replace(netloc=f"127.0.0.1:{relay.port}")
+    return {
+        "GLIMPSE_OBJ__SWIFT_STORE_AUTH_ADDRESS": auth.geturl(),
+        "GLIMPSE_OBJ__SWIFT_STORE_USER": values["SWIFT_USER"],
+        "GLIMPSE_OBJ__SWIFT_STORE_KEY": values["SWIFT_KEY"],
+        "GLIMPSE_OBJ__SWIFT_STORE_CONTAINER": name,
+        "GLIMPSE_OBJ__SWIFT_STORE_CREATE_CONTAINER_ON_PUT": "true",
+        "GLIMPSE_OBJ__SWIFT_STORE_LARGE_OBJECT_SIZE": "4",
+        "GLIMPSE_OBJ__SWIFT_STORE_LARGE_OBJECT_CHUNK_SIZE": "2",
+    }
+
+
+@pytest.mark.parametrize("kind", ["s3", "swift"])
 def test_a_store_outage_fails_the_copy_to_it_and_downloads_answer_503(
-    tmp_path: Path, object_server: tuple[PrivateObjectServer, dict[str, str]]
+    tmp_path: Path, object_server: tuple[PrivateObjectServer, dict[str, str]], kind: str
 ) -> None:
     objects, values = object_server
     relay = TcpRelay("127.0.0.1", objects.port)
@@ -90,23 +121,17 @@ def test_a_store_outage_fails_the_copy_to_it_and_downloads_answer_503(
         {
             "GLIMPSE_DATA_DIR": str(tmp_path / "data"),
             "GLIMPSE_DATABASE__CONNECTION": f"sqlite:///{tmp_path / 'glimpse.db'}",
-            "GLIMPSE_ENABLED_BACKENDS": "fast:file,obj:s3",
+            "GLIMPSE_ENABLED_BACKENDS": f"fast:file,obj:{kind}",
             "GLIMPSE_FAST__FILESYSTEM_STORE_FSYNC": "false",
-            "GLIMPSE_OBJ__S3_STORE_HOST": f"http://127.0.0.1:{relay.port}",
-            "GLIMPSE_OBJ__S3_STORE_ACCESS_KEY": values["S3_ACCESS_KEY"],
-            "GLIMPSE_OBJ__S3_STORE_SECRET_KEY": values["S3_SECRET_KEY"],
-            "GLIMPSE_OBJ__S3_STORE_BUCKET": f"outage-{uuid.uuid4().hex[:12]}",
-            "GLIMPSE_OBJ__S3_STORE_REGION_NAME": values["S3_REGION"],
-            "GLIMPSE_OBJ__S3_STORE_BUCKET_URL_FORMAT": "path",
-            "GLIMPSE_OBJ__S3_STORE_CREATE_BUCKET_ON_PUT": "true",
-            "GLIMPSE_OBJ__S3_STORE_LARGE_OBJECT_SIZE": "4",
-            "GLIMPSE_OBJ__S3_STORE_LARGE_OBJECT_CHUNK_SIZE": "5",
+            **store_environ(kind, values, relay),
             "GLIMPSE_TASK__TASK_LEASE_TIME": "3",
             "GLIMPSE_TASK__TASK_PROGRESS_INTERVAL": "0.2",
             "GLIMPSE_TASK__RUNNER_POLL_INTERVAL": "0.2",
         }
     )
-    server = Server(name=f"store-outage-{objects.port}", port=free_port(), log_path=tmp_path / "server.log")
+    server = Server(
+        name=f"store-outage-{kind}-{objects.port}", port=free_port(), log_path=tmp_path / "server.log"
+    )
     server.start(env)
     try:
         server.wait_ready(timeout=START_ON_A_BUSY_MACHINE)

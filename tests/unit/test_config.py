@@ -413,3 +413,23 @@ def test_bad_staging_settings_name_the_option(env: dict[str, str], message: str)
     with pytest.raises(ConfigError) as caught:
         load_settings(environ=env)
     assert message in caught.value.message
+
+
+def test_database_timeouts_take_oslo_db_names_where_it_has_them(tmp_path: Path) -> None:
+    config = tmp_path / "glance-api.conf"
+    config.write_text(
+        "[database]\nconnection = sqlite:///x.db\nconnect_timeout = 3\nread_timeout = 7.5\n"
+        "pool_timeout = 4\nconnection_recycle_time = 600\n"
+    )
+    timeouts = load_settings(config, environ={}).database_timeouts
+    assert (timeouts.connect_timeout, timeouts.read_timeout) == (3, 7.5)
+    assert (timeouts.pool_timeout, timeouts.connection_recycle_time) == (4, 600)
+    defaults = load_settings(environ={}).database_timeouts
+    assert (defaults.connect_timeout, defaults.read_timeout, defaults.pool_timeout) == (10, 60, 30)
+    assert defaults.connection_recycle_time == 3600
+
+
+@pytest.mark.parametrize("option", ["CONNECT_TIMEOUT", "READ_TIMEOUT", "POOL_TIMEOUT"])
+def test_a_database_timeout_of_zero_is_refused(option: str) -> None:
+    with pytest.raises(ConfigError, match=f"\\[database\\] {option.lower()} must be greater than 0"):
+        load_settings(environ={f"GLIMPSE_DATABASE__{option}": "0"})

@@ -62,42 +62,11 @@ def _prepare_metrics(settings: Settings) -> None:
     prepare_directory(settings.metrics_directory)
 
 
-def _stopped(signum: int, frame: object) -> None:
-    log.info("stopped by signal %d", signum)
-
-
-#: The exit status of a server that could not start (uvicorn's).
-STARTUP_FAILURE = 3
-
-
-def _impatient_server() -> type[Any]:
-    import uvicorn
-
-    class ImpatientServer(uvicorn.Server):
-        """uvicorn's server, but a second SIGTERM during the grace period stops at once too (uvicorn
-        only takes a second SIGINT so): what is in flight is cut off and left to the housekeeping."""
-
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            if self.should_exit and sig in (signal.SIGTERM, signal.SIGINT) and not self.force_exit:
-                log.warning(
-                    "signal %d again: stopping now; uploads in flight are cut off and running tasks' "
-                    "leases will lapse",
-                    sig,
-                )
-                self._captured_signals.append(sig)
-                self.force_exit = True
-                return
-            super().handle_exit(sig, frame)
-
-    return ImpatientServer
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import functools
 
-    import uvicorn
-
     from glimpse.api.http_protocol import GuardedHttpProtocol
+    from glimpse.cli import serving
 
     settings = _settings(args)
     configure_logging(settings.log_level, settings.use_json)
@@ -114,10 +83,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.workers,
         settings.database_connection.split("@")[-1],
     )
-    # uvicorn raises the signal that stopped it again once it has drained; this handler takes it
-    # so that a clean stop exits 0 (as ``glimpse-server worker`` does).
-    for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, _stopped)
     options: dict[str, Any] = {
         "factory": True,
         "host": settings.bind_host,
@@ -131,20 +96,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "log_config": None,
         "log_level": settings.log_level.lower(),
         # SIGTERM: stop accepting, let the requests in flight finish for this long, then stop the
-        # task runner (it hands its tasks back). A second SIGTERM or SIGINT stops at once.
+        # task runner (it hands its tasks back). A second SIGTERM or SIGINT stops at once (in every
+        # worker process too: glimpse.cli.serving).
         "timeout_graceful_shutdown": settings.shutdown_grace_period,
         # With --workers N, uvicorn kills a worker that does not answer its health ping within this
         # time, and a new worker answers only once its imports are done: seconds on a busy machine.
         "timeout_worker_healthcheck": WORKER_HEALTHCHECK_TIMEOUT,
     }
-    if settings.workers > 1:
-        uvicorn.run("glimpse.api.asgi:app", **options)
-        return 0
-    server = _impatient_server()(uvicorn.Config("glimpse.api.asgi:app", **options))
-    server.run()
-    if not server.started:
-        return STARTUP_FAILURE
-    return 0
+    return serving.run("glimpse.api.asgi:app", options)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

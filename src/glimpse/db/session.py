@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -10,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from glimpse.config import DatabaseTimeouts
 from glimpse.errors import DatabaseUnavailable
 
 READONLY_OPTION = "glimpse_readonly"
@@ -44,8 +47,13 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine configured for Glimpse: WAL and foreign keys on SQLite, pre-ping and a pool elsewhere."""
+def make_engine(url: str, timeouts: DatabaseTimeouts | None = None, **kwargs: Any) -> Engine:
+    """An engine configured for Glimpse: WAL and foreign keys on SQLite, pre-ping and a pool elsewhere.
+
+    With ``timeouts`` (the API and task processes; not the migrations, whose statements may take
+    long), a PostgreSQL or MariaDB server that stops answering fails the statement waiting for it
+    after ``read_timeout`` seconds, and a new connection after ``connect_timeout``: the request
+    gets 503 (:func:`unit_of_work`) instead of hanging, and the dropped connection is replaced."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
@@ -74,14 +82,64 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    # Servers close idle connections after a while (MariaDB's wait_timeout, 8 hours by default).
+    kwargs.setdefault("pool_recycle", timeouts.connection_recycle_time if timeouts else 3600)
+    if timeouts is not None:
+        kwargs.setdefault("pool_timeout", timeouts.pool_timeout)
     if is_mysql(url):
         # PostgreSQL's default isolation: each statement sees what was committed before it, and a
         # guarded UPDATE re-checks its WHERE against the latest committed row. InnoDB's default
         # (REPEATABLE READ) would let a read after a lost compare-and-set see an older snapshot.
         kwargs.setdefault("isolation_level", "READ COMMITTED")
-        # Servers close idle connections after wait_timeout (8 hours by default).
-        kwargs.setdefault("pool_recycle", 3600)
+        if timeouts is not None:
+            # PyMySQL's own socket timeouts: an answer that does not come fails with error 2013.
+            kwargs.setdefault(
+                "connect_args",
+                {
+                    "connect_timeout": timeouts.connect_timeout,
+                    "read_timeout": timeouts.read_timeout,
+                    "write_timeout": timeouts.read_timeout,
+                },
+            )
+        return create_engine(url, **kwargs)
+    if timeouts is not None and url.startswith("postgresql+psycopg"):
+        # libpq takes whole seconds, at least 2.
+        kwargs.setdefault("connect_args", {"connect_timeout": max(2, math.ceil(timeouts.connect_timeout))})
+        engine = create_engine(url, **kwargs)
+        connect = _psycopg_with_read_timeout(timeouts.read_timeout)
+
+        @event.listens_for(engine, "do_connect")
+        def _timed_connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+            return connect(*cargs, **cparams)
+
+        return engine
     return create_engine(url, **kwargs)
+
+
+def _psycopg_with_read_timeout(read_timeout: float) -> Callable[..., Any]:
+    """psycopg's ``connect``, for connections whose every wait for the server (a statement, a commit,
+    the pool's ping) ends after ``read_timeout`` seconds: the connection is closed (SQLAlchemy then
+    drops it from the pool) and the wait fails with an OperationalError that says so. libpq has no
+    such timeout of its own, and its TCP keepalives do not see a server that takes packets but never
+    answers."""
+    import psycopg
+
+    class AnsweringConnection(psycopg.Connection[Any]):
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            if timeout is not None:  # psycopg's own bounded waits (a cancel)
+                return super().wait(gen, interval, timeout)
+            began = time.monotonic()
+            try:
+                return super().wait(gen, interval, read_timeout)
+            except psycopg.OperationalError:
+                if time.monotonic() - began < read_timeout:
+                    raise
+                self.pgconn.finish()  # its state is unknown: never reuse it
+                raise psycopg.OperationalError(
+                    f"no answer from the database server within {read_timeout:g} s ([database] read_timeout)"
+                ) from None
+
+    return AnsweringConnection.connect
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

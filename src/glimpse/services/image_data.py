@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -151,6 +151,65 @@ def _alive(ports: Ports, image_id: str, repos: Repositories) -> None:
     """A transfer's sign of life: the image's ``updated_at`` and its quota reservation's expiry."""
     repos.images.touch(image_id)
     repos.quotas.renew(image_id, ports.clock() + timedelta(seconds=ports.settings.reservation_timeout))
+
+
+async def undo_failed(
+    ports: Ports,
+    image_id: str,
+    what: str,
+    undo: Callable[[], Awaitable[bool]],
+    then: Callable[[], Awaitable[None]],
+) -> None:
+    """Undo a failed upload or stage (``what``): ``undo`` puts its image back to ``queued`` in one
+    transaction and says whether it did (False: the image had left that state meanwhile); ``then``
+    (removing the data written) runs only after an undo that did. When the database does not
+    answer, the undo is tried again in the background, every few seconds, until it does (for up to
+    ``upload_stale_after``; after that the housekeeping puts the image back)."""
+    try:
+        undone = await undo()
+    except DatabaseUnavailable as exc:
+        log.warning(
+            "image %s: the failed %s cannot be undone now (%s); trying again in the background",
+            image_id,
+            what,
+            exc.message,
+        )
+        job = asyncio.get_running_loop().create_task(_undo_when_back(ports, image_id, what, undo, then))
+        _settling.add(job)
+        job.add_done_callback(_settling.discard)
+        return
+    if undone:
+        await then()
+
+
+async def _undo_when_back(
+    ports: Ports,
+    image_id: str,
+    what: str,
+    undo: Callable[[], Awaitable[bool]],
+    then: Callable[[], Awaitable[None]],
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ports.settings.upload_stale_after
+    delay = SETTLE_RETRY
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            undone = await undo()
+        except DatabaseUnavailable:
+            if loop.time() + delay > deadline:
+                log.warning(
+                    "image %s: the database still does not answer; the housekeeping puts the image "
+                    "back to 'queued' once it does",
+                    image_id,
+                )
+                return
+            delay = min(delay * 2, SETTLE_RETRY_MAX)
+            continue
+        if undone:
+            log.info("image %s: the database answers again; the failed %s is undone", image_id, what)
+            await then()
+        return
 
 
 class ImageDataService:
@@ -335,24 +394,15 @@ class ImageDataService:
         discard: tuple[ImageStore, str] | None = None,
     ) -> None:
         """Put a failed upload's image back to ``queued`` (and then remove ``discard``, the object it
-        wrote). When the database does not answer, that is tried again in the background until it
-        does (for up to ``upload_stale_after``; after that the housekeeping does it)."""
-        try:
-            reverted = await self._revert_once(ctx, image_id, reason)
-        except DatabaseUnavailable as exc:
-            log.warning(
-                "image %s: the failed upload cannot be undone now (%s); trying again in the background",
-                image_id,
-                exc.message,
-            )
-            job = asyncio.get_running_loop().create_task(
-                self._revert_when_back(ctx, image_id, reason, discard)
-            )
-            _settling.add(job)
-            job.add_done_callback(_settling.discard)
-            return
-        if reverted and discard is not None:
-            await self._discard(*discard)
+        wrote), now or, when the database does not answer, as soon as it does (:func:`undo_failed`)."""
+
+        async def then() -> None:
+            if discard is not None:
+                await self._discard(*discard)
+
+        await undo_failed(
+            self.ports, image_id, "upload", functools.partial(self._revert_once, ctx, image_id, reason), then
+        )
 
     async def _revert_once(self, ctx: RequestContext, image_id: str, reason: str) -> bool:
         def revert(repos: Repositories) -> None:
@@ -377,32 +427,6 @@ class ImageDataService:
             await self._release_quota(image_id)
             return False
         return True
-
-    async def _revert_when_back(
-        self, ctx: RequestContext, image_id: str, reason: str, discard: tuple[ImageStore, str] | None
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.upload_stale_after
-        delay = SETTLE_RETRY
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                reverted = await self._revert_once(ctx, image_id, reason)
-            except DatabaseUnavailable:
-                if loop.time() + delay > deadline:
-                    log.warning(
-                        "image %s: the database still does not answer; the housekeeping puts the image "
-                        "back to 'queued' once it does",
-                        image_id,
-                    )
-                    return
-                delay = min(delay * 2, SETTLE_RETRY_MAX)
-                continue
-            if reverted:
-                log.info("image %s: the database answers again; the failed upload is undone", image_id)
-                if discard is not None:
-                    await self._discard(*discard)
-            return
 
     async def _discard(self, store: ImageStore, location: str) -> None:
         try:

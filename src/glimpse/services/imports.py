@@ -60,6 +60,7 @@ from glimpse.domain.tasks import (
 from glimpse.domain.url_rules import check_url
 from glimpse.errors import (
     Conflict,
+    DatabaseUnavailable,
     DigestMismatch,
     Forbidden,
     FormatMismatch,
@@ -76,7 +77,7 @@ from glimpse.errors import (
     UnsupportedMediaType,
 )
 from glimpse.ports import Ports, Repositories, TaskRepository
-from glimpse.services.image_data import touching, upload_hasher
+from glimpse.services.image_data import touching, undo_failed, upload_hasher
 from glimpse.services.images import ImageService, owner_of
 from glimpse.services.quotas import Reservation, admit, limits_for
 from glimpse.streaming import ContentInspector, inspected, prefetch, rebuffer
@@ -329,6 +330,21 @@ class ImportService:
             raise ImageGone(
                 f"Image {image_id} was deleted while its data was being staged; the data was discarded."
             ) from None
+        except DatabaseUnavailable as exc:
+            # Whether the size was recorded is unknown until the database answers again: the staged
+            # data goes only once the image is known to be back in 'queued' without it.
+            await self._unstage(
+                ctx,
+                image_id,
+                stored.location,
+                f"The database stopped answering: {exc.message}",
+                recorded=None,
+            )
+            exc.message += (
+                f" The staged data was not kept: image {image_id} goes back to 'queued' as soon as the "
+                "database answers; stage it again then."
+            )
+            raise
         metrics().bytes.labels(staging.id, "staged").inc(stored.size)
         return stored.size
 
@@ -345,33 +361,55 @@ class ImportService:
         except StorageError:
             log.warning("could not remove staged data %s; it is an orphan now", location)
 
-    async def _unstage(self, ctx: RequestContext, image_id: str, location: str | None, reason: str) -> None:
-        """Remove what was staged (if anything) and put the image back to ``queued``, even when the
-        request is being cancelled."""
+    async def _unstage(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        location: str | None,
+        reason: str,
+        *,
+        recorded: bool | None = False,
+    ) -> None:
+        """Put the image back to ``queued`` and remove what was staged (if anything), even when the
+        request is being cancelled; when the database does not answer, as soon as it does
+        (:func:`~glimpse.services.image_data.undo_failed`). ``recorded``: whether the stage's size
+        was recorded; None when unknown (its commit failed), and then the data goes only once the
+        image is known to be queued without it."""
 
-        def revert(repos: Repositories) -> None:
-            repos.quotas.release(image_id)
-            service = self._images(repos)
-            service.images.set_status(
-                image_id, [ImageStatus.UPLOADING], ImageStatus.QUEUED, size=None, virtual_size=None
-            )
-            service.record(
-                ctx,
-                image_id,
-                HistoryAction.STAGE,
-                HistoryOutcome.FAILURE,
-                status=ImageStatus.QUEUED,
-                message=f"{reason} Nothing was staged; the image is queued again.",
-            )
+        async def revert() -> bool:
+            def change(repos: Repositories) -> None:
+                if recorded is None and repos.images.get(image_id).size is not None:
+                    raise Conflict(f"Image {image_id} was staged after all.")
+                repos.quotas.release(image_id)
+                service = self._images(repos)
+                service.images.set_status(
+                    image_id, [ImageStatus.UPLOADING], ImageStatus.QUEUED, size=None, virtual_size=None
+                )
+                service.record(
+                    ctx,
+                    image_id,
+                    HistoryAction.STAGE,
+                    HistoryOutcome.FAILURE,
+                    status=ImageStatus.QUEUED,
+                    message=f"{reason} Nothing was staged; the image is queued again.",
+                )
 
-        with anyio.CancelScope(shield=True):
-            if location is not None:
-                await self._discard_staged(location)
             try:
-                await self.ports.run(revert)
+                await self.ports.run(change)
             except (NotFound, Conflict):
                 log.info("image %s left 'uploading' before the failed staging could revert it", image_id)
                 await self.ports.run(lambda repos: repos.quotas.release(image_id))
+                return False
+            return True
+
+        async def discard() -> None:
+            if location is not None and recorded is None:
+                await self._discard_staged(location)
+
+        with anyio.CancelScope(shield=True):
+            if location is not None and recorded is not None:
+                await self._discard_staged(location)
+            await undo_failed(self.ports, image_id, "stage", revert, discard)
 
     @staticmethod
     def _too_large(limit: int) -> TooLarge:

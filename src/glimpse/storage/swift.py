@@ -24,6 +24,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import http.client
+import io
 import json
 import logging
 import re
@@ -41,6 +43,7 @@ import keystoneauth1.session
 import requests.exceptions
 import swiftclient.client
 import swiftclient.exceptions
+import urllib3.exceptions
 
 from glimpse.errors import StorageError, StoreFull, StoreNotFound, TooLarge
 from glimpse.ports import Capabilities, ObjectStat, StoredObject, StoreEntry
@@ -310,8 +313,11 @@ class SwiftStore(PrefixLocations):
             connection.put_container(container)
             self._containers_ready.add(container)
         try:
+            # A seekable body, not bytes: swiftclient can send it again when it retries, after a 401
+            # (an expired token, or one a restarted Swift forgot: it authenticates again) or a
+            # broken connection; bytes it would refuse to resend.
             etag: str = connection.put_object(
-                container, name, body, content_length=len(body), query_string=query_string
+                container, name, io.BytesIO(body), content_length=len(body), query_string=query_string
             )
         except swiftclient.exceptions.ClientException as exc:
             if exc.http_status == 404:
@@ -579,6 +585,13 @@ class SwiftStore(PrefixLocations):
                 logger.warning("store %s could not %s at %s: %s", self.id, action, self.auth_address, exc)
                 raise StorageError(
                     f"store '{self.id}' could not {action}: Swift is unreachable or failed "
+                    f"({type(exc).__name__}); check {self._address_option} and that the service is up."
+                ) from exc
+            except (urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError) as exc:
+                # A body being read when the connection breaks (swiftclient reads it from urllib3).
+                logger.warning("store %s could not %s: the connection broke: %s", self.id, action, exc)
+                raise StorageError(
+                    f"store '{self.id}' could not {action}: the connection to Swift broke "
                     f"({type(exc).__name__}); check {self._address_option} and that the service is up."
                 ) from exc
 
