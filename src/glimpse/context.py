@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 
 def new_request_id() -> str:
-    return f"req-{uuid.uuid4()}"
+    """A fresh ``req-<uuid4>``. Request ids must be unique, not secret: they come from the ``random``
+    module's generator (seeded from the system at start-up and again in a forked child), so making
+    one costs no system call. ``uuid.uuid4()`` reads the kernel's random source every time, and on
+    the event loop's thread that read hands the GIL to whichever worker thread wants it."""
+    return f"req-{uuid.UUID(int=random.getrandbits(128), version=4)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +42,19 @@ def check_tools(settings: Settings) -> None:
             f"{QEMU_IMG}, but {QEMU_IMG} is not on the PATH; install it (Debian: apt-get install "
             "qemu-utils) or remove the plugin."
         )
+
+
+def freeze_startup_heap() -> None:
+    """Keep what start-up built (modules, the app, the runtime: some 150,000 objects) out of the
+    garbage collector's full passes from now on.
+
+    A full pass walks every tracked object; with the libraries the service loads that took 130-180 ms
+    per pass, in which the process answered nothing: the slowest requests under load were those that
+    happened to wait for one. Frozen objects are never freed, which is what the start-up's objects
+    are anyway: they live as long as the process.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass

@@ -4,6 +4,8 @@ overlapping the store's writes."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -242,14 +244,48 @@ def _safety_failures(inspector: fi.FileInspector) -> dict[str, str]:
     return {}
 
 
+class _Lane:
+    """One worker thread that runs the calls given to it in order (a digest must see its bytes in
+    order), with at most ``depth`` calls waiting or running."""
+
+    def __init__(self, name: str, depth: int) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._depth = depth
+        self._queued: collections.deque[asyncio.Future[Any]] = collections.deque()
+
+    async def submit(self, fn: Callable[[bytes], object], block: bytes) -> None:
+        """Queue ``fn(block)``; waits only while the lane already holds ``depth`` calls."""
+        while len(self._queued) >= self._depth:
+            await self._queued.popleft()
+        self._queued.append(asyncio.get_running_loop().run_in_executor(self._pool, fn, block))
+
+    async def drain(self) -> None:
+        """Wait for every queued call (raising the first error)."""
+        while self._queued:
+            await self._queued.popleft()
+
+    async def close(self) -> None:
+        """Wait for what is queued, errors ignored, and stop the thread."""
+        pending = list(self._queued)
+        self._queued.clear()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._pool.shutdown(wait=False)
+
+
 class StreamHasher:
     """MD5 (Glance's ``checksum``) and the configured multihash, fed block by block; with an
     ``inspector``, the format inspection in the same pass.
 
-    ``wrap`` yields each block as soon as its hashing has *started*: the two digests run in worker
-    threads (hashlib releases the GIL) while the consumer writes the same block to a store. A block's
-    hashing is awaited before the next one starts, so the digests see bytes in order.
+    Each digest (and the inspector) has a lane of its own: one worker thread that takes the blocks
+    in order. hashlib releases the GIL, so the digests run on as many cores as there are, each at
+    its own pace, while the consumer writes the same blocks to a store. ``wrap`` hands a block on
+    as soon as it is queued; a lane holds at most ``LANE_DEPTH`` blocks, which bounds the memory of
+    a hashing that falls behind.
     """
+
+    #: Blocks a digest may have waiting or in progress before ``wrap`` waits for it.
+    LANE_DEPTH = 4
 
     def __init__(
         self,
@@ -271,36 +307,40 @@ class StreamHasher:
         self.size = 0
 
     async def wrap(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        pending: asyncio.Future[Any] | None = None
+        digests: list[tuple[_Lane, Callable[[bytes], object]]] = [
+            (_Lane("md5", self.LANE_DEPTH), self._md5.update),
+            (_Lane(self.algorithm, self.LANE_DEPTH), self._multi.update),
+        ]
+        if self._also is not None:
+            digests.append((_Lane(self._also.name, self.LANE_DEPTH), self._also.update))
+        # The inspector reads a block or two and must be judged before the next block goes on,
+        # so that refused content fails before a store has kept much of it.
+        inspection = _Lane("inspect", 1) if self.inspector is not None else None
         try:
             async for block in rebuffer(chunks):
-                if pending is not None:
-                    await pending
-                    if self.inspector is not None:
-                        self.inspector.check_early()
-                jobs = [
-                    asyncio.to_thread(self._md5.update, block),
-                    asyncio.to_thread(self._multi.update, block),
-                ]
-                if self._also is not None:
-                    jobs.append(asyncio.to_thread(self._also.update, block))
-                if self.inspector is not None and self.inspector.needs_data:
-                    jobs.append(asyncio.to_thread(self.inspector.feed, block))
-                pending = asyncio.gather(*jobs)
+                if inspection is not None and self.inspector is not None:
+                    await inspection.drain()
+                    self.inspector.check_early()
+                    if self.inspector.needs_data:
+                        await inspection.submit(self.inspector.feed, block)
+                for lane, update in digests:
+                    await lane.submit(update, block)
                 self.size += len(block)
                 yield block
-            if pending is not None:
-                await pending
-                pending = None
-            if self.inspector is not None:
+            for lane, _ in digests:
+                await lane.drain()
+            if inspection is not None and self.inspector is not None:
+                await inspection.drain()
                 # Judged before the consumer sees the end of the stream: a refused image fails
                 # the store's write, which then keeps nothing.
                 self.inspector.finish(self.size)
             if self.on_end is not None:
                 self.on_end(self)
         finally:
-            if pending is not None:
-                await asyncio.gather(pending, return_exceptions=True)
+            for lane, _ in digests:
+                await lane.close()
+            if inspection is not None:
+                await inspection.close()
 
     @property
     def checksum(self) -> str:

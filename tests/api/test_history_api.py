@@ -268,6 +268,25 @@ def test_history_follows_get_image_history(
     assert client.get(f"/v2/images/{image_id}/history", headers=OTHER).status_code == 404
 
 
+def test_the_task_page_shows_the_history_when_the_rule_lets_the_caller_read_it(
+    make_client: Callable[..., TestClient], migrated_database_url: str, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('get_image_history: "rule:context_is_admin"\n', encoding="utf-8")
+    client = make_client(migrated_database_url, GLIMPSE_OSLO_POLICY__POLICY_FILE=str(policy), **NO_RUNNER)
+    image_id = active_image(client)
+    page = {"Accept": "text/html"}
+    as_admin = client.get(f"/v2/images/{image_id}/tasks", headers={**ADMIN, **page})
+    assert as_admin.status_code == 200
+    rows = as_admin.text.split('<section id="history"')[1]
+    assert rows.count("<tr data-history-id=") == 2
+    assert rows.index("upload") < rows.index("create")  # newest first
+    as_owner = client.get(f"/v2/images/{image_id}/tasks", headers={**OWNER, **page})
+    assert as_owner.status_code == 200
+    assert "get_image_history does not let you read" in as_owner.text
+    assert "<tr data-history-id=" not in as_owner.text
+
+
 def test_by_default_whoever_sees_the_image_reads_its_history(api: TestClient) -> None:  # noqa: F811
     image_id = active_image(api)
     assert api.get(f"/v2/images/{image_id}/history", headers=OTHER).status_code == 404

@@ -247,6 +247,9 @@ def test_bars_move_live_to_100_and_the_stores_appear(view: ViewServer, page: Pag
         assert page.get_attribute(f"#stores li[data-store={store}]", "data-has-copy") == "true"
         assert page.inner_text(f"#stores li[data-store={store}]") == f"✓ {store}: holds a copy"
     assert "No import holds the lock" in page.inner_text("#lock")
+    # The history section is the server's too: the finished copy is its newest entry.
+    expect(page.locator("#history tbody tr").first).to_contain_text("copy", timeout=30_000)
+    expect(page.locator("#history tbody tr").first).to_contain_text("✓ success")
     assert page.inner_text("#feed-status").startswith("Live: no task is running")
     # The feed is the page's own fetch() of the same URL, with the identity the page request carried.
     assert feeds, "the page never opened its feed"

@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 import pytest
 
 from glimpse.api.v2.task_page import LockView, PageData, render_error, render_page, wants_page
+from glimpse.domain.history import HistoryAction, HistoryEntry, HistoryOutcome
 from glimpse.domain.images import Image, ImageStatus, Location, Visibility
 from glimpse.domain.tasks import StoreProgress, StoreState, Task, TaskProgress, TaskStatus, TaskType
 
@@ -87,7 +88,11 @@ def _task(status: TaskStatus = TaskStatus.PROCESSING) -> Task:
     )
 
 
-def _page(lock: LockView | None = None, tasks: list[Task] | None = None) -> str:
+def _page(
+    lock: LockView | None = None,
+    tasks: list[Task] | None = None,
+    history: list[HistoryEntry] | None = None,
+) -> str:
     data = PageData(
         image=_image(),
         tasks=[_task()] if tasks is None else tasks,
@@ -95,6 +100,7 @@ def _page(lock: LockView | None = None, tasks: list[Task] | None = None) -> str:
         lock=lock,
         stale_after_minutes=60,
         now=T0 + timedelta(seconds=10),
+        history=history,
     )
     return render_page(data)
 
@@ -194,3 +200,40 @@ def test_each_task_shows_the_time_left_or_since_when_it_is_stalled() -> None:
     stalled = _task()
     stalled.progress.stalled_since = T0 + timedelta(seconds=3)
     assert '<dd class="task-eta">stalled since 2026-12-06T06:00:03Z</dd>' in _page(tasks=[stalled])
+
+
+def test_the_history_is_listed_newest_first_escaped_with_outcomes_in_words() -> None:
+    entries = [
+        HistoryEntry(
+            "11111111-2222-3333-4444-555555555555",
+            T0 + timedelta(seconds=5),
+            HistoryAction.COPY,
+            HistoryOutcome.CANCELLED,
+            user_id="alice",
+            project_id="proj",
+            request_id="req-2",
+            stores=("cheap", "reliable"),
+            message=f"cancelled by {HOSTILE}",
+            id=7,
+        ),
+        HistoryEntry(
+            "11111111-2222-3333-4444-555555555555", T0, HistoryAction.UPLOAD, HistoryOutcome.SUCCESS, id=3
+        ),
+    ]
+    page = _page(history=entries)
+    rows = re.findall(r'<tr data-history-id="(\d+)">(.*?)</tr>', page)
+    assert [row_id for row_id, _ in rows] == ["7", "3"]
+    first = rows[0][1]
+    assert "<td>copy</td>" in first
+    assert "<td>cheap, reliable</td>" in first
+    assert "alice · proj · req-2" in first
+    assert '<span aria-hidden="true">⊘</span> cancelled' in first  # a mark and a word
+    assert "cancelled by &lt;script&gt;" in first
+    assert '<span aria-hidden="true">✓</span> success' in rows[1][1]
+    assert 'href="/v2/images/11111111-2222-3333-4444-555555555555/history"' in page
+    assert not _parse(page).inline_code
+
+
+def test_the_page_says_when_there_is_no_history_or_it_may_not_be_read() -> None:
+    assert "No history is recorded for this image yet." in _page(history=[])
+    assert "get_image_history does not let you read" in _page(history=None)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from glimpse.api.app import create_app
 from glimpse.config import load_settings
 from glimpse.logs import configure_logging
-from glimpse.runtime import Runtime
+from glimpse.runtime import Runtime, freeze_startup_heap
 
 
 def app() -> FastAPI:
@@ -20,4 +20,6 @@ def app() -> FastAPI:
     settings = load_settings()
     # Worker processes are fresh interpreters: each sets up its own logging.
     configure_logging(settings.log_level, settings.use_json)
-    return create_app(Runtime.build(settings))
+    app = create_app(Runtime.build(settings))
+    freeze_startup_heap()
+    return app

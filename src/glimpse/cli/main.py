@@ -17,7 +17,7 @@ from glimpse.db import migrate
 from glimpse.db.session import make_engine
 from glimpse.errors import ConfigError, PolicyError
 from glimpse.logs import configure_logging
-from glimpse.runtime import Runtime
+from glimpse.runtime import Runtime, freeze_startup_heap
 from glimpse.telemetry import prepare_directory
 
 log = logging.getLogger("glimpse")
@@ -116,6 +116,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _prepare_metrics(settings)
     prepare(settings)
     runtime = Runtime.build(settings)
+    freeze_startup_heap()
     try:
         asyncio.run(run_worker(runtime))
     finally:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -47,6 +48,32 @@ _IMAGES = cast(Table, ImageRow.__table__)
 _PROPERTIES = cast(Table, ImagePropertyRow.__table__)
 _TAGS = cast(Table, ImageTagRow.__table__)
 _LOCATIONS = cast(Table, ImageLocationRow.__table__)
+
+
+# The statements every image read runs, built once: building a statement costs more Python than
+# running it, and a statement object that is reused also reuses its compiled SQL's cache key.
+_BY_ID = select(_IMAGES).where(_IMAGES.c.id == bindparam("image_id"), _IMAGES.c.deleted.is_(False))
+_PROPERTIES_OF = (
+    select(_PROPERTIES.c.image_id, _PROPERTIES.c.name, _PROPERTIES.c.value)
+    .where(_PROPERTIES.c.image_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_PROPERTIES.c.id)
+)
+_TAGS_OF = (
+    select(_TAGS.c.image_id, _TAGS.c.value)
+    .where(_TAGS.c.image_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_TAGS.c.id)
+)
+_LOCATIONS_OF = (
+    select(
+        _LOCATIONS.c.image_id,
+        _LOCATIONS.c.store_id,
+        _LOCATIONS.c.url,
+        _LOCATIONS.c.meta_data,
+        _LOCATIONS.c.status,
+    )
+    .where(_LOCATIONS.c.image_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_LOCATIONS.c.id)
+)
 
 
 def _image_from(row: RowMapping) -> Image:
@@ -89,46 +116,30 @@ class SqlImageRepository:
     # -- reads -------------------------------------------------------------------------------------
     def get(self, image_id: str, *, details: bool = True) -> Image:
         """The image; without ``details`` its properties, tags and locations are left empty (one query)."""
-        stmt = select(_IMAGES).where(_IMAGES.c.id == image_id, _IMAGES.c.deleted.is_(False))
+        params = {"image_id": image_id}
         images = (
-            self._load(stmt)
+            self._load(_BY_ID, params)
             if details
-            else [_image_from(row) for row in self._session.connection().execute(stmt).mappings()]
+            else [_image_from(row) for row in self._session.connection().execute(_BY_ID, params).mappings()]
         )
         if not images:
             raise NotFound(f"No image found with ID {image_id}")
         return images[0]
 
-    def _load(self, stmt: Select[Any]) -> list[Image]:
+    def _load(self, stmt: Select[Any], params: dict[str, Any] | None = None) -> list[Image]:
         """Images selected by ``stmt`` (a select of the images table) with their properties, tags and
         locations: four Core queries whatever the page size, no ORM identity map to fill."""
         conn = self._session.connection()
-        images = [_image_from(row) for row in conn.execute(stmt).mappings()]
+        images = [_image_from(row) for row in conn.execute(stmt, params).mappings()]
         if not images:
             return images
         by_id = {image.id: image for image in images}
-        ids = list(by_id)
-        for prop in conn.execute(
-            select(_PROPERTIES.c.image_id, _PROPERTIES.c.name, _PROPERTIES.c.value)
-            .where(_PROPERTIES.c.image_id.in_(ids))
-            .order_by(_PROPERTIES.c.id)
-        ):
+        ids = {"ids": list(by_id)}
+        for prop in conn.execute(_PROPERTIES_OF, ids):
             by_id[prop.image_id].properties[prop.name] = prop.value
-        for tag in conn.execute(
-            select(_TAGS.c.image_id, _TAGS.c.value).where(_TAGS.c.image_id.in_(ids)).order_by(_TAGS.c.id)
-        ):
+        for tag in conn.execute(_TAGS_OF, ids):
             by_id[tag.image_id].tags.append(tag.value)
-        for loc in conn.execute(
-            select(
-                _LOCATIONS.c.image_id,
-                _LOCATIONS.c.store_id,
-                _LOCATIONS.c.url,
-                _LOCATIONS.c.meta_data,
-                _LOCATIONS.c.status,
-            )
-            .where(_LOCATIONS.c.image_id.in_(ids))
-            .order_by(_LOCATIONS.c.id)
-        ):
+        for loc in conn.execute(_LOCATIONS_OF, ids):
             by_id[loc.image_id].locations.append(
                 Location(
                     store_id=loc.store_id, url=loc.url, metadata=json.loads(loc.meta_data), status=loc.status

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, RowMapping, Table, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, RowMapping, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from glimpse.db.models import TaskRow
@@ -83,7 +83,7 @@ def _task_from(row: RowMapping) -> Task:
     )
 
 
-def _not_expired(now: datetime) -> ColumnElement[bool]:
+def _not_expired(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     return and_(_TASKS.c.deleted.is_(False), or_(_TASKS.c.expires_at.is_(None), _TASKS.c.expires_at > now))
 
 
@@ -92,6 +92,14 @@ def _claimable_by(node: str | None) -> ColumnElement[bool]:
     if node is None:
         return _TASKS.c.stage_host.is_(None)
     return or_(_TASKS.c.stage_host.is_(None), _TASKS.c.stage_host == node)
+
+
+#: The read behind ``GET /v2/images/{id}/tasks``, built once (see the image repository's statements).
+_OF_IMAGE = (
+    select(_TASKS)
+    .where(_TASKS.c.image_id == bindparam("image_id"), _not_expired(bindparam("now")))
+    .order_by(_TASKS.c.created_at, _TASKS.c.id)
+)
 
 
 class SqlTaskRepository:
@@ -115,15 +123,7 @@ class SqlTaskRepository:
 
     def for_image(self, image_id: str, now: datetime) -> list[Task]:
         """Every task of the image that has not expired, oldest first (pending and processing too)."""
-        rows = (
-            self._session.connection()
-            .execute(
-                select(_TASKS)
-                .where(_TASKS.c.image_id == image_id, _not_expired(now))
-                .order_by(_TASKS.c.created_at, _TASKS.c.id)
-            )
-            .mappings()
-        )
+        rows = self._session.connection().execute(_OF_IMAGE, {"image_id": image_id, "now": now}).mappings()
         return [_task_from(row) for row in rows]
 
     def latest_updates(self, image_ids: Collection[str]) -> dict[str, datetime]:

@@ -113,7 +113,7 @@
       return;
     }
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-    for (const id of ["image", "stores", "lock", "task-list", "rendered"]) {
+    for (const id of ["image", "stores", "lock", "task-list", "history", "rendered"]) {
       const mine = document.getElementById(id);
       const theirs = fresh.getElementById(id);
       if (mine && theirs) mine.replaceWith(document.importNode(theirs, true));

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 
+from glimpse.domain.history import HistoryEntry
 from glimpse.domain.images import Image
 from glimpse.domain.tasks import StoreProgress, StoreState, Task, TaskProgress, TaskStatus
 
@@ -95,6 +96,13 @@ class PageData:
     lock: LockView | None
     stale_after_minutes: int
     now: datetime
+    #: The newest entries of the image's history, as the caller may see them; None when the rule
+    #: ``get_image_history`` does not let the caller read it.
+    history: Sequence[HistoryEntry] | None = None
+
+
+#: History entries the page shows; the rest are a link away (``GET /v2/images/{id}/history``).
+HISTORY_ON_PAGE = 20
 
 
 def _e(value: object) -> str:
@@ -128,6 +136,9 @@ STATE_MARKS = {
     "processing": "▶",
     "success": "✓",
     "failure": "✗",
+    "accepted": "…",
+    "requested": "…",
+    "cancelled": "⊘",
 }
 
 
@@ -286,6 +297,36 @@ def _lock(data: PageData) -> str:
     return f'<section id="lock" aria-labelledby="lock-title">{title}{body}</section>'
 
 
+def _history(data: PageData) -> str:
+    title = '<h2 id="history-title">History, newest first</h2>'
+    link = f'<a href="/v2/images/{_e(data.image.id)}/history">/v2/images/{_e(data.image.id)}/history</a>'
+    if data.history is None:
+        body = "<p>The policy rule get_image_history does not let you read this image's history.</p>"
+    elif not data.history:
+        body = "<p>No history is recorded for this image yet.</p>"
+    else:
+        rows = "".join(_history_row(entry) for entry in data.history)
+        count = len(data.history)
+        shown = "The newest entry" if count == 1 else f"The newest {count} entries"
+        body = (
+            '<table class="history"><thead><tr><th scope="col">When</th><th scope="col">What</th>'
+            '<th scope="col">Outcome</th><th scope="col">Stores</th><th scope="col">Who</th>'
+            f'<th scope="col">Message</th></tr></thead><tbody>{rows}</tbody></table>'
+            f"<p>{shown} of the history; all of it, as JSON: {link}.</p>"
+        )
+    return f'<section id="history" aria-labelledby="history-title">{title}{body}</section>'
+
+
+def _history_row(entry: HistoryEntry) -> str:
+    who = " · ".join(_e(part) for part in (entry.user_id, entry.project_id, entry.request_id) if part)
+    outcome = _status(str(entry.outcome), "outcome")
+    stores = ", ".join(entry.stores) or "—"
+    return (
+        f'<tr data-history-id="{_e(entry.id)}"><td>{_when(entry.at)}</td><td>{_e(entry.action)}</td>'
+        f"<td>{outcome}</td><td>{_e(stores)}</td><td>{who or '—'}</td><td>{_e(entry.message)}</td></tr>"
+    )
+
+
 def _parse_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -313,7 +354,7 @@ def render_page(data: PageData) -> str:
         '<p id="feed-status" role="status">Live updates need JavaScript; reload the page to refresh.</p>'
         f"{_image(image)}{_stores(image, data.store_ids)}{_lock(data)}"
         '<section id="tasks" aria-labelledby="tasks-title"><h2 id="tasks-title">Tasks, newest first</h2>'
-        f'<div id="task-list">{tasks_html}</div></section>'
+        f'<div id="task-list">{tasks_html}</div></section>{_history(data)}'
         f'<p class="rendered" id="rendered">Page read at {_when(data.now)}.</p>'
     )
     attrs = f' id="view" data-tasks-url="/v2/images/{_e(image.id)}/tasks"'

@@ -20,10 +20,12 @@ from glimpse.api.responses import JSONResponse
 from glimpse.api.v2 import task_events, task_page
 from glimpse.api.v2.views import image_task_view, task_summary_view, task_view
 from glimpse.context import RequestContext
+from glimpse.domain.history import HistoryEntry
 from glimpse.domain.tasks import Task, changed_after
-from glimpse.errors import GlimpseError, InvalidInput, MethodNotAllowed
+from glimpse.errors import Forbidden, GlimpseError, InvalidInput, MethodNotAllowed
 from glimpse.ports import Repositories
 from glimpse.runtime import Runtime
+from glimpse.services.history import HistoryService
 from glimpse.services.images import ImageService
 from glimpse.services.imports import ImportService
 from glimpse.services.tasks import TASK_FILTERS, TaskService
@@ -159,6 +161,12 @@ def _page_data(rt: Runtime, ctx: RequestContext, image_id: str, repos: Repositor
             seconds_since_heartbeat=_number(fields["seconds_since_heartbeat"]),
             breakable_at=_text(fields["breakable_at"]),
         )
+    try:
+        history: list[HistoryEntry] | None = HistoryService(
+            repos, ImageService(repos, rt.settings, rt.policy)
+        ).image_history(ctx, image_id, limit=task_page.HISTORY_ON_PAGE, marker=None)
+    except Forbidden:
+        history = None
     return task_page.PageData(
         image=work.image,
         tasks=work.tasks,
@@ -166,6 +174,7 @@ def _page_data(rt: Runtime, ctx: RequestContext, image_id: str, repos: Repositor
         lock=lock,
         stale_after_minutes=rt.settings.import_lock_stale_after,
         now=work.now,
+        history=history,
     )
 
 
