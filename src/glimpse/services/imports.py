@@ -78,7 +78,7 @@ from glimpse.errors import (
 from glimpse.ports import Ports, Repositories, TaskRepository
 from glimpse.services.image_data import touching, upload_hasher
 from glimpse.services.images import ImageService, owner_of
-from glimpse.services.quotas import Reservation, admit, limits_for
+from glimpse.services.quotas import Reservation, admit, limits_for, release_reservation
 from glimpse.streaming import ContentInspector, inspected, prefetch, rebuffer
 from glimpse.telemetry import metrics
 
@@ -324,7 +324,7 @@ class ImportService:
         try:
             await self.ports.run(finish)
         except (NotFound, Conflict):
-            await self.ports.run(lambda repos: repos.quotas.release(image_id))
+            await release_reservation(self.ports, image_id)
             await self._discard_staged(stored.location)
             raise ImageGone(
                 f"Image {image_id} was deleted while its data was being staged; the data was discarded."
@@ -371,7 +371,7 @@ class ImportService:
                 await self.ports.run(revert)
             except (NotFound, Conflict):
                 log.info("image %s left 'uploading' before the failed staging could revert it", image_id)
-                await self.ports.run(lambda repos: repos.quotas.release(image_id))
+                await release_reservation(self.ports, image_id)
 
     @staticmethod
     def _too_large(limit: int) -> TooLarge:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
+import anyio
+
 from glimpse.domain.quotas import NO_LIMITS, Limits, Resource, refusal
 from glimpse.errors import OverQuota
 from glimpse.ports import Ports, Repositories
@@ -56,6 +58,16 @@ async def usage_report(ports: Ports, project: str | None) -> dict[str, dict[str,
             "usage": resource.in_keystone_units(used[resource]),
         }
     return report
+
+
+async def release_reservation(ports: Ports, holder: str) -> None:
+    """Drop every quota reservation ``holder`` (an image being written, or an import task) has, in a
+    unit of work of its own, even while the caller is being cancelled: the one way to give back
+    what a write that did not happen had reserved (the reservation would otherwise count until it
+    expires). Inside a unit of work that makes the data count, call ``repos.quotas.release`` there
+    instead, so that the usage never drops between the two."""
+    with anyio.CancelScope(shield=True):
+        await ports.run(lambda repos: repos.quotas.release(holder))
 
 
 def admit(repos: Repositories, limits: Limits, project: str, resource: Resource, now: datetime) -> None:
