@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, RowMapping, Table, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from glimpse.db.models import TaskRow
+from glimpse.db.models import QuotaReservationRow, TaskRow
 from glimpse.domain.tasks import (
     ACTIVE,
     CancelRequest,
@@ -33,6 +33,9 @@ CANCEL_KEY = "glimpse_cancel"
 #: The key of the ``input`` column under which an active glance-download task keeps the caller's
 #: token (``Task.credential``); read out of ``Task.input`` and removed when the task ends.
 CREDENTIAL_KEY = "glimpse_credential"
+
+
+_RESERVATIONS = cast(Table, QuotaReservationRow.__table__)
 
 
 def _result_and_cancel(raw: str | None) -> tuple[dict[str, Any] | None, CancelRequest | None]:
@@ -219,6 +222,9 @@ class SqlTaskRepository:
         changed = bool(result.rowcount == 1)
         if changed and target not in ACTIVE:
             self._forget_credential(task_id)
+            # An ended task holds no quota: what it wrote counts through the image's locations
+            # (committed by now), what it did not write is given back.
+            self._session.connection().execute(delete(_RESERVATIONS).where(_RESERVATIONS.c.holder == task_id))
         return changed
 
     def _forget_credential(self, task_id: str) -> None:
