@@ -122,3 +122,38 @@ def test_web_download_needs_room_left_when_it_starts(
     assert "image_size_total is over limit" in refused.json()["message"]
     assert client.get(f"/v2/images/{image['id']}").json()["status"] == "queued"
     assert tasks_of(client, image["id"]) == []
+
+
+PATCH = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
+
+
+def give(client: TestClient, image_id: str, owner: str) -> Any:
+    ops = [{"op": "replace", "path": "/owner", "value": owner}]
+    return client.patch(f"/v2/images/{image_id}", json=ops, headers={**ADMIN, **PATCH})
+
+
+def test_an_image_given_to_another_project_counts_against_its_storage_quota(
+    make_client: Callable[..., TestClient], migrated_database_url: str
+) -> None:
+    client = make_client(migrated_database_url, GLIMPSE_USER_STORAGE_QUOTA=str(MIB + MIB // 2), **NO_RUNNER)
+    other = {"X-Project-Id": "project-b", "X-User-Id": "user-b", "X-Roles": "member,reader"}
+    theirs = new_image(client, headers=other)
+    upload(client, theirs["id"], b"b" * MIB, headers=other)
+    mine = new_image(client)
+    upload(client, mine["id"], b"a" * MIB)
+
+    refused = give(client, mine["id"], "project-b")
+    assert refused.status_code == 413, refused.text
+    assert "image_size_total is over limit for project project-b" in refused.json()["message"]
+    assert client.get(f"/v2/images/{mine['id']}").json()["owner"] == "project-a"
+
+    small = new_image(client)
+    upload(client, small["id"], b"s" * (MIB // 2))
+    moved = give(client, small["id"], "project-b")
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["owner"] == "project-b"
+    usage = client.get("/v2/info/usage", headers=other).json()["usage"]["image_size_total"]
+    assert usage["usage"] == MIB + MIB // 2
+    # Moving an image without data, or within its own project, needs no room.
+    empty = new_image(client)
+    assert give(client, empty["id"], "project-b").status_code == 200

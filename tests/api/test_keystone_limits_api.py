@@ -116,6 +116,24 @@ def test_image_count_total_refuses_the_image_over_the_limit(
     assert client.post("/v2/images", json=body, headers=who).status_code == 201
 
 
+def test_an_image_given_to_a_project_at_its_image_count_total_is_refused(
+    make_client: Callable[..., TestClient], keystone: KeystoneServer
+) -> None:
+    client = make_client(**limits_environ(keystone))
+    full, giver = fresh_project(), fresh_project()
+    for _ in range(3):
+        new_image(client, headers=full)
+    image = new_image(client, headers=giver)
+    admin = {"X-Project-Id": "admin-project", "X-User-Id": "admin", "X-Roles": "admin,member,reader"}
+    ops = [{"op": "replace", "path": "/owner", "value": full["X-Project-Id"]}]
+    patch = {**admin, "Content-Type": "application/openstack-images-v2.1-json-patch"}
+    refused = client.patch(f"/v2/images/{image['id']}", json=ops, headers=patch)
+    assert refused.status_code == 413, refused.text
+    assert "image_count_total is over limit" in refused.json()["message"]
+    assert client.get(f"/v2/images/{image['id']}", headers=giver).json()["owner"] == giver["X-Project-Id"]
+    assert usage(client, full)["image_count_total"] == {"limit": 3, "usage": 3}
+
+
 def test_image_size_total_is_reserved_before_the_data_is_written(
     make_client: Callable[..., TestClient], keystone: KeystoneServer, big_project: str
 ) -> None:
