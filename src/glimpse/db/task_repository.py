@@ -33,6 +33,9 @@ CANCEL_KEY = "glimpse_cancel"
 #: The key of the ``input`` column under which an active glance-download task keeps the caller's
 #: token (``Task.credential``); read out of ``Task.input`` and removed when the task ends.
 CREDENTIAL_KEY = "glimpse_credential"
+#: The key of the ``input`` column under which an active glance-download task keeps the caller's
+#: roles (``Task.roles``), read out of ``Task.input`` and removed with the credential.
+ROLES_KEY = "glimpse_roles"
 
 
 _RESERVATIONS = cast(Table, QuotaReservationRow.__table__)
@@ -49,16 +52,23 @@ def _result_and_cancel(raw: str | None) -> tuple[dict[str, Any] | None, CancelRe
 
 
 def _input_and_credential(raw: str | None) -> tuple[dict[str, Any], str | None]:
+    task_input, credential, _ = _input_credential_roles(raw)
+    return task_input, credential
+
+
+def _input_credential_roles(raw: str | None) -> tuple[dict[str, Any], str | None, tuple[str, ...]]:
     given = json.loads(raw or "{}")
     if not isinstance(given, dict):
-        return given, None
+        return given, None, ()
     credential = given.pop(CREDENTIAL_KEY, None)
-    return given, credential if isinstance(credential, str) else None
+    roles = given.pop(ROLES_KEY, None)
+    kept_roles = tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else ()
+    return given, credential if isinstance(credential, str) else None, kept_roles
 
 
 def _task_from(row: RowMapping) -> Task:
     result, cancel = _result_and_cancel(row["result"])
-    task_input, credential = _input_and_credential(row["input"])
+    task_input, credential, roles = _input_credential_roles(row["input"])
     return Task(
         id=row["id"],
         type=TaskType(row["type"]),
@@ -83,6 +93,7 @@ def _task_from(row: RowMapping) -> Task:
         stage_host=row["stage_host"],
         cancel=cancel,
         credential=credential,
+        roles=roles,
     )
 
 
@@ -182,6 +193,8 @@ class SqlTaskRepository:
         stored_input = dict(task.input)
         if task.credential is not None and task.is_active:
             stored_input[CREDENTIAL_KEY] = task.credential
+        if task.roles and task.is_active:
+            stored_input[ROLES_KEY] = list(task.roles)
         self._session.connection().execute(
             _TASKS.insert().values(
                 id=task.id,
@@ -231,7 +244,7 @@ class SqlTaskRepository:
         """An ended task keeps no token: drop the one a glance-download kept in its input."""
         connection = self._session.connection()
         raw = connection.execute(select(_TASKS.c.input).where(_TASKS.c.id == task_id)).scalar_one_or_none()
-        if raw is None or CREDENTIAL_KEY not in raw:
+        if raw is None or (CREDENTIAL_KEY not in raw and ROLES_KEY not in raw):
             return
         kept, _ = _input_and_credential(raw)
         connection.execute(update(_TASKS).where(_TASKS.c.id == task_id).values(input=json.dumps(kept)))

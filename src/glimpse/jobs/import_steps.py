@@ -13,11 +13,13 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 
+from glimpse.context import RequestContext
 from glimpse.domain import notifications as events
 from glimpse.domain.history import HistoryOutcome
 from glimpse.domain.images import BASE_ATTRIBUTES, Image, ImageStatus, Location
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.inspection import ContentVerdict, content_judge
+from glimpse.domain.property_protections import PropertyOperation
 from glimpse.domain.quotas import Resource
 from glimpse.domain.tasks import (
     StoreState,
@@ -283,8 +285,23 @@ class GlanceDownload(Download):
                 )
         copied = remote.properties(settings.download_properties, BASE_ATTRIBUTES)
 
+        # The properties are set with the importing user's rights, as a PATCH of theirs would be:
+        # one the property protections do not let them create (or change) fails the import.
+        caller = RequestContext(user_id=run.task.user_id, project_id=run.task.owner, roles=run.task.roles)
+        policy = run.ports.policy
+
         def apply(repos: Repositories) -> Image:
             image = repos.images.get(run.image_id)
+            for name in sorted(copied):
+                operation = PropertyOperation.UPDATE if name in image.properties else PropertyOperation.CREATE
+                if not policy.property_allowed(caller, name, operation):
+                    raise FlowFailed(
+                        f"The remote image's property '{name}' is one [glance_download_properties] "
+                        f"extra_properties copies, but the property protections "
+                        f"(property_protection_file) do not let the importing user {operation} it; "
+                        "nothing was imported. Import as a user whose roles may, or leave the "
+                        "property out of extra_properties."
+                    )
             run.metadata_undo = {
                 "disk_format": image.disk_format,
                 "container_format": image.container_format,

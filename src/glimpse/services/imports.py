@@ -566,6 +566,9 @@ class ImportService:
             message=waiting_message(stage_host),
             stage_host=stage_host,
             credential=credential,
+            roles=(
+                (*ctx.roles, *ctx.service_roles) if request.method is ImportMethod.GLANCE_DOWNLOAD else ()
+            ),
         )
         tasks.add(task)
         if bust is not None and bust.holder is not None:
