@@ -154,6 +154,9 @@ class Settings:
     use_keystone_limits: bool = False
     #: The ``[oslo_limit]`` section as written (option name -> text): how to reach Keystone's limits.
     oslo_limit: Mapping[str, str] = field(default_factory=dict)
+    #: The section ``[oslo_limit] auth_section`` names, as written (empty without one): where the
+    #: auth plugin's options are read from then.
+    oslo_limit_auth: Mapping[str, str] = field(default_factory=dict)
     #: ``[quota] limits_cache_time``: seconds a project's limits read from Keystone are believed.
     limits_cache_time: float = 10.0
     #: ``[quota] reservation_step``: bytes an upload of unknown size reserves at a time.
@@ -799,13 +802,59 @@ def _rule_format(value: str | None) -> str | None:
 
 
 OSLO_LIMIT_SECTION = "oslo_limit"
+#: ``[oslo_limit]`` options that say which endpoint's limits apply, beside the auth plugin's own.
+OSLO_LIMIT_ENDPOINT_OPTIONS = (
+    "endpoint_id",
+    "endpoint_service_type",
+    "endpoint_service_name",
+    "endpoint_region_name",
+    "endpoint_interface",
+)
+#: keystoneauth1 session options (``auth_type`` and ``auth_section`` choose the auth plugin).
+OSLO_LIMIT_SESSION_OPTIONS = (
+    "auth_type",
+    "auth_section",
+    "cafile",
+    "certfile",
+    "keyfile",
+    "insecure",
+    "timeout",
+)
+#: keystoneauth1 adapter options an operator may have copied; the identity endpoint is looked up in
+#: the catalog with ``valid_interfaces`` (default public) and ``region_name``.
+OSLO_LIMIT_ADAPTER_OPTIONS = (
+    "valid_interfaces",
+    "region_name",
+    "interface",
+    "service_type",
+    "service_name",
+    "version",
+)
 
 
-def _check_oslo_limit(options: Mapping[str, str]) -> None:
+def _oslo_limit_auth(src: _Source, own: Mapping[str, str]) -> dict[str, str]:
+    """The section ``[oslo_limit] auth_section`` names, as written (empty without one): keystoneauth1
+    then reads the auth plugin (``auth_type``, ``auth_url``, credentials) from there, not from
+    ``[oslo_limit]`` (Glance deployments point it at ``keystone_authtoken``)."""
+    referenced = (own.get("auth_section") or "").strip()
+    if not referenced:
+        return {}
+    named = src.section(referenced)
+    if not named:
+        raise ConfigError(
+            f"[{OSLO_LIMIT_SECTION}] auth_section = {referenced} names a section that is not in the "
+            f"configuration; add [{referenced}] with auth_type, auth_url and the credentials, or put "
+            f"them in [{OSLO_LIMIT_SECTION}] and remove auth_section."
+        )
+    return named
+
+
+def _check_oslo_limit(options: Mapping[str, str], auth: Mapping[str, str]) -> None:
     """What ``use_keystone_limits = true`` needs before any limit can be read (the auth plugin checks
-    its own options when the limits reader is built)."""
+    its own options when the limits reader is built). ``auth``: the ``auth_section`` it names."""
     name = f"[{OSLO_LIMIT_SECTION}]"
-    if not options.get("auth_url") or not options.get("auth_type"):
+    plugin = auth or options
+    if not plugin.get("auth_url") or not plugin.get("auth_type"):
         raise ConfigError(
             f"use_keystone_limits = true needs {name} auth_url and auth_type (normally 'password', with "
             "username, password, user_domain_name and system_scope = all); copy the section from "
@@ -880,8 +929,9 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
     metrics_dir = opt.text("multiproc_dir", "metrics")
     use_keystone_limits = opt.boolean("use_keystone_limits")
     oslo_limit = src.section(OSLO_LIMIT_SECTION)
+    oslo_limit_auth = _oslo_limit_auth(src, oslo_limit) if use_keystone_limits else {}
     if use_keystone_limits:
-        _check_oslo_limit(oslo_limit)
+        _check_oslo_limit(oslo_limit, oslo_limit_auth)
     step = opt.text("reservation_step", "quota")
 
     given: dict[str, Any] = {
@@ -894,6 +944,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
         "user_storage_quota": opt.size("user_storage_quota"),
         "use_keystone_limits": use_keystone_limits,
         "oslo_limit": oslo_limit,
+        "oslo_limit_auth": oslo_limit_auth,
         "limits_cache_time": _seconds_or_zero(
             opt.text("limits_cache_time", "quota"), "[quota] limits_cache_time"
         ),

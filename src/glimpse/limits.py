@@ -27,7 +27,13 @@ import keystoneauth1.exceptions
 import keystoneauth1.session
 from keystoneauth1 import loading
 
-from glimpse.config import OSLO_LIMIT_SECTION, Settings
+from glimpse.config import (
+    OSLO_LIMIT_ADAPTER_OPTIONS,
+    OSLO_LIMIT_ENDPOINT_OPTIONS,
+    OSLO_LIMIT_SECTION,
+    OSLO_LIMIT_SESSION_OPTIONS,
+    Settings,
+)
 from glimpse.domain.quotas import NO_LIMITS, Limits, Resource, from_keystone
 from glimpse.errors import ConfigError, LimitsUnavailable
 
@@ -35,19 +41,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ConfiguredLimits", "KeystoneLimits", "build_limits"]
 
-#: ``[oslo_limit]`` options that say which endpoint's limits apply and how to reach Keystone, beside
-#: the auth plugin's own options.
-ENDPOINT_OPTIONS = (
-    "endpoint_id",
-    "endpoint_service_type",
-    "endpoint_service_name",
-    "endpoint_region_name",
-    "endpoint_interface",
-)
-SESSION_OPTIONS = ("auth_type", "auth_section", "cafile", "certfile", "keyfile", "insecure", "timeout")
-#: keystoneauth1 adapter options an operator may have copied; the identity endpoint is looked up in
-#: the catalog with ``valid_interfaces`` (default public) and ``region_name``.
-ADAPTER_OPTIONS = ("valid_interfaces", "region_name", "interface", "service_type", "service_name", "version")
+ENDPOINT_OPTIONS = OSLO_LIMIT_ENDPOINT_OPTIONS
+SESSION_OPTIONS = OSLO_LIMIT_SESSION_OPTIONS
+ADAPTER_OPTIONS = OSLO_LIMIT_ADAPTER_OPTIONS
 
 
 class ConfiguredLimits:
@@ -72,9 +68,16 @@ class KeystoneLimits:
     """Keystone's unified limits for one endpoint, read with keystoneauth1 and cached briefly."""
 
     def __init__(
-        self, options: Mapping[str, str], cache_time: float, clock: Callable[[], float] = time.monotonic
+        self,
+        options: Mapping[str, str],
+        cache_time: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        auth: Mapping[str, str] | None = None,
     ) -> None:
         self._options = dict(options)
+        #: The section ``auth_section`` names (keystoneauth1: the auth plugin is read from there).
+        self._auth = dict(auth or {})
         self._cache_time = cache_time
         self._clock = clock
         self._lock = threading.Lock()
@@ -92,15 +95,23 @@ class KeystoneLimits:
 
     def _build_session(self) -> keystoneauth1.session.Session:
         name = f"[{OSLO_LIMIT_SECTION}]"
-        auth_type = self._options.get("auth_type", "password")
+        section = self._options.get("auth_section")
+        # With auth_section, keystoneauth1 reads the plugin's type and options from the named
+        # section only; that section's other options (keystonemiddleware's, in keystone_authtoken)
+        # are not the limits reader's business.
+        source = self._auth if section else self._options
+        where = f"[{section}]" if section else name
+        auth_type = source.get("auth_type", "password")
         try:
             loader: Any = loading.get_plugin_loader(auth_type)
         except Exception:  # keystoneauth1's NoMatchingPlugin
             raise ConfigError(
-                f"{name} auth_type = {auth_type!r} is not a keystoneauth1 plugin; use 'password' or "
+                f"{where} auth_type = {auth_type!r} is not a keystoneauth1 plugin; use 'password' or "
                 "'v3applicationcredential'."
             ) from None
         plugin_options = {opt.dest: opt for opt in loader.get_options()}
+        # Options of the plugin left in [oslo_limit] beside auth_section are not used, as with
+        # keystoneauth1; only names nobody reads are refused.
         known = set(plugin_options) | set(ENDPOINT_OPTIONS) | set(SESSION_OPTIONS) | set(ADAPTER_OPTIONS)
         unknown = sorted(set(self._options) - known)
         if unknown:
@@ -108,11 +119,11 @@ class KeystoneLimits:
                 f"{name} has option(s) {', '.join(unknown)} that neither Glimpse nor the {auth_type} "
                 "plugin reads; check their spelling."
             )
-        given = {key: value for key, value in self._options.items() if key in plugin_options}
+        given = {key: value for key, value in source.items() if key in plugin_options}
         try:
             plugin = loader.load_from_options(**given)
         except keystoneauth1.exceptions.ClientException as exc:
-            raise ConfigError(f"{name}: the {auth_type} plugin cannot be built: {exc}") from None
+            raise ConfigError(f"{where}: the {auth_type} plugin cannot be built: {exc}") from None
         verify: bool | str = not _flag(self._options.get("insecure"))
         if verify and self._options.get("cafile"):
             verify = self._options["cafile"]
@@ -204,5 +215,5 @@ class KeystoneLimits:
 def build_limits(settings: Settings) -> ConfiguredLimits | KeystoneLimits:
     """The process's limit source, from ``use_keystone_limits`` and ``[oslo_limit]``."""
     if settings.use_keystone_limits:
-        return KeystoneLimits(settings.oslo_limit, settings.limits_cache_time)
+        return KeystoneLimits(settings.oslo_limit, settings.limits_cache_time, auth=settings.oslo_limit_auth)
     return ConfiguredLimits(settings.user_storage_quota)

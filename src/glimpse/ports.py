@@ -34,9 +34,9 @@ from glimpse.domain.metadefs import Association, Entry, EntryKind, Namespace, Na
 from glimpse.domain.notifications import Event
 from glimpse.domain.policy import Policy
 from glimpse.domain.queries import ImageListQuery
-from glimpse.domain.quotas import Limits, Resource
+from glimpse.domain.quotas import Limits, Resource, refusal
 from glimpse.domain.tasks import CancelRequest, Task, TaskProgress, status_before_import
-from glimpse.errors import StorageError, StoreMismatch
+from glimpse.errors import OverQuota, StorageError, StoreMismatch
 
 __all__ = [
     "Capabilities",
@@ -59,6 +59,7 @@ __all__ = [
     "StoreEntry",
     "StoredObject",
     "TaskRepository",
+    "reserve_quota",
     "undo_import_request",
     "verify_write",
 ]
@@ -627,6 +628,11 @@ class QuotaRepository(Protocol):
 
     def renew(self, holder: str, expires_at: datetime) -> None: ...
 
+    def give_back(self, holder: str, resource: Resource, amount: int) -> None:
+        """Shrink ``holder``'s reservation of ``resource`` by ``amount`` (not below zero): that much
+        of it counts through the images now (an import task's store recorded)."""
+        ...
+
     def release(self, holder: str, resource: Resource | None = None) -> None: ...
 
     def purge_expired(self, now: datetime) -> int: ...
@@ -658,6 +664,38 @@ class Repositories(Protocol):
 
     @property
     def quotas(self) -> QuotaRepository: ...
+
+
+def reserve_quota(
+    repos: Repositories,
+    limits: Limits,
+    project: str,
+    resource: Resource,
+    holder: str,
+    *,
+    needed: int,
+    wanted: int,
+    now: datetime,
+    expires_at: datetime,
+) -> int | None:
+    """Inside a unit of work: grow ``holder``'s reservation of ``resource`` by at least ``needed``
+    (bytes or a count) and at most ``wanted``, as far as the limit allows, under the project's quota
+    row lock; returns the reservation's new total (None: unlimited, nothing reserved). Raises
+    :class:`OverQuota` when not even ``needed`` fits. The uploads (``glimpse.services.quotas``) and
+    the import runner's store step both reserve through it."""
+    limit = limits.limit(resource)
+    if limit is None:
+        return None
+    quotas = repos.quotas
+    quotas.lock_project(project, now)
+    usage = quotas.usage(project, resource, now)
+    held = quotas.held(resource, holder, now)
+    available = limit - usage
+    if available < needed:
+        raise OverQuota(resource.value, refusal(resource, project, limit, usage, needed))
+    total = held + min(max(wanted, needed), available)
+    quotas.hold(project, resource, holder, total, now, expires_at)
+    return total
 
 
 def undo_import_request(repos: Repositories, task: Task) -> bool:

@@ -116,6 +116,24 @@ def test_image_count_total_refuses_the_image_over_the_limit(
     assert client.post("/v2/images", json=body, headers=who).status_code == 201
 
 
+def test_an_image_given_to_a_project_at_its_image_count_total_is_refused(
+    make_client: Callable[..., TestClient], keystone: KeystoneServer
+) -> None:
+    client = make_client(**limits_environ(keystone))
+    full, giver = fresh_project(), fresh_project()
+    for _ in range(3):
+        new_image(client, headers=full)
+    image = new_image(client, headers=giver)
+    admin = {"X-Project-Id": "admin-project", "X-User-Id": "admin", "X-Roles": "admin,member,reader"}
+    ops = [{"op": "replace", "path": "/owner", "value": full["X-Project-Id"]}]
+    patch = {**admin, "Content-Type": "application/openstack-images-v2.1-json-patch"}
+    refused = client.patch(f"/v2/images/{image['id']}", json=ops, headers=patch)
+    assert refused.status_code == 413, refused.text
+    assert "image_count_total is over limit" in refused.json()["message"]
+    assert client.get(f"/v2/images/{image['id']}", headers=giver).json()["owner"] == giver["X-Project-Id"]
+    assert usage(client, full)["image_count_total"] == {"limit": 3, "usage": 3}
+
+
 def test_image_size_total_is_reserved_before_the_data_is_written(
     make_client: Callable[..., TestClient], keystone: KeystoneServer, big_project: str
 ) -> None:
@@ -163,6 +181,32 @@ def test_staging_counts_against_image_stage_total_and_image_count_uploading(
     assert client.get(f"/v2/images/{second['id']}", headers=who).json()["status"] == "queued"
 
 
+def test_a_web_download_counts_against_image_count_uploading_from_its_request(
+    make_client: Callable[..., TestClient], keystone: KeystoneServer
+) -> None:
+    client = make_client(**limits_environ(keystone, GLIMPSE_TASK__EMBEDDED_RUNNER="false"))
+    owner = fresh_project()
+    first, second = new_image(client, headers=owner), new_image(client, headers=owner)
+    body = {"method": {"name": "web-download", "uri": "https://images.example.com/cirros.raw"}}
+    accepted = client.post(f"/v2/images/{first['id']}/import", json=body, headers=owner)
+    assert accepted.status_code == 202, accepted.text
+    assert usage(client, owner)["image_count_uploading"] == {"limit": 1, "usage": 1}
+    # The first download is 'importing' from its request on: the second is over the limit of one.
+    refused = client.post(f"/v2/images/{second['id']}/import", json=body, headers=owner)
+    assert refused.status_code == 413, refused.text
+    message = refused.json()["message"]
+    assert "image_count_uploading is over limit" in message
+    assert "No import was started" in message
+    assert client.get(f"/v2/images/{second['id']}", headers=owner).json()["status"] == "queued"
+    # Cancelling the first gives the count back.
+    [task] = client.get(f"/v2/images/{first['id']}/tasks", headers=owner).json()["tasks"]
+    cancel = client.delete(f"/v2/images/{first['id']}/tasks/{task['id']}", headers=owner)
+    assert cancel.status_code == 202, cancel.text
+    assert usage(client, owner)["image_count_uploading"] == {"limit": 1, "usage": 0}
+    again = client.post(f"/v2/images/{second['id']}/import", json=body, headers=owner)
+    assert again.status_code == 202, again.text
+
+
 def test_the_endpoint_may_be_named_by_its_id(
     make_client: Callable[..., TestClient], keystone: KeystoneServer, big_project: str
 ) -> None:
@@ -171,6 +215,21 @@ def test_the_endpoint_may_be_named_by_its_id(
     for name in ("ENDPOINT_SERVICE_TYPE", "ENDPOINT_REGION_NAME", "ENDPOINT_INTERFACE"):
         del environ[section + name]
     environ[section + "ENDPOINT_ID"] = keystone.endpoint_id("image", "public")
+    client = make_client(**environ)
+    assert usage(client, as_project(big_project))["image_size_total"]["limit"] == BIG_SIZE_TOTAL
+
+
+def test_auth_section_reads_the_credentials_from_keystone_authtoken(
+    make_client: Callable[..., TestClient], keystone: KeystoneServer, big_project: str
+) -> None:
+    """As Glance deployments write it: ``[oslo_limit] auth_section = keystone_authtoken``, the user
+    and password only in that section (beside keystonemiddleware's own options)."""
+    environ = limits_environ(keystone)
+    section, authtoken = "GLIMPSE_OSLO_LIMIT__", "GLIMPSE_KEYSTONE_AUTHTOKEN__"
+    for name in ("AUTH_URL", "AUTH_TYPE", "USERNAME", "PASSWORD", "USER_DOMAIN_NAME", "SYSTEM_SCOPE"):
+        environ[authtoken + name] = environ.pop(section + name)
+    environ[authtoken + "WWW_AUTHENTICATE_URI"] = keystone.url
+    environ[section + "AUTH_SECTION"] = "keystone_authtoken"
     client = make_client(**environ)
     assert usage(client, as_project(big_project))["image_size_total"]["limit"] == BIG_SIZE_TOTAL
 

@@ -415,3 +415,49 @@ def test_a_cancelled_glance_download_undoes_everything_and_forgets_the_token(
     staging = data_dir / "staging"
     assert staging.is_dir()
     assert not any(image_id in path.name for path in staging.rglob("*"))
+
+
+PROTECTIONS = """\
+[^hw_.*]
+create = admin
+read = admin,member,reader
+update = admin
+delete = admin
+
+[.*]
+create = admin,member
+read = admin,member,reader
+update = admin,member
+delete = admin,member
+"""
+
+
+def test_a_copied_property_the_user_may_not_create_fails_the_import(
+    keystone: KeystoneServer, remote: Server, member: Account, tmp_path: Path
+) -> None:
+    """As with Glance, the copied properties are set with the importing user's rights: the
+    property protections refuse ``hw_cpu_cores`` to a member, so the import fails, says which
+    property and why, and leaves the image as it was."""
+    rules = tmp_path / "property-protections.conf"
+    rules.write_text(PROTECTIONS)
+    server = protected_server(
+        tmp_path / "protected",
+        keystone,
+        GLIMPSE_PROPERTY_PROTECTION_FILE=str(rules),
+        **_local_settings(remote),
+    )
+    try:
+        headers = _token(keystone, member)
+        remote_id = _remote_image(remote, headers)
+        image_id = _create(server, headers)
+        task = _failed(server, headers, image_id, remote_id)
+        message = task["message"]
+        assert "'hw_cpu_cores'" in message, message
+        assert "property_protection_file" in message
+        assert "do not let the importing user create it" in message
+        image = _show(server, headers, image_id)
+        assert "hw_cpu_cores" not in image
+        assert "os_distro" not in image  # nothing of the remote metadata was taken
+        assert (image["disk_format"], image["container_format"]) == ("raw", "bare")
+    finally:
+        server.stop()

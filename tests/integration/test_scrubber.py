@@ -33,6 +33,7 @@ from glimpse.cli.main import main
 from glimpse.db.repositories import SqlRepositories
 from glimpse.domain.images import ImageStatus, Location
 from glimpse.domain.queries import ImageListQuery
+from glimpse.domain.quotas import Resource
 from glimpse.errors import Conflict, NotFound, StorageError
 from glimpse.jobs.housekeeping import sweep_orphans
 from glimpse.jobs.scrubber import SCRUB_LEASE, restore, scrub
@@ -40,6 +41,7 @@ from glimpse.ports import ImageStore
 from glimpse.runtime import Runtime
 from glimpse.services.image_data import ImageDataService
 from glimpse.services.images import ImageService
+from glimpse.services.quotas import usage_of
 from livesupport import wait_until
 
 DATA = payload(64 * 1024, seed=11)
@@ -208,6 +210,27 @@ def test_a_store_that_fails_is_tried_again_on_the_next_pass(runtime: Runtime) ->
     assert (report.scrubbed, report.retry) == ([image_id], {})
     assert stored_bytes(runtime, "cheap", image_id) is None
     assert row(runtime, image_id) == ("deleted", True, 0, 0)
+
+
+def test_a_pending_delete_images_data_counts_in_image_size_total_until_scrubbed(runtime: Runtime) -> None:
+    project = OWNER.project_id
+    assert project is not None
+
+    def used() -> int:
+        return asyncio.run(usage_of(runtime, project, Resource.IMAGE_SIZE_TOTAL))
+
+    image_id = image_in_two_stores(runtime)
+    assert used() == 2 * len(DATA)
+    delete(runtime, image_id)
+    # Deleted for the API, but both copies are still in the stores: they still count.
+    assert used() == 2 * len(DATA)
+    clock(runtime).advance(HOUR + 60)
+    counting(runtime, "cheap").down = True
+    assert asyncio.run(scrub(runtime)).retry == {image_id: ["cheap"]}
+    assert used() == len(DATA)  # the copy in cheap is still there
+    counting(runtime, "cheap").down = False
+    assert asyncio.run(scrub(runtime)).scrubbed == [image_id]
+    assert used() == 0
 
 
 def test_restore_brings_a_pending_delete_image_back(runtime: Runtime) -> None:

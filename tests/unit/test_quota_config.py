@@ -89,3 +89,39 @@ def test_a_refusal_says_glances_words_the_numbers_and_what_to_do() -> None:
     assert "1 MiB" in text
     assert "0.50 MiB (524288 bytes)" in text
     assert "higher limit" in text
+
+
+AUTH_SECTION = (
+    "[DEFAULT]\nuse_keystone_limits = true\n"
+    "[oslo_limit]\nauth_section = keystone_authtoken\n"
+    "endpoint_id = 0a1b2c3d4e5f\nendpoint_interface = internal\nendpoint_region_name = RegionOne\n"
+    "[keystone_authtoken]\n"
+    "www_authenticate_uri = http://keystone.example:5000\nmemcached_servers = localhost:11211\n"
+    "auth_url = http://keystone.example:5000\nauth_type = password\nusername = glance\n"
+    "password = pw\nuser_domain_id = default\nproject_name = service\nproject_domain_id = default\n"
+)
+
+
+def test_auth_section_reads_the_auth_plugin_from_the_named_section(tmp_path: Path) -> None:
+    conf = tmp_path / "glimpse.conf"
+    conf.write_text(AUTH_SECTION)
+    settings = load_settings(conf, environ={})
+    assert settings.oslo_limit_auth["username"] == "glance"
+    assert "username" not in settings.oslo_limit
+    # keystonemiddleware's own options in that section are not refused: they are not ours.
+    limits = build_limits(settings)
+    assert isinstance(limits, KeystoneLimits)
+
+
+def test_auth_section_naming_a_missing_section_is_refused(tmp_path: Path) -> None:
+    conf = tmp_path / "glimpse.conf"
+    conf.write_text(AUTH_SECTION.replace("[keystone_authtoken]", "[somewhere_else]"))
+    with pytest.raises(ConfigError, match=r"auth_section = keystone_authtoken names a section"):
+        load_settings(conf, environ={})
+
+
+def test_auth_section_without_auth_url_there_is_refused(tmp_path: Path) -> None:
+    conf = tmp_path / "glimpse.conf"
+    conf.write_text(AUTH_SECTION.replace("auth_url = http://keystone.example:5000\n", ""))
+    with pytest.raises(ConfigError, match="auth_url"):
+        load_settings(conf, environ={})

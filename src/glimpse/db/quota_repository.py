@@ -1,7 +1,8 @@
 """SqlQuotaRepository: a project's usage of the four quota resources, its reservations, and the row
 lock that makes a check and the write it allows one step on every node.
 
-Usage counts what the images table says (sizes of the stored copies, staged sizes, counts by status)
+Usage counts what the images table says (sizes of the stored copies, those of ``pending_delete``
+images too until scrubbed, staged sizes, counts by status)
 plus the live reservations of data still being written. A check takes the project's row in
 ``quota_projects`` with ``SELECT ... FOR UPDATE`` (PostgreSQL, MariaDB) before it counts, so a second
 check for the same project waits until the first one's transaction commits and then counts what it
@@ -13,14 +14,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, func, select, update
+from sqlalchemy import Select, Table, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from glimpse.db.models import ImageLocationRow, ImageRow, QuotaProjectRow, QuotaReservationRow
+from glimpse.domain.images import ImageStatus
 from glimpse.domain.quotas import STAGED_STATUSES, UPLOADING_STATUSES, Resource
 
 _PROJECTS = cast(Table, QuotaProjectRow.__table__)
+PENDING_DELETE = str(ImageStatus.PENDING_DELETE)
 _RESERVATIONS = cast(Table, QuotaReservationRow.__table__)
 
 
@@ -83,11 +86,16 @@ class SqlQuotaRepository:
     def _from_images(project: str, resource: Resource) -> Select[Any]:
         mine = (ImageRow.owner == project, ImageRow.deleted.is_(False))
         if resource is Resource.IMAGE_SIZE_TOTAL:
+            # A pending_delete image (delayed_delete: a deleted row) still has its data in the
+            # stores until the scrubber removes it, location by location: those bytes count.
             return (
                 select(func.coalesce(func.sum(ImageRow.size), 0))
                 .select_from(ImageLocationRow)
                 .join(ImageRow, ImageRow.id == ImageLocationRow.image_id)
-                .where(*mine)
+                .where(
+                    ImageRow.owner == project,
+                    or_(ImageRow.deleted.is_(False), ImageRow.status == PENDING_DELETE),
+                )
             )
         if resource is Resource.IMAGE_STAGE_TOTAL:
             return select(func.coalesce(func.sum(ImageRow.size), 0)).where(
@@ -136,6 +144,15 @@ class SqlQuotaRepository:
         """Push back the expiry of ``holder``'s reservations (its write is still alive)."""
         self._session.connection().execute(
             update(_RESERVATIONS).where(_RESERVATIONS.c.holder == holder).values(expires_at=expires_at)
+        )
+
+    def give_back(self, holder: str, resource: Resource, amount: int) -> None:
+        """Shrink ``holder``'s reservation of ``resource`` by ``amount``, not below zero."""
+        held = _RESERVATIONS.c.amount
+        self._session.connection().execute(
+            update(_RESERVATIONS)
+            .where(_RESERVATIONS.c.resource == resource.value, _RESERVATIONS.c.holder == holder)
+            .values(amount=case((held > amount, held - amount), else_=0))
         )
 
     def release(self, holder: str, resource: Resource | None = None) -> None:

@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, RowMapping, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from glimpse.db.models import TaskRow
+from glimpse.db.models import QuotaReservationRow, TaskRow
 from glimpse.domain.tasks import (
     ACTIVE,
     CancelRequest,
@@ -33,6 +33,12 @@ CANCEL_KEY = "glimpse_cancel"
 #: The key of the ``input`` column under which an active glance-download task keeps the caller's
 #: token (``Task.credential``); read out of ``Task.input`` and removed when the task ends.
 CREDENTIAL_KEY = "glimpse_credential"
+#: The key of the ``input`` column under which an active glance-download task keeps the caller's
+#: roles (``Task.roles``), read out of ``Task.input`` and removed with the credential.
+ROLES_KEY = "glimpse_roles"
+
+
+_RESERVATIONS = cast(Table, QuotaReservationRow.__table__)
 
 
 def _result_and_cancel(raw: str | None) -> tuple[dict[str, Any] | None, CancelRequest | None]:
@@ -46,16 +52,23 @@ def _result_and_cancel(raw: str | None) -> tuple[dict[str, Any] | None, CancelRe
 
 
 def _input_and_credential(raw: str | None) -> tuple[dict[str, Any], str | None]:
+    task_input, credential, _ = _input_credential_roles(raw)
+    return task_input, credential
+
+
+def _input_credential_roles(raw: str | None) -> tuple[dict[str, Any], str | None, tuple[str, ...]]:
     given = json.loads(raw or "{}")
     if not isinstance(given, dict):
-        return given, None
+        return given, None, ()
     credential = given.pop(CREDENTIAL_KEY, None)
-    return given, credential if isinstance(credential, str) else None
+    roles = given.pop(ROLES_KEY, None)
+    kept_roles = tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else ()
+    return given, credential if isinstance(credential, str) else None, kept_roles
 
 
 def _task_from(row: RowMapping) -> Task:
     result, cancel = _result_and_cancel(row["result"])
-    task_input, credential = _input_and_credential(row["input"])
+    task_input, credential, roles = _input_credential_roles(row["input"])
     return Task(
         id=row["id"],
         type=TaskType(row["type"]),
@@ -80,6 +93,7 @@ def _task_from(row: RowMapping) -> Task:
         stage_host=row["stage_host"],
         cancel=cancel,
         credential=credential,
+        roles=roles,
     )
 
 
@@ -179,6 +193,8 @@ class SqlTaskRepository:
         stored_input = dict(task.input)
         if task.credential is not None and task.is_active:
             stored_input[CREDENTIAL_KEY] = task.credential
+        if task.roles and task.is_active:
+            stored_input[ROLES_KEY] = list(task.roles)
         self._session.connection().execute(
             _TASKS.insert().values(
                 id=task.id,
@@ -219,13 +235,16 @@ class SqlTaskRepository:
         changed = bool(result.rowcount == 1)
         if changed and target not in ACTIVE:
             self._forget_credential(task_id)
+            # An ended task holds no quota: what it wrote counts through the image's locations
+            # (committed by now), what it did not write is given back.
+            self._session.connection().execute(delete(_RESERVATIONS).where(_RESERVATIONS.c.holder == task_id))
         return changed
 
     def _forget_credential(self, task_id: str) -> None:
         """An ended task keeps no token: drop the one a glance-download kept in its input."""
         connection = self._session.connection()
         raw = connection.execute(select(_TASKS.c.input).where(_TASKS.c.id == task_id)).scalar_one_or_none()
-        if raw is None or CREDENTIAL_KEY not in raw:
+        if raw is None or (CREDENTIAL_KEY not in raw and ROLES_KEY not in raw):
             return
         kept, _ = _input_and_credential(raw)
         connection.execute(update(_TASKS).where(_TASKS.c.id == task_id).values(input=json.dumps(kept)))

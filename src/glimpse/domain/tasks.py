@@ -278,6 +278,10 @@ class Task:
     #: catalog and the remote image. Kept with the task row only while the task is active (never
     #: in ``input``, never shown, never logged); None for every other task and once it has ended.
     credential: str | None = field(default=None, repr=False)
+    #: glance-download: the caller's roles (its service token's too), which the property
+    #: protections judge the copied properties by. Kept with the task row while it is active, never
+    #: shown; empty for every other task.
+    roles: tuple[str, ...] = ()
 
     @property
     def is_active(self) -> bool:

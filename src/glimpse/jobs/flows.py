@@ -329,12 +329,14 @@ def heartbeat_writer(ports: Ports, task: Task, worker_id: str) -> ProgressWriter
     """The database write behind every beat: renew the lease (TaskLost if the task is no longer
     ours) and re-check the image lock (LockLost, ImageDeleted)."""
     lease = timedelta(seconds=ports.settings.task_lease_time)
+    reservation_life = timedelta(seconds=ports.settings.reservation_timeout)
 
     async def write(progress: TaskProgress, message: str) -> None:
         now = ports.clock()
 
         def beat(repos: Repositories) -> None:
             repos.tasks.heartbeat(task.id, worker_id, now, lease, progress, message)
+            repos.quotas.renew(task.id, now + reservation_life)  # the quota the task reserved
             if task.image_id:
                 check_holder(repos, task.image_id, task.id)
 

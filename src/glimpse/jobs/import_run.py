@@ -136,23 +136,33 @@ class ImportRun:
             return self.derived[-1]
         return self.staged or self.staging.location_for(self.image_id)
 
-    async def data_limit(self) -> int:
+    async def data_limit(self, *, staging: bool = False) -> int:
         """The most bytes the image may have: ``image_size_cap``, or less when what the owner's
         ``image_size_total`` limit (``user_storage_quota`` or Keystone's) leaves is less, as
-        counted when the step starts."""
+        counted when the step starts; with ``staging`` (a download into the staging area) also what
+        ``image_stage_total`` leaves. What this task itself reserved when it was created is room it
+        has, not usage."""
         settings = self.ports.settings
         image = self.image
         if image is None or image.owner is None:
             return settings.image_size_cap
         owner = image.owner
-        quota = (await self.ports.limits.limits(owner)).limit(Resource.IMAGE_SIZE_TOTAL)
-        if quota is None:
+        limits = await self.ports.limits.limits(owner)
+        resources = [Resource.IMAGE_SIZE_TOTAL] + ([Resource.IMAGE_STAGE_TOTAL] if staging else [])
+        bounded = [(r, quota) for r in resources if (quota := limits.limit(r)) is not None]
+        if not bounded:
             return settings.image_size_cap
         now = self.ports.clock()
-        used = await self.ports.run(
-            lambda s: s.quotas.usage(owner, Resource.IMAGE_SIZE_TOTAL, now), readonly=True
-        )
-        return min(settings.image_size_cap, max(0, quota - used))
+        holder = self.task.id
+
+        def left(repos: Repositories) -> int:
+            room = settings.image_size_cap
+            for resource, quota in bounded:
+                used = repos.quotas.usage(owner, resource, now) - repos.quotas.held(resource, holder, now)
+                room = min(room, max(0, quota - used))
+            return room
+
+        return await self.ports.run(left, readonly=True)
 
     async def locked(self, fn: Callable[[Repositories], T]) -> T:
         """Run ``fn`` in one unit of work that first re-asserts this task's hold on the lock."""

@@ -13,11 +13,14 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 
+from glimpse.context import RequestContext
 from glimpse.domain import notifications as events
 from glimpse.domain.history import HistoryOutcome
 from glimpse.domain.images import BASE_ATTRIBUTES, Image, ImageStatus, Location
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.inspection import ContentVerdict, content_judge
+from glimpse.domain.property_protections import PropertyOperation
+from glimpse.domain.quotas import Resource
 from glimpse.domain.tasks import (
     StoreState,
     TaskCancelled,
@@ -35,6 +38,7 @@ from glimpse.errors import (
     FormatMismatch,
     InvalidInput,
     NotFound,
+    OverQuota,
     StorageError,
     StoreNotFound,
     TooLarge,
@@ -59,7 +63,7 @@ from glimpse.jobs.import_run import (
 from glimpse.jobs.objects import delete_object, remove_unreferenced
 from glimpse.jobs.steps import Why
 from glimpse.jobs.web_source import WebSource
-from glimpse.ports import Repositories, verify_write
+from glimpse.ports import Repositories, reserve_quota, verify_write
 from glimpse.streaming import ContentInspector, StreamHasher, prefetch
 from glimpse.telemetry import metrics
 
@@ -169,7 +173,7 @@ class Download:
 async def _stage_from(run: ImportRun, url: str, headers: Mapping[str, str] | None = None) -> None:
     """Stream ``url`` into the staging area (filtered at every hop, capped at the data limit),
     heart-beating as bytes arrive; sets ``run.staged`` and ``run.size``."""
-    limit = await run.data_limit()
+    limit = await run.data_limit(staging=True)
     settings = run.ports.settings
     source = WebSource(
         settings.import_filter,
@@ -198,6 +202,14 @@ async def _stage_from(run: ImportRun, url: str, headers: Mapping[str, str] | Non
 
     try:
         run.size = await hb.guard(fetch())
+    except TooLarge as exc:
+        if limit < settings.image_size_cap:
+            exc.message += (
+                f" The {limit} bytes are what the owner's quota leaves (image_size_total, "
+                "image_stage_total; image_size_cap is higher): delete images the project no longer "
+                "needs, or ask an administrator for a higher limit."
+            )
+        raise
     except StorageError as exc:
         if isinstance(exc, DatabaseUnavailable):
             raise
@@ -273,8 +285,23 @@ class GlanceDownload(Download):
                 )
         copied = remote.properties(settings.download_properties, BASE_ATTRIBUTES)
 
+        # The properties are set with the importing user's rights, as a PATCH of theirs would be:
+        # one the property protections do not let them create (or change) fails the import.
+        caller = RequestContext(user_id=run.task.user_id, project_id=run.task.owner, roles=run.task.roles)
+        policy = run.ports.policy
+
         def apply(repos: Repositories) -> Image:
             image = repos.images.get(run.image_id)
+            for name in sorted(copied):
+                operation = PropertyOperation.UPDATE if name in image.properties else PropertyOperation.CREATE
+                if not policy.property_allowed(caller, name, operation):
+                    raise FlowFailed(
+                        f"The remote image's property '{name}' is one [glance_download_properties] "
+                        f"extra_properties copies, but the property protections "
+                        f"(property_protection_file) do not let the importing user {operation} it; "
+                        "nothing was imported. Import as a user whose roles may, or leave the "
+                        "property out of extra_properties."
+                    )
             run.metadata_undo = {
                 "disk_format": image.disk_format,
                 "container_format": image.container_format,
@@ -310,6 +337,43 @@ class GlanceDownload(Download):
         run.metadata_undo = None
 
 
+async def _reserve_for_stores(run: ImportRun, image: Image, stores: int) -> None:
+    """Before any store gets a byte: the data, once per target store, reserved against the owner's
+    ``image_size_total`` and held by the task (what ``POST /import`` reserved already counts; the
+    task's end drops what is left). A limit that does not hold it fails the task with Glance's
+    ``image_size_total is over limit`` and no store is written."""
+    owner = image.owner
+    size = run.size if run.size is not None else image.size
+    if owner is None or size is None or stores == 0:
+        return
+    limits = await run.ports.limits.limits(owner)
+    if limits.limit(Resource.IMAGE_SIZE_TOTAL) is None:
+        return
+    life = timedelta(seconds=run.ports.settings.reservation_timeout)
+    holder = run.task.id
+
+    def reserve(repos: Repositories) -> None:
+        now = run.ports.clock()
+        needed = size * stores - repos.quotas.held(Resource.IMAGE_SIZE_TOTAL, holder, now)
+        if needed > 0:
+            reserve_quota(
+                repos,
+                limits,
+                owner,
+                Resource.IMAGE_SIZE_TOTAL,
+                holder,
+                needed=needed,
+                wanted=needed,
+                now=now,
+                expires_at=now + life,
+            )
+
+    try:
+        await run.locked(reserve)
+    except OverQuota as exc:
+        raise FlowFailed(f"{exc.message} Nothing was written to the target stores.") from None
+
+
 class CopyToStores:
     """Read the data once and write it to every target store at the same time."""
 
@@ -320,6 +384,7 @@ class CopyToStores:
         if image is None:  # pragma: no cover - Begin always sets it
             raise FlowFailed("The image was not loaded.")
         targets = await self._targets(run, image)
+        await _reserve_for_stores(run, image, len(targets))
         hasher = self._hasher(run, image)
         stream, source = await self._open(run, image)
         hb = run.heartbeat
@@ -561,6 +626,12 @@ class CopyToStores:
                     run.image_id, Location(store_id=store_id, url=location, metadata={"store": store_id})
                 )
                 update_store_lists(repos, run.image_id, finished=[store_id])
+                # The store's copy counts through its location now (at the image's size, once the
+                # image has one: a download's is set when the image becomes active), not through
+                # the reservation.
+                counted = repos.images.get(run.image_id).size
+                if counted is not None:
+                    repos.quotas.give_back(run.task.id, Resource.IMAGE_SIZE_TOTAL, counted)
                 if repos.outbox.wants(events.IMAGE_UPLOAD):
                     payload = events.import_payload(repos.images.get(run.image_id))
                     repos.outbox.add(events.Event(events.IMAGE_UPLOAD, payload, run.context.to_dict()))

@@ -16,8 +16,6 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-import anyio
-
 from glimpse.context import RequestContext
 from glimpse.domain import notifications as events
 from glimpse.domain.history import HistoryAction, HistoryOutcome
@@ -45,7 +43,7 @@ from glimpse.errors import (
 )
 from glimpse.ports import ImageStore, Ports, Repositories, verify_write
 from glimpse.services.images import ImageService
-from glimpse.services.quotas import Reservation, admit, limits_for
+from glimpse.services.quotas import Reservation, admit, limits_for, release_reservation
 from glimpse.streaming import ContentInspector, StreamHasher, counted, prefetch
 from glimpse.telemetry import metrics
 
@@ -355,7 +353,7 @@ class ImageDataService:
         try:
             await self.ports.run(finish)
         except (NotFound, Conflict):
-            await self._release_quota(image_id)
+            await release_reservation(self.ports, image_id)
             await self._discard(store, stored.location)
             raise ImageGone(
                 f"Image {image_id} was deleted while its data was being uploaded; the data was discarded."
@@ -381,10 +379,6 @@ class ImageDataService:
             f"Image data is larger than the {limit} bytes image_size_cap allows; nothing "
             "was stored and the image is still queued."
         )
-
-    async def _release_quota(self, image_id: str) -> None:
-        with anyio.CancelScope(shield=True):
-            await self.ports.run(lambda repos: repos.quotas.release(image_id))
 
     async def _revert_to_queued(
         self,
@@ -424,7 +418,7 @@ class ImageDataService:
             await self.ports.run(revert)
         except (NotFound, Conflict):
             log.info("image %s left 'saving' before the failed upload could revert it", image_id)
-            await self._release_quota(image_id)
+            await release_reservation(self.ports, image_id)
             return False
         return True
 

@@ -17,7 +17,7 @@ from glimpse.domain.members import ImageMember, Viewer, is_visible
 from glimpse.domain.policy import Policy, image_target
 from glimpse.domain.property_protections import PropertyOperation
 from glimpse.domain.queries import ImageListQuery
-from glimpse.domain.quotas import NO_LIMITS, Limits, Resource
+from glimpse.domain.quotas import NO_LIMITS, Limits, Resource, refusal
 from glimpse.domain.tasks import Clock, system_clock
 from glimpse.errors import (
     Conflict,
@@ -25,6 +25,7 @@ from glimpse.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    OverQuota,
     ReservedAttribute,
     TooLarge,
 )
@@ -47,6 +48,15 @@ class PatchOp:
 
 def viewer_of(ctx: RequestContext) -> Viewer:
     return Viewer(project_id=ctx.project_id, is_admin=ctx.is_admin)
+
+
+def new_owners(ops: Sequence[PatchOp]) -> set[str]:
+    """The projects a JSON patch names as the image's ``owner`` (whose quotas it may need)."""
+    return {
+        op.value
+        for op in ops
+        if op.op in ("add", "replace") and op.path == "/owner" and isinstance(op.value, str) and op.value
+    }
 
 
 def owner_of(ctx: RequestContext, body: Mapping[str, Any]) -> str | None:
@@ -246,7 +256,15 @@ class ImageService:
             self.policy.enforce("communitize_image", ctx, target)
 
     # -- update ------------------------------------------------------------------------------------
-    def update(self, ctx: RequestContext, image_id: str, ops: Sequence[PatchOp]) -> Image:
+    def update(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        ops: Sequence[PatchOp],
+        owner_limits: Mapping[str, Limits] | None = None,
+    ) -> Image:
+        """Apply a JSON patch. ``owner_limits``: the quotas of each project the patch names as
+        ``owner`` (:func:`new_owners`); an image given to another project counts against it."""
         image, target = self.load(ctx, image_id, "modify_image")
         if image.owner != ctx.project_id and not ctx.is_admin:
             raise Forbidden("Only the image owner can change it.")
@@ -258,10 +276,30 @@ class ImageService:
             self._check_visibility_policy(ctx, image.visibility, target)
         if image.owner != target["project_id"] and not ctx.is_admin:
             raise Forbidden("Only an administrator can give an image to another project.")
+        if image.owner is not None and image.owner != target["project_id"]:
+            self._admit_new_owner(image, image.owner, (owner_limits or {}).get(image.owner, NO_LIMITS))
         self._check_property_quota(image)
         self.images.save(image, expected_status=expected)
         self.announce(ctx, events.IMAGE_UPDATE, events.image_payload(image))
         return self.shown(ctx, image)
+
+    def _admit_new_owner(self, image: Image, owner: str, limits: Limits) -> None:
+        """The image counts against ``owner`` from this unit of work on: one more image
+        (``image_count_total``) and its data in every store it is in (``image_size_total``),
+        checked under ``owner``'s quota row lock like any other change (413 otherwise)."""
+        now = self.clock()
+        admit(self.repos, limits, owner, Resource.IMAGE_COUNT_TOTAL, now)
+        stored = (image.size or 0) * len(image.locations)
+        limit = limits.limit(Resource.IMAGE_SIZE_TOTAL)
+        if limit is None or stored == 0:
+            return
+        self.repos.quotas.lock_project(owner, now)
+        usage = self.repos.quotas.usage(owner, Resource.IMAGE_SIZE_TOTAL, now)
+        if usage + stored > limit:
+            raise OverQuota(
+                Resource.IMAGE_SIZE_TOTAL.value,
+                refusal(Resource.IMAGE_SIZE_TOTAL, owner, limit, usage, stored),
+            )
 
     def _apply(self, ctx: RequestContext, image: Image, op: PatchOp) -> None:
         name = _attribute_of(op.path)

@@ -46,7 +46,7 @@ from glimpse.domain.import_plugins import ImportPlugin, detect_compression
 from glimpse.domain.imports import ALL_STORES_CONFLICT, ExpectedDigest, ImportMethod, ImportRequest
 from glimpse.domain.inspection import content_judge
 from glimpse.domain.policy import PolicyRule
-from glimpse.domain.quotas import Resource
+from glimpse.domain.quotas import NO_LIMITS, Limits, Resource
 from glimpse.domain.tasks import (
     EXPIRED_LOCK_MESSAGE,
     ImportTaskRequest,
@@ -79,7 +79,13 @@ from glimpse.errors import (
 from glimpse.ports import Ports, Repositories, TaskRepository
 from glimpse.services.image_data import touching, undo_failed, upload_hasher
 from glimpse.services.images import ImageService, owner_of
-from glimpse.services.quotas import Reservation, admit, limits_for
+from glimpse.services.quotas import (
+    Reservation,
+    admit,
+    limits_for,
+    release_reservation,
+    reserve_for_import,
+)
 from glimpse.streaming import ContentInspector, inspected, prefetch, rebuffer
 from glimpse.telemetry import metrics
 
@@ -325,7 +331,7 @@ class ImportService:
         try:
             await self.ports.run(finish)
         except (NotFound, Conflict):
-            await self.ports.run(lambda repos: repos.quotas.release(image_id))
+            await release_reservation(self.ports, image_id)
             await self._discard_staged(stored.location)
             raise ImageGone(
                 f"Image {image_id} was deleted while its data was being staged; the data was discarded."
@@ -398,7 +404,7 @@ class ImportService:
                 await self.ports.run(change)
             except (NotFound, Conflict):
                 log.info("image %s left 'uploading' before the failed staging could revert it", image_id)
-                await self.ports.run(lambda repos: repos.quotas.release(image_id))
+                await release_reservation(self.ports, image_id)
                 return False
             return True
 
@@ -434,9 +440,17 @@ class ImportService:
         ``auth_token`` is the caller's validated Keystone token: a glance-download task keeps it
         while it is active (``Task.credential``), to read the catalog and the remote image."""
         await self._check_staged_data_reachable(ctx, image_id, body)
-        started = await self.ports.run(
-            lambda repos: self.begin_import(repos, ctx, image_id, body, store_header, auth_token=auth_token)
-        )
+        limits = await limits_for(self.ports, await self._owner(ctx, image_id))
+        try:
+            started = await self.ports.run(
+                lambda repos: self.begin_import(
+                    repos, ctx, image_id, body, store_header, auth_token=auth_token, limits=limits
+                )
+            )
+        except OverQuota as exc:
+            exc.message += " No import was started and the image is unchanged."
+            log.info("image %s: import refused: %s", image_id, exc.message)
+            raise
         if started.task_id is not None:
             counters = metrics()
             counters.tasks_created.labels(str(TaskType.API_IMAGE_IMPORT), started.method or "-").inc()
@@ -445,6 +459,18 @@ class ImportService:
             self.ports.wake_runner()
             self.ports.notify_task_change(image_id)
         return started
+
+    async def _owner(self, ctx: RequestContext, image_id: str) -> str | None:
+        """The owner of the image (whose quotas an import counts against); None when the caller
+        cannot see it: begin_import then answers 404/403 in Glance's order."""
+
+        def look(repos: Repositories) -> str | None:
+            try:
+                return self._images(repos).load(ctx, image_id)[0].owner
+            except (NotFound, Forbidden):
+                return None
+
+        return await self.ports.run(look, readonly=True)
 
     async def _check_staged_data_reachable(self, ctx: RequestContext, image_id: str, body: object) -> None:
         """glance-direct with staging local to each node and no ``os_glance_stage_host`` recorded:
@@ -490,10 +516,12 @@ class ImportService:
         *,
         import_task: ImportTaskRequest | None = None,
         auth_token: str | None = None,
+        limits: Limits = NO_LIMITS,
     ) -> ImportStarted:
         """Check the request, add the pending task and take the lock. With ``import_task`` (a
         ``POST /v2/tasks`` body) ``body`` is its web-download request and the task is of type
-        ``import``, keeping that task's input."""
+        ``import``, keeping that task's input. ``limits`` are the image owner's quotas, checked
+        (and what is known reserved for the task) as :func:`reserve_for_import` says."""
         request = ImportRequest.from_dict(body, self.settings.enabled_import_methods)
         images = self._images(repos)
         image, target = images.load(ctx, image_id)
@@ -550,8 +578,20 @@ class ImportService:
             task_input = {"image_id": image.id, "import_req": request.to_dict(), "backend": list(stores)}
         else:
             task_type, task_input = TaskType.IMPORT, import_task.task_input(stores)
+        task_id = str(uuid.uuid4())
+        if limits.enforced:
+            reserve_for_import(
+                repos,
+                limits,
+                image,
+                request.method,
+                len(stores),
+                task_id,
+                now=now,
+                expires_at=now + timedelta(seconds=self.settings.reservation_timeout),
+            )
         task = Task(
-            id=str(uuid.uuid4()),
+            id=task_id,
             type=task_type,
             status=TaskStatus.PENDING,
             owner=ctx.project_id,
@@ -564,6 +604,9 @@ class ImportService:
             message=waiting_message(stage_host),
             stage_host=stage_host,
             credential=credential,
+            roles=(
+                (*ctx.roles, *ctx.service_roles) if request.method is ImportMethod.GLANCE_DOWNLOAD else ()
+            ),
         )
         tasks.add(task)
         if bust is not None and bust.holder is not None:
@@ -649,7 +692,7 @@ class ImportService:
         def unit(repos: Repositories) -> Task:
             image = self._images(repos).create(ctx, import_task.image_properties, limits)
             started = self.begin_import(
-                repos, ctx, image.id, request.to_dict(), None, import_task=import_task
+                repos, ctx, image.id, request.to_dict(), None, import_task=import_task, limits=limits
             )
             assert started.task_id is not None  # a web-download always has a target store
             return repos.tasks.get(started.task_id, self.ports.clock())

@@ -12,6 +12,12 @@ with :class:`~glimpse.errors.OverQuota` (413) and the caller removes what it wro
 is dropped in the unit of work that makes the image's size count (or reverts the image), and a
 reservation whose process died expires after ``[quota] reservation_timeout`` seconds without renewal
 (the upload renews it while it lives; the housekeeping deletes expired ones).
+
+An import counts when ``POST /import`` creates its task (:func:`reserve_for_import`): what is known
+then is reserved, held by the task (renewed by its heartbeats, dropped with its last status); the
+runner's store step reserves a downloaded image's size the same way (``ports.reserve_quota``, the
+one reservation rule both layers use). :func:`release_reservation` gives back what a write that
+did not happen reserved.
 """
 
 from __future__ import annotations
@@ -19,9 +25,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
+import anyio
+
+from glimpse.domain.images import Image
+from glimpse.domain.imports import ImportMethod
 from glimpse.domain.quotas import NO_LIMITS, Limits, Resource, refusal
 from glimpse.errors import OverQuota
-from glimpse.ports import Ports, Repositories
+from glimpse.ports import Ports, Repositories, reserve_quota
 
 
 async def limits_for(ports: Ports, project: str | None) -> Limits:
@@ -58,6 +68,16 @@ async def usage_report(ports: Ports, project: str | None) -> dict[str, dict[str,
     return report
 
 
+async def release_reservation(ports: Ports, holder: str) -> None:
+    """Drop every quota reservation ``holder`` (an image being written, or an import task) has, in a
+    unit of work of its own, even while the caller is being cancelled: the one way to give back
+    what a write that did not happen had reserved (the reservation would otherwise count until it
+    expires). Inside a unit of work that makes the data count, call ``repos.quotas.release`` there
+    instead, so that the usage never drops between the two."""
+    with anyio.CancelScope(shield=True):
+        await ports.run(lambda repos: repos.quotas.release(holder))
+
+
 def admit(repos: Repositories, limits: Limits, project: str, resource: Resource, now: datetime) -> None:
     """Allow one more of a counted ``resource`` for ``project``, or raise :class:`OverQuota`.
 
@@ -72,34 +92,63 @@ def admit(repos: Repositories, limits: Limits, project: str, resource: Resource,
         raise OverQuota(resource.value, refusal(resource, project, limit, usage, 1))
 
 
-def reserve(
+def reserve_for_import(
     repos: Repositories,
     limits: Limits,
-    project: str,
-    resource: Resource,
+    image: Image,
+    method: ImportMethod,
+    stores: int,
     holder: str,
     *,
-    needed: int,
-    wanted: int,
     now: datetime,
     expires_at: datetime,
-) -> int | None:
-    """Grow ``holder``'s reservation of ``resource`` by at least ``needed`` bytes and at most
-    ``wanted``, as far as the limit allows; returns the reservation's new total (None: unlimited,
-    nothing reserved). Raises :class:`OverQuota` when not even ``needed`` fits."""
-    limit = limits.limit(resource)
-    if limit is None:
-        return None
-    quotas = repos.quotas
-    quotas.lock_project(project, now)
-    usage = quotas.usage(project, resource, now)
-    held = quotas.held(resource, holder, now)
-    available = limit - usage
-    if available < needed:
-        raise OverQuota(resource.value, refusal(resource, project, limit, usage, needed))
-    total = held + min(max(wanted, needed), available)
-    quotas.hold(project, resource, holder, total, now, expires_at)
-    return total
+) -> None:
+    """Inside the unit of work that creates import task ``holder`` for ``image`` to ``stores`` new
+    stores: check the owner's quotas as Glance does for the method, and reserve what is known now,
+    held by the task until it ends (:meth:`~glimpse.ports.TaskRepository` drops it with the task's
+    last status). Raises :class:`OverQuota` (413) and nothing is created.
+
+    * glance-direct: the staged data, once per target store, against ``image_size_total``.
+    * copy-image: the image's size once per new store against ``image_size_total``, and one
+      ``image_count_uploading`` (the image stays ``active``, so its status does not count it).
+    * web-download, glance-download: one ``image_count_uploading`` (the image becomes ``importing``
+      in this unit of work) and room left in ``image_stage_total`` and ``image_size_total``; the size
+      is not known before the download, whose data limit is what the two leave.
+    """
+    project = image.owner
+    if not project or not limits.enforced:
+        return
+
+    def hold(resource: Resource, amount: int) -> None:
+        if amount <= 0 or limits.limit(resource) is None:
+            return
+        reserve_quota(
+            repos,
+            limits,
+            project,
+            resource,
+            holder,
+            needed=amount,
+            wanted=amount,
+            now=now,
+            expires_at=expires_at,
+        )
+
+    if method is ImportMethod.GLANCE_DIRECT:
+        hold(Resource.IMAGE_SIZE_TOTAL, (image.size or 0) * stores)
+    elif method is ImportMethod.COPY_IMAGE:
+        hold(Resource.IMAGE_SIZE_TOTAL, (image.size or 0) * stores)
+        hold(Resource.IMAGE_COUNT_UPLOADING, 1)
+    else:
+        admit(repos, limits, project, Resource.IMAGE_COUNT_UPLOADING, now)
+        for resource in (Resource.IMAGE_STAGE_TOTAL, Resource.IMAGE_SIZE_TOTAL):
+            limit = limits.limit(resource)
+            if limit is None:
+                continue
+            repos.quotas.lock_project(project, now)
+            usage = repos.quotas.usage(project, resource, now)
+            if usage >= limit:
+                raise OverQuota(resource.value, refusal(resource, project, limit, usage, 1))
 
 
 class Reservation:
@@ -127,7 +176,7 @@ class Reservation:
     def grow(self, repos: Repositories, needed: int, wanted: int) -> None:
         """Inside a unit of work: reserve ``needed`` more bytes (up to ``wanted``)."""
         now = self.ports.clock()
-        total = reserve(
+        total = reserve_quota(
             repos,
             self.limits,
             self.project,

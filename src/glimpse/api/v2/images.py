@@ -15,7 +15,7 @@ from glimpse.api.v2.openapi import IMAGE_BODY, LIST_PARAMETERS, PATCH_BODY
 from glimpse.api.v2.views import image_view
 from glimpse.errors import InvalidInput, UnsupportedMediaType
 from glimpse.services.image_data import ImageDataService
-from glimpse.services.images import ImageService, PatchOp, owner_of
+from glimpse.services.images import ImageService, PatchOp, new_owners, owner_of
 from glimpse.services.quotas import limits_for
 
 router = APIRouter(prefix="/v2/images", tags=["images"])
@@ -110,8 +110,11 @@ async def update_image(request: Request, image_id: str) -> Response:
     if media_type not in (PATCH_V21, PATCH_V20):
         raise UnsupportedMediaType(f"Content-Type must be {PATCH_V21} (or {PATCH_V20}).")
     ops = _patch_ops(body, media_type)
+    # An image given to another project counts against that project's quotas (checked in the
+    # update's unit of work; the limits are read before it, Keystone's off the event loop).
+    owner_limits = {owner: await limits_for(rt, owner) for owner in new_owners(ops)}
     image = await rt.run(
-        lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).update(ctx, image_id, ops)
+        lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).update(ctx, image_id, ops, owner_limits)
     )
     return JSONResponse(image_view(image, rt.settings))
 
