@@ -12,14 +12,19 @@ import configparser
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from glimpse.config import STAGING_STORE_ID, Settings, StoreSettings, parse_bool, parse_size
 from glimpse.errors import ConfigError, StoreNotFound, UnknownStore
 from glimpse.ports import ImageStore
 from glimpse.storage.filesystem import DEFAULT_CHUNK_SIZE, FilesystemStore
-from glimpse.storage.s3 import BUCKET_URL_FORMATS, MIN_PART_SIZE, S3Store
-from glimpse.storage.swift import ENDPOINT_TYPES, KeystoneAuth, SwiftStore
+
+if TYPE_CHECKING:
+    from glimpse.storage.swift import KeystoneAuth
+
+# The object store drivers are imported by the factories that build them: their client libraries
+# (boto3, python-swiftclient, keystoneauth1) cost a process that has no such store a second of
+# start-up and tens of MiB it would never use.
 
 __all__ = ["STAGING_STORE_ID", "StoreRegistry", "build_stores"]
 
@@ -138,6 +143,8 @@ def _whole_number(settings: StoreSettings, name: str, default: int, minimum: int
 
 def _s3(settings: StoreSettings) -> ImageStore:
     """An S3 store from its ``enabled_backends`` entry and ``[<id>]`` section (Glance's option names)."""
+    from glimpse.storage.s3 import BUCKET_URL_FORMATS, MIN_PART_SIZE, S3Store
+
     unknown = sorted(set(settings.options) - set(_S3_OPTIONS))
     if unknown:
         raise ConfigError(
@@ -348,6 +355,8 @@ def _swift_account(settings: StoreSettings) -> _SwiftAccount:
 
 def _swift_keystone(settings: StoreSettings, account: _SwiftAccount) -> tuple[str, KeystoneAuth]:
     """The user name and the Keystone v3 settings of a store whose user is ``project:user``."""
+    from glimpse.storage.swift import ENDPOINT_TYPES, KeystoneAuth
+
     section = f"[{settings.id}]"
     project, sep, user = account.user.partition(":")
     if not sep or not project or not user or ":" in user:
@@ -382,6 +391,8 @@ def _swift_keystone(settings: StoreSettings, account: _SwiftAccount) -> tuple[st
 
 def _swift(settings: StoreSettings) -> ImageStore:
     """A Swift store from its ``enabled_backends`` entry and ``[<id>]`` section (Glance's names)."""
+    from glimpse.storage.swift import SwiftStore
+
     unknown = sorted(set(settings.options) - set(_SWIFT_OPTIONS))
     if unknown:
         raise ConfigError(
