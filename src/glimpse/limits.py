@@ -20,12 +20,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
-import keystoneauth1.exceptions
-import keystoneauth1.session
-from keystoneauth1 import loading
 
 from glimpse.config import (
     OSLO_LIMIT_ADAPTER_OPTIONS,
@@ -36,6 +33,12 @@ from glimpse.config import (
 )
 from glimpse.domain.quotas import NO_LIMITS, Limits, Resource, from_keystone
 from glimpse.errors import ConfigError, LimitsUnavailable
+
+if TYPE_CHECKING:
+    import keystoneauth1.session
+
+# keystoneauth1 (with webob and osprofiler behind it) is imported by the Keystone reader only, when
+# use_keystone_limits is on: a process that counts quotas itself never loads it.
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,10 @@ class KeystoneLimits:
             self._identity_filter["region_name"] = self._options["region_name"]
 
     def _build_session(self) -> keystoneauth1.session.Session:
+        import keystoneauth1.exceptions
+        import keystoneauth1.session
+        from keystoneauth1 import loading
+
         name = f"[{OSLO_LIMIT_SECTION}]"
         section = self._options.get("auth_section")
         # With auth_section, keystoneauth1 reads the plugin's type and options from the named
@@ -147,6 +154,8 @@ class KeystoneLimits:
 
     # -- on a worker thread ----------------------------------------------------------------------
     def _get(self, path: str, **params: str) -> dict[str, Any]:
+        import keystoneauth1.exceptions
+
         try:
             response = self._session.get(path, endpoint_filter=self._identity_filter, params=params)
         except keystoneauth1.exceptions.http.HttpError as exc:

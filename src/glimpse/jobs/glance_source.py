@@ -19,10 +19,6 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from keystoneauth1 import exceptions as ks_exceptions
-from keystoneauth1 import session as ks_session
-from keystoneauth1.access import service_catalog
-
 from glimpse.domain.imports import DIGEST_LENGTHS, ExpectedDigest
 from glimpse.domain.url_rules import ImportFilter
 from glimpse.errors import DownloadFailed, InvalidInput, TooLarge
@@ -47,6 +43,10 @@ def _catalog_url(identity_url: str) -> str:
 
 
 def _read_catalog(identity_url: str, token: str, timeout: float) -> list[dict[str, Any]]:
+    # keystoneauth1 is loaded by the first glance-download, not by every process that runs tasks.
+    from keystoneauth1 import exceptions as ks_exceptions
+    from keystoneauth1 import session as ks_session
+
     session = ks_session.Session(timeout=timeout)
     url = _catalog_url(identity_url)
     try:
@@ -81,6 +81,9 @@ def _read_catalog(identity_url: str, token: str, timeout: float) -> list[dict[st
 
 
 def _choose(catalog: list[dict[str, Any]], region: str, interface: str) -> str:
+    from keystoneauth1 import exceptions as ks_exceptions
+    from keystoneauth1.access import service_catalog
+
     parsed = service_catalog.ServiceCatalogV3(catalog)
     try:
         url = parsed.url_for(service_type="image", interface=interface, region_name=region)
