@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from glimpse.db.models import ImageMemberRow, ImagePropertyRow, ImageRow, ImageTagRow
@@ -17,17 +18,28 @@ def _column(name: str) -> Any:
     return getattr(ImageRow, name)
 
 
+def _viewer_project(viewer: Viewer) -> Any:
+    """The caller's project as a bound parameter (``viewer_project``), so that a statement built for
+    one caller serves every caller of the same kind with :func:`viewer_params`."""
+    return bindparam("viewer_project", viewer.project_id)
+
+
+def viewer_params(viewer: Viewer) -> dict[str, Any]:
+    """The parameters a listing statement of :func:`list_statement` is executed with."""
+    return {} if viewer.project_id is None else {"viewer_project": viewer.project_id}
+
+
 def _membership(viewer: Viewer, status: MemberStatus | None) -> ColumnElement[bool]:
     if viewer.project_id is None:
         return false()
-    cond = and_(ImageMemberRow.image_id == ImageRow.id, ImageMemberRow.member == viewer.project_id)
+    cond = and_(ImageMemberRow.image_id == ImageRow.id, ImageMemberRow.member == _viewer_project(viewer))
     if status is not None:
         cond = and_(cond, ImageMemberRow.status == str(status))
     return exists().where(cond)
 
 
 def _visibility_clause(query: ImageListQuery, viewer: Viewer) -> ColumnElement[bool]:
-    owned = ImageRow.owner == viewer.project_id if viewer.project_id is not None else false()
+    owned = ImageRow.owner == _viewer_project(viewer) if viewer.project_id is not None else false()
     shared_with_me = and_(ImageRow.visibility == "shared", _membership(viewer, query.member_status))
     if query.visibility is not None:
         by_value = ImageRow.visibility == str(query.visibility)
@@ -148,3 +160,49 @@ def build_list_statement(
             # backwards (DESC NULLS LAST is not the reverse of an ascending index's order).
             order.append(column.asc() if direction == "asc" else column.desc())
     return stmt.order_by(*order).limit(query.limit)
+
+
+def list_statement(
+    query: ImageListQuery, viewer: Viewer, marker: dict[str, Any] | None, *, nulls_sort_low: bool = False
+) -> Select[Any]:
+    """:func:`build_list_statement`, built once per shape for listings without filters or a marker
+    (the usual first page): building the statement costs more than running it. Execute it with
+    :func:`viewer_params`."""
+    if marker is not None or query.filters or query.properties or query.tags:
+        return build_list_statement(query, viewer, marker, nulls_sort_low=nulls_sort_low)
+    return _plain_list_statement(
+        query.visibility,
+        query.include_all_visibilities,
+        query.member_status,
+        query.os_hidden,
+        query.sort,
+        query.limit,
+        viewer.is_admin,
+        viewer.project_id is None,
+        nulls_sort_low,
+    )
+
+
+@lru_cache(maxsize=256)
+def _plain_list_statement(
+    visibility: Visibility | None,
+    include_all_visibilities: bool,
+    member_status: MemberStatus | None,
+    os_hidden: bool | None,
+    sort: tuple[tuple[str, str], ...],
+    limit: int,
+    is_admin: bool,
+    anonymous: bool,
+    nulls_sort_low: bool,
+) -> Select[Any]:
+    query = ImageListQuery(
+        visibility=visibility,
+        include_all_visibilities=include_all_visibilities,
+        member_status=member_status,
+        os_hidden=os_hidden,
+        sort=sort,
+        limit=limit,
+    )
+    # The project bound into the statement is a placeholder: each execution passes its caller's.
+    viewer = Viewer(project_id=None if anonymous else "", is_admin=is_admin)
+    return build_list_statement(query, viewer, None, nulls_sort_low=nulls_sort_low)

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from glimpse.db.base import utcnow
-from glimpse.db.image_query import build_list_statement, marker_values
+from glimpse.db.image_query import list_statement, marker_values, viewer_params
 from glimpse.db.models import ImageLocationRow, ImageMemberRow, ImagePropertyRow, ImageRow, ImageTagRow
 from glimpse.domain.images import (
     STORED_ATTRIBUTES,
@@ -137,16 +137,17 @@ class SqlImageRepository:
         """Images selected by ``stmt`` (a select of the images table) with their properties, tags and
         locations: four Core queries whatever the page size, no ORM identity map to fill."""
         conn = self._session.connection()
-        images = [_image_from(row) for row in conn.execute(stmt, params).mappings()]
+        # ``all()`` fetches the rows at once; iterating a result fetches them one call at a time.
+        images = [_image_from(row) for row in conn.execute(stmt, params).mappings().all()]
         if not images:
             return images
         by_id = {image.id: image for image in images}
         ids = {"ids": list(by_id)}
-        for prop in conn.execute(_PROPERTIES_OF, ids):
-            by_id[prop.image_id].properties[prop.name] = prop.value
-        for tag in conn.execute(_TAGS_OF, ids):
-            by_id[tag.image_id].tags.append(tag.value)
-        for loc in conn.execute(_LOCATIONS_OF, ids):
+        for image_id, name, value in conn.execute(_PROPERTIES_OF, ids).all():
+            by_id[image_id].properties[name] = value
+        for image_id, value in conn.execute(_TAGS_OF, ids).all():
+            by_id[image_id].tags.append(value)
+        for loc in conn.execute(_LOCATIONS_OF, ids).all():
             by_id[loc.image_id].locations.append(
                 Location(
                     store_id=loc.store_id, url=loc.url, metadata=json.loads(loc.meta_data), status=loc.status
@@ -166,9 +167,8 @@ class SqlImageRepository:
             if marker is None:
                 raise InvalidInput(f"Invalid marker: image {query.marker} could not be found.")
         dialect = self._session.get_bind().dialect.name
-        return self._load(
-            build_list_statement(query, viewer, marker, nulls_sort_low=dialect in ("mysql", "mariadb"))
-        )
+        stmt = list_statement(query, viewer, marker, nulls_sort_low=dialect in ("mysql", "mariadb"))
+        return self._load(stmt, viewer_params(viewer))
 
     # -- writes ------------------------------------------------------------------------------------
     def add(self, image: Image) -> None:
