@@ -87,7 +87,13 @@ def _after(column: Any, direction: str, value: Any) -> ColumnElement[bool]:
     """Rows strictly after ``value`` in this key's order (NULLs first ascending, last descending)."""
     if direction == "asc":
         return column.isnot(None) if value is None else column > value  # type: ignore[no-any-return]
-    return false() if value is None else or_(column < value, column.is_(None))
+    if value is None:
+        return false()
+    # A NOT NULL column needs no IS NULL branch, which would keep the database from using the
+    # listing index for the range.
+    if not column.nullable:
+        return column < value  # type: ignore[no-any-return]
+    return or_(column < value, column.is_(None))
 
 
 def _equal(column: Any, value: Any) -> ColumnElement[bool]:
@@ -99,7 +105,15 @@ def _keyset_clause(keys: list[tuple[str, str]], marker: dict[str, Any]) -> Colum
     for i, (key, direction) in enumerate(keys):
         prefix = [_equal(_column(k), marker[k]) for k, _ in keys[:i]]
         branches.append(and_(*prefix, _after(_column(key), direction, marker[key])))
-    return or_(*branches)
+    after = or_(*branches)
+    # Every row after the marker is at or past it in the first key: said on its own, this bound is
+    # the range the database reads from its index (the OR above would make it scan from the top
+    # and filter away every row before the marker).
+    first, direction = keys[0]
+    column, value = _column(first), marker[first]
+    if column.nullable or value is None:
+        return after
+    return and_(column >= value if direction == "asc" else column <= value, after)
 
 
 def base_statement(query: ImageListQuery, viewer: Viewer) -> Select[Any]:
