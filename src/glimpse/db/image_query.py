@@ -20,13 +20,8 @@ def _column(name: str) -> Any:
 
 def _viewer_project(viewer: Viewer) -> Any:
     """The caller's project as a bound parameter (``viewer_project``), so that a statement built for
-    one caller serves every caller of the same kind with :func:`viewer_params`."""
+    one caller serves every caller of the same kind (see :func:`list_statement`)."""
     return bindparam("viewer_project", viewer.project_id)
-
-
-def viewer_params(viewer: Viewer) -> dict[str, Any]:
-    """The parameters a listing statement of :func:`list_statement` is executed with."""
-    return {} if viewer.project_id is None else {"viewer_project": viewer.project_id}
 
 
 def _membership(viewer: Viewer, status: MemberStatus | None) -> ColumnElement[bool]:
@@ -100,7 +95,13 @@ def _equal(column: Any, value: Any) -> ColumnElement[bool]:
     return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]
 
 
+def _marker_value(key: str, value: Any) -> Any:
+    """The marker's ``key`` as a bound parameter (``marker_<key>``; None stays a literal NULL test)."""
+    return None if value is None else bindparam(f"marker_{key}", value, type_=_column(key).type)
+
+
 def _keyset_clause(keys: list[tuple[str, str]], marker: dict[str, Any]) -> ColumnElement[bool]:
+    marker = {key: _marker_value(key, marker[key]) for key, _ in keys}
     branches = []
     for i, (key, direction) in enumerate(keys):
         prefix = [_equal(_column(k), marker[k]) for k, _ in keys[:i]]
@@ -146,12 +147,20 @@ def marker_values(session: Session, query: ImageListQuery, viewer: Viewer) -> di
             owned,
             and_(ImageRow.visibility == "shared", _membership(viewer, None)),
         )
-    row = session.scalars(
-        select(ImageRow).where(ImageRow.id == query.marker, ImageRow.deleted.is_(False), visible)
-    ).one_or_none()
+    # Only the sort keys, through Core: loading the whole row into the ORM cost more than the page.
+    keys = [key for key, _ in _sort_keys(query)]
+    row = (
+        session.connection()
+        .execute(
+            select(*[_column(key) for key in keys]).where(
+                ImageRow.id == query.marker, ImageRow.deleted.is_(False), visible
+            )
+        )
+        .first()
+    )
     if row is None:
         return None
-    return {key: getattr(row, key) for key, _ in _sort_keys(query)}
+    return dict(zip(keys, row, strict=True))
 
 
 def build_list_statement(
@@ -178,13 +187,16 @@ def build_list_statement(
 
 def list_statement(
     query: ImageListQuery, viewer: Viewer, marker: dict[str, Any] | None, *, nulls_sort_low: bool = False
-) -> Select[Any]:
-    """:func:`build_list_statement`, built once per shape for listings without filters or a marker
-    (the usual first page): building the statement costs more than running it. Execute it with
-    :func:`viewer_params`."""
-    if marker is not None or query.filters or query.properties or query.tags:
-        return build_list_statement(query, viewer, marker, nulls_sort_low=nulls_sort_low)
-    return _plain_list_statement(
+) -> tuple[Select[Any], dict[str, Any]]:
+    """:func:`build_list_statement` and the parameters to execute it with. Without filters (the
+    usual pages) the statement is built once per shape and reused: building it costs more than
+    running it; the caller's project and the marker's sort keys are its parameters."""
+    params = {} if viewer.project_id is None else {"viewer_project": viewer.project_id}
+    if marker is not None:
+        params.update({f"marker_{key}": value for key, value in marker.items() if value is not None})
+    if query.filters or query.properties or query.tags:
+        return build_list_statement(query, viewer, marker, nulls_sort_low=nulls_sort_low), params
+    stmt = _plain_list_statement(
         query.visibility,
         query.include_all_visibilities,
         query.member_status,
@@ -193,8 +205,10 @@ def list_statement(
         query.limit,
         viewer.is_admin,
         viewer.project_id is None,
+        None if marker is None else tuple((key, value is None) for key, value in marker.items()),
         nulls_sort_low,
     )
+    return stmt, params
 
 
 @lru_cache(maxsize=256)
@@ -207,6 +221,7 @@ def _plain_list_statement(
     limit: int,
     is_admin: bool,
     anonymous: bool,
+    marker_nulls: tuple[tuple[str, bool], ...] | None,
     nulls_sort_low: bool,
 ) -> Select[Any]:
     query = ImageListQuery(
@@ -217,6 +232,8 @@ def _plain_list_statement(
         sort=sort,
         limit=limit,
     )
-    # The project bound into the statement is a placeholder: each execution passes its caller's.
+    # The project and marker values bound into the statement are placeholders: each execution
+    # passes its own (only which marker keys are NULL changes the statement's shape).
     viewer = Viewer(project_id=None if anonymous else "", is_admin=is_admin)
-    return build_list_statement(query, viewer, None, nulls_sort_low=nulls_sort_low)
+    marker = None if marker_nulls is None else {key: None if null else "" for key, null in marker_nulls}
+    return build_list_statement(query, viewer, marker, nulls_sort_low=nulls_sort_low)

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from glimpse.db.base import utcnow
-from glimpse.db.image_query import list_statement, marker_values, viewer_params
+from glimpse.db.image_query import list_statement, marker_values
 from glimpse.db.models import ImageLocationRow, ImageMemberRow, ImagePropertyRow, ImageRow, ImageTagRow
 from glimpse.domain.images import (
     STORED_ATTRIBUTES,
@@ -167,8 +167,8 @@ class SqlImageRepository:
             if marker is None:
                 raise InvalidInput(f"Invalid marker: image {query.marker} could not be found.")
         dialect = self._session.get_bind().dialect.name
-        stmt = list_statement(query, viewer, marker, nulls_sort_low=dialect in ("mysql", "mariadb"))
-        return self._load(stmt, viewer_params(viewer))
+        stmt, params = list_statement(query, viewer, marker, nulls_sort_low=dialect in ("mysql", "mariadb"))
+        return self._load(stmt, params)
 
     # -- writes ------------------------------------------------------------------------------------
     def add(self, image: Image) -> None:
