@@ -53,6 +53,18 @@ def test_default_visibility_rules(client: TestClient) -> None:
     assert set(ids(client.get("/v2/images", headers=ADMIN))) == everything
 
 
+def test_each_caller_sees_its_own_images_through_the_same_listing(client: TestClient) -> None:
+    """The first page's statement is built once per shape and serves every caller: the project it
+    is run for must be each request's own, in whatever order the callers come."""
+    mine = new_image(client, visibility="private")["id"]
+    theirs = new_image(client, headers=OTHER, visibility="private")["id"]
+    for _ in range(2):
+        assert ids(client.get("/v2/images?limit=5")) == [mine]
+        assert ids(client.get("/v2/images?limit=5", headers=OTHER)) == [theirs]
+        assert ids(client.get("/v2/images?limit=5", headers=THIRD)) == []
+    assert set(ids(client.get("/v2/images?limit=5", headers=ADMIN))) == {mine, theirs}
+
+
 def test_shared_images_follow_member_status(client: TestClient) -> None:
     shared = new_image(client, headers=OTHER)["id"]
     member = client.post(f"/v2/images/{shared}/members", json={"member": "project-a"}, headers=OTHER)

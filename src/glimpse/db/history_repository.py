@@ -14,6 +14,8 @@ from glimpse.domain.history import HistoryAction, HistoryEntry, HistoryOutcome
 from glimpse.errors import InvalidInput
 
 _HISTORY = cast(Table, ImageHistoryRow.__table__)
+#: Built once: every create, status change and task end adds an entry.
+_INSERT = insert(_HISTORY)
 
 
 def _entry_from(row: RowMapping) -> HistoryEntry:
@@ -42,20 +44,21 @@ class SqlHistoryRepository:
 
     def add(self, entry: HistoryEntry) -> None:
         self._session.connection().execute(
-            insert(_HISTORY).values(
-                image_id=entry.image_id,
-                created_at=entry.at,
-                action=str(entry.action),
-                outcome=str(entry.outcome),
-                user_id=entry.user_id,
-                project_id=entry.project_id,
-                request_id=entry.request_id,
-                task_id=entry.task_id,
-                stores=",".join(entry.stores) or None,
-                bytes_moved=entry.bytes_moved,
-                status=entry.status,
-                message=entry.message or None,
-            )
+            _INSERT,
+            {
+                "image_id": entry.image_id,
+                "created_at": entry.at,
+                "action": str(entry.action),
+                "outcome": str(entry.outcome),
+                "user_id": entry.user_id,
+                "project_id": entry.project_id,
+                "request_id": entry.request_id,
+                "task_id": entry.task_id,
+                "stores": ",".join(entry.stores) or None,
+                "bytes_moved": entry.bytes_moved,
+                "status": entry.status,
+                "message": entry.message or None,
+            },
         )
 
     def for_image(self, image_id: str, *, limit: int, marker: int | None = None) -> list[HistoryEntry]:

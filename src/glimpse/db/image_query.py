@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from glimpse.db.models import ImageMemberRow, ImagePropertyRow, ImageRow, ImageTagRow
@@ -17,17 +18,23 @@ def _column(name: str) -> Any:
     return getattr(ImageRow, name)
 
 
+def _viewer_project(viewer: Viewer) -> Any:
+    """The caller's project as a bound parameter (``viewer_project``), so that a statement built for
+    one caller serves every caller of the same kind (see :func:`list_statement`)."""
+    return bindparam("viewer_project", viewer.project_id)
+
+
 def _membership(viewer: Viewer, status: MemberStatus | None) -> ColumnElement[bool]:
     if viewer.project_id is None:
         return false()
-    cond = and_(ImageMemberRow.image_id == ImageRow.id, ImageMemberRow.member == viewer.project_id)
+    cond = and_(ImageMemberRow.image_id == ImageRow.id, ImageMemberRow.member == _viewer_project(viewer))
     if status is not None:
         cond = and_(cond, ImageMemberRow.status == str(status))
     return exists().where(cond)
 
 
 def _visibility_clause(query: ImageListQuery, viewer: Viewer) -> ColumnElement[bool]:
-    owned = ImageRow.owner == viewer.project_id if viewer.project_id is not None else false()
+    owned = ImageRow.owner == _viewer_project(viewer) if viewer.project_id is not None else false()
     shared_with_me = and_(ImageRow.visibility == "shared", _membership(viewer, query.member_status))
     if query.visibility is not None:
         by_value = ImageRow.visibility == str(query.visibility)
@@ -75,19 +82,39 @@ def _after(column: Any, direction: str, value: Any) -> ColumnElement[bool]:
     """Rows strictly after ``value`` in this key's order (NULLs first ascending, last descending)."""
     if direction == "asc":
         return column.isnot(None) if value is None else column > value  # type: ignore[no-any-return]
-    return false() if value is None else or_(column < value, column.is_(None))
+    if value is None:
+        return false()
+    # A NOT NULL column needs no IS NULL branch, which would keep the database from using the
+    # listing index for the range.
+    if not column.nullable:
+        return column < value  # type: ignore[no-any-return]
+    return or_(column < value, column.is_(None))
 
 
 def _equal(column: Any, value: Any) -> ColumnElement[bool]:
     return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]
 
 
+def _marker_value(key: str, value: Any) -> Any:
+    """The marker's ``key`` as a bound parameter (``marker_<key>``; None stays a literal NULL test)."""
+    return None if value is None else bindparam(f"marker_{key}", value, type_=_column(key).type)
+
+
 def _keyset_clause(keys: list[tuple[str, str]], marker: dict[str, Any]) -> ColumnElement[bool]:
+    marker = {key: _marker_value(key, marker[key]) for key, _ in keys}
     branches = []
     for i, (key, direction) in enumerate(keys):
         prefix = [_equal(_column(k), marker[k]) for k, _ in keys[:i]]
         branches.append(and_(*prefix, _after(_column(key), direction, marker[key])))
-    return or_(*branches)
+    after = or_(*branches)
+    # Every row after the marker is at or past it in the first key: said on its own, this bound is
+    # the range the database reads from its index (the OR above would make it scan from the top
+    # and filter away every row before the marker).
+    first, direction = keys[0]
+    column, value = _column(first), marker[first]
+    if column.nullable or value is None:
+        return after
+    return and_(column >= value if direction == "asc" else column <= value, after)
 
 
 def base_statement(query: ImageListQuery, viewer: Viewer) -> Select[Any]:
@@ -120,12 +147,20 @@ def marker_values(session: Session, query: ImageListQuery, viewer: Viewer) -> di
             owned,
             and_(ImageRow.visibility == "shared", _membership(viewer, None)),
         )
-    row = session.scalars(
-        select(ImageRow).where(ImageRow.id == query.marker, ImageRow.deleted.is_(False), visible)
-    ).one_or_none()
+    # Only the sort keys, through Core: loading the whole row into the ORM cost more than the page.
+    keys = [key for key, _ in _sort_keys(query)]
+    row = (
+        session.connection()
+        .execute(
+            select(*[_column(key) for key in keys]).where(
+                ImageRow.id == query.marker, ImageRow.deleted.is_(False), visible
+            )
+        )
+        .first()
+    )
     if row is None:
         return None
-    return {key: getattr(row, key) for key, _ in _sort_keys(query)}
+    return dict(zip(keys, row, strict=True))
 
 
 def build_list_statement(
@@ -148,3 +183,57 @@ def build_list_statement(
             # backwards (DESC NULLS LAST is not the reverse of an ascending index's order).
             order.append(column.asc() if direction == "asc" else column.desc())
     return stmt.order_by(*order).limit(query.limit)
+
+
+def list_statement(
+    query: ImageListQuery, viewer: Viewer, marker: dict[str, Any] | None, *, nulls_sort_low: bool = False
+) -> tuple[Select[Any], dict[str, Any]]:
+    """:func:`build_list_statement` and the parameters to execute it with. Without filters (the
+    usual pages) the statement is built once per shape and reused: building it costs more than
+    running it; the caller's project and the marker's sort keys are its parameters."""
+    params = {} if viewer.project_id is None else {"viewer_project": viewer.project_id}
+    if marker is not None:
+        params.update({f"marker_{key}": value for key, value in marker.items() if value is not None})
+    if query.filters or query.properties or query.tags:
+        return build_list_statement(query, viewer, marker, nulls_sort_low=nulls_sort_low), params
+    stmt = _plain_list_statement(
+        query.visibility,
+        query.include_all_visibilities,
+        query.member_status,
+        query.os_hidden,
+        query.sort,
+        query.limit,
+        viewer.is_admin,
+        viewer.project_id is None,
+        None if marker is None else tuple((key, value is None) for key, value in marker.items()),
+        nulls_sort_low,
+    )
+    return stmt, params
+
+
+@lru_cache(maxsize=256)
+def _plain_list_statement(
+    visibility: Visibility | None,
+    include_all_visibilities: bool,
+    member_status: MemberStatus | None,
+    os_hidden: bool | None,
+    sort: tuple[tuple[str, str], ...],
+    limit: int,
+    is_admin: bool,
+    anonymous: bool,
+    marker_nulls: tuple[tuple[str, bool], ...] | None,
+    nulls_sort_low: bool,
+) -> Select[Any]:
+    query = ImageListQuery(
+        visibility=visibility,
+        include_all_visibilities=include_all_visibilities,
+        member_status=member_status,
+        os_hidden=os_hidden,
+        sort=sort,
+        limit=limit,
+    )
+    # The project and marker values bound into the statement are placeholders: each execution
+    # passes its own (only which marker keys are NULL changes the statement's shape).
+    viewer = Viewer(project_id=None if anonymous else "", is_admin=is_admin)
+    marker = None if marker_nulls is None else {key: None if null else "" for key, null in marker_nulls}
+    return build_list_statement(query, viewer, marker, nulls_sort_low=nulls_sort_low)

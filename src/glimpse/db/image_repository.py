@@ -18,6 +18,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    insert,
     or_,
     select,
     update,
@@ -26,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from glimpse.db.base import utcnow
-from glimpse.db.image_query import build_list_statement, marker_values
+from glimpse.db.image_query import list_statement, marker_values
 from glimpse.db.models import ImageLocationRow, ImageMemberRow, ImagePropertyRow, ImageRow, ImageTagRow
 from glimpse.domain.images import (
     STORED_ATTRIBUTES,
@@ -74,6 +75,12 @@ _LOCATIONS_OF = (
     .where(_LOCATIONS.c.image_id.in_(bindparam("ids", expanding=True)))
     .order_by(_LOCATIONS.c.id)
 )
+_ID_USED = select(_IMAGES.c.id).where(_IMAGES.c.id == bindparam("image_id"))
+# A new image is written with Core inserts of these (one per table, properties and tags as one
+# executemany each): the ORM's flush of the same rows costs several times the Python.
+_INSERT_IMAGE = insert(_IMAGES)
+_INSERT_PROPERTY = insert(_PROPERTIES)
+_INSERT_TAG = insert(_TAGS)
 
 
 def _image_from(row: RowMapping) -> Image:
@@ -130,16 +137,17 @@ class SqlImageRepository:
         """Images selected by ``stmt`` (a select of the images table) with their properties, tags and
         locations: four Core queries whatever the page size, no ORM identity map to fill."""
         conn = self._session.connection()
-        images = [_image_from(row) for row in conn.execute(stmt, params).mappings()]
+        # ``all()`` fetches the rows at once; iterating a result fetches them one call at a time.
+        images = [_image_from(row) for row in conn.execute(stmt, params).mappings().all()]
         if not images:
             return images
         by_id = {image.id: image for image in images}
         ids = {"ids": list(by_id)}
-        for prop in conn.execute(_PROPERTIES_OF, ids):
-            by_id[prop.image_id].properties[prop.name] = prop.value
-        for tag in conn.execute(_TAGS_OF, ids):
-            by_id[tag.image_id].tags.append(tag.value)
-        for loc in conn.execute(_LOCATIONS_OF, ids):
+        for image_id, name, value in conn.execute(_PROPERTIES_OF, ids).all():
+            by_id[image_id].properties[name] = value
+        for image_id, value in conn.execute(_TAGS_OF, ids).all():
+            by_id[image_id].tags.append(value)
+        for loc in conn.execute(_LOCATIONS_OF, ids).all():
             by_id[loc.image_id].locations.append(
                 Location(
                     store_id=loc.store_id, url=loc.url, metadata=json.loads(loc.meta_data), status=loc.status
@@ -149,7 +157,8 @@ class SqlImageRepository:
 
     def exists_ever(self, image_id: str) -> bool:
         """Whether the id was ever used, deleted images included (ids are never reused)."""
-        return self._session.get(ImageRow, image_id) is not None
+        params = {"image_id": image_id}
+        return self._session.connection().execute(_ID_USED, params).first() is not None
 
     def list(self, query: ImageListQuery, viewer: Viewer) -> list[Image]:
         marker = None
@@ -158,27 +167,34 @@ class SqlImageRepository:
             if marker is None:
                 raise InvalidInput(f"Invalid marker: image {query.marker} could not be found.")
         dialect = self._session.get_bind().dialect.name
-        return self._load(
-            build_list_statement(query, viewer, marker, nulls_sort_low=dialect in ("mysql", "mariadb"))
-        )
+        stmt, params = list_statement(query, viewer, marker, nulls_sort_low=dialect in ("mysql", "mariadb"))
+        return self._load(stmt, params)
 
     # -- writes ------------------------------------------------------------------------------------
     def add(self, image: Image) -> None:
-        row = ImageRow(
+        values: dict[str, Any] = {name: getattr(image, name) for name in _COLUMNS}
+        values.update(
             id=image.id,
+            status=str(image.status),
+            visibility=str(image.visibility),
             created_at=image.created_at,
             updated_at=image.updated_at,
             deleted=False,
-            **{name: getattr(image, name) for name in _COLUMNS},
+            deleted_at=None,
+            import_lock_version=None,
         )
-        row.properties = [ImagePropertyRow(name=k, value=v) for k, v in image.properties.items()]
-        row.tags = [ImageTagRow(value=t) for t in image.tags]
-        row.locations = []
-        self._session.add(row)
+        conn = self._session.connection()
         try:
-            self._session.flush()
+            conn.execute(_INSERT_IMAGE, values)
         except IntegrityError:
             raise Duplicate(f"An image with identifier {image.id} already exists.") from None
+        if image.properties:
+            conn.execute(
+                _INSERT_PROPERTY,
+                [{"image_id": image.id, "name": k, "value": v} for k, v in image.properties.items()],
+            )
+        if image.tags:
+            conn.execute(_INSERT_TAG, [{"image_id": image.id, "value": t} for t in image.tags])
 
     def save(
         self, image: Image, *, expected_status: ImageStatus | Sequence[ImageStatus] | None = None

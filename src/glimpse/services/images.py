@@ -180,7 +180,8 @@ class ImageService:
         target = self.target(ctx, image)
         self.policy.enforce("add_image", ctx, target)
         self._check_visibility_policy(ctx, image.visibility, target)
-        if self.images.exists_ever(image.id):
+        # A fresh random id needs no look-up: the insert itself still refuses a used one.
+        if "id" in body and self.images.exists_ever(image.id):
             raise Duplicate(f"An image with identifier {image.id} already exists.")
         if image.owner is not None:
             admit(self.repos, limits, image.owner, Resource.IMAGE_COUNT_TOTAL, system_clock())
