@@ -7,6 +7,7 @@ them; the app reads them as the ``[oslo_limit]`` user (admin, system scope) woul
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +16,9 @@ import pytest
 from apitools import OCTET, new_image
 from starlette.testclient import TestClient
 
+from glimpse.jobs.runner import TaskRunner
 from keystonesupport import ADMIN_PASSWORD, REGION, KeystoneServer
+from websupport import WebServer, serve
 
 pytestmark = pytest.mark.live
 
@@ -251,3 +254,60 @@ def test_keystone_down_is_503_until_it_is_back(
         keystone.start()
     assert client.post("/v2/images", json=body, headers=who).status_code == 201
     assert usage(client, who)["image_count_total"] == {"limit": 3, "usage": 2}
+
+
+@pytest.fixture(scope="module")
+def slow_web() -> Iterator[WebServer]:
+    # 1.5 MiB in 64 KiB chunks, 0.05 s apart (about 1.2 s): three downloads started together
+    # overlap, and each reaches the staging area in more than one block.
+    yield from serve({"/disk.raw": b"s" * (3 * MIB // 2)}, delay=0.05)
+
+
+def test_parallel_web_downloads_never_stage_more_than_image_stage_total(
+    make_client: Callable[..., TestClient], keystone: KeystoneServer, slow_web: WebServer
+) -> None:
+    account = keystone.account("quota-stage", "quota-stage-password", ["member", "reader"])
+    limits = {
+        "image_count_uploading": 5,
+        "image_count_total": 10,
+        "image_size_total": 10,
+        "image_stage_total": 2,
+    }
+    for name, limit in limits.items():
+        keystone.project_limit("image", REGION, account.project_id, name, limit)
+    client = make_client(
+        **limits_environ(
+            keystone,
+            GLIMPSE_TASK__EMBEDDED_RUNNER="false",
+            GLIMPSE_TASK__MAX_CONCURRENT_TASKS="3",
+            **slow_web.filter_environ,
+        )
+    )
+    owner = as_project(account.project_id)
+    images = [new_image(client, headers=owner)["id"] for _ in range(3)]
+    body = {"method": {"name": "web-download", "uri": slow_web.url("/disk.raw")}}
+    for image_id in images:
+        # Nothing is staged yet, so each request finds room for its download.
+        assert client.post(f"/v2/images/{image_id}/import", json=body, headers=owner).status_code == 202
+
+    async def run_all() -> None:
+        runner = TaskRunner(client.app.state.runtime, "stage-race")  # type: ignore[attr-defined]
+        await runner.run_once()
+        await runner.wait_idle()
+
+    asyncio.run(run_all())
+    ended = {
+        image_id: client.get(f"/v2/images/{image_id}/tasks", headers=owner).json()["tasks"][0]
+        for image_id in images
+    }
+    # image_stage_total is 2 MiB: one 1.5 MiB download fits, a second one would not.
+    assert sorted(task["status"] for task in ended.values()) == ["failure", "failure", "success"]
+    for image_id, task in ended.items():
+        image = client.get(f"/v2/images/{image_id}", headers=owner).json()
+        if task["status"] == "success":
+            assert image["status"] == "active"
+        else:
+            assert "image_stage_total is over limit" in task["message"]
+            assert "Nothing was kept in the staging area" in task["message"]
+            assert image["status"] == "queued"
+    assert usage(client, owner)["image_stage_total"]["usage"] == 0  # every task gave its share back

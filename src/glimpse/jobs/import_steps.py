@@ -196,12 +196,15 @@ async def _stage_from(run: ImportRun, url: str, headers: Mapping[str, str] | Non
     async def fetch() -> int:
         async with source.stream(url, headers) as download:
             hb.progress.staged_total = download.size
-            stored = await run.staging.write(run.image_id, counted(download.chunks), max_size=limit)
+            chunks = counted(await _reserved_for_staging(run, download.chunks, download.size))
+            stored = await run.staging.write(run.image_id, chunks, max_size=limit)
             run.staged = stored.location
             return stored.size
 
     try:
         run.size = await hb.guard(fetch())
+    except OverQuota as exc:
+        raise FlowFailed(f"{exc.message} Nothing was kept in the staging area.") from None
     except TooLarge as exc:
         if limit < settings.image_size_cap:
             exc.message += (
@@ -216,6 +219,54 @@ async def _stage_from(run: ImportRun, url: str, headers: Mapping[str, str] | Non
         raise FlowFailed(f"Writing the downloaded data to the staging area failed: {exc.message}") from None
     for store_id in run.targets:
         hb.store(store_id).bytes_total = run.size
+
+
+async def _reserved_for_staging(
+    run: ImportRun, chunks: AsyncIterator[bytes], size: int | None
+) -> AsyncIterator[bytes]:
+    """``chunks``, each passed to the staging area only once the owner's ``image_stage_total``
+    reservation covers it: the announced ``size`` at once, or ``[quota] reservation_step`` at a
+    time as a download of unknown size arrives. The task holds it (its heartbeats renew it; its
+    last status drops it, when its staged data is gone), so parallel downloads can never stage
+    more than the limit together. A step that does not fit raises :class:`OverQuota` before its
+    bytes are written."""
+    image = run.image
+    owner = image.owner if image is not None else None
+    limits = await run.ports.limits.limits(owner) if owner is not None else None
+    if owner is None or limits is None or limits.limit(Resource.IMAGE_STAGE_TOTAL) is None:
+        return chunks
+    ports = run.ports
+    step = ports.settings.reservation_step
+    life = timedelta(seconds=ports.settings.reservation_timeout)
+    holder = run.task.id
+
+    async def metered() -> AsyncIterator[bytes]:
+        covered = passed = 0
+        async for chunk in chunks:
+            if passed + len(chunk) > covered:
+                needed = passed + len(chunk) - covered
+                wanted = max(needed, step if size is None else size - covered)
+
+                def grow(repos: Repositories, needed: int = needed, wanted: int = wanted) -> int | None:
+                    now = ports.clock()
+                    return reserve_quota(
+                        repos,
+                        limits,
+                        owner,
+                        Resource.IMAGE_STAGE_TOTAL,
+                        holder,
+                        needed=needed,
+                        wanted=wanted,
+                        now=now,
+                        expires_at=now + life,
+                    )
+
+                total = await ports.run(grow)
+                covered = passed + len(chunk) if total is None else total
+            passed += len(chunk)
+            yield chunk
+
+    return metered()
 
 
 class GlanceDownload(Download):
