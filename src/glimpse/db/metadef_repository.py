@@ -75,6 +75,14 @@ class SqlMetadefRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
+    def _insert(self, row: object, taken: Duplicate) -> None:
+        """Add ``row`` in a savepoint; ``taken`` is raised when a unique constraint refuses it."""
+        try:
+            with self._session.begin_nested():
+                self._session.add(row)
+        except IntegrityError:
+            raise taken from None
+
     # -- namespaces ----------------------------------------------------------------------------------
 
     def _row(self, name: str) -> MetadefNamespaceRow | None:
@@ -147,11 +155,7 @@ class SqlMetadefRepository:
             created_at=now,
             updated_at=now,
         )
-        try:
-            with self._session.begin_nested():
-                self._session.add(row)
-        except IntegrityError:
-            raise _namespace_taken(namespace.namespace) from None
+        self._insert(row, _namespace_taken(namespace.namespace))
         return _namespace(row)
 
     def update_namespace(self, name: str, namespace: Namespace) -> Namespace:
@@ -240,13 +244,10 @@ class SqlMetadefRepository:
             created_at=now,
             updated_at=now,
         )
-        try:
-            with self._session.begin_nested():
-                self._session.add(row)
-        except IntegrityError:
-            raise Duplicate(
-                f"Namespace {namespace} is already associated with resource type {association.name}."
-            ) from None
+        self._insert(
+            row,
+            Duplicate(f"Namespace {namespace} is already associated with resource type {association.name}."),
+        )
         return Association(association.name, row.prefix, row.properties_target, now, now)
 
     def remove_association(self, namespace: str, resource_type: str) -> None:
@@ -295,11 +296,7 @@ class SqlMetadefRepository:
             created_at=now,
             updated_at=now,
         )
-        try:
-            with self._session.begin_nested():
-                self._session.add(row)
-        except IntegrityError:
-            raise Duplicate(f"Namespace {namespace} already has a {kind} named {name}.") from None
+        self._insert(row, Duplicate(f"Namespace {namespace} already has a {kind} named {name}."))
         return _entry(row)
 
     def replace_entry(
