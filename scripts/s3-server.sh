@@ -43,6 +43,7 @@ state="$repo_root/.test-services/s3-$port"
 venv="$repo_root/.test-services/swift-venv"
 requirements="$repo_root/scripts/s3-server-requirements.txt"
 helper="$repo_root/scripts/s3_server_helper.py"
+py=("$venv/bin/python" -I -W ignore "$helper")
 uv="$repo_root/.tools/bin/uv"
 user_name="tester"
 account="test"
@@ -188,70 +189,11 @@ use = egg:swift#$kind
 use = egg:swift#healthcheck
 EOF
     done
-    # s3api before tempauth: S3 access key "<account>:<user>", secret = the tempauth key.
-    cat >"$etc/proxy-server.conf" <<EOF
-[DEFAULT]
-bind_ip = 127.0.0.1
-bind_port = $port
-workers = 1
-user = $(id -un)
-swift_dir = $etc
-log_name = proxy-server
-
-[pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk s3api tempauth copy slo dlo proxy-logging proxy-server
-
-[app:proxy-server]
-use = egg:swift#proxy
-account_autocreate = true
-allow_account_management = true
-
-[filter:s3api]
-use = egg:swift#s3api
-location = us-east-1
-dns_compliant_bucket_names = true
-allow_multipart_uploads = true
-max_upload_part_num = 10000
-min_segment_size = 1048576
-s3_acl = false
-
-[filter:tempauth]
-use = egg:swift#tempauth
-reseller_prefix = AUTH
-user_${account}_${user_name} = $secret .admin
-
-[filter:cache]
-use = egg:swift#memcache
-memcache_servers = 127.0.0.1:$mport
-
-[filter:catch_errors]
-use = egg:swift#catch_errors
-
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-
-[filter:healthcheck]
-use = egg:swift#healthcheck
-
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-
-[filter:listing_formats]
-use = egg:swift#listing_formats
-
-[filter:bulk]
-use = egg:swift#bulk
-
-[filter:copy]
-use = egg:swift#copy
-
-[filter:slo]
-use = egg:swift#slo
-max_manifest_segments = 10000
-
-[filter:dlo]
-use = egg:swift#dlo
-EOF
+    # The proxy's configuration comes from the helper, which also writes the one of the
+    # Keystone-validating proxy of tests/objectsupport.py.
+    "${py[@]}" proxy-config tempauth "$etc" "$port" "127.0.0.1:$mport" "$(id -un)" \
+        "account=$account" "user=$user_name" "key=$secret" >"$etc/proxy-server.conf" \
+        || die "could not write $etc/proxy-server.conf"
 }
 
 print_env() {
@@ -282,7 +224,6 @@ cmd_start() {
     cmd_stop 2>/dev/null # whatever is left of a half-started or half-stopped run
     ensure_memcached
     ensure_swift
-    local py=("$venv/bin/python" -I -W ignore "$helper")
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port on 127.0.0.1 is in use by another program; set GLIMPSE_TEST_S3_PORT to a free port"
     fi

@@ -8,6 +8,12 @@
     s3_server_helper.py wait SECONDS PORT USER KEY BACKEND_PORTS...
                                              wait until every server answers /healthcheck, a
                                              tempauth token works and the proxy speaks S3
+    s3_server_helper.py proxy-config AUTH ETC PORT MEMCACHE RUN_AS NAME=VALUE...
+                                             print a proxy server's configuration, AUTH being
+                                             tempauth (with S3; NAME: account, user, key) or
+                                             keystone (NAME: keystone_url, password,
+                                             token_cache_time); tests/objectsupport.py writes its
+                                             Keystone-validating proxy's with it
 
 It only uses the standard library and Swift itself, so it runs without the project installed.
 """
@@ -111,6 +117,103 @@ def wait(timeout: float, port: int, user: str, key: str, backends: list[int]) ->
     return 1
 
 
+#: The proxy's pipeline around its authentication middlewares, the same for both kinds of proxy.
+_PIPELINE_HEAD = ("catch_errors", "gatekeeper", "healthcheck", "proxy-logging", "cache", "listing_formats")
+_PIPELINE_TAIL = ("copy", "slo", "dlo", "proxy-logging", "proxy-server")
+
+
+def _tempauth(options: dict[str, str]) -> tuple[tuple[str, ...], str, str]:
+    # s3api before tempauth: S3 access key "<account>:<user>", secret = the tempauth key.
+    sections = f"""[filter:s3api]
+use = egg:swift#s3api
+location = us-east-1
+dns_compliant_bucket_names = true
+allow_multipart_uploads = true
+max_upload_part_num = 10000
+min_segment_size = 1048576
+s3_acl = false
+
+[filter:tempauth]
+use = egg:swift#tempauth
+reseller_prefix = AUTH
+user_{options["account"]}_{options["user"]} = {options["key"]} .admin
+"""
+    return ("bulk", "s3api", "tempauth"), "allow_account_management = true\n", sections
+
+
+def _keystone(options: dict[str, str]) -> tuple[tuple[str, ...], str, str]:
+    # authtoken validates the token and sets the identity headers; keystoneauth lets a user with an
+    # operator role on a project into the account AUTH_<project id>.
+    url = options["keystone_url"]
+    sections = f"""[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+www_authenticate_uri = {url}/v3
+auth_url = {url}/v3
+auth_type = password
+username = swift
+password = {options["password"]}
+project_name = service
+user_domain_id = default
+project_domain_id = default
+delay_auth_decision = true
+include_service_catalog = false
+http_connect_timeout = 5
+# Validations are believed for a few seconds only, so that a revoked token is refused soon after.
+token_cache_time = {options["token_cache_time"]}
+
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+reseller_prefix = AUTH
+operator_roles = admin, member
+"""
+    return ("authtoken", "keystoneauth"), "", sections
+
+
+_AUTH = {"tempauth": (_tempauth, "proxy-server"), "keystone": (_keystone, "proxy-keystone")}
+
+#: The sections of the middlewares both kinds of proxy may have, in the order they are written.
+_FILTERS = {
+    "catch_errors": "use = egg:swift#catch_errors\n",
+    "gatekeeper": "use = egg:swift#gatekeeper\n",
+    "healthcheck": "use = egg:swift#healthcheck\n",
+    "proxy-logging": "use = egg:swift#proxy_logging\n",
+    "listing_formats": "use = egg:swift#listing_formats\n",
+    "bulk": "use = egg:swift#bulk\n",
+    "copy": "use = egg:swift#copy\n",
+    "slo": "use = egg:swift#slo\nmax_manifest_segments = 10000\n",
+    "dlo": "use = egg:swift#dlo\n",
+}
+
+
+def proxy_config(auth: str, etc: str, port: int, memcache: str, run_as: str, options: dict[str, str]) -> str:
+    """A Swift proxy's configuration: tempauth with S3 (scripts/s3-server.sh's proxy) or Keystone
+    tokens (tests/objectsupport.py's), on the account, container and object servers of ``etc``."""
+    build, log_name = _AUTH[auth]
+    middlewares, app_extra, auth_sections = build(options)
+    pipeline = (*_PIPELINE_HEAD, *middlewares, *_PIPELINE_TAIL)
+    filters = "".join(f"\n[filter:{name}]\n{body}" for name, body in _FILTERS.items() if name in pipeline)
+    return f"""[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = {port}
+workers = 1
+user = {run_as}
+swift_dir = {etc}
+log_name = {log_name}
+
+[pipeline:main]
+pipeline = {" ".join(pipeline)}
+
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+{app_extra}
+{auth_sections}
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = {memcache}
+{filters}"""
+
+
 def main(argv: list[str]) -> int:
     command, args = argv[0], argv[1:]
     if command == "ports":
@@ -123,6 +226,10 @@ def main(argv: list[str]) -> int:
         return serve(args[0], args[1], args[2])
     if command == "wait":
         return wait(float(args[0]), int(args[1]), args[2], args[3], [int(p) for p in args[4:]])
+    if command == "proxy-config":
+        options = dict(arg.split("=", 1) for arg in args[5:])
+        print(proxy_config(args[0], args[1], int(args[2]), args[3], args[4], options), end="")
+        return 0
     print(f"unknown command {command!r}", file=sys.stderr)
     return 2
 

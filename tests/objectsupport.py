@@ -102,83 +102,30 @@ def start_s3_server() -> ObjectServer:
 
 
 SWIFT_SERVICE_PASSWORD = "swift-service-pw"
-_PIPELINE = (
-    *("catch_errors", "gatekeeper", "healthcheck", "proxy-logging", "cache", "listing_formats"),
-    *("authtoken", "keystoneauth", "copy", "slo", "dlo", "proxy-logging", "proxy-server"),
-)
 GLANCE_PASSWORD = "glance-pw"
 register_secret(SWIFT_SERVICE_PASSWORD, "the Keystone password of the Swift proxy")
 register_secret(GLANCE_PASSWORD, "the Keystone password of the glance service user")
 
 
 def _proxy_config(server: ObjectServer, keystone: KeystoneServer, port: int) -> str:
-    # authtoken validates the token and sets the identity headers; keystoneauth lets a user with an
-    # operator role on a project into the account AUTH_<project id>.
-    return f"""[DEFAULT]
-bind_ip = 127.0.0.1
-bind_port = {port}
-workers = 1
-user = {getpass.getuser()}
-swift_dir = {server.swift_dir}
-log_name = proxy-keystone
-
-[pipeline:main]
-pipeline = {" ".join(_PIPELINE)}
-
-[app:proxy-server]
-use = egg:swift#proxy
-account_autocreate = true
-
-[filter:authtoken]
-paste.filter_factory = keystonemiddleware.auth_token:filter_factory
-www_authenticate_uri = {keystone.url}/v3
-auth_url = {keystone.url}/v3
-auth_type = password
-username = swift
-password = {SWIFT_SERVICE_PASSWORD}
-project_name = service
-user_domain_id = default
-project_domain_id = default
-delay_auth_decision = true
-include_service_catalog = false
-http_connect_timeout = 5
-# Validations are believed for a few seconds only, so that a revoked token is refused soon after.
-token_cache_time = {PROXY_TOKEN_CACHE_TIME}
-
-[filter:keystoneauth]
-use = egg:swift#keystoneauth
-reseller_prefix = AUTH
-operator_roles = admin, member
-
-[filter:cache]
-use = egg:swift#memcache
-memcache_servers = {server.swift_memcache}
-
-[filter:catch_errors]
-use = egg:swift#catch_errors
-
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-
-[filter:healthcheck]
-use = egg:swift#healthcheck
-
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-
-[filter:listing_formats]
-use = egg:swift#listing_formats
-
-[filter:copy]
-use = egg:swift#copy
-
-[filter:slo]
-use = egg:swift#slo
-max_manifest_segments = 10000
-
-[filter:dlo]
-use = egg:swift#dlo
-"""
+    """The proxy's configuration, written by the helper that writes the tempauth proxy's of
+    scripts/s3-server.sh (the same pipeline but for authtoken and keystoneauth)."""
+    options = {
+        "keystone_url": keystone.url,
+        "password": SWIFT_SERVICE_PASSWORD,
+        "token_cache_time": str(PROXY_TOKEN_CACHE_TIME),
+    }
+    done = subprocess.run(
+        [server.swift_python, "-I", "-W", "ignore", str(S3_HELPER), "proxy-config", "keystone"]
+        + [server.swift_dir, str(port), server.swift_memcache, getpass.getuser()]
+        + [f"{name}={value}" for name, value in options.items()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"could not write the Keystone Swift proxy's configuration:\n{done.stderr}")
+    return done.stdout
 
 
 class KeystoneSwift:

@@ -9,6 +9,8 @@ import pytest
 from apitools import ADMIN, OWNER, new_image
 from starlette.testclient import TestClient
 
+from glimpse.api import schemas
+
 
 def test_versions(client: TestClient) -> None:
     response = client.get("/versions")
@@ -127,27 +129,7 @@ def test_glance_download_is_neither_offered_nor_accepted_without_keystone(make_c
     assert response.json()["message"] == "Unknown import method name 'glance-download'."
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "image",
-        "images",
-        "member",
-        "members",
-        "task",
-        "tasks",
-        "metadefs/namespace",
-        "metadefs/namespaces",
-        "metadefs/object",
-        "metadefs/objects",
-        "metadefs/property",
-        "metadefs/properties",
-        "metadefs/tag",
-        "metadefs/tags",
-        "metadefs/resource_type",
-        "metadefs/resource_types",
-    ],
-)
+@pytest.mark.parametrize("name", sorted(schemas.SCHEMA_NAMES))
 def test_schemas_are_served(client: TestClient, name: str) -> None:
     response = client.get(f"/v2/schemas/{name}")
     assert response.status_code == 200

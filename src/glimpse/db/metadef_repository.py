@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,9 +58,30 @@ def _no_entry(namespace: str, kind: EntryKind, name: str) -> NotFound:
     return NotFound(f"Metadata definition {kind} {name} not found in namespace {namespace}.")
 
 
+def _namespace_taken(namespace: str) -> Duplicate:
+    return Duplicate(f"A metadata definition namespace named {namespace} already exists.")
+
+
+def _entry_is(namespace_id: int, kind: EntryKind, name: str) -> tuple[ColumnElement[bool], ...]:
+    """The conditions that select one entry of a namespace."""
+    return (
+        MetadefEntryRow.namespace_id == namespace_id,
+        MetadefEntryRow.kind == str(kind),
+        MetadefEntryRow.name == name,
+    )
+
+
 class SqlMetadefRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
+
+    def _insert(self, row: object, taken: Duplicate) -> None:
+        """Add ``row`` in a savepoint; ``taken`` is raised when a unique constraint refuses it."""
+        try:
+            with self._session.begin_nested():
+                self._session.add(row)
+        except IntegrityError:
+            raise taken from None
 
     # -- namespaces ----------------------------------------------------------------------------------
 
@@ -134,13 +155,7 @@ class SqlMetadefRepository:
             created_at=now,
             updated_at=now,
         )
-        try:
-            with self._session.begin_nested():
-                self._session.add(row)
-        except IntegrityError:
-            raise Duplicate(
-                f"A metadata definition namespace named {namespace.namespace} already exists."
-            ) from None
+        self._insert(row, _namespace_taken(namespace.namespace))
         return _namespace(row)
 
     def update_namespace(self, name: str, namespace: Namespace) -> Namespace:
@@ -161,9 +176,7 @@ class SqlMetadefRepository:
                     )
                 )
         except IntegrityError:
-            raise Duplicate(
-                f"A metadata definition namespace named {namespace.namespace} already exists."
-            ) from None
+            raise _namespace_taken(namespace.namespace) from None
         found = self.find_namespace(namespace.namespace)
         if found is None:  # pragma: no cover - renamed away by a concurrent writer
             raise _missing(namespace.namespace)
@@ -231,13 +244,10 @@ class SqlMetadefRepository:
             created_at=now,
             updated_at=now,
         )
-        try:
-            with self._session.begin_nested():
-                self._session.add(row)
-        except IntegrityError:
-            raise Duplicate(
-                f"Namespace {namespace} is already associated with resource type {association.name}."
-            ) from None
+        self._insert(
+            row,
+            Duplicate(f"Namespace {namespace} is already associated with resource type {association.name}."),
+        )
         return Association(association.name, row.prefix, row.properties_target, now, now)
 
     def remove_association(self, namespace: str, resource_type: str) -> None:
@@ -269,11 +279,7 @@ class SqlMetadefRepository:
 
     def _entry_row(self, namespace_id: int, kind: EntryKind, name: str) -> MetadefEntryRow | None:
         return self._session.scalars(
-            select(MetadefEntryRow).where(
-                MetadefEntryRow.namespace_id == namespace_id,
-                MetadefEntryRow.kind == str(kind),
-                MetadefEntryRow.name == name,
-            )
+            select(MetadefEntryRow).where(*_entry_is(namespace_id, kind, name))
         ).one_or_none()
 
     def find_entry(self, namespace: str, kind: EntryKind, name: str) -> Entry | None:
@@ -290,11 +296,7 @@ class SqlMetadefRepository:
             created_at=now,
             updated_at=now,
         )
-        try:
-            with self._session.begin_nested():
-                self._session.add(row)
-        except IntegrityError:
-            raise Duplicate(f"Namespace {namespace} already has a {kind} named {name}.") from None
+        self._insert(row, Duplicate(f"Namespace {namespace} already has a {kind} named {name}."))
         return _entry(row)
 
     def replace_entry(
@@ -305,11 +307,7 @@ class SqlMetadefRepository:
             with self._session.begin_nested():
                 result = self._session.execute(
                     update(MetadefEntryRow)
-                    .where(
-                        MetadefEntryRow.namespace_id == namespace_id,
-                        MetadefEntryRow.kind == str(kind),
-                        MetadefEntryRow.name == name,
-                    )
+                    .where(*_entry_is(namespace_id, kind, name))
                     .values(name=new_name, body=orjson.dumps(dict(body)).decode(), updated_at=utcnow())
                 )
         except IntegrityError:
@@ -324,11 +322,7 @@ class SqlMetadefRepository:
 
     def remove_entry(self, namespace: str, kind: EntryKind, name: str) -> None:
         result = self._session.execute(
-            delete(MetadefEntryRow).where(
-                MetadefEntryRow.namespace_id == self._id(namespace),
-                MetadefEntryRow.kind == str(kind),
-                MetadefEntryRow.name == name,
-            )
+            delete(MetadefEntryRow).where(*_entry_is(self._id(namespace), kind, name))
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise _no_entry(namespace, kind, name)

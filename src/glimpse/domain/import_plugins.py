@@ -3,7 +3,8 @@
 Glance's names and option (``[image_import_opts] image_import_plugins``, a list, empty by default):
 the plugins run, in the configured order, on the staged data of glance-direct and web-download
 imports (after the download), never for copy-image. What each one decides is here, pure; the jobs
-layer (``glimpse.jobs.content_steps``) moves the bytes and runs ``qemu-img``.
+layer (``glimpse.jobs.decompress_step``, ``glimpse.jobs.convert_step``) moves the bytes and runs
+``qemu-img``.
 
 * ``image_decompression``: data whose first bytes are a gzip, bzip2, xz, zstd or zip header is
   replaced by its decompressed content; the image's ``disk_format`` is not changed.

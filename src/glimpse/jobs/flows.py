@@ -9,7 +9,8 @@ copy-image       Begin → CopyToStores (an existing location → targets) → C
 ================ ========================================================================================
 
 ``[plugins]`` are the steps of ``[image_import_opts] image_import_plugins`` in their configured
-order (:mod:`glimpse.jobs.content_steps`).
+order (:mod:`glimpse.jobs.plugin_steps`, :mod:`glimpse.jobs.decompress_step`,
+:mod:`glimpse.jobs.convert_step`).
 
 :func:`execute_task` runs one claimed task to its end: success, failure (with a message that says
 what failed and what to do), or a clean hand-back to the queue when the runner is stopping. How a
@@ -38,12 +39,14 @@ from glimpse.domain.tasks import (
     waiting_message,
 )
 from glimpse.errors import DatabaseUnavailable, FlowFailed
-from glimpse.jobs.content_steps import Convert, Decompress, NoOp
+from glimpse.jobs.convert_step import Convert
+from glimpse.jobs.decompress_step import Decompress
 from glimpse.jobs.errors import ImageDeleted, Interrupted, LimitReached, LockLost, Stalled, TaskStopped
 from glimpse.jobs.fanout import describe_error
 from glimpse.jobs.image_state import check_holder, record_task_end
 from glimpse.jobs.import_run import NOT_KEPT, PHASE_FAILED, ImportRun
 from glimpse.jobs.import_steps import Begin, Complete, CopyToStores, Download, GlanceDownload
+from glimpse.jobs.plugin_steps import NoOp
 from glimpse.jobs.progress import Heartbeat, ProgressWriter
 from glimpse.jobs.steps import Step, run_steps
 from glimpse.logs import log_fields

@@ -135,6 +135,24 @@ def _query(request: Request) -> NamespaceQuery:
     )
 
 
+def _add_delete_all(kind: EntryKind, plural: str) -> None:
+    """DELETE /namespaces/{namespace}/<plural>: removes all the namespace's entries of one kind (the
+    route is named ``delete_<plural>``)."""
+
+    async def delete_all(request: Request, namespace: str) -> Response:
+        ctx = deps.context(request)
+        await _call(request, lambda svc: svc.delete_all(ctx, namespace, kind))
+        return empty()
+
+    router.add_api_route(
+        f"/namespaces/{{namespace}}/{plural}",
+        delete_all,
+        methods=["DELETE"],
+        status_code=204,
+        name=f"delete_{plural}",
+    )
+
+
 # -- namespaces ---------------------------------------------------------------------------------------
 
 
@@ -200,11 +218,7 @@ async def create_object(request: Request, namespace: str) -> Response:
     return JSONResponse(object_view(namespace, obj), status_code=201)
 
 
-@router.delete("/namespaces/{namespace}/objects", status_code=204)
-async def delete_objects(request: Request, namespace: str) -> Response:
-    ctx = deps.context(request)
-    await _call(request, lambda svc: svc.delete_all(ctx, namespace, EntryKind.OBJECT))
-    return empty()
+_add_delete_all(EntryKind.OBJECT, "objects")
 
 
 @router.get("/namespaces/{namespace}/objects/{name}")
@@ -250,11 +264,7 @@ async def create_property(request: Request, namespace: str) -> Response:
     return JSONResponse(property_view(name, definition), status_code=201)
 
 
-@router.delete("/namespaces/{namespace}/properties", status_code=204)
-async def delete_properties(request: Request, namespace: str) -> Response:
-    ctx = deps.context(request)
-    await _call(request, lambda svc: svc.delete_all(ctx, namespace, EntryKind.PROPERTY))
-    return empty()
+_add_delete_all(EntryKind.PROPERTY, "properties")
 
 
 @router.get("/namespaces/{namespace}/properties/{name}")
@@ -300,11 +310,7 @@ async def create_tags(request: Request, namespace: str) -> Response:
     return JSONResponse({"tags": [{"name": t.name} for t in found]}, status_code=201)
 
 
-@router.delete("/namespaces/{namespace}/tags", status_code=204)
-async def delete_tags(request: Request, namespace: str) -> Response:
-    ctx = deps.context(request)
-    await _call(request, lambda svc: svc.delete_all(ctx, namespace, EntryKind.TAG))
-    return empty()
+_add_delete_all(EntryKind.TAG, "tags")
 
 
 @router.get("/namespaces/{namespace}/tags/{name}")
