@@ -16,17 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import rawhttp
-from service import HOST, ServerFailed, free_port
+from service import HOST, ManagedProcess, ServerFailed
 
 GLANCE_VERSION = "33.0.0"
 STORES = ("fast", "cheap", "slow", "reliable", "common")
@@ -136,31 +133,21 @@ def _paste_ini(shipped: str) -> str:
     return "\n".join(out)
 
 
-class GlancePeer:
+class GlancePeer(ManagedProcess):
     """One Glance API under uWSGI in ``data_dir``; the same surface as ``service.Server``."""
 
     name = "glance"
+    label = "glance"
+    #: SIGTERM reaches the uWSGI master (die-on-term), which stops its workers first.
+    stop_timeout = 30.0
 
     def __init__(self, peer_dir: Path, data_dir: Path, workers: int = 2) -> None:
+        super().__init__(data_dir / "glance-api.log")
         self.peer_dir = peer_dir
         self.data_dir = data_dir
         self.workers = workers
-        self.port = free_port()
         self.etc = data_dir / "etc"
         self.sqlite_path = data_dir / "glance.sqlite"
-        self.log_path = data_dir / "glance-api.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        if self.process is None:
-            raise ServerFailed("glance is not running")
-        return self.process.pid
 
     def configure(self) -> None:
         shipped = self.peer_dir / "venv" / "etc" / "glance" / "glance-api-paste.ini"
@@ -247,60 +234,8 @@ class GlancePeer:
 
     def start(self, timeout: float = 120.0) -> None:
         self.configure()
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [str(venv_bin(self.peer_dir, "uwsgi")), "--ini", str(self.etc / "glance-api-uwsgi.ini")],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                if rawhttp.request(HOST, self.port, "GET", "/versions", timeout=5).status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise ServerFailed(f"glance did not answer GET /versions within {timeout:.0f} s\n{self.log_tail()}")
-
-    def check_alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            raise ServerFailed(f"glance exited with status {self.process.returncode}\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no glance log)"
-        return "--- glance log (last lines) ---\n" + "\n".join(text[-lines:])
-
-    def count_log_lines(self, needle: str) -> int:
-        try:
-            with self.log_path.open(errors="replace") as log_file:
-                return sum(1 for line in log_file if needle in line)
-        except OSError:
-            return 0
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM to the uWSGI master (die-on-term), then SIGKILL to its own process group."""
-        process, self.process = self.process, None
-        status = None
-        if process is not None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(10)
-            status = process.returncode
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return status
+        self._launch([str(venv_bin(self.peer_dir, "uwsgi")), "--ini", str(self.etc / "glance-api-uwsgi.ini")])
+        self._wait_until_up(timeout, poll=0.2, probe_timeout=5)
 
 
 def main(argv: list[str] | None = None) -> int:
