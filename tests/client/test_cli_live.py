@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -200,6 +201,8 @@ def spawn(server: Server, *args: str, env: dict[str, str] | None = None) -> pexp
     environ = env if env is not None else cli_env(server)
     environ["TERM"] = "xterm-256color"
     environ.pop("COLUMNS", None)
+    # A command that hangs is made to print every thread's stack (SIGABRT, see finish()).
+    environ["PYTHONFAULTHANDLER"] = "1"
     return pexpect.spawn(
         str(GLIMPSE_CLI),
         list(args),
@@ -211,8 +214,15 @@ def spawn(server: Server, *args: str, env: dict[str, str] | None = None) -> pexp
 
 
 def finish(child: pexpect.spawn, captured: str = "") -> tuple[int | None, str]:
-    """Read the child's output to its end; its exit status and everything it wrote."""
-    child.expect(pexpect.EOF)
+    """Read the child's output to its end; its exit status and everything it wrote. A child that
+    does not end in time is aborted, and the test fails with where each of its threads was."""
+    try:
+        child.expect(pexpect.EOF)
+    except pexpect.TIMEOUT:
+        child.kill(signal.SIGABRT)  # faulthandler writes every thread's stack, then the child dies
+        child.expect(pexpect.EOF, timeout=10)
+        stacks = child.before or ""
+        pytest.fail(f"the command did not end; where its threads were:\n{stacks[-6000:]}")
     output = captured + (child.before or "")
     child.close()
     return child.exitstatus, output
