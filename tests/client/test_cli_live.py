@@ -210,7 +210,14 @@ def spawn(server: Server, *args: str, env: dict[str, str] | None = None) -> pexp
         dimensions=(ROWS, COLS),
         encoding="utf-8",
         timeout=RUN_TIMEOUT,
+        # As at a terminal: Ctrl-C interrupts. A suite started as a background job inherits SIGINT
+        # ignored, and Python then installs no KeyboardInterrupt for it.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(child: pexpect.spawn, captured: str = "") -> tuple[int | None, str]:
