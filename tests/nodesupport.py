@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from glimpse.config import load_settings
 from glimpse.jobs.runner import TaskRunner
 from glimpse.runtime import Runtime
+from livesupport import Server, start_server
 from objectsupport import ObjectServer
 
 #: The target stores every node shares (file stores in one directory tree, as an NFS mount would be).
@@ -61,6 +63,24 @@ def node_environ(
     if url is not None:
         env["GLIMPSE_WORKER_SELF_REFERENCE_URL"] = url
     return env
+
+
+@contextmanager
+def live_nodes(
+    root: Path, database_url: str, label: str, extra: Mapping[str, str], names: tuple[str, ...] = ("a", "b")
+) -> Iterator[list[Server]]:
+    """Live ``glimpse-server serve`` nodes sharing one database and the stores under ``root``
+    (:func:`node_environ` plus ``extra``), started one after the other (each start checks the
+    database's migrations) and stopped, last first, at the end."""
+    started: list[Server] = []
+    try:
+        for name in names:
+            env = node_environ(root, name, database_url, url=None, extra=extra)
+            started.append(start_server(f"{label}-{name}", env, root))
+        yield started
+    finally:
+        for node in reversed(started):
+            node.stop()
 
 
 def object_staging_environ(server: ObjectServer, kind: str, container: str | None = None) -> dict[str, str]:

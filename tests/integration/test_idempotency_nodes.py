@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from livesupport import Server, start_server
-from nodesupport import node_environ
+from livesupport import Server
+from nodesupport import live_nodes
 
 pytestmark = pytest.mark.live
 
@@ -26,30 +26,11 @@ IDENTITY = {"X-Project-Id": "p", "X-User-Id": "u", "X-Roles": "member,reader", "
 SENDERS = 8
 
 
-def start_node(tmp_path: Path, name: str, database_url: str) -> Server:
-    """Node ``name``, once it answers; a port another process took meanwhile is replaced."""
-    env = node_environ(
-        tmp_path,
-        name,
-        database_url,
-        url=None,
-        extra={"GLIMPSE_TASK__EMBEDDED_RUNNER": "false", "GLIMPSE_LOG_LEVEL": "WARNING"},
-    )
-    return start_server(f"idem-{name}", env, tmp_path)
-
-
 @pytest.fixture
 def nodes(tmp_path: Path, migrated_database_url: str) -> Iterator[tuple[Server, Server]]:
-    # One after the other: each start checks the database's migrations.
-    first = start_node(tmp_path, "a", migrated_database_url)
-    try:
-        second = start_node(tmp_path, "b", migrated_database_url)
-        try:
-            yield first, second
-        finally:
-            second.stop()
-    finally:
-        first.stop()
+    extra = {"GLIMPSE_TASK__EMBEDDED_RUNNER": "false", "GLIMPSE_LOG_LEVEL": "WARNING"}
+    with live_nodes(tmp_path, migrated_database_url, "idem", extra) as (first, second):
+        yield first, second
 
 
 def at_once(

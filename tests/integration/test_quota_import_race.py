@@ -17,10 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
+from test_quota_race import new_image, stored_bytes
 from test_runner_support import WebServer, serve
 
-from livesupport import Server, start_server, wait_until
-from nodesupport import node_environ
+from livesupport import Server, wait_until
+from nodesupport import live_nodes
 
 pytestmark = pytest.mark.live
 
@@ -45,41 +46,9 @@ def web() -> Iterator[WebServer]:
 
 @pytest.fixture
 def nodes(tmp_path: Path, migrated_database_url: str, web: WebServer) -> Iterator[list[Server]]:
-    started: list[Server] = []
-    try:
-        for name in ("a", "b"):
-            env = node_environ(
-                tmp_path,
-                name,
-                migrated_database_url,
-                url=None,
-                extra={
-                    "GLIMPSE_USER_STORAGE_QUOTA": str(QUOTA),
-                    "GLIMPSE_LOG_LEVEL": "WARNING",
-                    **web.filter_environ,
-                },
-            )
-            started.append(start_server(f"quota-import-{name}", env, tmp_path))
+    extra = {"GLIMPSE_USER_STORAGE_QUOTA": str(QUOTA), "GLIMPSE_LOG_LEVEL": "WARNING", **web.filter_environ}
+    with live_nodes(tmp_path, migrated_database_url, "quota-import", extra) as started:
         yield started
-    finally:
-        for node in started:
-            node.stop()
-
-
-def new_image(url: str, project: str) -> str:
-    body = {"name": "race", "disk_format": "raw", "container_format": "bare"}
-    response = httpx.post(f"{url}/v2/images", json=body, headers=headers(project), timeout=30.0)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
-def stored_bytes(root: Path, image_ids: list[str]) -> int:
-    """Bytes in the nodes' shared target stores of files named after ``image_ids``."""
-    return sum(
-        path.stat().st_size
-        for path in (root / "common").rglob("*")
-        if path.is_file() and any(image_id in path.name for image_id in image_ids)
-    )
 
 
 def tasks_of(url: str, project: str, image_id: str) -> list[dict[str, Any]]:

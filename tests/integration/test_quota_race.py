@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from livesupport import Server, start_server
-from nodesupport import node_environ
+from livesupport import Server
+from nodesupport import live_nodes
 
 pytestmark = pytest.mark.live
 
@@ -32,33 +32,16 @@ QUOTA = 7 * MIB + MIB // 2
 UPLOADS = 20
 
 
-def start_node(root: Path, name: str, database_url: str) -> Server:
-    env = node_environ(
-        root,
-        name,
-        database_url,
-        url=None,
-        extra={
-            "GLIMPSE_USER_STORAGE_QUOTA": str(QUOTA),
-            "GLIMPSE_QUOTA__RESERVATION_STEP": "1MB",
-            "GLIMPSE_TASK__EMBEDDED_RUNNER": "false",
-            "GLIMPSE_LOG_LEVEL": "WARNING",
-        },
-    )
-    return start_server(f"quota-{name}", env, root)
-
-
 @pytest.fixture
 def nodes(tmp_path: Path, migrated_database_url: str) -> Iterator[tuple[Server, Server]]:
-    first = start_node(tmp_path, "a", migrated_database_url)
-    try:
-        second = start_node(tmp_path, "b", migrated_database_url)
-        try:
-            yield first, second
-        finally:
-            second.stop()
-    finally:
-        first.stop()
+    extra = {
+        "GLIMPSE_USER_STORAGE_QUOTA": str(QUOTA),
+        "GLIMPSE_QUOTA__RESERVATION_STEP": "1MB",
+        "GLIMPSE_TASK__EMBEDDED_RUNNER": "false",
+        "GLIMPSE_LOG_LEVEL": "WARNING",
+    }
+    with live_nodes(tmp_path, migrated_database_url, "quota", extra) as (first, second):
+        yield first, second
 
 
 def new_image(url: str, project: str) -> str:
