@@ -253,12 +253,18 @@ def test_staging_and_cancelling_are_recorded(api: TestClient) -> None:  # noqa: 
     assert body["history"][3]["status"] == "uploading"
 
 
-def test_history_follows_get_image_history(
+@pytest.fixture
+def admins_read_history(
     make_client: Callable[..., TestClient], migrated_database_url: str, tmp_path: Path
-) -> None:
+) -> TestClient:
+    """An app whose rule get_image_history lets administrators only read a history."""
     policy = tmp_path / "policy.yaml"
     policy.write_text('get_image_history: "rule:context_is_admin"\n', encoding="utf-8")
-    client = make_client(migrated_database_url, GLIMPSE_OSLO_POLICY__POLICY_FILE=str(policy), **NO_RUNNER)
+    return make_client(migrated_database_url, GLIMPSE_OSLO_POLICY__POLICY_FILE=str(policy), **NO_RUNNER)
+
+
+def test_history_follows_get_image_history(admins_read_history: TestClient) -> None:
+    client = admins_read_history
     image_id = active_image(client)
     refused = client.get(f"/v2/images/{image_id}/history")
     assert refused.status_code == 403
@@ -269,11 +275,9 @@ def test_history_follows_get_image_history(
 
 
 def test_the_task_page_shows_the_history_when_the_rule_lets_the_caller_read_it(
-    make_client: Callable[..., TestClient], migrated_database_url: str, tmp_path: Path
+    admins_read_history: TestClient,
 ) -> None:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text('get_image_history: "rule:context_is_admin"\n', encoding="utf-8")
-    client = make_client(migrated_database_url, GLIMPSE_OSLO_POLICY__POLICY_FILE=str(policy), **NO_RUNNER)
+    client = admins_read_history
     image_id = active_image(client)
     page = {"Accept": "text/html"}
     as_admin = client.get(f"/v2/images/{image_id}/tasks", headers={**ADMIN, **page})
