@@ -18,8 +18,8 @@ class CopyFailed(Exception):
     """The copy-image task did not end in success."""
 
 
-def start_copy(server: Server, image_id: str, stores: list[str]) -> str:
-    """POST the copy-image import as an admin; returns the task id from the response header."""
+def _post_copy(server: Server, image_id: str, stores: list[str]) -> rawhttp.Response:
+    """POST a copy-image import as an admin; CopyFailed unless it is accepted (202)."""
     response = rawhttp.request(
         HOST,
         server.port,
@@ -30,6 +30,12 @@ def start_copy(server: Server, image_id: str, stores: list[str]) -> str:
     )
     if response.status != 202:
         raise CopyFailed(f"POST /import answered {response.status}: {response.body[:300]!r}")
+    return response
+
+
+def start_copy(server: Server, image_id: str, stores: list[str]) -> str:
+    """POST the copy-image import as an admin; returns the task id from the response header."""
+    response = _post_copy(server, image_id, stores)
     task_id = response.headers.get("openstack-image-import-task-id")
     if not task_id:
         raise CopyFailed("POST /import gave no OpenStack-image-import-task-id header")
@@ -103,16 +109,7 @@ def copy_image_polled(
     """
     before = len(image_tasks(server, image_id))
     started = time.perf_counter()
-    response = rawhttp.request(
-        HOST,
-        server.port,
-        "POST",
-        f"/v2/images/{image_id}/import",
-        json_body={"method": {"name": "copy-image"}, "stores": stores},
-        headers=ADMIN,
-    )
-    if response.status != 202:
-        raise CopyFailed(f"POST /import answered {response.status}: {response.body[:300]!r}")
+    _post_copy(server, image_id, stores)
     deadline = time.monotonic() + COPY_TIMEOUT
     task: dict[str, Any] | None = None
     while time.monotonic() < deadline:
