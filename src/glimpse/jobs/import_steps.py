@@ -20,7 +20,7 @@ from glimpse.domain.images import BASE_ATTRIBUTES, Image, ImageStatus, Location
 from glimpse.domain.imports import ImportMethod
 from glimpse.domain.inspection import ContentVerdict, content_judge
 from glimpse.domain.property_protections import PropertyOperation
-from glimpse.domain.quotas import Resource
+from glimpse.domain.quotas import Limits, Resource
 from glimpse.domain.tasks import (
     StoreState,
     TaskCancelled,
@@ -221,6 +221,33 @@ async def _stage_from(run: ImportRun, url: str, headers: Mapping[str, str] | Non
         hb.store(store_id).bytes_total = run.size
 
 
+def _task_reserves(
+    run: ImportRun,
+    repos: Repositories,
+    limits: Limits,
+    owner: str,
+    resource: Resource,
+    needed: int,
+    wanted: int,
+) -> int | None:
+    """Inside a unit of work: grow the task's reservation of ``resource`` by ``needed`` (up to
+    ``wanted``), held by the task until ``reservation_timeout`` (its heartbeats renew it); the new
+    total, None when the owner has no such limit."""
+    now = run.ports.clock()
+    life = timedelta(seconds=run.ports.settings.reservation_timeout)
+    return reserve_quota(
+        repos,
+        limits,
+        owner,
+        resource,
+        run.task.id,
+        needed=needed,
+        wanted=wanted,
+        now=now,
+        expires_at=now + life,
+    )
+
+
 async def _reserved_for_staging(
     run: ImportRun, chunks: AsyncIterator[bytes], size: int | None
 ) -> AsyncIterator[bytes]:
@@ -237,8 +264,6 @@ async def _reserved_for_staging(
         return chunks
     ports = run.ports
     step = ports.settings.reservation_step
-    life = timedelta(seconds=ports.settings.reservation_timeout)
-    holder = run.task.id
 
     async def metered() -> AsyncIterator[bytes]:
         covered = passed = 0
@@ -248,17 +273,8 @@ async def _reserved_for_staging(
                 wanted = max(needed, step if size is None else size - covered)
 
                 def grow(repos: Repositories, needed: int = needed, wanted: int = wanted) -> int | None:
-                    now = ports.clock()
-                    return reserve_quota(
-                        repos,
-                        limits,
-                        owner,
-                        Resource.IMAGE_STAGE_TOTAL,
-                        holder,
-                        needed=needed,
-                        wanted=wanted,
-                        now=now,
-                        expires_at=now + life,
+                    return _task_reserves(
+                        run, repos, limits, owner, Resource.IMAGE_STAGE_TOTAL, needed, wanted
                     )
 
                 total = await ports.run(grow)
@@ -400,24 +416,11 @@ async def _reserve_for_stores(run: ImportRun, image: Image, stores: int) -> None
     limits = await run.ports.limits.limits(owner)
     if limits.limit(Resource.IMAGE_SIZE_TOTAL) is None:
         return
-    life = timedelta(seconds=run.ports.settings.reservation_timeout)
-    holder = run.task.id
 
     def reserve(repos: Repositories) -> None:
-        now = run.ports.clock()
-        needed = size * stores - repos.quotas.held(Resource.IMAGE_SIZE_TOTAL, holder, now)
+        needed = size * stores - repos.quotas.held(Resource.IMAGE_SIZE_TOTAL, run.task.id, run.ports.clock())
         if needed > 0:
-            reserve_quota(
-                repos,
-                limits,
-                owner,
-                Resource.IMAGE_SIZE_TOTAL,
-                holder,
-                needed=needed,
-                wanted=needed,
-                now=now,
-                expires_at=now + life,
-            )
+            _task_reserves(run, repos, limits, owner, Resource.IMAGE_SIZE_TOTAL, needed, needed)
 
     try:
         await run.locked(reserve)
