@@ -79,6 +79,8 @@ class Transfer:
     server_cores: float
     client_cores: float
     busy_before: float
+    #: share of the machine's CPU time the hypervisor took during the run.
+    steal_percent: float = 0.0
     #: md5+sha512 one-thread rate measured just before this run (uploads only).
     paired_limit_mib_s: float | None = None
 
@@ -190,10 +192,12 @@ def delete_image(server: Server, image_id: str) -> None:
 
 @contextlib.contextmanager
 def cpu_meter(server: Server) -> Iterator[dict[str, float]]:
-    """Server (process tree) and client CPU seconds used inside the block."""
+    """Server (process tree) and client CPU seconds used inside the block, and the share of the
+    machine's CPU time the hypervisor took meanwhile."""
     pids = procinfo.process_tree(server.pid)
     server_before = procinfo.tree_cpu_seconds(pids)
     client_before = os.times()
+    steal_before = procinfo.steal_times()
     started = time.perf_counter()
     meter: dict[str, float] = {}
     yield meter
@@ -203,6 +207,7 @@ def cpu_meter(server: Server) -> Iterator[dict[str, float]]:
     meter["elapsed"] = elapsed
     meter["server_cores"] = (procinfo.tree_cpu_seconds(pids) - server_before) / max(elapsed, 1e-9)
     meter["client_cores"] = client / max(elapsed, 1e-9)
+    meter["steal_percent"] = procinfo.steal_percent(steal_before, procinfo.steal_times())
 
 
 def quiet(args: argparse.Namespace) -> float:
@@ -264,6 +269,7 @@ def upload_once(
         server_cores=meter["server_cores"],
         client_cores=meter["client_cores"],
         busy_before=busy,
+        steal_percent=meter["steal_percent"],
     )
 
 
@@ -308,6 +314,7 @@ def download_once(
         server_cores=meter["server_cores"],
         client_cores=meter["client_cores"],
         busy_before=busy,
+        steal_percent=meter["steal_percent"],
     )
 
 

@@ -587,11 +587,17 @@ def print_report(document: dict[str, Any], rows: list[SideRow]) -> None:
     for line in format_table(rows):
         print(line)
     for name, res in document.get("results", {}).items():
-        busy = busy_before(res)
+        busy = measured(res, "busy_before")
         if busy:
             print(
                 f"note: {name}: machine busy just before its {len(busy)} measurements: median "
                 f"{bench.median(busy):.0f}%, max {max(busy):.0f}% (figures taken on a busy machine are low)"
+            )
+        steal = measured(res, "steal_percent")
+        if steal:
+            print(
+                f"note: {name}: CPU time taken by the hypervisor during its {len(steal)} measurements: "
+                f"median {bench.median(steal):.1f}%, max {max(steal):.1f}%"
             )
         if res.get("log_errors"):
             print(
@@ -600,17 +606,17 @@ def print_report(document: dict[str, Any], rows: list[SideRow]) -> None:
             )
 
 
-def busy_before(res: dict[str, Any]) -> list[float]:
-    """How busy the machine was before each measurement of one server (loads and transfer runs)."""
+def measured(res: dict[str, Any], key: str) -> list[float]:
+    """One fact recorded with each measurement of one server (loads and transfer runs)."""
     found: list[float] = []
     for item in res.values():
         if not isinstance(item, dict):
             continue
-        if "busy_before" in item:
-            found.append(float(item["busy_before"]))
+        if key in item:
+            found.append(float(item[key]))
         for run in item.get("runs", []):
-            if isinstance(run, dict) and "busy_before" in run:
-                found.append(float(run["busy_before"]))
+            if isinstance(run, dict) and key in run:
+                found.append(float(run[key]))
     return found
 
 
