@@ -878,7 +878,7 @@ class TestFilesystemStoreSpecifics:
         store = FilesystemStore("fast", "rel")
         assert store.describe() == {
             "data_dir": str(tmp_path / "rel"),
-            "chunk_size": 1048576,
+            "chunk_size": 4 * 1048576,
             "thin_provisioning": False,
         }
 
