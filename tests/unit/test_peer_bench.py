@@ -173,11 +173,15 @@ def test_shifted_timestamp_keeps_the_format(dbseed: ModuleType) -> None:
     assert dbseed.shifted_timestamp("2026-01-01 00:00:00", 1) == "2025-12-31 23:59:59"
 
 
-def test_busy_before_gathers_loads_and_runs(peer: ModuleType) -> None:
+def test_measured_gathers_one_fact_of_loads_and_runs(peer: ModuleType) -> None:
     res = {
-        "versions": {"value": 900.0, "busy_before": 12.0},
-        "upload": {"value": 100.0, "runs": [{"mib_s": 1.0, "busy_before": 50.0}, {"busy_before": 7.0}]},
+        "versions": {"value": 900.0, "busy_before": 12.0, "steal_percent": 0.5},
+        "upload": {
+            "value": 100.0,
+            "runs": [{"mib_s": 1.0, "busy_before": 50.0, "steal_percent": 3.0}, {"busy_before": 7.0}],
+        },
         "post": {"value": 30.0},
         "log_errors": 3,
     }
-    assert sorted(peer.busy_before(res)) == [7.0, 12.0, 50.0]
+    assert sorted(peer.measured(res, "busy_before")) == [7.0, 12.0, 50.0]
+    assert sorted(peer.measured(res, "steal_percent")) == [0.5, 3.0]

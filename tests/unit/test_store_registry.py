@@ -51,7 +51,7 @@ class TestBuildFromSettings:
             assert store.datadir == tmp_path / "stores" / store.id
             assert store.describe() == {
                 "data_dir": str(tmp_path / "stores" / store.id),
-                "chunk_size": 1048576,
+                "chunk_size": 4 * 1048576,
                 "thin_provisioning": False,
             }
             assert store.fsync is True
