@@ -49,11 +49,10 @@ async def image_history(request: Request, image_id: str) -> Response:
             f"Unknown history parameter(s): {', '.join(sorted(unknown))}; use limit and marker."
         )
     limit, marker = _limit(rt, params.get("limit")), _marker(params.get("marker"))
-    entries = await rt.run(
+    entries = await rt.read(
         lambda s: HistoryService(s, ImageService(s, rt.settings, rt.policy)).image_history(
             ctx, image_id, limit=limit, marker=marker
-        ),
-        readonly=True,
+        )
     )
     path = f"/v2/images/{image_id}/history"
     kept = [(k, v) for k, v in params.multi_items() if k != "marker"]

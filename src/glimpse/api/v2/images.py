@@ -58,8 +58,8 @@ async def create_image(request: Request) -> Response:
 async def list_images(request: Request) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
     query = parse_list_query(request.query_params, rt.settings)
-    images = await rt.run(
-        lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).list_images(ctx, query), readonly=True
+    images = await rt.read(
+        lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).list_images(ctx, query)
     )
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "marker"]
     first = "/v2/images" + (f"?{urlencode(params)}" if params else "")
@@ -76,9 +76,7 @@ async def list_images(request: Request) -> Response:
 @router.get("/{image_id}")
 async def show_image(request: Request, image_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    image = await rt.run(
-        lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).get(ctx, image_id), readonly=True
-    )
+    image = await rt.read(lambda s: ImageService(s, rt.settings, rt.policy, rt.clock).get(ctx, image_id))
     return JSONResponse(image_view(image, rt.settings))
 
 

@@ -39,14 +39,14 @@ async def add_member(request: Request, image_id: str) -> Response:
 @router.get("")
 async def list_members(request: Request, image_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    members = await rt.run(lambda s: _members(rt, s).list_members(ctx, image_id), readonly=True)
+    members = await rt.read(lambda s: _members(rt, s).list_members(ctx, image_id))
     return JSONResponse({"members": [member_view(m) for m in members], "schema": "/v2/schemas/members"})
 
 
 @router.get("/{member_id}")
 async def show_member(request: Request, image_id: str, member_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    member = await rt.run(lambda s: _members(rt, s).get(ctx, image_id, member_id), readonly=True)
+    member = await rt.read(lambda s: _members(rt, s).get(ctx, image_id, member_id))
     return JSONResponse(member_view(member))
 
 

@@ -73,7 +73,7 @@ def _reader(rt: Runtime, ctx: RequestContext, image_id: str) -> Callable[[], Awa
     """The caller's read of the image's tasks (visibility and redaction applied)."""
 
     async def read() -> list[Task]:
-        return await rt.run(lambda s: _service(rt, s).image_tasks(ctx, image_id), readonly=True)
+        return await rt.read(lambda s: _service(rt, s).image_tasks(ctx, image_id))
 
     return read
 
@@ -189,7 +189,7 @@ def _number(value: object) -> int | None:
 async def _page(rt: Runtime, ctx: RequestContext, image_id: str) -> Response:
     """The task page for a browser; an error (an image the caller cannot see: 404) as a page too."""
     try:
-        data = await rt.run(lambda s: _page_data(rt, ctx, image_id, s), readonly=True)
+        data = await rt.read(lambda s: _page_data(rt, ctx, image_id, s))
     except GlimpseError as error:
         status = status_for(error)
         return HTMLResponse(task_page.render_error(status, error.message), status, task_page.PAGE_HEADERS)
@@ -218,7 +218,7 @@ async def image_tasks(request: Request, image_id: str) -> Response:
 @router.get("/images/{image_id}/tasks/{task_id}")
 async def image_task(request: Request, image_id: str, task_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    task = await rt.run(lambda s: _service(rt, s).image_task(ctx, image_id, task_id), readonly=True)
+    task = await rt.read(lambda s: _service(rt, s).image_task(ctx, image_id, task_id))
     return JSONResponse(image_task_view(task))
 
 
@@ -281,7 +281,7 @@ async def create_task(request: Request) -> Response:
 @router.get("/tasks/{task_id}")
 async def show_task(request: Request, task_id: str) -> Response:
     rt, ctx = deps.runtime(request), deps.context(request)
-    task = await rt.run(lambda s: _service(rt, s).get_task(ctx, task_id), readonly=True)
+    task = await rt.read(lambda s: _service(rt, s).get_task(ctx, task_id))
     return JSONResponse(task_view(task))
 
 

@@ -1,0 +1,32 @@
+"""Where a request's read-only unit of work runs: on the event loop for SQLite, on a worker thread
+for a database across a network (``Runtime.read``)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from conftest import make_settings
+from glimpse.runtime import Runtime
+
+
+def test_reads_run_on_the_loop_only_for_sqlite(tmp_path: Path, migrated_database_url: str) -> None:
+    runtime = Runtime.build(make_settings(tmp_path, migrated_database_url))
+
+    async def scenario() -> tuple[int, int, int, bool]:
+        loop_thread = threading.get_ident()
+        read_thread = await runtime.read(lambda repos: threading.get_ident())
+        run_thread = await runtime.run(lambda repos: threading.get_ident(), readonly=True)
+        # The read is a real unit of work: it sees the database (no image has this id).
+        seen = await runtime.read(lambda repos: repos.images.exists_ever("0" * 32))
+        return loop_thread, read_thread, run_thread, seen
+
+    try:
+        loop_thread, read_thread, run_thread, seen = asyncio.run(scenario())
+    finally:
+        runtime.close()
+    on_sqlite = migrated_database_url.startswith("sqlite")
+    assert (read_thread == loop_thread) is on_sqlite
+    assert run_thread != loop_thread
+    assert seen is False
