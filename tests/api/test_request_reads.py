@@ -1,11 +1,13 @@
-"""Where a request's read-only unit of work runs: on the event loop for SQLite, on a worker thread
-for a database across a network (``Runtime.read``)."""
+"""A request's read (``Runtime.read``): a unit of work without the ORM session, on the event loop
+for SQLite and on a worker thread for a database across a network."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from pathlib import Path
+
+import pytest
 
 from conftest import make_settings
 from glimpse.runtime import Runtime
@@ -30,3 +32,13 @@ def test_reads_run_on_the_loop_only_for_sqlite(tmp_path: Path, migrated_database
     assert (read_thread == loop_thread) is on_sqlite
     assert run_thread != loop_thread
     assert seen is False
+
+
+def test_a_read_cannot_write(tmp_path: Path, migrated_database_url: str) -> None:
+    """A write through a read fails at once, before any statement (it has no ORM session to add to)."""
+    runtime = Runtime.build(make_settings(tmp_path, migrated_database_url))
+    try:
+        with pytest.raises(AttributeError, match="ReadSession"):
+            asyncio.run(runtime.read(lambda repos: repos.members.add("0" * 32, "someone")))
+    finally:
+        runtime.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, update
+from typing import Any
+
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -12,8 +14,12 @@ from glimpse.domain.images import MemberStatus
 from glimpse.domain.members import ImageMember
 from glimpse.errors import Duplicate, NotFound
 
+#: The table itself: the reads are Core statements, which a read-only unit of work without the
+#: ORM (``ReadSession``) can run too.
+_MEMBERS = ImageMemberRow.__table__
 
-def _to_domain(row: ImageMemberRow) -> ImageMember:
+
+def _to_domain(row: ImageMemberRow | Row[Any]) -> ImageMember:
     return ImageMember(
         image_id=row.image_id,
         member_id=row.member,
@@ -30,11 +36,11 @@ class SqlMemberRepository:
     def find(self, image_id: str, member_id: str | None) -> ImageMember | None:
         if member_id is None:
             return None
-        row = self._session.scalars(
-            select(ImageMemberRow).where(
-                ImageMemberRow.image_id == image_id, ImageMemberRow.member == member_id
-            )
-        ).one_or_none()
+        row = (
+            self._session.connection()
+            .execute(_MEMBERS.select().where(_MEMBERS.c.image_id == image_id, _MEMBERS.c.member == member_id))
+            .one_or_none()
+        )
         return None if row is None else _to_domain(row)
 
     def get(self, image_id: str, member_id: str) -> ImageMember:
@@ -44,18 +50,14 @@ class SqlMemberRepository:
         return member
 
     def list(self, image_id: str) -> list[ImageMember]:
-        rows = self._session.scalars(
-            select(ImageMemberRow).where(ImageMemberRow.image_id == image_id).order_by(ImageMemberRow.id)
+        rows = self._session.connection().execute(
+            _MEMBERS.select().where(_MEMBERS.c.image_id == image_id).order_by(_MEMBERS.c.id)
         )
         return [_to_domain(row) for row in rows]
 
     def count(self, image_id: str) -> int:
-        return int(
-            self._session.scalar(
-                select(func.count()).select_from(ImageMemberRow).where(ImageMemberRow.image_id == image_id)
-            )
-            or 0
-        )
+        count = select(func.count()).select_from(_MEMBERS).where(_MEMBERS.c.image_id == image_id)
+        return int(self._session.connection().execute(count).scalar() or 0)
 
     def add(self, image_id: str, member_id: str) -> ImageMember:
         now = utcnow()

@@ -43,7 +43,7 @@ async def _call(request: Request, fn: Callable[[MetadefService], T], *, readonly
     def work(repos: Repositories) -> T:
         return fn(MetadefService(repos, rt.policy))
 
-    return await (rt.read(work) if readonly else rt.run(work))
+    return await rt.run(work, readonly=readonly)
 
 
 def _stamps(value: Any) -> dict[str, Any]:
