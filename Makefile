@@ -32,7 +32,7 @@ help: ## Show this help
 		| awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
 	@echo
 	@echo "variables: HOST=$(HOST) PORT=$(PORT) WORKERS=<n> (run); CONFIG=<file> (run, worker); PYTEST_ARGS=... (test, test-fast)"
-	@echo "           GLIMPSE_TEST_PG_PORT (test server port, default 54329)"
+	@echo "           GLIMPSE_TEST_PG_PORT (test server port, default 24329)"
 	@echo "           GLIMPSE_TEST_MARIADB_PORT (MariaDB test server port, default GLIMPSE_TEST_PG_PORT - 21000)"
 
 install: ## Install uv (pinned, in .tools/) and the locked dependencies into .venv/

@@ -9,7 +9,7 @@
 #
 # Environment:
 #   GLIMPSE_TEST_MARIADB_PORT           TCP port on 127.0.0.1 (default: GLIMPSE_TEST_PG_PORT - 21000,
-#                                       so 33329 next to PostgreSQL's default 54329)
+#                                       so 3329 next to PostgreSQL's default 24329)
 #   GLIMPSE_TEST_MARIADB_START_TIMEOUT  seconds to wait for the server to answer (default 60)
 #   GLIMPSE_TEST_MARIADB_LINK           the symlink to the server's directory (default
 #                                       <repo>/.test-services/mariadb; empty: none, for a private
@@ -35,7 +35,7 @@ service=mariadb
 # shellcheck source=scripts/lib/service.sh
 source "$repo_root/scripts/lib/service.sh"
 
-default_port=33329
+default_port=3329
 if [[ "${GLIMPSE_TEST_PG_PORT:-}" =~ ^[0-9]+$ ]]; then
     default_port=$((GLIMPSE_TEST_PG_PORT - 21000))
 fi

@@ -8,7 +8,7 @@
 #   scripts/postgres.sh destroy  stop it and delete its data directory
 #
 # Environment:
-#   GLIMPSE_TEST_PG_PORT            TCP port on 127.0.0.1 (default 54329)
+#   GLIMPSE_TEST_PG_PORT            TCP port on 127.0.0.1 (default 24329)
 #   GLIMPSE_TEST_PG_START_TIMEOUT   seconds to wait for the server to accept connections (default 60)
 #   GLIMPSE_TEST_PG_LINK            the symlink to the server's directory (default
 #                                   <repo>/.test-services/postgres; empty: none, for a private server
@@ -34,7 +34,7 @@ service=postgres
 # shellcheck source=scripts/lib/service.sh
 source "$repo_root/scripts/lib/service.sh"
 
-port="${GLIMPSE_TEST_PG_PORT:-54329}"
+port="${GLIMPSE_TEST_PG_PORT:-24329}"
 check_port GLIMPSE_TEST_PG_PORT "$port"
 
 server_root="/tmp/glimpse-test-pg-${port}-$(checkout_hash)"

@@ -9,7 +9,7 @@
 #
 # Environment:
 #   GLIMPSE_TEST_RABBITMQ_PORT           AMQP port on 127.0.0.1 (default: GLIMPSE_TEST_PG_PORT + 2000,
-#                                        so 56329 next to PostgreSQL's default 54329); the Erlang
+#                                        so 26329 next to PostgreSQL's default 24329); the Erlang
 #                                        distribution port is the next one up
 #   GLIMPSE_TEST_RABBITMQ_START_TIMEOUT  seconds to wait for the broker to answer (default 120)
 #
@@ -31,7 +31,7 @@ service=rabbitmq
 # shellcheck source=scripts/lib/service.sh
 source "$repo_root/scripts/lib/service.sh"
 
-default_port=56329
+default_port=26329
 if [[ "${GLIMPSE_TEST_PG_PORT:-}" =~ ^[0-9]+$ ]]; then
     default_port=$((GLIMPSE_TEST_PG_PORT + 2000))
 fi

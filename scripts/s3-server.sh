@@ -16,7 +16,7 @@
 #
 # Environment:
 #   GLIMPSE_TEST_S3_PORT           proxy port on 127.0.0.1 (default: GLIMPSE_TEST_PG_PORT + 1000,
-#                                  or 55329); the account/container/object/memcached ports are
+#                                  or 25329); the account/container/object/memcached ports are
 #                                  picked free at each start
 #   GLIMPSE_TEST_S3_START_TIMEOUT  seconds to wait for the servers (default 60)
 #
@@ -29,7 +29,7 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-default_port=55329
+default_port=25329
 if [[ "${GLIMPSE_TEST_PG_PORT:-}" =~ ^[0-9]+$ ]]; then
     default_port=$((GLIMPSE_TEST_PG_PORT + 1000))
 fi

@@ -13,9 +13,9 @@ template's ``SHOW CREATE TABLE`` statements replayed into a new database on Mari
 Fixtures:
 
 * ``postgres_admin_url`` (session): admin URL of the test server, e.g.
-  ``postgresql+psycopg://glimpse@127.0.0.1:54329/postgres``.
+  ``postgresql+psycopg://glimpse@127.0.0.1:24329/postgres``.
 * ``mariadb_admin_url`` (session): admin URL of the test MariaDB server (``scripts/mariadb.sh
-  start``), e.g. ``mysql+pymysql://glimpse:glimpse@127.0.0.1:33329/?charset=utf8mb4&ssl_disabled=true``;
+  start``), e.g. ``mysql+pymysql://glimpse:glimpse@127.0.0.1:3329/?charset=utf8mb4&ssl_disabled=true``;
   started once per machine under a file lock like PostgreSQL, left running, stopped by ``make test``.
 * ``database_backend`` (function, params ``sqlite`` / ``postgresql`` / ``mariadb``): the backend of
   this test's ``empty_database_url`` / ``migrated_database_url``; a test using either runs once on each.
@@ -28,7 +28,7 @@ Fixtures:
   its S3 API on loopback), as a ``objectsupport.ObjectServer``; started once per machine under a file lock
   like PostgreSQL, left running, stopped by ``make test``. Tests marked ``objects``.
 * ``rabbitmq_url`` (session): the transport URL of the test RabbitMQ broker (``scripts/rabbitmq.sh
-  start``), e.g. ``rabbit://guest:guest@127.0.0.1:56329/``; started once per machine under a file lock,
+  start``), e.g. ``rabbit://guest:guest@127.0.0.1:26329/``; started once per machine under a file lock,
   stopped at the end of the pytest run that started it. Tests marked ``rabbitmq``.
 * ``swift_keystone`` (session): a Keystone and a second Swift proxy on the same object servers that
   validates its tokens, as an ``objectsupport.KeystoneSwift``; started on first use, stopped at the
