@@ -494,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         stream = rawhttp.PatternStream(block, args.size_mib * MiB)
         hashes = bench.measure_limits(args, stream)
         disk = limits.disk_write_limit(workdir, stream, args.repeats)
+        kept = limits.kept_write_limit(workdir, stream, args.repeats)
         loop = limits.loopback_limit(stream, args.repeats)
         lim = {
             "hash_md5": hashes.md5.median,
@@ -501,6 +502,10 @@ def main(argv: list[str] | None = None) -> int:
             "hash_single_pass": hashes.single_pass.median,
             "hash_two_threads": hashes.two_threads.median,
             "disk_write_fsync": disk.median,
+            "disk_write_fsync_kept": kept.median,
+            # CPU per MiB written: the median with each file removed first, the worst with the files kept.
+            "disk_cpu_ms_per_mib": bench.median(disk.cpu_ms_per_mib),
+            "disk_kept_cpu_ms_per_mib": max(kept.cpu_ms_per_mib),
             "loopback": loop.median,
         }
         document["limits"] = lim
@@ -583,6 +588,12 @@ def print_report(document: dict[str, Any], rows: list[SideRow]) -> None:
             )
         )
     )
+    if "disk_kept_cpu_ms_per_mib" in lim:
+        print(
+            f"writing new data into the page cache costs {lim['disk_cpu_ms_per_mib']:.2f} ms of CPU per "
+            f"MiB when the file before was removed, up to {lim['disk_kept_cpu_ms_per_mib']:.2f} ms when "
+            f"the files are kept (as the uploads' are; {lim['disk_write_fsync_kept']:,.0f} MiB/s)"
+        )
     print()
     for line in format_table(rows):
         print(line)
