@@ -65,9 +65,9 @@ _BY_ID = select(_IMAGES).where(_IMAGES.c.id == bindparam("image_id"), _IMAGES.c.
 def _details_of() -> CompoundSelect[Any]:
     """The properties, tags and locations of the images ``ids``, in one statement: a row per item,
     ``kind`` ('l', 'p' or 't') first, then the image, the item's row id (each kind in the order it
-    was written), and up to four values. One statement instead of three saved a quarter of the
-    time of reading a page of 20 images: the fixed cost of a statement (and of expanding the ids
-    into it) is most of what reading a page costs."""
+    was written), and up to four values. The fixed cost of a statement (and of expanding the ids
+    into it) is most of what these reads cost: for a page of 20 images, one statement takes
+    294 µs of CPU where three took 404."""
     ids: BindParameter[list[str]] = bindparam("ids", expanding=True)
 
     def kind(letter: str) -> ColumnElement[str]:

@@ -186,8 +186,8 @@ class ReadSession:
     It offers what the repositories' reads use of a :class:`Session`: ``connection()`` and
     ``get_bind()`` (every read is a Core statement on the connection). A write, or a query that
     asks for ORM objects, finds no such method and fails at once (AttributeError): such work
-    belongs in :func:`unit_of_work`. The ORM session's transaction bookkeeping cost half of a
-    small read's time (154 µs of its unit of work where this one costs 77).
+    belongs in :func:`unit_of_work`. Without the ORM session's transaction bookkeeping, an empty
+    read-only unit of work costs 77 µs of CPU instead of 154.
     """
 
     def __init__(self, connection: Connection) -> None:
