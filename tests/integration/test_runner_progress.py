@@ -84,9 +84,16 @@ def import_once(runtime: Runtime) -> str:
     return asyncio.run(scenario())
 
 
-def runtime_with(tmp_path: Path, url: str, clock: ManualClock, step: float, **settings: Any) -> Runtime:
+def runtime_with(
+    tmp_path: Path,
+    url: str,
+    clock: ManualClock,
+    step: float,
+    environ: dict[str, str] | None = None,
+    **settings: Any,
+) -> Runtime:
     wrap = {STAGING_STORE_ID: lambda store: TickingStore(store, clock, step)}
-    runtime = make_runtime(tmp_path, url, wrap=wrap, **settings)
+    runtime = make_runtime(tmp_path, url, wrap=wrap, environ=environ, **settings)
     runtime.clock = clock
     return runtime
 
@@ -112,9 +119,16 @@ def test_writes_follow_the_clock(
     tmp_path: Path, migrated_sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = ManualClock()
-    # The staging store reads 1 MiB chunks; each read moves the clock by 1 s; progress every 3 s.
+    # The staging store reads 1 MiB chunks (set here: its default is 4 MiB); each read moves the
+    # clock by 1 s; progress every 3 s.
     runtime = runtime_with(
-        tmp_path, migrated_sqlite_url, clock, step=1.0, task_progress_interval=3.0, task_lease_time=60.0
+        tmp_path,
+        migrated_sqlite_url,
+        clock,
+        step=1.0,
+        environ={"GLIMPSE_OS_GLANCE_STAGING_STORE__FILESYSTEM_STORE_CHUNK_SIZE": "1MB"},
+        task_progress_interval=3.0,
+        task_lease_time=60.0,
     )
     writes = record_heartbeats(monkeypatch)
     task_id = import_once(runtime)
