@@ -156,6 +156,14 @@ def unavailable(exc: DBAPIError) -> DatabaseUnavailable:
     )
 
 
+def _unreachable(exc: DBAPIError) -> DatabaseUnavailable | None:
+    """The 503 for an error that says the database did not answer: an OperationalError, or any error
+    under which the connection died (SQLAlchemy invalidated it); None for every other error."""
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return unavailable(exc)
+    return None
+
+
 @contextmanager
 def unit_of_work(factory: sessionmaker[Session], *, readonly: bool = False) -> Iterator[Session]:
     """One transaction: commit when the block ends normally, roll back on any exception."""
@@ -165,13 +173,11 @@ def unit_of_work(factory: sessionmaker[Session], *, readonly: bool = False) -> I
             session.connection(execution_options={READONLY_OPTION: True})
         yield session
         session.commit()
-    except OperationalError as exc:
-        session.rollback()
-        raise unavailable(exc) from exc
     except DBAPIError as exc:
         session.rollback()
-        if exc.connection_invalidated:  # the connection died under the statement (any error class)
-            raise unavailable(exc) from exc
+        unreachable = _unreachable(exc)
+        if unreachable is not None:
+            raise unreachable from exc
         raise
     except BaseException:
         session.rollback()
@@ -208,11 +214,10 @@ def read_unit_of_work(engine: Engine) -> Iterator[ReadSession]:
             connection.execution_options(**{READONLY_OPTION: True})
             with connection.begin():
                 yield ReadSession(connection)
-    except OperationalError as exc:
-        raise unavailable(exc) from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise unavailable(exc) from exc
+        unreachable = _unreachable(exc)
+        if unreachable is not None:
+            raise unreachable from exc
         raise
 
 
