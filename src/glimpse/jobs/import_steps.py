@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from glimpse.context import RequestContext
 from glimpse.domain import notifications as events
@@ -229,11 +229,11 @@ def _task_reserves(
     resource: Resource,
     needed: int,
     wanted: int,
+    now: datetime,
 ) -> int | None:
-    """Inside a unit of work: grow the task's reservation of ``resource`` by ``needed`` (up to
-    ``wanted``), held by the task until ``reservation_timeout`` (its heartbeats renew it); the new
-    total, None when the owner has no such limit."""
-    now = run.ports.clock()
+    """Inside a unit of work, at ``now``: grow the task's reservation of ``resource`` by ``needed``
+    (up to ``wanted``), held by the task until ``reservation_timeout`` (its heartbeats renew it);
+    the new total, None when the owner has no such limit."""
     life = timedelta(seconds=run.ports.settings.reservation_timeout)
     return reserve_quota(
         repos,
@@ -274,7 +274,7 @@ async def _reserved_for_staging(
 
                 def grow(repos: Repositories, needed: int = needed, wanted: int = wanted) -> int | None:
                     return _task_reserves(
-                        run, repos, limits, owner, Resource.IMAGE_STAGE_TOTAL, needed, wanted
+                        run, repos, limits, owner, Resource.IMAGE_STAGE_TOTAL, needed, wanted, ports.clock()
                     )
 
                 total = await ports.run(grow)
@@ -418,9 +418,12 @@ async def _reserve_for_stores(run: ImportRun, image: Image, stores: int) -> None
         return
 
     def reserve(repos: Repositories) -> None:
-        needed = size * stores - repos.quotas.held(Resource.IMAGE_SIZE_TOTAL, run.task.id, run.ports.clock())
+        # One instant for what the task holds and for what it adds: a reservation of its own that
+        # expired between two readings of the clock would be counted by one and not the other.
+        now = run.ports.clock()
+        needed = size * stores - repos.quotas.held(Resource.IMAGE_SIZE_TOTAL, run.task.id, now)
         if needed > 0:
-            _task_reserves(run, repos, limits, owner, Resource.IMAGE_SIZE_TOTAL, needed, needed)
+            _task_reserves(run, repos, limits, owner, Resource.IMAGE_SIZE_TOTAL, needed, needed, now)
 
     try:
         await run.locked(reserve)
