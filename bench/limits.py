@@ -115,17 +115,9 @@ def disk_write_limit(directory: Path, stream: PatternStream, repeats: int) -> Li
     conv=fdatasync`` three times in a row: 0.35, 0.9, 2.1 GB/s), and would decide a median of few runs.
     Each file is removed before the next is written, so the page cache reuses the same memory.
     """
-    runs, cpu = [], []
-    for attempt in range(-1, repeats):
-        path = directory / f".disk-limit-{attempt}"
-        try:
-            seconds, cpu_seconds = _write_fsync(path, stream)
-        finally:
-            path.unlink(missing_ok=True)
-        if attempt >= 0:
-            runs.append(_rate(stream.size, seconds))
-            cpu.append(_cpu_ms_per_mib(cpu_seconds, stream.size))
-    return Limit("disk write + fsync", runs, cpu)
+    paths = [directory / f".disk-limit-{attempt}" for attempt in range(-1, repeats)]
+    runs, cpu = _writes(paths, stream, keep=False)
+    return Limit("disk write + fsync", runs[1:], cpu[1:])
 
 
 def kept_write_limit(directory: Path, stream: PatternStream, repeats: int) -> Limit:
@@ -134,17 +126,26 @@ def kept_write_limit(directory: Path, stream: PatternStream, repeats: int) -> Li
     memory costs several times the CPU of memory just freed (the host backs a guest page again when
     it is touched), which a server's second and third upload of a sitting pay and its first one,
     after the limits' removed files, does not."""
-    runs, cpu = [], []
     paths = [directory / f".disk-kept-{attempt}" for attempt in range(repeats)]
+    runs, cpu = _writes(paths, stream, keep=True)
+    return Limit("disk write + fsync, files kept", runs, cpu)
+
+
+def _writes(paths: list[Path], stream: PatternStream, *, keep: bool) -> tuple[list[float], list[float]]:
+    """Write + fsync the stream into each path in turn: the MiB/s and the CPU ms per MiB of each.
+    Each file is removed right after its write, or with ``keep`` once all are written."""
+    runs, cpu = [], []
     try:
         for path in paths:
             seconds, cpu_seconds = _write_fsync(path, stream)
+            if not keep:
+                path.unlink()
             runs.append(_rate(stream.size, seconds))
             cpu.append(_cpu_ms_per_mib(cpu_seconds, stream.size))
     finally:
         for path in paths:
             path.unlink(missing_ok=True)
-    return Limit("disk write + fsync, files kept", runs, cpu)
+    return runs, cpu
 
 
 def _cpu_ms_per_mib(cpu_seconds: float, size: int) -> float:
