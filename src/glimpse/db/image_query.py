@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, or
 from sqlalchemy.orm import Session
 
 from glimpse.db.models import ImageMemberRow, ImagePropertyRow, ImageRow, ImageTagRow
+from glimpse.db.prepared import Prepared
 from glimpse.domain.images import MemberStatus, Visibility
 from glimpse.domain.members import Viewer
 from glimpse.domain.queries import Filter, ImageListQuery, Op
@@ -187,10 +188,11 @@ def build_list_statement(
 
 def list_statement(
     query: ImageListQuery, viewer: Viewer, marker: dict[str, Any] | None, *, nulls_sort_low: bool = False
-) -> tuple[Select[Any], dict[str, Any]]:
+) -> tuple[Prepared | Select[Any], dict[str, Any]]:
     """:func:`build_list_statement` and the parameters to execute it with. Without filters (the
     usual pages) the statement is built once per shape and reused: building it costs more than
-    running it; the caller's project and the marker's sort keys are its parameters."""
+    running it (and it runs as a prepared statement); the caller's project and the marker's sort keys
+    are its parameters."""
     params = {} if viewer.project_id is None else {"viewer_project": viewer.project_id}
     if marker is not None:
         params.update({f"marker_{key}": value for key, value in marker.items() if value is not None})
@@ -223,7 +225,7 @@ def _plain_list_statement(
     anonymous: bool,
     marker_nulls: tuple[tuple[str, bool], ...] | None,
     nulls_sort_low: bool,
-) -> Select[Any]:
+) -> Prepared:
     query = ImageListQuery(
         visibility=visibility,
         include_all_visibilities=include_all_visibilities,
@@ -236,4 +238,4 @@ def _plain_list_statement(
     # passes its own (only which marker keys are NULL changes the statement's shape).
     viewer = Viewer(project_id=None if anonymous else "", is_admin=is_admin)
     marker = None if marker_nulls is None else {key: None if null else "" for key, null in marker_nulls}
-    return build_list_statement(query, viewer, marker, nulls_sort_low=nulls_sort_low)
+    return Prepared(build_list_statement(query, viewer, marker, nulls_sort_low=nulls_sort_low))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -12,7 +12,6 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     CompoundSelect,
-    RowMapping,
     Select,
     String,
     Table,
@@ -35,6 +34,7 @@ from sqlalchemy.orm import Session
 from glimpse.db.base import utcnow
 from glimpse.db.image_query import list_statement, marker_values
 from glimpse.db.models import ImageLocationRow, ImageMemberRow, ImagePropertyRow, ImageRow, ImageTagRow
+from glimpse.db.prepared import Prepared
 from glimpse.domain.images import (
     STORED_ATTRIBUTES,
     Image,
@@ -57,9 +57,10 @@ _TAGS = cast(Table, ImageTagRow.__table__)
 _LOCATIONS = cast(Table, ImageLocationRow.__table__)
 
 
-# The statements every image read runs, built once: building a statement costs more Python than
-# running it, and a statement object that is reused also reuses its compiled SQL's cache key.
-_BY_ID = select(_IMAGES).where(_IMAGES.c.id == bindparam("image_id"), _IMAGES.c.deleted.is_(False))
+# The statements every image read runs, built once and run as prepared statements (see
+# glimpse.db.prepared): building and executing a statement through SQLAlchemy costs more Python
+# than the database takes to run it.
+_BY_ID = Prepared(select(_IMAGES).where(_IMAGES.c.id == bindparam("image_id"), _IMAGES.c.deleted.is_(False)))
 
 
 def _details_of() -> CompoundSelect[Any]:
@@ -98,7 +99,7 @@ def _details_of() -> CompoundSelect[Any]:
     ).order_by(literal_column("kind"), literal_column("seq"))
 
 
-_DETAILS_OF = _details_of()
+_DETAILS_OF = Prepared(_details_of())
 _ID_USED = select(_IMAGES.c.id).where(_IMAGES.c.id == bindparam("image_id"))
 # A new image is written with Core inserts of these (one per table, properties and tags as one
 # executemany each): the ORM's flush of the same rows costs several times the Python.
@@ -107,7 +108,7 @@ _INSERT_PROPERTY = insert(_PROPERTIES)
 _INSERT_TAG = insert(_TAGS)
 
 
-def _image_from(row: RowMapping) -> Image:
+def _image_from(row: Mapping[Any, Any]) -> Image:
     return Image(
         id=row["id"],
         name=row["name"],
@@ -151,32 +152,37 @@ class SqlImageRepository:
         images = (
             self._load(_BY_ID, params)
             if details
-            else [_image_from(row) for row in self._session.connection().execute(_BY_ID, params).mappings()]
+            else [_image_from(row) for row in _BY_ID.rows(self._session.connection(), params)]
         )
         if not images:
             raise NotFound(f"No image found with ID {image_id}")
         return images[0]
 
-    def _load(self, stmt: Select[Any], params: dict[str, Any] | None = None) -> list[Image]:
+    def _load(self, stmt: Prepared | Select[Any], params: dict[str, Any]) -> list[Image]:
         """Images selected by ``stmt`` (a select of the images table) with their properties, tags and
-        locations: two Core queries whatever the page size, no ORM identity map to fill."""
+        locations: two queries whatever the page size, no ORM identity map to fill."""
         conn = self._session.connection()
-        # ``all()`` fetches the rows at once; iterating a result fetches them one call at a time.
-        images = [_image_from(row) for row in conn.execute(stmt, params).mappings().all()]
+        rows: Sequence[Mapping[Any, Any]] = (
+            stmt.rows(conn, params)
+            if isinstance(stmt, Prepared)
+            # ``all()`` fetches the rows at once; iterating a result fetches them one call at a time.
+            else conn.execute(stmt, params).mappings().all()
+        )
+        images = [_image_from(row) for row in rows]
         if not images:
             return images
         by_id = {image.id: image for image in images}
-        for kind, image_id, _, first, second, third, fourth in conn.execute(
-            _DETAILS_OF, {"ids": list(by_id)}
-        ):
-            image = by_id[image_id]
-            if kind == "p":
+        for item in _DETAILS_OF.rows(conn, {"ids": list(by_id)}):
+            image, first, second = by_id[item["image_id"]], item["first"], item["second"]
+            if item["kind"] == "p":
                 image.properties[first] = second
-            elif kind == "t":
+            elif item["kind"] == "t":
                 image.tags.append(first)
             else:
                 image.locations.append(
-                    Location(store_id=first, url=second, metadata=json.loads(third), status=fourth)
+                    Location(
+                        store_id=first, url=second, metadata=json.loads(item["third"]), status=item["fourth"]
+                    )
                 )
         return images
 

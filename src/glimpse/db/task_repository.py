@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, RowMapping, Table, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from glimpse.db.models import QuotaReservationRow, TaskRow
+from glimpse.db.prepared import Prepared
 from glimpse.domain.tasks import (
     ACTIVE,
     CancelRequest,
@@ -66,7 +67,7 @@ def _input_credential_roles(raw: str | None) -> tuple[dict[str, Any], str | None
     return given, credential if isinstance(credential, str) else None, kept_roles
 
 
-def _task_from(row: RowMapping) -> Task:
+def _task_from(row: Mapping[Any, Any]) -> Task:
     result, cancel = _result_and_cancel(row["result"])
     task_input, credential, roles = _input_credential_roles(row["input"])
     return Task(
@@ -109,7 +110,7 @@ def _claimable_by(node: str | None) -> ColumnElement[bool]:
 
 
 #: The read behind ``GET /v2/images/{id}/tasks``, built once (see the image repository's statements).
-_OF_IMAGE = (
+_OF_IMAGE = Prepared(
     select(_TASKS)
     .where(_TASKS.c.image_id == bindparam("image_id"), _not_expired(bindparam("now")))
     .order_by(_TASKS.c.created_at, _TASKS.c.id)
@@ -137,7 +138,7 @@ class SqlTaskRepository:
 
     def for_image(self, image_id: str, now: datetime) -> list[Task]:
         """Every task of the image that has not expired, oldest first (pending and processing too)."""
-        rows = self._session.connection().execute(_OF_IMAGE, {"image_id": image_id, "now": now}).mappings()
+        rows = _OF_IMAGE.rows(self._session.connection(), {"image_id": image_id, "now": now})
         return [_task_from(row) for row in rows]
 
     def latest_updates(self, image_ids: Collection[str]) -> dict[str, datetime]:
