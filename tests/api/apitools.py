@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from starlette.testclient import TestClient
+
+from glimpse.config import Settings, load_settings
 
 OWNER = {"X-Project-Id": "project-a", "X-User-Id": "user-a", "X-Roles": "member,reader"}
 OTHER = {"X-Project-Id": "project-b", "X-User-Id": "user-b", "X-Roles": "member,reader"}
@@ -28,3 +31,14 @@ def upload(client: TestClient, image_id: str, data: bytes, headers: dict[str, st
         f"/v2/images/{image_id}/file", content=data, headers={**(headers or OWNER), **OCTET}
     )
     assert response.status_code == 204, response.text
+
+
+def make_settings(tmp_path: Path, database_url: str, **environ: str) -> Settings:
+    """Settings of an app under test: its data directory under ``tmp_path``, ``database_url``, and
+    extra ``GLIMPSE_*`` environment names."""
+    env = {
+        "GLIMPSE_DATA_DIR": str(tmp_path / "data"),
+        "GLIMPSE_DATABASE__CONNECTION": database_url,
+        **environ,
+    }
+    return load_settings(environ=env)

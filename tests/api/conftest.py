@@ -6,21 +6,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from apitools import OWNER
+from apitools import OWNER, make_settings
 from starlette.testclient import TestClient
 
 from glimpse.api.app import create_app
-from glimpse.config import Settings, load_settings
 from glimpse.runtime import Runtime
-
-
-def make_settings(tmp_path: Path, database_url: str, **environ: str) -> Settings:
-    env = {
-        "GLIMPSE_DATA_DIR": str(tmp_path / "data"),
-        "GLIMPSE_DATABASE__CONNECTION": database_url,
-        **environ,
-    }
-    return load_settings(environ=env)
 
 
 @pytest.fixture

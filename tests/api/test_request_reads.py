@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from apitools import make_settings
 
-from conftest import make_settings
 from glimpse.runtime import Runtime
 
 

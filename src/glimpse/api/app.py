@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from starlette.routing import BaseRoute
 
 from glimpse import __version__
 from glimpse.api import auth, errors, healthcheck, metrics, versions
@@ -26,6 +27,49 @@ from glimpse.api.v2 import (
 )
 from glimpse.jobs.runner import TaskRunner
 from glimpse.runtime import Runtime
+
+#: The busiest requests: their routes are tried first. FastAPI tries a request's path against the
+#: routes one after the other (~5 µs each); the paths never overlap, so the order only costs time.
+_BUSIEST = (
+    ("GET", "/v2/images"),
+    ("GET", "/v2/images/{image_id}/tasks"),
+    ("GET", "/v2/images/{image_id}"),
+    ("GET", "/v2/images/{image_id}/file"),
+    ("GET", "/v2/tasks/{task_id}"),
+)
+
+
+def _v2_routes() -> APIRouter:
+    """Every ``/v2`` route in one router: the busiest first, then each module's in turn, the metadata
+    definitions' many routes last."""
+    rank = {key: position for position, key in enumerate(_BUSIEST)}
+
+    def position(route: BaseRoute) -> int:
+        path = getattr(route, "path", "")
+        return min(
+            (rank.get((method, path), len(rank)) for method in getattr(route, "methods", ())),
+            default=len(rank),
+        )
+
+    routes = [
+        route
+        for router in (
+            images.router,
+            tasks.router,
+            image_data.router,
+            imports.router,
+            members.router,
+            discovery.router,
+            schemas.router,
+            history.router,
+            metrics.router,
+            metadefs.router,
+        )
+        for route in router.routes
+    ]
+    combined = APIRouter()
+    combined.routes.extend(sorted(routes, key=position))  # a stable sort: the rest keep their order
+    return combined
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -68,21 +112,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(versions.router)
     app.include_router(healthcheck.router)
     app.include_router(static_files_router)  # the web view's script and style sheet: no data in them
-    # Routes are matched one after the other in this order (the paths never overlap, so the order
-    # only costs time): the busiest first, the metadata definitions' many routes last.
-    for router in (
-        images.router,
-        tasks.router,
-        image_data.router,
-        imports.router,
-        members.router,
-        discovery.router,
-        schemas.router,
-        history.router,
-        metrics.router,
-        metadefs.router,
-    ):
-        app.include_router(router, dependencies=[Depends(auth.authenticate)])
+    app.include_router(_v2_routes(), dependencies=[Depends(auth.authenticate)])
     errors.install(app)
     app.add_middleware(RequestContextMiddleware, max_request_id_length=runtime.settings.max_request_id_length)
     return app

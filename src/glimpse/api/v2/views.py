@@ -13,8 +13,9 @@ from glimpse.domain.tasks import Task
 
 
 def isotime(value: datetime | None) -> str | None:
-    """Glance's image/member timestamp format: seconds precision, UTC, trailing Z."""
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Glance's image/member timestamp format: seconds precision, UTC, trailing Z (``isoformat`` is a
+    third of ``strftime``'s cost; a page of images formats forty of these)."""
+    return None if value is None else value.isoformat(timespec="seconds")[:19] + "Z"
 
 
 def image_view(image: Image, settings: Settings) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def member_view(member: ImageMember) -> dict[str, Any]:
 
 def _task_time(value: datetime | None) -> str | None:
     """The image-tasks format Glance emits: microseconds, no zone suffix."""
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return None if value is None else value.isoformat(timespec="microseconds")[:26]
 
 
 def history_entry_view(entry: HistoryEntry) -> dict[str, Any]:
