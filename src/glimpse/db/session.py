@@ -211,18 +211,39 @@ class ReadSession:
 
 
 @contextmanager
-def read_unit_of_work(engine: Engine) -> Iterator[ReadSession]:
-    """A read-only transaction (deferred ``BEGIN`` on SQLite), with the errors of :func:`unit_of_work`."""
+def _database_errors() -> Iterator[None]:
+    """A database that did not answer raises :class:`DatabaseUnavailable` (503); other errors pass."""
     try:
-        with engine.connect() as connection:
-            connection.execution_options(**{READONLY_OPTION: True})
-            with connection.begin():
-                yield ReadSession(connection)
+        yield
     except DBAPIError as exc:
         unreachable = _unreachable(exc)
         if unreachable is not None:
             raise unreachable from exc
         raise
+
+
+@contextmanager
+def read_unit_of_work(engine: Engine) -> Iterator[ReadSession]:
+    """A read-only transaction (deferred ``BEGIN`` on SQLite) on a pooled connection, with the errors
+    of :func:`unit_of_work`."""
+    with _database_errors(), engine.connect() as connection:
+        connection.execution_options(**{READONLY_OPTION: True})
+        with connection.begin():
+            yield ReadSession(connection)
+
+
+def reader_connection(engine: Engine) -> Connection:
+    """A connection taken from the pool for :func:`read_on` (read-only units of work), until closed."""
+    with _database_errors():
+        return engine.connect().execution_options(**{READONLY_OPTION: True})
+
+
+@contextmanager
+def read_on(connection: Connection) -> Iterator[ReadSession]:
+    """:func:`read_unit_of_work` on a connection of :func:`reader_connection` that the caller keeps:
+    without the pool's check-out and check-in (50 µs of CPU)."""
+    with _database_errors(), connection.begin():
+        yield ReadSession(connection)
 
 
 def ping(engine: Engine) -> None:
