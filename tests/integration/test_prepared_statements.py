@@ -120,6 +120,29 @@ def test_rows_match_sqlalchemy_execution(engine: Engine, name: str) -> None:
         assert expected, "the statement selects rows, so that the comparison means something"
 
 
+def test_in_lists_of_every_length_get_their_own_sql(engine: Engine) -> None:
+    """The SQL for each length of the list is worked out once and reused; a list used twice in the
+    statement, beside a plain parameter, takes its elements in the right places each time."""
+    ids = bindparam("ids", expanding=True)
+    statement = (
+        select(IMAGES.c.id, IMAGES.c.name)
+        .where(
+            IMAGES.c.id.in_(ids) | (IMAGES.c.name == bindparam("name")),
+            IMAGES.c.id.in_(ids) | IMAGES.c.protected.is_(True),
+        )
+        .order_by(IMAGES.c.id)
+    )
+    prepared = Prepared(statement)
+    ids_of = [f"00000000-0000-0000-0000-00000000000{n}" for n in range(3)]
+    runs = [ids_of[:1], ids_of[1:], [], ids_of[:1], ids_of, ["no such id", ids_of[2]]]
+    with read_unit_of_work(engine) as session:
+        connection = session.connection()
+        for wanted in runs:
+            params = {"ids": wanted, "name": "image 1"}
+            assert prepared.rows(connection, params) == _by_sqlalchemy(connection, statement, params)
+    assert sorted(prepared._plans[engine.dialect].shapes) == [(0,), (1,), (2,), (3,)]
+
+
 def test_runs_in_the_transaction_of_the_unit_of_work(engine: Engine) -> None:
     """A prepared read sees what its own transaction wrote before it commits, and the rollback undoes it."""
     names = Prepared(select(IMAGES.c.name).where(IMAGES.c.id == bindparam("image_id")))

@@ -4,10 +4,10 @@ SQLAlchemy's ``Connection.execute`` spends ~70 µs of Python on each statement (
 events, result metadata) where the SQLite driver itself takes ~15 µs: on a request that runs three
 statements that is most of its cost. A :class:`Prepared` statement keeps everything SQLAlchemy
 contributes that matters (the SQL of each dialect, from its compiler; the bind and result type
-conversions, from the column types; expanding ``IN`` lists; the same ``DBAPIError`` when the
-database fails, with a dead connection invalidated) and skips the rest: it compiles once per
-dialect and runs the SQL on the cursor of the connection the unit of work already holds, in its
-transaction. Rows come back as plain dicts keyed by column name.
+conversions, from the column types; ``IN`` lists, whose SQL it renders once per list length; the
+same ``DBAPIError`` when the database fails, with a dead connection invalidated) and skips the
+rest: it compiles once per dialect and runs the SQL on the cursor of the connection the unit of
+work already holds, in its transaction. Rows come back as plain dicts keyed by column name.
 """
 
 from __future__ import annotations
@@ -23,6 +23,19 @@ from sqlalchemy.sql import CompoundSelect, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 
 _Processor = Callable[[Any], Any]
+#: Where a driver parameter's value comes from: the caller's parameter, the element of an ``IN``
+#: list's (None: the whole value), and the conversion of its type.
+_Source = tuple[str, int | None, _Processor | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """The SQL for one set of ``IN`` list lengths, and where each driver parameter comes from."""
+
+    sql: str
+    #: The parameters' names in the SQL, in order (for a driver that takes a dict).
+    names: tuple[str, ...]
+    sources: tuple[_Source, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +46,12 @@ class _Plan:
     keys: tuple[str, ...]
     #: (position, processor) of the result columns whose values need converting.
     converters: tuple[tuple[int, _Processor], ...]
-    #: Whether the SQL depends on the parameters (an ``IN`` list): then SQLAlchemy renders each run's.
-    expanding: bool
-    #: The bound parameters in the order the driver takes them, each with its conversion.
-    binds: tuple[tuple[str, _Processor | None], ...]
-    #: The conversion of each bound parameter that has one, by name.
-    processors: dict[str, _Processor]
+    #: The parameters that are lists (``IN``): the SQL has a placeholder per element.
+    expanding: tuple[str, ...]
     #: The values the statement itself binds (``column == 'value'``), under their parameter names.
     defaults: dict[str, Any]
+    #: The SQL for each tuple of the ``IN`` lists' lengths seen so far (just ``()`` without lists).
+    shapes: dict[tuple[int, ...], _Shape]
 
 
 class Prepared:
@@ -54,6 +65,11 @@ class Prepared:
         if plan is None:
             compiled = self._statement.compile(dialect=dialect)
             assert isinstance(compiled, SQLCompiler)
+            if compiled.escaped_bind_names or compiled.literal_execute_params:
+                raise ValueError(
+                    "a prepared statement's parameters must be plain: names that need no quoting, "
+                    "values the driver takes (not rendered into the SQL)"
+                )
             columns = list(self._statement.selected_columns)
             keys = tuple(column.key for column in columns)
             if None in keys:
@@ -63,55 +79,59 @@ class Prepared:
                 processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
                 if processor is not None:
                     converters.append((position, processor))
-            expanding = bool(compiled.literal_execute_params or compiled.post_compile_params)
-            processors = {
-                name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-                for bind, name in compiled.bind_names.items()
-            }
-            names = compiled.positiontup if compiled.positional else list(compiled.params)
-            if compiled.escaped_bind_names:
-                raise ValueError("a prepared statement's parameter names must need no quoting")
             plan = _Plan(
                 compiled=compiled,
                 keys=cast(tuple[str, ...], keys),
                 converters=tuple(converters),
-                expanding=expanding,
-                binds=tuple((name, processors.get(name)) for name in names or ()),
-                processors={
-                    name: processor for name, processor in processors.items() if processor is not None
-                },
+                expanding=tuple(sorted({bind.key for bind in compiled.binds.values() if bind.expanding})),
                 defaults={name: value for name, value in compiled.params.items() if value is not None},
+                shapes={},
             )
             self._plans[dialect] = plan
         return plan
 
+    @staticmethod
+    def _shape(plan: _Plan, lengths: tuple[int, ...], dialect: Dialect) -> _Shape:
+        """The SQL and parameter order for these ``IN`` list lengths, worked out once by SQLAlchemy:
+        it renders the statement for lists of unique markers, and each marker tells which list
+        element a placeholder takes."""
+        compiled = plan.compiled
+        processors = {
+            name: processor
+            for bind, name in compiled.bind_names.items()
+            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        sample: dict[str, Any] = {bind.key: None for bind in compiled.binds.values() if bind.required}
+        markers: dict[int, tuple[str, int]] = {}
+        for name, length in zip(plan.expanding, lengths, strict=True):
+            sample[name] = [object() for _ in range(length)]
+            markers.update({id(marker): (name, index) for index, marker in enumerate(sample[name])})
+        state = compiled.construct_expanded_state(sample)
+        processors.update(state.processors)
+        names = tuple(state.positiontup or ()) if compiled.positional else tuple(state.parameters)
+        sources = []
+        for name in names:
+            source, index = markers.get(id(state.parameters[name]), (name, None))
+            sources.append((source, index, processors.get(name)))
+        return _Shape(sql=state.statement, names=names, sources=tuple(sources))
+
     def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Every row the statement selects with ``params``, in the connection's transaction."""
-        plan = self._plan(connection.dialect)
-        compiled = plan.compiled
-        args: Any
-        if plan.expanding:
-            state = compiled.construct_expanded_state(dict(params))
-            sql, processors = state.statement, {**plan.processors, **state.processors}
-            converted = {
-                name: processors[name](value) if name in processors else value
-                for name, value in state.parameters.items()
-            }
-            args = (
-                tuple(converted[name] for name in state.positiontup or ())
-                if compiled.positional
-                else converted
-            )
-        else:
-            sql = compiled.string
-            given = {**plan.defaults, **params}
-            converted_binds = [
-                (name, given[name] if processor is None else processor(given[name]))
-                for name, processor in plan.binds
-            ]
-            args = (
-                tuple(value for _, value in converted_binds) if compiled.positional else dict(converted_binds)
-            )
+        dialect = connection.dialect
+        plan = self._plan(dialect)
+        lengths = tuple(len(params[name]) for name in plan.expanding)
+        shape = plan.shapes.get(lengths)
+        if shape is None:
+            shape = plan.shapes[lengths] = self._shape(plan, lengths, dialect)
+        given = {**plan.defaults, **params}
+        values = [
+            (given[source] if index is None else given[source][index])
+            if processor is None
+            else processor(given[source] if index is None else given[source][index])
+            for source, index, processor in shape.sources
+        ]
+        args: Any = tuple(values) if plan.compiled.positional else dict(zip(shape.names, values, strict=True))
+        sql = shape.sql
         dbapi_connection = connection.connection
         cursor = dbapi_connection.cursor()
         try:
