@@ -10,9 +10,16 @@ from sqlalchemy.orm import Session
 
 from glimpse.db.models import ImageMemberRow, ImagePropertyRow, ImageRow, ImageTagRow
 from glimpse.db.prepared import Prepared
-from glimpse.domain.images import MemberStatus, Visibility
+from glimpse.domain.images import STORED_ATTRIBUTES, MemberStatus, Visibility
 from glimpse.domain.members import Viewer
 from glimpse.domain.queries import Filter, ImageListQuery, Op
+
+#: The columns an image is read from: not the row's bookkeeping (``deleted``, ``deleted_at``, the
+#: lock's version), whose values a read would convert only to drop them.
+IMAGE_COLUMNS = tuple(
+    ImageRow.__table__.c[name]
+    for name in ("id", *STORED_ATTRIBUTES, "created_at", "updated_at", "import_task_id")
+)
 
 
 def _column(name: str) -> Any:
@@ -119,7 +126,7 @@ def _keyset_clause(keys: list[tuple[str, str]], marker: dict[str, Any]) -> Colum
 
 
 def base_statement(query: ImageListQuery, viewer: Viewer) -> Select[Any]:
-    stmt = select(ImageRow.__table__).where(ImageRow.deleted.is_(False), _visibility_clause(query, viewer))
+    stmt = select(*IMAGE_COLUMNS).where(ImageRow.deleted.is_(False), _visibility_clause(query, viewer))
     if query.os_hidden is not None:
         stmt = stmt.where(ImageRow.os_hidden.is_(query.os_hidden))
     for flt in query.filters:

@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from glimpse.db.base import utcnow
-from glimpse.db.image_query import list_statement, marker_values
+from glimpse.db.image_query import IMAGE_COLUMNS, list_statement, marker_values
 from glimpse.db.models import ImageLocationRow, ImageMemberRow, ImagePropertyRow, ImageRow, ImageTagRow
 from glimpse.db.prepared import Prepared
 from glimpse.domain.images import (
@@ -60,7 +60,9 @@ _LOCATIONS = cast(Table, ImageLocationRow.__table__)
 # The statements every image read runs, built once and run as prepared statements (see
 # glimpse.db.prepared): building and executing a statement through SQLAlchemy costs more Python
 # than the database takes to run it.
-_BY_ID = Prepared(select(_IMAGES).where(_IMAGES.c.id == bindparam("image_id"), _IMAGES.c.deleted.is_(False)))
+_BY_ID = Prepared(
+    select(*IMAGE_COLUMNS).where(_IMAGES.c.id == bindparam("image_id"), _IMAGES.c.deleted.is_(False))
+)
 
 
 def _details_of() -> CompoundSelect[Any]:

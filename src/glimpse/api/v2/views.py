@@ -13,9 +13,20 @@ from glimpse.domain.tasks import Task
 
 
 def isotime(value: datetime | None) -> str | None:
-    """Glance's image/member timestamp format: seconds precision, UTC, trailing Z (``isoformat`` is a
-    third of ``strftime``'s cost; a page of images formats forty of these)."""
-    return None if value is None else value.isoformat(timespec="seconds")[:19] + "Z"
+    """Glance's image/member timestamp format: seconds precision, UTC, trailing Z. Formatted field by
+    field: half the cost of ``strftime`` (and of ``isoformat``, which formats the UTC offset only to
+    drop it); a page of images formats forty of these."""
+    if value is None:
+        return None
+    # %-formatting: an f-string with the same fields takes twice as long.
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+    )
 
 
 def image_view(image: Image, settings: Settings) -> dict[str, Any]:
