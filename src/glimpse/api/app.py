@@ -28,8 +28,10 @@ from glimpse.api.v2 import (
 from glimpse.jobs.runner import TaskRunner
 from glimpse.runtime import Runtime
 
-#: The busiest requests: their routes are tried first. FastAPI tries a request's path against the
-#: routes one after the other (~5 µs each); the paths never overlap, so the order only costs time.
+#: The busiest requests: their routes are tried first, before the open routes (versions, health
+#: check, the web view's files) and the rest of ``/v2``. FastAPI tries a request's path against
+#: the routes one after the other (~4 µs each, more per router); the paths never overlap, so the
+#: order only costs time.
 _BUSIEST = (
     ("GET", "/v2/images"),
     ("GET", "/v2/images/{image_id}/tasks"),
@@ -39,18 +41,18 @@ _BUSIEST = (
 )
 
 
-def _v2_routes() -> APIRouter:
-    """Every ``/v2`` route in one router: the busiest first, then each module's in turn, the metadata
-    definitions' many routes last."""
-    rank = {key: position for position, key in enumerate(_BUSIEST)}
+def _busy_rank(route: BaseRoute) -> int | None:
+    """The route's place in ``_BUSIEST``; None when it is not one of them."""
+    path = getattr(route, "path", "")
+    places = [
+        _BUSIEST.index((m, path)) for m in getattr(route, "methods", None) or () if (m, path) in _BUSIEST
+    ]
+    return min(places) if places else None
 
-    def position(route: BaseRoute) -> int:
-        path = getattr(route, "path", "")
-        return min(
-            (rank.get((method, path), len(rank)) for method in getattr(route, "methods", ())),
-            default=len(rank),
-        )
 
+def _v2_routes() -> tuple[APIRouter, APIRouter]:
+    """Every ``/v2`` route, in two routers: the busiest, and the rest in each module's order (the
+    metadata definitions' many routes last)."""
     routes = [
         route
         for router in (
@@ -67,9 +69,11 @@ def _v2_routes() -> APIRouter:
         )
         for route in router.routes
     ]
-    combined = APIRouter()
-    combined.routes.extend(sorted(routes, key=position))  # a stable sort: the rest keep their order
-    return combined
+    ranked = [(rank, route) for route in routes if (rank := _busy_rank(route)) is not None]
+    busiest, rest = APIRouter(), APIRouter()
+    busiest.routes.extend(route for _, route in sorted(ranked, key=lambda pair: pair[0]))
+    rest.routes.extend(route for route in routes if _busy_rank(route) is None)
+    return busiest, rest
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -109,10 +113,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.authenticator = auth.build_authenticator(runtime.settings)
     # The version documents and the health check are open, as in Glance; everything under /v2
     # needs an identity.
+    busiest, rest = _v2_routes()
+    app.include_router(busiest, dependencies=[Depends(auth.authenticate)])
     app.include_router(versions.router)
     app.include_router(healthcheck.router)
     app.include_router(static_files_router)  # the web view's script and style sheet: no data in them
-    app.include_router(_v2_routes(), dependencies=[Depends(auth.authenticate)])
+    app.include_router(rest, dependencies=[Depends(auth.authenticate)])
     errors.install(app)
     app.add_middleware(RequestContextMiddleware, max_request_id_length=runtime.settings.max_request_id_length)
     return app
