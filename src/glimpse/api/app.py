@@ -108,6 +108,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         # A path with a trailing slash is another path: GET /v2/images/ is a 404 (an empty image
         # id), as in Glance, not a redirect to the image list.
         redirect_slashes=False,
+        # Glimpse's own metrics (/metrics) and notifications are its telemetry. FastAPI's OpenTelemetry
+        # hooks, on by default, would look up the global OpenTelemetry providers on every request
+        # (~10 µs of CPU) to find none configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime
     app.state.authenticator = auth.build_authenticator(runtime.settings)
