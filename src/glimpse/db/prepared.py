@@ -124,12 +124,10 @@ class Prepared:
         if shape is None:
             shape = plan.shapes[lengths] = self._shape(plan, lengths, dialect)
         given = {**plan.defaults, **params}
-        values = [
-            (given[source] if index is None else given[source][index])
-            if processor is None
-            else processor(given[source] if index is None else given[source][index])
-            for source, index, processor in shape.sources
-        ]
+        values = []
+        for source, index, processor in shape.sources:
+            value = given[source] if index is None else given[source][index]
+            values.append(value if processor is None else processor(value))
         args: Any = tuple(values) if plan.compiled.positional else dict(zip(shape.names, values, strict=True))
         sql = shape.sql
         dbapi_connection = connection.connection
