@@ -18,22 +18,30 @@ BLOCK_SIZE = 1024 * 1024
 
 
 async def rebuffer(chunks: AsyncIterator[bytes], block_size: int = BLOCK_SIZE) -> AsyncIterator[bytes]:
-    """Regroup arbitrary chunks into blocks of ``block_size`` bytes (the last one may be shorter)."""
+    """Regroup arbitrary chunks into blocks of ``block_size`` bytes or more, but fewer than twice
+    that (the last one may be shorter).
+
+    Small chunks are joined up to the block boundary they cross, a chunk of one to two block sizes
+    passes on as it is, and only a larger one is cut: the bytes of an upload, which arrive in
+    pieces of a few hundred KiB, are copied once, where cutting exact blocks would copy them twice.
+    """
     parts: list[bytes] = []
     buffered = 0
     async for chunk in chunks:
         if not chunk:
             continue
-        parts.append(chunk)
-        buffered += len(chunk)
-        if buffered >= block_size:
-            data = b"".join(parts)
+        if parts or len(chunk) < block_size:
+            parts.append(chunk)
+            buffered += len(chunk)
+            if buffered < block_size:
+                continue
+            chunk = b"".join(parts)
             parts, buffered = [], 0
-            for start in range(0, len(data) - block_size + 1, block_size):
-                yield data[start : start + block_size]
-            rest = len(data) % block_size
-            if rest:
-                parts, buffered = [data[-rest:]], rest
+        start = 0
+        while len(chunk) - start >= 2 * block_size:
+            yield chunk[start : start + block_size]
+            start += block_size
+        yield chunk[start:] if start else chunk
     if parts:
         yield b"".join(parts)
 
@@ -142,13 +150,28 @@ class ContentInspector(Generic[V]):
         return any(c.feeding for c in self._candidates)
 
     def feed(self, block: bytes) -> None:
-        """Present the next block (called from a worker thread, one block at a time)."""
-        self._size += len(block)  # while it is fed; finish() is given the total
+        """Present the next bytes (called from a worker thread, in order, any number at a time).
+
+        The inspectors see them cut at every :data:`BLOCK_SIZE` boundary of the stream, whatever
+        sizes the blocks have: a format whose header points to a region that points to another
+        (VHDX: region table, metadata table, then its items, each 1 MiB-aligned or 64 KiB past the
+        last) finds each region in a later piece, since an inspector learns of a new region only
+        after the piece that names it.
+        """
+        at = 0
+        while at < len(block) and self.needs_data:
+            room = BLOCK_SIZE - self._size % BLOCK_SIZE
+            piece = block if at == 0 and len(block) <= room else block[at : at + room]
+            at += len(piece)
+            self._eat(piece)
+
+    def _eat(self, piece: bytes) -> None:
+        self._size += len(piece)  # while it is fed; finish() is given the total
         for cand in self._candidates:
             if not cand.feeding:
                 continue
             try:
-                cand.inspector.eat_chunk(block)
+                cand.inspector.eat_chunk(piece)
                 self._settle(cand)
             except Exception as exc:  # a damaged header: this format is out
                 cand.feeding, cand.matched, cand.error = False, False, str(exc) or type(exc).__name__

@@ -20,6 +20,8 @@ a body stalled for client_socket_timeout   --   connection closed: the upload is
 
 A body does not count as stalled while the server itself has paused reading (flow control, when the
 application is slower than the client).
+
+A request body reaches the application with at most one copy where uvicorn makes two (:class:`_BodyChunks`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -40,6 +42,34 @@ log = logging.getLogger(__name__)
 
 #: Seconds a client refused for too many connections is asked to wait.
 RETRY_AFTER = 5
+
+
+class _BodyChunks:
+    """The body a request cycle holds between two ``receive()`` calls, as the pieces received.
+
+    uvicorn appends every piece to a ``bytearray`` and copies that into ``bytes`` when the
+    application receives it: two copies of every byte of an upload, about a quarter of the event
+    loop's work on a 1 GiB ``PUT /file``. This keeps the pieces instead (``+=``, ``len()`` as
+    uvicorn uses them) and ``bytes()`` hands over a lone piece as it is, or joins several once.
+    """
+
+    __slots__ = ("_parts", "_size")
+
+    def __init__(self, start: bytearray) -> None:
+        self._parts: list[bytes] = [bytes(start)] if start else []
+        self._size = len(start)
+
+    def __iadd__(self, data: bytes) -> _BodyChunks:
+        self._parts.append(data)
+        self._size += len(data)
+        return self
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bytes__(self) -> bytes:
+        parts = self._parts
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -137,6 +167,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._refusal is not None:
             return
         self._body_seen = self.loop.time()
+        cycle = self.cycle
+        if type(cycle.body) is bytearray:  # new, or just emptied by receive()
+            cycle.body = cast(bytearray, _BodyChunks(cycle.body))
         super().on_body(body)
 
     def on_message_complete(self) -> None:
