@@ -39,6 +39,8 @@ from service import HOST, Server, ServerFailed
 MiB = 1024 * 1024
 TARGETS = ("glance", "glimpse")
 COPY_STORES = ["cheap", "slow", "reliable", "common"]
+#: Copies of one image tried before the sitting fails (only the Glance peer's may fail).
+COPY_ATTEMPTS = 3
 # The targets of issue 17, for Glimpse.
 UPLOAD_TARGET = 330.0
 DOWNLOAD_TARGET_OF_LOOPBACK = 0.6
@@ -230,6 +232,7 @@ def build_rows(
             target_text=f"<= {copy_target:.2f} s"
             + ("" if size == 1024 else f" ({COPY_TARGET_S_PER_GIB:.0f} s/GiB)"),
         ),
+        row("  copies that failed (made again)", "count", "copy_failures"),
         row(
             f"POST /v2/images, {args.post_connections} parallel",
             "images/s",
@@ -306,6 +309,23 @@ def build_rows(
 
 
 # ---------------------------------------------------------------------------------------- phases
+def _back_to_fast(target: Target, image_id: str, *, only_held: bool) -> None:
+    """Delete the image from the copy's target stores (``only_held``: those it is in), untimed."""
+    stores = COPY_STORES
+    if only_held:
+        image = bench.get_image(target, image_id)  # type: ignore[arg-type]
+        held = str(image.get("stores", "")).split(",")
+        stores = [store for store in COPY_STORES if store in held]
+    for store in stores:
+        bench.expect(
+            rawhttp.request(
+                HOST, target.port, "DELETE", f"/v2/stores/{store}/{image_id}", headers=tasks_bench.ADMIN
+            ),
+            204,
+            "DELETE /v2/stores/{store}/{id}",
+        )
+
+
 def load(args: argparse.Namespace, target: Target, path: str) -> dict[str, Any]:
     result, meter = bench.load_phase(args, target, path)  # type: ignore[arg-type]
     out = {**asdict(result), **meter, "value": result.rps}
@@ -379,21 +399,30 @@ def measure(
         run = bench.download_once(server, ids[attempt], stream.size, md5_hex, args)
         downs.append(run)
         log(f"{name}: download {attempt + 1}: {run.mib_s:.1f} MiB/s")
+    copy_failures = 0
     for image_id in ids:
-        busy = bench.quiet(args)
-        copy = tasks_bench.copy_image_polled(server, image_id, COPY_STORES, stream.size)
-        target.check_alive()
-        copies.append({**copy, "busy_before": busy})
-        log(f"{name}: copy-image into {len(COPY_STORES)} stores in {copy['seconds']:.2f} s")
-        # Untimed: back to `fast` only, so the disk holds one copy's worth at a time.
-        for store in COPY_STORES:
-            bench.expect(
-                rawhttp.request(
-                    HOST, target.port, "DELETE", f"/v2/stores/{store}/{image_id}", headers=tasks_bench.ADMIN
-                ),
-                204,
-                "DELETE /v2/stores/{store}/{id}",
-            )
+        for _ in range(COPY_ATTEMPTS):
+            busy = bench.quiet(args)
+            try:
+                copy = tasks_bench.copy_image_polled(server, image_id, COPY_STORES, stream.size)
+            except tasks_bench.CopyFailed as exc:
+                # Glance 33 on SQLite fails some copies with "Internal Error": counted, then the
+                # stores it filled are emptied and the copy is made again. Glimpse's must not fail.
+                if name != "glance":
+                    raise
+                copy_failures += 1
+                log(f"{name}: copy-image failed ({exc}); emptying its stores and copying again")
+                _back_to_fast(target, image_id, only_held=True)
+                continue
+            target.check_alive()
+            copies.append({**copy, "busy_before": busy})
+            log(f"{name}: copy-image into {len(COPY_STORES)} stores in {copy['seconds']:.2f} s")
+            # Untimed: back to `fast` only, so the disk holds one copy's worth at a time.
+            _back_to_fast(target, image_id, only_held=False)
+            break
+        else:
+            raise bench.BenchFailed(f"{name}: copy-image of {image_id} failed {COPY_ATTEMPTS} times")
+    res["copy_failures"] = {"value": copy_failures}
     res["upload"] = {"value": bench.median([r.mib_s for r in ups]), "runs": [asdict(r) for r in ups]}
     res["download"] = {"value": bench.median([r.mib_s for r in downs]), "runs": [asdict(r) for r in downs]}
     res["copy"] = {"value": bench.median([c["seconds"] for c in copies]), "runs": copies}
