@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import shutil
 from collections.abc import Callable, Iterator
@@ -65,6 +66,36 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+#: glibc's ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+#: Freed memory at the top of the heap that the allocator keeps for the next blocks.
+KEEP_FREED_BYTES = 256 * 1024 * 1024
+#: Blocks smaller than this come from the heap (and its freed memory) rather than from fresh mmaps.
+HEAP_BLOCKS_BELOW = 32 * 1024 * 1024
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's allocator reuse freed memory for the next blocks of a stream instead of handing
+    it back to the kernel at once; whether it took the settings (False where malloc is not glibc's).
+
+    Uploads, downloads and copies allocate and free blocks of a MiB or more all the time. By
+    default glibc gives the top of its heap back to the kernel as soon as a little more than the
+    last large block is free, so the next block is faulted in page by page again (216 page faults
+    per MiB allocated in ``tests/unit/test_allocator.py``'s pattern, 0 with these settings); on a
+    virtual machine whose freed memory returns to the host, each of those pages costs a trip to the
+    hypervisor. Measured on a 1 GiB ``PUT /file`` into new page-cache memory: 360 -> 378-388 MiB/s.
+    The process keeps at most :data:`KEEP_FREED_BYTES` unused, on top of what its streams hold.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES)) and bool(
+        mallopt(_M_MMAP_THRESHOLD, HEAP_BLOCKS_BELOW)
+    )
 
 
 @dataclass

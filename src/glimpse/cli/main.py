@@ -17,7 +17,7 @@ from glimpse.db import migrate
 from glimpse.db.session import make_engine
 from glimpse.errors import ConfigError, PolicyError
 from glimpse.logs import configure_logging
-from glimpse.runtime import Runtime, freeze_startup_heap
+from glimpse.runtime import Runtime, freeze_startup_heap, keep_freed_memory
 from glimpse.telemetry import prepare_directory
 
 log = logging.getLogger("glimpse")
@@ -115,6 +115,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.use_json)
     _prepare_metrics(settings)
     prepare(settings)
+    keep_freed_memory()
     runtime = Runtime.build(settings)
     freeze_startup_heap()
     try:
