@@ -23,7 +23,7 @@ from glimpse.domain.tasks import Clock, StoreProgress, StoreState
 from glimpse.errors import GlimpseError
 from glimpse.ports import ImageStore, StoredObject
 
-#: Blocks (of about 1 MiB) buffered per target store.
+#: Blocks (of one to two MiB) buffered per target store.
 DEFAULT_DEPTH: Final = 4
 
 
