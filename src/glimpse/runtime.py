@@ -86,7 +86,8 @@ def keep_freed_memory() -> bool:
     last large block is free, so the next block is faulted in page by page again (216 page faults
     per MiB allocated in ``tests/unit/test_allocator.py``'s pattern, 0 with these settings); on a
     virtual machine whose freed memory returns to the host, each of those pages costs a trip to the
-    hypervisor. Measured on a 1 GiB ``PUT /file`` into new page-cache memory: 360 -> 378-388 MiB/s.
+    hypervisor. Measured with three 1 GiB ``PUT /file`` in a row on one server: page faults 28 ->
+    1 per MiB, and the slowest of the three (360 MiB/s in every such run before) at 361-388 MiB/s.
     The process keeps at most :data:`KEEP_FREED_BYTES` unused, on top of what its streams hold.
     """
     try:
