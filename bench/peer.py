@@ -309,14 +309,11 @@ def build_rows(
 
 
 # ---------------------------------------------------------------------------------------- phases
-def _back_to_fast(target: Target, image_id: str, *, only_held: bool) -> None:
-    """Delete the image from the copy's target stores (``only_held``: those it is in), untimed."""
-    stores = COPY_STORES
-    if only_held:
-        image = bench.get_image(target, image_id)  # type: ignore[arg-type]
-        held = str(image.get("stores", "")).split(",")
-        stores = [store for store in COPY_STORES if store in held]
-    for store in stores:
+def _back_to_fast(target: Target, image_id: str) -> None:
+    """Delete the image from those of the copy's target stores it is in (all of them after a copy
+    that succeeded, some after one that failed), untimed."""
+    held = str(bench.get_image(target, image_id).get("stores", "")).split(",")  # type: ignore[arg-type]
+    for store in [store for store in COPY_STORES if store in held]:
         bench.expect(
             rawhttp.request(
                 HOST, target.port, "DELETE", f"/v2/stores/{store}/{image_id}", headers=tasks_bench.ADMIN
@@ -412,13 +409,13 @@ def measure(
                     raise
                 copy_failures += 1
                 log(f"{name}: copy-image failed ({exc}); emptying its stores and copying again")
-                _back_to_fast(target, image_id, only_held=True)
+                _back_to_fast(target, image_id)
                 continue
             target.check_alive()
             copies.append({**copy, "busy_before": busy})
             log(f"{name}: copy-image into {len(COPY_STORES)} stores in {copy['seconds']:.2f} s")
             # Untimed: back to `fast` only, so the disk holds one copy's worth at a time.
-            _back_to_fast(target, image_id, only_held=False)
+            _back_to_fast(target, image_id)
             break
         else:
             raise bench.BenchFailed(f"{name}: copy-image of {image_id} failed {COPY_ATTEMPTS} times")
