@@ -69,10 +69,12 @@ def _v2_routes() -> tuple[APIRouter, APIRouter]:
         )
         for route in router.routes
     ]
-    ranked = [(rank, route) for route in routes if (rank := _busy_rank(route)) is not None]
+    ranked = [(_busy_rank(route), route) for route in routes]
     busiest, rest = APIRouter(), APIRouter()
-    busiest.routes.extend(route for _, route in sorted(ranked, key=lambda pair: pair[0]))
-    rest.routes.extend(route for route in routes if _busy_rank(route) is None)
+    busiest.routes.extend(
+        route for _, route in sorted(((r, route) for r, route in ranked if r is not None), key=lambda p: p[0])
+    )
+    rest.routes.extend(route for rank, route in ranked if rank is None)
     return busiest, rest
 
 
