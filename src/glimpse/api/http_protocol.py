@@ -21,16 +21,24 @@ a body stalled for client_socket_timeout   --   connection closed: the upload is
 A body does not count as stalled while the server itself has paused reading (flow control, when the
 application is slower than the client).
 
-A request body reaches the application with at most one copy where uvicorn makes two (:class:`_BodyChunks`).
+The event loop reads into buffers of this module's own (:class:`BufferedHttpConnection`). A body
+with more than :data:`RAW_MIN` bytes still to come after its headers is then read straight into
+blocks of :data:`RAW_BLOCK`, past the parser, and handed to the application one block at a time:
+one copy of each byte between the socket and the application, where uvicorn's path makes three (the
+loop's, the parser's and its body buffer's) and cuts the body into the loop's 256 KiB reads. The
+parser is given a fresh state once the body is complete. Smaller and chunked bodies go through the
+parser, with at most one copy where uvicorn makes two (:class:`_BodyChunks`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from http import HTTPStatus
 from typing import Any, cast
 
+import httptools
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -42,6 +50,23 @@ log = logging.getLogger(__name__)
 
 #: Seconds a client refused for too many connections is asked to wait.
 RETRY_AFTER = 5
+#: A body with more than this still to arrive once its headers are parsed is read past the parser.
+RAW_MIN = 256 * 1024
+#: The blocks such a body is read into and handed over in.
+RAW_BLOCK = 1024 * 1024
+#: Bytes read at once when no large body is under way (as uvloop's own reads).
+READ_SIZE = 256 * 1024
+
+
+class _ReadBuffer(threading.local):
+    """One read buffer per thread: a read is copied out of it before the loop reads again, and an
+    event loop reads from one thread, so its connections can share it."""
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(READ_SIZE))
+
+
+_read_buffer = _ReadBuffer()
 
 
 class _BodyChunks:
@@ -92,6 +117,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_seen = 0.0
         self._refusal: tuple[int, str, dict[str, str]] | None = None
+        #: Body bytes of the current request not received yet (0 unless it has a Content-Length).
+        self._body_left = 0
+        #: While a body is read past the parser: its block, and how much of it is filled.
+        self._raw_block: bytearray | None = None
+        self._raw_fill = 0
 
     # -- connection ---------------------------------------------------------------------------------
 
@@ -114,10 +144,48 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._refusal is not None and not self.transport.is_closing():
             self._send_refusal()
 
+    # -- reading into our own buffers (BufferedHttpConnection) -------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        block = self._raw_block
+        if block is None:
+            return _read_buffer.view
+        return memoryview(block)[self._raw_fill : min(len(block), self._raw_fill + self._body_left)]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        block = self._raw_block
+        if block is None:
+            self.data_received(bytes(_read_buffer.view[:nbytes]))
+            if (
+                self._body_left > RAW_MIN
+                and self._refusal is None
+                and self.cycle is not None
+                and not self.transport.is_closing()
+            ):
+                self._raw_block = bytearray(RAW_BLOCK)
+                self._raw_fill = 0
+            return
+        self._unset_keepalive_if_required()
+        self._body_seen = self.loop.time()  # a slow client is not stalled while a block fills
+        self._raw_fill += nbytes
+        self._body_left -= nbytes
+        if self._raw_fill < len(block) and self._body_left:
+            return
+        piece = bytes(block) if self._raw_fill == len(block) else bytes(memoryview(block)[: self._raw_fill])
+        self._raw_fill = 0
+        self.on_body(piece)
+        if not self._body_left:
+            # The parser still waits for the body it did not see: the next request starts afresh.
+            self._raw_block = None
+            self.on_message_complete()
+            self.parser = httptools.HttpRequestParser(self)
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+
     # -- parser callbacks ---------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._body_left = 0
         self._in_head = True
         self._head_bytes = 0
         self._arm_head_timer()
@@ -159,6 +227,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             )
             return
         super().on_headers_complete()
+        self._body_left = self._content_length()
         if self._expects_body():
             self._body_seen = self.loop.time()
             self._body_timer = self.loop.call_later(self.limits.client_socket_timeout, self._check_body)
@@ -167,6 +236,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._refusal is not None:
             return
         self._body_seen = self.loop.time()
+        if self._raw_block is None:
+            self._body_left -= len(body)
         cycle = self.cycle
         if type(cycle.body) is bytearray:  # new, or just emptied by receive()
             cycle.body = cast(bytearray, _BodyChunks(cycle.body))
@@ -181,6 +252,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     # -- limits -------------------------------------------------------------------------------------
+
+    def _content_length(self) -> int:
+        """The body's Content-Length; 0 for a chunked body or an upgrade (those stay with the parser),
+        which has already refused a malformed or repeated length."""
+        length = 0
+        for name, value in self.headers:
+            if name in (b"transfer-encoding", b"upgrade"):
+                return 0
+            if name == b"content-length":
+                length = int(value)
+        return length
 
     def _expects_body(self) -> bool:
         for name, value in self.headers:
@@ -261,3 +343,39 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         self._cancel_timers()
         self.transport.close()
+
+
+class BufferedHttpConnection(asyncio.BufferedProtocol):
+    """What the event loop sees of a connection: it reads into the buffers :class:`GuardedHttpProtocol`
+    gives (see the module docstring) and passes everything else on to it.
+
+    A separate object because uvloop reads into a protocol's buffers only when the protocol is not an
+    :class:`asyncio.Protocol`, which uvicorn's protocol is. uvicorn counts and shuts down the
+    :class:`GuardedHttpProtocol` (``http``) as it does any of its connections.
+    """
+
+    __slots__ = ("http",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.http = GuardedHttpProtocol(*args, **kwargs)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.http.connection_made(cast(asyncio.Transport, transport))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.http.connection_lost(exc)
+
+    def eof_received(self) -> None:
+        self.http.eof_received()
+
+    def pause_writing(self) -> None:
+        self.http.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.http.resume_writing()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.http.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.http.buffer_updated(nbytes)

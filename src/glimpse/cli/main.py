@@ -65,7 +65,7 @@ def _prepare_metrics(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import functools
 
-    from glimpse.api.http_protocol import GuardedHttpProtocol
+    from glimpse.api.http_protocol import BufferedHttpConnection
     from glimpse.cli import serving
 
     settings = _settings(args)
@@ -90,7 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "workers": settings.workers,
         "loop": "uvloop",
         # A module-level class with its limits bound: picklable for the worker processes.
-        "http": cast(Any, functools.partial(GuardedHttpProtocol, limits=settings.http_limits)),
+        "http": cast(Any, functools.partial(BufferedHttpConnection, limits=settings.http_limits)),
         "access_log": False,
         # uvicorn's own lines go through the root logger, in the service's format (text or JSON).
         "log_config": None,
