@@ -114,14 +114,12 @@ async def _exchange(app: BodyRecorder, stream: bytes, piece: int, responses: int
         sending = asyncio.create_task(send())
         statuses = []
         for _ in range(responses):
-            status = await asyncio.wait_for(reader.readline(), 60)
-            statuses.append(status)
+            statuses.append(await asyncio.wait_for(reader.readline(), 60))
+            length = 0
             while (line := await asyncio.wait_for(reader.readline(), 60)) not in (b"\r\n", b""):
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
-                    await reader.readline()
-                    await reader.readexactly(length)
-                    break
+            await reader.readexactly(length)
         await sending
         writer.close()
         await writer.wait_closed()
