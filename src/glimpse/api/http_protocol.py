@@ -144,7 +144,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._refusal is not None and not self.transport.is_closing():
             self._send_refusal()
 
-    # -- reading into our own buffers (BufferedHttpConnection) -------------------------------------------
+    # -- reading into our own buffers (BufferedHttpConnection) --------------------------------------
 
     def get_buffer(self, sizehint: int) -> memoryview:
         block = self._raw_block
