@@ -70,10 +70,9 @@ def _v2_routes() -> tuple[APIRouter, APIRouter]:
         for route in router.routes
     ]
     ranked = [(_busy_rank(route), route) for route in routes]
+    busy = [(rank, route) for rank, route in ranked if rank is not None]
     busiest, rest = APIRouter(), APIRouter()
-    busiest.routes.extend(
-        route for _, route in sorted(((r, route) for r, route in ranked if r is not None), key=lambda p: p[0])
-    )
+    busiest.routes.extend(route for _, route in sorted(busy, key=lambda pair: pair[0]))
     rest.routes.extend(route for rank, route in ranked if rank is None)
     return busiest, rest
 
