@@ -227,8 +227,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             )
             return
         super().on_headers_complete()
-        self._body_left = self._content_length()
-        if self._expects_body():
+        expects_body, self._body_left = self._body_framing()
+        if expects_body:
             self._body_seen = self.loop.time()
             self._body_timer = self.loop.call_later(self.limits.client_socket_timeout, self._check_body)
 
@@ -253,24 +253,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     # -- limits -------------------------------------------------------------------------------------
 
-    def _content_length(self) -> int:
-        """The body's Content-Length; 0 for a chunked body or an upgrade (those stay with the parser),
-        which has already refused a malformed or repeated length."""
-        length = 0
+    def _body_framing(self) -> tuple[bool, int]:
+        """Whether the request has a body, and its Content-Length: 0 for a chunked body or an upgrade
+        (those stay with the parser, which has already refused a malformed or repeated length)."""
+        chunked = upgrade = False
+        length = b""
         for name, value in self.headers:
-            if name in (b"transfer-encoding", b"upgrade"):
-                return 0
-            if name == b"content-length":
-                length = int(value)
-        return length
-
-    def _expects_body(self) -> bool:
-        for name, value in self.headers:
-            if name == b"transfer-encoding" or (
-                name == b"content-length" and value.strip() not in (b"", b"0")
-            ):
-                return True
-        return False
+            if name == b"transfer-encoding":
+                chunked = True
+            elif name == b"upgrade":
+                upgrade = True
+            elif name == b"content-length":
+                length = value.strip()
+        expects_body = chunked or length not in (b"", b"0")
+        return expects_body, 0 if chunked or upgrade or not length else int(length)
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
