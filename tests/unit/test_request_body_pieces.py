@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import pytest
@@ -93,17 +94,25 @@ def _cut(data: bytes, size: int) -> list[bytes]:
     return [data[start : start + size] for start in range(0, len(data), size)]
 
 
+@asynccontextmanager
+async def _serving(app: BodyRecorder, limits: HttpLimits | None = None) -> AsyncIterator[int]:
+    """The protocol serving ``app`` on a loopback port (yielded) of the running loop."""
+    config = Config(app, log_config=None, lifespan="off")
+    state = ServerState()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: BufferedHttpConnection(config, state, {}, limits=limits or HttpLimits()), "127.0.0.1", 0
+    )
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def _exchange(app: BodyRecorder, stream: bytes, piece: int, responses: int) -> list[bytes]:
     """Send ``stream`` in writes of ``piece`` bytes on one connection; the status lines of the
     first ``responses`` responses."""
-    loop = asyncio.get_running_loop()
-    config = Config(app, log_config=None, lifespan="off")
-    state = ServerState()
-    server = await loop.create_server(
-        lambda: BufferedHttpConnection(config, state, {}, limits=HttpLimits()), "127.0.0.1", 0
-    )
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with _serving(app) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
 
         async def send() -> None:
@@ -124,9 +133,6 @@ async def _exchange(app: BodyRecorder, stream: bytes, piece: int, responses: int
         writer.close()
         await writer.wait_closed()
         return statuses
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 @pytest.mark.parametrize("piece", [1000, 65536, 3 * MiB])
@@ -185,25 +191,16 @@ def test_a_client_gone_mid_body_is_a_disconnect(run: Any) -> None:
     app = BodyRecorder()
 
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        config = Config(app, log_config=None, lifespan="off")
-        server = await loop.create_server(
-            lambda: BufferedHttpConnection(config, ServerState(), {}, limits=HttpLimits()),
-            "127.0.0.1",
-            0,
-        )
-        port = server.sockets[0].getsockname()[1]
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(_request(bytes(4 * MiB))[: 2 * MiB])
-        await writer.drain()
-        await asyncio.sleep(0.2)
-        writer.close()
-        for _ in range(100):
-            if app.ends:
-                break
-            await asyncio.sleep(0.05)
-        server.close()
-        await server.wait_closed()
+        async with _serving(app) as port:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(_request(bytes(4 * MiB))[: 2 * MiB])
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.close()
+            for _ in range(100):
+                if app.ends:
+                    break
+                await asyncio.sleep(0.05)
 
     run(scenario())
     assert app.ends == ["disconnect"]
@@ -214,14 +211,7 @@ async def _trickle(app: BodyRecorder, body: bytes, head: int, pieces: int, gap: 
     """Send the request with ``head`` bytes of body at once, then ``pieces`` bytes one at a time
     ``gap`` s apart, then (when ``pieces`` > 0) the rest; the server gives up on a body after 0.5 s
     without data. The status line, or b"" when the server closed the connection."""
-    loop = asyncio.get_running_loop()
-    config = Config(app, log_config=None, lifespan="off")
-    limits = HttpLimits(client_socket_timeout=0.5)
-    server = await loop.create_server(
-        lambda: BufferedHttpConnection(config, ServerState(), {}, limits=limits), "127.0.0.1", 0
-    )
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with _serving(app, HttpLimits(client_socket_timeout=0.5)) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         request = _request(body)
         sent = len(request) - len(body) + head
@@ -235,9 +225,6 @@ async def _trickle(app: BodyRecorder, body: bytes, head: int, pieces: int, gap: 
         status = await asyncio.wait_for(reader.readline(), 30)
         writer.close()
         return status
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 def test_a_slow_client_is_not_stalled_while_a_block_fills(run: Any) -> None:
